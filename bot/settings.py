@@ -1,0 +1,199 @@
+"""The one ``Settings`` object: built-in defaults < TOML file < ``ENGAGE_<SECTION>__<KEY>``.
+
+Each package owns the model of its own section (``storage.config``, ``scheduler.config``,
+``loyalty.config``); this module composes them and knows where configuration comes from.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from loyalty.config import LoyaltySettings
+from scheduler.config import RenewalSettings, ScheduleSettings, WeatherSettings
+from storage.config import DatabaseSettings
+
+Category = Literal["service", "reminder", "care", "marketing"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TelegramSettings(_Section):
+    token: SecretStr = SecretStr("")
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_url: str = ""
+    webhook_secret: SecretStr = SecretStr("")
+    api_base: str = "https://api.telegram.org"
+    rate_per_second: float = Field(default=25.0, gt=0)
+    per_chat_interval_seconds: float = Field(default=1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _webhook_needs_url_and_secret(self) -> TelegramSettings:
+        if self.mode == "webhook":
+            if not self.webhook_url:
+                raise ValueError("webhook_url: required when mode = 'webhook'")
+            if not self.webhook_secret.get_secret_value():
+                raise ValueError("webhook_secret: required when mode = 'webhook'")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.token.get_secret_value())
+
+
+class TwilioSettings(_Section):
+    account_sid: str = ""
+    auth_token: SecretStr = SecretStr("")
+    from_number: str = ""
+    messaging_service_sid: str = ""
+    api_base: str = "https://api.twilio.com"
+    public_base_url: str = Field(
+        default="",
+        description="the URL Twilio calls us at; signatures are checked against it",
+    )
+    delete_media: bool = True
+    segments_per_second: float = Field(default=10.0, gt=0)
+    max_concurrent_requests: int = Field(default=8, ge=1, le=100)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.account_sid and self.auth_token.get_secret_value())
+
+
+class SmsSettings(_Section):
+    signature: str = "【安行保险】"
+    opt_out_hint_zh: str = "回T退订"
+    opt_out_hint_en: str = "Reply STOP to opt out"
+    opt_out_categories: list[Category] = ["marketing", "care", "reminder"]
+    hotline: str = "95500"
+
+
+class DeliverySettings(_Section):
+    batch_size: int = Field(default=200, ge=1, le=5000)
+    lease_seconds: int = Field(default=120, ge=5)
+    poll_interval_seconds: float = Field(default=1.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1, le=50)
+    backoff_base_seconds: float = Field(default=30.0, gt=0)
+    weekly_cap: int = Field(default=3, ge=0, description="care + marketing per 7 days")
+    quiet_hours_exempt: list[Category] = ["service"]
+    marketing_requires_consent_prefixes: list[str] = ["+86"]
+
+
+class UploadSettings(_Section):
+    directory: Path = Path("data/uploads")
+    max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(default=40_000_000, ge=10_000)
+
+
+class WebSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    public_base_url: str = ""
+
+
+class OperatorSettings(_Section):
+    session_hours: int = Field(default=12, ge=1, le=720)
+    default_language: Literal["zh-CN", "en"] = "zh-CN"
+
+
+class RedisSettings(_Section):
+    url: str = ""
+
+
+class CompanySettings(_Section):
+    name_zh: str = "安行保险"
+    name_en: str = "Anxing Insurance"
+    hotline: str = "95500"
+    default_language: Literal["zh-CN", "en"] = "zh-CN"
+    default_phone_region: str = "CN"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ENGAGE_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    company: CompanySettings = CompanySettings()
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    telegram: TelegramSettings = TelegramSettings()
+    twilio: TwilioSettings = TwilioSettings()
+    sms: SmsSettings = SmsSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    renewal: RenewalSettings = RenewalSettings()
+    weather: WeatherSettings = WeatherSettings()
+    loyalty: LoyaltySettings = LoyaltySettings()
+    uploads: UploadSettings = UploadSettings()
+    web: WebSettings = WebSettings()
+    operator: OperatorSettings = OperatorSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init data; the environment outranks it.
+        return (env_settings, init_settings)
+
+
+class ConfigError(Exception):
+    """A configuration mistake, worded as one line that names the key."""
+
+
+def _config_path(explicit: str | os.PathLike[str] | None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    if env := os.environ.get("ENGAGE_CONFIG"):
+        return Path(env)
+    default = Path("config.toml")
+    return default if default.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    key = ".".join(str(part) for part in err["loc"])
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        message = "unknown key"
+    # A model-level check words its own key ("webhook_url: required ...").
+    if ": " in message and err["type"] == "value_error":
+        inner, _, message = message.partition(": ")
+        key = f"{key}.{inner}" if key else inner
+    more = len(exc.errors()) - 1
+    suffix = f" (and {more} more)" if more else ""
+    return f"{key}: {message}{suffix}"
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read the configuration, raising ``ConfigError`` with a one-line explanation."""
+    config_path = _config_path(path)
+    data = _read_toml(config_path) if config_path else {}
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        where = f" in {config_path}" if config_path else ""
+        raise ConfigError(f"invalid configuration{where}: {_describe(exc)}") from None

@@ -1,0 +1,99 @@
+"""Database lifecycle: the Tortoise configuration, start-up (with migrations) and shutdown."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from tortoise import Tortoise
+from tortoise.migrations.api import migrate
+
+log = logging.getLogger(__name__)
+
+MODELS_APP = "models"
+MODELS_MODULES = ["storage.models"]
+MIGRATIONS_MODULE = "storage.migrations"
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached or opened; the message says which one and why."""
+
+
+def _normalise(url: str) -> str:
+    if url.startswith("postgresql://"):
+        return "postgres://" + url.removeprefix("postgresql://")
+    return url
+
+
+def tortoise_config(url: str, *, pool_max: int = 10) -> dict[str, Any]:
+    url = _normalise(url)
+    connection: str | dict[str, Any] = url
+    if url.startswith("postgres://"):
+        from tortoise.backends.base.config_generator import expand_db_url
+
+        connection = expand_db_url(url)
+        connection["credentials"]["maxsize"] = pool_max
+        connection["credentials"].setdefault("minsize", 1)
+    return {
+        "connections": {"default": connection},
+        "apps": {
+            MODELS_APP: {
+                "models": MODELS_MODULES,
+                "migrations": MIGRATIONS_MODULE,
+                "default_connection": "default",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+def describe_url(url: str) -> str:
+    """The URL with any password hidden, for messages and logs."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    if url.startswith("sqlite://"):
+        path = url.removeprefix("sqlite://")
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+async def upgrade(url: str, *, pool_max: int = 10) -> None:
+    """Apply every pending migration (idempotent), then leave Tortoise initialised."""
+    _ensure_sqlite_dir(url)
+    config = tortoise_config(url, pool_max=pool_max)
+    try:
+        await migrate(config=config)
+        await Tortoise.init(config=config)
+        await Tortoise.get_connection("default").execute_query("SELECT 1")
+    except (OSError, ConnectionError) as exc:
+        await Tortoise.close_connections()
+        raise DatabaseUnavailable(f"cannot reach database {describe_url(url)}: {exc}") from None
+    except Exception as exc:
+        # asyncpg/aiosqlite raise their own hierarchies for auth, missing databases, etc.
+        name = type(exc).__name__
+        if name in {"InvalidCatalogNameError", "InvalidPasswordError", "OperationalError",
+                    "CannotConnectNowError", "ConnectionDoesNotExistError"}:
+            await Tortoise.close_connections()
+            raise DatabaseUnavailable(
+                f"cannot open database {describe_url(url)}: {exc}"
+            ) from None
+        raise
+    log.info("database ready at %s", describe_url(url))
+
+
+async def close() -> None:
+    await Tortoise.close_connections()
+
+
+# For `tortoise makemigrations -c storage.db.TORTOISE_ORM` during development only.
+TORTOISE_ORM = tortoise_config(os.environ.get("ENGAGE_DATABASE__URL", "sqlite://data/dev.sqlite3"))

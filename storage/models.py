@@ -1,0 +1,307 @@
+"""Tortoise ORM models for everything Engage owns or mirrors from the insurer's core system.
+
+Money is integer cents (fen). Timestamps are timezone-aware and stored in UTC. Natural keys
+(phone, policy number, claim number, payment external id, outbox dedup key) are unique so
+imports and retries are upserts, never duplicates.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class Language(StrEnum):
+    ZH_CN = "zh-CN"
+    EN = "en"
+
+
+class Product(StrEnum):
+    COMPULSORY = "compulsory"  # 交强险
+    COMMERCIAL = "commercial"  # 商业险
+
+
+class PolicyStatus(StrEnum):
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    RENEWED = "renewed"
+
+
+class ClaimStatus(StrEnum):
+    REPORTED = "reported"
+    REGISTERED = "registered"
+    SURVEYED = "surveyed"
+    LOSS_ASSESSED = "loss_assessed"
+    APPROVED = "approved"
+    PAID = "paid"
+    CLOSED = "closed"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+
+
+OPEN_CLAIM_STATUSES = (
+    ClaimStatus.REPORTED,
+    ClaimStatus.REGISTERED,
+    ClaimStatus.SURVEYED,
+    ClaimStatus.LOSS_ASSESSED,
+    ClaimStatus.APPROVED,
+)
+
+
+class Channel(StrEnum):
+    TELEGRAM = "telegram"
+    SMS = "sms"
+    CONSOLE = "console"
+    WEB = "web"
+
+
+class Category(StrEnum):
+    SERVICE = "service"  # claim updates, policy service: cannot be turned off
+    REMINDER = "reminder"  # renewal
+    CARE = "care"  # birthday, festival, weather
+    MARKETING = "marketing"  # campaigns
+
+
+class DocumentStatus(StrEnum):
+    RECEIVED = "received"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class MessageStatus(StrEnum):
+    PENDING = "pending"  # waiting for its not-before time
+    CLAIMED = "claimed"  # leased by a dispatcher
+    SENT = "sent"  # accepted by the provider
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # never sent, with a reason
+    UNKNOWN = "unknown"  # the provider may or may not have it (timeout after the request)
+
+
+class PaymentKind(StrEnum):
+    PREMIUM = "premium"
+    REFUND = "refund"
+
+
+class TimestampMixin:
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+
+# Model docstrings become SQL table comments, and the migration executor splits SQL on
+# semicolons: keep semicolons out of model docstrings.
+
+
+class Region(Model):
+    id = fields.IntField(primary_key=True)
+    code = fields.CharField(max_length=32, unique=True)
+    name = fields.CharField(max_length=64)
+    name_en = fields.CharField(max_length=64, default="")
+    latitude = fields.FloatField()
+    longitude = fields.FloatField()
+    timezone = fields.CharField(max_length=64, default="Asia/Shanghai")
+
+    class Meta:
+        table = "region"
+
+
+class Customer(TimestampMixin, Model):
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=100)
+    phone = fields.CharField(max_length=20, unique=True, description="E.164")
+    phone_invalid_at = fields.DatetimeField(null=True)
+    birthday = fields.DateField(null=True)
+    # month * 100 + day of the solar birthday, indexed so a day's birthdays are one lookup
+    birthday_md = fields.SmallIntField(null=True, db_index=True)
+    lunar_birthday = fields.BooleanField(default=False)
+    language = fields.CharEnumField(Language, max_length=8, default=Language.ZH_CN)
+    timezone = fields.CharField(max_length=64, default="Asia/Shanghai")
+    region: fields.ForeignKeyNullableRelation[Region] = fields.ForeignKeyField(
+        "models.Region", related_name="customers", null=True, on_delete=fields.SET_NULL
+    )
+    referral_code = fields.CharField(max_length=16, unique=True)
+    referred_by: fields.ForeignKeyNullableRelation[Customer] = fields.ForeignKeyField(
+        "models.Customer", related_name="referrals", null=True, on_delete=fields.SET_NULL
+    )
+    email = fields.CharField(max_length=254, default="")
+
+    class Meta:
+        table = "customer"
+
+
+class TelegramAccount(TimestampMixin, Model):
+    id = fields.IntField(primary_key=True)
+    telegram_user_id = fields.BigIntField(unique=True)
+    chat_id = fields.BigIntField()
+    username = fields.CharField(max_length=64, default="")
+    language_code = fields.CharField(max_length=16, default="")
+    customer: fields.ForeignKeyNullableRelation[Customer] = fields.ForeignKeyField(
+        "models.Customer", related_name="telegram_accounts", null=True, on_delete=fields.SET_NULL
+    )
+    linked_at = fields.DatetimeField(null=True)
+    blocked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "telegram_account"
+
+
+class Policy(TimestampMixin, Model):
+    id = fields.IntField(primary_key=True)
+    number = fields.CharField(max_length=40, unique=True)
+    customer: fields.ForeignKeyRelation[Customer] = fields.ForeignKeyField(
+        "models.Customer", related_name="policies", on_delete=fields.RESTRICT
+    )
+    product = fields.CharEnumField(Product, max_length=16)
+    plate = fields.CharField(max_length=16, db_index=True)
+    vehicle = fields.CharField(max_length=100, default="")
+    coverage = fields.JSONField(default=dict)
+    start_date = fields.DateField()
+    end_date = fields.DateField(db_index=True)
+    premium_cents = fields.BigIntField()
+    status = fields.CharEnumField(PolicyStatus, max_length=16, default=PolicyStatus.ACTIVE)
+    renewed_by: fields.ForeignKeyNullableRelation[Policy] = fields.ForeignKeyField(
+        "models.Policy", related_name="renews", null=True, on_delete=fields.SET_NULL
+    )
+    renewed_at = fields.DatetimeField(null=True)
+    cancelled_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "policy"
+        indexes = (("status", "end_date"),)
+
+
+class Claim(TimestampMixin, Model):
+    id = fields.IntField(primary_key=True)
+    number = fields.CharField(max_length=40, unique=True)
+    policy: fields.ForeignKeyRelation[Policy] = fields.ForeignKeyField(
+        "models.Policy", related_name="claims", on_delete=fields.RESTRICT
+    )
+    customer: fields.ForeignKeyRelation[Customer] = fields.ForeignKeyField(
+        "models.Customer", related_name="claims", on_delete=fields.RESTRICT
+    )
+    status = fields.CharEnumField(ClaimStatus, max_length=16, default=ClaimStatus.REPORTED)
+    reported_at = fields.DatetimeField()
+    description = fields.TextField(default="")
+    estimated_cents = fields.BigIntField(null=True)
+    paid_cents = fields.BigIntField(null=True)
+    required_documents = fields.JSONField(default=list)
+
+    class Meta:
+        table = "claim"
+
+
+class ClaimEvent(Model):
+    id = fields.IntField(primary_key=True)
+    claim: fields.ForeignKeyRelation[Claim] = fields.ForeignKeyField(
+        "models.Claim", related_name="events", on_delete=fields.CASCADE
+    )
+    status = fields.CharEnumField(ClaimStatus, max_length=16)
+    occurred_at = fields.DatetimeField()
+    note = fields.TextField(default="")
+    external_id = fields.CharField(max_length=64, unique=True, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "claim_event"
+        ordering = ["occurred_at", "id"]
+
+
+class Payment(Model):
+    """A premium payment or refund pushed from the core system (earns or reverses points)."""
+
+    id = fields.IntField(primary_key=True)
+    external_id = fields.CharField(max_length=64, unique=True)
+    policy: fields.ForeignKeyRelation[Policy] = fields.ForeignKeyField(
+        "models.Policy", related_name="payments", on_delete=fields.RESTRICT
+    )
+    customer: fields.ForeignKeyRelation[Customer] = fields.ForeignKeyField(
+        "models.Customer", related_name="payments", on_delete=fields.RESTRICT
+    )
+    kind = fields.CharEnumField(PaymentKind, max_length=8, default=PaymentKind.PREMIUM)
+    amount_cents = fields.BigIntField()
+    paid_at = fields.DatetimeField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "payment"
+        indexes = (("customer_id", "paid_at"),)
+
+
+class Document(Model):
+    id = fields.IntField(primary_key=True)
+    claim: fields.ForeignKeyNullableRelation[Claim] = fields.ForeignKeyField(
+        "models.Claim", related_name="documents", null=True, on_delete=fields.SET_NULL
+    )
+    customer: fields.ForeignKeyRelation[Customer] = fields.ForeignKeyField(
+        "models.Customer", related_name="documents", on_delete=fields.RESTRICT
+    )
+    channel = fields.CharEnumField(Channel, max_length=16)
+    mime_type = fields.CharField(max_length=64)
+    size = fields.BigIntField()
+    sha256 = fields.CharField(max_length=64, db_index=True)
+    storage_key = fields.CharField(max_length=255)
+    original_name = fields.CharField(max_length=255, default="")
+    status = fields.CharEnumField(DocumentStatus, max_length=16, default=DocumentStatus.RECEIVED)
+    reason = fields.TextField(default="")
+    created_at = fields.DatetimeField(auto_now_add=True)
+    reviewed_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "document"
+
+
+class Consent(Model):
+    """An append-only consent record: the newest per (customer, channel, category) wins.
+
+    ``channel`` is ``sms``, ``telegram`` or ``*`` (every channel).
+    """
+
+    id = fields.IntField(primary_key=True)
+    customer: fields.ForeignKeyRelation[Customer] = fields.ForeignKeyField(
+        "models.Customer", related_name="consents", on_delete=fields.CASCADE
+    )
+    channel = fields.CharField(max_length=16)
+    category = fields.CharEnumField(Category, max_length=16)
+    granted = fields.BooleanField()
+    source = fields.CharField(max_length=64)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "consent"
+        indexes = (("customer_id", "category", "channel", "created_at"),)
+
+
+class Message(TimestampMixin, Model):
+    """The outbox: every outbound message, from the rule that queued it to its final status."""
+
+    id = fields.BigIntField(primary_key=True)
+    dedup_key = fields.CharField(max_length=200, unique=True)
+    kind = fields.CharField(max_length=40)
+    category = fields.CharEnumField(Category, max_length=16)
+    customer: fields.ForeignKeyRelation[Customer] = fields.ForeignKeyField(
+        "models.Customer", related_name="messages", on_delete=fields.CASCADE
+    )
+    channel_policy = fields.CharField(max_length=20, default="telegram_then_sms")
+    channel = fields.CharEnumField(Channel, max_length=16, null=True)
+    template_key = fields.CharField(max_length=60)
+    params = fields.JSONField(default=dict)
+    not_before = fields.DatetimeField()
+    stale_after = fields.DatetimeField(null=True)
+    status = fields.CharEnumField(MessageStatus, max_length=16, default=MessageStatus.PENDING)
+    skip_reason = fields.CharField(max_length=32, default="")
+    attempts = fields.SmallIntField(default=0)
+    lease_expires_at = fields.DatetimeField(null=True)
+    provider_id = fields.CharField(max_length=64, null=True, db_index=True)
+    last_error = fields.TextField(default="")
+    segments = fields.SmallIntField(default=0)
+    campaign_id = fields.IntField(null=True, db_index=True)
+    sent_at = fields.DatetimeField(null=True)
+    delivered_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "message"
+        indexes = (("status", "not_before"), ("customer_id", "created_at"))
