@@ -45,7 +45,7 @@ from tests.fakes.twilio import (
 )
 from tests.fakes.weather import FakeWeather
 
-pytest_plugins = ["tests.fakes.fixtures"]
+
 
 CUSTOMER_CHAT = 424242
 CN_MOBILE = "+8613800138000"

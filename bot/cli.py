@@ -1,0 +1,142 @@
+"""The ``engage`` console command: parse arguments, load settings once, run one command.
+
+Exit codes: 0 success, 1 partial failure (e.g. rejected CSV rows), 2 a configuration, file
+or database problem explained in one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import date
+from pathlib import Path
+
+from bot.settings import ConfigError, Settings, load_settings
+from storage import db as storage_db
+
+log = logging.getLogger("engage")
+
+Command = Callable[[Settings, argparse.Namespace], Awaitable[int]]
+
+
+class UsageError(Exception):
+    """A problem with the command's own input, reported in one line with exit code 2."""
+
+
+def _iso_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number: {value!r}")
+    return number
+
+
+async def _db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    await storage_db.upgrade(settings.database.url, pool_max=settings.database.pool_max)
+    await storage_db.close()
+    print(f"database is up to date: {storage_db.describe_url(settings.database.url)}")
+    return 0
+
+
+async def _import(settings: Settings, args: argparse.Namespace) -> int:
+    from storage.importer import ImportFileError, import_csv
+
+    await storage_db.upgrade(settings.database.url, pool_max=settings.database.pool_max)
+    try:
+        report = await import_csv(
+            args.kind,
+            Path(args.file),
+            default_region=settings.company.default_phone_region,
+            out=sys.stdout,
+            progress=sys.stderr.isatty() and not args.quiet,
+        )
+    except ImportFileError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        await storage_db.close()
+    return 0 if report.rejected == 0 else 1
+
+
+async def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.demo import run_demo
+
+    await storage_db.upgrade(settings.database.url, pool_max=settings.database.pool_max)
+    try:
+        await run_demo(settings, customers=args.customers, day=args.date, out=sys.stdout)
+    finally:
+        await storage_db.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="engage", description="Engage: customer engagement for car insurers."
+    )
+    parser.add_argument("--config", metavar="PATH", help="TOML file (default: $ENGAGE_CONFIG "
+                        "or ./config.toml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="offline demo: demo data, one day's plan, console delivery")
+    demo.add_argument("--customers", type=_positive_int, default=200)
+    demo.add_argument("--date", type=_iso_date, default=None,
+                      help="the plan day (default: today in the care time zone)")
+    demo.set_defaults(func=_demo)
+
+    database = sub.add_parser("db", help="database maintenance")
+    db_sub = database.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_sub.add_parser("upgrade", help="apply pending migrations").set_defaults(func=_db_upgrade)
+
+    imp = sub.add_parser("import", help="import a CSV export from the core system")
+    imp.add_argument("kind", choices=["customers", "policies", "claims", "payments"])
+    imp.add_argument("file")
+    imp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    imp.set_defaults(func=_import)
+    return parser
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("tortoise", "aiosqlite", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        settings = load_settings(args.config)
+        command: Command = args.func
+        return asyncio.run(command(settings, args))
+    except ConfigError as exc:
+        print(f"engage: {exc}", file=sys.stderr)
+        return 2
+    except storage_db.DatabaseUnavailable as exc:
+        print(f"engage: {exc}", file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"engage: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
