@@ -50,6 +50,19 @@ async def _db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _run(settings: Settings, args: argparse.Namespace) -> int:
+    import signal
+
+    from bot.web.app import serve
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(settings, stop)
+    return 0
+
+
 async def _import(settings: Settings, args: argparse.Namespace) -> int:
     from storage.importer import ImportFileError, import_csv
 
@@ -88,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "or ./config.toml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("run", help="serve webhooks, API and console; run scheduler and dispatcher"
+                   ).set_defaults(func=_run)
 
     demo = sub.add_parser("demo", help="offline demo: demo data, one day's plan, console delivery")
     demo.add_argument("--customers", type=_positive_int, default=200)

@@ -45,8 +45,6 @@ from tests.fakes.twilio import (
 )
 from tests.fakes.weather import FakeWeather
 
-
-
 CUSTOMER_CHAT = 424242
 CN_MOBILE = "+8613800138000"
 SENDER = "+15005550006"

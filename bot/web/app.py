@@ -1,0 +1,177 @@
+"""The composition root: build every app-wide service from ``Settings`` and wire the aiohttp
+application (webhooks, operator API, /healthz, /metrics) together with the dispatcher.
+
+Nothing connects at import; ``build_app`` only describes. Connections open in the app's
+cleanup contexts at start-up and close, in reverse order, at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from tortoise import Tortoise
+
+from bot.delivery.dispatcher import Dispatcher, Limits
+from bot.delivery.metrics import DeliveryMetrics
+from bot.delivery.senders import AiogramTelegram, SmsGateway, TelegramGateway, TwilioSms
+from bot.settings import Settings
+from bot.sms.signature import TwilioSignature
+from bot.sms.status import status_callback
+from bot.texts import Texts
+from bot.web.keys import CLOCK, DISPATCHER, REGISTRY, SETTINGS, TEXTS, TWILIO_SIGNATURE
+from storage import db as storage_db
+
+log = logging.getLogger(__name__)
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Overrides:
+    """Seams for tests and the demo: replace a provider or the clock, skip a background task."""
+
+    telegram: TelegramGateway | None = None
+    sms: SmsGateway | None = None
+    clock: Callable[[], datetime] = system_clock
+    run_dispatcher: bool = True
+    manage_database: bool = True
+    extra_cleanup: list[Callable[[web.Application], AsyncIterator[None]]] = field(
+        default_factory=list
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    try:
+        await Tortoise.get_connection("default").execute_query("SELECT 1")
+    except Exception as exc:  # any driver error means "not healthy"; report, don't crash
+        log.warning("health check failed: %s", type(exc).__name__)
+        return web.json_response({"status": "unavailable", "database": "down"}, status=503)
+    return web.json_response({"status": "ok", "database": "up"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _limits(settings: Settings) -> tuple[Limits, Callable[[], object] | None]:
+    from bot.delivery import ratelimit
+
+    tg = settings.telegram
+    tw = settings.twilio
+    if settings.redis.url:
+        from redis.asyncio import Redis
+
+        redis = Redis.from_url(settings.redis.url)
+        limits = Limits(
+            telegram=ratelimit.redis_rate_limiter(redis, "engage:tg", tg.rate_per_second),
+            telegram_per_chat=ratelimit.redis_keyed_interval(
+                redis, "engage:tg-chat", tg.per_chat_interval_seconds),
+            sms=ratelimit.redis_rate_limiter(redis, "engage:sms", tw.segments_per_second),
+            sms_concurrency=tw.max_concurrent_requests,
+        )
+        return limits, redis.aclose
+    return Limits(
+        telegram=ratelimit.local_rate_limiter(tg.rate_per_second),
+        telegram_per_chat=ratelimit.local_keyed_interval(tg.per_chat_interval_seconds),
+        sms=ratelimit.local_rate_limiter(tw.segments_per_second),
+        sms_concurrency=tw.max_concurrent_requests,
+    ), None
+
+
+def build_app(settings: Settings, overrides: Overrides | None = None) -> web.Application:
+    seams = overrides or Overrides()
+    app = web.Application(client_max_size=settings.uploads.max_bytes + 1024 * 1024)
+    app[SETTINGS] = settings
+    app[CLOCK] = seams.clock
+    app[REGISTRY] = CollectorRegistry()
+    app[TEXTS] = Texts.load()  # template errors stop start-up here
+    app[TWILIO_SIGNATURE] = TwilioSignature(
+        settings.twilio.auth_token.get_secret_value(), settings.twilio.public_base_url
+    )
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        await storage_db.upgrade(settings.database.url, pool_max=settings.database.pool_max)
+        yield
+        await storage_db.close()
+
+    async def delivery(app: web.Application) -> AsyncIterator[None]:
+        closers: list[Callable[[], object]] = []
+        telegram = seams.telegram
+        if telegram is None and settings.telegram.enabled:
+            session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram.api_base))
+            bot = Bot(settings.telegram.token.get_secret_value(), session=session)
+            telegram = AiogramTelegram(bot)
+            closers.append(bot.session.close)
+        sms = seams.sms
+        if sms is None and settings.twilio.enabled:
+            twilio = TwilioSms(
+                account_sid=settings.twilio.account_sid,
+                auth_token=settings.twilio.auth_token.get_secret_value(),
+                from_number=settings.twilio.from_number,
+                messaging_service_sid=settings.twilio.messaging_service_sid,
+                api_base=settings.twilio.api_base,
+            )
+            sms = twilio
+            closers.append(twilio.close)
+        limits, close_redis = await _limits(settings)
+        if close_redis is not None:
+            closers.append(close_redis)
+        dispatcher = Dispatcher(
+            settings, app[TEXTS], telegram=telegram, sms=sms, limits=limits,
+            metrics=DeliveryMetrics(app[REGISTRY]), clock=seams.clock,
+            skip_locked=settings.database.is_postgres,
+        )
+        app[DISPATCHER] = dispatcher
+        stop = asyncio.Event()
+        task = (
+            asyncio.create_task(dispatcher.run(stop), name="dispatcher")
+            if seams.run_dispatcher else None
+        )
+        if telegram is None and sms is None:
+            log.warning("no channel configured (telegram.token, twilio.account_sid): "
+                        "messages will be skipped with reason no_channel")
+        yield
+        stop.set()
+        if task is not None:
+            await task  # the batch in flight finishes and is recorded
+        for close in reversed(closers):
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result
+
+    if seams.manage_database:
+        app.cleanup_ctx.append(database)
+    app.cleanup_ctx.append(delivery)
+    app.cleanup_ctx.extend(seams.extra_cleanup)
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/sms/status", status_callback)
+    return app
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Run the application until ``stop`` is set (SIGTERM/SIGINT in ``engage run``)."""
+    app = build_app(settings)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.web.host, settings.web.port)
+        await site.start()
+        log.info("engage listening on http://%s:%d", settings.web.host, settings.web.port)
+        await stop.wait()
+        log.info("shutting down: finishing in-flight sends")
+    finally:
+        await runner.cleanup()
