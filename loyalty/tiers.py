@@ -1,0 +1,149 @@
+"""VIP tiers by contribution: trailing-12-month paid premium (premiums minus refunds).
+
+A tier goes up at once when a payment qualifies and only ever goes down at the annual review,
+never mid-year. Every change is kept in the tier history (``TierChange``) with the premium
+that justified it, under a unique key, so re-running a review or replaying a payment changes
+nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
+
+from loyalty import notifications
+from loyalty.config import LoyaltySettings, TierSettings
+from loyalty.ledger import Account, AccountRef, fetch, lock_account
+from loyalty.periods import add_months, start_of_day, utc
+from storage.loyalty_models import LoyaltyAccount, TierChange, TierChangeReason
+from storage.models import Customer, Payment, PaymentKind
+
+log = logging.getLogger(__name__)
+
+
+def _year_before(moment: datetime) -> datetime:
+    moment = utc(moment)
+    day = add_months(moment.date(), -12)
+    return moment.replace(year=day.year, month=day.month, day=day.day)
+
+
+async def trailing_premium_cents(customer_id: int, *, now: datetime) -> int:
+    """Premium paid minus refunds in the 12 months up to ``now`` (inclusive)."""
+    rows = await Payment.filter(
+        customer_id=customer_id, paid_at__gt=_year_before(now), paid_at__lte=utc(now)
+    ).values_list("kind", "amount_cents")
+    return sum(amount if kind == PaymentKind.PREMIUM else -amount for kind, amount in rows)
+
+
+async def upgrade_if_qualified(
+    conn: BaseDBAsyncClient,
+    account: Account,
+    *,
+    now: datetime,
+    settings: LoyaltySettings,
+    cause: str,
+) -> TierSettings:
+    """Inside the caller's transaction, with ``account`` locked: raise the tier if the
+    trailing premium now reaches a higher one. Returns the tier in force afterwards."""
+    current = settings.tier(account.tier)
+    trailing = await trailing_premium_cents(account.customer_id, now=now)
+    qualified = settings.tier_for_premium(trailing)
+    if settings.tier_rank(qualified.code) <= settings.tier_rank(current.code):
+        return current
+    await _change_tier(account, current.code, qualified.code, TierChangeReason.UPGRADE, trailing,
+                       now=now, key=f"upgrade:{account.id}:{cause}")
+    customer = await Customer.get(id=account.customer_id)
+    await notifications.tier_upgrade(customer, qualified, now=now)
+    log.info("account %d upgraded %s -> %s", account.id, current.code, qualified.code)
+    return qualified
+
+
+async def _change_tier(account: Account, old: str, new: str, reason: TierChangeReason,
+                       trailing: int, *, now: datetime, key: str) -> None:
+    await LoyaltyAccount.filter(id=account.id).update(tier=new, tier_since=utc(now))
+    await TierChange.create(account_id=account.id, from_tier=old, to_tier=new, reason=reason,
+                            trailing_premium_cents=trailing, effective_at=utc(now), key=key)
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewReport:
+    reviewed: int
+    upgraded: int
+    downgraded: int
+
+
+async def annual_tier_review(
+    today: date, *, settings: LoyaltySettings, now: datetime | None = None
+) -> ReviewReport:
+    """Set every account's tier from its premium in the 12 months before ``today``.
+
+    The window is ``[today − 1 year, today)`` in the programme's time zone. This is the only
+    place a tier goes down. Idempotent: a second run on the same day finds nothing to change
+    (and the history key ``review:{account}:{today}`` forbids a second record).
+    """
+    tz = settings.tz
+    start, end = start_of_day(add_months(today, -12), tz), start_of_day(today, tz)
+    moment = utc(now) if now is not None else end
+    async with in_transaction() as conn:
+        rows = await fetch(
+            conn,
+            "SELECT customer_id, kind, SUM(amount_cents) AS total FROM payment "
+            "WHERE paid_at >= ? AND paid_at < ? GROUP BY customer_id, kind",
+            [start, end],
+        )
+    trailing: dict[int, int] = {}
+    for row in rows:
+        sign = 1 if row["kind"] == PaymentKind.PREMIUM.value else -1
+        trailing[int(row["customer_id"])] = (trailing.get(int(row["customer_id"]), 0)
+                                             + sign * int(row["total"]))
+    reviewed = upgraded = downgraded = 0
+    accounts = await LoyaltyAccount.all().order_by("id").values_list("id", "customer_id", "tier")
+    for account_id, customer_id, tier in accounts:
+        reviewed += 1
+        target = settings.tier_for_premium(trailing.get(customer_id, 0))
+        if target.code == tier:
+            continue
+        async with in_transaction() as conn:
+            account = await lock_account(conn, AccountRef.of_account(account_id), settings)
+            if account.tier == target.code:
+                continue
+            if await TierChange.exists(key=f"review:{account_id}:{today.isoformat()}"):
+                continue
+            await _change_tier(account, account.tier, target.code, TierChangeReason.REVIEW,
+                               trailing.get(customer_id, 0), now=moment,
+                               key=f"review:{account_id}:{today.isoformat()}")
+        if settings.tier_rank(target.code) > settings.tier_rank(account.tier):
+            upgraded += 1
+        else:
+            downgraded += 1
+    log.info("tier review %s: %d accounts, %d up, %d down", today, reviewed, upgraded,
+             downgraded)
+    return ReviewReport(reviewed, upgraded, downgraded)
+
+
+@dataclass(frozen=True, slots=True)
+class TierStatus:
+    """What ``/points`` shows about the tier: where the customer is and what is next."""
+
+    tier: TierSettings
+    trailing_premium_cents: int
+    next_tier: TierSettings | None
+    missing_cents: int
+
+
+async def tier_status(customer_id: int, *, now: datetime, settings: LoyaltySettings) -> TierStatus:
+    account = await LoyaltyAccount.get_or_none(customer_id=customer_id)
+    tier = settings.tier(account.tier) if account else settings.tiers[0]
+    trailing = await trailing_premium_cents(customer_id, now=now)
+    rank = settings.tier_rank(tier.code)
+    upcoming = settings.tiers[rank + 1] if rank + 1 < len(settings.tiers) else None
+    missing = max(0, upcoming.min_premium_cents - trailing) if upcoming else 0
+    return TierStatus(tier, trailing, upcoming, missing)
+
+
+async def tier_history(customer_id: int) -> list[TierChange]:
+    return await TierChange.filter(account__customer_id=customer_id).order_by("effective_at", "id")
