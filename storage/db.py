@@ -13,7 +13,7 @@ from tortoise.migrations.api import migrate
 log = logging.getLogger(__name__)
 
 MODELS_APP = "models"
-MODELS_MODULES = ["storage.models", "storage.loyalty_models"]
+MODELS_MODULES = ["storage.models", "storage.loyalty_models", "storage.scheduler_models"]
 MIGRATIONS_MODULE = "storage.migrations"
 
 
