@@ -93,6 +93,23 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _partner_add(settings: Settings, args: argparse.Namespace) -> int:
+    from loyalty.errors import InvalidRequest, PartnerExists
+    from loyalty.partners import create_partner
+
+    await storage_db.upgrade(settings.database.url, pool_max=settings.database.pool_max)
+    try:
+        partner, token = await create_partner(args.name, args.reward_kinds.split(","))
+    except (InvalidRequest, PartnerExists) as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        await storage_db.close()
+    print(f"partner {partner.id} {partner.name!r} may verify: {', '.join(partner.reward_kinds)}")
+    print("bearer token (shown only this once, store it now):")
+    print(token)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="engage", description="Engage: customer engagement for car insurers."
@@ -120,6 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file")
     imp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     imp.set_defaults(func=_import)
+
+    partner = sub.add_parser("partner", help="service partners that verify vouchers")
+    partner_sub = partner.add_subparsers(dest="partner_command", required=True, metavar="ACTION")
+    partner_add = partner_sub.add_parser("add", help="create a partner and print its token once")
+    partner_add.add_argument("name")
+    partner_add.add_argument("--reward-kinds", required=True, metavar="KINDS",
+                             help="comma-separated: car_wash,designated_driving,"
+                             "annual_inspection,maintenance,gift")
+    partner_add.set_defaults(func=_partner_add)
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -52,7 +53,7 @@ async def _customer(points: int = 0, tier: str = "standard", language: str = "zh
 
 
 async def _reward(code: str = "wash10", *, cost: int = 10, kind: str = "car_wash",
-                  **extra: object) -> Reward:
+                  **extra: Any) -> Reward:
     return await Reward.create(code=code, kind=kind, name_zh="洗车", name_en="Car wash",
                                points_cost=cost, **extra)
 

@@ -1,0 +1,106 @@
+"""Partner voucher verification API: a partner checks a voucher and marks it used, once.
+
+``GET  /api/v1/partner/vouchers/{code}``         → the voucher as the partner may see it
+``POST /api/v1/partner/vouchers/{code}/redeem``  → mark it used (exactly once)
+
+Authenticated by ``Authorization: Bearer <token>`` (one token per partner, created with
+``engage partner add``). A voucher of a reward kind the partner does not serve answers 404,
+exactly as an unknown code does. Errors are JSON ``{"error": code, "message": …}``: 401 bad
+or missing token, 404 unknown voucher, 409 already used, 410 expired or cancelled.
+
+The handlers only translate HTTP to ``loyalty.partners`` calls and domain errors back.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from bot.web.keys import CLOCK
+from loyalty.errors import (
+    LoyaltyError,
+    VoucherAlreadyUsed,
+    VoucherCancelled,
+    VoucherExpired,
+    VoucherNotFound,
+)
+from loyalty.partners import authenticate_partner, check_voucher, use_voucher
+from storage.loyalty_models import Partner
+
+log = logging.getLogger(__name__)
+
+_STATUS: dict[type[LoyaltyError], int] = {
+    VoucherNotFound: 404,
+    VoucherAlreadyUsed: 409,
+    VoucherExpired: 410,
+    VoucherCancelled: 410,
+}
+
+_MESSAGES = {
+    "unauthorized": "missing or invalid partner token",
+    "voucher_not_found": "no such voucher",
+    "voucher_already_used": "this voucher has already been used",
+    "voucher_expired": "this voucher has expired",
+    "voucher_cancelled": "this voucher was cancelled by the customer",
+}
+
+
+def _error(status: int, code: str, **extra: object) -> web.Response:
+    body: dict[str, object] = {"error": code, "message": _MESSAGES.get(code, code), **extra}
+    headers = {"WWW-Authenticate": 'Bearer realm="partner"'} if status == 401 else None
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _now(request: web.Request) -> datetime:
+    clock = request.app.get(CLOCK)
+    return clock() if clock is not None else datetime.now(UTC)
+
+
+async def _partner(request: web.Request) -> Partner | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return await authenticate_partner(token.strip())
+
+
+async def check(request: web.Request) -> web.Response:
+    partner = await _partner(request)
+    if partner is None:
+        return _error(401, "unauthorized")
+    try:
+        view = await check_voucher(partner, request.match_info["code"], now=_now(request))
+    except VoucherNotFound:
+        return _error(404, VoucherNotFound.code)
+    return web.json_response(view.as_json())
+
+
+async def redeem(request: web.Request) -> web.Response:
+    partner = await _partner(request)
+    if partner is None:
+        return _error(401, "unauthorized")
+    code = request.match_info["code"]
+    now = _now(request)
+    try:
+        view = await use_voucher(partner, code, now=now)
+    except (VoucherNotFound, VoucherAlreadyUsed, VoucherExpired, VoucherCancelled) as refusal:
+        status = _STATUS[type(refusal)]
+        if status == 404:
+            return _error(status, refusal.code)
+        # The partner serves this voucher's kind: it may see why it cannot be used.
+        current = await check_voucher(partner, code, now=now)
+        log.info("partner %d refused voucher use: %s", partner.id, refusal.code)
+        return _error(status, refusal.code, voucher=current.as_json())
+    return web.json_response(view.as_json())
+
+
+def partner_routes() -> web.RouteTableDef:
+    routes = web.RouteTableDef()
+    routes.get("/api/v1/partner/vouchers/{code}")(check)
+    routes.post("/api/v1/partner/vouchers/{code}/redeem")(redeem)
+    return routes
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_routes(partner_routes())
