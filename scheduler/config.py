@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import date, time
+from itertools import pairwise
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+BUILT_IN_FESTIVALS = frozenset(
+    {"new_year", "spring_festival", "lantern", "dragon_boat", "mid_autumn", "national_day"}
+)
 
 
 def _zone(value: str) -> str:
@@ -14,6 +19,30 @@ def _zone(value: str) -> str:
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(f"unknown time zone {value!r}") from exc
     return value
+
+
+class FestivalSettings(BaseModel):
+    """An extra fixed-date (solar calendar) festival greeted every year."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9_]+$")
+    month: int = Field(ge=1, le=12)
+    day: int = Field(ge=1, le=31)
+    name_zh: str = Field(min_length=1, max_length=40)
+    name_en: str = Field(min_length=1, max_length=60)
+
+    @model_validator(mode="after")
+    def _real_day(self) -> FestivalSettings:
+        if (self.month, self.day) == (2, 29):
+            raise ValueError("day: 29 February is not a yearly date")
+        try:
+            date(2001, self.month, self.day)
+        except ValueError:
+            raise ValueError(f"day: {self.month}/{self.day} is not a date") from None
+        if self.code in BUILT_IN_FESTIVALS:
+            raise ValueError(f"code: {self.code!r} is a built-in festival")
+        return self
 
 
 class ScheduleSettings(BaseModel):
@@ -27,11 +56,29 @@ class ScheduleSettings(BaseModel):
     quiet_hours_end: time = time(8, 0)
     catch_up_days: int = Field(default=3, ge=0, le=31)
     misfire_grace_seconds: int = Field(default=3600, ge=1)
+    leader_retry_seconds: int = Field(
+        default=30, ge=1, le=3600,
+        description="how often a standby tries to take the PostgreSQL scheduler lock",
+    )
+    batch_size: int = Field(
+        default=2000, ge=10, le=20000, description="rows read and messages queued per batch"
+    )
+    festivals: list[FestivalSettings] = Field(
+        default_factory=list, description="extra fixed-date festivals, besides the built-in ones"
+    )
 
     @field_validator("timezone")
     @classmethod
     def _check_zone(cls, value: str) -> str:
         return _zone(value)
+
+    @field_validator("festivals")
+    @classmethod
+    def _distinct_codes(cls, value: list[FestivalSettings]) -> list[FestivalSettings]:
+        codes = [f.code for f in value]
+        if len(set(codes)) != len(codes):
+            raise ValueError("festival codes must be unique")
+        return value
 
     @property
     def tz(self) -> ZoneInfo:
@@ -46,6 +93,7 @@ class RenewalSettings(BaseModel):
         description="days before expiry on which a reminder is queued",
     )
     lapse_rescue_days: int = Field(default=3, ge=1, le=90)
+    lapse_stale_days: int = Field(default=7, ge=1, le=90)
     holiday_lead_working_days: int = Field(default=3, ge=1, le=15)
 
     @field_validator("offsets")
@@ -57,7 +105,11 @@ class RenewalSettings(BaseModel):
             raise ValueError("offsets are days before expiry and must be positive")
         if len(set(value)) != len(value):
             raise ValueError("offsets must be distinct")
-        return sorted(value, reverse=True)
+        ordered = sorted(value, reverse=True)
+        if any(a - b < 2 for a, b in pairwise(ordered)):
+            raise ValueError("offsets must be at least 2 days apart (no reminders on "
+                             "consecutive days)")
+        return ordered
 
 
 class WeatherSettings(BaseModel):
@@ -66,7 +118,14 @@ class WeatherSettings(BaseModel):
     api_base: str = "https://api.open-meteo.com"
     timeout_seconds: float = Field(default=10.0, gt=0)
     retries: int = Field(default=2, ge=0, le=10)
+    backoff_seconds: float = Field(default=2.0, ge=0, description="first retry delay, doubling")
     regions_per_request: int = Field(default=20, ge=1, le=100)
+    retry_every_minutes: int = Field(
+        default=30, ge=1, le=720, description="after a failed run, try again this much later"
+    )
+    retry_until: time = Field(
+        default=time(12, 0), description="no retries of a failed run after this care time"
+    )
     heavy_rain_mm: float = 25.0
     snow_cm: float = 1.0
     gust_ms: float = 17.0

@@ -16,7 +16,7 @@ class SchedulerRun(Model):
     job = fields.CharField(max_length=32)
     day = fields.DateField()
     finished_at = fields.DatetimeField()
-    counts = fields.JSONField(default=dict)
+    counts: fields.Field[dict[str, int]] = fields.JSONField(default=dict)
 
     class Meta:
         table = "scheduler_run"

@@ -1,0 +1,135 @@
+"""Festival greetings to every customer holding an active policy: one per customer per festival
+per year.
+
+Built in: New Year's Day (1/1), Spring Festival (lunar 1/1), Lantern Festival (lunar 1/15),
+Dragon Boat Festival (lunar 5/5), Mid-Autumn Festival (lunar 8/15) and National Day (10/1);
+``schedule.festivals`` adds fixed solar dates. When festivals coincide (Mid-Autumn fell on
+National Day in 2020) the customer gets one greeting naming both, keyed by both codes.
+
+The selection reads active policies in policy-id pages (the primary key: one pass over the
+table, no sort) joined to their customer; a customer with two active policies appears twice
+and the dedup key ``festival:{code}:{year}:{customer}`` makes the second a no-op. Greetings
+belong to their day and are not sent late when catching up.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Final
+
+from scheduler.cn_calendar import lunar_to_solar
+from scheduler.config import FestivalSettings
+from scheduler.context import PlanContext, Sink, Zones
+from scheduler.selection import Selection
+from scheduler.wording import FESTIVAL_NAMES, Localised, localised
+from storage.models import Category
+from storage.outbox import Outbound
+
+log = logging.getLogger(__name__)
+
+KIND = "festival"
+
+SOLAR_FESTIVALS: Final[tuple[tuple[str, int, int], ...]] = (
+    ("new_year", 1, 1),
+    ("national_day", 10, 1),
+)
+LUNAR_FESTIVALS: Final[tuple[tuple[str, int, int], ...]] = (
+    ("spring_festival", 1, 1),
+    ("lantern", 1, 15),
+    ("dragon_boat", 5, 5),
+    ("mid_autumn", 8, 15),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Festival:
+    code: str
+    name: Localised
+
+
+# -- decisions (pure) -------------------------------------------------------------------------
+
+
+def festival_dates(year: int, extra: Sequence[FestivalSettings] = ()) -> dict[str, date]:
+    """Every festival's solar date in ``year``, by code."""
+    dates = {code: date(year, month, day) for code, month, day in SOLAR_FESTIVALS}
+    for code, month, day in LUNAR_FESTIVALS:
+        solar = lunar_to_solar(year, month, day)
+        if solar is not None:
+            dates[code] = solar
+    for fest in extra:
+        dates[fest.code] = date(year, fest.month, fest.day)
+    return dates
+
+
+def _names(extra: Sequence[FestivalSettings]) -> dict[str, Localised]:
+    return {**FESTIVAL_NAMES, **{f.code: localised(f.name_zh, f.name_en) for f in extra}}
+
+
+def festival_on(day: date, extra: Sequence[FestivalSettings] = ()) -> Festival | None:
+    """The festival greeted on ``day`` (coinciding festivals merge into one), or None."""
+    names = _names(extra)
+    codes = [code for code, when in festival_dates(day.year, extra).items() if when == day]
+    if not codes:
+        return None
+    if len(codes) == 1:
+        return Festival(codes[0], names[codes[0]])
+    return Festival(
+        "+".join(codes),
+        {
+            "zh-CN": "、".join(names[c]["zh-CN"] for c in codes),
+            "en": " and ".join(names[c]["en"] for c in codes),
+        },
+    )
+
+
+# -- selection and queueing ----------------------------------------------------------------------
+
+
+def active_customers(day: date) -> Selection:
+    """Policies in force on ``day`` with their customer (a customer may appear more than once)."""
+    return Selection(
+        columns="p.customer_id AS customer_id, c.name, c.timezone",
+        source="FROM policy p JOIN customer c ON c.id = p.customer_id "
+               "WHERE p.status = 'active' AND p.end_date >= ? AND p.start_date <= ?",
+        values=(day, day),
+        key="p.id",
+    )
+
+
+def selections(ctx: PlanContext) -> list[Selection]:
+    if ctx.catching_up or festival_on(ctx.day, ctx.schedule.festivals) is None:
+        return []
+    return [active_customers(ctx.day)]
+
+
+def _messages(ctx: PlanContext, festival: Festival, rows: list[dict[str, Any]],
+              zones: Zones) -> Iterator[Outbound]:
+    year = ctx.day.year
+    for row in rows:
+        customer = row["customer_id"]
+        yield Outbound(
+            dedup_key=f"festival:{festival.code}:{year}:{customer}",
+            kind=KIND,
+            category=Category.CARE,
+            customer_id=customer,
+            template_key="festival",
+            params={"name": row["name"], "festival": festival.name},
+            not_before=ctx.not_before,
+            stale_after=zones.end_of_day(ctx.day, row["timezone"]),
+        )
+
+
+async def queue(ctx: PlanContext, sink: Sink) -> int:
+    festival = festival_on(ctx.day, ctx.schedule.festivals)
+    if festival is None or ctx.catching_up:
+        return 0
+    zones = Zones(ctx.tz)
+    created = 0
+    async for rows in active_customers(ctx.day).pages(ctx.batch_size):
+        created += await sink(_messages(ctx, festival, rows, zones))
+    log.info("queued %d %s greetings for %s", created, festival.code, ctx.day)
+    return created

@@ -1,0 +1,96 @@
+"""Set-based selections read in keyset pages, so memory stays bounded whatever the table size.
+
+A rule describes *what* it selects as one ``FROM … WHERE …`` clause; the same clause is read
+page by page (``AND key > ? ORDER BY key LIMIT n``, an index range scan on the key) and can be
+counted with one ``COUNT(*)`` — which is what the benchmark compares the plan against.
+
+SQL is written once with ``?`` placeholders; PostgreSQL gets them numbered (``$1``). Dates are
+passed as ISO strings to SQLite (where Tortoise stores them as text) and as ``date`` objects to
+PostgreSQL, and come back as ``date`` either way through :func:`as_date`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+def connection() -> BaseDBAsyncClient:
+    """The current connection (the transaction's, inside ``in_transaction``)."""
+    conn: BaseDBAsyncClient = connections.get("default")
+    return conn
+
+
+def is_postgres(conn: BaseDBAsyncClient | None = None) -> bool:
+    return (conn or connection()).capabilities.dialect == "postgres"
+
+
+def _numbered(sql: str) -> str:
+    counter = iter(range(1, 10_000))
+    return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
+
+
+def _param(value: Any, postgres: bool) -> Any:
+    if isinstance(value, date) and not postgres:
+        return value.isoformat()
+    return value
+
+
+def as_date(value: Any) -> date:
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def placeholders(count: int) -> str:
+    """``?, ?, ?`` for an ``IN (…)`` list (callers never pass an empty list)."""
+    if count <= 0:
+        raise ValueError("an IN list needs at least one value")
+    return ", ".join("?" * count)
+
+
+async def fetch(sql: str, values: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    conn = connection()
+    postgres = is_postgres(conn)
+    text = _numbered(sql) if postgres else sql
+    return await conn.execute_query_dict(text, [_param(v, postgres) for v in values])
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """``SELECT <key> AS k, <columns> <source>``, where ``source`` is ``FROM … WHERE …``."""
+
+    columns: str
+    source: str
+    values: tuple[Any, ...]
+    key: str
+
+    async def pages(self, size: int) -> AsyncIterator[list[dict[str, Any]]]:
+        after: Any = None
+        while True:
+            if after is None:
+                sql = f"SELECT {self.key} AS k, {self.columns} {self.source} " \
+                      f"ORDER BY {self.key} LIMIT {int(size)}"
+                values: tuple[Any, ...] = self.values
+            else:
+                sql = f"SELECT {self.key} AS k, {self.columns} {self.source} " \
+                      f"AND {self.key} > ? ORDER BY {self.key} LIMIT {int(size)}"
+                values = (*self.values, after)
+            rows = await fetch(sql, values)
+            if rows:
+                yield rows
+            if len(rows) < size:
+                return
+            after = rows[-1]["k"]
+
+    async def count(self) -> int:
+        rows = await fetch(f"SELECT COUNT(*) AS n {self.source}", self.values)
+        return int(rows[0]["n"])

@@ -1,0 +1,75 @@
+"""Localised parameter values the rules put into messages: dates, festival and holiday names,
+hazards and car-care advice.
+
+The sentences themselves live in ``bot/texts/messages.toml``; these are the words that fill
+their placeholders, as ``{"zh-CN": ..., "en": ...}`` dicts the renderer picks from at dispatch
+time, in the customer's language.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Final
+
+Localised = dict[str, str]
+
+_MONTHS_EN: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def localised_date(day: date) -> Localised:
+    """``2026年12月1日`` / ``1 Dec 2026``."""
+    return {
+        "zh-CN": f"{day.year}年{day.month}月{day.day}日",
+        "en": f"{day.day} {_MONTHS_EN[day.month - 1]} {day.year}",
+    }
+
+
+def localised(zh: str, en: str) -> Localised:
+    return {"zh-CN": zh, "en": en or zh}
+
+
+FESTIVAL_NAMES: Final[dict[str, Localised]] = {
+    "new_year": localised("元旦", "New Year's Day"),
+    "spring_festival": localised("春节", "Spring Festival"),
+    "lantern": localised("元宵节", "Lantern Festival"),
+    "dragon_boat": localised("端午节", "Dragon Boat Festival"),
+    "mid_autumn": localised("中秋节", "Mid-Autumn Festival"),
+    "national_day": localised("国庆节", "National Day"),
+}
+
+HOLIDAY_NAMES: Final[dict[str, Localised]] = {
+    "spring_festival": localised("春节", "Spring Festival"),
+    "labour_day": localised("劳动节", "May Day"),
+    "national_day": localised("国庆", "National Day"),
+}
+
+HAZARD_NAMES: Final[dict[str, Localised]] = {
+    "heavy_rain": localised("强降雨", "heavy rain"),
+    "snow": localised("降雪", "snow"),
+    "storm": localised("大风或雷暴天气", "storms and strong winds"),
+    "freeze": localised("严寒冰冻天气", "freezing weather"),
+}
+
+HAZARD_ADVICE: Final[dict[str, Localised]] = {
+    "heavy_rain": localised(
+        "请将车辆停放在地势较高处，避开地下车库和低洼路段；雨天减速慢行，切勿涉深水行驶。",
+        "Park on higher ground, away from underground car parks and low-lying roads. "
+        "Slow down in the rain and never drive through deep water.",
+    ),
+    "snow": localised(
+        "出行前请检查轮胎和防冻液，清除车身积雪；雪天减速慢行、加大车距，避免急刹车。",
+        "Check tyres and antifreeze and clear the snow off the car before you set out. "
+        "Drive slowly, keep your distance and avoid sudden braking.",
+    ),
+    "storm": localised(
+        "请将车辆停放在远离大树、广告牌和临时搭建物的地方；行车时握稳方向盘，减速慢行。",
+        "Park away from trees, billboards and temporary structures. "
+        "Keep a firm grip on the wheel and slow down.",
+    ),
+    "freeze": localised(
+        "请检查防冻液和蓄电池，车窗除冰后再上路；桥面和背阴路段容易结冰，请减速慢行。",
+        "Check antifreeze and the battery, and clear ice from every window before driving. "
+        "Bridges and shaded roads freeze first: slow down.",
+    ),
+}

@@ -1,0 +1,84 @@
+"""Festival rule: lunar and solar festival dates, greetings only to customers with an active
+policy, one per customer per festival per year, a configurable extra festival."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from scheduler import festival
+from scheduler.config import FestivalSettings, ScheduleSettings
+from scheduler.context import PlanContext
+from scheduler.plan import run_plan
+from storage.models import Message, PolicyStatus
+from tests import factories
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [("spring_festival", [date(2026, 2, 17), date(2027, 2, 6), date(2028, 1, 26)]),
+     ("mid_autumn", [date(2026, 9, 25), date(2027, 9, 15), date(2028, 10, 3)]),
+     ("lantern", [date(2026, 3, 3), date(2027, 2, 20), date(2028, 2, 9)]),
+     ("dragon_boat", [date(2026, 6, 19), date(2027, 6, 9), date(2028, 5, 28)]),
+     ("new_year", [date(2026, 1, 1), date(2027, 1, 1), date(2028, 1, 1)]),
+     ("national_day", [date(2026, 10, 1), date(2027, 10, 1), date(2028, 10, 1)])],
+)
+def test_festival_dates(code: str, expected: list[date]) -> None:
+    assert [festival.festival_dates(y)[code] for y in (2026, 2027, 2028)] == expected
+    for day in expected:
+        found = festival.festival_on(day)
+        assert found is not None and found.code == code
+
+
+def test_ordinary_day_has_no_festival() -> None:
+    assert festival.festival_on(date(2026, 11, 21)) is None
+
+
+def test_coinciding_festivals_make_one_greeting_naming_both() -> None:
+    found = festival.festival_on(date(2020, 10, 1))
+    assert found is not None
+    assert found.code == "national_day+mid_autumn"
+    assert found.name == {"zh-CN": "国庆节、中秋节", "en": "National Day and Mid-Autumn Festival"}
+
+
+def test_extra_festival_must_be_a_real_yearly_date_with_a_new_code() -> None:
+    with pytest.raises(ValueError, match="29 February"):
+        FestivalSettings(code="leap", month=2, day=29, name_zh="闰", name_en="Leap")
+    with pytest.raises(ValueError, match="built-in"):
+        FestivalSettings(code="mid_autumn", month=3, day=1, name_zh="x", name_en="x")
+    with pytest.raises(ValueError, match="not a date"):
+        FestivalSettings(code="x", month=4, day=31, name_zh="x", name_en="x")
+
+
+async def test_greets_each_customer_with_an_active_policy_once(db: str) -> None:
+    insured = await factories.customer()
+    await factories.policy(insured, end=date(2026, 12, 31))
+    await factories.policy(insured, end=date(2026, 11, 30))  # two policies: one greeting
+    lapsed = await factories.customer()
+    await factories.policy(lapsed, end=date(2026, 1, 31), status=PolicyStatus.EXPIRED)
+    cancelled = await factories.customer()
+    await factories.policy(cancelled, status=PolicyStatus.CANCELLED)
+    await factories.customer()  # no policy at all
+    ctx = PlanContext(day=date(2026, 9, 25), today=date(2026, 9, 25),
+                      schedule=ScheduleSettings(batch_size=10))
+    assert (await run_plan(ctx)).counts["festival"] == 1
+    assert (await run_plan(ctx)).counts["festival"] == 0
+    msg = await Message.get(kind="festival")
+    assert msg.dedup_key == f"festival:mid_autumn:2026:{insured.id}"
+    assert msg.params == {"name": insured.name,
+                          "festival": {"zh-CN": "中秋节", "en": "Mid-Autumn Festival"}}
+
+
+async def test_configured_extra_festival_is_greeted_and_not_sent_late(db: str) -> None:
+    owner = await factories.customer()
+    await factories.policy(owner, end=date(2027, 6, 30))
+    schedule = ScheduleSettings(festivals=[FestivalSettings(
+        code="womens_day", month=3, day=8, name_zh="妇女节", name_en="Women's Day")])
+    late = PlanContext(day=date(2027, 3, 8), today=date(2027, 3, 9), schedule=schedule)
+    assert (await run_plan(late)).counts["festival"] == 0
+    on_time = PlanContext(day=date(2027, 3, 8), today=date(2027, 3, 8), schedule=schedule)
+    assert (await run_plan(on_time)).counts["festival"] == 1
+    msg = await Message.get(kind="festival")
+    assert msg.dedup_key == f"festival:womens_day:2027:{owner.id}"
+    assert msg.params["festival"] == {"zh-CN": "妇女节", "en": "Women's Day"}
