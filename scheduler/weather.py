@@ -1,0 +1,204 @@
+"""Weather notices: for every region where customers hold active policies, today's and
+tomorrow's forecast; one notice per customer per region, hazard and date.
+
+Hazards (thresholds from ``[weather]``): heavy rain (daily precipitation ≥ 25 mm), snow
+(snowfall ≥ 1 cm), storm (gusts ≥ 17 m/s, or a thunderstorm weather code 95-99), freeze
+(minimum ≤ -5 °C). Each carries car-care advice in both languages (``scheduler.wording``).
+
+Regions are fetched ``regions_per_request`` at a time. A request that fails is logged and its
+regions are left for the next run; a request refused outright (4xx) with several regions is
+retried region by region so one bad region does not hide the others. The run reports which
+regions failed, so the job can record the day as incomplete and try again later. A past day is
+never planned (a warning for weather that has happened is no use).
+
+Notices are stale 12 hours into the forecast day (or 12 hours after the send time, if later):
+tomorrow's warning is still useful tomorrow morning, not tomorrow night.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Final
+
+from scheduler.config import WeatherSettings
+from scheduler.context import PlanContext, Sink
+from scheduler.forecast import DayForecast, ForecastSource, ForecastUnavailable, Place
+from scheduler.selection import Selection, fetch, placeholders
+from scheduler.wording import HAZARD_ADVICE, HAZARD_NAMES, localised, localised_date
+from storage.models import Category
+from storage.outbox import Outbound
+
+log = logging.getLogger(__name__)
+
+KIND = "weather"
+HAZARDS: Final = ("heavy_rain", "snow", "storm", "freeze")
+THUNDERSTORM_CODES: Final = range(95, 100)
+FORECAST_DAYS: Final = 2
+STALE_AFTER: Final = timedelta(hours=12)
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    id: int
+    code: str
+    name: str
+    name_en: str
+    latitude: float
+    longitude: float
+
+    @property
+    def place(self) -> Place:
+        return Place(self.code, self.latitude, self.longitude)
+
+
+@dataclass
+class WeatherResult:
+    queued: int = 0
+    regions: int = 0
+    alerts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(HAZARDS, 0))
+    failed: list[str] = field(default_factory=list)
+    retryable: bool = True
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed
+
+
+# -- decisions (pure) -------------------------------------------------------------------------
+
+
+def hazards(day: DayForecast, settings: WeatherSettings) -> list[str]:
+    """The hazards a day's forecast calls for, in a fixed order."""
+    found: list[str] = []
+    if day.precipitation_mm is not None and day.precipitation_mm >= settings.heavy_rain_mm:
+        found.append("heavy_rain")
+    if day.snowfall_cm is not None and day.snowfall_cm >= settings.snow_cm:
+        found.append("snow")
+    if (day.gust_ms is not None and day.gust_ms >= settings.gust_ms) or (
+        day.weather_code is not None and day.weather_code in THUNDERSTORM_CODES
+    ):
+        found.append("storm")
+    if day.temp_min_c is not None and day.temp_min_c <= settings.freeze_c:
+        found.append("freeze")
+    return found
+
+
+def forecast_window(day: date) -> tuple[date, date]:
+    return day, day + timedelta(days=FORECAST_DAYS - 1)
+
+
+def stale_after(ctx: PlanContext, forecast_day: date, sent: datetime) -> datetime:
+    return max(ctx.start_of(forecast_day) + STALE_AFTER, sent + STALE_AFTER)
+
+
+def batches(items: Sequence[Region], size: int) -> Iterator[Sequence[Region]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+# -- selection, forecasts and queueing -----------------------------------------------------------
+
+
+def insured_in(day: date, region_ids: Sequence[int]) -> Selection:
+    return Selection(
+        columns="p.customer_id AS customer_id, c.name, c.region_id",
+        source="FROM policy p JOIN customer c ON c.id = p.customer_id "
+               "WHERE p.status = 'active' AND p.end_date >= ? AND p.start_date <= ? "
+               f"AND c.region_id IN ({placeholders(len(region_ids))})",
+        values=(day, day, *region_ids),
+        key="p.id",
+    )
+
+
+async def insured_regions(day: date) -> list[Region]:
+    """Regions where at least one customer holds a policy in force on ``day``."""
+    rows = await fetch(
+        "SELECT r.id, r.code, r.name, r.name_en, r.latitude, r.longitude FROM region r "
+        "WHERE r.id IN (SELECT DISTINCT c.region_id FROM policy p "
+        "JOIN customer c ON c.id = p.customer_id WHERE p.status = 'active' "
+        "AND p.end_date >= ? AND p.start_date <= ? AND c.region_id IS NOT NULL) "
+        "ORDER BY r.id",
+        (day, day),
+    )
+    return [Region(int(r["id"]), str(r["code"]), str(r["name"]), str(r["name_en"] or ""),
+                   float(r["latitude"]), float(r["longitude"])) for r in rows]
+
+
+async def forecasts(source: ForecastSource, regions: Sequence[Region], start: date, end: date,
+                    per_request: int, result: WeatherResult) -> list[DayForecast]:
+    """Every forecast that could be had; the regions that could not go into ``result``."""
+    out: list[DayForecast] = []
+    for batch in batches(regions, per_request):
+        try:
+            out.extend(await source.daily([r.place for r in batch], start, end))
+            continue
+        except ForecastUnavailable as exc:
+            if exc.retryable or len(batch) == 1:
+                log.warning("weather forecast unavailable for %d regions (%s): %s",
+                            len(batch), ",".join(r.code for r in batch), exc)
+                result.failed.extend(r.code for r in batch)
+                continue
+        for region in batch:  # refused as a whole: find the region(s) at fault
+            try:
+                out.extend(await source.daily([region.place], start, end))
+            except ForecastUnavailable as exc:
+                log.warning("weather forecast refused for region %s: %s", region.code, exc)
+                result.failed.append(region.code)
+                result.retryable = result.retryable and exc.retryable
+    return out
+
+
+def _notices(ctx: PlanContext, rows: list[dict[str, Any]], regions: dict[int, Region],
+             alerts: dict[int, list[tuple[date, str]]]) -> Iterator[Outbound]:
+    sent = ctx.at(ctx.day, ctx.schedule.weather_at)
+    for row in rows:
+        region = regions[row["region_id"]]
+        for day, hazard in alerts.get(region.id, []):
+            yield Outbound(
+                dedup_key=f"weather:{region.code}:{day.isoformat()}:{hazard}:{row['customer_id']}",
+                kind=KIND,
+                category=Category.CARE,
+                customer_id=row["customer_id"],
+                template_key="weather_alert",
+                params={
+                    "name": row["name"],
+                    "region": localised(region.name, region.name_en),
+                    "date": localised_date(day),
+                    "hazard": HAZARD_NAMES[hazard],
+                    "advice": HAZARD_ADVICE[hazard],
+                },
+                not_before=sent,
+                stale_after=stale_after(ctx, day, sent),
+            )
+
+
+async def queue(ctx: PlanContext, settings: WeatherSettings, source: ForecastSource,
+                sink: Sink) -> WeatherResult:
+    result = WeatherResult()
+    if ctx.catching_up:
+        return result
+    regions = await insured_regions(ctx.day)
+    result.regions = len(regions)
+    if not regions:
+        return result
+    start, end = forecast_window(ctx.day)
+    alerts: dict[int, list[tuple[date, str]]] = {}
+    by_code = {r.code: r for r in regions}
+    for day in await forecasts(source, regions, start, end, settings.regions_per_request,
+                               result):
+        region = by_code.get(day.place)
+        if region is None or not start <= day.day <= end:
+            continue
+        for hazard in hazards(day, settings):
+            alerts.setdefault(region.id, []).append((day.day, hazard))
+            result.alerts[hazard] += 1
+    if alerts:
+        by_id = {r.id: r for r in regions}
+        async for rows in insured_in(ctx.day, sorted(alerts)).pages(ctx.batch_size):
+            result.queued += await sink(_notices(ctx, rows, by_id, alerts))
+    log.info("weather for %s: %d regions, %d with warnings, %d failed, %d notices queued",
+             ctx.day, len(regions), len(alerts), len(result.failed), result.queued)
+    return result
