@@ -10,16 +10,17 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from bot.settings import ConfigError, Settings, load_settings
 from storage import db as storage_db
 
 log = logging.getLogger("engage")
 
-Command = Callable[[Settings, argparse.Namespace], Awaitable[int]]
+Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
 
 
 class UsageError(Exception):

@@ -8,6 +8,7 @@ imports and retries are upserts, never duplicates.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from tortoise import fields
 from tortoise.models import Model
@@ -123,10 +124,12 @@ class Customer(TimestampMixin, Model):
     region: fields.ForeignKeyNullableRelation[Region] = fields.ForeignKeyField(
         "models.Region", related_name="customers", null=True, on_delete=fields.SET_NULL
     )
+    region_id: int | None
     referral_code = fields.CharField(max_length=16, unique=True)
     referred_by: fields.ForeignKeyNullableRelation[Customer] = fields.ForeignKeyField(
         "models.Customer", related_name="referrals", null=True, on_delete=fields.SET_NULL
     )
+    referred_by_id: int | None
     email = fields.CharField(max_length=254, default="")
 
     class Meta:
@@ -142,6 +145,7 @@ class TelegramAccount(TimestampMixin, Model):
     customer: fields.ForeignKeyNullableRelation[Customer] = fields.ForeignKeyField(
         "models.Customer", related_name="telegram_accounts", null=True, on_delete=fields.SET_NULL
     )
+    customer_id: int | None
     linked_at = fields.DatetimeField(null=True)
     blocked_at = fields.DatetimeField(null=True)
 
@@ -155,10 +159,11 @@ class Policy(TimestampMixin, Model):
     customer: fields.ForeignKeyRelation[Customer] = fields.ForeignKeyField(
         "models.Customer", related_name="policies", on_delete=fields.RESTRICT
     )
+    customer_id: int
     product = fields.CharEnumField(Product, max_length=16)
     plate = fields.CharField(max_length=16, db_index=True)
     vehicle = fields.CharField(max_length=100, default="")
-    coverage = fields.JSONField(default=dict)
+    coverage: Any = fields.JSONField(default=dict)
     start_date = fields.DateField()
     end_date = fields.DateField(db_index=True)
     premium_cents = fields.BigIntField()
@@ -166,6 +171,7 @@ class Policy(TimestampMixin, Model):
     renewed_by: fields.ForeignKeyNullableRelation[Policy] = fields.ForeignKeyField(
         "models.Policy", related_name="renews", null=True, on_delete=fields.SET_NULL
     )
+    renewed_by_id: int | None
     renewed_at = fields.DatetimeField(null=True)
     cancelled_at = fields.DatetimeField(null=True)
 
@@ -180,6 +186,8 @@ class Claim(TimestampMixin, Model):
     policy: fields.ForeignKeyRelation[Policy] = fields.ForeignKeyField(
         "models.Policy", related_name="claims", on_delete=fields.RESTRICT
     )
+    policy_id: int
+    customer_id: int
     customer: fields.ForeignKeyRelation[Customer] = fields.ForeignKeyField(
         "models.Customer", related_name="claims", on_delete=fields.RESTRICT
     )
@@ -188,7 +196,7 @@ class Claim(TimestampMixin, Model):
     description = fields.TextField(default="")
     estimated_cents = fields.BigIntField(null=True)
     paid_cents = fields.BigIntField(null=True)
-    required_documents = fields.JSONField(default=list)
+    required_documents: Any = fields.JSONField(default=list)
 
     class Meta:
         table = "claim"
@@ -199,6 +207,7 @@ class ClaimEvent(Model):
     claim: fields.ForeignKeyRelation[Claim] = fields.ForeignKeyField(
         "models.Claim", related_name="events", on_delete=fields.CASCADE
     )
+    claim_id: int
     status = fields.CharEnumField(ClaimStatus, max_length=16)
     occurred_at = fields.DatetimeField()
     note = fields.TextField(default="")
@@ -218,6 +227,8 @@ class Payment(Model):
     policy: fields.ForeignKeyRelation[Policy] = fields.ForeignKeyField(
         "models.Policy", related_name="payments", on_delete=fields.RESTRICT
     )
+    policy_id: int
+    customer_id: int
     customer: fields.ForeignKeyRelation[Customer] = fields.ForeignKeyField(
         "models.Customer", related_name="payments", on_delete=fields.RESTRICT
     )
@@ -236,9 +247,11 @@ class Document(Model):
     claim: fields.ForeignKeyNullableRelation[Claim] = fields.ForeignKeyField(
         "models.Claim", related_name="documents", null=True, on_delete=fields.SET_NULL
     )
+    claim_id: int | None
     customer: fields.ForeignKeyRelation[Customer] = fields.ForeignKeyField(
         "models.Customer", related_name="documents", on_delete=fields.RESTRICT
     )
+    customer_id: int
     channel = fields.CharEnumField(Channel, max_length=16)
     mime_type = fields.CharField(max_length=64)
     size = fields.BigIntField()
@@ -264,6 +277,7 @@ class Consent(Model):
     customer: fields.ForeignKeyRelation[Customer] = fields.ForeignKeyField(
         "models.Customer", related_name="consents", on_delete=fields.CASCADE
     )
+    customer_id: int
     channel = fields.CharField(max_length=16)
     category = fields.CharEnumField(Category, max_length=16)
     granted = fields.BooleanField()
@@ -285,10 +299,11 @@ class Message(TimestampMixin, Model):
     customer: fields.ForeignKeyRelation[Customer] = fields.ForeignKeyField(
         "models.Customer", related_name="messages", on_delete=fields.CASCADE
     )
+    customer_id: int
     channel_policy = fields.CharField(max_length=20, default="telegram_then_sms")
     channel = fields.CharEnumField(Channel, max_length=16, null=True)
     template_key = fields.CharField(max_length=60)
-    params = fields.JSONField(default=dict)
+    params: Any = fields.JSONField(default=dict)
     not_before = fields.DatetimeField()
     stale_after = fields.DatetimeField(null=True)
     status = fields.CharEnumField(MessageStatus, max_length=16, default=MessageStatus.PENDING)

@@ -92,9 +92,12 @@ async def enqueue_many(items: Iterable[Outbound], *, batch_size: int = 1000) -> 
 async def _insert_batch(batch: list[Outbound]) -> int:
     unique = {item.dedup_key: item for item in batch}
     async with in_transaction():
-        present = set(
-            await Message.filter(dedup_key__in=list(unique)).values_list("dedup_key", flat=True)
-        )
+        present: set[str] = {
+            str(key)
+            for key in await Message.filter(dedup_key__in=list(unique)).values_list(
+                "dedup_key", flat=True
+            )
+        }
         fresh = [item.to_row() for key, item in unique.items() if key not in present]
         if fresh:
             await Message.bulk_create(fresh, ignore_conflicts=True)

@@ -170,7 +170,9 @@ class Dispatcher:
             )
             if self._skip_locked:
                 query = query.select_for_update(skip_locked=True)
-            ids = await query.values_list("id", flat=True)
+            # Not values_list(): tortoise 1.1.9 drops FOR UPDATE from values/values_list
+            # queries, which would let two dispatchers claim the same rows.
+            ids = [row.id for row in await query.only("id")]
             if not ids:
                 return []
             await Message.filter(id__in=list(ids)).update(
@@ -194,7 +196,6 @@ class Dispatcher:
         if recipient is None:  # the customer was deleted after the message was queued
             self._skip(msg, "no_customer")
             return
-        exclude: frozenset[Channel] = frozenset()
         while True:
             now = self._clock()
             extra = sent_capped.get(recipient.customer_id, 0)
@@ -202,7 +203,6 @@ class Dispatcher:
             decision = decide_policy(
                 category=str(msg.category), channel_policy=msg.channel_policy,
                 stale_after=msg.stale_after, recipient=current, rules=self._rules, now=now,
-                exclude=exclude,
             )
             if isinstance(decision, Skip):
                 self._skip(msg, decision.reason)
@@ -226,7 +226,7 @@ class Dispatcher:
                 fallback = await self._on_error(msg, current, channel, exc)
                 if fallback is None:
                     return
-                recipient, exclude = fallback, exclude | {channel}
+                recipient = fallback  # without the channel that just failed
                 continue
             self._sent(msg, channel, result)
             return

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from bot.delivery.dispatcher import Dispatcher
 from bot.settings import Settings
-
-if TYPE_CHECKING:
-    pass
+from bot.sms.signature import TwilioSignature
+from bot.texts import Texts
 
 SETTINGS = web.AppKey("settings", Settings)
-CLOCK = web.AppKey("clock", Callable[[], datetime])
+CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 REGISTRY = web.AppKey("registry", CollectorRegistry)
-TEXTS = web.AppKey("texts", "Texts")
-TWILIO_SIGNATURE = web.AppKey("twilio_signature", "TwilioSignature")
-DISPATCHER = web.AppKey("dispatcher", "Dispatcher")
+TEXTS = web.AppKey("texts", Texts)
+TWILIO_SIGNATURE = web.AppKey("twilio_signature", TwilioSignature)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
