@@ -9,6 +9,9 @@ not-before time, defaulting to the start of that day in the programme's time zon
 * ``queue_expiry_warnings(today)`` — points expiring within ``expiry_warning_days``.
 * ``queue_daily_summaries(day)`` — one message per customer who earned points that day.
 * ``annual_tier_review(today)`` — the only tier downgrade (see ``loyalty.tiers``).
+
+Run ``expire_vouchers`` before ``expire_lots``: refunding an expired voucher can hand points
+back to a lot that is itself past its last day, and the lot run is what closes it.
 """
 
 from __future__ import annotations
