@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -51,7 +51,7 @@ class Done:
 
 
 def make_machine(loop: asyncio.AbstractEventLoop) -> type[RuleBasedStateMachine]:
-    def run(coro: Coroutine[Any, Any, T]) -> T:
+    def run(coro: Awaitable[T]) -> T:
         return loop.run_until_complete(coro)
 
     class LedgerMachine(RuleBasedStateMachine):
