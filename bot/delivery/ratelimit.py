@@ -1,0 +1,452 @@
+"""Rate limits for the senders: local to one process, or shared through Redis.
+
+Contract of a ``RateLimiter`` built for ``rate`` units per second: in any half-open
+1-second window at most ``rate`` units are granted, grants are first come first served, and
+after ``pause(s)`` nothing is granted before now + s.
+
+The schedule is GCRA (virtual scheduling): a theoretical arrival time ``tat`` moves forward
+by ``cost × interval`` per grant, and an acquirer *reserves* its slot ``max(now, tat)``
+synchronously (locally: between two awaits; in Redis: inside one Lua script), then sleeps
+until it. So a thousand concurrent acquirers get a thousand distinct slots and wake one by
+one instead of all retrying at once, and there is no burst: consecutive units are at least
+``interval`` apart.
+
+Two refinements make the window guarantee exact rather than approximate:
+
+* GCRA alone lets a window hold ``rate + cost - 1`` units when a large ``cost`` (a long
+  SMS) is granted at the end of a window. So every reservation also passes a sliding-window
+  check against a log of the last window's grants, ``(slot, units)``: a slot is pushed
+  later until the units already in ``(slot - window, slot]`` plus its own fit in ``rate``.
+  For unit costs this never delays anything GCRA had not already delayed; it also removes
+  any float drift from the boundary case.
+* Slots are exact, but a caller proceeds when its sleep ends, which is a little late, and
+  the provider sees the request later still, by a varying amount. With grants exactly
+  ``1/rate`` apart, any variation would put ``rate + 1`` requests into some 1-second window
+  as the provider measures it. So the window the schedule is built for is
+  ``1 + jitter`` seconds (``interval = (1 + jitter) / rate``): a release that is late by up
+  to ``jitter`` seconds still keeps every 1-second window within ``rate``. The default
+  10 ms costs 1 % of throughput; ``jitter=0`` gives the textbook schedule.
+
+A single grant with ``cost > rate`` cannot fit any window; it is granted alone in its window
+(counted as ``rate`` in the log) and still advances ``tat`` by its full cost, so the average
+rate holds. A cancelled acquirer's slot stays used - never reused, so never over the limit.
+
+Redis: time comes from the Redis server (``TIME``), so processes on different hosts share
+one clock for the schedule; each process only sleeps the *duration* the script returns.
+State keys get a TTL so an idle limiter leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+DEFAULT_JITTER = 0.01
+
+
+class Clock(Protocol):
+    """Monotonic time and sleeping, injected so tests run on virtual time."""
+
+    def monotonic(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+SYSTEM_CLOCK: Clock = SystemClock()
+
+
+class RateLimiter(Protocol):
+    async def acquire(self, cost: float = 1.0) -> None:
+        """Wait until ``cost`` units may go now."""
+        ...
+
+    async def pause(self, seconds: float) -> None:
+        """Nobody acquires before now + ``seconds`` (e.g. Telegram's ``retry_after``)."""
+        ...
+
+
+class KeyedInterval(Protocol):
+    async def wait(self, key: str) -> None:
+        """Wait until ``key`` may pass: at most one pass per interval per key."""
+        ...
+
+
+def _check_rate(rate: float, jitter: float) -> None:
+    if not (rate > 0 and math.isfinite(rate)):
+        raise ValueError(f"rate must be a positive number, got {rate!r}")
+    if not (jitter >= 0 and math.isfinite(jitter)):
+        raise ValueError(f"jitter must be >= 0 seconds, got {jitter!r}")
+
+
+def _check_cost(cost: float) -> float:
+    if not (cost > 0 and math.isfinite(cost)):
+        raise ValueError(f"cost must be a positive number, got {cost!r}")
+    return float(cost)
+
+
+@dataclass(slots=True, eq=False)
+class _Grant:
+    at: float
+    units: float  # cost as counted against a window: capped at the rate
+
+
+class LocalRateLimiter:
+    """GCRA plus a sliding-window log, for one event loop (see the module docstring).
+
+    Reservation happens without an await in between, which is the lock: asyncio runs one
+    task at a time, so no two acquirers can read the same ``tat``.
+    """
+
+    def __init__(
+        self, rate: float, *, clock: Clock = SYSTEM_CLOCK, jitter: float = DEFAULT_JITTER
+    ) -> None:
+        _check_rate(rate, jitter)
+        self.rate = float(rate)
+        self._clock = clock
+        self._window = 1.0 + jitter
+        self._interval = self._window / self.rate
+        self._limit = self.rate * (1 + 1e-9)  # absorbs float sums of fractional costs
+        self._tat = -math.inf
+        self._paused_until = -math.inf
+        self._grants: deque[_Grant] = deque()  # in slot order; the last window's grants
+        self._units = 0.0  # sum of units in _grants
+        # Slots not yet taken. Not the same as the log: with a backlog longer than a window,
+        # the log has already forgotten the earliest of them.
+        self._waiting: set[_Grant] = set()
+
+    async def acquire(self, cost: float = 1.0) -> None:
+        grant = self._reserve(_check_cost(cost))
+        clock = self._clock
+        try:
+            # Re-read the slot after every wake: a pause may have moved it.
+            while (wait := grant.at - clock.monotonic()) > 0:
+                await clock.sleep(wait)
+        finally:
+            self._waiting.discard(grant)
+
+    def _reserve(self, cost: float) -> _Grant:
+        start = max(self._clock.monotonic(), self._tat, self._paused_until)
+        units = min(cost, self.rate)
+        grants, window = self._grants, self._window
+        while grants:
+            head = grants[0]
+            if head.at + window > start:  # head shares a window with ``start``
+                if self._units + units <= self._limit:
+                    break
+                start = head.at + window  # wait for the head to leave the window
+            grants.popleft()
+            self._units -= head.units
+        if not grants:
+            self._units = 0.0
+        grant = _Grant(start, units)
+        grants.append(grant)
+        self._waiting.add(grant)
+        self._units += units
+        self._tat = start + cost * self._interval
+        return grant
+
+    async def pause(self, seconds: float) -> None:
+        """Move every slot not yet taken to ``now + seconds`` or later, keeping their spacing.
+
+        The waiting acquirers are shifted rigidly by one amount, so their order and the
+        window guarantee between them hold, and the first of them goes at the pause's end.
+        """
+        if not seconds > 0:
+            return
+        until = self._clock.monotonic() + seconds
+        if until <= self._paused_until:
+            return
+        self._paused_until = until
+        if self._waiting:
+            shift = until - min(grant.at for grant in self._waiting)
+            if shift > 0:
+                for grant in self._waiting:
+                    grant.at += shift
+                self._tat += shift
+        self._tat = max(self._tat, until)
+
+
+class LocalKeyedInterval:
+    """At most one pass per ``interval`` seconds per key, for one event loop.
+
+    Memory: once more than ``max_keys`` keys are held, keys that no longer delay anyone
+    (their next free time has passed) are dropped; the next prune is then due at twice what
+    remains, so a burst of genuinely busy keys costs amortised O(1) per call, never a full
+    scan per call.
+    """
+
+    def __init__(
+        self, interval: float, *, clock: Clock = SYSTEM_CLOCK, max_keys: int = 100_000
+    ) -> None:
+        if not (interval >= 0 and math.isfinite(interval)):
+            raise ValueError(f"interval must be >= 0 seconds, got {interval!r}")
+        if max_keys < 1:
+            raise ValueError(f"max_keys must be >= 1, got {max_keys!r}")
+        self.interval = float(interval)
+        self.max_keys = max_keys
+        self._clock = clock
+        self._next: dict[str, float] = {}  # key -> earliest time the next pass may go
+        self._prune_at = max_keys
+
+    def __len__(self) -> int:
+        return len(self._next)
+
+    async def wait(self, key: str) -> None:
+        if self.interval <= 0:
+            return
+        clock = self._clock
+        now = clock.monotonic()
+        slot = max(now, self._next.get(key, now))
+        self._next[key] = slot + self.interval
+        if len(self._next) > self._prune_at:
+            self._prune(now)
+        while (wait := slot - clock.monotonic()) > 0:
+            await clock.sleep(wait)
+
+    def _prune(self, now: float) -> None:
+        self._next = {key: after for key, after in self._next.items() if after > now}
+        self._prune_at = max(self.max_keys, 2 * len(self._next))
+
+
+# Redis -------------------------------------------------------------------------------------
+#
+# All times in the scripts are integer microseconds of the Redis server's clock, written with
+# %.0f: Lua numbers are doubles (exact to 2^53 us, ~285 years) but Redis' own conversion of a
+# number argument keeps only 14 significant digits.
+#
+# State hash KEYS[1]: tat, until (pause end), units (sum over the log), shift (total that
+# pauses moved waiting slots by). Log list KEYS[2]: "slot:units", in slot order.
+
+_ACQUIRE_LUA = """
+local rate = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local interval = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
+local units = tonumber(ARGV[5])
+local held_slot = tonumber(ARGV[6])
+local held_shift = tonumber(ARGV[7])
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local st = redis.call('HMGET', KEYS[1], 'tat', 'until', 'units', 'shift')
+local tat = tonumber(st[1]) or 0
+local paused = tonumber(st[2]) or 0
+local used = tonumber(st[3]) or 0
+local shift = tonumber(st[4]) or 0
+
+if held_slot then
+  -- A caller woke up: its slot, moved by any pause since it reserved, still stands unless
+  -- it came due before a pause without being taken - then it is void and reserved anew.
+  local moved = shift - held_shift
+  if moved < 0 then moved = 0 end
+  local slot = held_slot + moved
+  if slot >= paused then
+    local wait = slot - now
+    if wait < 0 then wait = 0 end
+    return {wait, held_shift, held_slot}
+  end
+end
+
+local limit = rate * (1 + 1e-9)
+local start = math.max(now, tat, paused)
+while true do
+  local head = redis.call('LINDEX', KEYS[2], 0)
+  if not head then
+    used = 0
+    break
+  end
+  local sep = string.find(head, ':', 1, true)
+  local at = tonumber(string.sub(head, 1, sep - 1))
+  if at + window > start then
+    if used + units <= limit then break end
+    start = at + window
+  end
+  redis.call('LPOP', KEYS[2])
+  used = used - tonumber(string.sub(head, sep + 1))
+end
+
+redis.call('RPUSH', KEYS[2], string.format('%.0f:%s', start, ARGV[5]))
+used = used + units
+tat = start + math.ceil(cost * interval)
+redis.call('HSET', KEYS[1], 'tat', string.format('%.0f', tat),
+           'units', string.format('%.17g', used))
+local ttl = math.ceil((math.max(tat, paused, start + window) - now) / 1000) + 60000
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+return {start - now, shift, start}
+"""
+
+_PAUSE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local untl = now + tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local st = redis.call('HMGET', KEYS[1], 'tat', 'until', 'shift')
+local tat = tonumber(st[1]) or 0
+local paused = tonumber(st[2]) or 0
+local shift = tonumber(st[3]) or 0
+if untl <= paused then return 0 end
+
+-- Waiting slots are the log's entries after now. If even the log's head is in the future,
+-- earlier waiting slots may have been trimmed from it: assume the earliest is now.
+local entries = redis.call('LRANGE', KEYS[2], 0, -1)
+local first, earliest = nil, nil
+for i, e in ipairs(entries) do
+  local at = tonumber(string.sub(e, 1, string.find(e, ':', 1, true) - 1))
+  if at > now then
+    first, earliest = i, at
+    break
+  end
+end
+local delta = 0
+if first then
+  if first == 1 then earliest = now end
+  delta = untl - earliest
+  if delta > 0 then
+    for i = first, #entries do
+      local e = entries[i]
+      local sep = string.find(e, ':', 1, true)
+      local at = tonumber(string.sub(e, 1, sep - 1))
+      redis.call('LSET', KEYS[2], i - 1,
+                 string.format('%.0f:%s', at + delta, string.sub(e, sep + 1)))
+    end
+    tat = tat + delta
+    shift = shift + delta
+  else
+    delta = 0
+  end
+end
+tat = math.max(tat, untl)
+redis.call('HSET', KEYS[1], 'tat', string.format('%.0f', tat),
+           'until', string.format('%.0f', untl), 'shift', string.format('%.0f', shift))
+local ttl = math.ceil((tat + window - now) / 1000) + 60000
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+return delta
+"""
+
+_KEYED_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local after = tonumber(redis.call('GET', KEYS[1])) or 0
+local slot = math.max(now, after)
+local next_free = slot + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%.0f', next_free),
+           'PX', string.format('%.0f', math.ceil((next_free - now) / 1000) + 1000))
+return slot - now
+"""
+
+class RedisRateLimiter:
+    """The same schedule as ``LocalRateLimiter``, kept in Redis and shared by every process
+    that uses the same ``name``.
+
+    ``acquire`` costs one script call when the slot is now, two when it has to wait: after
+    sleeping, the caller asks again, so a pause that another process set meanwhile still
+    holds it back (its slot was moved with the others) - the same re-check the local limiter
+    does in memory.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        name: str,
+        rate: float,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        jitter: float = DEFAULT_JITTER,
+    ) -> None:
+        _check_rate(rate, jitter)
+        self.rate = float(rate)
+        self.name = name
+        self.keys = [f"ratelimit:{{{name}}}", f"ratelimit:{{{name}}}:log"]
+        self._clock = clock
+        self._window_us = round((1.0 + jitter) * 1_000_000)
+        self._interval_us = self._window_us / self.rate
+        self._acquire = redis.register_script(_ACQUIRE_LUA)
+        self._pause = redis.register_script(_PAUSE_LUA)
+
+    async def acquire(self, cost: float = 1.0) -> None:
+        cost = _check_cost(cost)
+        args = [
+            repr(self.rate), str(self._window_us), repr(self._interval_us),
+            repr(cost), repr(min(cost, self.rate)),
+        ]
+        wait, shift, slot = await self._acquire(keys=self.keys, args=[*args, "", ""])
+        while wait > 0:
+            await self._clock.sleep(wait / 1_000_000)
+            wait, shift, slot = await self._acquire(keys=self.keys, args=[*args, slot, shift])
+
+    async def pause(self, seconds: float) -> None:
+        if not seconds > 0:
+            return
+        await self._pause(keys=self.keys, args=[math.ceil(seconds * 1_000_000), self._window_us])
+
+
+class RedisKeyedInterval:
+    """One key per ``name`` and ``key`` holding its next free time, with a PX expiry just past
+    it, so only keys in use exist. The script reserves the slot and returns the wait."""
+
+    def __init__(
+        self, redis: Redis, name: str, interval: float, *, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        if not (interval >= 0 and math.isfinite(interval)):
+            raise ValueError(f"interval must be >= 0 seconds, got {interval!r}")
+        self.interval = float(interval)
+        self.name = name
+        self._clock = clock
+        self._interval_us = math.ceil(interval * 1_000_000)
+        self._script = redis.register_script(_KEYED_LUA)
+
+    def key_for(self, key: str) -> str:
+        return f"interval:{self.name}:{key}"
+
+    async def wait(self, key: str) -> None:
+        if self._interval_us <= 0:
+            return
+        wait = await self._script(keys=[self.key_for(key)], args=[self._interval_us])
+        if wait > 0:
+            await self._clock.sleep(wait / 1_000_000)
+
+
+def local_rate_limiter(
+    rate: float, *, clock: Clock = SYSTEM_CLOCK, jitter: float = DEFAULT_JITTER
+) -> LocalRateLimiter:
+    return LocalRateLimiter(rate, clock=clock, jitter=jitter)
+
+
+def local_keyed_interval(
+    interval: float, *, clock: Clock = SYSTEM_CLOCK, max_keys: int = 100_000
+) -> LocalKeyedInterval:
+    return LocalKeyedInterval(interval, clock=clock, max_keys=max_keys)
+
+
+def redis_rate_limiter(
+    redis: Redis,
+    name: str,
+    rate: float,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+    jitter: float = DEFAULT_JITTER,
+) -> RedisRateLimiter:
+    return RedisRateLimiter(redis, name, rate, clock=clock, jitter=jitter)
+
+
+def redis_keyed_interval(
+    redis: Redis, name: str, interval: float, *, clock: Clock = SYSTEM_CLOCK
+) -> RedisKeyedInterval:
+    return RedisKeyedInterval(redis, name, interval, clock=clock)
