@@ -1,0 +1,103 @@
+"""The scheduler's three jobs — daily plan, weather, points — as plain async methods.
+
+Each job reads the date from the injected clock (never ``datetime.now()``), works out which
+care-calendar days are due from the run record (``scheduler.runs``), runs them oldest first and
+records each day it finished. So the same call serves the daily cron trigger, a misfire, a
+restart and start-up catch-up, and calling it twice does nothing the second time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from loyalty.config import LoyaltySettings
+from scheduler import points_expiry, runs, weather
+from scheduler.cn_calendar import WorkCalendar, work_calendar
+from scheduler.config import RenewalSettings, ScheduleSettings, WeatherSettings
+from scheduler.context import PlanContext, outbox_sink
+from scheduler.forecast import ForecastSource
+from scheduler.plan import PlanResult, run_plan
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+PLAN = "plan"
+WEATHER = "weather"
+POINTS = "points"
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """The settings sections the scheduler reads (passed in; ``bot.settings`` composes them)."""
+
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    renewal: RenewalSettings = field(default_factory=RenewalSettings)
+    weather: WeatherSettings = field(default_factory=WeatherSettings)
+    loyalty: LoyaltySettings = field(default_factory=LoyaltySettings)
+
+
+class Jobs:
+    def __init__(self, settings: SchedulerSettings, *, clock: Clock, forecast: ForecastSource,
+                 calendar: WorkCalendar | None = None) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._forecast = forecast
+        self._calendar = calendar or work_calendar()
+
+    def now_local(self) -> datetime:
+        moment = self._clock()
+        if moment.tzinfo is None:
+            raise ValueError("the clock must return timezone-aware datetimes")
+        return moment.astimezone(self.settings.schedule.tz)
+
+    def context(self, day: date, today: date) -> PlanContext:
+        return PlanContext(day=day, today=today, schedule=self.settings.schedule,
+                           renewal=self.settings.renewal, calendar=self._calendar)
+
+    async def plan(self) -> list[tuple[date, PlanResult]]:
+        """Plan every due day (missed ones first, up to ``schedule.catch_up_days``)."""
+        schedule = self.settings.schedule
+        now = self.now_local()
+        days = runs.days_to_run(now_local=now, at=schedule.daily_plan_at,
+                                last=await runs.last_day(PLAN),
+                                catch_up_days=schedule.catch_up_days)
+        done: list[tuple[date, PlanResult]] = []
+        for day in days:
+            result = await run_plan(self.context(day, now.date()))
+            await runs.record(PLAN, day, at=self._clock(), counts=result.counts)
+            done.append((day, result))
+        return done
+
+    async def weather(self) -> weather.WeatherResult | None:
+        """Today's weather notices, unless done already today or not yet time.
+
+        The day is recorded only when every region answered (or the failures were refusals
+        that retrying cannot fix), so a provider outage is retried on the next run.
+        """
+        now = self.now_local()
+        today = now.date()
+        if now.time() < self.settings.schedule.weather_at or await runs.finished(WEATHER, today):
+            return None
+        ctx = self.context(today, today)
+        result = await weather.queue(ctx, self.settings.weather, self._forecast,
+                                     outbox_sink(ctx.batch_size))
+        if result.complete or not result.retryable:
+            await runs.record(WEATHER, today, at=self._clock(),
+                              counts={"queued": result.queued, "failed": len(result.failed)})
+        return result
+
+    async def points(self) -> dict[str, int] | None:
+        now = self.now_local()
+        today = now.date()
+        schedule = self.settings.schedule
+        if now.time() < schedule.points_expiry_at or await runs.finished(POINTS, today):
+            return None
+        counts = await points_expiry.run(
+            today, now=self._clock(), warn_at=self.context(today, today).not_before,
+            settings=self.settings.loyalty)
+        await runs.record(POINTS, today, at=self._clock(), counts=counts)
+        return counts

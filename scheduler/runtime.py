@@ -1,0 +1,205 @@
+"""The scheduler at run time: leadership, APScheduler wiring, start-up catch-up, shutdown.
+
+One ``AsyncIOScheduler`` in the care time zone with three cron jobs — the daily plan
+(``schedule.daily_plan_at``), weather (``schedule.weather_at``) and points
+(``schedule.points_expiry_at``) — coalesced, with ``misfire_grace_time`` and one instance at a
+time. The job store is in memory and private to the leader: APScheduler's own FAQ warns that a
+store shared by several processes runs jobs twice, hence the leader (``scheduler.leader``).
+
+When a process becomes leader it starts the cron jobs and immediately runs every job once:
+each job works out its own due days from the run record, so that single call is the catch-up
+of days missed while no leader ran. A weather run that a provider outage left incomplete is
+tried again ``weather.retry_every_minutes`` later, until ``weather.retry_until``.
+
+``cleanup_context`` gives the aiohttp application a cleanup context that starts this at
+start-up and stops it, in-flight jobs cancelled (they are idempotent), at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from scheduler.forecast import ForecastSource, OpenMeteo
+from scheduler.jobs import PLAN, POINTS, WEATHER, Clock, Jobs, SchedulerSettings
+from scheduler.leader import AdvisoryLock, Leadership, SingleProcess, asyncpg_dsn
+from storage.config import DatabaseSettings
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def leadership_for(database: DatabaseSettings) -> Leadership:
+    if database.is_postgres:
+        return AdvisoryLock(asyncpg_dsn(database.url))
+    return SingleProcess()
+
+
+class SchedulerRuntime:
+    def __init__(self, settings: SchedulerSettings, *, clock: Clock, leadership: Leadership,
+                 forecast: ForecastSource | None = None, sleep: Sleep = asyncio.sleep) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._leadership = leadership
+        self._own_forecast: OpenMeteo | None = None
+        if forecast is None:
+            self._own_forecast = OpenMeteo(settings.weather, timezone=settings.schedule.timezone)
+            forecast = self._own_forecast
+        self.jobs = Jobs(settings, clock=clock, forecast=forecast)
+        self._sleep = sleep
+        self._scheduler: AsyncIOScheduler | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[Any]] = set()
+        self._locks = {name: asyncio.Lock() for name in (PLAN, WEATHER, POINTS)}
+
+    @property
+    def is_leader(self) -> bool:
+        return self._scheduler is not None
+
+    @property
+    def scheduler(self) -> AsyncIOScheduler | None:
+        return self._scheduler
+
+    async def start(self) -> None:
+        """Try to lead now, and keep trying in the background."""
+        await self.poll()
+        self._watch = asyncio.create_task(self._watch_leadership(), name="scheduler-leader")
+
+    async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+            self._watch = None
+        await self._step_down()
+        await self._leadership.release()
+        if self._own_forecast is not None:
+            await self._own_forecast.close()
+
+    async def poll(self) -> bool:
+        """One leadership check: start leading, keep leading, or step down."""
+        leading = await self._leadership.try_acquire()
+        if leading and self._scheduler is None:
+            self._become_leader()
+        elif not leading and self._scheduler is not None:
+            await self._step_down()
+        return leading
+
+    async def idle(self) -> None:
+        """Wait for every job run in flight (tests; catch-up runs in the background)."""
+        while self._running:
+            await asyncio.gather(*list(self._running), return_exceptions=True)
+
+    async def _watch_leadership(self) -> None:
+        while True:
+            await self._sleep(self.settings.schedule.leader_retry_seconds)
+            await self.poll()
+
+    def _become_leader(self) -> None:
+        schedule = self.settings.schedule
+        scheduler = AsyncIOScheduler(
+            timezone=schedule.tz,
+            job_defaults={"coalesce": True, "max_instances": 1,
+                          "misfire_grace_time": schedule.misfire_grace_seconds},
+        )
+        for name, at in ((PLAN, schedule.daily_plan_at), (WEATHER, schedule.weather_at),
+                         (POINTS, schedule.points_expiry_at)):
+            scheduler.add_job(self.run_job, CronTrigger(hour=at.hour, minute=at.minute,
+                                                        second=at.second, timezone=schedule.tz),
+                              args=[name], id=name, name=f"engage {name}")
+        scheduler.start()
+        self._scheduler = scheduler
+        log.info("this process leads the scheduler: plan %s, weather %s, points %s (%s)",
+                 schedule.daily_plan_at, schedule.weather_at, schedule.points_expiry_at,
+                 schedule.timezone)
+        for name in (POINTS, WEATHER, PLAN):  # catch-up: each job knows its due days
+            task = asyncio.create_task(self.run_job(name), name=f"scheduler-catch-up-{name}")
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+            task.add_done_callback(_report_failure)
+
+    async def _step_down(self) -> None:
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is None:
+            return
+        scheduler.shutdown(wait=False)
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*list(self._running), return_exceptions=True)
+        log.info("scheduler stopped in this process")
+
+    async def run_job(self, name: str) -> None:
+        """Run one job now (what the cron triggers and catch-up call)."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        try:
+            async with self._locks[name]:
+                if name == PLAN:
+                    await self.jobs.plan()
+                elif name == WEATHER:
+                    result = await self.jobs.weather()
+                    if result is not None and not result.complete and result.retryable:
+                        self._schedule_weather_retry()
+                elif name == POINTS:
+                    await self.jobs.points()
+                else:
+                    raise ValueError(f"unknown scheduler job {name!r}")
+        finally:
+            if task is not None:
+                self._running.discard(task)
+
+    def _schedule_weather_retry(self) -> None:
+        scheduler = self._scheduler
+        if scheduler is None:
+            return
+        weather = self.settings.weather
+        delay = timedelta(minutes=weather.retry_every_minutes)
+        now = self.jobs.now_local()
+        at = now + delay
+        if at.date() != now.date() or at.time() > weather.retry_until:
+            log.warning("weather run incomplete; no retry after %s, next try tomorrow",
+                        weather.retry_until)
+            return
+        # APScheduler fires on the wall clock: hand it the delay, not the injected clock's time.
+        run_date = datetime.now(self.settings.schedule.tz) + delay
+        scheduler.add_job(self.run_job, "date", run_date=run_date, args=[WEATHER],
+                          id="weather-retry", replace_existing=True)
+        log.info("weather run incomplete; trying again in %d minutes",
+                 weather.retry_every_minutes)
+
+    def next_runs(self) -> dict[str, datetime | None]:
+        if self._scheduler is None:
+            return {}
+        return {job.id: job.next_run_time for job in self._scheduler.get_jobs()}
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        log.error("scheduler catch-up %s failed; its next run tries again", task.get_name(),
+                  exc_info=exc)
+
+
+def cleanup_context(settings: SchedulerSettings, database: DatabaseSettings, *, clock: Clock,
+                    forecast: ForecastSource | None = None
+                    ) -> Callable[[web.Application], AsyncIterator[None]]:
+    """An aiohttp cleanup context running the scheduler for the application's lifetime."""
+
+    async def run_scheduler(app: web.Application) -> AsyncIterator[None]:
+        runtime = SchedulerRuntime(settings, clock=clock, leadership=leadership_for(database),
+                                   forecast=forecast)
+        await runtime.start()
+        yield
+        await runtime.stop()
+
+    return run_scheduler
