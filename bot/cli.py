@@ -83,6 +83,32 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if report.rejected == 0 else 1
 
 
+async def _plan(settings: Settings, args: argparse.Namespace) -> int:
+    from scheduler.context import PlanContext
+    from scheduler.plan import dry_run, run_plan
+
+    await storage_db.upgrade(settings.database.url, pool_max=settings.database.pool_max)
+    try:
+        # The given day is planned as if it were today (greetings included).
+        ctx = PlanContext(day=args.date, today=args.date, schedule=settings.schedule,
+                          renewal=settings.renewal)
+        result = await (dry_run(ctx) if args.dry_run else run_plan(ctx))
+    finally:
+        await storage_db.close()
+    verb = "would queue" if args.dry_run else "queued"
+    note = " (dry run: nothing written)" if args.dry_run else ""
+    print(f"plan for {args.date.isoformat()}{note}")
+    width = max(len(kind) for kind in result.counts)
+    for kind, count in result.counts.items():
+        print(f"  {kind:<{width}}  {count:>8}")
+    print(f"  {'total':<{width}}  {result.total:>8} {verb}")
+    for samples in result.samples.values():
+        for sample in samples:
+            print(f"  {verb}: {sample.dedup_key}  customer {sample.customer_id}  "
+                  f"{sample.template_key}  not before {sample.not_before.isoformat()}")
+    return 0
+
+
 async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
@@ -128,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--date", type=_iso_date, default=None,
                       help="the plan day (default: today in the care time zone)")
     demo.set_defaults(func=_demo)
+
+    plan = sub.add_parser("plan", help="run one day's plan now (birthdays, festivals, "
+                          "renewals, lapse rescues) and print counts per kind")
+    plan.add_argument("--date", type=_iso_date, required=True,
+                      help="the care-calendar day to plan, as if it were today (YYYY-MM-DD)")
+    plan.add_argument("--dry-run", action="store_true",
+                      help="write nothing; print what would be queued")
+    plan.set_defaults(func=_plan)
 
     database = sub.add_parser("db", help="database maintenance")
     db_sub = database.add_subparsers(dest="db_command", required=True, metavar="ACTION")

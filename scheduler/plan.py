@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Final
 
 from tortoise.transactions import in_transaction
@@ -18,6 +19,7 @@ from tortoise.transactions import in_transaction
 from scheduler import birthday, festival, lapse, renewal
 from scheduler.context import PlanContext, Sink, outbox_sink
 from scheduler.selection import Selection
+from storage.models import Message
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +35,20 @@ RULES: Final[tuple[tuple[str, Rule], ...]] = (
 KINDS: Final = tuple(kind for kind, _ in RULES)
 
 
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One message a dry run would queue (shown to the operator)."""
+
+    dedup_key: str
+    customer_id: int
+    template_key: str
+    not_before: datetime
+
+
 @dataclass
 class PlanResult:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    samples: dict[str, list[Sample]] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -60,12 +73,23 @@ class _RollBack(Exception):
     pass
 
 
-async def dry_run(ctx: PlanContext) -> PlanResult:
-    """What ``run_plan`` would queue, computed in a transaction that is then rolled back."""
+async def dry_run(ctx: PlanContext, *, samples: int = 3) -> PlanResult:
+    """What ``run_plan`` would queue, computed in a transaction that is then rolled back.
+
+    Running the real plan (rather than counting) keeps the numbers exact, dedup included;
+    the rollback guarantees nothing is written. ``samples`` messages per kind are kept to show.
+    """
     result = PlanResult()
     try:
         async with in_transaction():
+            last = await Message.all().order_by("-id").first()
             result = await run_plan(ctx)
+            for kind in KINDS:
+                rows = await Message.filter(kind=kind, id__gt=last.id if last else 0).order_by(
+                    "id").limit(samples)
+                result.samples[kind] = [
+                    Sample(m.dedup_key, m.customer_id, m.template_key, m.not_before) for m in rows
+                ]
             raise _RollBack
     except _RollBack:
         pass

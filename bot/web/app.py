@@ -28,6 +28,8 @@ from bot.sms.signature import TwilioSignature
 from bot.sms.status import status_callback
 from bot.texts import Texts
 from bot.web.keys import CLOCK, DISPATCHER, REGISTRY, SETTINGS, TEXTS, TWILIO_SIGNATURE
+from scheduler import runtime as scheduler_runtime
+from scheduler.jobs import SchedulerSettings
 from storage import db as storage_db
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class Overrides:
     sms: SmsGateway | None = None
     clock: Callable[[], datetime] = system_clock
     run_dispatcher: bool = True
+    run_scheduler: bool = True
     manage_database: bool = True
     extra_cleanup: list[Callable[[web.Application], AsyncIterator[None]]] = field(
         default_factory=list
@@ -154,6 +157,12 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
     if seams.manage_database:
         app.cleanup_ctx.append(database)
     app.cleanup_ctx.append(delivery)
+    if seams.run_scheduler:
+        app.cleanup_ctx.append(scheduler_runtime.cleanup_context(
+            SchedulerSettings(schedule=settings.schedule, renewal=settings.renewal,
+                              weather=settings.weather, loyalty=settings.loyalty),
+            settings.database, clock=seams.clock,
+        ))
     app.cleanup_ctx.extend(seams.extra_cleanup)
 
     app.router.add_get("/healthz", healthz)
