@@ -33,7 +33,8 @@ rate holds. A cancelled acquirer's slot stays used - never reused, so never over
 
 Redis: time comes from the Redis server (``TIME``), so processes on different hosts share
 one clock for the schedule; each process only sleeps the *duration* the script returns.
-State keys get a TTL so an idle limiter leaves nothing behind.
+State keys get a TTL so an idle limiter leaves nothing behind. Needs Redis >= 5 (a script
+that reads ``TIME`` and then writes relies on effects replication, the default since 5).
 """
 
 from __future__ import annotations
@@ -358,7 +359,9 @@ class RedisRateLimiter:
     ``acquire`` costs one script call when the slot is now, two when it has to wait: after
     sleeping, the caller asks again, so a pause that another process set meanwhile still
     holds it back (its slot was moved with the others) - the same re-check the local limiter
-    does in memory.
+    does in memory. Redis cannot tell a caller that has resumed from one still waking up,
+    so a slot that came due just before a pause but was not yet taken is void: its caller
+    reserves anew, behind the queue (rare: it needs a pause within one round trip).
     """
 
     def __init__(
