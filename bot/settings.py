@@ -79,6 +79,7 @@ class DeliverySettings(_Section):
     batch_size: int = Field(default=200, ge=1, le=5000)
     lease_seconds: int = Field(default=120, ge=5)
     poll_interval_seconds: float = Field(default=1.0, gt=0)
+    pipelines: int = Field(default=2, ge=1, le=16, description="dispatch loops per process")
     max_attempts: int = Field(default=5, ge=1, le=50)
     backoff_base_seconds: float = Field(default=30.0, gt=0)
     weekly_cap: int = Field(default=3, ge=0, description="care + marketing per 7 days")

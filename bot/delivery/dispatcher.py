@@ -21,7 +21,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from tortoise.expressions import Q
@@ -45,6 +45,7 @@ from bot.delivery.policy import decide as decide_policy
 from bot.delivery.segments import count_segments
 from bot.delivery.senders import SendResult, SmsGateway, TelegramGateway
 from bot.texts import Texts
+from storage.importing.sql import Statements
 from storage.models import Category, Channel, Message, MessageStatus
 
 if TYPE_CHECKING:
@@ -123,21 +124,33 @@ class Dispatcher:
 
     # -- the loop -------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Dispatch until ``stop`` is set; the batch in flight finishes first."""
+    async def run(self, stop: asyncio.Event, *, until_idle: bool = False) -> None:
+        """Dispatch until ``stop`` is set (or, with ``until_idle``, until nothing is due).
+
+        ``delivery.pipelines`` loops run side by side, so one batch's database round trips
+        overlap the next batch's sends. Each loop finishes its batch in flight before it
+        returns.
+        """
         interval = self._settings.delivery.poll_interval_seconds
-        while not stop.is_set():
-            try:
-                handled = await self.dispatch_once()
-            except (OSError, ConnectionError):
-                log.warning("dispatch pass failed: database unreachable, retrying",
-                            exc_info=True)
-                handled = 0
-            if handled == 0:
+
+        async def loop() -> None:
+            while not stop.is_set():
+                try:
+                    handled = await self.dispatch_once()
+                except (OSError, ConnectionError):
+                    log.warning("dispatch pass failed: database unreachable, retrying",
+                                exc_info=True)
+                    handled = 0
+                if handled:
+                    continue
+                if until_idle:
+                    return
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=interval)
                 except TimeoutError:
                     pass
+
+        await asyncio.gather(*(loop() for _ in range(self._settings.delivery.pipelines)))
 
     async def dispatch_once(self) -> int:
         """Claim one batch of due messages and settle every one of them; returns the count."""
@@ -358,12 +371,24 @@ class Dispatcher:
             self._metrics.latency.observe(max(0.0, (now - msg.not_before).total_seconds()))
 
     async def _record(self, batch: list[Message]) -> None:
+        """Write every settled outcome of the batch in one executemany, release the rest."""
         now = self._clock()
-        for msg in batch:
-            msg.updated_at = now
         settled = [m for m in batch if m.status != MessageStatus.CLAIMED]
         if settled:
-            await Message.bulk_update(settled, fields=_OUTCOME_FIELDS, batch_size=500)
+            rows = [
+                [
+                    m.status.value, m.channel.value if m.channel else None, m.skip_reason,
+                    m.attempts, _utc(m.lease_expires_at), m.provider_id, m.last_error,
+                    m.segments, _utc(m.not_before), _utc(m.sent_at), _utc(now), m.id,
+                ]
+                for m in settled
+            ]
+            async with in_transaction() as conn:
+                await Statements(conn).update(Message, _OUTCOME_FIELDS, rows)
         unsettled = [m for m in batch if m.status == MessageStatus.CLAIMED]
         if unsettled:
             await self.release(unsettled)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(UTC)
