@@ -13,11 +13,10 @@ import argparse
 import asyncio
 import bisect
 import resource
-import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import asyncpg
 from aiogram import Bot
@@ -50,9 +49,13 @@ class Timed:
     def __init__(self, inner: AiogramTelegram) -> None:
         self.inner = inner
         self.times: list[float] = []
+        self.goal = 0
+        self.reached = asyncio.Event()
 
     async def send_text(self, chat_id: int, text: str) -> SendResult:
         self.times.append(time.monotonic())
+        if len(self.times) >= self.goal:
+            self.reached.set()
         return await self.inner.send_text(chat_id, text)
 
 
@@ -86,18 +89,10 @@ async def populate(n: int) -> None:
 
 async def drain(dispatcher: Dispatcher, sender: Timed, count: int) -> float:
     """Run the dispatcher's own loops until ``count`` messages have been sent."""
-    stop = asyncio.Event()
+    sender.goal = len(sender.times) + count
+    sender.reached = asyncio.Event()
     started = time.monotonic()
-    goal = len(sender.times) + count
-
-    async def watch() -> None:
-        while len(sender.times) < goal:
-            await asyncio.sleep(0.01)
-        stop.set()
-
-    watcher = asyncio.create_task(watch())
-    await dispatcher.run(stop, until_idle=True)
-    watcher.cancel()
+    await dispatcher.run(sender.reached, until_idle=True)
     return time.monotonic() - started
 
 
@@ -117,10 +112,12 @@ async def bare_loop(base: str, count: int) -> float:
 
 
 async def run(args: argparse.Namespace) -> None:
-    fake = subprocess.Popen([sys.executable, "-m", "bench.fake_telegram_server"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert fake.stdout is not None
-    base = fake.stdout.readline().strip()
+    fake = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.fake_telegram_server",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )
+    assert fake.stdout is not None and fake.stdin is not None
+    base = (await fake.stdout.readline()).decode().strip()
     pg_name = ""
     if args.db == "postgres":
         pg_name = f"engage_bench_{uuid.uuid4().hex[:8]}"
@@ -175,12 +172,10 @@ async def run(args: argparse.Namespace) -> None:
               f"per process; bare aiogram loop {bare:,.0f} msg/s; ratio {ours / bare:.2f}")
         print(f"    peak RSS {peak_rss_mb():.0f} MB (before the unlimited run "
               f"{rss_before:.0f} MB); {sent_ok:,} of {total:,} messages recorded as sent")
-        _ = timedelta
     finally:
         await Tortoise.close_connections()
-        assert fake.stdin is not None
         fake.stdin.close()
-        fake.wait(timeout=10)
+        await asyncio.wait_for(fake.wait(), timeout=10)
         if pg_name:
             admin = await asyncpg.connect(PG_ADMIN)
             await admin.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
