@@ -51,8 +51,8 @@ async def earn_for_payment(
     fp = fingerprint({"op": "payment", "payment": payment.id})
     if (done := await ledger.find_replay(key, fp)) is not None:
         return done
-    policy_id: int = payment.policy_id  # type: ignore[attr-defined]
-    customer_id: int = payment.customer_id  # type: ignore[attr-defined]
+    policy_id: int = payment.policy_id
+    customer_id: int = payment.customer_id
     if payment.kind == PaymentKind.REFUND:
         return await _take_back(policy_id, key, fp, settings=settings, now=now,
                                 payment_id=payment.id)
@@ -94,7 +94,7 @@ async def _take_back(
     policy = await Policy.get_or_none(id=policy_id)
     if policy is None:
         raise InvalidRequest(f"no policy {policy_id}")
-    ref = AccountRef.of_customer(policy.customer_id)  # type: ignore[attr-defined]
+    ref = AccountRef.of_customer(policy.customer_id)
     try:
         async with in_transaction() as conn:
             # The lock first: earnings and reversals of this customer are serialised, so the
@@ -200,8 +200,8 @@ async def link_referrer(customer_id: int, referral_code: str) -> Customer:
         raise NotEligible("unknown_code", "no customer has this referral code")
     if referrer.id == customer.id:
         raise NotEligible("self_referral", "a customer cannot refer themselves")
-    if customer.referred_by_id is not None:  # type: ignore[attr-defined]
-        if customer.referred_by_id == referrer.id:  # type: ignore[attr-defined]
+    if customer.referred_by_id is not None:
+        if customer.referred_by_id == referrer.id:
             return referrer
         raise NotEligible("already_referred", "this customer already has a referrer")
     if await Policy.exists(customer_id=customer.id):
@@ -222,7 +222,7 @@ async def award_referral_if_due(
     customer = await Customer.get_or_none(id=customer_id)
     if customer is None:
         raise UnknownCustomer(f"no customer {customer_id}")
-    referrer_id: int | None = customer.referred_by_id  # type: ignore[attr-defined]
+    referrer_id: int | None = customer.referred_by_id
     if referrer_id is None or referrer_id == customer_id or settings.referral_bonus <= 0:
         return None
     if not await Policy.exists(customer_id=customer_id, status=PolicyStatus.ACTIVE):

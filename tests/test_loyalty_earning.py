@@ -56,7 +56,7 @@ async def _policy(owner: Customer, *, status: PolicyStatus = PolicyStatus.ACTIVE
 async def _pay(policy: Policy, cents: int, at: datetime = NOW,
                kind: PaymentKind = PaymentKind.PREMIUM) -> Payment:
     return await Payment.create(external_id=f"X{next(_seq)}", policy=policy,
-                                customer_id=policy.customer_id,  # type: ignore[attr-defined]
+                                customer_id=policy.customer_id,
                                 kind=kind, amount_cents=cents, paid_at=at)
 
 

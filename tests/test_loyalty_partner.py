@@ -44,7 +44,7 @@ async def clock(db: str) -> Clock:
 @pytest.fixture
 async def client(clock: Clock) -> AsyncIterator[TestClient[web.Request, web.Application]]:
     app = web.Application()
-    app[CLOCK] = clock
+    app[CLOCK] = lambda: clock.now
     app.router.add_routes(partner_routes())
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
