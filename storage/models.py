@@ -320,3 +320,96 @@ class Message(TimestampMixin, Model):
     class Meta:
         table = "message"
         indexes = (("status", "not_before"), ("customer_id", "created_at"))
+
+
+class TaskStatus(StrEnum):
+    OPEN = "open"
+    ASSIGNED = "assigned"
+    CLOSED = "closed"
+
+
+class Task(TimestampMixin, Model):
+    """Work for an operator, such as a renewal call-back a customer asked for."""
+
+    id = fields.IntField(primary_key=True)
+    kind = fields.CharField(max_length=32)
+    customer: fields.ForeignKeyRelation[Customer] = fields.ForeignKeyField(
+        "models.Customer", related_name="tasks", on_delete=fields.CASCADE
+    )
+    customer_id: int
+    policy: fields.ForeignKeyNullableRelation[Policy] = fields.ForeignKeyField(
+        "models.Policy", related_name="tasks", null=True, on_delete=fields.SET_NULL
+    )
+    policy_id: int | None
+    status = fields.CharEnumField(TaskStatus, max_length=16, default=TaskStatus.OPEN)
+    source = fields.CharField(max_length=16, description="telegram, sms or web")
+    assignee = fields.CharField(max_length=64, default="")
+    note = fields.TextField(default="")
+    closed_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "task"
+        indexes = (("status", "created_at"),)
+
+
+class ProcessedUpdate(Model):
+    """Telegram update ids already handled, so a redelivered update has no second effect."""
+
+    update_id = fields.BigIntField(primary_key=True, generated=False)
+    processed_at = fields.DatetimeField()
+
+    class Meta:
+        table = "telegram_processed_update"
+
+
+class LinkAttempt(Model):
+    """One try at linking a Telegram account to a customer (rate-limited per user)."""
+
+    id = fields.IntField(primary_key=True)
+    telegram_user_id = fields.BigIntField(db_index=True)
+    phone = fields.CharField(max_length=20, default="")
+    outcome = fields.CharField(max_length=24)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "telegram_link_attempt"
+        indexes = (("telegram_user_id", "created_at"),)
+
+
+class LinkCode(Model):
+    """A one-time code sent by SMS to confirm re-linking a phone to another Telegram user."""
+
+    id = fields.IntField(primary_key=True)
+    telegram_user_id = fields.BigIntField(db_index=True)
+    customer: fields.ForeignKeyRelation[Customer] = fields.ForeignKeyField(
+        "models.Customer", related_name="link_codes", on_delete=fields.CASCADE
+    )
+    customer_id: int
+    code_hash = fields.CharField(max_length=64)
+    expires_at = fields.DatetimeField()
+    tries = fields.SmallIntField(default=0)
+    used_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "telegram_link_code"
+
+
+class InboundSms(Model):
+    """An inbound SMS/MMS by Twilio MessageSid: a retried webhook gets the same reply."""
+
+    id = fields.IntField(primary_key=True)
+    message_sid = fields.CharField(max_length=64, unique=True)
+    from_phone = fields.CharField(max_length=20)
+    customer: fields.ForeignKeyNullableRelation[Customer] = fields.ForeignKeyField(
+        "models.Customer", related_name="inbound_sms", null=True, on_delete=fields.SET_NULL
+    )
+    customer_id: int | None
+    body = fields.TextField(default="")
+    keyword = fields.CharField(max_length=16, default="")
+    reply = fields.TextField(default="")
+    num_media = fields.SmallIntField(default=0)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "sms_inbound"
