@@ -7,18 +7,35 @@ own part of the summary; later steps (the day's plan, console delivery) are appe
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 from tortoise.functions import Count
 
+from bot.delivery.dispatcher import Dispatcher
+from bot.delivery.senders import ConsoleChannel
 from bot.settings import Settings
+from bot.texts import Texts
+from scheduler import weather
+from scheduler.context import PlanContext, outbox_sink
+from scheduler.forecast import DayForecast, Place
+from scheduler.plan import run_plan
 from storage.demo_data import DEFAULT_SEED, DemoDataReport, demo_phone, seed_demo_data
-from storage.models import Claim, ClaimStatus, Customer, Policy, PolicyStatus
+from storage.models import (
+    Claim,
+    ClaimStatus,
+    Customer,
+    Message,
+    MessageStatus,
+    Policy,
+    PolicyStatus,
+    TelegramAccount,
+)
 from storage.phones import mask_phone
 
 log = logging.getLogger(__name__)
@@ -26,6 +43,8 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
 SAMPLE_CUSTOMERS = 3
+DEMO_CHAT_BASE = 9_000_000_000  # console "Telegram" chats of demo customers
+DELIVERY_TIME = time(10, 0)
 EXPIRY_WINDOW_DAYS = 60
 
 
@@ -99,7 +118,95 @@ async def summarise_data(run: DemoRun) -> None:
             + " · ".join(f"{status.value} {per_status.get(status, 0)}" for status in ClaimStatus))
 
 
-STEPS: tuple[DemoStep, ...] = (seed_data, summarise_data)
+class ScriptedForecast:
+    """The demo's offline weather: a rainstorm over Shanghai, snow in Harbin, a hard frost in
+    Ürümqi, fair skies elsewhere. Same shape as the Open-Meteo client, no network."""
+
+    SCRIPT: dict[str, dict[str, float | int]] = {
+        "SH": {"weather_code": 65, "precipitation_mm": 48.0},
+        "HRB": {"weather_code": 75, "snowfall_cm": 6.5, "temp_min_c": -14.0},
+        "URC": {"weather_code": 3, "temp_min_c": -11.0},
+    }
+
+    async def daily(self, places: Sequence[Place], start: date,
+                    end: date) -> list[DayForecast]:
+        days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
+        return [
+            DayForecast(place=place.code, day=day, **{"weather_code": 1, "precipitation_mm": 0.0,
+                        "snowfall_cm": 0.0, "gust_ms": 6.0, "temp_min_c": 8.0,
+                        **(self.SCRIPT.get(place.code, {}) if day == start else {})})
+            for place in places for day in days
+        ]
+
+
+def _plan_context(run: DemoRun) -> PlanContext:
+    return PlanContext(day=run.day, today=run.day, schedule=run.settings.schedule,
+                       renewal=run.settings.renewal)
+
+
+async def link_console_chats(run: DemoRun) -> None:
+    """Every third demo customer "uses Telegram", so both channels appear in the demo."""
+    ids = await Customer.filter(phone__in=[demo_phone(i, run.seed)
+                                           for i in range(0, run.customers, 3)]
+                                ).values_list("id", flat=True)
+    linked_at = datetime.combine(run.day, time(0), tzinfo=run.settings.schedule.tz)
+    await TelegramAccount.bulk_create(
+        [TelegramAccount(telegram_user_id=DEMO_CHAT_BASE + int(cid),
+                         chat_id=DEMO_CHAT_BASE + int(cid), customer_id=int(cid),
+                         linked_at=linked_at) for cid in ids],
+        ignore_conflicts=True,
+    )
+
+
+async def plan_day(run: DemoRun) -> None:
+    """The day's birthday, festival, renewal and lapse rules, then the scripted weather."""
+    ctx = _plan_context(run)
+    result = await run_plan(ctx)
+    forecast = await weather.queue(ctx, run.settings.weather, ScriptedForecast(),
+                                   outbox_sink(ctx.batch_size))
+    run.say()
+    run.say(f"Plan for {run.day.isoformat()}: {result.describe()}, "
+            f"weather {forecast.queued} (offline forecast)")
+
+
+async def deliver(run: DemoRun) -> None:
+    """Dispatch everything due at 10:00 on the plan day through the console channel."""
+    console = ConsoleChannel(run.out)
+    at = datetime.combine(run.day, DELIVERY_TIME, tzinfo=run.settings.schedule.tz)
+    dispatcher = Dispatcher(run.settings, Texts.load(), telegram=console, sms=console,
+                            clock=lambda: at.astimezone(UTC),
+                            skip_locked=run.settings.database.is_postgres)
+    run.say()
+    run.say(f"Delivering at {DELIVERY_TIME:%H:%M} ({run.settings.schedule.timezone}) "
+            "through the console channel:")
+    await dispatcher.run(asyncio.Event(), until_idle=True)
+    for msg in await Message.filter(status=MessageStatus.SKIPPED,
+                                    updated_at__gte=at - timedelta(days=1)).order_by("id"):
+        run.say(f"[skipped: {msg.skip_reason}] {msg.kind} for customer {msg.customer_id}")
+
+
+async def summarise_delivery(run: DemoRun) -> None:
+    """Per kind, per status, for the messages of the plan day."""
+    start = datetime.combine(run.day, time(0), tzinfo=run.settings.schedule.tz)
+    rows: list[Any] = await (
+        Message.filter(not_before__gte=start - timedelta(days=1))
+        .annotate(n=Count("id")).group_by("kind", "status").values_list("kind", "status", "n")
+    )
+    table: dict[str, dict[str, int]] = {}
+    for kind, status, n in rows:
+        table.setdefault(kind, {})[str(MessageStatus(status).value)] = n
+    run.say()
+    run.say("Summary by kind and status:")
+    if not table:
+        run.say("  (nothing queued for this day)")
+    for kind in sorted(table):
+        cells = " · ".join(f"{status} {n}" for status, n in sorted(table[kind].items()))
+        run.say(f"  {kind:<16} {cells}")
+
+
+STEPS: tuple[DemoStep, ...] = (
+    seed_data, summarise_data, link_console_chats, plan_day, deliver, summarise_delivery,
+)
 
 
 async def run_demo(

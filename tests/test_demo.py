@@ -337,13 +337,27 @@ def test_engage_demo_command_seeds_prints_a_summary_and_reruns_cleanly(
     assert "regions 12 (12 new)" in first
     assert "customers 50 (50 new)" in first
     assert re.search(r"policies (\d+) \(\1 new\)", first)
-    assert len(re.findall(r"\+86\*{7}\d{4}", first)) == 3  # three sample customers, masked
-    assert not re.search(r"\+861\d{10}", first)
+    samples = first.split("Sample customers:")[1].split("\n\n")[0]
+    assert len(re.findall(r"\+86\*{7}\d{4}", samples)) == 3  # three sample customers, masked
+    assert not re.search(r"\+861\d{10}", first)  # no full number anywhere, SMS lines included
     assert "Active policies expiring in the next 60 days" in first
     assert re.search(r"Claims by status: reported \d+ · registered \d+", first)
 
+    planned = re.search(r"Plan for 2026-11-21: (.*)", first)
+    assert planned and "renewal" in planned.group(1)
+    delivered = first.split("through the console channel:")[1].split("Summary by kind")[0]
+    telegram = re.findall(r"^\[telegram → chat \d+\] .+", delivered, flags=re.M)
+    sms = re.findall(r"^\[sms → \+86\*{7}\d{4}\] 【安行保险】.+", delivered, flags=re.M)
+    assert telegram and sms
+    summary = first.split("Summary by kind and status:")[1]
+    sent = sum(int(n) for n in re.findall(r"sent (\d+)", summary))
+    assert sent == len(telegram) + len(sms)  # every message printed once, and counted
+
     assert main(argv) == 0
     second = capsys.readouterr().out
+    assert "Plan for 2026-11-21: birthday 0, festival 0, renewal 0" in second
+    redelivered = second.split("through the console channel:")[1].split("Summary by kind")[0]
+    assert "[telegram" not in redelivered and "[sms" not in redelivered  # nothing sent twice
 
     assert "customers 50 (0 new)" in second
     assert set(re.findall(r"\((\d+) new\)", second)) == {"0"}
