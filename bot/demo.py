@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
@@ -122,19 +122,20 @@ class ScriptedForecast:
     """The demo's offline weather: a rainstorm over Shanghai, snow in Harbin, a hard frost in
     Ürümqi, fair skies elsewhere. Same shape as the Open-Meteo client, no network."""
 
-    SCRIPT: dict[str, dict[str, float | int]] = {
-        "SH": {"weather_code": 65, "precipitation_mm": 48.0},
-        "HRB": {"weather_code": 75, "snowfall_cm": 6.5, "temp_min_c": -14.0},
-        "URC": {"weather_code": 3, "temp_min_c": -11.0},
+    FAIR = DayForecast(place="", day=date.min, weather_code=1, precipitation_mm=0.0,
+                       snowfall_cm=0.0, gust_ms=6.0, temp_min_c=8.0)
+    SCRIPT: dict[str, DayForecast] = {
+        "SH": replace(FAIR, weather_code=65, precipitation_mm=48.0),
+        "HRB": replace(FAIR, weather_code=75, snowfall_cm=6.5, temp_min_c=-14.0),
+        "URC": replace(FAIR, weather_code=3, temp_min_c=-11.0),
     }
 
     async def daily(self, places: Sequence[Place], start: date,
                     end: date) -> list[DayForecast]:
         days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
         return [
-            DayForecast(place=place.code, day=day, **{"weather_code": 1, "precipitation_mm": 0.0,
-                        "snowfall_cm": 0.0, "gust_ms": 6.0, "temp_min_c": 8.0,
-                        **(self.SCRIPT.get(place.code, {}) if day == start else {})})
+            replace(self.SCRIPT.get(place.code, self.FAIR) if day == start else self.FAIR,
+                    place=place.code, day=day)
             for place in places for day in days
         ]
 
@@ -146,14 +147,12 @@ def _plan_context(run: DemoRun) -> PlanContext:
 
 async def link_console_chats(run: DemoRun) -> None:
     """Every third demo customer "uses Telegram", so both channels appear in the demo."""
-    ids = await Customer.filter(phone__in=[demo_phone(i, run.seed)
-                                           for i in range(0, run.customers, 3)]
-                                ).values_list("id", flat=True)
+    phones = [demo_phone(i, run.seed) for i in range(0, run.customers, 3)]
+    ids = [c.id for c in await Customer.filter(phone__in=phones).only("id")]
     linked_at = datetime.combine(run.day, time(0), tzinfo=run.settings.schedule.tz)
     await TelegramAccount.bulk_create(
-        [TelegramAccount(telegram_user_id=DEMO_CHAT_BASE + int(cid),
-                         chat_id=DEMO_CHAT_BASE + int(cid), customer_id=int(cid),
-                         linked_at=linked_at) for cid in ids],
+        [TelegramAccount(telegram_user_id=DEMO_CHAT_BASE + cid, chat_id=DEMO_CHAT_BASE + cid,
+                         customer_id=cid, linked_at=linked_at) for cid in ids],
         ignore_conflicts=True,
     )
 
