@@ -324,3 +324,25 @@ async def test_blocked_account_row_is_not_used_for_channel_choice(rig: Rig) -> N
     await f.queued(c)
     await rig.dispatcher.dispatch_once()
     assert rig.telegram.sent_messages() == [] and len(rig.twilio.sent_messages()) == 1
+
+
+async def test_sent_rate_never_exceeds_limit_in_any_one_second_window(rig: Rig) -> None:
+    """Real limiter, real time: 60 messages at 30/s, counted where they arrive (the fake)."""
+    from bot.delivery.ratelimit import local_rate_limiter
+
+    rate = 30
+    # jitter: headroom for a loaded test machine delaying a task after its slot (see ratelimit)
+    dispatcher = rig.make(limits=Limits(telegram=local_rate_limiter(rate, jitter=0.05)))
+    owners = [await f.customer() for _ in range(60)]
+    for owner in owners:
+        await f.link_telegram(owner)
+        await f.queued(owner, kind="claim_update", category=Category.SERVICE,
+                       template="claim_update", params={"claim": "C", "status": "已结案",
+                                                        "note": ""})
+    while await dispatcher.dispatch_once():
+        pass
+    arrivals = sorted(r.time for r in rig.telegram.requests_for("sendMessage"))
+    assert len(arrivals) == 60
+    busiest = max(sum(1 for t in arrivals if start <= t < start + 1.0) for start in arrivals)
+    assert busiest <= rate
+    assert arrivals[-1] - arrivals[0] >= (60 - rate) / rate  # and it really was throttled
