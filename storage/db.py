@@ -13,7 +13,8 @@ from tortoise.migrations.api import migrate
 log = logging.getLogger(__name__)
 
 MODELS_APP = "models"
-MODELS_MODULES = ["storage.models", "storage.loyalty_models", "storage.scheduler_models"]
+MODELS_MODULES = ["storage.models", "storage.loyalty_models", "storage.scheduler_models",
+                  "storage.operator_models"]
 MIGRATIONS_MODULE = "storage.migrations"
 
 
