@@ -80,14 +80,4 @@ class Migration(migrations.Migration):
             options={'table': 'operator_session', 'app': 'models', 'pk_attr': 'id', 'table_description': 'A console login: the cookie carries the secret, only its sha256 is stored here.'},
             bases=['Model'],
         ),
-        ops.RemoveField(model_name='ProcessedUpdate', name='update_id'),
-        ops.AddField(
-            model_name='ProcessedUpdate',
-            name='update_id',
-            field=fields.BigIntField(primary_key=True, unique=True, db_index=True),
-        ),
-        ops.AddIndex(
-            model_name='ProcessedUpdate',
-            index=Index(fields=['update_id']),
-        ),
     ]
