@@ -165,6 +165,27 @@ async def test_jitter_keeps_windows_within_rate_even_if_every_release_is_late() 
     assert max_units_in_any_window(seen) <= 50
 
 
+class LateClock(VirtualClock):
+    """Wakes every sleeper late by a random 0–100 ms, as a saturated event loop does."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self._rng = random.Random(seed)
+
+    async def sleep(self, seconds: float) -> None:
+        await super().sleep(seconds + self._rng.uniform(0.0, 0.1))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_tasks_woken_late_still_never_exceed_the_rate_when_released(seed: int) -> None:
+    clock = LateClock(seed)
+    limiter = local_rate_limiter(100, clock=clock)
+    grants: list[tuple[float, float]] = []
+    await clock.run(*(worker(limiter, clock, 60, grants) for _ in range(10)))
+    assert len(grants) == 600
+    assert max_units_in_any_window(grants) <= 100
+
+
 async def test_concurrent_acquirers_each_reserve_a_distinct_slot_and_sleep_once() -> None:
     clock = VirtualClock()
     limiter = local_rate_limiter(100, clock=clock, jitter=0)

@@ -129,6 +129,8 @@ class LocalRateLimiter:
         # Slots not yet taken. Not the same as the log: with a backlog longer than a window,
         # the log has already forgotten the earliest of them.
         self._waiting: set[_Grant] = set()
+        self._released: deque[tuple[float, float]] = deque()  # (release time, units)
+        self._released_units = 0.0
 
     async def acquire(self, cost: float = 1.0) -> None:
         grant = self._reserve(_check_cost(cost))
@@ -139,6 +141,31 @@ class LocalRateLimiter:
                 await clock.sleep(wait)
         finally:
             self._waiting.discard(grant)
+        await self._release(grant.units)
+
+    async def _release(self, units: float) -> None:
+        """Let the caller go only if the units *actually released* in the trailing second
+        stay within the rate.
+
+        Slots are spaced correctly, but a busy event loop wakes tasks late and late tasks
+        bunch up: measured where the requests leave, a window could then hold more than
+        ``rate``. Checking real release times closes that gap; a late task waits for the
+        oldest release to age out of the window. The window is the schedule's ``1 + jitter``
+        seconds, so a few milliseconds between release and the request leaving still keep
+        every 1-second window within the rate.
+        """
+        clock, released = self._clock, self._released
+        while True:
+            now = clock.monotonic()
+            while released and released[0][0] <= now - self._window:
+                self._released_units -= released.popleft()[1]
+            if not released:
+                self._released_units = 0.0
+            if self._released_units + units <= self._limit:
+                released.append((now, units))
+                self._released_units += units
+                return
+            await clock.sleep(released[0][0] + self._window - now)
 
     def _reserve(self, cost: float) -> _Grant:
         start = max(self._clock.monotonic(), self._tat, self._paused_until)
