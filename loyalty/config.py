@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 RewardKind = Literal["car_wash", "designated_driving", "annual_inspection", "maintenance", "gift"]
 REWARD_KINDS: tuple[RewardKind, ...] = (
@@ -89,11 +88,6 @@ def _default_rewards() -> list[RewardSeed]:
 class LoyaltySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    timezone: str = Field(
-        default="Asia/Shanghai",
-        description="programme calendar: the day points are earned (lot expiry month) and "
-        "the days of the tier review window",
-    )
     points_per_yuan: float = Field(default=1.0, ge=0)
     lot_expiry_months: int = Field(default=24, ge=1, le=120)
     checkin_points: int = Field(default=5, ge=0)
@@ -105,19 +99,6 @@ class LoyaltySettings(BaseModel):
     voucher_valid_days: int = Field(default=90, ge=1)
     tiers: list[TierSettings] = Field(default_factory=_default_tiers)
     rewards: list[RewardSeed] = Field(default_factory=_default_rewards)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
-
-    @property
-    def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
 
     @model_validator(mode="after")
     def _tiers_ascending(self) -> LoyaltySettings:

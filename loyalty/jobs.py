@@ -34,7 +34,7 @@ from loyalty.ledger import (
     lock_account,
     post_debit,
 )
-from loyalty.periods import local_day, start_of_day, utc, zone
+from loyalty.periods import PROGRAMME_TZ, local_day, start_of_day, utc, zone
 from loyalty.tiers import annual_tier_review
 from loyalty.vouchers import expire_vouchers
 from storage.loyalty_models import EARNING_KINDS, EntryKind, LedgerEntry, LoyaltyAccount, PointLot
@@ -58,7 +58,7 @@ async def expire_lots(today: date, *, settings: LoyaltySettings, now: datetime |
                       ) -> int:
     """Post one ``expiry`` entry (key ``expiry:lot:{id}``) for the remainder of every lot
     whose last day is before ``today``. Returns how many entries it posted."""
-    moment = utc(now) if now is not None else start_of_day(today, settings.tz)
+    moment = utc(now) if now is not None else start_of_day(today, PROGRAMME_TZ)
     posted = 0
     after = 0
     while True:
@@ -101,7 +101,7 @@ async def queue_expiry_warnings(today: date, *, settings: LoyaltySettings,
     One message per customer per expiry date (dedup ``points_expiring:{customer}:{date}``),
     so a late run, a catch-up or a re-run never warns twice for the same date.
     """
-    moment = utc(now) if now is not None else start_of_day(today, settings.tz)
+    moment = utc(now) if now is not None else start_of_day(today, PROGRAMME_TZ)
     horizon = today + timedelta(days=settings.expiry_warning_days)
     rows = await PointLot.filter(
         remaining__gt=0, expires_on__gte=today, expires_on__lte=horizon
@@ -116,7 +116,7 @@ async def queue_expiry_warnings(today: date, *, settings: LoyaltySettings,
             yield notifications.points_expiring(
                 customer_id, languages.get(customer_id, "zh-CN"), expires_on, points,
                 now=moment, stale_after=start_of_day(expires_on + timedelta(days=1),
-                                                     settings.tz))
+                                                     PROGRAMME_TZ))
 
     queued = await notifications.queue(items())
     log.info("queued %d points-expiry warnings for %s", queued, today)
@@ -127,7 +127,7 @@ async def queue_daily_summaries(day: date, *, settings: LoyaltySettings,
                                 now: datetime | None = None) -> int:
     """Queue one ``points_summary`` per customer who earned points on ``day`` (their own
     local day), instead of a message per entry."""
-    moment = utc(now) if now is not None else start_of_day(day + timedelta(days=1), settings.tz)
+    moment = utc(now) if now is not None else start_of_day(day + timedelta(days=1), PROGRAMME_TZ)
     # Every zone's version of ``day`` lies within UTC-12 .. UTC+14 of its UTC date.
     start = datetime.combine(day, time.min, tzinfo=UTC) - timedelta(hours=14)
     end = start + timedelta(hours=14 + 24 + 12)

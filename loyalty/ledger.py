@@ -49,7 +49,7 @@ from loyalty.errors import (
     NotEligible,
     UnknownCustomer,
 )
-from loyalty.periods import local_day, lot_expiry, utc
+from loyalty.periods import PROGRAMME_TZ, local_day, lot_expiry, utc
 from storage.loyalty_models import EARNING_KINDS, EntryKind, LedgerEntry, LoyaltyAccount, PointLot
 
 log = logging.getLogger(__name__)
@@ -452,7 +452,7 @@ async def post_credit(
     if points <= 0:
         raise InvalidRequest("a credit must be a positive number of points")
     if expires_on is None:
-        expires_on = lot_expiry(local_day(now, settings.tz), settings.lot_expiry_months)
+        expires_on = lot_expiry(local_day(now, PROGRAMME_TZ), settings.lot_expiry_months)
     if is_postgres(conn):
         entry_id, account_id, balance = await _pg_credit(
             conn, ref, points, spec, now=now, expires_on=expires_on, settings=settings)

@@ -11,6 +11,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_ZONE = "Asia/Shanghai"
+PROGRAMME_TZ = ZoneInfo(DEFAULT_ZONE)
+"""The programme's own calendar (the insurer's): the day points are earned, hence the month
+their lot expires, the tier review window and the default moment of a daily job. Customers'
+own days (check-in, monthly limits, voucher validity) use ``Customer.timezone``."""
 
 
 def zone(name: str | None) -> ZoneInfo:

@@ -18,7 +18,7 @@ from tortoise.transactions import in_transaction
 from loyalty import notifications
 from loyalty.config import LoyaltySettings, TierSettings
 from loyalty.ledger import Account, AccountRef, fetch, lock_account
-from loyalty.periods import add_months, start_of_day, utc
+from loyalty.periods import PROGRAMME_TZ, add_months, start_of_day, utc
 from storage.loyalty_models import LoyaltyAccount, TierChange, TierChangeReason
 from storage.models import Customer, Payment, PaymentKind
 
@@ -85,7 +85,7 @@ async def annual_tier_review(
     place a tier goes down. Idempotent: a second run on the same day finds nothing to change
     (and the history key ``review:{account}:{today}`` forbids a second record).
     """
-    tz = settings.tz
+    tz = PROGRAMME_TZ
     start, end = start_of_day(add_months(today, -12), tz), start_of_day(today, tz)
     moment = utc(now) if now is not None else end
     async with in_transaction() as conn:
