@@ -33,6 +33,12 @@ class TelegramSettings(_Section):
     api_base: str = "https://api.telegram.org"
     rate_per_second: float = Field(default=25.0, gt=0)
     per_chat_interval_seconds: float = Field(default=1.0, ge=0)
+    relink_sms_code: bool = Field(
+        default=True,
+        description="re-linking a phone linked to another Telegram account needs an SMS code "
+        "(only when SMS is configured)",
+    )
+    link_attempts_per_hour: int = Field(default=5, ge=1, le=100)
 
     @model_validator(mode="after")
     def _webhook_needs_url_and_secret(self) -> TelegramSettings:

@@ -1,0 +1,48 @@
+"""The Telegram bot for policyholders (aiogram 3): one router per feature module.
+
+``get_routers()`` builds fresh routers on every call (a router can belong to one dispatcher
+only, and nothing is built at import). The order matters: the error router first, then
+linking (so a contact or a code is never taken for anything else), the features, uploads
+(whose "send a file" prompt only catches what no command took), and the fallback last (claim
+numbers in free text, then "I did not understand").
+"""
+
+from __future__ import annotations
+
+from aiogram import Router
+
+
+def get_routers() -> list[Router]:
+    from bot.telegram import (
+        claims,
+        errors,
+        fallback,
+        invite,
+        linking,
+        membership,
+        points,
+        policies,
+        preferences,
+        rewards,
+        uploads,
+        vouchers,
+    )
+    from bot.telegram import (
+        help as help_screen,
+    )
+
+    return [
+        errors.get_router(),
+        membership.get_router(),
+        linking.get_router(),
+        policies.get_router(),
+        claims.get_router(),
+        points.get_router(),
+        rewards.get_router(),
+        vouchers.get_router(),
+        invite.get_router(),
+        preferences.get_router(),
+        help_screen.get_router(),
+        uploads.get_router(),
+        fallback.get_router(),
+    ]

@@ -26,8 +26,19 @@ from bot.delivery.senders import AiogramTelegram, SmsGateway, TelegramGateway, T
 from bot.settings import Settings
 from bot.sms.signature import TwilioSignature
 from bot.sms.status import status_callback
+from bot.telegram import runtime as telegram_runtime
+from bot.telegram.updates import webhook_handler
 from bot.texts import Texts
-from bot.web.keys import CLOCK, DISPATCHER, REGISTRY, SETTINGS, TEXTS, TWILIO_SIGNATURE
+from bot.web.keys import (
+    BOT,
+    CLOCK,
+    DISPATCHER,
+    REGISTRY,
+    SETTINGS,
+    TELEGRAM,
+    TEXTS,
+    TWILIO_SIGNATURE,
+)
 from scheduler import runtime as scheduler_runtime
 from scheduler.jobs import SchedulerSettings
 from storage import db as storage_db
@@ -109,14 +120,24 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
         yield
         await storage_db.close()
 
+    async def telegram_bot(app: web.Application) -> AsyncIterator[None]:
+        # One Bot (one HTTP session) per process, shared by the outbox sender and the bot.
+        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram.api_base))
+        app[BOT] = Bot(settings.telegram.token.get_secret_value(), session=session)
+        yield
+        await app[BOT].session.close()
+
+    async def telegram_updates(app: web.Application) -> AsyncIterator[None]:
+        app[TELEGRAM] = await telegram_runtime.start(app[BOT], settings, app[TEXTS],
+                                                     clock=seams.clock)
+        yield
+        await app[TELEGRAM].stop()
+
     async def delivery(app: web.Application) -> AsyncIterator[None]:
         closers: list[Callable[[], object]] = []
         telegram = seams.telegram
-        if telegram is None and settings.telegram.enabled:
-            session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram.api_base))
-            bot = Bot(settings.telegram.token.get_secret_value(), session=session)
-            telegram = AiogramTelegram(bot)
-            closers.append(bot.session.close)
+        if telegram is None and BOT in app:
+            telegram = AiogramTelegram(app[BOT])
         sms = seams.sms
         if sms is None and settings.twilio.enabled:
             twilio = TwilioSms(
@@ -156,7 +177,11 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
 
     if seams.manage_database:
         app.cleanup_ctx.append(database)
+    if settings.telegram.enabled:
+        app.cleanup_ctx.append(telegram_bot)
     app.cleanup_ctx.append(delivery)
+    if settings.telegram.enabled:
+        app.cleanup_ctx.append(telegram_updates)
     if seams.run_scheduler:
         app.cleanup_ctx.append(scheduler_runtime.cleanup_context(
             SchedulerSettings(schedule=settings.schedule, renewal=settings.renewal,
@@ -168,6 +193,9 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/sms/status", status_callback)
+    if settings.telegram.enabled and settings.telegram.mode == "webhook":
+        app.router.add_post(telegram_runtime.WEBHOOK_PATH, webhook_handler(
+            settings.telegram.webhook_secret.get_secret_value(), lambda: app[TELEGRAM].feed))
     return app
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from aiogram import Bot
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from bot.delivery.dispatcher import Dispatcher
 from bot.settings import Settings
 from bot.sms.signature import TwilioSignature
+from bot.telegram.runtime import TelegramRuntime
 from bot.texts import Texts
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -19,3 +21,5 @@ REGISTRY = web.AppKey("registry", CollectorRegistry)
 TEXTS = web.AppKey("texts", Texts)
 TWILIO_SIGNATURE = web.AppKey("twilio_signature", TwilioSignature)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+BOT = web.AppKey("telegram_bot", Bot)
+TELEGRAM = web.AppKey("telegram", TelegramRuntime)

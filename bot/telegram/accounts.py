@@ -1,0 +1,246 @@
+"""Telegram accounts: who is this Telegram user, linking by phone number, re-linking with a
+one-time SMS code, unlinking, and the blocked flag. No aiogram in here: the handlers pass in
+plain values and turn the outcomes into replies.
+
+Rules (issue 6):
+
+* Only a contact whose ``user_id`` is the sender's own id is accepted: Telegram has verified
+  that phone number for that account. Someone else's contact is refused and counted.
+* A customer has at most one linked Telegram account. A phone already linked to another
+  account moves only after the one-time code sent by SMS to that phone is typed back (when
+  ``relink_sms_code`` is on and SMS is configured); the code is kept only as a hash, lives
+  10 minutes and may be tried ``CODE_TRIES`` times.
+* Every share of a contact is a ``LinkAttempt``; more than ``link_attempts_per_hour`` in the
+  last hour are refused before anything is looked up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from storage.models import (
+    Category,
+    Customer,
+    LinkAttempt,
+    LinkCode,
+    TelegramAccount,
+)
+from storage.outbox import Outbound, enqueue
+from storage.phones import InvalidPhone, mask_phone, normalise_phone
+
+log = logging.getLogger(__name__)
+
+CODE_TTL = timedelta(minutes=10)  # the link_code template says 10 minutes
+CODE_TRIES = 5
+CODE_DIGITS = 6
+
+
+class LinkOutcome(StrEnum):
+    LINKED = "linked"
+    ALREADY_LINKED = "already_linked"
+    CODE_SENT = "code_sent"
+    NO_MATCH = "no_match"
+    INVALID_PHONE = "invalid_phone"
+    NOT_OWN_CONTACT = "not_own_contact"
+    RATE_LIMITED = "rate_limited"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkResult:
+    outcome: LinkOutcome
+    customer: Customer | None = None
+    code_id: int | None = None
+    masked_phone: str = ""
+
+
+class CodeOutcome(StrEnum):
+    LINKED = "linked"
+    WRONG = "wrong"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class CodeResult:
+    outcome: CodeOutcome
+    customer: Customer | None = None
+    tries_left: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """The Telegram user an update came from, as far as linking cares."""
+
+    user_id: int
+    chat_id: int
+    username: str = ""
+    language_code: str = ""
+
+
+async def account_for(sender: Sender) -> TelegramAccount:
+    """The sender's account row, created on first contact (language is the guess or choice
+    kept in ``language_code``)."""
+    account = await TelegramAccount.filter(telegram_user_id=sender.user_id).select_related(
+        "customer").first()
+    if account is not None:
+        return account
+    try:
+        return await TelegramAccount.create(
+            telegram_user_id=sender.user_id, chat_id=sender.chat_id,
+            username=sender.username[:64], language_code=sender.language_code[:16])
+    except IntegrityError:  # two first updates of one user at once: the other one created it
+        return await TelegramAccount.filter(telegram_user_id=sender.user_id).select_related(
+            "customer").get()
+
+
+def is_linked(account: TelegramAccount | None) -> bool:
+    return account is not None and account.customer_id is not None and account.linked_at is not None
+
+
+async def _recent_attempts(telegram_user_id: int, now: datetime) -> int:
+    return await LinkAttempt.filter(
+        telegram_user_id=telegram_user_id, created_at__gt=now - timedelta(hours=1)
+    ).exclude(outcome=LinkOutcome.RATE_LIMITED).count()
+
+
+async def _record(telegram_user_id: int, phone: str, outcome: LinkOutcome,
+                  now: datetime) -> None:
+    await LinkAttempt.create(telegram_user_id=telegram_user_id,
+                             phone=mask_phone(phone) if phone else "", outcome=outcome,
+                             created_at=now)
+
+
+def _code_hash(telegram_user_id: int, customer_id: int, code: str) -> str:
+    return hashlib.sha256(f"{telegram_user_id}:{customer_id}:{code}".encode()).hexdigest()
+
+
+async def _attach(sender: Sender, customer_id: int, now: datetime) -> None:
+    """Link the sender's account to the customer, and unlink any other account of theirs,
+    in one transaction."""
+    async with in_transaction():
+        await TelegramAccount.filter(customer_id=customer_id).exclude(
+            telegram_user_id=sender.user_id).update(customer_id=None, linked_at=None)
+        changed = await TelegramAccount.filter(telegram_user_id=sender.user_id).update(
+            customer_id=customer_id, chat_id=sender.chat_id, linked_at=now, blocked_at=None)
+        if not changed:
+            await TelegramAccount.create(
+                telegram_user_id=sender.user_id, chat_id=sender.chat_id,
+                username=sender.username[:64], language_code=sender.language_code[:16],
+                customer_id=customer_id, linked_at=now)
+
+
+async def link_by_contact(
+    sender: Sender,
+    *,
+    contact_user_id: int | None,
+    phone: str,
+    default_region: str,
+    now: datetime,
+    attempts_per_hour: int,
+    require_code: bool,
+) -> LinkResult:
+    """One share of a contact: link, ask for an SMS code, or refuse (see the module rules)."""
+    if await _recent_attempts(sender.user_id, now) >= attempts_per_hour:
+        await _record(sender.user_id, "", LinkOutcome.RATE_LIMITED, now)
+        return LinkResult(LinkOutcome.RATE_LIMITED)
+    if contact_user_id != sender.user_id:
+        await _record(sender.user_id, "", LinkOutcome.NOT_OWN_CONTACT, now)
+        log.info("telegram user %d shared a contact that is not their own", sender.user_id)
+        return LinkResult(LinkOutcome.NOT_OWN_CONTACT)
+    try:
+        e164 = normalise_phone(phone, default_region)
+    except InvalidPhone:
+        await _record(sender.user_id, "", LinkOutcome.INVALID_PHONE, now)
+        return LinkResult(LinkOutcome.INVALID_PHONE)
+    masked = mask_phone(e164)
+    customer = await Customer.get_or_none(phone=e164)
+    if customer is None:
+        await _record(sender.user_id, e164, LinkOutcome.NO_MATCH, now)
+        log.info("telegram user %d: no customer for %s", sender.user_id, masked)
+        return LinkResult(LinkOutcome.NO_MATCH, masked_phone=masked)
+    others = await TelegramAccount.filter(
+        customer_id=customer.id, linked_at__isnull=False
+    ).exclude(telegram_user_id=sender.user_id).exists()
+    mine = await TelegramAccount.filter(telegram_user_id=sender.user_id, customer_id=customer.id,
+                                        linked_at__isnull=False).exists()
+    if mine and not others:
+        await _record(sender.user_id, e164, LinkOutcome.ALREADY_LINKED, now)
+        return LinkResult(LinkOutcome.ALREADY_LINKED, customer, masked_phone=masked)
+    if others and require_code:
+        code_id = await _send_code(sender, customer, now)
+        await _record(sender.user_id, e164, LinkOutcome.CODE_SENT, now)
+        log.info("telegram user %d: %s is linked elsewhere, code %d sent by SMS",
+                 sender.user_id, masked, code_id)
+        return LinkResult(LinkOutcome.CODE_SENT, customer, code_id=code_id, masked_phone=masked)
+    await _attach(sender, customer.id, now)
+    await _record(sender.user_id, e164, LinkOutcome.LINKED, now)
+    log.info("telegram user %d linked to customer %d (%s)", sender.user_id, customer.id, masked)
+    return LinkResult(LinkOutcome.LINKED, customer, masked_phone=masked)
+
+
+async def _send_code(sender: Sender, customer: Customer, now: datetime) -> int:
+    code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
+    async with in_transaction():
+        # A new code replaces any earlier one this user still holds.
+        await LinkCode.filter(telegram_user_id=sender.user_id, used_at__isnull=True).update(
+            used_at=now)
+        row = await LinkCode.create(
+            telegram_user_id=sender.user_id, customer_id=customer.id,
+            code_hash=_code_hash(sender.user_id, customer.id, code),
+            expires_at=now + CODE_TTL, created_at=now)
+        await enqueue(Outbound(
+            dedup_key=f"link_code:{row.id}", kind="link_code", category=Category.SERVICE,
+            customer_id=customer.id, template_key="link_code", params={"code": code},
+            not_before=now, stale_after=now + CODE_TTL, channel_policy="sms_only"))
+    return row.id
+
+
+async def confirm_code(sender: Sender, code_id: int, typed: str, *, now: datetime) -> CodeResult:
+    """Check a typed code against the one sent; on success the link moves to the sender."""
+    row = await LinkCode.get_or_none(id=code_id, telegram_user_id=sender.user_id)
+    if row is None or row.used_at is not None or row.expires_at <= now or row.tries >= CODE_TRIES:
+        return CodeResult(CodeOutcome.EXPIRED)
+    expected = _code_hash(sender.user_id, row.customer_id, typed.strip())
+    if not hmac.compare_digest(expected, row.code_hash):
+        await LinkCode.filter(id=row.id).update(tries=F("tries") + 1)
+        left = CODE_TRIES - row.tries - 1
+        if left <= 0:
+            return CodeResult(CodeOutcome.EXPIRED)
+        return CodeResult(CodeOutcome.WRONG, tries_left=left)
+    used = await LinkCode.filter(id=row.id, used_at__isnull=True).update(used_at=now)
+    if not used:  # the same code typed twice at once: the first one wins
+        return CodeResult(CodeOutcome.EXPIRED)
+    await _attach(sender, row.customer_id, now)
+    log.info("telegram user %d re-linked to customer %d with an SMS code", sender.user_id,
+             row.customer_id)
+    return CodeResult(CodeOutcome.LINKED, await Customer.get(id=row.customer_id))
+
+
+async def unlink(telegram_user_id: int) -> bool:
+    changed = await TelegramAccount.filter(
+        telegram_user_id=telegram_user_id, customer_id__isnull=False
+    ).update(customer_id=None, linked_at=None)
+    return changed > 0
+
+
+async def set_blocked(telegram_user_id: int, *, blocked: bool, now: datetime) -> None:
+    """``my_chat_member``: the user blocked (kicked) or restarted the bot."""
+    await TelegramAccount.filter(telegram_user_id=telegram_user_id).update(
+        blocked_at=now if blocked else None)
+
+
+async def set_language(account: TelegramAccount, language: str) -> None:
+    """The chosen language: on the account, and on the customer when linked (so outbound
+    messages follow it too)."""
+    await TelegramAccount.filter(id=account.id).update(language_code=language)
+    if is_linked(account):
+        await Customer.filter(id=account.customer_id).update(language=language)

@@ -1,0 +1,84 @@
+"""Typed callback data. Ids in here come from the user's device and prove nothing: every
+handler that receives one re-reads the object filtered by the linked customer."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from aiogram.filters.callback_data import CallbackData
+
+
+class PolicyAction(StrEnum):
+    SHOW = "show"
+    RENEWAL = "renew"
+
+
+class PolicyCb(CallbackData, prefix="pol"):
+    action: PolicyAction
+    id: int
+
+
+class ClaimAction(StrEnum):
+    SHOW = "show"
+    UPLOAD = "up"
+
+
+class ClaimCb(CallbackData, prefix="clm"):
+    action: ClaimAction
+    id: int
+
+
+class UploadAction(StrEnum):
+    CLAIM = "claim"
+    KIND = "kind"
+    KINDS = "kinds"
+    DONE = "done"
+
+
+class UploadCb(CallbackData, prefix="upl"):
+    action: UploadAction
+    claim: int = 0
+    kind: str = ""
+
+
+class RewardAction(StrEnum):
+    ASK = "ask"
+    REDEEM = "redeem"
+    CANCEL = "cancel"
+
+
+class RewardCb(CallbackData, prefix="rwd"):
+    action: RewardAction
+    code: str = ""
+    free: bool = False
+
+
+class VoucherAction(StrEnum):
+    ASK = "ask"
+    CANCEL = "cancel"
+    KEEP = "keep"
+
+
+class VoucherCb(CallbackData, prefix="vch"):
+    action: VoucherAction
+    id: int
+
+
+class SettingsAction(StrEnum):
+    TOGGLE = "toggle"
+    CHANNEL = "channel"
+    LANGUAGE = "lang"
+    UNLINK = "unlink"
+
+
+class SettingsCb(CallbackData, prefix="set"):
+    action: SettingsAction
+    value: str = ""
+
+
+class LanguageCb(CallbackData, prefix="lang"):
+    code: str
+
+
+class UnlinkCb(CallbackData, prefix="unl"):
+    confirm: bool

@@ -1,0 +1,55 @@
+"""Which documents a claim still needs, and how a Telegram upload records what it is.
+
+``Claim.required_documents`` lists document kinds (``driving_licence``, ``vehicle_licence``,
+``accident_report``, ``repair_invoice``, ``photos``). ``Document`` has no column for the
+kind, so an upload records it as a prefix of ``original_name`` (``"photos:IMG_0001.jpg"``),
+which operators see next to the file name anyway; a required kind counts as provided once a
+document of that kind exists that was not rejected. (A ``Document.kind`` column would be the
+proper home: see the issue notes.)
+"""
+
+from __future__ import annotations
+
+from storage.models import OPEN_CLAIM_STATUSES, Claim, Document, DocumentStatus
+
+OTHER = "other"
+_SEPARATOR = ":"
+
+
+def stored_name(kind: str, file_name: str) -> str:
+    return f"{kind}{_SEPARATOR}{file_name}"[:255]
+
+
+def kind_of(original_name: str) -> str | None:
+    kind, found, _ = original_name.partition(_SEPARATOR)
+    return kind if found and kind.isidentifier() else None
+
+
+def required(claim: Claim) -> list[str]:
+    kinds = claim.required_documents
+    return [str(k) for k in kinds] if isinstance(kinds, list) else []
+
+
+async def provided_kinds(claim_id: int) -> set[str]:
+    names = await Document.filter(claim_id=claim_id).exclude(
+        status=DocumentStatus.REJECTED).values_list("original_name", flat=True)
+    return {kind for name in names if (kind := kind_of(str(name))) is not None}
+
+
+async def still_needed(claim: Claim) -> list[str]:
+    wanted = required(claim)
+    if not wanted:
+        return []
+    have = await provided_kinds(claim.id)
+    return [kind for kind in wanted if kind not in have]
+
+
+async def open_claims(customer_id: int) -> list[Claim]:
+    return await Claim.filter(customer_id=customer_id,
+                              status__in=list(OPEN_CLAIM_STATUSES)).order_by("-reported_at")
+
+
+async def open_claim(customer_id: int, claim_id: int) -> Claim | None:
+    """The claim if it is this customer's and still open (documents make sense for it)."""
+    return await Claim.get_or_none(id=claim_id, customer_id=customer_id,
+                                   status__in=list(OPEN_CLAIM_STATUSES))

@@ -1,0 +1,125 @@
+"""/claims and /claim <number>: a claim's localised status timeline and the documents it still
+needs. Only the customer's own claims are ever looked up (the number alone proves nothing)."""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import Bot, F, Router
+from aiogram.filters import Command, CommandObject, or_f
+from aiogram.types import CallbackQuery, Message
+
+from bot.settings import Settings
+from bot.telegram import keyboards
+from bot.telegram.callbacks import ClaimAction, ClaimCb
+from bot.telegram.claim_documents import still_needed
+from bot.telegram.context import LINKED
+from bot.telegram.filters import MenuButton
+from bot.telegram.i18n import Translator, format_money
+from storage.models import OPEN_CLAIM_STATUSES, Claim, ClaimEvent, Customer
+
+log = logging.getLogger(__name__)
+
+SHOWN = 10
+
+
+def status_text(t: Translator, status: str) -> str:
+    return t(f"tg_claim_status_{status}")
+
+
+def document_name(t: Translator, kind: str) -> str:
+    return t(f"tg_doc_{kind}") if t.has(f"tg_doc_{kind}") else kind
+
+
+async def claim_text(t: Translator, claim: Claim, customer: Customer) -> str:
+    """The detail view: status, timeline, amounts and what is still needed."""
+    events = await ClaimEvent.filter(claim_id=claim.id).order_by("occurred_at", "id")
+    missing = await still_needed(claim)
+    tz = customer.timezone
+    parts = [t("tg_claim_detail", number=claim.number, plate=claim.policy.plate,
+               status=status_text(t, claim.status), reported=t.moment(claim.reported_at, tz),
+               description=claim.description or "—")]
+    if claim.estimated_cents is not None or claim.paid_cents is not None:
+        none = t("tg_amount_none")
+        parts.append(t("tg_claim_amounts",
+                       estimated=format_money(claim.estimated_cents)
+                       if claim.estimated_cents is not None else none,
+                       paid=format_money(claim.paid_cents)
+                       if claim.paid_cents is not None else none))
+    if events:
+        parts.append(t("tg_claim_timeline_header"))
+        for event in events:
+            params = {"time": t.moment(event.occurred_at, tz),
+                      "status": status_text(t, event.status)}
+            parts.append(t("tg_claim_event_note", note=event.note, **params) if event.note
+                         else t("tg_claim_event", **params))
+    if claim.status in OPEN_CLAIM_STATUSES:
+        if missing:
+            names = t("tg_list_separator").join(document_name(t, kind) for kind in missing)
+            parts.append(t("tg_claim_docs_needed", documents=names))
+        elif claim.required_documents:
+            parts.append(t("tg_claim_docs_complete"))
+    return "\n".join(parts)
+
+
+async def send_claim(bot: Bot, chat_id: int, t: Translator, claim: Claim,
+                     customer: Customer) -> None:
+    await bot.send_message(chat_id, await claim_text(t, claim, customer),
+                           reply_markup=keyboards.claim_detail(
+                               t, claim.id, open_=claim.status in OPEN_CLAIM_STATUSES))
+
+
+async def own_claims_by_number(customer: Customer, numbers: list[str]) -> list[Claim]:
+    return await Claim.filter(customer_id=customer.id, number__in=numbers).select_related(
+        "policy")
+
+
+async def list_claims(message: Message, customer: Customer, t: Translator,
+                      settings: Settings) -> None:
+    claims = await Claim.filter(customer_id=customer.id).order_by("-reported_at", "-id").limit(
+        SHOWN)
+    if not claims:
+        await message.answer(t("tg_claims_empty", hotline=settings.company.hotline))
+        return
+    lines = [t("tg_claims_header")]
+    lines += [t("tg_claim_line", number=c.number, status=status_text(t, c.status),
+                reported=t.moment(c.reported_at, customer.timezone)) for c in claims]
+    buttons = [(c.id, t("tg_claim_button", number=c.number, status=status_text(t, c.status)))
+               for c in claims]
+    await message.answer("\n".join(lines), reply_markup=keyboards.claims(buttons))
+
+
+async def claim_command(message: Message, command: CommandObject, bot: Bot,
+                        customer: Customer, t: Translator) -> None:
+    number = (command.args or "").strip()
+    if not number:
+        await message.answer(t("tg_claim_usage"))
+        return
+    found = await own_claims_by_number(customer, [number, number.upper()])
+    if not found:
+        await message.answer(t("tg_claim_number_unknown", number=number[:40]))
+        return
+    await send_claim(bot, message.chat.id, t, found[0], customer)
+
+
+async def show_claim(query: CallbackQuery, callback_data: ClaimCb, bot: Bot,
+                     customer: Customer, t: Translator) -> None:
+    await query.answer()
+    claim = await Claim.filter(id=callback_data.id, customer_id=customer.id
+                               ).select_related("policy").first()
+    if claim is None:
+        log.warning("claim %d asked for by customer %d (telegram user %d): not theirs",
+                    callback_data.id, customer.id, query.from_user.id)
+        await bot.send_message(query.from_user.id, t("tg_not_found"))
+        return
+    await send_claim(bot, query.from_user.id, t, claim, customer)
+
+
+def get_router() -> Router:
+    router = Router(name=__name__)
+    router.message.register(list_claims, or_f(Command("claims"), MenuButton("tg_menu_claims")),
+                            flags=LINKED)
+    router.message.register(claim_command, Command("claim"), flags=LINKED)
+    router.callback_query.register(show_claim, ClaimCb.filter(F.action == ClaimAction.SHOW),
+                                   flags=LINKED)
+    return router

@@ -1,0 +1,149 @@
+"""Building the aiogram Dispatcher and running it: start-up (getMe, setMyCommands, webhook or
+polling) and shutdown. The Bot is not built here: the composition root builds one per process
+and shares it with the outbox sender."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from aiogram import Bot, Dispatcher
+from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, StorageKey
+from aiogram.fsm.storage.memory import MemoryStorage
+
+from bot.documents import UploadLimits
+from bot.settings import Settings
+from bot.telegram import get_routers
+from bot.telegram.commands import register_commands
+from bot.telegram.context import ConversationContext, LinkedOnly
+from bot.telegram.updates import UpdateFeed, poll, prune_processed
+from bot.texts import Texts
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/telegram/webhook"
+PRUNE_EVERY = timedelta(hours=6)
+
+
+class KeyedIsolation(BaseEventIsolation):
+    """One user's updates are handled one at a time (an album's files, a double tap), other
+    users' in parallel. Like aiogram's ``SimpleEventIsolation``, but a key's lock is dropped
+    once nobody holds or waits for it, so memory does not grow with every user ever seen."""
+
+    def __init__(self) -> None:
+        self._locks: dict[StorageKey, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def lock(self, key: StorageKey) -> AsyncGenerator[None, None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield None
+        finally:
+            _, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    async def close(self) -> None:
+        self._locks.clear()
+
+
+def fsm_storage(settings: Settings) -> tuple[BaseStorage, BaseEventIsolation]:
+    """Conversation state in memory by default; in Redis when ``redis.url`` is set, so that
+    several processes share it (and isolate one user's updates across processes)."""
+    if settings.redis.url:
+        from aiogram.fsm.storage.redis import RedisStorage
+
+        storage = RedisStorage.from_url(settings.redis.url)
+        return storage, storage.create_isolation()
+    return MemoryStorage(), KeyedIsolation()
+
+
+def build_dispatcher(
+    settings: Settings,
+    texts: Texts,
+    *,
+    clock: Callable[[], datetime],
+    storage: BaseStorage | None = None,
+    isolation: BaseEventIsolation | None = None,
+    bot_username: str = "",
+) -> Dispatcher:
+    """The dispatcher with every router; app-wide services are its workflow data."""
+    dp = Dispatcher(
+        storage=storage or MemoryStorage(),
+        events_isolation=isolation or KeyedIsolation(),
+        settings=settings,
+        texts=texts,
+        clock=clock,
+        uploads=UploadLimits(max_bytes=settings.uploads.max_bytes,
+                             max_pixels=settings.uploads.max_pixels,
+                             directory=settings.uploads.directory),
+        bot_username=bot_username,
+    )
+    dp.update.outer_middleware(ConversationContext())
+    dp.message.middleware(LinkedOnly())
+    dp.callback_query.middleware(LinkedOnly())
+    dp.include_routers(*get_routers())
+    return dp
+
+
+@dataclass
+class TelegramRuntime:
+    """The running bot: the dispatcher, its update feed and background tasks."""
+
+    bot: Bot
+    dispatcher: Dispatcher
+    feed: UpdateFeed
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        for task in self.tasks:
+            await task  # polling finishes the batch in hand (unconfirmed ones come again)
+        await self.dispatcher.fsm.close()
+
+
+async def _prune_periodically(stop: asyncio.Event, clock: Callable[[], datetime]) -> None:
+    while not stop.is_set():
+        removed = await prune_processed(clock())
+        if removed:
+            log.info("forgot %d processed Telegram update ids", removed)
+        try:
+            await asyncio.wait_for(stop.wait(), PRUNE_EVERY.total_seconds())
+        except TimeoutError:
+            continue
+
+
+async def start(bot: Bot, settings: Settings, texts: Texts, *,
+                clock: Callable[[], datetime]) -> TelegramRuntime:
+    """getMe (the username for /invite links), the command menus, then the webhook
+    registration or the polling task."""
+    storage, isolation = fsm_storage(settings)
+    me = await bot.get_me()
+    dp = build_dispatcher(settings, texts, clock=clock, storage=storage, isolation=isolation,
+                          bot_username=me.username or "")
+    await register_commands(bot, texts, settings.company.default_language)
+    runtime = TelegramRuntime(bot, dp, UpdateFeed(dp, bot, clock))
+    allowed = dp.resolve_used_update_types()
+    tg = settings.telegram
+    if tg.mode == "webhook":
+        await bot.set_webhook(tg.webhook_url, secret_token=tg.webhook_secret.get_secret_value(),
+                              allowed_updates=allowed)
+        log.info("telegram webhook set for @%s", me.username)
+    else:
+        await bot.delete_webhook()
+        runtime.tasks.append(asyncio.create_task(
+            poll(runtime.feed, runtime.stop_event, allowed_updates=allowed),
+            name="telegram-polling"))
+        log.info("telegram long polling started for @%s", me.username)
+    runtime.tasks.append(asyncio.create_task(_prune_periodically(runtime.stop_event, clock),
+                                             name="telegram-prune"))
+    return runtime

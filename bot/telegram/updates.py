@@ -1,0 +1,170 @@
+"""How updates get in: exactly-once feeding by ``update_id``, long polling that confirms a
+batch only after it is handled, and the webhook endpoint that answers only after handling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import suppress
+from datetime import datetime, timedelta
+
+from aiogram import Bot, Dispatcher
+from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
+from aiogram.methods import GetUpdates
+from aiogram.types import Update
+from aiohttp import web
+from pydantic import ValidationError
+
+from storage.models import ProcessedUpdate
+
+log = logging.getLogger(__name__)
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+KEEP_PROCESSED = timedelta(days=3)  # Telegram keeps an unconfirmed update for 24 hours
+
+
+class UpdateFeed:
+    """Feeds each ``update_id`` to the dispatcher once, however often Telegram delivers it.
+
+    Marking is at the END: an update is recorded as processed after the dispatcher has
+    handled it (the error router included), never before. Telegram's contract is
+    at-least-once, and the update is only acknowledged (webhook 200, polling offset) after
+    this returns, so:
+
+    * a crash while handling leaves the update unmarked and unacknowledged — Telegram
+      delivers it again and it is handled then (marking at the start would have recorded it
+      as done and dropped the redelivery: silently lost);
+    * the window left — effects done, crash before the mark — repeats the update. The
+      effects that matter are idempotent on their own (check-in once per local day,
+      redemption keyed by the confirmation message, one open renewal call-back per policy,
+      documents de-duplicated by sha256, linking by phone), so at worst a reply repeats.
+
+    A delivery that arrives while the same id is still being handled in this process (a
+    webhook retry after a slow answer) is dropped at once; one handled earlier is dropped
+    by the ``telegram_processed_update`` row. Returns whether the update was handled now.
+    """
+
+    def __init__(self, dispatcher: Dispatcher, bot: Bot, clock: Callable[[], datetime]) -> None:
+        self.dispatcher = dispatcher
+        self.bot = bot
+        self.clock = clock
+        self._in_flight: set[int] = set()
+
+    async def feed(self, update: Update) -> bool:
+        update_id = update.update_id
+        if update_id in self._in_flight:
+            return False
+        self._in_flight.add(update_id)
+        try:
+            if await ProcessedUpdate.exists(update_id=update_id):
+                log.info("update %d was already processed: skipped", update_id)
+                return False
+            await self.dispatcher.feed_update(self.bot, update)
+            await ProcessedUpdate.bulk_create(
+                [ProcessedUpdate(update_id=update_id, processed_at=self.clock())],
+                ignore_conflicts=True)
+            return True
+        finally:
+            self._in_flight.discard(update_id)
+
+    async def feed_batch(self, updates: Iterable[Update]) -> None:
+        """One polling batch: different users in parallel, each user's updates in order.
+        Raises the first failure after every update has had its turn."""
+        per_user: dict[int, list[Update]] = {}
+        for update in updates:
+            per_user.setdefault(_user_of(update), []).append(update)
+
+        async def in_order(batch: list[Update]) -> None:
+            for update in batch:
+                await self.feed(update)
+
+        results = await asyncio.gather(*(in_order(b) for b in per_user.values()),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+
+def _user_of(update: Update) -> int:
+    with suppress(Exception):  # an update type aiogram does not know: no user to order by
+        sender = getattr(update.event, "from_user", None)
+        if sender is not None:
+            return int(sender.id)
+    return 0
+
+
+async def prune_processed(now: datetime) -> int:
+    """Forget ids older than Telegram could redeliver (keeps the table small)."""
+    return await ProcessedUpdate.filter(processed_at__lt=now - KEEP_PROCESSED).delete()
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def poll(feed: UpdateFeed, stop: asyncio.Event, *, allowed_updates: list[str],
+               poll_seconds: int = 25, backoff: float = 5.0) -> None:
+    """Long polling until ``stop``: a batch is confirmed (the next getUpdates ``offset``)
+    only after every update in it was handled, so a crash loses nothing — the unconfirmed
+    batch comes again and ``UpdateFeed`` skips what was done. A failed batch is retried
+    from where it was after ``backoff`` seconds."""
+    offset: int | None = None
+    while not stop.is_set():
+        request = GetUpdates(offset=offset, timeout=poll_seconds, allowed_updates=allowed_updates)
+        fetch = asyncio.ensure_future(feed.bot(request, request_timeout=poll_seconds + 10))
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({fetch, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not fetch.done():
+            fetch.cancel()  # stopping: nothing of this request was handled or confirmed
+            with suppress(asyncio.CancelledError):
+                await fetch
+            return
+        try:
+            updates = fetch.result()
+        except (TelegramAPIError, TelegramNetworkError) as exc:
+            log.warning("getUpdates failed (%s); retrying in %.0f s", type(exc).__name__,
+                        backoff)
+            await _wait(stop, backoff)
+            continue
+        if not updates:
+            continue
+        try:
+            await feed.feed_batch(updates)
+        except Exception:  # the batch stays unconfirmed and is retried
+            log.exception("updates %d..%d not all handled; retrying in %.0f s",
+                          updates[0].update_id, updates[-1].update_id, backoff)
+            await _wait(stop, backoff)
+            continue
+        offset = updates[-1].update_id + 1
+
+
+WebHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def webhook_handler(secret: str, feed: Callable[[], UpdateFeed]) -> WebHandler:
+    """``POST /telegram/webhook``: 401 unless ``X-Telegram-Bot-Api-Secret-Token`` is the
+    configured secret (settings refuse webhook mode without one); 400 for a body that is not
+    an update; otherwise the update is handled first and answered 200 after — never in the
+    background, so Telegram redelivers anything a crash interrupted. An error that escapes
+    the error router answers 500, which Telegram also retries."""
+    expected = secret.encode()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        given = request.headers.get(SECRET_HEADER, "").encode()
+        if not expected or not hmac.compare_digest(given, expected):
+            log.warning("telegram webhook: missing or wrong secret token")
+            return web.Response(status=401, text="Unauthorized")
+        current = feed()
+        try:
+            update = Update.model_validate(await request.json(), context={"bot": current.bot})
+        except (ValueError, ValidationError):
+            return web.Response(status=400, text="not a Telegram update")
+        await current.feed(update)
+        return web.json_response({})
+
+    return handle

@@ -1,0 +1,303 @@
+"""The Telegram bot end to end: real Updates through the real aiogram Dispatcher, replies
+through the real Bot to the fake Bot API, and the database before and after.
+
+Commands in both languages, policies and claims, ownership of everything a callback names,
+update idempotency, block/unblock, and the error router.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from bot.telegram.commands import COMMANDS
+from bot.telegram.i18n import Translator
+from loyalty import ledger
+from storage.loyalty_models import EntryKind
+from storage.models import (
+    Claim,
+    ClaimEvent,
+    ClaimStatus,
+    Customer,
+    Policy,
+    PolicyStatus,
+    ProcessedUpdate,
+    Task,
+    TelegramAccount,
+)
+from tests import factories as f
+from tests.test_telegram_support import Rig, User, button_data
+
+pytest_plugins = ["tests.test_telegram_support"]
+
+LANGS = ["zh-CN", "en"]
+
+
+async def _claim(owner: Customer, policy: Policy, *, number: str | None = None,
+                 status: ClaimStatus = ClaimStatus.SURVEYED, **extra: Any) -> Claim:
+    claim = await Claim.create(
+        number=number or f"RDAA31{policy.id:06d}{owner.id:03d}", policy=policy, customer=owner,
+        status=status, reported_at=datetime(2026, 11, 1, 2, 30, tzinfo=UTC),
+        description="倒车刮碰", required_documents=["driving_licence", "photos"], **extra)
+    steps = [ClaimStatus.REPORTED, ClaimStatus.REGISTERED, ClaimStatus.SURVEYED]
+    for i, step in enumerate(steps[: steps.index(status) + 1] if status in steps else steps):
+        await ClaimEvent.create(claim=claim, status=step,
+                                occurred_at=datetime(2026, 11, 1 + i, 3, 0, tzinfo=UTC))
+    return claim
+
+
+def _expected(command: str, t: Translator, owner: Customer, policy: Policy,
+              claim: Claim) -> str:
+    """The start of the answer each command gives a linked customer (from the texts, so
+    the test proves the language, not a copy of the wording)."""
+    company = "Anxing Insurance" if t.lang == "en" else "安行保险"
+    return {
+        "start": t("tg_welcome_back", name=owner.name, company=company),
+        "policies": t("tg_policies_header"),
+        "claims": t("tg_claims_header"),
+        "claim": t("tg_claim_detail", number=claim.number, plate=policy.plate,
+                   status=t("tg_claim_status_surveyed"),
+                   reported=t.moment(claim.reported_at, owner.timezone),
+                   description=claim.description),
+        "upload": t("tg_upload_choose_claim"),
+        "points": t("tg_points_summary", balance=120,
+                    tier="Standard" if t.lang == "en" else "普卡"),
+        "rewards": t("tg_rewards_header", balance=120),
+        "vouchers": t("tg_vouchers_empty"),
+        "checkin": t("tg_checkin_done", points=5, streak=1),
+        "invite": t("tg_invite", link=f"https://t.me/engage_test_bot?start=ref_{owner.referral_code}",
+                    count=0),
+        "settings": t("tg_settings", language=t("tg_language_name_en" if t.lang == "en"
+                                                else "tg_language_name_zh"),
+                      care=t("tg_on"), reminder=t("tg_on"), marketing=t("tg_off"),
+                      channel=t("tg_channel_telegram")),
+        "language": t("tg_language_choose"),
+        "help": t("tg_help", company=company, hotline="95500"),
+        "unlink": t("tg_unlink_confirm"),
+    }[command]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("command", COMMANDS)
+async def test_every_command_answers_a_linked_customer_in_their_language(
+    tg: Rig, command: str, lang: str
+) -> None:
+    owner, user = await tg.linked(language=lang)
+    policy = await f.policy(owner)
+    claim = await _claim(owner, policy)
+    await ledger.credit(owner.id, 120, kind=EntryKind.ADJUSTMENT, key=f"seed:{owner.id}",
+                        now=tg.clock() - timedelta(days=2), settings=tg.settings.loyalty,
+                        reason="seed", operator="test")
+    text = f"/{command} {claim.number}" if command == "claim" else f"/{command}"
+    await tg.send(user, text)
+    expected = _expected(command, tg.t(lang), owner, policy, claim)
+    assert tg.last_text(user.id).startswith(expected)
+    assert await ProcessedUpdate.all().count() == 1
+
+
+MENU = {"tg_menu_policies": "tg_policies_header", "tg_menu_claims": "tg_claims_empty",
+        "tg_menu_vouchers": "tg_vouchers_empty", "tg_menu_help": "tg_help"}
+
+
+@pytest.mark.parametrize("button", list(MENU))
+async def test_menu_buttons_work_in_either_language(tg: Rig, button: str) -> None:
+    owner, user = await tg.linked(language="zh-CN")
+    await f.policy(owner)
+    for lang in LANGS:  # a menu still on screen from before a language switch works too
+        await tg.send(user, tg.t(lang)(button))
+        first_line = tg.last_text(user.id).splitlines()[0]
+        assert first_line == tg.t("zh-CN")(MENU[button], hotline="95500",
+                                          company="安行保险").splitlines()[0]
+
+
+LINKED_ONLY = ["policies", "claims", "claim X1", "upload", "points", "rewards", "vouchers",
+               "checkin", "invite", "settings", "unlink"]
+
+
+@pytest.mark.parametrize("command", LINKED_ONLY)
+async def test_unlinked_user_reaching_a_linked_feature_is_asked_to_link_first(
+    tg: Rig, command: str
+) -> None:
+    user = User(4242, "en")
+    await tg.send(user, f"/{command}")
+    reply = tg.last(user.id)
+    assert reply["text"] == tg.t("en")("tg_link_first")
+    assert reply["reply_markup"]["keyboard"][0][0]["request_contact"] is True
+    assert await Task.all().count() == 0
+
+
+@pytest.mark.parametrize(("code", "lang"), [("en-US", "en"), ("zh-hant", "zh-CN"),
+                                            ("zh", "zh-CN"), ("de", "en")])
+async def test_first_language_guess_comes_from_telegram_language_code(
+    tg: Rig, code: str, lang: str
+) -> None:
+    user = User(777, code)
+    await tg.send(user, "/start")
+    company = "Anxing Insurance" if lang == "en" else "安行保险"
+    assert tg.last_text(user.id) == tg.t(lang)("tg_welcome_unlinked", company=company)
+    assert (await TelegramAccount.get(telegram_user_id=777)).customer_id is None
+
+
+async def test_policy_list_shows_days_to_expiry_and_highlights_the_last_30_days(tg: Rig) -> None:
+    owner, user = await tg.linked(language="en")
+    soon = await f.policy(owner, end=date(2026, 12, 11), plate="沪A11111")  # 20 days left
+    later = await f.policy(owner, end=date(2027, 6, 9), plate="沪A22222")
+    await f.policy(owner, end=date(2025, 12, 31), plate="沪A33333",
+                   status=PolicyStatus.RENEWED)  # history: not listed
+    await tg.send(user, "/policies")
+    lines = tg.last_text(user.id).splitlines()
+    assert lines[1] == ("⚠️ 沪A11111 Commercial (active), expires 2026-12-11 — only 20 days "
+                        "left, please renew")
+    assert lines[2] == "• 沪A22222 Commercial (active), expires 2027-06-09, 200 days left"
+    assert len(lines) == 3
+    assert button_data(tg.last(user.id)) == [f"pol:show:{soon.id}", f"pol:show:{later.id}"]
+
+
+async def test_policy_detail_and_a_renewal_call_back_make_one_operator_task(tg: Rig) -> None:
+    owner, user = await tg.linked()
+    policy = await f.policy(owner, coverage={"third_party_cents": 200_000_000},
+                            vehicle="大众 朗逸")
+    await tg.press(user, f"pol:show:{policy.id}")
+    detail = tg.last(user.id)
+    assert "第三者责任险：¥2,000,000.00" in detail["text"]
+    assert "保费：¥3,500.00" in detail["text"]
+    assert button_data(detail) == [f"pol:renew:{policy.id}"]
+    await tg.press(user, f"pol:renew:{policy.id}")
+    assert tg.last_text(user.id) == tg.t("zh-CN")("tg_renewal_requested", plate=policy.plate)
+    await tg.press(user, f"pol:renew:{policy.id}")  # a second tap: no second task
+    assert tg.last_text(user.id) == tg.t("zh-CN")("tg_renewal_already", plate=policy.plate)
+    [task] = await Task.all()
+    assert (task.kind, task.source, task.customer_id, task.policy_id) == (
+        "renewal_callback", "telegram", owner.id, policy.id)
+
+
+async def test_forged_policy_callback_is_not_found(tg: Rig,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    _, user = await tg.linked()
+    other = await f.customer()
+    theirs = await f.policy(other)
+    with caplog.at_level(logging.WARNING, logger="bot.telegram.policies"):
+        await tg.press(user, f"pol:renew:{theirs.id}")
+    assert tg.last_text(user.id) == tg.t("zh-CN")("tg_not_found")
+    assert await Task.all().count() == 0
+    assert f"policy {theirs.id}" in caplog.text and other.phone not in caplog.text
+
+
+@pytest.mark.parametrize("lang", LANGS)
+async def test_claim_detail_has_localised_timeline_and_documents_still_needed(
+    tg: Rig, lang: str
+) -> None:
+    owner, user = await tg.linked(language=lang)
+    claim = await _claim(owner, await f.policy(owner))
+    await tg.press(user, f"clm:show:{claim.id}")
+    reply = tg.last(user.id)
+    t = tg.t(lang)
+    text = reply["text"]
+    for status in ("reported", "registered", "surveyed"):
+        assert t(f"tg_claim_status_{status}") in text
+    names = t("tg_list_separator").join([t("tg_doc_driving_licence"), t("tg_doc_photos")])
+    assert text.endswith(t("tg_claim_docs_needed", documents=names))
+    assert button_data(reply) == [f"clm:up:{claim.id}"]
+
+
+async def test_forged_claim_callback_for_another_customer_is_not_found_and_logged(
+    tg: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    owner, user = await tg.linked()
+    other = await f.customer(phone="+8613912345678")
+    theirs = await _claim(other, await f.policy(other), number="RDAA9999999")
+    with caplog.at_level(logging.WARNING, logger="bot.telegram.claims"):
+        await tg.press(user, f"clm:show:{theirs.id}")
+    assert tg.last_text(user.id) == tg.t("zh-CN")("tg_not_found")
+    assert "RDAA9999999" not in tg.last_text(user.id)
+    assert f"claim {theirs.id}" in caplog.text and f"customer {owner.id}" in caplog.text
+    assert "13912345678" not in caplog.text
+
+
+async def test_free_text_with_own_claim_number_answers_its_status_and_no_one_elses(
+    tg: Rig
+) -> None:
+    owner, user = await tg.linked(language="en")
+    mine = await _claim(owner, await f.policy(owner), number="RDAA3101000011")
+    other = await f.customer()
+    await _claim(other, await f.policy(other), number="RDAA3101000022")
+    await tg.send(user, "hi, how is rdaa3101000011 going?")
+    assert tg.last_text(user.id).startswith(f"Claim: {mine.number}\n")
+    await tg.send(user, "and RDAA3101000022?")
+    assert tg.last_text(user.id) == tg.t("en")("tg_unknown_text")
+    await tg.send(user, "/claim RDAA3101000022")
+    assert tg.last_text(user.id) == tg.t("en")("tg_claim_number_unknown",
+                                                number="RDAA3101000022")
+
+
+async def test_the_same_update_twice_is_handled_once(tg: Rig) -> None:
+    owner, user = await tg.linked()
+    policy = await f.policy(owner)
+    update = tg.update(tg.callback(user, f"pol:renew:{policy.id}"))
+    assert await tg.feed.feed(update) is True
+    assert await tg.feed.feed(update) is False
+    assert len(tg.sent(user.id)) == 1
+    assert await Task.all().count() == 1
+    assert await ProcessedUpdate.filter(update_id=update.update_id).count() == 1
+
+
+async def test_an_update_whose_answer_cannot_be_sent_stays_unprocessed_for_redelivery(
+    tg: Rig
+) -> None:
+    owner, user = await tg.linked()
+    await f.policy(owner)
+    update = tg.update(tg.message(user, "/policies"))
+    tg.fake.fail_next("sendMessage", 500, times=2)  # the answer, then the apology
+    with pytest.raises(Exception, match="Internal Server Error"):
+        await tg.feed.feed(update)
+    assert not await ProcessedUpdate.exists(update_id=update.update_id)
+    assert await tg.feed.feed(update) is True  # Telegram's redelivery
+    assert tg.last_text(user.id).startswith(tg.t("zh-CN")("tg_policies_header"))
+
+
+async def test_an_unexpected_error_gets_a_kind_answer_and_is_logged(
+    tg: Rig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, user = await tg.linked(language="en")
+
+    async def broken(customer_id: int) -> int:
+        raise RuntimeError("ledger unreachable")
+
+    monkeypatch.setattr("bot.telegram.points.get_balance", broken)
+    with caplog.at_level(logging.ERROR, logger="bot.telegram.errors"):
+        update = await tg.send(user, "/points")
+    assert tg.last_text(user.id) == tg.t("en")("tg_error_generic", hotline="95500")
+    assert "RuntimeError" in caplog.text
+    assert await ProcessedUpdate.exists(update_id=update.update_id)
+
+
+async def test_blocking_and_unblocking_the_bot_updates_the_account(tg: Rig) -> None:
+    owner, user = await tg.linked()
+    await tg.feed.feed(tg.update(tg.member(user, "member", "kicked")))
+    account = await TelegramAccount.get(telegram_user_id=user.id)
+    assert account.blocked_at == tg.clock() and account.customer_id == owner.id
+    tg.clock.advance(days=1)
+    await tg.feed.feed(tg.update(tg.member(user, "kicked", "member")))
+    await account.refresh_from_db()
+    assert account.blocked_at is None
+    assert tg.sent() == []  # nothing is said to someone who blocked us
+
+
+async def test_unknown_text_points_to_the_menu(tg: Rig) -> None:
+    _, user = await tg.linked(language="en")
+    await tg.send(user, "what's the weather?")
+    reply = tg.last(user.id)
+    assert reply["text"] == tg.t("en")("tg_unknown_text")
+    assert reply["reply_markup"]["keyboard"][0][0]["text"] == "📄 Policies"
+
+
+async def test_policies_of_a_customer_are_only_their_own(tg: Rig) -> None:
+    owner, user = await tg.linked()
+    await f.policy(owner, plate="沪A00001")
+    await f.policy(await f.customer(), plate="沪B99999")
+    await tg.send(user, "/policies")
+    assert "沪B99999" not in tg.last_text(user.id)
+    assert await Policy.all().count() == 2
