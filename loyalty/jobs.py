@@ -9,6 +9,8 @@ not-before time, defaulting to the start of that day in the programme's time zon
 * ``queue_expiry_warnings(today)`` — points expiring within ``expiry_warning_days``.
 * ``queue_daily_summaries(day)`` — one message per customer who earned points that day.
 * ``annual_tier_review(today)`` — the only tier downgrade (see ``loyalty.tiers``).
+* ``settle_imports(now)`` — points for what the core-system import brought: new payments
+  and refunds, cancelled policies, referred customers whose first policy became active.
 
 Run ``expire_vouchers`` before ``expire_lots``: refunding an expired voucher can hand points
 back to a lot that is itself past its last day, and the lot run is what closes it.
@@ -18,12 +20,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from tortoise.transactions import in_transaction
 
 from loyalty import notifications
 from loyalty.config import LoyaltySettings
+from loyalty.earning import award_referral_if_due, earn_for_payment, reverse_policy_points
 from loyalty.ledger import (
     AccountRef,
     EntrySpec,
@@ -42,11 +46,13 @@ from storage.models import Customer
 from storage.outbox import Outbound
 
 __all__ = [
+    "SettleReport",
     "annual_tier_review",
     "expire_lots",
     "expire_vouchers",
     "queue_daily_summaries",
     "queue_expiry_warnings",
+    "settle_imports",
 ]
 
 log = logging.getLogger(__name__)
@@ -164,3 +170,54 @@ async def _languages(customer_ids: set[int]) -> dict[int, str]:
         return {}
     rows = await Customer.filter(id__in=customer_ids).values_list("id", "language")
     return {customer_id: str(language) for customer_id, language in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class SettleReport:
+    payments: int
+    cancellations: int
+    referrals: int
+
+
+async def settle_imports(*, settings: LoyaltySettings, now: datetime,
+                         lookback_days: int = 400) -> SettleReport:
+    """Apply the earning rules to what the core-system import brought in (storage cannot call
+    loyalty, so the import's caller or a job runs this afterwards): every payment or refund
+    of the last ``lookback_days`` without a ledger entry, every cancelled policy whose points
+    were not taken back, every referred customer with an active policy and no bonus paid.
+
+    Each step is the idempotent rule itself, so running this twice, or concurrently with
+    the rules being called directly, posts nothing twice. Counts are postings made.
+    """
+    since = utc(now) - timedelta(days=lookback_days)
+    async with in_transaction() as conn:
+        payments = await fetch(
+            conn,
+            "SELECT p.id FROM payment p WHERE p.paid_at >= ? AND NOT EXISTS "
+            "(SELECT 1 FROM loyalty_entry e WHERE e.payment_id = p.id) ORDER BY p.paid_at, p.id",
+            [since])
+        cancelled = await fetch(
+            conn,
+            "SELECT DISTINCT e.policy_id FROM loyalty_entry e JOIN policy p ON p.id = e.policy_id "
+            "WHERE p.status = ? AND e.kind = ? AND NOT EXISTS (SELECT 1 FROM loyalty_entry r "
+            "WHERE r.idempotency_key = 'policy_cancel:' || p.id)",
+            ["cancelled", EntryKind.EARN_PREMIUM.value])
+        referred = await fetch(
+            conn,
+            "SELECT c.id FROM customer c WHERE c.referred_by_id IS NOT NULL AND EXISTS "
+            "(SELECT 1 FROM policy p WHERE p.customer_id = c.id AND p.status = ?) AND NOT EXISTS "
+            "(SELECT 1 FROM loyalty_entry e WHERE e.idempotency_key = 'referral:' || c.id)",
+            ["active"])
+    made = [0, 0, 0]
+    for row in payments:
+        posted = await earn_for_payment(int(row["id"]), settings=settings, now=now)
+        made[0] += posted is not None and not posted.replayed
+    for row in cancelled:
+        posted = await reverse_policy_points(int(row["policy_id"]), settings=settings, now=now)
+        made[1] += posted is not None and not posted.replayed
+    for row in referred:
+        posted = await award_referral_if_due(int(row["id"]), settings=settings, now=now)
+        made[2] += posted is not None and not posted.replayed
+    report = SettleReport(*made)
+    log.info("settled imports: %d payments, %d cancellations, %d referrals", *made)
+    return report

@@ -7,10 +7,24 @@ from datetime import UTC, date, datetime
 
 from loyalty import ledger
 from loyalty.config import LoyaltySettings
-from loyalty.earning import check_in
-from loyalty.jobs import expire_lots, queue_daily_summaries, queue_expiry_warnings
+from loyalty.earning import check_in, link_referrer
+from loyalty.jobs import (
+    SettleReport,
+    expire_lots,
+    queue_daily_summaries,
+    queue_expiry_warnings,
+    settle_imports,
+)
 from storage.loyalty_models import EntryKind, LedgerEntry, PointLot
-from storage.models import Customer, Message
+from storage.models import (
+    Customer,
+    Message,
+    Payment,
+    PaymentKind,
+    Policy,
+    PolicyStatus,
+    Product,
+)
 
 S = LoyaltySettings()
 NOW = datetime(2026, 3, 15, 2, 0, tzinfo=UTC)
@@ -114,3 +128,29 @@ async def test_daily_summary_counts_earnings_of_the_customer_local_day(db: str) 
     late = await Message.get(dedup_key=f"points_summary:{other.id}:2026-03-15")
     assert late.params["points"] == 8
     assert await queue_daily_summaries(date(2026, 3, 13), settings=S) == 0
+
+
+async def _policy(owner: Customer, number: str) -> Policy:
+    return await Policy.create(number=number, customer=owner, product=Product.COMMERCIAL,
+                               plate="沪A12345", start_date=date(2026, 1, 1),
+                               end_date=date(2026, 12, 31), premium_cents=100_000)
+
+
+async def test_settling_imports_applies_each_rule_once(db: str) -> None:
+    referrer, newcomer = await _customer(), await _customer()
+    await link_referrer(newcomer.id, referrer.referral_code)
+    kept = await _policy(newcomer, "P-1")
+    dropped = await _policy(newcomer, "P-2")
+    for n, (policy, cents, kind) in enumerate([
+        (kept, 100_000, PaymentKind.PREMIUM), (dropped, 50_000, PaymentKind.PREMIUM),
+        (kept, 20_000, PaymentKind.REFUND),
+    ]):
+        await Payment.create(external_id=f"E{n}", policy=policy, customer=newcomer, kind=kind,
+                             amount_cents=cents, paid_at=NOW)
+    assert await settle_imports(settings=S, now=NOW) == SettleReport(3, 0, 1)
+    await Policy.filter(id=dropped.id).update(status=PolicyStatus.CANCELLED)
+    assert await settle_imports(settings=S, now=NOW) == SettleReport(0, 1, 0)
+    assert await settle_imports(settings=S, now=NOW) == SettleReport(0, 0, 0)
+    assert await ledger.get_balance(newcomer.id) == 1000 - 200
+    assert await ledger.get_balance(referrer.id) == S.referral_bonus
+    await _sound()
