@@ -38,6 +38,9 @@ def test_each_language_uses_exactly_the_declared_params() -> None:
         params = set(table["params"])  # type: ignore[call-overload]
         for language in ("zh-CN", "en"):
             assert _placeholders(str(table[language])) == params, (key, language)
+            sms = table["sms"][language]  # type: ignore[index]
+            assert _placeholders(sms) <= params, (key, "sms", language)
+            assert len(sms) <= 70, (key, "sms", language)  # one segment before params
 
 
 async def test_every_queued_loyalty_message_fits_its_template(db: str) -> None:
