@@ -137,6 +137,26 @@ async def _partner_add(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _operator_add(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.web.operators.access import InvalidOperator, OperatorExists, create_operator
+    from storage.operator_models import Role
+
+    await storage_db.upgrade(settings.database.url, pool_max=settings.database.pool_max)
+    try:
+        operator, token = await create_operator(
+            args.name, Role(args.role),
+            language=args.language or settings.operator.default_language,
+            contact_phone=args.phone, default_region=settings.company.default_phone_region)
+    except (InvalidOperator, OperatorExists) as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        await storage_db.close()
+    print(f"operator {operator.id} {operator.name!r} with role {operator.role}")
+    print("bearer token (shown only this once, store it now):")
+    print(token)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="engage", description="Engage: customer engagement for car insurers."
@@ -181,6 +201,19 @@ def build_parser() -> argparse.ArgumentParser:
                              help="comma-separated: car_wash,designated_driving,"
                              "annual_inspection,maintenance,gift")
     partner_add.set_defaults(func=_partner_add)
+
+    operator = sub.add_parser("operator", help="people and systems using the operator API "
+                              "and console")
+    operator_sub = operator.add_subparsers(dest="operator_command", required=True,
+                                           metavar="ACTION")
+    operator_add = operator_sub.add_parser("add", help="create an operator and print its "
+                                           "token once")
+    operator_add.add_argument("name")
+    operator_add.add_argument("--role", required=True, choices=["admin", "agent", "viewer"])
+    operator_add.add_argument("--phone", help="own contact for campaign test sends")
+    operator_add.add_argument("--language", choices=["zh-CN", "en"],
+                              help="console language (default: operator.default_language)")
+    operator_add.set_defaults(func=_operator_add)
     return parser
 
 

@@ -108,6 +108,13 @@ class WebSettings(_Section):
 class OperatorSettings(_Section):
     session_hours: int = Field(default=12, ge=1, le=720)
     default_language: Literal["zh-CN", "en"] = "zh-CN"
+    campaign_batch_ids: int = Field(
+        default=50_000, ge=100, le=1_000_000,
+        description="customer ids covered by one campaign enqueue transaction",
+    )
+    campaign_poll_seconds: float = Field(default=2.0, gt=0, le=60)
+    sms_price_per_segment: float = Field(default=0.05, ge=0, description="for preview costs")
+    sms_currency: str = "USD"
 
 
 class RedisSettings(_Section):

@@ -29,6 +29,7 @@ from bot.sms.status import status_callback
 from bot.telegram import runtime as telegram_runtime
 from bot.telegram.updates import webhook_handler
 from bot.texts import Texts
+from bot.web import operators
 from bot.web.keys import (
     BOT,
     CLOCK,
@@ -60,6 +61,7 @@ class Overrides:
     run_dispatcher: bool = True
     run_scheduler: bool = True
     manage_database: bool = True
+    run_campaigns: bool = True
     extra_cleanup: list[Callable[[web.Application], AsyncIterator[None]]] = field(
         default_factory=list
     )
@@ -190,6 +192,7 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
         ))
     app.cleanup_ctx.extend(seams.extra_cleanup)
 
+    operators.setup(app, settings, clock=seams.clock, run_campaigns=seams.run_campaigns)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/sms/status", status_callback)

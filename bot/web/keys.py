@@ -14,6 +14,7 @@ from bot.settings import Settings
 from bot.sms.signature import TwilioSignature
 from bot.telegram.runtime import TelegramRuntime
 from bot.texts import Texts
+from bot.web.operators.runner import CampaignRunner
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
@@ -21,5 +22,6 @@ REGISTRY = web.AppKey("registry", CollectorRegistry)
 TEXTS = web.AppKey("texts", Texts)
 TWILIO_SIGNATURE = web.AppKey("twilio_signature", TwilioSignature)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+CAMPAIGN_RUNNER = web.AppKey("campaign_runner", CampaignRunner)
 BOT = web.AppKey("telegram_bot", Bot)
 TELEGRAM = web.AppKey("telegram", TelegramRuntime)

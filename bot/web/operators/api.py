@@ -1,0 +1,404 @@
+"""The operator REST API under ``/api/v1``: campaigns, claims, documents, customers, loyalty
+administration, tasks, imports and the audit log.
+
+Handlers translate HTTP to service calls; roles, CSRF, body validation and error mapping
+happen in ``http.Api`` for every route alike. ``/api/v1/openapi.json`` is generated from this
+route table and the pydantic models it names.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.web.keys import CAMPAIGN_RUNNER
+from bot.web.operators import (
+    campaigns,
+    catalogue,
+    claims,
+    customers,
+    dashboard,
+    imports,
+    reviews,
+    tasks,
+)
+from bot.web.operators.audience import AudienceFilter
+from bot.web.operators.http import Api, Call, error, invalid, json_response
+from storage.loyalty_models import Reward
+from storage.models import Claim, ClaimEvent, ClaimStatus, Document, TaskStatus
+from storage.operator_models import AuditLog, Campaign, Role
+
+API = Api("/api/v1")
+A, G, V = Role.ADMIN, Role.AGENT, Role.VIEWER
+
+
+class ClaimQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: ClaimStatus | None = None
+    q: str = Field(default="", max_length=40, description="claim number prefix")
+
+
+class CustomerQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    q: str = Field(min_length=1, max_length=40, description="phone, policy number or plate")
+
+
+class TaskQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: TaskStatus | None = None
+
+
+class AuditQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target_type: str = ""
+    target_id: str = ""
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class ImportQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["customers", "policies", "claims", "payments"]
+
+
+def _runner_wake(call: Call, campaign_id: int) -> None:
+    runner = call.request.app.get(CAMPAIGN_RUNNER)
+    if runner is not None:
+        runner.wake(campaign_id)
+
+
+# -- me, dashboard, audit ---------------------------------------------------------------------
+
+
+@API.route("GET", "/me", role=V, summary="The calling operator", tag="access")
+async def me(call: Call) -> web.StreamResponse:
+    op = call.actor.operator
+    return json_response({"id": op.id, "name": op.name, "role": call.actor.role.value,
+                          "language": op.language, "has_contact": op.contact_id is not None,
+                          "via": call.actor.via})
+
+
+@API.route("GET", "/dashboard", role=V, summary="Today's plan, deliveries and failures",
+           tag="dashboard")
+async def get_dashboard(call: Call) -> web.StreamResponse:
+    return json_response(await dashboard.summary(call.now, call.settings.schedule.timezone))
+
+
+@API.route("GET", "/audit", role=A, summary="The audit log, newest first", tag="access",
+           query=AuditQuery)
+async def get_audit(call: Call) -> web.StreamResponse:
+    q: AuditQuery = call.query
+    rows = AuditLog.all().order_by("-id").limit(q.limit)
+    if q.target_type:
+        rows = rows.filter(target_type=q.target_type)
+    if q.target_id:
+        rows = rows.filter(target_id=q.target_id)
+    return json_response([{"id": r.id, "operator": r.operator_name, "action": r.action,
+                           "target_type": r.target_type, "target_id": r.target_id,
+                           "before": r.before, "after": r.after,
+                           "at": r.created_at.isoformat()} for r in await rows])
+
+
+# -- campaigns -------------------------------------------------------------------------------
+
+
+@API.route("GET", "/campaigns", role=V, summary="All campaigns, newest first", tag="campaigns")
+async def list_campaigns(call: Call) -> web.StreamResponse:
+    rows = await Campaign.all().order_by("-id").limit(200)
+    return json_response([campaigns.campaign_json(c) for c in rows])
+
+
+@API.route("POST", "/campaigns", role=A, summary="Create a draft campaign", tag="campaigns",
+           body=campaigns.CampaignIn, statuses={201: "created"})
+async def create_campaign(call: Call) -> web.StreamResponse:
+    data: campaigns.CampaignIn = call.body
+    if unknown := campaigns.check_tiers(data.audience, call.settings):
+        return invalid([{"path": "audience.tiers", "message": f"unknown tier {unknown[0]!r}",
+                         "type": "unknown_tier"}])
+    campaign = await campaigns.create_campaign(call.actor, data, now=call.now)
+    return json_response(campaigns.campaign_json(campaign), status=201)
+
+
+@API.route("POST", "/campaigns/audience", role=V, body=AudienceFilter, tag="campaigns",
+           summary="Count the customers an audience filter selects (live count)")
+async def count_audience(call: Call) -> web.StreamResponse:
+    if unknown := campaigns.check_tiers(call.body, call.settings):
+        return invalid([{"path": "tiers", "message": f"unknown tier {unknown[0]!r}",
+                         "type": "unknown_tier"}])
+    return json_response({"audience": await campaigns.audience_count(call.body, call.settings)})
+
+
+@API.route("GET", "/campaigns/{id}", role=V, summary="One campaign", tag="campaigns")
+async def get_campaign(call: Call) -> web.StreamResponse:
+    campaign = await campaigns.get_campaign(call.int_param("id"))
+    return json_response(campaigns.campaign_json(campaign))
+
+
+@API.route("GET", "/campaigns/{id}/preview", role=V, tag="campaigns",
+           summary="Audience size, channel split, SMS segments and cost, three samples")
+async def preview_campaign(call: Call) -> web.StreamResponse:
+    campaign = await campaigns.get_campaign(call.int_param("id"))
+    return json_response(await campaigns.preview(campaign, call.settings, call.texts))
+
+
+@API.route("POST", "/campaigns/{id}/test", role=A, tag="campaigns",
+           summary="Send the campaign to the operator's own contact", statuses={202: "queued"})
+async def test_campaign(call: Call) -> web.StreamResponse:
+    message = await campaigns.test_send(call.actor, call.int_param("id"),
+                                        settings=call.settings, now=call.now)
+    return json_response({"message_id": message.id, "status": str(message.status)}, status=202)
+
+
+def _transition(action: str, summary: str) -> None:
+    service = getattr(campaigns, action)
+
+    async def handler(call: Call) -> web.StreamResponse:
+        campaign = await service(call.actor, call.int_param("id"), now=call.now)
+        _runner_wake(call, campaign.id)
+        return json_response(campaigns.campaign_json(campaign))
+
+    handler.__name__ = f"{action}_campaign"
+    API.route("POST", f"/campaigns/{{id}}/{action}", role=A, summary=summary,
+              tag="campaigns")(handler)
+
+
+_transition("start", "Start sending (or schedule for send_at)")
+_transition("pause", "Stop enqueuing and hold unsent messages")
+_transition("resume", "Carry on: held messages are released, nothing is sent twice")
+_transition("cancel", "Cancel: unsent messages are skipped with reason cancelled")
+
+
+@API.route("GET", "/campaigns/{id}/stats", role=V, tag="campaigns",
+           summary="Queued, sent, delivered, failed, skipped by reason")
+async def campaign_stats(call: Call) -> web.StreamResponse:
+    campaign = await campaigns.get_campaign(call.int_param("id"))
+    return json_response(await campaigns.stats(campaign))
+
+
+@API.route("GET", "/campaigns/{id}/failures.csv", role=V, tag="campaigns",
+           summary="Failed, undelivered, skipped and unknown messages as CSV",
+           produces="text/csv")
+async def campaign_failures(call: Call) -> web.StreamResponse:
+    campaign = await campaigns.get_campaign(call.int_param("id"))
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="campaign-{campaign.id}-failures.csv"',
+    })
+    await response.prepare(call.request)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(campaigns.FAILURE_COLUMNS)
+    async for row in campaigns.failures(campaign.id):
+        writer.writerow(row)
+        if buffer.tell() > 64 * 1024:
+            await response.write(buffer.getvalue().encode())
+            buffer.seek(0)
+            buffer.truncate()
+    await response.write(buffer.getvalue().encode())
+    await response.write_eof()
+    return response
+
+
+# -- claims and documents -------------------------------------------------------------------
+
+
+@API.route("GET", "/claims", role=V, summary="Claims, newest first", tag="claims",
+           query=ClaimQuery)
+async def list_claims(call: Call) -> web.StreamResponse:
+    q: ClaimQuery = call.query
+    rows = Claim.all().order_by("-reported_at", "-id").limit(200)
+    if q.status:
+        rows = rows.filter(status=q.status)
+    if q.q:
+        rows = rows.filter(number__startswith=q.q)
+    return json_response([claims.claim_json(c) for c in await rows])
+
+
+@API.route("PUT", "/claims/{number}", role=G, body=claims.ClaimIn, tag="claims",
+           summary="Create or update a claim from the core system",
+           statuses={201: "created", 200: "updated"})
+async def put_claim(call: Call) -> web.StreamResponse:
+    claim, created = await claims.upsert_claim(call.actor, call.request.match_info["number"],
+                                               call.body, now=call.now)
+    return json_response(claims.claim_json(claim), status=201 if created else 200)
+
+
+@API.route("GET", "/claims/{number}", role=V, summary="A claim with its events and documents",
+           tag="claims")
+async def get_claim(call: Call) -> web.StreamResponse:
+    claim = await claims.get_claim(call.request.match_info["number"])
+    events = await ClaimEvent.filter(claim_id=claim.id).order_by("occurred_at", "id")
+    documents = await Document.filter(claim_id=claim.id).order_by("id")
+    return json_response({**claims.claim_json(claim),
+                          "events": [claims.event_json(e) for e in events],
+                          "documents": [reviews.document_json(d) for d in documents]})
+
+
+@API.route("POST", "/claims/{number}/events", role=G, body=claims.ClaimEventIn, tag="claims",
+           summary="A status change from the core system, idempotent by external_id",
+           statuses={201: "recorded", 200: "already recorded (replay)"})
+async def post_claim_event(call: Call) -> web.StreamResponse:
+    event, created = await claims.record_event(call.actor, call.request.match_info["number"],
+                                               call.body, texts=call.texts, now=call.now)
+    return json_response({**claims.event_json(event), "replayed": not created},
+                         status=201 if created else 200)
+
+
+@API.route("GET", "/claims/{number}/documents", role=V, summary="A claim's documents",
+           tag="documents")
+async def claim_documents(call: Call) -> web.StreamResponse:
+    claim = await claims.get_claim(call.request.match_info["number"])
+    documents = await Document.filter(claim_id=claim.id).order_by("id")
+    return json_response([reviews.document_json(d) for d in documents])
+
+
+@API.route("GET", "/documents/{id}/file", role=V, summary="Download a document (streamed)",
+           tag="documents", produces="application/octet-stream")
+async def document_file(call: Call) -> web.StreamResponse:
+    document = await reviews.get_document(call.int_param("id"))
+    path = reviews.file_path(document, call.settings.uploads.directory)
+    name = document.original_name or path.name
+    return web.FileResponse(path, headers={
+        "Content-Type": document.mime_type,
+        "Content-Disposition": f"inline; filename*=UTF-8''{_quote(name)}",
+        "Cache-Control": "private, no-store",
+        "X-Content-Type-Options": "nosniff",
+    })
+
+
+@API.route("GET", "/documents/{id}/thumbnail", role=V, summary="A small JPEG of an image",
+           tag="documents", produces="image/jpeg")
+async def document_thumbnail(call: Call) -> web.StreamResponse:
+    document = await reviews.get_document(call.int_param("id"))
+    data = await reviews.thumbnail(document, call.settings.uploads.directory)
+    if data is None:
+        return error(404, "no_thumbnail", "only images have thumbnails")
+    return web.Response(body=data, content_type="image/jpeg",
+                        headers={"Cache-Control": "private, max-age=300"})
+
+
+@API.route("POST", "/documents/{id}/review", role=G, body=reviews.ReviewIn, tag="documents",
+           summary="Accept, or reject with a reason (the customer is asked to re-upload)")
+async def review_document(call: Call) -> web.StreamResponse:
+    document = await reviews.review(call.actor, call.int_param("id"), call.body, now=call.now)
+    return json_response(reviews.document_json(document))
+
+
+def _quote(name: str) -> str:
+    from urllib.parse import quote
+
+    return quote(name, safe="")
+
+
+# -- customers and loyalty -------------------------------------------------------------------
+
+
+@API.route("GET", "/customers", role=V, query=CustomerQuery, tag="customers",
+           summary="Search by phone, policy number or plate (phones masked)")
+async def search_customers(call: Call) -> web.StreamResponse:
+    return json_response(await customers.search(
+        call.query.q, default_region=call.settings.company.default_phone_region))
+
+
+@API.route("GET", "/customers/{id}", role=V, tag="customers",
+           summary="A customer: policies, claims, consents, points, messages, tasks")
+async def get_customer(call: Call) -> web.StreamResponse:
+    return json_response(await customers.profile(call.int_param("id")))
+
+
+@API.route("POST", "/customers/{id}/points", role=A, body=catalogue.AdjustIn, tag="loyalty",
+           summary="Adjust points (reason required, idempotent by request_key)")
+async def adjust_points(call: Call) -> web.StreamResponse:
+    result = await catalogue.adjust(call.actor, call.int_param("id"), call.body, now=call.now,
+                                    settings=call.settings.loyalty)
+    return json_response(result, status=200 if result["replayed"] else 201)
+
+
+@API.route("GET", "/rewards", role=V, summary="The rewards catalogue", tag="loyalty")
+async def list_rewards(call: Call) -> web.StreamResponse:
+    return json_response([catalogue.reward_json(r) for r in await Reward.all().order_by("id")])
+
+
+@API.route("POST", "/rewards", role=A, body=catalogue.RewardIn, tag="loyalty",
+           summary="Add a reward to the catalogue", statuses={201: "created"})
+async def create_reward(call: Call) -> web.StreamResponse:
+    reward = await catalogue.create_reward(call.actor, call.body, now=call.now,
+                                           settings=call.settings.loyalty)
+    return json_response(catalogue.reward_json(reward), status=201)
+
+
+@API.route("PATCH", "/rewards/{code}", role=A, body=catalogue.RewardPatch, tag="loyalty",
+           summary="Change a reward (price, stock, window, limits)")
+async def update_reward(call: Call) -> web.StreamResponse:
+    reward = await catalogue.update_reward(call.actor, call.request.match_info["code"],
+                                           call.body, now=call.now,
+                                           settings=call.settings.loyalty)
+    return json_response(catalogue.reward_json(reward))
+
+
+@API.route("POST", "/rewards/{code}/retire", role=A, tag="loyalty",
+           summary="Retire a reward (kept for its vouchers, no longer offered)")
+async def retire_reward(call: Call) -> web.StreamResponse:
+    reward = await catalogue.retire_reward(call.actor, call.request.match_info["code"],
+                                           now=call.now)
+    return json_response(catalogue.reward_json(reward))
+
+
+# -- tasks and imports ----------------------------------------------------------------------
+
+
+@API.route("GET", "/tasks", role=V, query=TaskQuery, tag="tasks",
+           summary="Renewal call-back requests and other tasks")
+async def list_tasks(call: Call) -> web.StreamResponse:
+    status = call.query.status.value if call.query.status else None
+    return json_response(await tasks.list_tasks(status))
+
+
+@API.route("POST", "/tasks/{id}/assign", role=G, body=tasks.AssignIn, tag="tasks",
+           summary="Assign a task")
+async def assign_task(call: Call) -> web.StreamResponse:
+    task = await tasks.assign(call.actor, call.int_param("id"), call.body, now=call.now)
+    return json_response(tasks.task_json(task))
+
+
+@API.route("POST", "/tasks/{id}/close", role=G, body=tasks.CloseIn, tag="tasks",
+           summary="Close a task")
+async def close_task(call: Call) -> web.StreamResponse:
+    task = await tasks.close(call.actor, call.int_param("id"), call.body, now=call.now)
+    return json_response(tasks.task_json(task))
+
+
+@API.route("POST", "/imports", role=A, query=ImportQuery, tag="imports", upload=True,
+           summary="Import a CSV export (text/csv body or multipart field 'file')")
+async def post_import(call: Call) -> web.StreamResponse:
+    data, filename = await read_upload(call.request)
+    if data is None:
+        return invalid([{"path": "file", "message": "a CSV file is required",
+                         "type": "missing"}])
+    result = await imports.run_import(
+        call.actor, call.query.kind, data, filename=filename,
+        default_region=call.settings.company.default_phone_region, now=call.now)
+    return json_response(result, status=200)
+
+
+async def read_upload(request: web.Request) -> tuple[bytes | None, str]:
+    if request.content_type == "multipart/form-data":
+        form = await request.post()
+        upload = form.get("file")
+        if isinstance(upload, web.FileField):
+            return upload.file.read(), upload.filename
+        return None, ""
+    data = await request.read()
+    return (data or None), "upload.csv"
+
+
+def setup(app: web.Application) -> None:
+    API.add_to(app.router)

@@ -1,0 +1,91 @@
+"""A campaign's audience: the filter operators set, and the SQL that selects it.
+
+The selection is plain parameterised SQL (``?`` placeholders, numbered on PostgreSQL), so the
+same WHERE clause serves the audience count, the preview's channel split and the set-based
+``INSERT … SELECT`` that puts a campaign into the outbox without loading customers into
+Python. Operators' own contact records are never part of an audience.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from storage.models import Language, PolicyStatus, Product
+
+
+class AudienceFilter(BaseModel):
+    """Every condition given must hold; an empty filter means every customer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tiers: list[str] = Field(default_factory=list, description="VIP tier codes")
+    regions: list[str] = Field(default_factory=list, description="region codes")
+    products: list[Product] = Field(default_factory=list,
+                                    description="has an active policy of one of these products")
+    expiring_from: date | None = Field(default=None,
+                                       description="has an active policy ending on or after")
+    expiring_to: date | None = Field(default=None,
+                                     description="has an active policy ending on or before")
+    has_telegram: bool | None = Field(default=None, description="linked, not blocked")
+    languages: list[Language] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> AudienceFilter:
+        if self.expiring_from and self.expiring_to and self.expiring_from > self.expiring_to:
+            raise ValueError("expiring_from must not be after expiring_to")
+        return self
+
+
+class Where:
+    """A WHERE clause over ``customer c`` and its parameters, in order."""
+
+    def __init__(self, *, postgres: bool) -> None:
+        self.postgres = postgres
+        self.params: list[Any] = []
+
+    def value(self, value: Any) -> str:
+        if not self.postgres and isinstance(value, date):
+            value = value.isoformat()  # Tortoise keeps dates as ISO text on SQLite
+        self.params.append(value)
+        return "?"
+
+    def values(self, values: list[Any]) -> str:
+        return ", ".join(self.value(v) for v in values)
+
+
+TELEGRAM_LINKED = (
+    "EXISTS (SELECT 1 FROM telegram_account t WHERE t.customer_id = c.id "
+    "AND t.linked_at IS NOT NULL AND t.blocked_at IS NULL)"
+)
+
+
+def where_clause(audience: AudienceFilter, where: Where, *, default_tier: str) -> str:
+    parts = ["NOT EXISTS (SELECT 1 FROM operator o WHERE o.contact_id = c.id)"]
+    if audience.languages:
+        parts.append(f"c.language IN ({where.values([lang.value for lang in audience.languages])})")
+    if audience.regions:
+        parts.append("c.region_id IN (SELECT r.id FROM region r WHERE r.code IN "
+                     f"({where.values(audience.regions)}))")
+    if audience.tiers:
+        tier = (f"COALESCE((SELECT a.tier FROM loyalty_account a WHERE a.customer_id = c.id), "
+                f"{where.value(default_tier)})")
+        parts.append(f"{tier} IN ({where.values(audience.tiers)})")
+    policy: list[str] = []
+    if audience.products:
+        policy.append(f"p.product IN ({where.values([p.value for p in audience.products])})")
+    if audience.expiring_from:
+        policy.append(f"p.end_date >= {where.value(audience.expiring_from)}")
+    if audience.expiring_to:
+        policy.append(f"p.end_date <= {where.value(audience.expiring_to)}")
+    if policy:
+        active = where.value(PolicyStatus.ACTIVE.value)
+        parts.append("EXISTS (SELECT 1 FROM policy p WHERE p.customer_id = c.id AND "
+                     f"p.status = {active} AND {' AND '.join(policy)})")
+    if audience.has_telegram is True:
+        parts.append(TELEGRAM_LINKED)
+    elif audience.has_telegram is False:
+        parts.append(f"NOT {TELEGRAM_LINKED}")
+    return " AND ".join(parts)

@@ -1,0 +1,566 @@
+"""The operator console: server-rendered pages (aiohttp-jinja2) in zh-CN and en.
+
+Log-in exchanges an operator token for a session cookie (HttpOnly, SameSite=Strict, Secure
+when the public URL is https). Every form carries the session's CSRF token and every POST
+checks it; every page checks the role its actions need, exactly like the API (the pages call
+the same services). Strings come from ``bot/texts/console.toml`` through ``Texts``: one key
+per string, both languages side by side, declared parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from multidict import MultiDict
+from pydantic import ValidationError
+from yarl import URL
+
+from bot.texts import LANGUAGES, Texts
+from bot.web.keys import CAMPAIGN_RUNNER, SETTINGS, TEXTS
+from bot.web.operators import (
+    campaigns,
+    catalogue,
+    claims,
+    customers,
+    dashboard,
+    imports,
+    reviews,
+    tasks,
+)
+from bot.web.operators.access import (
+    Actor,
+    authenticate_token,
+    close_session,
+    open_session,
+    same_secret,
+    session_actor,
+)
+from bot.web.operators.api import read_upload
+from bot.web.operators.errors import Refusal
+from bot.web.operators.http import SESSION_COOKIE, now_of, validation_details
+from loyalty.config import REWARD_KINDS
+from loyalty.errors import LoyaltyError
+from storage.loyalty_models import Reward
+from storage.models import Claim, ClaimEvent, ClaimStatus, Document, Language, Product, TaskStatus
+from storage.operator_models import Campaign, CampaignStatus, Role
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/console"
+LANG_COOKIE = "engage_lang"
+LOGIN_CSRF_COOKIE = "engage_login_csrf"
+STATIC_ROUTE = "console_static"
+
+Page = Callable[[web.Request, Actor], Awaitable[web.StreamResponse]]
+
+
+# -- language and strings ---------------------------------------------------------------------
+
+
+def language_of(request: web.Request, actor: Actor | None = None) -> str:
+    wanted = request.query.get("lang") or request.cookies.get(LANG_COOKIE)
+    if wanted in LANGUAGES:
+        return str(wanted)
+    if actor is not None and actor.operator.language in LANGUAGES:
+        return actor.operator.language
+    return request.app[SETTINGS].operator.default_language
+
+
+class Strings:
+    """``t("key", **params)`` for templates: ``console_<key>`` in the operator's language, or
+    ``<key>`` itself for texts customers see too (claim status names)."""
+
+    def __init__(self, texts: Texts, language: str) -> None:
+        self._texts = texts
+        self.language = language
+
+    def _key(self, key: str) -> str:
+        console = f"console_{key}"
+        return console if console in self._texts else key
+
+    def __call__(self, key: str, **params: Any) -> str:
+        return self._texts.render(self._key(key), self.language, params)
+
+    def has(self, key: str) -> bool:
+        return self._key(key) in self._texts
+
+
+def _cookie_secure(request: web.Request) -> bool:
+    return request.app[SETTINGS].web.public_base_url.startswith("https://")
+
+
+def _set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str,
+                *, max_age: int | None = None, http_only: bool = True) -> None:
+    response.set_cookie(name, value, max_age=max_age, path="/", httponly=http_only,
+                        samesite="Strict", secure=_cookie_secure(request))
+
+
+def _format_time(moment: datetime | str | None, timezone: str) -> str:
+    if moment is None or moment == "":
+        return ""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
+
+
+def render(request: web.Request, template: str, actor: Actor | None, http_status: int = 200,
+           **context: Any) -> web.Response:
+    strings = Strings(request.app[TEXTS], language_of(request, actor))
+    settings = request.app[SETTINGS]
+    tz = settings.schedule.timezone
+    base = {
+        "t": strings, "lang": strings.language, "actor": actor, "path": request.path,
+        "csrf": actor.csrf_token if actor else "", "company": settings.company,
+        "when": lambda m: _format_time(m, tz), "timezone": tz,
+        "may": (lambda role: actor is not None and actor.may(Role(role))),
+        "static": _static_url(request),
+        "ok": request.query.get("ok", ""), "err": request.query.get("err", ""),
+        "err_detail": request.query.get("detail", ""), "lang_url": _lang_url(request),
+    }
+    response = aiohttp_jinja2.render_template(template, request, {**base, **context},
+                                              status=http_status)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; form-action 'self'")
+    if "lang" in request.query and request.query["lang"] in LANGUAGES:
+        _set_cookie(request, response, LANG_COOKIE, request.query["lang"],
+                    max_age=365 * 86400, http_only=False)
+    return response
+
+
+def _static_url(request: web.Request) -> Callable[[str], str]:
+    def url(name: str) -> str:
+        return str(request.app.router[STATIC_ROUTE].url_for(filename=name))
+    return url
+
+
+def _lang_url(request: web.Request) -> Callable[[str], str]:
+    def url(lang: str) -> str:
+        query = {k: v for k, v in request.query.items() if k not in ("lang", "ok", "err",
+                                                                     "detail")}
+        query["lang"] = lang
+        return f"{request.path}?{urlencode(query)}"
+    return url
+
+
+def redirect(url: str) -> web.Response:
+    """A 303 to ``url`` (returned, not raised, so cookies can be set on it)."""
+    return web.Response(status=303, headers={"Location": url})
+
+
+def _back(path: str, **query: str) -> web.Response:
+    return redirect(f"{path}?{urlencode(query)}" if query else path)
+
+
+# -- access -----------------------------------------------------------------------------------
+
+
+def page(role: Role) -> Callable[[Page], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
+    """Require a console session with ``role``; POSTs must carry the session's CSRF token."""
+
+    def decorate(handler: Page) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            actor = await session_actor(request.cookies.get(SESSION_COOKIE, ""),
+                                        now=now_of(request))
+            if actor is None:
+                if request.method != "GET":
+                    return render(request, "error.html", None, http_status=401,
+                                  code="unauthorized")
+                return redirect(f"{PREFIX}/login?next={quote(request.path_qs)}")
+            if request.method == "POST":
+                form = await request.post()
+                if not same_secret(str(form.get("csrf_token", "")), actor.csrf_token):
+                    return render(request, "error.html", actor, http_status=403, code="csrf")
+            if not actor.may(role):
+                return render(request, "error.html", actor, http_status=403, code="forbidden")
+            try:
+                return await handler(request, actor)
+            except (Refusal, LoyaltyError) as exc:
+                if request.method == "POST":
+                    referer = request.headers.get("Referer", "")
+                    target = request.path if not referer else URL(referer).path
+                    return _back(target, err=exc.code, detail=str(exc)[:200])
+                status = exc.status if isinstance(exc, Refusal) else 409
+                return render(request, "error.html", actor, http_status=status, code=exc.code,
+                              detail=str(exc))
+
+        handle.__name__ = handler.__name__
+        return handle
+
+    return decorate
+
+
+async def login_form(request: web.Request) -> web.StreamResponse:
+    token = secrets.token_urlsafe(24)
+    response = render(request, "login.html", None, login_csrf=token,
+                      next=request.query.get("next", PREFIX + "/"), failed=False)
+    _set_cookie(request, response, LOGIN_CSRF_COOKIE, token, max_age=3600)
+    return response
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    if not same_secret(str(form.get("csrf_token", "")), request.cookies.get(LOGIN_CSRF_COOKIE,
+                                                                            "")):
+        return render(request, "error.html", None, http_status=403, code="csrf")
+    operator = await authenticate_token(str(form.get("token", "")).strip())
+    next_url = str(form.get("next", "")) or PREFIX + "/"
+    if not next_url.startswith(PREFIX) or next_url.startswith("//"):
+        next_url = PREFIX + "/"
+    if operator is None:
+        token = secrets.token_urlsafe(24)
+        response = render(request, "login.html", None, http_status=401, login_csrf=token,
+                          next=next_url, failed=True)
+        _set_cookie(request, response, LOGIN_CSRF_COOKIE, token, max_age=3600)
+        return response
+    settings = request.app[SETTINGS]
+    secret, _ = await open_session(operator, now=now_of(request),
+                                   hours=settings.operator.session_hours)
+    log.info("operator %d logged in to the console", operator.id)
+    response = redirect(next_url)
+    _set_cookie(request, response, SESSION_COOKIE, secret,
+                max_age=settings.operator.session_hours * 3600)
+    response.del_cookie(LOGIN_CSRF_COOKIE, path="/")
+    return response
+
+
+@page(Role.VIEWER)
+async def logout(request: web.Request, actor: Actor) -> web.StreamResponse:
+    await close_session(request.cookies.get(SESSION_COOKIE, ""))
+    response = redirect(f"{PREFIX}/login")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# -- dashboard ---------------------------------------------------------------------------------
+
+
+@page(Role.VIEWER)
+async def dashboard_page(request: web.Request, actor: Actor) -> web.StreamResponse:
+    data = await dashboard.summary(now_of(request), request.app[SETTINGS].schedule.timezone)
+    return render(request, "dashboard.html", actor, data=data)
+
+
+# -- campaigns ---------------------------------------------------------------------------------
+
+
+@page(Role.VIEWER)
+async def campaigns_page(request: web.Request, actor: Actor) -> web.StreamResponse:
+    rows = await Campaign.all().order_by("-id").limit(200)
+    return render(request, "campaigns.html", actor, campaigns=rows)
+
+
+def _campaign_form_context(request: web.Request) -> dict[str, Any]:
+    settings = request.app[SETTINGS]
+    return {"tiers": settings.loyalty.tiers, "products": list(Product),
+            "languages": list(Language)}
+
+
+@page(Role.ADMIN)
+async def campaign_new(request: web.Request, actor: Actor) -> web.StreamResponse:
+    return render(request, "campaign_new.html", actor, form=MultiDict(), errors={},
+                  **_campaign_form_context(request))
+
+
+def _campaign_data(form: Any, timezone: str) -> dict[str, Any]:
+    audience: dict[str, Any] = {
+        "tiers": form.getall("tiers", []), "products": form.getall("products", []),
+        "languages": form.getall("languages", []),
+        "regions": [r.strip() for r in str(form.get("regions", "")).split(",") if r.strip()],
+    }
+    for key in ("expiring_from", "expiring_to"):
+        if form.get(key):
+            audience[key] = form.get(key)
+    telegram = form.get("has_telegram", "")
+    if telegram in ("yes", "no"):
+        audience["has_telegram"] = telegram == "yes"
+    data: dict[str, Any] = {
+        "name": form.get("name", ""), "category": form.get("category", ""),
+        "channel_policy": form.get("channel_policy", "telegram_then_sms"),
+        "audience": audience,
+        "templates": {"zh-CN": form.get("template_zh", ""), "en": form.get("template_en", "")},
+    }
+    if form.get("send_at"):
+        try:
+            local = datetime.fromisoformat(str(form.get("send_at")))
+            data["send_at"] = local.replace(tzinfo=ZoneInfo(timezone)).isoformat()
+        except ValueError:
+            data["send_at"] = str(form.get("send_at"))
+    return data
+
+
+@page(Role.ADMIN)
+async def campaign_create(request: web.Request, actor: Actor) -> web.StreamResponse:
+    form = await request.post()
+    settings = request.app[SETTINGS]
+    data = _campaign_data(form, settings.schedule.timezone)
+    errors: dict[str, str] = {}
+    try:
+        parsed = campaigns.CampaignIn.model_validate(data)
+    except ValidationError as exc:
+        errors = {d["path"]: d["message"] for d in validation_details(exc)}
+    else:
+        if unknown := campaigns.check_tiers(parsed.audience, settings):
+            errors["audience.tiers"] = unknown[0]
+    if errors:
+        return render(request, "campaign_new.html", actor, http_status=422, form=form,
+                      errors=errors, **_campaign_form_context(request))
+    campaign = await campaigns.create_campaign(actor, parsed, now=now_of(request))
+    return _back(f"{PREFIX}/campaigns/{campaign.id}", ok="campaign_created")
+
+
+@page(Role.VIEWER)
+async def campaign_page(request: web.Request, actor: Actor) -> web.StreamResponse:
+    campaign = await campaigns.get_campaign(_int(request, "id"))
+    settings = request.app[SETTINGS]
+    preview = await campaigns.preview(campaign, settings, request.app[TEXTS])
+    stats = await campaigns.stats(campaign)
+    return render(request, "campaign.html", actor, campaign=campaign, preview=preview,
+                  stats=stats, live=campaign.status in (CampaignStatus.SCHEDULED,
+                                                        CampaignStatus.SENDING,
+                                                        CampaignStatus.PAUSED))
+
+
+@page(Role.ADMIN)
+async def campaign_action(request: web.Request, actor: Actor) -> web.StreamResponse:
+    campaign_id = _int(request, "id")
+    action = request.match_info["action"]
+    now = now_of(request)
+    if action == "test":
+        await campaigns.test_send(actor, campaign_id, settings=request.app[SETTINGS], now=now)
+    elif action in ("start", "pause", "resume", "cancel"):
+        await getattr(campaigns, action)(actor, campaign_id, now=now)
+        runner = request.app.get(CAMPAIGN_RUNNER)
+        if runner is not None:
+            runner.wake(campaign_id)
+    else:
+        raise web.HTTPNotFound()
+    return _back(f"{PREFIX}/campaigns/{campaign_id}", ok=f"campaign_{action}")
+
+
+# -- claims and documents ----------------------------------------------------------------------
+
+
+@page(Role.VIEWER)
+async def claims_page(request: web.Request, actor: Actor) -> web.StreamResponse:
+    status = request.query.get("status", "")
+    query = Claim.all().order_by("-reported_at", "-id").limit(200)
+    if status in {s.value for s in ClaimStatus}:
+        query = query.filter(status=status)
+    rows = await query
+    pending = {row["claim_id"] for row in await Document.filter(
+        claim_id__in=[c.id for c in rows], status="received").values("claim_id")}
+    return render(request, "claims.html", actor, claims=rows, statuses=list(ClaimStatus),
+                  status=status, pending=pending)
+
+
+@page(Role.VIEWER)
+async def claim_page(request: web.Request, actor: Actor) -> web.StreamResponse:
+    claim = await claims.get_claim(request.match_info["number"])
+    events = await ClaimEvent.filter(claim_id=claim.id).order_by("occurred_at", "id")
+    documents = await Document.filter(claim_id=claim.id).order_by("id")
+    return render(request, "claim.html", actor, claim=claim, events=events, documents=documents)
+
+
+@page(Role.AGENT)
+async def document_review(request: web.Request, actor: Actor) -> web.StreamResponse:
+    form = await request.post()
+    document_id = _int(request, "id")
+    try:
+        data = reviews.ReviewIn.model_validate({"decision": form.get("decision", ""),
+                                                "reason": form.get("reason", "")})
+    except ValidationError as exc:
+        detail = validation_details(exc)[0]
+        document = await reviews.get_document(document_id)
+        claim = await Claim.get_or_none(id=document.claim_id) if document.claim_id else None
+        target = f"{PREFIX}/claims/{claim.number}" if claim else f"{PREFIX}/claims"
+        return _back(target, err="invalid_review", detail=detail["message"])
+    document = await reviews.review(actor, document_id, data, now=now_of(request))
+    claim = await Claim.get_or_none(id=document.claim_id) if document.claim_id else None
+    target = f"{PREFIX}/claims/{claim.number}" if claim else f"{PREFIX}/claims"
+    return _back(target, ok=f"document_{data.decision}")
+
+
+# -- customers and rewards ---------------------------------------------------------------------
+
+
+@page(Role.VIEWER)
+async def customers_page(request: web.Request, actor: Actor) -> web.StreamResponse:
+    q = request.query.get("q", "").strip()
+    found = await customers.search(
+        q, default_region=request.app[SETTINGS].company.default_phone_region) if q else []
+    return render(request, "customers.html", actor, q=q, found=found)
+
+
+@page(Role.VIEWER)
+async def customer_page(request: web.Request, actor: Actor) -> web.StreamResponse:
+    data = await customers.profile(_int(request, "id"))
+    return render(request, "customer.html", actor, data=data,
+                  request_key=secrets.token_hex(8))
+
+
+@page(Role.ADMIN)
+async def customer_points(request: web.Request, actor: Actor) -> web.StreamResponse:
+    form = await request.post()
+    customer_id = _int(request, "id")
+    try:
+        data = catalogue.AdjustIn.model_validate({
+            "points": form.get("points", ""), "reason": form.get("reason", ""),
+            "request_key": form.get("request_key", "")})
+    except ValidationError as exc:
+        return _back(f"{PREFIX}/customers/{customer_id}", err="invalid_adjustment",
+                     detail=validation_details(exc)[0]["path"])
+    await catalogue.adjust(actor, customer_id, data, now=now_of(request),
+                           settings=request.app[SETTINGS].loyalty)
+    return _back(f"{PREFIX}/customers/{customer_id}", ok="points_adjusted")
+
+
+@page(Role.VIEWER)
+async def rewards_page(request: web.Request, actor: Actor) -> web.StreamResponse:
+    rows = await Reward.all().order_by("retired_at", "id")
+    return render(request, "rewards.html", actor, rewards=rows, kinds=REWARD_KINDS,
+                  tiers=request.app[SETTINGS].loyalty.tiers)
+
+
+def _optional_int(value: Any) -> int | None:
+    text = str(value or "").strip()
+    return int(text) if text.lstrip("-").isdigit() else None
+
+
+@page(Role.ADMIN)
+async def reward_create(request: web.Request, actor: Actor) -> web.StreamResponse:
+    form = await request.post()
+    try:
+        data = catalogue.RewardIn.model_validate({
+            "code": form.get("code", ""), "kind": form.get("kind", ""),
+            "name_zh": form.get("name_zh", ""), "name_en": form.get("name_en", ""),
+            "points_cost": form.get("points_cost", ""), "min_tier": form.get("min_tier") or None,
+            "stock": _optional_int(form.get("stock"))})
+    except ValidationError as exc:
+        return _back(f"{PREFIX}/rewards", err="invalid_reward",
+                     detail=validation_details(exc)[0]["path"])
+    await catalogue.create_reward(actor, data, now=now_of(request),
+                                  settings=request.app[SETTINGS].loyalty)
+    return _back(f"{PREFIX}/rewards", ok="reward_created")
+
+
+@page(Role.ADMIN)
+async def reward_update(request: web.Request, actor: Actor) -> web.StreamResponse:
+    form = await request.post()
+    code = request.match_info["code"]
+    if form.get("action") == "retire":
+        await catalogue.retire_reward(actor, code, now=now_of(request))
+        return _back(f"{PREFIX}/rewards", ok="reward_retired")
+    changes: dict[str, Any] = {"stock": _optional_int(form.get("stock"))}
+    if (cost := _optional_int(form.get("points_cost"))) is not None:
+        changes["points_cost"] = cost
+    try:
+        data = catalogue.RewardPatch.model_validate(changes)
+    except ValidationError as exc:
+        return _back(f"{PREFIX}/rewards", err="invalid_reward",
+                     detail=validation_details(exc)[0]["path"])
+    await catalogue.update_reward(actor, code, data, now=now_of(request),
+                                  settings=request.app[SETTINGS].loyalty)
+    return _back(f"{PREFIX}/rewards", ok="reward_updated")
+
+
+# -- tasks and imports -------------------------------------------------------------------------
+
+
+@page(Role.VIEWER)
+async def tasks_page(request: web.Request, actor: Actor) -> web.StreamResponse:
+    status = request.query.get("status", "")
+    rows = await tasks.list_tasks(status if status in {s.value for s in TaskStatus} else None)
+    return render(request, "tasks.html", actor, tasks=rows, status=status,
+                  statuses=list(TaskStatus))
+
+
+@page(Role.AGENT)
+async def task_action(request: web.Request, actor: Actor) -> web.StreamResponse:
+    form = await request.post()
+    task_id = _int(request, "id")
+    if request.match_info["action"] == "assign":
+        assignee = str(form.get("assignee", "")).strip() or actor.name
+        await tasks.assign(actor, task_id, tasks.AssignIn(assignee=assignee),
+                           now=now_of(request))
+    else:
+        await tasks.close(actor, task_id, tasks.CloseIn(note=str(form.get("note", ""))[:2000]),
+                          now=now_of(request))
+    return _back(f"{PREFIX}/tasks", ok=f"task_{request.match_info['action']}")
+
+
+@page(Role.ADMIN)
+async def imports_page(request: web.Request, actor: Actor) -> web.StreamResponse:
+    return render(request, "imports.html", actor, result=None)
+
+
+@page(Role.ADMIN)
+async def import_upload(request: web.Request, actor: Actor) -> web.StreamResponse:
+    form = await request.post()
+    data, filename = await read_upload(request)
+    if data is None:
+        return _back(f"{PREFIX}/imports", err="no_file")
+    result = await imports.run_import(
+        actor, str(form.get("kind", "")), data, filename=filename,
+        default_region=request.app[SETTINGS].company.default_phone_region, now=now_of(request))
+    return render(request, "imports.html", actor, result=result)
+
+
+def _int(request: web.Request, name: str) -> int:
+    value = request.match_info[name]
+    if not value.isdigit():
+        raise web.HTTPNotFound()
+    return int(value)
+
+
+# -- wiring ----------------------------------------------------------------------------------
+
+
+def setup(app: web.Application) -> None:
+    from pathlib import Path
+
+    aiohttp_jinja2.setup(
+        app, loader=jinja2.PackageLoader("bot.web", "templates"),
+        autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined,
+    )
+    r = app.router
+    r.add_get(PREFIX, _redirect_root)
+    r.add_get(f"{PREFIX}/login", login_form)
+    r.add_post(f"{PREFIX}/login", login)
+    r.add_post(f"{PREFIX}/logout", logout)
+    r.add_get(f"{PREFIX}/", dashboard_page)
+    r.add_get(f"{PREFIX}/campaigns", campaigns_page)
+    r.add_get(f"{PREFIX}/campaigns/new", campaign_new)
+    r.add_post(f"{PREFIX}/campaigns/new", campaign_create)
+    r.add_get(f"{PREFIX}/campaigns/{{id:\\d+}}", campaign_page)
+    r.add_post(f"{PREFIX}/campaigns/{{id:\\d+}}/{{action}}", campaign_action)
+    r.add_get(f"{PREFIX}/claims", claims_page)
+    r.add_get(f"{PREFIX}/claims/{{number}}", claim_page)
+    r.add_post(f"{PREFIX}/documents/{{id:\\d+}}/review", document_review)
+    r.add_get(f"{PREFIX}/customers", customers_page)
+    r.add_get(f"{PREFIX}/customers/{{id:\\d+}}", customer_page)
+    r.add_post(f"{PREFIX}/customers/{{id:\\d+}}/points", customer_points)
+    r.add_get(f"{PREFIX}/rewards", rewards_page)
+    r.add_post(f"{PREFIX}/rewards", reward_create)
+    r.add_post(f"{PREFIX}/rewards/{{code}}", reward_update)
+    r.add_get(f"{PREFIX}/tasks", tasks_page)
+    r.add_post(f"{PREFIX}/tasks/{{id:\\d+}}/{{action:assign|close}}", task_action)
+    r.add_get(f"{PREFIX}/imports", imports_page)
+    r.add_post(f"{PREFIX}/imports", import_upload)
+    r.add_static(f"{PREFIX}/static", Path(__file__).parent.parent / "static",
+                 append_version=True, name=STATIC_ROUTE)
+
+
+async def _redirect_root(request: web.Request) -> web.StreamResponse:
+    return redirect(f"{PREFIX}/")
