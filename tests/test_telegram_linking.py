@@ -1,0 +1,186 @@
+"""Linking a Telegram account by the shared contact: own contact, someone else's, an unknown
+number, re-linking with an SMS code read from the outbox, the hourly limit, referrals, and
+unlinking."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.telegram.accounts import CODE_TRIES
+from storage.models import (
+    Category,
+    Customer,
+    LinkAttempt,
+    LinkCode,
+    Message,
+    TelegramAccount,
+)
+from tests import factories as f
+from tests.test_telegram_support import Rig, User
+
+pytest_plugins = ["tests.test_telegram_support"]
+
+
+async def _account(user: User) -> TelegramAccount:
+    return await TelegramAccount.get(telegram_user_id=user.id)
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+async def test_own_contact_links_the_account_in_the_customers_language(tg: Rig, lang: str) -> None:
+    owner = await f.customer(name="王芳", phone="+8613800138000", language=lang)
+    user = User(9001, "en-GB")
+    await tg.send(user, "/start")
+    await TelegramAccount.filter(telegram_user_id=user.id).update(blocked_at=tg.clock())
+    await tg.contact(user, "8613800138000")  # Telegram sends the number without "+"
+    account = await _account(user)
+    assert (account.customer_id, account.chat_id, account.linked_at, account.blocked_at) == (
+        owner.id, user.id, tg.clock(), None)
+    reply = tg.last(user.id)
+    assert reply["text"] == tg.t(lang)("tg_link_done", name="王芳")
+    assert reply["reply_markup"]["keyboard"][0][0]["text"] == tg.t(lang)("tg_menu_policies")
+    [attempt] = await LinkAttempt.all()
+    assert (attempt.outcome, attempt.phone) == ("linked", "+86*******8000")
+
+
+async def test_someone_elses_contact_is_refused_and_nothing_is_linked(tg: Rig) -> None:
+    await f.customer(phone="+8613800138000")
+    user = User(9002, "en")
+    await tg.contact(user, "+8613800138000", owner=123)
+    assert tg.last_text(user.id) == tg.t("en")("tg_link_not_own_contact")
+    assert (await _account(user)).customer_id is None
+    assert [a.outcome for a in await LinkAttempt.all()] == ["not_own_contact"]
+
+
+async def test_unknown_phone_gets_the_hotline_and_nothing_is_linked(tg: Rig) -> None:
+    user = User(9003, "zh")
+    await tg.contact(user, "+8613999999999")
+    assert tg.last_text(user.id) == tg.t("zh-CN")("tg_link_no_match", hotline="95500")
+    assert (await _account(user)).customer_id is None
+    assert await TelegramAccount.filter(customer_id__isnull=False).count() == 0
+
+
+async def test_relinking_a_phone_needs_the_sms_code_from_the_outbox(tg: Rig) -> None:
+    owner, old = await tg.linked(language="en", phone="+8613800138001")
+    new = User(9004, "en")
+    await tg.contact(new, "+8613800138001")
+    assert tg.last_text(new.id) == tg.t("en")("tg_link_code_sent", phone="+86*******8001")
+    assert (await _account(new)).customer_id is None  # not yet
+    [sms] = await Message.filter(kind="link_code")
+    assert (sms.customer_id, sms.template_key, sms.channel_policy, sms.category) == (
+        owner.id, "link_code", "sms_only", Category.SERVICE)
+    code = sms.params["code"]
+    [stored] = await LinkCode.all()
+    assert code not in stored.code_hash and len(code) == 6
+
+    wrong = "000000" if code != "000000" else "111111"
+    await tg.send(new, wrong)
+    assert tg.last_text(new.id) == tg.t("en")("tg_link_code_wrong", tries=CODE_TRIES - 1)
+    await tg.send(new, f" {code} ")
+    assert tg.last_text(new.id) == tg.t("en")("tg_link_done", name=owner.name)
+    assert (await _account(new)).customer_id == owner.id
+    former = await _account(old)
+    assert (former.customer_id, former.linked_at) == (None, None)
+    await tg.send(new, code)  # the code is spent: now it is just a number
+    assert (await _account(new)).customer_id == owner.id
+    await stored.refresh_from_db()
+    assert stored.used_at == tg.clock()
+
+
+async def test_an_expired_code_links_nothing(tg: Rig) -> None:
+    owner, old = await tg.linked(phone="+8613800138002")
+    new = User(9005)
+    await tg.contact(new, "+8613800138002")
+    code = (await Message.get(kind="link_code")).params["code"]
+    tg.clock.advance(minutes=11)
+    await tg.send(new, code)
+    assert tg.last_text(new.id) == tg.t("zh-CN")("tg_link_code_expired")
+    assert (await _account(new)).customer_id is None
+    assert (await _account(old)).customer_id == owner.id
+
+
+async def test_a_code_tried_too_often_is_dead_even_when_right(tg: Rig) -> None:
+    await tg.linked(phone="+8613800138003")
+    new = User(9006)
+    await tg.contact(new, "+8613800138003")
+    code = (await Message.get(kind="link_code")).params["code"]
+    wrong = "000000" if code != "000000" else "111111"
+    for _ in range(CODE_TRIES):
+        await tg.send(new, wrong)
+    await tg.send(new, code)
+    assert (await _account(new)).customer_id is None
+
+
+async def test_without_sms_the_phone_moves_to_the_new_account_at_once(tg: Rig) -> None:
+    tg.dispatcher["settings"] = f.settings_for(db_url="sqlite://unused", telegram_base="x")
+    owner, old = await tg.linked(phone="+8613800138004")
+    new = User(9007)
+    await tg.contact(new, "+8613800138004")
+    assert (await _account(new)).customer_id == owner.id
+    assert (await _account(old)).customer_id is None
+    assert await Message.filter(kind="link_code").count() == 0
+
+
+async def test_at_most_five_link_attempts_per_hour(tg: Rig) -> None:
+    user = User(9008, "en")
+    for _ in range(5):
+        await tg.contact(user, "+8613999999999")
+    owner = await f.customer(phone="+8613800138005")
+    await tg.contact(user, "+8613800138005")
+    assert tg.last_text(user.id) == tg.t("en")("tg_link_rate_limited", hotline="95500")
+    assert (await _account(user)).customer_id is None
+    tg.clock.advance(hours=1, seconds=1)
+    await tg.contact(user, "+8613800138005")
+    assert (await _account(user)).customer_id == owner.id
+
+
+async def test_referral_deep_link_records_the_referrer_of_a_new_customer(tg: Rig) -> None:
+    referrer = await f.customer(name="推荐人")
+    newcomer = await f.customer(phone="+8613800138006")
+    user = User(9009)
+    await tg.send(user, f"/start ref_{referrer.referral_code}")
+    await tg.contact(user, "+8613800138006")
+    await newcomer.refresh_from_db()
+    assert newcomer.referred_by_id == referrer.id
+    assert tg.last_text(user.id) == tg.t("zh-CN")("tg_referral_recorded")
+
+
+@pytest.mark.parametrize("case", ["self", "already_referred", "has_policy"])
+async def test_referral_is_not_recorded_for_self_or_an_existing_relationship(
+    tg: Rig, case: str
+) -> None:
+    referrer = await f.customer()
+    newcomer = await f.customer(phone="+8613800138007")
+    code = newcomer.referral_code if case == "self" else referrer.referral_code
+    before = None
+    if case == "already_referred":
+        before = (await f.customer()).id
+        await Customer.filter(id=newcomer.id).update(referred_by_id=before)
+    if case == "has_policy":
+        await f.policy(newcomer)
+    user = User(9010)
+    await tg.send(user, f"/start ref_{code}")
+    await tg.contact(user, "+8613800138007")
+    await newcomer.refresh_from_db()
+    assert newcomer.referred_by_id == before
+    assert tg.last_text(user.id) == tg.t("zh-CN")("tg_link_done", name=newcomer.name)
+
+
+async def test_unlink_after_confirmation(tg: Rig) -> None:
+    owner, user = await tg.linked(language="en")
+    await tg.send(user, "/unlink")
+    await tg.press(user, "unl:0")
+    assert (await _account(user)).customer_id == owner.id
+    await tg.press(user, "unl:1")
+    account = await _account(user)
+    assert (account.customer_id, account.linked_at) == (None, None)
+    assert tg.last_text(user.id) == tg.t("en")("tg_unlink_done")
+    await tg.send(user, "/points")
+    assert tg.last_text(user.id) == tg.t("en")("tg_link_first")
+
+
+async def test_sharing_the_same_contact_again_says_already_linked(tg: Rig) -> None:
+    owner, user = await tg.linked(phone="+8613800138008")
+    await tg.contact(user, "+8613800138008")
+    assert tg.last_text(user.id) == tg.t("zh-CN")("tg_link_already", name=owner.name)
+    assert await Message.filter(kind="link_code").count() == 0
+
