@@ -12,8 +12,8 @@ not-before time, defaulting to the start of that day in the programme's time zon
 * ``settle_imports(now)`` — points for what the core-system import brought: new payments
   and refunds, cancelled policies, referred customers whose first policy became active.
 
-Run ``expire_vouchers`` before ``expire_lots``: refunding an expired voucher can hand points
-back to a lot that is itself past its last day, and the lot run is what closes it.
+The jobs do not depend on each other's order: a refund that hands points back to a lot past
+its last day expires them in the same transaction (see ``ledger.post_restoring_credit``).
 """
 
 from __future__ import annotations
@@ -30,11 +30,9 @@ from loyalty.config import LoyaltySettings
 from loyalty.earning import award_referral_if_due, earn_for_payment, reverse_policy_points
 from loyalty.ledger import (
     AccountRef,
-    EntrySpec,
     Replay,
-    expiry_key,
+    expiry_spec,
     fetch,
-    fingerprint,
     lock_account,
     post_debit,
 )
@@ -83,8 +81,7 @@ async def expire_lots(today: date, *, settings: LoyaltySettings, now: datetime |
 
 async def _expire_lot(lot_id: int, account_id: int, now: datetime,
                       settings: LoyaltySettings) -> bool:
-    spec = EntrySpec(EntryKind.EXPIRY, expiry_key(lot_id),
-                     fingerprint({"op": "expire", "lot": lot_id}))
+    spec = expiry_spec(lot_id)
     try:
         async with in_transaction() as conn:
             # Lock before reading the remainder: a redemption may be taking from this lot.

@@ -120,6 +120,12 @@ def reversal_key(entry_id: int) -> str:
     return f"reversal:{entry_id}"
 
 
+def expiry_spec(lot_id: int) -> EntrySpec:
+    """The one expiry entry a lot ever gets, whoever posts it."""
+    return EntrySpec(EntryKind.EXPIRY, expiry_key(lot_id),
+                     fingerprint({"op": "expire", "lot": lot_id}))
+
+
 # --- SQL ------------------------------------------------------------------------------------
 
 
@@ -260,13 +266,14 @@ async def _key_exists(conn: BaseDBAsyncClient, key: str) -> bool:
 async def _insert_lot(
     conn: BaseDBAsyncClient, account_id: int, entry_id: int, points: int, now: datetime,
     expires_on: date,
-) -> None:
-    await execute(
+) -> int:
+    rows = await fetch(
         conn,
         "INSERT INTO loyalty_lot (account_id, entry_id, original, remaining, earned_at, "
-        "expires_on) VALUES (?, ?, ?, ?, ?, ?)",
+        "expires_on) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         [account_id, entry_id, points, points, utc(now), expires_on],
     )
+    return int(rows[0]["id"])
 
 
 async def _consume(
@@ -526,9 +533,10 @@ async def post_restoring_credit(
 ) -> Posted:
     """Give back what debit ``original`` took, to the very lots it took them from.
 
-    A lot that has meanwhile been closed by the expiry job gets a new lot with the same
-    (past) expiry date instead, which the next expiry run closes: points that would have
-    expired are not revived by a late refund.
+    Points are not revived by a late refund: a lot already closed by the expiry job gets a
+    new lot with the same (past) date instead, and any lot past its last day is expired at
+    once, in this transaction (``+n`` refund, ``−n`` expiry), whatever order the daily jobs
+    run in.
     """
     uses = await fetch(
         conn,
@@ -542,16 +550,25 @@ async def post_restoring_credit(
     account_id, balance = await _add_to_balance(
         conn, AccountRef.of_account(original.account_id), total, settings)
     entry_id = await _insert_entry(conn, account_id, spec, total, balance, now)
+    today = local_day(now, PROGRAMME_TZ)
+    past: list[int] = []
     for use in uses:
         lot_id, amount = int(use["lot_id"]), int(use["amount"])
+        expires_on = use["expires_on"]
+        if isinstance(expires_on, str):
+            expires_on = date.fromisoformat(expires_on)
         if await _key_exists(conn, expiry_key(lot_id)):
-            expires_on = use["expires_on"]
-            if isinstance(expires_on, str):
-                expires_on = date.fromisoformat(expires_on)
-            await _insert_lot(conn, account_id, entry_id, amount, now, expires_on)
+            lot_id = await _insert_lot(conn, account_id, entry_id, amount, now, expires_on)
         else:
             await execute(conn, "UPDATE loyalty_lot SET remaining = remaining + ? WHERE id = ?",
                           [amount, lot_id])
+        if expires_on < today:
+            past.append(lot_id)
+    for lot_id in dict.fromkeys(past):
+        rows = await fetch(conn, "SELECT remaining FROM loyalty_lot WHERE id = ?", [lot_id])
+        await post_debit(conn, AccountRef.of_account(account_id), int(rows[0]["remaining"]),
+                         expiry_spec(lot_id), now=now, prefer_lots=[lot_id],
+                         only_preferred=True)
     return Posted(entry_id, account_id, spec.kind, total, balance)
 
 

@@ -76,20 +76,34 @@ async def test_expiry_posts_one_entry_per_lot_remainder_once(db: str) -> None:
     await _sound()
 
 
-async def test_points_refunded_into_an_expired_lot_expire_at_the_next_run(db: str) -> None:
+async def test_points_refunded_into_a_closed_lot_expire_at_once(db: str) -> None:
     c = await _customer()
     await _credit(c, 50, "a", datetime(2024, 1, 10, tzinfo=UTC))  # through 2026-01-31
     taken = await _debit(c, 30, "fix", datetime(2026, 1, 10, tzinfo=UTC), EntryKind.ADJUSTMENT)
     assert await expire_lots(date(2026, 2, 1), settings=S) == 1  # the other 20
-    await ledger.reverse_entry(taken.entry_id, now=datetime(2026, 2, 5, tzinfo=UTC), settings=S,
-                               reason="undo", operator="op")
-    assert await ledger.get_balance(c.id) == 30
-    revived = await PointLot.filter(account__customer_id=c.id, remaining__gt=0).values_list(
-        "expires_on", "remaining")
-    assert revived == [(date(2026, 1, 31), 30)]
-    assert await expire_lots(date(2026, 2, 6), settings=S) == 1
-    assert await _expiries() == [-20, -30]
+    refund = await ledger.reverse_entry(taken.entry_id, now=datetime(2026, 2, 5, tzinfo=UTC),
+                                        settings=S, reason="undo", operator="op")
+    assert (refund.amount, refund.balance_after) == (30, 30)
+    assert await _expiries() == [-20, -30]  # the revived 30 went at once, in a new lot
+    lots = await PointLot.filter(account__customer_id=c.id).order_by("id").values_list(
+        "expires_on", "original", "remaining")
+    assert lots == [(date(2026, 1, 31), 50, 0), (date(2026, 1, 31), 30, 0)]
+    assert await expire_lots(date(2026, 2, 6), settings=S) == 0
     assert await ledger.get_balance(c.id) == 0
+    await _sound()
+
+
+async def test_points_refunded_into_a_lot_past_its_date_expire_at_once(db: str) -> None:
+    c = await _customer()
+    await _credit(c, 50, "a", datetime(2024, 1, 10, tzinfo=UTC))  # through 2026-01-31
+    await _credit(c, 5, "b", NOW)
+    taken = await _debit(c, 30, "fix", datetime(2026, 1, 10, tzinfo=UTC), EntryKind.ADJUSTMENT)
+    # The expiry job has not run since the lot's last day.
+    await ledger.reverse_entry(taken.entry_id, now=datetime(2026, 2, 5, tzinfo=UTC),
+                               settings=S, reason="undo", operator="op")
+    assert await _expiries() == [-50]
+    assert await expire_lots(date(2026, 2, 6), settings=S) == 0
+    assert await ledger.get_balance(c.id) == 5
     await _sound()
 
 
