@@ -1,0 +1,80 @@
+"""SMS keyword commands: from a message body (and Twilio's ``OptOutType``) to one command.
+
+Pure: no I/O, no clock. The body is normalised first — Unicode NFKC (full-width ``ＳＴＯＰ``
+and the ideographic space become ``STOP`` and a plain space), trimmed of whitespace and
+closing punctuation, upper-cased — so ``stop``, ``Stop!``, ``ＳＴＯＰ`` and `` 退订。`` all read
+as the keyword.
+
+A keyword is the whole message, as carriers and Twilio match opt-out words: "STOP" opts
+out, "please don't stop" does not. Only CLAIM takes an argument, the claim number, which may
+follow the keyword directly (``理赔RDAA31001``) or after a space, colon or ``#``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Command(StrEnum):
+    STOP = "stop"
+    START = "start"
+    HELP = "help"
+    POLICY = "policy"
+    CLAIM = "claim"
+    POINTS = "points"
+    CHECKIN = "checkin"
+    MENU = "menu"  # anything we do not recognise
+
+
+_WORDS: dict[Command, tuple[str, ...]] = {
+    Command.STOP: ("STOP", "UNSUBSCRIBE", "END", "QUIT", "CANCEL", "T", "TD", "退订"),
+    Command.START: ("START", "UNSTOP", "订阅"),
+    Command.HELP: ("HELP", "帮助"),
+    Command.POLICY: ("POLICY", "保单"),
+    Command.CLAIM: ("CLAIM", "理赔"),
+    Command.POINTS: ("POINTS", "积分"),
+    Command.CHECKIN: ("CHECKIN", "CHECK IN", "签到"),
+}
+KEYWORDS: dict[str, Command] = {word: cmd for cmd, words in _WORDS.items() for word in words}
+"""Every keyword (normalised form) and its command."""
+
+# Twilio's Advanced Opt-Out classifies the message itself; its verdict wins over ours.
+_OPT_OUT_TYPES = {"STOP": Command.STOP, "START": Command.START, "HELP": Command.HELP}
+
+# Closing punctuation people add to a one-word reply (after NFKC: "！" is "!", "。" stays).
+_TRAILING = " \t\r\n.!?,;:~。，、；！？…"
+# "CLAIM RDAA31001", "CLAIM:RDAA31001", "理赔RDAA31001" (Chinese needs no space; English
+# does, or "CLAIMS" would be claim number "S").
+_CLAIM = re.compile(
+    r"^(?:CLAIM(?:\s*[:#]\s*|\s+)|理赔(?:\s*[:#]?\s*))([A-Z0-9][A-Z0-9\-]{0,39})$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    command: Command
+    argument: str = ""  # the claim number for CLAIM, normalised; else empty
+    from_twilio: bool = False  # decided by Twilio's OptOutType, which already answered
+
+
+def normalise(body: str) -> str:
+    """NFKC, inner whitespace collapsed, trimmed of spaces and closing punctuation, upper."""
+    text = unicodedata.normalize("NFKC", body)
+    text = " ".join(text.split())
+    return text.strip(_TRAILING).upper()
+
+
+def parse(body: str, opt_out_type: str = "") -> Parsed:
+    verdict = _OPT_OUT_TYPES.get(opt_out_type.strip().upper())
+    if verdict is not None:
+        return Parsed(verdict, from_twilio=True)
+    text = normalise(body)
+    command = KEYWORDS.get(text)
+    if command is not None:
+        return Parsed(command)
+    if match := _CLAIM.match(text):
+        return Parsed(Command.CLAIM, match.group(1))
+    return Parsed(Command.MENU)
