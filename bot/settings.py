@@ -79,6 +79,11 @@ class SmsSettings(_Section):
     opt_out_hint_en: str = "Reply STOP to opt out"
     opt_out_categories: list[Category] = ["marketing", "care", "reminder"]
     hotline: str = "95500"
+    media_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=10,
+        description="per MMS media download or delete; keeps the webhook answer well inside "
+        "Twilio's 15 s",
+    )
 
 
 class DeliverySettings(_Section):

@@ -24,6 +24,7 @@ from bot.delivery.dispatcher import Dispatcher, Limits
 from bot.delivery.metrics import DeliveryMetrics
 from bot.delivery.senders import AiogramTelegram, SmsGateway, TelegramGateway, TwilioSms
 from bot.settings import Settings
+from bot.sms.inbound import conversations_context, inbound_sms
 from bot.sms.signature import TwilioSignature
 from bot.sms.status import status_callback
 from bot.telegram import runtime as telegram_runtime
@@ -184,6 +185,7 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
     app.cleanup_ctx.append(delivery)
     if settings.telegram.enabled:
         app.cleanup_ctx.append(telegram_updates)
+    app.cleanup_ctx.append(conversations_context)
     if seams.run_scheduler:
         app.cleanup_ctx.append(scheduler_runtime.cleanup_context(
             SchedulerSettings(schedule=settings.schedule, renewal=settings.renewal,
@@ -199,6 +201,7 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
     if settings.telegram.enabled and settings.telegram.mode == "webhook":
         app.router.add_post(telegram_runtime.WEBHOOK_PATH, webhook_handler(
             settings.telegram.webhook_secret.get_secret_value(), lambda: app[TELEGRAM].feed))
+    app.router.add_post("/sms/inbound", inbound_sms)
     return app
 
 

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from bot.delivery.dispatcher import Dispatcher
 from bot.settings import Settings
+from bot.sms.conversations import SmsConversations
 from bot.sms.signature import TwilioSignature
 from bot.telegram.runtime import TelegramRuntime
 from bot.texts import Texts
@@ -25,3 +26,4 @@ DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 CAMPAIGN_RUNNER = web.AppKey("campaign_runner", CampaignRunner)
 BOT = web.AppKey("telegram_bot", Bot)
 TELEGRAM = web.AppKey("telegram", TelegramRuntime)
+SMS_CONVERSATIONS = web.AppKey("sms_conversations", SmsConversations)

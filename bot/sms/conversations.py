@@ -1,0 +1,397 @@
+"""SMS conversations: one inbound message in, the reply text out — exactly once per MessageSid.
+
+Idempotency and concurrency
+---------------------------
+``sms_inbound.message_sid`` is unique, and the row carries the reply. Whoever inserts the
+row owns the message; everyone else returns the reply stored in it. Two shapes, both correct
+on SQLite and PostgreSQL without any waiting loop:
+
+* **Queries** (HELP, POLICY, CLAIM, POINTS, the menu, unknown senders) change nothing, so the
+  reply is computed first and inserted *with* the row in one INSERT. The row and its reply
+  appear atomically; a loser's INSERT fails on the unique key and reads the reply.
+* **Effects** (STOP, START, CHECKIN, filing documents) run in one transaction that starts by
+  inserting the row — claiming the MessageSid — then applies the effect and writes the
+  reply, and commits all of it together. A concurrent duplicate's INSERT cannot succeed or
+  fail before that commit: PostgreSQL makes an INSERT on a unique key wait for the
+  uncommitted row's transaction (error if it commits, success if it rolls back); SQLite has
+  one writer (in one process Tortoise's connection lock serialises transactions; across
+  processes the second writer waits in the busy handler). So a loser never sees a row without
+  its reply, and a winner that fails leaves no row, letting the retry do the work.
+
+A retry arriving after the first finished takes the same paths and gets the stored reply.
+MMS first checks for a stored reply, because the media are deleted from Twilio after the
+first delivery.
+
+MMS timing
+----------
+The reply depends on the files (attached, unattached, or why refused), so media are fetched
+before answering: concurrently, each bounded by ``sms.media_timeout_seconds`` (default 5 s)
+and by the upload size limit, which keeps the answer far inside Twilio's 15 s (Twilio's media
+URLs answer in well under a second in practice). Downloads happen outside the transaction;
+validation and storing inside it, with the same ``store_document`` as Telegram uploads.
+Deleting the media from Twilio is not part of the answer: it runs after the commit as a
+background task the service tracks and ``drain()`` awaits (at shutdown, and in tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from tortoise.exceptions import IntegrityError
+from tortoise.queryset import QuerySet
+from tortoise.transactions import in_transaction
+
+from bot.delivery.recipients import record_sms_opt_out
+from bot.documents import UploadLimits, UploadRejected, store_document
+from bot.settings import Settings
+from bot.sms.keywords import Command, Parsed, parse
+from bot.sms.media import MediaRef, MediaUnavailable, MmsMedia
+from bot.sms.replies import Replies
+from bot.texts import Texts
+from loyalty.earning import check_in
+from loyalty.ledger import get_balance
+from loyalty.tiers import tier_status
+from storage.models import (
+    OPEN_CLAIM_STATUSES,
+    Category,
+    Channel,
+    Claim,
+    Consent,
+    Customer,
+    Document,
+    InboundSms,
+    Policy,
+    PolicyStatus,
+)
+from storage.phones import InvalidPhone, mask_phone, normalise_phone
+
+log = logging.getLogger(__name__)
+
+KEYWORD_SOURCE = "sms:keyword"
+TWILIO_OPT_OUT_SOURCE = "sms:twilio-opt-out"
+MAX_MEDIA = 10  # Twilio's own limit per message
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """What we use of a (signature-checked) Twilio inbound webhook."""
+
+    message_sid: str
+    from_: str
+    body: str = ""
+    opt_out_type: str = ""
+    media: tuple[MediaRef, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    id: int
+    language: str
+    timezone: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    ref: MediaRef
+    data: bytes | None
+    refused: str | None  # UploadRejected.reason or "download_failed"
+
+
+class _Duplicate(Exception):
+    """Another delivery of this MessageSid owns it."""
+
+
+async def record_sms_opt_in(
+    customer_id: int, categories: Sequence[str], *, source: str, now: datetime
+) -> None:
+    """The counterpart of ``record_sms_opt_out``: newer rows, ``granted`` True."""
+    await Consent.bulk_create([
+        Consent(customer_id=customer_id, channel=Channel.SMS.value, category=Category(c),
+                granted=True, source=source, created_at=now)
+        for c in categories
+    ])
+
+
+class SmsConversations:
+    def __init__(self, settings: Settings, texts: Texts, media: MmsMedia | None, *,
+                 clock: Callable[[], datetime]) -> None:
+        self._settings = settings
+        self._replies = Replies(texts, signature=settings.sms.signature,
+                                hotline=settings.sms.hotline)
+        self._media = media
+        self._clock = clock
+        self._limits = UploadLimits(max_bytes=settings.uploads.max_bytes,
+                                    max_pixels=settings.uploads.max_pixels,
+                                    directory=settings.uploads.directory)
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def replies(self) -> Replies:
+        return self._replies
+
+    async def drain(self) -> None:
+        """Wait for the media deletions started so far."""
+        while pending := [task for task in self._background if not task.done()]:
+            await asyncio.gather(*pending)
+
+    # -- entry point -------------------------------------------------------------------
+
+    async def answer(self, message: InboundMessage) -> str:
+        """The reply to ``message`` (possibly empty); the same one for every delivery of it."""
+        now = self._clock()
+        phone = self._phone(message.from_)
+        row: dict[str, Any] = {
+            "message_sid": message.message_sid, "from_phone": phone[:20],
+            "body": message.body, "num_media": len(message.media), "created_at": now,
+        }
+        sender = await self._sender(phone)
+        if sender is None:
+            log.info("inbound SMS %s from unknown number %s", message.message_sid,
+                     mask_phone(phone))
+            return await self._query(row, "unknown", self._replies.unknown_sender(phone))
+        row["customer_id"] = sender.id
+        parsed = parse(message.body, message.opt_out_type)
+        if message.media:
+            return await self._documents(row, sender, parsed, message.media, now)
+        return await self._command(row, sender, parsed, now)
+
+    def _phone(self, raw: str) -> str:
+        try:
+            return normalise_phone(raw, self._settings.company.default_phone_region)
+        except InvalidPhone:
+            return raw.strip()
+
+    async def _sender(self, phone: str) -> Sender | None:
+        found = await Customer.filter(phone=phone).limit(1).values_list(
+            "id", "language", "timezone")
+        if not found:
+            return None
+        cid, language, timezone = found[0]
+        return Sender(cid, str(language), timezone)
+
+    # -- the two idempotent shapes -------------------------------------------------------
+
+    async def _query(self, row: dict[str, Any], keyword: str, reply: str) -> str:
+        """A reply with no effect: the row and the reply are one INSERT."""
+        try:
+            await InboundSms.create(**row, keyword=keyword, reply=reply)
+        except IntegrityError:
+            return await self._stored_reply(row["message_sid"])
+        return reply
+
+    async def _effect(self, row: dict[str, Any], keyword: str,
+                      act: Callable[[], Awaitable[str]]) -> tuple[str, bool]:
+        """Claim the MessageSid, apply ``act`` and store its reply in one transaction.
+
+        Returns the reply and whether this delivery was the one that applied it.
+        """
+        try:
+            async with in_transaction():
+                try:
+                    created = await InboundSms.create(**row, keyword=keyword, reply="")
+                except IntegrityError:
+                    raise _Duplicate from None
+                reply = await act()
+                await InboundSms.filter(id=created.id).update(reply=reply)
+        except _Duplicate:
+            return await self._stored_reply(row["message_sid"]), False
+        return reply, True
+
+    async def _stored_reply(self, message_sid: str) -> str:
+        stored = await InboundSms.filter(message_sid=message_sid).limit(1).values_list(
+            "reply", flat=True)
+        if not stored:
+            # The unique key fired, yet no row is visible: not a duplicate after all.
+            raise RuntimeError(f"inbound SMS {message_sid}: conflict without a stored row")
+        log.info("inbound SMS %s delivered again: answered with the stored reply", message_sid)
+        return str(stored[0])
+
+    # -- keywords ----------------------------------------------------------------------
+
+    async def _command(self, row: dict[str, Any], sender: Sender, parsed: Parsed,
+                       now: datetime) -> str:
+        lang = sender.language
+        replies = self._replies
+        categories = list(self._settings.sms.opt_out_categories)
+        command = parsed.command
+        if command is Command.STOP:
+            source = TWILIO_OPT_OUT_SOURCE if parsed.from_twilio else KEYWORD_SOURCE
+
+            async def stop() -> str:
+                await record_sms_opt_out(sender.id, categories, source=source, now=now)
+                # Twilio's Advanced Opt-Out has answered already, and blocks our replies.
+                return "" if parsed.from_twilio else replies.opted_out(lang, categories)
+
+            return (await self._effect(row, command.value, stop))[0]
+        if command is Command.START:
+            source = TWILIO_OPT_OUT_SOURCE if parsed.from_twilio else KEYWORD_SOURCE
+
+            async def start() -> str:
+                await record_sms_opt_in(sender.id, categories, source=source, now=now)
+                return "" if parsed.from_twilio else replies.opted_in(lang, categories)
+
+            return (await self._effect(row, command.value, start))[0]
+        if command is Command.CHECKIN:
+
+            async def checkin() -> str:
+                result = await check_in(sender.id, now=now, settings=self._settings.loyalty)
+                balance = await get_balance(sender.id)
+                return replies.checked_in(lang, awarded=result.awarded, points=result.points,
+                                          bonus=result.bonus, streak=result.streak,
+                                          balance=balance)
+
+            return (await self._effect(row, command.value, checkin))[0]
+        if command is Command.CLAIM:
+            return await self._claim(row, sender, parsed.argument)
+        if command is Command.HELP:
+            reply = "" if parsed.from_twilio else replies.help(lang)
+        elif command is Command.POLICY:
+            reply = replies.policies(lang, await self._active_policies(sender, now))
+        elif command is Command.POINTS:
+            reply = await self._points(sender, now)
+        else:
+            reply = replies.menu(lang)
+        return await self._query(row, command.value, reply)
+
+    async def _active_policies(self, sender: Sender, now: datetime) -> list[tuple[str, date]]:
+        today = now.astimezone(ZoneInfo(sender.timezone)).date()
+        rows = await Policy.filter(
+            customer_id=sender.id, status=PolicyStatus.ACTIVE, end_date__gte=today
+        ).order_by("end_date", "id").values_list("plate", "end_date")
+        return [(str(plate), end) for plate, end in rows]
+
+    async def _points(self, sender: Sender, now: datetime) -> str:
+        balance = await get_balance(sender.id)
+        status = await tier_status(sender.id, now=now, settings=self._settings.loyalty)
+        tier = {"zh-CN": status.tier.name_zh, "en": status.tier.name_en}
+        return self._replies.points(sender.language, balance, tier)
+
+    async def _claim(self, row: dict[str, Any], sender: Sender, number: str) -> str:
+        lang = sender.language
+        if not number:
+            latest = await Claim.filter(customer_id=sender.id).order_by(
+                "-reported_at", "-id").limit(1).values_list("number", "status")
+            reply = (self._replies.claim(lang, str(latest[0][0]), str(latest[0][1]))
+                     if latest else self._replies.no_claims(lang))
+            return await self._query(row, Command.CLAIM.value, reply)
+        # Only the sender's own claim: someone else's number reads exactly as a wrong one.
+        found = await Claim.filter(number=number, customer_id=sender.id).limit(1).values_list(
+            "id", "status")
+        if not found:
+            return await self._query(row, Command.CLAIM.value,
+                                     self._replies.claim_not_found(lang, number))
+        claim_id, status = found[0]
+        if not await self._unfiled(sender.id).exists():
+            return await self._query(row, Command.CLAIM.value,
+                                     self._replies.claim(lang, number, str(status)))
+
+        async def file_documents() -> str:
+            filed = await self._file_unattached(sender.id, claim_id)
+            return self._replies.claim(lang, number, str(status), attached=filed)
+
+        return (await self._effect(row, Command.CLAIM.value, file_documents))[0]
+
+    @staticmethod
+    def _unfiled(customer_id: int) -> QuerySet[Document]:
+        return Document.filter(customer_id=customer_id, claim_id=None, channel=Channel.SMS)
+
+    async def _file_unattached(self, customer_id: int, claim_id: int) -> int:
+        """Attach the sender's unattached MMS documents (we asked for the claim number)."""
+        on_claim = set(await Document.filter(claim_id=claim_id, customer_id=customer_id)
+                       .values_list("sha256", flat=True))
+        ids = []
+        for doc_id, digest in await self._unfiled(customer_id).values_list("id", "sha256"):
+            if digest not in on_claim:  # the same file already there stays a single copy
+                ids.append(doc_id)
+                on_claim.add(digest)
+        if ids:
+            await Document.filter(id__in=ids).update(claim_id=claim_id)
+        return len(ids)
+
+    # -- MMS ---------------------------------------------------------------------------
+
+    async def _documents(self, row: dict[str, Any], sender: Sender, parsed: Parsed,
+                         media: Sequence[MediaRef], now: datetime) -> str:
+        sid = row["message_sid"]
+        # The first delivery deleted the media from Twilio: a retry must not fetch again.
+        stored = await InboundSms.filter(message_sid=sid).limit(1).values_list(
+            "reply", flat=True)
+        if stored:
+            return str(stored[0])
+        fetched = await asyncio.gather(*(self._fetch(ref) for ref in media[:MAX_MEDIA]))
+        lang = sender.language
+
+        async def file() -> str:
+            claim_id, claim_number = await self._target_claim(sender.id, parsed)
+            count = 0
+            first_refusal: str | None = None
+            for i, item in enumerate(fetched):
+                refused = item.refused
+                if item.data is not None:
+                    try:
+                        await store_document(
+                            customer_id=sender.id, claim_id=claim_id, channel=Channel.SMS,
+                            data=item.data, original_name=f"{sid}-{i}", limits=self._limits,
+                            now=now)
+                        count += 1
+                    except UploadRejected as exc:
+                        refused = exc.reason
+                if refused is not None:
+                    log.info("MMS %s item %d refused: %s", sid, i, refused)
+                    first_refusal = first_refusal or refused
+            reason = (self._replies.rejection(lang, first_refusal,
+                                              max_bytes=self._limits.max_bytes)
+                      if first_refusal else None)
+            return self._replies.documents(lang, stored=count, claim=claim_number,
+                                           rejected_reason=reason)
+
+        reply, applied = await self._effect(row, "media", file)
+        if applied and self._settings.twilio.delete_media and self._media is not None:
+            for ref in media:
+                self._spawn(self._delete(sid, ref))
+        return reply
+
+    async def _fetch(self, ref: MediaRef) -> _Fetched:
+        if self._media is None:
+            return _Fetched(ref, None, "download_failed")
+        try:
+            data = await self._media.fetch(ref.url, max_bytes=self._limits.max_bytes)
+        except UploadRejected as exc:
+            return _Fetched(ref, None, exc.reason)
+        except MediaUnavailable as exc:
+            log.warning("MMS media not fetched: %s", exc)
+            return _Fetched(ref, None, "download_failed")
+        return _Fetched(ref, data, None)
+
+    async def _target_claim(self, customer_id: int,
+                            parsed: Parsed) -> tuple[int | None, str | None]:
+        """The claim named in the MMS text (if it is the sender's), else the newest open one;
+        none when the named claim is not theirs — we ask rather than guess."""
+        query = Claim.filter(customer_id=customer_id)
+        if parsed.command is Command.CLAIM and parsed.argument:
+            query = query.filter(number=parsed.argument)
+        else:
+            query = query.filter(status__in=list(OPEN_CLAIM_STATUSES)).order_by(
+                "-reported_at", "-id")
+        found = await query.limit(1).values_list("id", "number")
+        if not found:
+            return None, None
+        return int(found[0][0]), str(found[0][1])
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _delete(self, sid: str, ref: MediaRef) -> None:
+        assert self._media is not None
+        try:
+            await self._media.delete(ref.url)
+        except MediaUnavailable as exc:
+            log.warning("MMS %s media left at Twilio: %s", sid, exc)

@@ -1,0 +1,77 @@
+"""``POST /sms/inbound``: Twilio's incoming-message webhook, answered with TwiML.
+
+The signature is checked before anything is read or stored (403 otherwise). The answer is
+the ``<Message>`` Twilio sends back to the customer, or an empty ``<Response/>`` when there
+is nothing to say; ``bot.sms.conversations`` decides which, once per MessageSid.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+
+import aiohttp
+from aiohttp import web
+from twilio.twiml.messaging_response import MessagingResponse
+
+from bot.sms.conversations import MAX_MEDIA, InboundMessage, SmsConversations
+from bot.sms.media import MediaRef, TwilioMedia
+from bot.web.keys import CLOCK, SETTINGS, SMS_CONVERSATIONS, TEXTS, TWILIO_SIGNATURE
+
+log = logging.getLogger(__name__)
+
+
+def inbound_from_form(form: Mapping[str, str]) -> InboundMessage:
+    """Read Twilio's webhook fields; ``ValueError`` when MessageSid or From is missing."""
+    sid = form.get("MessageSid") or form.get("SmsMessageSid") or ""
+    sender = form.get("From", "")
+    if not sid or not sender:
+        raise ValueError("MessageSid and From are required")
+    try:
+        count = min(int(form.get("NumMedia", "0") or 0), MAX_MEDIA)
+    except ValueError:
+        count = 0
+    media = tuple(
+        MediaRef(url=form[f"MediaUrl{i}"], content_type=form.get(f"MediaContentType{i}", ""))
+        for i in range(count)
+        if form.get(f"MediaUrl{i}")
+    )
+    return InboundMessage(message_sid=sid[:64], from_=sender, body=form.get("Body", ""),
+                          opt_out_type=form.get("OptOutType", ""), media=media)
+
+
+def twiml(reply: str) -> web.Response:
+    response = MessagingResponse()
+    if reply:
+        response.message(reply)
+    return web.Response(text=str(response), content_type="text/xml")
+
+
+async def inbound_sms(request: web.Request) -> web.Response:
+    form = await request.app[TWILIO_SIGNATURE].verified_form(request)
+    try:
+        message = inbound_from_form(form)
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    reply = await request.app[SMS_CONVERSATIONS].answer(message)
+    return twiml(reply)
+
+
+async def conversations_context(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: the media client's HTTP session, and the service that uses it.
+
+    At shutdown the media deletions still running are awaited before the session closes.
+    """
+    settings = app[SETTINGS]
+    twilio = settings.twilio
+    async with aiohttp.ClientSession() as session:
+        media = (
+            TwilioMedia(session, account_sid=twilio.account_sid,
+                        auth_token=twilio.auth_token.get_secret_value(),
+                        api_base=twilio.api_base, timeout=settings.sms.media_timeout_seconds)
+            if twilio.enabled else None
+        )
+        service = SmsConversations(settings, app[TEXTS], media, clock=app[CLOCK])
+        app[SMS_CONVERSATIONS] = service
+        yield
+        await service.drain()

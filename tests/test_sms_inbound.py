@@ -1,0 +1,727 @@
+"""``POST /sms/inbound`` end to end: the real aiohttp app, requests signed with twilio's own
+RequestValidator, the fake Twilio REST server for MMS media, and the database before and
+after — signatures, idempotency (also concurrent), every keyword, unknown senders, other
+customers' claims, and STOP reaching the dispatcher."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import random
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from PIL import Image
+from pydantic import SecretStr
+from tortoise import Tortoise
+from twilio.request_validator import RequestValidator
+
+from bot.delivery.recipients import load_recipients, record_sms_opt_out
+from bot.settings import Settings, TwilioSettings
+from bot.sms.keywords import Command
+from bot.sms.replies import Replies
+from bot.web.app import Overrides, build_app
+from bot.web.keys import DISPATCHER, SMS_CONVERSATIONS
+from loyalty.earning import check_in
+from storage.loyalty_models import CheckIn, LedgerEntry
+from storage.models import (
+    Category,
+    Channel,
+    Claim,
+    ClaimStatus,
+    Consent,
+    Customer,
+    Document,
+    InboundSms,
+    MessageStatus,
+    Policy,
+)
+from tests import factories as f
+from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+
+INBOUND_URL = f"{f.PUBLIC_URL}/sms/inbound"
+TO_NUMBER = f.FROM_NUMBER
+STRANGER = "+8613912345678"
+CATEGORIES = ["marketing", "care", "reminder"]
+_claims = itertools.count(1)
+
+
+def signature(params: dict[str, str], *, url: str = INBOUND_URL,
+              token: str = AUTH_TOKEN) -> dict[str, str]:
+    return {"X-Twilio-Signature": RequestValidator(token).compute_signature(url, params)}
+
+
+def new_sid(prefix: str = "SM") -> str:
+    return prefix + uuid.uuid4().hex
+
+
+def message_of(twiml: str) -> str:
+    root = ET.fromstring(twiml)
+    assert root.tag == "Response"
+    messages = root.findall("Message")
+    assert len(messages) <= 1
+    return (messages[0].text or "") if messages else ""
+
+
+@dataclass
+class SmsRig:
+    client: TestClient  # type: ignore[type-arg]
+    app: web.Application
+    twilio: FakeTwilio
+    uploads: Path
+
+    @property
+    def replies(self) -> Replies:
+        return self.app[SMS_CONVERSATIONS].replies
+
+    async def post(self, params: dict[str, str],
+                   headers: dict[str, str] | None = None) -> tuple[int, str, str]:
+        resp = await self.client.post("/sms/inbound", data=params,
+                                      headers=signature(params) if headers is None else headers)
+        return resp.status, resp.content_type, await resp.text()
+
+    async def text(self, sender: str, body: str, *, sid: str | None = None,
+                   **extra: str) -> str:
+        params = {"MessageSid": sid or new_sid(), "AccountSid": ACCOUNT_SID, "From": sender,
+                  "To": TO_NUMBER, "Body": body, "NumMedia": "0", **extra}
+        status, content_type, twiml = await self.post(params)
+        assert (status, content_type) == (200, "text/xml"), twiml
+        return message_of(twiml)
+
+    async def mms(self, sender: str, media: list[tuple[bytes, str]], *, body: str = "",
+                  sid: str | None = None) -> tuple[str, list[str]]:
+        """Registers the media at the fake Twilio, posts the webhook; reply and media sids."""
+        sid = sid or new_sid("MM")
+        extra: dict[str, str] = {"NumMedia": str(len(media))}
+        sids = []
+        for i, (content, content_type) in enumerate(media):
+            media_sid, url = self.twilio.add_media(sid, content, content_type)
+            sids.append(media_sid)
+            extra[f"MediaUrl{i}"] = url
+            extra[f"MediaContentType{i}"] = content_type
+        return await self.text(sender, body, sid=sid, **extra), sids
+
+    async def drain(self) -> None:
+        await self.app[SMS_CONVERSATIONS].drain()
+
+
+def rig_settings(db: str, twilio: FakeTwilio, upload_dir: Path, *, delete_media: bool = True,
+                 **sections: Any) -> Settings:
+    return f.settings_for(
+        db_url=db,
+        twilio=TwilioSettings(account_sid=ACCOUNT_SID, auth_token=SecretStr(AUTH_TOKEN),
+                              from_number=f.FROM_NUMBER, api_base=twilio.base_url,
+                              public_base_url=f.PUBLIC_URL, delete_media=delete_media),
+        uploads={"directory": str(upload_dir), **sections.pop("uploads", {})},
+        **sections,
+    )
+
+
+@pytest.fixture
+async def make_rig(db: str, fake_twilio: FakeTwilio,
+                   tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[SmsRig]]]:
+    clients: list[TestClient] = []  # type: ignore[type-arg]
+
+    async def make(**sections: Any) -> SmsRig:
+        uploads = tmp_path / "uploads"
+        settings = rig_settings(db, fake_twilio, uploads, **sections)
+        app = build_app(settings, Overrides(run_dispatcher=False, run_scheduler=False,
+                                            manage_database=False,
+                                            clock=lambda: f.NOON_SHANGHAI))
+        client = TestClient(TestServer(app))
+        await client.start_server()
+        clients.append(client)
+        return SmsRig(client, app, fake_twilio, uploads)
+
+    try:
+        yield make
+    finally:
+        for client in clients:
+            await client.close()
+
+
+@pytest.fixture
+async def rig(make_rig: Callable[..., Awaitable[SmsRig]]) -> SmsRig:
+    return await make_rig()
+
+
+async def claim_of(owner: Customer, *, status: ClaimStatus = ClaimStatus.SURVEYED,
+                   reported: datetime = f.NOON_SHANGHAI - timedelta(days=3)) -> Claim:
+    pol = await f.policy(owner)
+    return await Claim.create(number=f"RDAA31{next(_claims):08d}", policy=pol, customer=owner,
+                              status=status, reported_at=reported)
+
+
+def png(size: tuple[int, int] = (16, 16), *, noise: bool = False) -> bytes:
+    image = Image.new("RGB", size, "white")
+    if noise:
+        image = Image.frombytes("RGB", size, random.Random(7).randbytes(size[0] * size[1] * 3))
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
+
+
+async def sms_consents(customer_id: int) -> dict[str, bool]:
+    recipients = await load_recipients([customer_id], now=f.NOON_SHANGHAI)
+    return {cat: granted for (channel, cat), granted in recipients[customer_id].consents.items()
+            if channel == "sms"}
+
+
+# -- signatures ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["no_signature", "wrong_token", "tampered_param", "added_param", "wrong_url",
+     "http_not_https", "forwarded_headers"],
+)
+async def test_bad_signature_is_403_and_nothing_is_stored(rig: SmsRig, tamper: str) -> None:
+    c = await f.customer()
+    params = {"MessageSid": new_sid(), "From": c.phone, "To": TO_NUMBER, "Body": "STOP"}
+    evil = "https://attacker.example.net/sms/inbound"
+    headers = {
+        "no_signature": {},
+        "wrong_token": signature(params, token="x" * 32),
+        "tampered_param": signature({**params, "Body": "HELP"}),
+        "added_param": signature({k: v for k, v in params.items() if k != "Body"}),
+        "wrong_url": signature(params, url=f"{f.PUBLIC_URL}/sms/status"),
+        "http_not_https": signature(params, url=INBOUND_URL.replace("https://", "http://")),
+        # Signed for a URL the caller chose, with headers claiming that URL: still refused.
+        "forwarded_headers": {**signature(params, url=evil), "X-Forwarded-Proto": "https",
+                              "X-Forwarded-Host": "attacker.example.net",
+                              "Host": "attacker.example.net"},
+    }[tamper]
+    status, _, _ = await rig.post(params, headers)
+    assert status == 403
+    assert await InboundSms.all().count() == 0
+    assert await Consent.all().count() == 0
+
+
+async def test_signed_request_without_message_sid_is_400_and_stores_nothing(
+    rig: SmsRig,
+) -> None:
+    params = {"From": "+8613800000001", "Body": "HELP"}
+    status, _, _ = await rig.post(params)
+    assert status == 400
+    assert await InboundSms.all().count() == 0
+
+
+# -- who is it -----------------------------------------------------------------------------
+
+
+async def test_unknown_number_gets_one_generic_reply_and_only_the_idempotency_row(
+    rig: SmsRig,
+) -> None:
+    await f.customer()
+    sid = new_sid()
+    reply = await rig.text(STRANGER, "STOP", sid=sid)
+    assert reply == "【安行保险】未查到您的客户信息，如需帮助请致电95500。"
+    [row] = await InboundSms.all()
+    assert (row.message_sid, row.customer_id, row.from_phone, row.reply) == (
+        sid, None, STRANGER, reply)
+    assert await Consent.all().count() == 0
+    assert await Customer.all().count() == 1
+    assert rig.twilio.requests == []  # the answer is the TwiML, nothing sent besides
+
+
+async def test_sender_is_found_by_from_normalised_to_e164(rig: SmsRig) -> None:
+    c = await f.customer(phone="+8613800138000")
+    reply = await rig.text("008613800138000", "HELP")
+    assert reply == rig.replies.help("zh-CN")
+    assert (await InboundSms.get()).customer_id == c.id
+
+
+# -- every keyword -------------------------------------------------------------------------
+
+
+def full_width(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+WORDS: dict[Command, tuple[str, ...]] = {
+    Command.STOP: ("STOP", "UNSUBSCRIBE", "END", "QUIT", "CANCEL", "T", "TD", "退订"),
+    Command.START: ("START", "UNSTOP", "订阅"),
+    Command.HELP: ("HELP", "帮助"),
+    Command.POLICY: ("POLICY", "保单"),
+    Command.CLAIM: ("CLAIM", "理赔"),
+    Command.POINTS: ("POINTS", "积分"),
+    Command.CHECKIN: ("CHECKIN", "签到"),
+}
+FORMS: dict[str, Callable[[str], str]] = {
+    "upper": str.upper,
+    "lower": str.lower,
+    "full_width": lambda w: f"\u3000{full_width(w.lower())}！",
+}
+KEYWORD_CASES = [(cmd, word, form) for cmd, words in WORDS.items() for word in words
+                 for form in FORMS]
+
+
+async def expected_after(rig: SmsRig, command: Command, owner: Customer, lang: str,
+                         reply: str) -> None:
+    """The reply is the command's, in the customer's language, and its effect happened."""
+    r = rig.replies
+    if command is Command.STOP:
+        assert reply == r.opted_out(lang, CATEGORIES)
+        assert await sms_consents(owner.id) == dict.fromkeys(CATEGORIES, False)
+        assert await Consent.filter(customer_id=owner.id, source="sms:keyword").count() == 3
+    elif command is Command.START:
+        assert reply == r.opted_in(lang, CATEGORIES)
+        assert await sms_consents(owner.id) == dict.fromkeys(CATEGORIES, True)
+    elif command is Command.HELP:
+        assert reply == r.help(lang)
+    elif command is Command.POLICY:
+        pol = await Policy.get(customer_id=owner.id)
+        assert reply == r.policies(lang, [(pol.plate, pol.end_date)])
+        assert pol.plate in reply and "2026-12-31" in reply
+    elif command is Command.CLAIM:
+        claim = await Claim.get(customer_id=owner.id)
+        assert reply == r.claim(lang, claim.number, "surveyed")
+        assert claim.number in reply and ("已查勘" if lang == "zh-CN" else "surveyed") in reply
+    elif command is Command.POINTS:
+        assert reply == r.points(lang, 0, {"zh-CN": "普卡", "en": "Standard"})
+    elif command is Command.CHECKIN:
+        assert reply == r.checked_in(lang, awarded=True, points=5, bonus=0, streak=1,
+                                     balance=5)
+        assert await CheckIn.filter(customer_id=owner.id).count() == 1
+    if command not in (Command.STOP, Command.START):
+        assert await Consent.filter(customer_id=owner.id).count() == 0
+    if command is not Command.CHECKIN:
+        assert await CheckIn.filter(customer_id=owner.id).count() == 0
+
+
+@pytest.mark.parametrize(("command", "word", "form"), KEYWORD_CASES,
+                         ids=[f"{c.value}-{w}-{form}" for c, w, form in KEYWORD_CASES])
+async def test_every_keyword_in_both_languages(rig: SmsRig, command: Command, word: str,
+                                               form: str) -> None:
+    for lang in ("zh-CN", "en"):
+        owner = await f.customer(language=lang)
+        await claim_of(owner)  # one policy (the claim's) and one claim
+        reply = await rig.text(owner.phone, FORMS[form](word))
+        assert reply.startswith("【安行保险】")
+        await expected_after(rig, command, owner, lang, reply)
+
+
+@pytest.mark.parametrize("lang", ["zh-CN", "en"])
+async def test_anything_else_gets_the_keyword_menu(rig: SmsRig, lang: str) -> None:
+    owner = await f.customer(language=lang)
+    reply = await rig.text(owner.phone, "你好，请问我的车险什么时候到期？")
+    assert reply == rig.replies.menu(lang)
+    assert ("保单" in reply) if lang == "zh-CN" else ("POLICY" in reply)
+
+
+async def test_replies_read_as_the_customer_expects() -> None:
+    """A few literal wordings, so a template mix-up cannot pass by comparing with itself."""
+    from bot.texts import Texts
+
+    r = Replies(Texts.load(), signature="【安行保险】", hotline="95500")
+    assert r.opted_out("zh-CN", CATEGORIES) == (
+        "【安行保险】已为您退订营销、关怀、提醒短信，理赔等服务通知不受影响。回复订阅可恢复。")
+    assert r.opted_out("en", CATEGORIES).startswith("【安行保险】 You will no longer get")
+    assert r.help("zh-CN").endswith("客服95500")
+    assert r.claim("zh-CN", "C1", "paid") == "【安行保险】理赔C1进度：已赔付。"
+
+
+async def test_policy_lists_only_active_unexpired_policies(rig: SmsRig) -> None:
+    owner = await f.customer()
+    await f.policy(owner, plate="沪A11111", end=date(2027, 5, 1))
+    await f.policy(owner, plate="沪A22222", end=date(2026, 11, 20))  # ended yesterday
+    await f.policy(owner, plate="沪A33333", status="cancelled")
+    other = await f.customer()
+    await f.policy(other, plate="沪A44444")
+    reply = await rig.text(owner.phone, "保单")
+    assert reply == "【安行保险】您的有效保单：沪A11111至2027-05-01"
+
+
+async def test_claim_without_number_reports_the_latest_claim(rig: SmsRig) -> None:
+    owner = await f.customer(language="en")
+    assert await rig.text(owner.phone, "CLAIM") == rig.replies.no_claims("en")
+    await claim_of(owner, status=ClaimStatus.PAID, reported=f.NOON_SHANGHAI - timedelta(days=40))
+    latest = await claim_of(owner, status=ClaimStatus.REGISTERED)
+    assert await rig.text(owner.phone, "claim") == (
+        f"【安行保险】 Claim {latest.number}: registered.")
+
+
+async def test_claim_number_of_another_customer_reads_as_not_found(rig: SmsRig) -> None:
+    owner = await f.customer()
+    mine = await claim_of(owner, status=ClaimStatus.APPROVED)
+    stranger_claim = await claim_of(await f.customer(), status=ClaimStatus.PAID)
+    theirs = await rig.text(owner.phone, f"理赔 {stranger_claim.number}")
+    assert theirs == f"【安行保险】未找到您名下的理赔{stranger_claim.number}，请核对案件号。"
+    assert "已赔付" not in theirs
+    nonexistent = await rig.text(owner.phone, "理赔 RDAA3199999999")
+    assert nonexistent == theirs.replace(stranger_claim.number, "RDAA3199999999")
+    assert await rig.text(owner.phone, f"claim {mine.number.lower()}") == (
+        f"【安行保险】理赔{mine.number}进度：已核赔。")
+
+
+async def test_checkin_twice_in_a_day_awards_once(rig: SmsRig) -> None:
+    owner = await f.customer()
+    first = await rig.text(owner.phone, "签到")
+    second = await rig.text(owner.phone, "签到")
+    assert first == "【安行保险】签到成功，积分+5，已连续签到1天，余额5。"
+    assert second == "【安行保险】今天已签到，已连续1天，余额5。明天再来！"
+    assert await rig.text(owner.phone, "积分") == (
+        "【安行保险】您的积分余额5，会员等级普卡。回复签到每日领积分。")
+
+
+# -- consent -------------------------------------------------------------------------------
+
+
+async def test_start_after_stop_opts_back_in_newest_wins(rig: SmsRig) -> None:
+    owner = await f.customer()
+    await rig.text(owner.phone, "退订")
+    assert await sms_consents(owner.id) == dict.fromkeys(CATEGORIES, False)
+    await rig.text(owner.phone, "订阅")  # same clock instant: the row id orders them
+    assert await sms_consents(owner.id) == dict.fromkeys(CATEGORIES, True)
+
+
+@pytest.mark.parametrize(("opt_out_type", "granted"), [("STOP", False), ("START", True)])
+async def test_twilio_opt_out_type_is_honoured_and_twilio_does_the_answering(
+    rig: SmsRig, opt_out_type: str, granted: bool,
+) -> None:
+    owner = await f.customer()
+    reply = await rig.text(owner.phone, "ARRET", OptOutType=opt_out_type)
+    assert reply == ""  # Twilio's Advanced Opt-Out has confirmed it already
+    assert await sms_consents(owner.id) == dict.fromkeys(CATEGORIES, granted)
+    rows = await Consent.filter(customer_id=owner.id).values_list("source", flat=True)
+    assert {str(source) for source in rows} == {"sms:twilio-opt-out"}
+
+
+async def test_opt_out_categories_come_from_settings(
+    make_rig: Callable[..., Awaitable[SmsRig]],
+) -> None:
+    rig = await make_rig(sms={"opt_out_categories": ["marketing"]})
+    owner = await f.customer()
+    reply = await rig.text(owner.phone, "TD")
+    assert reply == "【安行保险】已为您退订营销短信，理赔等服务通知不受影响。回复订阅可恢复。"
+    assert await sms_consents(owner.id) == {"marketing": False}
+
+
+async def test_stop_then_care_and_marketing_are_skipped_while_claim_updates_go_out(
+    rig: SmsRig,
+) -> None:
+    """Through the app's own Dispatcher and TwilioSms against the fake Twilio."""
+    mainland = await f.customer(name="王芳")
+    abroad = await f.customer(name="Alice", phone="+442079460958", language="en")
+    control = await f.customer(name="李雷")
+    assert await rig.text(mainland.phone, "退订") == rig.replies.opted_out("zh-CN", CATEGORIES)
+    assert await rig.text(abroad.phone, "stop") == rig.replies.opted_out("en", CATEGORIES)
+    care = await f.queued(mainland)
+    marketing = await f.queued(abroad, kind="campaign", category=Category.MARKETING,
+                               template="campaign", params={"body": "Winter tyre check"})
+    claims = [
+        await f.queued(who, kind="claim_update", category=Category.SERVICE,
+                       template="claim_update",
+                       params={"claim": "RDAA1", "status": "已赔付", "note": ""})
+        for who in (mainland, abroad)
+    ]
+    control_care = await f.queued(control)
+    await rig.app[DISPATCHER].dispatch_once()
+    for msg in (care, marketing, *claims, control_care):
+        await msg.refresh_from_db()
+    assert (care.status, care.skip_reason) == (MessageStatus.SKIPPED, "opted_out")
+    assert (marketing.status, marketing.skip_reason) == (MessageStatus.SKIPPED, "opted_out")
+    assert [m.status for m in claims] == [MessageStatus.SENT, MessageStatus.SENT]
+    assert control_care.status == MessageStatus.SENT  # the skip is the STOP's doing
+    sent_to = sorted(r.to or "" for r in rig.twilio.sent_messages())
+    assert sent_to == sorted([mainland.phone, abroad.phone, control.phone])
+
+
+async def test_sms_opt_out_is_the_same_consent_model_telegram_reads(rig: SmsRig) -> None:
+    """One set of Consent rows: SMS is off for the STOP categories, Telegram untouched."""
+    from bot.delivery.policy import allowed
+
+    owner = await f.customer()
+    await f.link_telegram(owner)
+    await rig.text(owner.phone, "STOP")
+    recipient = (await load_recipients([owner.id], now=f.NOON_SHANGHAI))[owner.id]
+    for category in CATEGORIES:
+        assert not allowed(recipient, Channel.SMS, category)
+        assert allowed(recipient, Channel.TELEGRAM, category)
+    assert allowed(recipient, Channel.SMS, "service")
+
+
+# -- idempotency ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", ["STOP", "签到", "保单", "理赔", "HELP", "whatever"])
+async def test_same_message_sid_twice_gets_the_same_answer_and_one_effect(
+    rig: SmsRig, body: str,
+) -> None:
+    owner = await f.customer()
+    await claim_of(owner)
+    sid = new_sid()
+    params = {"MessageSid": sid, "From": owner.phone, "To": TO_NUMBER, "Body": body}
+    first = await rig.post(params)
+    # Change what a second run would see: a new policy, the check-in already done.
+    await f.policy(owner, plate="沪Z99999")
+    second = await rig.post(params)
+    assert first == second and first[0] == 200
+    assert await InboundSms.filter(message_sid=sid).count() == 1
+    assert await Consent.filter(customer_id=owner.id).count() == (3 if body == "STOP" else 0)
+    assert await LedgerEntry.all().count() == (1 if body == "签到" else 0)
+
+
+@pytest.mark.parametrize("body", ["STOP", "CHECKIN", "POLICY"])
+async def test_two_concurrent_deliveries_of_one_message_have_one_effect(
+    rig: SmsRig, body: str,
+) -> None:
+    owner = await f.customer(language="en")
+    await claim_of(owner)
+    params = {"MessageSid": new_sid(), "From": owner.phone, "To": TO_NUMBER, "Body": body}
+    a, b = await asyncio.gather(rig.post(params), rig.post(params))
+    assert a == b and a[0] == 200 and message_of(a[2])
+    assert await InboundSms.all().count() == 1
+    assert await Consent.all().count() == (3 if body == "STOP" else 0)
+    assert await LedgerEntry.all().count() == (1 if body == "CHECKIN" else 0)
+
+
+async def _blocked_behind(is_postgres: bool) -> bool:
+    """Whether a second request is now waiting for the first one's transaction."""
+    conn = Tortoise.get_connection("default")
+    if is_postgres:
+        rows = await conn.execute_query_dict(
+            "SELECT count(*) AS n FROM pg_locks WHERE NOT granted")
+        return bool(rows[0]["n"])
+    # SQLite: the second request queues on Tortoise's one-connection lock.
+    waiters = getattr(getattr(conn, "_lock", None), "_waiters", None)
+    return bool(waiters)
+
+
+async def test_duplicate_waits_for_the_winner_and_returns_its_stored_reply(
+    rig: SmsRig, is_postgres: bool, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The race the unique key alone would not settle: the duplicate arrives while the first
+    delivery has inserted its row but not yet written its reply."""
+    owner = await f.customer()
+    inside, release = asyncio.Event(), asyncio.Event()
+    calls: list[int] = []
+
+    async def slow_check_in(customer_id: int, **kw: Any) -> Any:
+        calls.append(customer_id)
+        inside.set()
+        await release.wait()
+        return await check_in(customer_id, **kw)
+
+    monkeypatch.setattr("bot.sms.conversations.check_in", slow_check_in)
+    params = {"MessageSid": new_sid(), "From": owner.phone, "To": TO_NUMBER, "Body": "签到"}
+    first = asyncio.create_task(rig.post(params))
+    await inside.wait()  # the winner holds the row, uncommitted, without a reply
+    second = asyncio.create_task(rig.post(params))
+    for _ in range(10_000):
+        if await _blocked_behind(is_postgres):
+            break
+        await asyncio.sleep(0)
+    else:
+        pytest.fail("the duplicate never waited for the first delivery")
+    assert not second.done()
+    release.set()
+    a, b = await asyncio.gather(first, second)
+    assert a == b and message_of(a[2]) == "【安行保险】签到成功，积分+5，已连续签到1天，余额5。"
+    assert calls == [owner.id]
+    assert await LedgerEntry.all().count() == 1
+
+
+async def test_a_failed_first_delivery_leaves_no_row_so_the_retry_does_the_work(
+    rig: SmsRig, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    owner = await f.customer()
+    async def broken(*args: Any, **kw: Any) -> None:
+        raise ConnectionResetError("database went away")
+
+    monkeypatch.setattr("bot.sms.conversations.record_sms_opt_out", broken)
+    params = {"MessageSid": new_sid(), "From": owner.phone, "To": TO_NUMBER, "Body": "STOP"}
+    status, _, _ = await rig.post(params)
+    assert status == 500
+    assert await InboundSms.all().count() == 0
+    monkeypatch.setattr("bot.sms.conversations.record_sms_opt_out", record_sms_opt_out)
+    status, _, twiml = await rig.post(params)
+    assert status == 200 and message_of(twiml) == rig.replies.opted_out("zh-CN", CATEGORIES)
+    assert await Consent.filter(customer_id=owner.id).count() == 3
+
+
+# -- MMS -----------------------------------------------------------------------------------
+
+
+async def test_mms_photo_is_stored_on_the_open_claim_and_deleted_from_twilio(
+    rig: SmsRig,
+) -> None:
+    owner = await f.customer()
+    await claim_of(owner, status=ClaimStatus.PAID, reported=f.NOON_SHANGHAI - timedelta(days=90))
+    open_claim = await claim_of(owner, status=ClaimStatus.SURVEYED)
+    photo = png()
+    reply, [media_sid] = await rig.mms(owner.phone, [(photo, "image/png")])
+    assert reply == f"【安行保险】已收到1份资料，已关联理赔{open_claim.number}。"
+    [doc] = await Document.all()
+    assert (doc.customer_id, doc.claim_id, doc.channel, doc.mime_type, doc.size) == (
+        owner.id, open_claim.id, Channel.SMS, "image/png", len(photo))
+    assert (rig.uploads / doc.storage_key).read_bytes() == photo
+    await rig.drain()
+    assert rig.twilio.media_downloads == [media_sid]
+    assert rig.twilio.deleted_media == [media_sid]
+    assert media_sid not in rig.twilio.media
+
+
+async def test_mms_retry_after_the_media_is_gone_gets_the_same_reply(rig: SmsRig) -> None:
+    owner = await f.customer(language="en")
+    claim = await claim_of(owner)
+    sid = new_sid("MM")
+    reply, [media_sid] = await rig.mms(owner.phone, [(png(), "image/png")], sid=sid)
+    await rig.drain()
+    params = {"MessageSid": sid, "From": owner.phone, "To": TO_NUMBER, "Body": "",
+              "NumMedia": "1", "MediaUrl0": "https://api.twilio.com/gone",
+              "MediaContentType0": "image/png"}
+    status, _, twiml = await rig.post(params)
+    assert status == 200 and message_of(twiml) == reply
+    assert reply == f"【安行保险】 Received 1 file(s) for claim {claim.number}. Thank you."
+    assert rig.twilio.media_downloads == [media_sid]
+    assert await Document.all().count() == 1
+
+
+async def test_concurrent_mms_deliveries_store_once_and_delete_once(rig: SmsRig) -> None:
+    owner = await f.customer()
+    await claim_of(owner)
+    sid = new_sid("MM")
+    media_sid, url = rig.twilio.add_media(sid, png(), "image/png")
+    params = {"MessageSid": sid, "From": owner.phone, "To": TO_NUMBER, "Body": "",
+              "NumMedia": "1", "MediaUrl0": url, "MediaContentType0": "image/png"}
+    a, b = await asyncio.gather(rig.post(params), rig.post(params))
+    await rig.drain()
+    assert a == b and "已收到1份资料" in message_of(a[2])
+    assert await Document.all().count() == 1
+    assert rig.twilio.deleted_media == [media_sid]
+
+
+async def test_mms_without_open_claim_is_kept_and_filed_when_the_number_comes(
+    rig: SmsRig,
+) -> None:
+    owner = await f.customer()
+    closed = await claim_of(owner, status=ClaimStatus.CLOSED)
+    reply, _ = await rig.mms(owner.phone, [(png(), "image/png"), (png((20, 20)), "image/png")])
+    assert reply == "【安行保险】已收到2份资料。请回复理赔+案件号，以便关联到您的案件。"
+    assert await Document.filter(claim_id=None, customer_id=owner.id).count() == 2
+    reply = await rig.text(owner.phone, f"理赔{closed.number}")
+    assert reply == f"【安行保险】理赔{closed.number}进度：已结案。已关联您发来的2份资料。"
+    assert await Document.filter(claim_id=closed.id).count() == 2
+    # Asked again: nothing left to file, just the status.
+    assert await rig.text(owner.phone, f"理赔{closed.number}") == (
+        f"【安行保险】理赔{closed.number}进度：已结案。")
+
+
+async def test_mms_naming_another_customers_claim_is_not_attached_to_it(rig: SmsRig) -> None:
+    owner = await f.customer()
+    await claim_of(owner)  # an open claim of their own, but they named another
+    theirs = await claim_of(await f.customer())
+    reply, _ = await rig.mms(owner.phone, [(png(), "image/png")], body=f"理赔 {theirs.number}")
+    assert reply == "【安行保险】已收到1份资料。请回复理赔+案件号，以便关联到您的案件。"
+    [doc] = await Document.all()
+    assert (doc.customer_id, doc.claim_id) == (owner.id, None)
+    # Nor does the owner's follow-up with that number move it there.
+    assert "未找到" in await rig.text(owner.phone, f"理赔 {theirs.number}")
+    assert (await Document.get()).claim_id is None
+
+
+async def test_mms_naming_own_claim_goes_to_that_claim(rig: SmsRig) -> None:
+    owner = await f.customer()
+    older = await claim_of(owner, reported=f.NOON_SHANGHAI - timedelta(days=30))
+    await claim_of(owner)  # newer open claim
+    reply, _ = await rig.mms(owner.phone, [(png(), "image/png")], body=f"理赔{older.number}")
+    assert reply == f"【安行保险】已收到1份资料，已关联理赔{older.number}。"
+    assert (await Document.get()).claim_id == older.id
+
+
+@pytest.mark.parametrize(
+    ("content", "declared", "reply"),
+    [
+        (b"plain text, not a photo", "image/jpeg",
+         "【安行保险】文件未保存：仅支持JPG、PNG、WEBP、HEIC图片或PDF。请处理后重新发送。"),
+        (b"BEGIN:VCARD\nEND:VCARD\n", "text/vcard",
+         "【安行保险】文件未保存：仅支持JPG、PNG、WEBP、HEIC图片或PDF。请处理后重新发送。"),
+        (png()[:40], "image/png", "【安行保险】文件未保存：文件无法打开。请处理后重新发送。"),
+        (b"", "image/png", "【安行保险】文件未保存：文件为空。请处理后重新发送。"),
+    ],
+    ids=["text_as_jpeg", "vcard", "truncated_png", "empty"],
+)
+async def test_rejected_file_gets_a_kind_reply_and_nothing_is_stored(
+    rig: SmsRig, content: bytes, declared: str, reply: str,
+) -> None:
+    owner = await f.customer()
+    await claim_of(owner)
+    got, [media_sid] = await rig.mms(owner.phone, [(content, declared)])
+    assert got == reply
+    assert await Document.all().count() == 0
+    assert not rig.uploads.exists() or not any(p.is_file() for p in rig.uploads.rglob("*"))
+    await rig.drain()
+    assert rig.twilio.deleted_media == [media_sid]
+
+
+async def test_too_large_file_is_refused_while_downloading(
+    make_rig: Callable[..., Awaitable[SmsRig]],
+) -> None:
+    rig = await make_rig(uploads={"max_bytes": 2048})
+    owner = await f.customer(language="en")
+    claim = await claim_of(owner)
+    big = png((64, 64), noise=True)
+    assert len(big) > 2048
+    reply, _ = await rig.mms(owner.phone, [(big, "image/png"), (png(), "image/png")])
+    assert reply == (f"【安行保险】 Received 1 file(s) for claim {claim.number}; another was not "
+                     "saved: it is larger than 2KB.")
+    assert await Document.all().count() == 1
+
+
+async def test_too_large_reply_names_the_limit_in_megabytes(
+    make_rig: Callable[..., Awaitable[SmsRig]],
+) -> None:
+    rig = await make_rig(uploads={"max_bytes": 2 * 1024 * 1024})
+    owner = await f.customer()
+    await claim_of(owner)
+    big = b"%PDF-1.4\n" + b"0" * (2 * 1024 * 1024)
+    reply, _ = await rig.mms(owner.phone, [(big, "application/pdf")])
+    assert reply == "【安行保险】文件未保存：超过2MB。请处理后重新发送。"
+    assert await Document.all().count() == 0
+
+
+async def test_media_outside_our_twilio_account_is_never_fetched_with_our_credentials(
+    rig: SmsRig,
+) -> None:
+    owner = await f.customer()
+    await claim_of(owner)
+    sid = new_sid("MM")
+    _, url = rig.twilio.add_media(sid, png(), "image/png")
+    foreign = url.replace(ACCOUNT_SID, "AC" + "f" * 32)
+    params = {"MessageSid": sid, "From": owner.phone, "To": TO_NUMBER, "Body": "",
+              "NumMedia": "1", "MediaUrl0": foreign, "MediaContentType0": "image/png"}
+    status, _, twiml = await rig.post(params)
+    assert status == 200
+    assert message_of(twiml) == "【安行保险】文件未保存：文件接收失败。请处理后重新发送。"
+    await rig.drain()
+    assert rig.twilio.media_downloads == [] and rig.twilio.deleted_media == []
+    assert await Document.all().count() == 0
+
+
+async def test_media_is_kept_at_twilio_when_delete_media_is_off(
+    make_rig: Callable[..., Awaitable[SmsRig]],
+) -> None:
+    rig = await make_rig(delete_media=False)
+    owner = await f.customer()
+    await claim_of(owner)
+    _, [media_sid] = await rig.mms(owner.phone, [(png(), "image/png")])
+    await rig.drain()
+    assert rig.twilio.deleted_media == [] and media_sid in rig.twilio.media
+
+
+async def test_mms_from_unknown_number_downloads_and_stores_nothing(rig: SmsRig) -> None:
+    reply, _ = await rig.mms(STRANGER, [(png(), "image/png")])
+    assert "95500" in reply
+    await rig.drain()
+    assert rig.twilio.media_downloads == [] and await Document.all().count() == 0
+
