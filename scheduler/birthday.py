@@ -29,6 +29,7 @@ import calendar
 import logging
 from collections.abc import Iterator
 from datetime import date
+from functools import partial
 from typing import Any
 
 from scheduler.cn_calendar import (
@@ -37,7 +38,7 @@ from scheduler.cn_calendar import (
     solar_dates_with_lunar,
     to_lunar,
 )
-from scheduler.context import PlanContext, Sink, Zones
+from scheduler.context import PlanContext, Sink, Zones, feed
 from scheduler.selection import Selection, placeholders
 from storage.models import Category
 from storage.outbox import Outbound
@@ -128,7 +129,7 @@ def selections(ctx: PlanContext) -> list[Selection]:
     return found
 
 
-def _messages(ctx: PlanContext, rows: list[dict[str, Any]], year: int,
+def _messages(ctx: PlanContext, rows: list[dict[str, Any]], *, year: int,
               zones: Zones) -> Iterator[Outbound]:
     for row in rows:
         yield Outbound(
@@ -153,7 +154,7 @@ async def queue(ctx: PlanContext, sink: Sink) -> int:
     if lunar_today is not None and (lunar := lunar_selection(ctx.day)) is not None:
         targets.append((lunar, lunar_today.year))
     for selection, year in targets:
-        async for rows in selection.pages(ctx.batch_size):
-            created += await sink(_messages(ctx, rows, year, zones))
+        created += await feed(selection, ctx.batch_size,
+                              partial(_messages, ctx, year=year, zones=zones), sink)
     log.info("queued %d birthday greetings for %s", created, ctx.day)
     return created

@@ -8,22 +8,54 @@ and each rule decides from the pair whether its message is still worth sending.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from scheduler.cn_calendar import WorkCalendar, work_calendar
 from scheduler.config import RenewalSettings, ScheduleSettings
-from storage.outbox import Outbound, enqueue_many
+from scheduler.selection import Selection
+from storage.outbox import Outbound, enqueue_bulk
 
 Sink = Callable[[Iterable[Outbound]], Awaitable[int]]
 """Takes messages (a generator is fine) and returns how many were newly queued."""
 
 
+async def feed(selection: Selection, size: int,
+               build: Callable[[list[dict[str, Any]]], Iterable[Outbound]], sink: Sink) -> int:
+    """Read ``selection`` page by page and queue the messages ``build`` makes of each page.
+
+    The next page is read while the previous one is being written (on PostgreSQL these are two
+    pool connections working at once); at most two pages are in memory.
+    """
+    async def write(items: list[Outbound]) -> int:
+        return await sink(items)
+
+    created = 0
+    writing: asyncio.Task[int] | None = None
+    try:
+        async for rows in selection.pages(size):
+            items = list(build(rows))
+            if writing is not None:
+                created += await writing
+            writing = asyncio.create_task(write(items))
+        if writing is not None:
+            created += await writing
+            writing = None
+    finally:
+        if writing is not None:
+            writing.cancel()
+            await asyncio.gather(writing, return_exceptions=True)
+    return created
+
+
 def outbox_sink(batch_size: int) -> Sink:
     async def sink(items: Iterable[Outbound]) -> int:
-        return await enqueue_many(items, batch_size=batch_size)
+        return await enqueue_bulk(items, batch_size=batch_size)
 
     return sink
 
@@ -42,7 +74,7 @@ class PlanContext:
 
     @property
     def tz(self) -> ZoneInfo:
-        return self.schedule.tz
+        return _zone(self.schedule.timezone)
 
     @property
     def catching_up(self) -> bool:
@@ -63,6 +95,11 @@ class PlanContext:
     def not_before(self) -> datetime:
         """The plan's send time: the plan day at ``schedule.daily_plan_at``."""
         return self.at(self.day, self.schedule.daily_plan_at)
+
+
+@lru_cache(maxsize=16)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
 
 
 class Zones:

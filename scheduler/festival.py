@@ -18,11 +18,12 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from typing import Any, Final
 
 from scheduler.cn_calendar import lunar_to_solar
 from scheduler.config import FestivalSettings
-from scheduler.context import PlanContext, Sink, Zones
+from scheduler.context import PlanContext, Sink, Zones, feed
 from scheduler.selection import Selection
 from scheduler.wording import FESTIVAL_NAMES, Localised, localised
 from storage.models import Category
@@ -106,7 +107,7 @@ def selections(ctx: PlanContext) -> list[Selection]:
     return [active_customers(ctx.day)]
 
 
-def _messages(ctx: PlanContext, festival: Festival, rows: list[dict[str, Any]],
+def _messages(ctx: PlanContext, rows: list[dict[str, Any]], *, festival: Festival,
               zones: Zones) -> Iterator[Outbound]:
     year = ctx.day.year
     for row in rows:
@@ -128,8 +129,7 @@ async def queue(ctx: PlanContext, sink: Sink) -> int:
     if festival is None or ctx.catching_up:
         return 0
     zones = Zones(ctx.tz)
-    created = 0
-    async for rows in active_customers(ctx.day).pages(ctx.batch_size):
-        created += await sink(_messages(ctx, festival, rows, zones))
+    created = await feed(active_customers(ctx.day), ctx.batch_size,
+                         partial(_messages, ctx, festival=festival, zones=zones), sink)
     log.info("queued %d %s greetings for %s", created, festival.code, ctx.day)
     return created

@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from datetime import date, timedelta
+from functools import partial
 from typing import Any
 
-from scheduler.context import PlanContext, Sink
+from scheduler.context import PlanContext, Sink, feed
 from scheduler.renewal import NOT_RENEWED, POLICY_COLUMNS
 from scheduler.selection import Selection, as_date
 from scheduler.wording import localised_date
@@ -82,7 +83,6 @@ def _messages(ctx: PlanContext, rows: list[dict[str, Any]]) -> Iterator[Outbound
 async def queue(ctx: PlanContext, sink: Sink) -> int:
     created = 0
     for selection in selections(ctx):
-        async for rows in selection.pages(ctx.batch_size):
-            created += await sink(_messages(ctx, rows))
+        created += await feed(selection, ctx.batch_size, partial(_messages, ctx), sink)
     log.info("queued %d lapse rescues for %s", created, ctx.day)
     return created

@@ -31,12 +31,13 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import partial
 from typing import Any, Final
 
 from scheduler.cn_calendar import HolidayPeriod, WorkCalendar
 from scheduler.config import RenewalSettings
-from scheduler.context import PlanContext, Sink
-from scheduler.selection import Selection, as_date, placeholders
+from scheduler.context import PlanContext, Sink, feed
+from scheduler.selection import Selection, as_date
 from scheduler.wording import HOLIDAY_NAMES, localised_date
 from storage.models import Category
 from storage.outbox import Outbound
@@ -141,25 +142,30 @@ def schedule_for(end: date, settings: RenewalSettings,
 # -- selection and queueing ----------------------------------------------------------------------
 
 
-def expiring(ends: Sequence[date]) -> Selection:
+def expiring(end: date) -> Selection:
+    """Policies still waiting for renewal that expire on ``end``.
+
+    One selection per expiry date: an equality on the ``(status, end_date)`` index reads just
+    that day's policies (an ``IN`` list of dates can tempt the planner into a primary-key scan
+    of the whole table to serve ``ORDER BY id LIMIT n``).
+    """
     return Selection(
         columns=POLICY_COLUMNS,
         source="FROM policy p JOIN customer c ON c.id = p.customer_id "
-               f"WHERE p.status = 'active' AND p.end_date IN ({placeholders(len(ends))}) "
-               f"AND {NOT_RENEWED}",
-        values=tuple(sorted(set(ends))),
+               f"WHERE p.status = 'active' AND p.end_date = ? AND {NOT_RENEWED}",
+        values=(end,),
         key="p.id",
     )
 
 
 def selections(ctx: PlanContext) -> list[Selection]:
     offsets = offsets_due(ctx.day, ctx.today, ctx.renewal.offsets)
-    return [expiring([ctx.day + timedelta(days=k) for k in offsets])] if offsets else []
+    return [expiring(ctx.day + timedelta(days=k)) for k in offsets]
 
 
 def holiday_selections(ctx: PlanContext) -> list[Selection]:
     due = holiday_expiries_due(ctx.day, ctx.today, ctx.renewal, ctx.calendar)
-    return [expiring([end for end, _ in due])] if due else []
+    return [expiring(end) for end, _ in due]
 
 
 def _reminders(ctx: PlanContext, rows: list[dict[str, Any]]) -> Iterator[Outbound]:
@@ -183,7 +189,7 @@ def _reminders(ctx: PlanContext, rows: list[dict[str, Any]]) -> Iterator[Outboun
         )
 
 
-def _holiday_reminders(ctx: PlanContext, rows: list[dict[str, Any]],
+def _holiday_reminders(ctx: PlanContext, rows: list[dict[str, Any]], *,
                        periods: dict[date, HolidayPeriod]) -> Iterator[Outbound]:
     for row in rows:
         end = as_date(row["end_date"])
@@ -208,22 +214,19 @@ def _holiday_reminders(ctx: PlanContext, rows: list[dict[str, Any]],
 
 async def queue(ctx: PlanContext, sink: Sink) -> int:
     created = 0
-    offsets = offsets_due(ctx.day, ctx.today, ctx.renewal.offsets)
-    if offsets:
-        selection = expiring([ctx.day + timedelta(days=k) for k in offsets])
-        async for rows in selection.pages(ctx.batch_size):
-            created += await sink(_reminders(ctx, rows))
+    for selection in selections(ctx):
+        created += await feed(selection, ctx.batch_size, partial(_reminders, ctx), sink)
     log.info("queued %d renewal reminders for %s", created, ctx.day)
     return created
 
 
 async def queue_holiday(ctx: PlanContext, sink: Sink) -> int:
     due = holiday_expiries_due(ctx.day, ctx.today, ctx.renewal, ctx.calendar)
-    if not due:
-        return 0
     periods = dict(due)
     created = 0
-    async for rows in expiring(list(periods)).pages(ctx.batch_size):
-        created += await sink(_holiday_reminders(ctx, rows, periods))
-    log.info("queued %d holiday renewal reminders for %s", created, ctx.day)
+    for end in periods:
+        created += await feed(expiring(end), ctx.batch_size,
+                              partial(_holiday_reminders, ctx, periods=periods), sink)
+    if periods:
+        log.info("queued %d holiday renewal reminders for %s", created, ctx.day)
     return created

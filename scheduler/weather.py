@@ -21,10 +21,11 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any, Final
 
 from scheduler.config import WeatherSettings
-from scheduler.context import PlanContext, Sink
+from scheduler.context import PlanContext, Sink, feed
 from scheduler.forecast import DayForecast, ForecastSource, ForecastUnavailable, Place
 from scheduler.selection import Selection, fetch, placeholders
 from scheduler.wording import HAZARD_ADVICE, HAZARD_NAMES, localised, localised_date
@@ -151,7 +152,7 @@ async def forecasts(source: ForecastSource, regions: Sequence[Region], start: da
     return out
 
 
-def _notices(ctx: PlanContext, rows: list[dict[str, Any]], regions: dict[int, Region],
+def _notices(ctx: PlanContext, rows: list[dict[str, Any]], *, regions: dict[int, Region],
              alerts: dict[int, list[tuple[date, str]]]) -> Iterator[Outbound]:
     sent = ctx.at(ctx.day, ctx.schedule.weather_at)
     for row in rows:
@@ -197,8 +198,8 @@ async def queue(ctx: PlanContext, settings: WeatherSettings, source: ForecastSou
             result.alerts[hazard] += 1
     if alerts:
         by_id = {r.id: r for r in regions}
-        async for rows in insured_in(ctx.day, sorted(alerts)).pages(ctx.batch_size):
-            result.queued += await sink(_notices(ctx, rows, by_id, alerts))
+        result.queued = await feed(insured_in(ctx.day, sorted(alerts)), ctx.batch_size,
+                                   partial(_notices, ctx, regions=by_id, alerts=alerts), sink)
     log.info("weather for %s: %d regions, %d with warnings, %d failed, %d notices queued",
              ctx.day, len(regions), len(alerts), len(result.failed), result.queued)
     return result

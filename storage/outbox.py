@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from storage.models import Category, Message
+from storage.models import Category, Message, MessageStatus
 
 ChannelPolicy = Literal["telegram_then_sms", "telegram_only", "sms_only"]
 
@@ -102,3 +102,94 @@ async def _insert_batch(batch: list[Outbound]) -> int:
         if fresh:
             await Message.bulk_create(fresh, ignore_conflicts=True)
     return len(fresh)
+
+
+_MAX_BULK_BATCH = 10_000  # SQLite allows 32,766 bound values per statement
+
+
+async def enqueue_bulk(items: Iterable[Outbound], *, batch_size: int = 5000) -> int:
+    """``enqueue_many`` for large volumes (a day's plan): same contract, returns how many were new.
+
+    Keys already in the outbox, or repeated in ``items``, are left alone, and memory is bounded
+    by ``batch_size``. The difference is only how: no ORM objects, one
+    ``INSERT … ON CONFLICT (dedup_key) DO NOTHING`` per batch (``unnest`` arrays on PostgreSQL,
+    ``INSERT OR IGNORE`` with ``executemany`` on SQLite), with the model's defaults for the
+    columns a producer does not set.
+    """
+    created = 0
+    batch: dict[str, Outbound] = {}
+    for item in items:
+        batch.setdefault(item.dedup_key, item)
+        if len(batch) >= min(batch_size, _MAX_BULK_BATCH):
+            created += await _insert_bulk(list(batch.values()))
+            batch = {}
+    if batch:
+        created += await _insert_bulk(list(batch.values()))
+    return created
+
+
+# The columns a producer sets, per row; the others get the model's starting values.
+_BULK_COLUMNS = (
+    "dedup_key", "kind", "category", "customer_id", "channel_policy", "template_key", "params",
+    "not_before", "stale_after", "campaign_id",
+)
+_PG_TYPES = ("text", "text", "text", "int", "text", "text", "jsonb", "timestamptz",
+             "timestamptz", "int")
+_BULK_DEFAULTS: dict[str, str | int] = {
+    "status": MessageStatus.PENDING.value, "skip_reason": "", "attempts": 0, "last_error": "",
+    "segments": 0,
+}
+
+
+def _literal(value: str | int) -> str:
+    return f"'{value}'" if isinstance(value, str) else str(int(value))
+
+
+def _bulk_sql(postgres: bool) -> str:
+    columns = ", ".join(("created_at", "updated_at", *_BULK_DEFAULTS, *_BULK_COLUMNS))
+    defaults = ", ".join(_literal(v) for v in _BULK_DEFAULTS.values())
+    if postgres:
+        unnest = ", ".join(f"${i}::{t}[]" for i, t in enumerate(_PG_TYPES, start=2))
+        return (f"INSERT INTO message ({columns}) SELECT $1, $1, {defaults}, u.* "
+                f"FROM unnest({unnest}) AS u ON CONFLICT (dedup_key) DO NOTHING")
+    marks = ", ".join("?" * len(_BULK_COLUMNS))
+    return f"INSERT OR IGNORE INTO message ({columns}) VALUES (?, ?, {defaults}, {marks})"
+
+
+def _bulk_rows(batch: list[Outbound]) -> list[tuple[Any, ...]]:
+    encode = Message._meta.fields_map["params"].encoder  # type: ignore[attr-defined]
+    return [
+        (item.dedup_key, item.kind, item.category.value, item.customer_id, item.channel_policy,
+         item.template_key, encode(item.params), item.not_before.astimezone(UTC),
+         item.stale_after.astimezone(UTC) if item.stale_after is not None else None,
+         item.campaign_id)
+        for item in batch
+    ]
+
+
+async def _insert_bulk(batch: list[Outbound]) -> int:
+    async with in_transaction() as conn:
+        postgres = conn.capabilities.dialect == "postgres"
+        keys = [item.dedup_key for item in batch]
+        # Looking keys up first is much cheaper than letting the INSERT meet them (a re-run).
+        if postgres:
+            found = await conn.execute_query_dict(
+                "SELECT dedup_key FROM message WHERE dedup_key = ANY($1::text[])", [keys])
+        else:
+            found = await conn.execute_query_dict(
+                f"SELECT dedup_key FROM message WHERE dedup_key IN ({', '.join('?' * len(keys))})",
+                keys)
+        present = {row["dedup_key"] for row in found}
+        fresh = [item for item in batch if item.dedup_key not in present]
+        if not fresh:
+            return 0
+        rows = _bulk_rows(fresh)
+        now = datetime.now(UTC)
+        async with conn.acquire_connection() as raw:
+            if postgres:
+                status: str = await raw.execute(_bulk_sql(True), now,
+                                                *[list(c) for c in zip(*rows, strict=True)])
+                return int(status.rsplit(" ", 1)[-1])
+            before = raw.total_changes
+            await raw.executemany(_bulk_sql(False), [(now, now, *row) for row in rows])
+            return int(raw.total_changes - before)

@@ -129,10 +129,13 @@ async def test_leader_whose_lock_connection_dies_steps_down(db: str, is_postgres
         assert first.is_leader and not second.is_leader
         admin = await asyncpg.connect(dsn)
         try:
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+            # the timeout makes it wait until the backend is gone (PostgreSQL 14+)
+            ended = await admin.fetchval(
+                "SELECT bool_and(pg_terminate_backend(pid, 5000)) FROM pg_locks "
+                "WHERE locktype = 'advisory' "
                 "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             )
+            assert ended
         finally:
             await admin.close()
         assert await first.poll() is False and not first.is_leader
