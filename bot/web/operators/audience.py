@@ -40,7 +40,8 @@ class AudienceFilter(BaseModel):
 
 
 class Where:
-    """A WHERE clause over ``customer c`` and its parameters, in order."""
+    """A WHERE clause over ``customer c`` and its parameters. Placeholders are positional
+    (``?``): call ``value`` in the order the placeholders appear in the text."""
 
     def __init__(self, *, postgres: bool) -> None:
         self.postgres = postgres
@@ -81,9 +82,10 @@ def where_clause(audience: AudienceFilter, where: Where, *, default_tier: str) -
     if audience.expiring_to:
         policy.append(f"p.end_date <= {where.value(audience.expiring_to)}")
     if policy:
-        active = where.value(PolicyStatus.ACTIVE.value)
+        # placeholders are positional: the status goes last, as it is added last
+        policy.append(f"p.status = {where.value(PolicyStatus.ACTIVE.value)}")
         parts.append("EXISTS (SELECT 1 FROM policy p WHERE p.customer_id = c.id AND "
-                     f"p.status = {active} AND {' AND '.join(policy)})")
+                     f"{' AND '.join(policy)})")
     if audience.has_telegram is True:
         parts.append(TELEGRAM_LINKED)
     elif audience.has_telegram is False:
