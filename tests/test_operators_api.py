@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 
@@ -35,7 +36,7 @@ from storage.models import (
 from storage.operator_models import AuditLog, Role
 from tests import factories as f
 
-Client = TestClient  # type: ignore[type-arg]
+Client = TestClient[web.Request, web.Application]
 
 
 class Clock:
@@ -152,7 +153,8 @@ async def test_agent_cannot_adjust_points(rig: Rig) -> None:
 def _campaign(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "name": "双十一关怀", "category": "care", "channel_policy": "telegram_then_sms",
-        "audience": {}, "templates": {"zh-CN": "{name}，天冷注意保暖。", "en": "{name}, stay warm."},
+        "audience": {},
+        "templates": {"zh-CN": "{name}，天冷注意保暖。", "en": "{name}, stay warm."},
     }
     body.update(overrides)
     return body
@@ -462,7 +464,7 @@ async def test_every_console_page_renders_in_both_languages(rig: Rig) -> None:
     await _login(rig, Role.ADMIN)
     claim = await _claim()
     await _document(rig, claim)
-    status, created = await rig.call("POST", "/api/v1/campaigns", json=_campaign())
+    _status, created = await rig.call("POST", "/api/v1/campaigns", json=_campaign())
     c = await f.customer()
     await Task.create(kind="renewal_callback", customer=c, source="sms")
     pages = ["/console/", "/console/campaigns", "/console/campaigns/new",
@@ -481,7 +483,7 @@ async def test_every_console_page_renders_in_both_languages(rig: Rig) -> None:
 
 
 async def test_every_write_leaves_an_audit_row(rig: Rig) -> None:
-    status, created = await rig.call("POST", "/api/v1/campaigns", json=_campaign())
+    _status, created = await rig.call("POST", "/api/v1/campaigns", json=_campaign())
     await rig.call("POST", f"/api/v1/campaigns/{created['id']}/cancel")
     rows = await AuditLog.filter(target_type="campaign").order_by("id")
     assert [r.action for r in rows] == ["campaign.create", "campaign.cancel"]

@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.delivery.dispatcher import Dispatcher
@@ -25,7 +26,7 @@ from storage.operator_models import Campaign, CampaignStatus, Operator, Role
 from tests import factories as f
 from tests.test_operators_api import Clock
 
-Client = TestClient  # type: ignore[type-arg]
+Client = TestClient[web.Request, web.Application]
 
 
 @dataclass
@@ -127,7 +128,7 @@ async def test_preview_counts_channels_segments_cost_and_warns_on_cn_marketing(
     assert sms["estimated_cost"] == round(sms["segments"] * 0.05, 2)
     codes = {w["code"] for w in preview["warnings"]}
     assert {"marketing_sms_cn", "marketing_needs_consent"} <= codes
-    [first, second, third] = preview["samples"]
+    [first, second, _third] = preview["samples"]
     assert first["channel"] == "telegram" and first["text"].startswith("王芳，安行保险提醒您")
     assert second["channel"] == "sms" and second["text"].startswith("【安行保险】客户0，")
     assert second["text"].endswith("回T退订") and second["refused"] == "marketing_sms_cn"
@@ -199,7 +200,7 @@ async def test_scheduled_campaign_waits_for_its_send_time(rig: Rig) -> None:
     await f.customer()
     later = rig.clock.now + timedelta(hours=2)
     campaign_id = await _create(rig, send_at=later.isoformat())
-    status, started = await rig.call("POST", f"/api/v1/campaigns/{campaign_id}/start")
+    _status, started = await rig.call("POST", f"/api/v1/campaigns/{campaign_id}/start")
     assert started["status"] == "scheduled"
     runner = CampaignRunner(rig.settings, clock=rig.clock)
     assert not await runner.tick()
@@ -220,7 +221,7 @@ async def _dispatch(rig: Rig) -> Dispatcher:
             self.sent.append(to)
             return SendResult(f"SM{len(self.sent):032d}", segments=1)
 
-    return Dispatcher(rig.settings, Texts.load(), telegram=None, sms=Sms(),  # type: ignore[arg-type]
+    return Dispatcher(rig.settings, Texts.load(), telegram=None, sms=Sms(),
                       clock=rig.clock, skip_locked=rig.settings.database.is_postgres)
 
 
