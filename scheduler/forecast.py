@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Final, Protocol
@@ -63,6 +63,18 @@ class ForecastSource(Protocol):
 
 
 Sleep = Callable[[float], Awaitable[None]]
+
+
+class StaticForecast:
+    """A forecast source answering from a fixed list: the offline demo's scripted weather."""
+
+    def __init__(self, days: Iterable[DayForecast] = ()) -> None:
+        self.days = list(days)
+
+    async def daily(self, places: Sequence[Place], start: date,
+                    end: date) -> list[DayForecast]:
+        codes = {p.code for p in places}
+        return [d for d in self.days if d.place in codes and start <= d.day <= end]
 
 
 class OpenMeteo:

@@ -13,7 +13,7 @@ from loyalty.ledger import credit
 from scheduler import runs
 from scheduler.config import ScheduleSettings
 from scheduler.context import PlanContext
-from scheduler.forecast import DayForecast, ForecastUnavailable, Place
+from scheduler.forecast import DayForecast, ForecastUnavailable, Place, StaticForecast
 from scheduler.jobs import PLAN, POINTS, WEATHER, Jobs, SchedulerSettings
 from scheduler.plan import dry_run, run_plan
 from storage.loyalty_models import EntryKind
@@ -36,11 +36,11 @@ class Clock:
         return self.now
 
 
-class ScriptedForecast:
-    """A forecast source that answers from a script, or fails while ``down``."""
+class ScriptedForecast(StaticForecast):
+    """The static forecast, or a provider outage while ``down``."""
 
     def __init__(self, days: Sequence[DayForecast] = ()) -> None:
-        self.days = list(days)
+        super().__init__(days)
         self.down = False
         self.calls = 0
 
@@ -48,8 +48,7 @@ class ScriptedForecast:
         self.calls += 1
         if self.down:
             raise ForecastUnavailable("HTTP 503: down", retryable=True)
-        codes = {p.code for p in places}
-        return [d for d in self.days if d.place in codes and start <= d.day <= end]
+        return await super().daily(places, start, end)
 
 
 def _jobs(clock: Clock, forecast: ScriptedForecast | None = None,
