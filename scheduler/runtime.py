@@ -130,6 +130,7 @@ class SchedulerRuntime:
         if scheduler is None:
             return
         scheduler.shutdown(wait=False)
+        await asyncio.sleep(0)  # AsyncIOScheduler shuts down in a loop callback: let it run
         for task in list(self._running):
             task.cancel()
         await asyncio.gather(*list(self._running), return_exceptions=True)
