@@ -114,7 +114,7 @@ class OperatorSettings(_Section):
     session_hours: int = Field(default=12, ge=1, le=720)
     default_language: Literal["zh-CN", "en"] = "zh-CN"
     campaign_batch_ids: int = Field(
-        default=50_000, ge=100, le=1_000_000,
+        default=50_000, ge=1, le=1_000_000,
         description="customer ids covered by one campaign enqueue transaction",
     )
     campaign_poll_seconds: float = Field(default=2.0, gt=0, le=60)
