@@ -26,7 +26,15 @@ from PIL import Image
 from bot.documents import UploadLimits, store_document
 from bot.web.app import Overrides, build_app
 from bot.web.operators.access import create_operator
-from storage.models import Channel, Claim, Document, DocumentStatus, Message, MessageStatus
+from storage.models import (
+    Channel,
+    Claim,
+    Customer,
+    Document,
+    DocumentStatus,
+    Message,
+    MessageStatus,
+)
 from storage.operator_models import Campaign, CampaignStatus, Role
 from tests import factories as f
 from tests.fakes.telegram import FakeTelegram
@@ -138,7 +146,7 @@ async def test_campaign_from_creation_to_delivery(console: Console,
         await f.link_telegram(c)
     sms_only = [await f.customer(name="Lee", language="en", phone=f"+1415555{n:04d}")
                 for n in range(2)]
-    contact = await (await _operator_contact())
+    contact = await Customer.get(phone="+8613912340000")  # the operator's own contact
     await f.link_telegram(contact, 990_001)
 
     await console.run(_login(console))
@@ -149,8 +157,10 @@ async def test_campaign_from_creation_to_delivery(console: Console,
         wait(driver).until(lambda d: count.get_attribute("data-ready") == "yes")
         assert count.text == "5"
         driver.find_element(By.ID, "name").send_keys("冬季行车关怀")
-        driver.find_element(By.ID, "template_zh").send_keys("{name}，{company}提醒您：冬季路滑，请减速慢行。")
-        driver.find_element(By.ID, "template_en").send_keys("{name}, {company}: roads are icy, drive slowly.")
+        driver.find_element(By.ID, "template_zh").send_keys(
+            "{name}，{company}提醒您：冬季路滑，请减速慢行。")
+        driver.find_element(By.ID, "template_en").send_keys(
+            "{name}, {company}: roads are icy, drive slowly.")
         driver.find_element(By.CSS_SELECTOR, "input[name=languages][value=en]").click()
         wait(driver).until(lambda d: count.text == "2")
         driver.find_element(By.CSS_SELECTOR, "input[name=languages][value=en]").click()
@@ -236,29 +246,18 @@ async def test_reviewer_rejects_a_document_and_the_customer_is_asked_again(
     assert "C2026-0042" in asked and "照片模糊，请重拍" in asked and "重新上传" in asked
 
 
-async def _operator_contact() -> Any:
-    from storage.models import Customer
-
-    async def find() -> Customer:
-        return await Customer.get(phone="+8613912340000")
-    return find()
-
-
 async def _status_is(campaign_id: int, status: CampaignStatus) -> bool:
     return (await Campaign.get(id=campaign_id)).status == status
 
 
-async def _until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
+async def _until(condition: Callable[[], bool]) -> None:
     async def check() -> bool:
         return condition()
-    await _until_async(check, timeout)
+    await _until_async(check)
 
 
-async def _until_async(condition: Callable[[], Any], timeout: float = WAIT) -> None:
-    """Poll a condition on the event loop (the app keeps running meanwhile)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await condition():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
+async def _until_async(condition: Callable[[], Any]) -> None:
+    """Poll a condition on the event loop (the app keeps running meanwhile), for WAIT s."""
+    async with asyncio.timeout(WAIT):
+        while not await condition():  # noqa: ASYNC110 - fakes and DB have no event to await
+            await asyncio.sleep(0.05)
