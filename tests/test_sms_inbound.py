@@ -609,12 +609,18 @@ async def test_mms_without_open_claim_is_kept_and_filed_when_the_number_comes(
     reply, _ = await rig.mms(owner.phone, [(png(), "image/png"), (png((20, 20)), "image/png")])
     assert reply == "【安行保险】已收到2份资料。请回复理赔+案件号，以便关联到您的案件。"
     assert await Document.filter(claim_id=None, customer_id=owner.id).count() == 2
-    reply = await rig.text(owner.phone, f"理赔{closed.number}")
-    assert reply == f"【安行保险】理赔{closed.number}进度：已结案。已关联您发来的2份资料。"
-    assert await Document.filter(claim_id=closed.id).count() == 2
-    # Asked again: nothing left to file, just the status.
+    # A closed claim takes no documents (as in Telegram): status only, files stay waiting.
     assert await rig.text(owner.phone, f"理赔{closed.number}") == (
         f"【安行保险】理赔{closed.number}进度：已结案。")
+    assert await Document.filter(claim_id=None).count() == 2
+    # The claim the photos were for arrives from the core system; the customer names it.
+    new = await claim_of(owner, status=ClaimStatus.REPORTED)
+    reply = await rig.text(owner.phone, f"理赔{new.number}")
+    assert reply == f"【安行保险】理赔{new.number}进度：已报案。已关联您发来的2份资料。"
+    assert await Document.filter(claim_id=new.id).count() == 2
+    # Asked again: nothing left to file, just the status.
+    assert await rig.text(owner.phone, f"理赔{new.number}") == (
+        f"【安行保险】理赔{new.number}进度：已报案。")
 
 
 async def test_mms_naming_another_customers_claim_is_not_attached_to_it(rig: SmsRig) -> None:
@@ -630,13 +636,21 @@ async def test_mms_naming_another_customers_claim_is_not_attached_to_it(rig: Sms
     assert (await Document.get()).claim_id is None
 
 
-async def test_mms_naming_own_claim_goes_to_that_claim(rig: SmsRig) -> None:
+async def test_mms_naming_own_open_claim_goes_to_that_claim(rig: SmsRig) -> None:
     owner = await f.customer()
     older = await claim_of(owner, reported=f.NOON_SHANGHAI - timedelta(days=30))
     await claim_of(owner)  # newer open claim
     reply, _ = await rig.mms(owner.phone, [(png(), "image/png")], body=f"理赔{older.number}")
     assert reply == f"【安行保险】已收到1份资料，已关联理赔{older.number}。"
     assert (await Document.get()).claim_id == older.id
+
+
+async def test_mms_naming_own_closed_claim_is_kept_unattached(rig: SmsRig) -> None:
+    owner = await f.customer()
+    closed = await claim_of(owner, status=ClaimStatus.PAID)
+    reply, _ = await rig.mms(owner.phone, [(png(), "image/png")], body=f"理赔{closed.number}")
+    assert reply == "【安行保险】已收到1份资料。请回复理赔+案件号，以便关联到您的案件。"
+    assert (await Document.get()).claim_id is None
 
 
 @pytest.mark.parametrize(
@@ -706,6 +720,20 @@ async def test_media_outside_our_twilio_account_is_never_fetched_with_our_creden
     await rig.drain()
     assert rig.twilio.media_downloads == [] and rig.twilio.deleted_media == []
     assert await Document.all().count() == 0
+
+
+async def test_slow_media_download_is_cut_off_and_the_answer_still_comes(
+    make_rig: Callable[..., Awaitable[SmsRig]],
+) -> None:
+    rig = await make_rig(sms={"media_timeout_seconds": 0.2})
+    owner = await f.customer()
+    await claim_of(owner)
+    rig.twilio.delay = 60.0  # Twilio hangs; the fake ends the wait when it shuts down
+    reply, _ = await rig.mms(owner.phone, [(png(), "image/png")])
+    assert reply == "【安行保险】文件未保存：文件接收失败。请处理后重新发送。"
+    assert await Document.all().count() == 0
+    assert (await InboundSms.get()).reply == reply
+    await rig.drain()  # the DELETE is cut off the same way, and only logged
 
 
 async def test_media_is_kept_at_twilio_when_delete_media_is_off(

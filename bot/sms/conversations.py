@@ -287,7 +287,9 @@ class SmsConversations:
             return await self._query(row, Command.CLAIM.value,
                                      self._replies.claim_not_found(lang, number))
         claim_id, status = found[0]
-        if not await self._unfiled(sender.id).exists():
+        # Documents we asked the claim number for are filed now — on an open claim only,
+        # as Telegram uploads are.
+        if status not in OPEN_CLAIM_STATUSES or not await self._unfiled(sender.id).exists():
             return await self._query(row, Command.CLAIM.value,
                                      self._replies.claim(lang, number, str(status)))
 
@@ -371,14 +373,13 @@ class SmsConversations:
 
     async def _target_claim(self, customer_id: int,
                             parsed: Parsed) -> tuple[int | None, str | None]:
-        """The claim named in the MMS text (if it is the sender's), else the newest open one;
-        none when the named claim is not theirs — we ask rather than guess."""
-        query = Claim.filter(customer_id=customer_id)
+        """The open claim named in the MMS text, else the sender's newest open claim; none
+        when the named claim is not theirs or not open — we ask rather than guess."""
+        query = Claim.filter(customer_id=customer_id, status__in=list(OPEN_CLAIM_STATUSES))
         if parsed.command is Command.CLAIM and parsed.argument:
             query = query.filter(number=parsed.argument)
         else:
-            query = query.filter(status__in=list(OPEN_CLAIM_STATUSES)).order_by(
-                "-reported_at", "-id")
+            query = query.order_by("-reported_at", "-id")
         found = await query.limit(1).values_list("id", "number")
         if not found:
             return None, None
