@@ -316,6 +316,10 @@ async def test_customer_search_masks_phones(rig: Rig) -> None:
                                        params={"q": q})
         assert status == 200 and [c["id"] for c in found] == [owner.id], q
         assert found[0]["phone"] == "+86*******5678"
+    no_policy = await f.customer(phone="+8613912340001")
+    status, found = await rig.call("GET", "/api/v1/customers", Role.VIEWER,
+                                   params={"q": "139 1234 0001"})
+    assert [c["id"] for c in found] == [no_policy.id]
     status, profile = await rig.call("GET", f"/api/v1/customers/{owner.id}", Role.VIEWER)
     assert status == 200 and profile["policies"][0]["number"] == policy.number
     status, answer = await rig.call("GET", "/api/v1/customers", Role.VIEWER)

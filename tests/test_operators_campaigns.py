@@ -168,8 +168,9 @@ async def test_start_enqueues_every_recipient_once_with_the_campaign_dedup_key(
     assert {r.dedup_key for r in rows} == {f"campaign:{campaign_id}:{c.id}"
                                            for c in [*people, english]}
     ann = next(r for r in rows if r.customer_id == english.id)
-    assert ann.params == {"body": {"zh-CN": "Ann，安行保险提醒您冬季行车注意安全。",
-                                   "en": "Ann, Anxing Insurance wishes you safe winter driving."}}
+    assert ann.params == {"body": "Ann, Anxing Insurance wishes you safe winter driving."}
+    zh = next(r for r in rows if r.customer_id == people[0].id)
+    assert zh.params == {"body": "人0，安行保险提醒您冬季行车注意安全。"}
     assert ann.kind == "campaign" and ann.template_key == "campaign"
     assert ann.status == MessageStatus.PENDING and ann.not_before == rig.clock.now
     campaign = await Campaign.get(id=campaign_id)

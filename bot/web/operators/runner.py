@@ -26,6 +26,7 @@ from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from bot.settings import Settings
+from bot.texts import FALLBACK_LANGUAGE
 from bot.web.operators import campaigns as service
 from bot.web.operators.audience import Where, where_clause
 from bot.web.operators.sql import execute, is_postgres
@@ -40,15 +41,22 @@ _COLUMNS = ("created_at, updated_at, dedup_key, kind, category, customer_id, cha
 
 
 def _params_sql(bodies: dict[str, str], where: Where) -> str:
-    """SQL building ``{"body": {lang: text}}`` with ``{name}`` replaced by the customer's name."""
+    """SQL building ``{"body": text}``: the text in the customer's language (the fallback
+    language's otherwise) with ``{name}`` replaced by the customer's name. One language per
+    row keeps a million-row campaign's outbox (and its WAL) about half the size."""
     pg = where.postgres
-    pairs: list[str] = []
-    for lang, body in bodies.items():
-        value = where.value(body) + ("::text" if pg else "")
-        text = f"replace({value}, '{{name}}', c.name)" if "{name}" in body else value
-        pairs.append(f"'{lang}', {text}")
+    fallback = FALLBACK_LANGUAGE if FALLBACK_LANGUAGE in bodies else next(iter(bodies))
+
+    def text(lang: str) -> str:
+        value = where.value(bodies[lang]) + ("::text" if pg else "")
+        return f"replace({value}, '{{name}}', c.name)" if "{name}" in bodies[lang] else value
+
+    others = [lang for lang in bodies if lang != fallback]
+    # placeholders are positional: build the branches in the order they appear in the text
+    branches = "".join(f"WHEN c.language = '{lang}' THEN {text(lang)} " for lang in others)
+    chosen = f"CASE {branches}ELSE {text(fallback)} END" if others else text(fallback)
     build = "jsonb_build_object" if pg else "json_object"
-    return f"{build}('body', {build}({', '.join(pairs)}))"
+    return f"{build}('body', {chosen})"
 
 
 def insert_select(campaign: Campaign, settings: Settings, *, postgres: bool, lo: int, hi: int,
