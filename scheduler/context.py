@@ -68,9 +68,12 @@ class PlanContext:
     renewal: RenewalSettings = field(default_factory=RenewalSettings)
     calendar: WorkCalendar = field(default_factory=work_calendar)
 
+    _send_at: datetime = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         if self.day > self.today:
             raise ValueError(f"cannot plan {self.day} before it comes (today is {self.today})")
+        object.__setattr__(self, "_send_at", self.at(self.day, self.schedule.daily_plan_at))
 
     @property
     def tz(self) -> ZoneInfo:
@@ -94,7 +97,7 @@ class PlanContext:
     @property
     def not_before(self) -> datetime:
         """The plan's send time: the plan day at ``schedule.daily_plan_at``."""
-        return self.at(self.day, self.schedule.daily_plan_at)
+        return self._send_at
 
 
 @lru_cache(maxsize=16)
@@ -108,6 +111,7 @@ class Zones:
     def __init__(self, fallback: ZoneInfo) -> None:
         self._fallback = fallback
         self._zones: dict[str, ZoneInfo] = {}
+        self._midnights: dict[tuple[date, str | None], datetime] = {}
 
     def get(self, name: str | None) -> ZoneInfo:
         if not name:
@@ -123,4 +127,10 @@ class Zones:
 
     def end_of_day(self, day: date, name: str | None) -> datetime:
         """Midnight after ``day`` in the named zone: a greeting for ``day`` is stale then."""
-        return datetime.combine(day + timedelta(days=1), time(0, 0), tzinfo=self.get(name))
+        key = (day, name)
+        midnight = self._midnights.get(key)
+        if midnight is None:
+            midnight = datetime.combine(day + timedelta(days=1), time(0, 0),
+                                        tzinfo=self.get(name))
+            self._midnights[key] = midnight
+        return midnight

@@ -7,7 +7,9 @@ a second process).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -156,13 +158,29 @@ def _bulk_sql(postgres: bool) -> str:
     return f"INSERT OR IGNORE INTO message ({columns}) VALUES (?, ?, {defaults}, {marks})"
 
 
+def _params_encoder() -> Callable[[Any], str]:
+    """The JSON field's own encoder; for the stock ``json.dumps`` partial, one reusable
+    ``JSONEncoder`` with the same options (same output, without building one per row)."""
+    encode: Callable[[Any], str] = Message._meta.fields_map["params"].encoder  # type: ignore[attr-defined]
+    if isinstance(encode, functools.partial) and encode.func is json.dumps and not encode.args:
+        return json.JSONEncoder(**encode.keywords).encode
+    return encode
+
+
 def _bulk_rows(batch: list[Outbound]) -> list[tuple[Any, ...]]:
-    encode = Message._meta.fields_map["params"].encoder  # type: ignore[attr-defined]
+    encode = _params_encoder()
+    utc: dict[datetime, datetime] = {}  # a batch shares a handful of send and stale times
+
+    def in_utc(moment: datetime) -> datetime:
+        converted = utc.get(moment)
+        if converted is None:
+            converted = utc[moment] = moment.astimezone(UTC)
+        return converted
+
     return [
         (item.dedup_key, item.kind, item.category.value, item.customer_id, item.channel_policy,
-         item.template_key, encode(item.params), item.not_before.astimezone(UTC),
-         item.stale_after.astimezone(UTC) if item.stale_after is not None else None,
-         item.campaign_id)
+         item.template_key, encode(item.params), in_utc(item.not_before),
+         in_utc(item.stale_after) if item.stale_after is not None else None, item.campaign_id)
         for item in batch
     ]
 
