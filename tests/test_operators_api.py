@@ -495,3 +495,20 @@ async def test_every_write_leaves_an_audit_row(rig: Rig) -> None:
     assert rows[1].operator_name == "op-admin"
     assert rows[0].created_at == f.NOON_SHANGHAI
     _ = datetime.now(UTC)  # the clock above is the injected one, not this
+
+
+async def test_session_cookie_is_secure_behind_https(db: str) -> None:
+    settings = f.settings_for(db_url=db, web={"public_base_url": "https://ops.example.com"})
+    app = build_app(settings, Overrides(run_dispatcher=False, run_scheduler=False,
+                                        run_campaigns=False, manage_database=False))
+    _, token = await create_operator("https-admin", Role.ADMIN)
+    async with TestClient(TestServer(app)) as client:
+        page = await (await client.get("/console/login")).text()
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert csrf is not None
+        resp = await client.post("/console/login", allow_redirects=False, data={
+            "token": token, "csrf_token": csrf.group(1)},
+            cookies={"engage_login_csrf": csrf.group(1)})
+        assert resp.status == 303
+        cookie = resp.cookies["engage_session"]
+        assert cookie["secure"] and cookie["httponly"] and cookie["samesite"] == "Strict"
