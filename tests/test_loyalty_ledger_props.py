@@ -60,6 +60,12 @@ def make_machine(loop: asyncio.AbstractEventLoop) -> type[RuleBasedStateMachine]
             n = next(_ids)
             self.customer = run(Customer.create(name=f"测{n}", phone=f"+86135{n:08d}",
                                                 referral_code=f"H{n}"))
+            # Rewards (and their stock) belong to this run alone: state shared between
+            # examples would make a replayed example take another path.
+            self.n = n
+            for code, cost, stock in (("h1", 1, None), ("h7", 7, 3), ("h30", 30, None)):
+                run(Reward.create(code=f"{code}-{n}", kind="car_wash", name_zh=code,
+                                  name_en=code, points_cost=cost, stock=stock))
             self.day = date(2026, 1, 1)
             self.postings: list[Done] = []
             self.vouchers: list[int] = []
@@ -108,7 +114,7 @@ def make_machine(loop: asyncio.AbstractEventLoop) -> type[RuleBasedStateMachine]
         def redeem(self, reward: str) -> None:
             before = (self._balance(), self._entries())
             try:
-                done = run(redeem(self.customer.id, reward, request_key=self._key(),
+                done = run(redeem(self.customer.id, f"{reward}-{self.n}", request_key=self._key(),
                                   now=self.now, settings=S))
             except (InsufficientPoints, OutOfStock):
                 assert (self._balance(), self._entries()) == before
@@ -174,9 +180,6 @@ def test_ledger_state_machine(db_url: str) -> None:
     loop.run_until_complete(Tortoise.init(config=storage_db.tortoise_config(db_url),
                                           _enable_global_fallback=True))
     try:
-        for code, cost, stock in (("h1", 1, None), ("h7", 7, 3), ("h30", 30, None)):
-            loop.run_until_complete(Reward.create(code=code, kind="car_wash", name_zh=code,
-                                                  name_en=code, points_cost=cost, stock=stock))
         machine = make_machine(loop)
         machine.TestCase.settings = settings(
             max_examples=25, stateful_step_count=20, deadline=None,
