@@ -10,18 +10,21 @@ Contract (architecture invariant 4):
   nothing. Nothing is updated or deleted: a correction is a reversal entry linked to the
   original (``reverses_id``).
 
-Concurrency: the first statement of every posting is an ``UPDATE`` of the account row
-(``balance = balance - ? … AND balance >= ?`` for debits), which takes the row lock on
-PostgreSQL until commit, so lots are only read and changed by the transaction holding it. On
-SQLite Tortoise runs one transaction at a time on its single connection (its transaction
-context holds the connection lock), which serialises writers in the process; the conditional
-``UPDATE`` keeps the balance check correct on both. We deliberately add no lock of our own:
-a second lock taken around Tortoise's could deadlock with a caller already inside a
-transaction.
+Concurrency: every posting first locks the account row — by the ``UPDATE`` of its balance
+(``balance = balance - ? … AND balance >= ?`` for debits) or ``SELECT … FOR UPDATE`` — which
+holds on PostgreSQL until commit, so lots are only read and changed by the transaction
+holding it. On SQLite Tortoise runs one transaction at a time on its single connection (its
+transaction context holds the connection lock), which serialises writers in the process;
+the conditional ``UPDATE`` keeps the balance check correct on both. We deliberately add no
+lock of our own: a second lock taken around Tortoise's could deadlock with a caller already
+inside a transaction.
 
-The hot path is plain SQL (a handful of statements per posting) because it is the part the
-benchmark measures. Functions named ``post_*`` run inside the caller's transaction (pass the
-connection from ``in_transaction()``); the others open their own.
+The hot path is plain SQL (one statement for a credit on PostgreSQL, a few elsewhere)
+because it is the part the benchmark measures. ``created_at``/``updated_at`` there are row
+bookkeeping stamped from the ORM's clock, as its ``auto_now`` fields are; every business
+time (``occurred_at``, lot dates) comes from the caller's ``now``. Functions named
+``post_*`` run inside the caller's transaction (pass the connection from
+``in_transaction()``); the others open their own.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
-from tortoise import timezone as tz_now
+from tortoise import timezone as orm_clock
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.connection import connections
 from tortoise.exceptions import IntegrityError
@@ -179,7 +182,7 @@ class AccountRef:
 async def _create_account(
     conn: BaseDBAsyncClient, customer_id: int, settings: LoyaltySettings
 ) -> None:
-    stamp = tz_now.now()
+    stamp = orm_clock.now()
     try:
         await execute(
             conn,
@@ -213,7 +216,7 @@ async def _add_to_balance(
 ) -> tuple[int, int]:
     sql = (f"UPDATE loyalty_account SET balance = balance + ?, updated_at = ? "
            f"WHERE {_WHERE[ref.column]} RETURNING id, balance")
-    values = [points, tz_now.now(), ref.value]
+    values = [points, orm_clock.now(), ref.value]
     rows = await fetch(conn, sql, values)
     if not rows and ref.column == "customer_id":
         await _create_account(conn, ref.value, settings)
@@ -228,7 +231,7 @@ async def _take_from_balance(
 ) -> tuple[int, int] | None:
     sql = (f"UPDATE loyalty_account SET balance = balance - ?, updated_at = ? "
            f"WHERE {_WHERE[ref.column]} AND balance >= ? RETURNING id, balance")
-    rows = await fetch(conn, sql, [points, tz_now.now(), ref.value, points])
+    rows = await fetch(conn, sql, [points, orm_clock.now(), ref.value, points])
     if not rows:
         return None
     return int(rows[0]["id"]), int(rows[0]["balance"])
@@ -251,7 +254,7 @@ async def _insert_entry(
         "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
         [account_id, spec.kind.value, amount, balance_after, spec.key, spec.fingerprint,
          spec.reverses_id, shortfall, spec.payment_id, spec.policy_id, spec.reason,
-         spec.operator, utc(now), tz_now.now()],
+         spec.operator, utc(now), orm_clock.now()],
     )
     if not rows:
         raise Replay(spec.key)
@@ -392,7 +395,7 @@ async def _pg_credit(
     expires_on: date, settings: LoyaltySettings,
 ) -> tuple[int, int, int]:
     sql = _PG_CREDIT.replace("{where}", ref.column)
-    values = [points, tz_now.now(), ref.value, spec.kind.value, spec.key, spec.fingerprint,
+    values = [points, orm_clock.now(), ref.value, spec.kind.value, spec.key, spec.fingerprint,
               spec.reverses_id, spec.payment_id, spec.policy_id, spec.reason, spec.operator,
               utc(now), expires_on]
     for _ in range(2):
@@ -433,7 +436,7 @@ async def _record_debit(
         rows = await conn.execute_query_dict(_PG_DEBIT_RECORD, [
             account_id, taken, list(prefer), only, spec.kind.value, -taken, balance, spec.key,
             spec.fingerprint, spec.reverses_id, shortfall, spec.payment_id, spec.policy_id,
-            spec.reason, spec.operator, utc(now), tz_now.now()])
+            spec.reason, spec.operator, utc(now), orm_clock.now()])
     except IntegrityError as exc:
         raise _key_conflict(exc, spec.key) from None
     if int(rows[0]["taken"]) != taken:
