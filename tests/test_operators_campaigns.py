@@ -316,3 +316,42 @@ async def test_wrong_state_transitions_are_409(rig: Rig) -> None:
         status, answer = await rig.call("POST", f"/api/v1/campaigns/{campaign_id}/{action}")
         assert status == 409 and answer["error"] == "invalid_state"
     assert (await rig.call("POST", "/api/v1/campaigns/999/start"))[0] == 404
+
+
+async def test_runner_holds_again_a_message_requeued_after_the_pause(rig: Rig) -> None:
+    for n in range(5):
+        await f.customer(name=f"人{n}", phone=f"+1415558{n:04d}")
+    campaign_id = await _create(rig)
+    await rig.call("POST", f"/api/v1/campaigns/{campaign_id}/start")
+    runner = CampaignRunner(rig.settings, clock=rig.clock)
+    while await runner.tick():
+        pass
+    await rig.call("POST", f"/api/v1/campaigns/{campaign_id}/pause")
+    runner.wake(campaign_id)
+    # a dispatcher that had claimed one row before the pause puts it back (say, a retry)
+    straggler = await Message.filter(campaign_id=campaign_id).first()
+    assert straggler is not None
+    await Message.filter(id=straggler.id).update(not_before=rig.clock.now)
+    await runner.tick()  # inside the lease window: not yet swept
+    assert (await Message.get(id=straggler.id)).not_before == rig.clock.now
+    rig.clock.now += timedelta(seconds=rig.settings.delivery.lease_seconds + 2)
+    await runner.tick()
+    assert (await Message.get(id=straggler.id)).not_before == campaigns.HOLD_UNTIL
+    dispatcher = await _dispatch(rig)
+    assert await dispatcher.dispatch_once() == 0
+
+
+async def test_runner_skips_a_message_requeued_after_the_cancel(rig: Rig) -> None:
+    await f.customer(phone="+14155559999")
+    campaign_id = await _create(rig)
+    await rig.call("POST", f"/api/v1/campaigns/{campaign_id}/start")
+    runner = CampaignRunner(rig.settings, clock=rig.clock)
+    while await runner.tick():
+        pass
+    await rig.call("POST", f"/api/v1/campaigns/{campaign_id}/cancel")
+    [message] = await Message.filter(campaign_id=campaign_id)
+    await Message.filter(id=message.id).update(status=MessageStatus.PENDING, skip_reason="")
+    restarted = CampaignRunner(rig.settings, clock=rig.clock)  # sweeps once at start-up
+    await restarted.tick()
+    message = await Message.get(id=message.id)
+    assert (message.status, message.skip_reason) == (MessageStatus.SKIPPED, "cancelled")
