@@ -355,8 +355,9 @@ class Task(TimestampMixin, Model):
 class ProcessedUpdate(Model):
     """Telegram update ids already handled, so a redelivered update has no second effect."""
 
-    update_id = fields.BigIntField(primary_key=True, generated=False)
-    processed_at = fields.DatetimeField()
+    id = fields.BigIntField(primary_key=True)
+    update_id = fields.BigIntField(unique=True)
+    processed_at = fields.DatetimeField(db_index=True)
 
     class Meta:
         table = "telegram_processed_update"

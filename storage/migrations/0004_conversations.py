@@ -57,10 +57,11 @@ class Migration(migrations.Migration):
         ops.CreateModel(
             name='ProcessedUpdate',
             fields=[
-                ('update_id', fields.BigIntField(primary_key=True, unique=True, db_index=True)),
-                ('processed_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('update_id', fields.BigIntField(unique=True)),
+                ('processed_at', fields.DatetimeField(db_index=True, auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'telegram_processed_update', 'app': 'models', 'pk_attr': 'update_id', 'table_description': 'Telegram update ids already handled, so a redelivered update has no second effect.'},
+            options={'table': 'telegram_processed_update', 'app': 'models', 'pk_attr': 'id', 'table_description': 'Telegram update ids already handled, so a redelivered update has no second effect.'},
             bases=['Model'],
         ),
         ops.CreateModel(
