@@ -1,0 +1,288 @@
+"""Signed inbound SMS webhooks per second, and p99 latency, for keyword queries against a
+100,000-customer database — with the ratio against a bare aiohttp handler that only checks
+the signature and answers empty TwiML, measured in the same run.
+
+    python -m bench.sms_inbound [--db postgres|sqlite] [--customers 100000]
+                                [--requests 5000] [--concurrency 16] [--fk-indexes]
+                                [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+
+The database is built with bulk inserts: customers (one in five English-speaking), one or
+two active policies each, a claim for one in five, a loyalty account for half. Both
+applications run in one server subprocess (one event loop, as in production), each on its
+own port: the real ``build_app`` (``/sms/inbound`` with the database, no dispatcher or
+scheduler) and the bare handler. This process is the load: ``--concurrency`` connections,
+requests signed beforehand with twilio's ``RequestValidator``, each a new MessageSid from a
+random customer with a random query keyword (POLICY/保单, CLAIM/理赔 with and without a
+number, POINTS/积分, HELP/帮助). Every answer is checked to be 200 TwiML with a message.
+
+``--fk-indexes`` first creates indexes on ``policy.customer_id`` and ``claim.customer_id``,
+which migrations 0001-0005 do not have, to show what they would change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+from pydantic import SecretStr
+from tortoise import Tortoise
+from tortoise.migrations.api import migrate
+from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
+
+from bot.settings import Settings, TwilioSettings
+from bot.sms.signature import TwilioSignature
+from bot.web.app import Overrides, build_app
+from storage import db as storage_db
+from storage.config import DatabaseSettings
+from storage.loyalty_models import LoyaltyAccount
+from storage.models import Claim, ClaimStatus, Customer, Language, Policy, Product
+
+ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+AUTH_TOKEN = "fedcba9876543210" * 2
+PUBLIC_URL = "https://engage.example.com"
+INBOUND_URL = f"{PUBLIC_URL}/sms/inbound"
+NOW = datetime(2026, 11, 21, 4, 0, tzinfo=UTC)
+CHUNK = 5000
+KEYWORDS = ["POLICY", "保单", "CLAIM", "理赔", "POINTS", "积分", "HELP", "帮助", "claim #"]
+CLAIM_STATUSES = list(ClaimStatus)
+
+
+def phone(i: int) -> str:
+    return f"+86139{i:08d}"
+
+
+def claim_number(i: int) -> str:
+    return f"RDAA31{i:010d}"
+
+
+def has_claim(i: int) -> bool:
+    return i % 5 == 0
+
+
+# -- the database --------------------------------------------------------------------------
+
+
+async def populate(n: int) -> None:
+    rng = random.Random(20261121)
+    policy_id = 0
+    for start in range(0, n, CHUNK):
+        ids = range(start, min(n, start + CHUNK))
+        await Customer.bulk_create([
+            Customer(id=i + 1, name=f"客户{i}", phone=phone(i), referral_code=f"S{i:09d}",
+                     language=Language.EN if i % 5 == 4 else Language.ZH_CN)
+            for i in ids
+        ])
+        policies: list[Policy] = []
+        claims: list[Claim] = []
+        for i in ids:
+            plate = f"沪A·{i % 100_000:05d}"
+            end = date(2027, 1, 1) + timedelta(days=rng.randrange(365))
+            for product in (Product.COMPULSORY, Product.COMMERCIAL)[: 1 + (i % 3 == 0)]:
+                policy_id += 1
+                policies.append(Policy(
+                    id=policy_id, number=f"P{policy_id:010d}", customer_id=i + 1,
+                    product=product, plate=plate, start_date=end - timedelta(days=365),
+                    end_date=end, premium_cents=rng.randrange(100_000, 800_000)))
+            if has_claim(i):
+                claims.append(Claim(
+                    number=claim_number(i), policy_id=policy_id, customer_id=i + 1,
+                    status=rng.choice(CLAIM_STATUSES),
+                    reported_at=NOW - timedelta(days=rng.randrange(1, 200))))
+        await Policy.bulk_create(policies)
+        await Claim.bulk_create(claims)
+        await LoyaltyAccount.bulk_create([
+            LoyaltyAccount(customer_id=i + 1, balance=0, tier="standard")
+            for i in ids if i % 2 == 0
+        ])
+
+
+async def fk_indexes() -> None:
+    conn = Tortoise.get_connection("default")
+    await conn.execute_script(
+        "CREATE INDEX bench_policy_customer ON policy (customer_id);"
+        "CREATE INDEX bench_claim_customer ON claim (customer_id);")
+
+
+# -- the servers (subprocess) --------------------------------------------------------------
+
+
+def bench_settings(url: str) -> Settings:
+    return Settings(
+        database=DatabaseSettings(url=url, pool_max=10),
+        twilio=TwilioSettings(account_sid=ACCOUNT_SID, auth_token=SecretStr(AUTH_TOKEN),
+                              from_number="+15005550006", public_base_url=PUBLIC_URL,
+                              api_base="http://127.0.0.1:9"),
+    )
+
+
+def bare_app() -> web.Application:
+    signature = TwilioSignature(AUTH_TOKEN, PUBLIC_URL)
+    empty = str(MessagingResponse())
+
+    async def inbound(request: web.Request) -> web.Response:
+        await signature.verified_form(request)
+        return web.Response(text=empty, content_type="text/xml")
+
+    app = web.Application()
+    app.router.add_post("/sms/inbound", inbound)
+    return app
+
+
+async def serve(url: str) -> None:
+    real = build_app(bench_settings(url), Overrides(
+        run_dispatcher=False, run_scheduler=False, clock=lambda: NOW))
+    ports = []
+    runners = []
+    for app in (real, bare_app()):
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        ports.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+    print(*ports, flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until closed
+    for runner in reversed(runners):
+        await runner.cleanup()
+
+
+# -- the load ------------------------------------------------------------------------------
+
+
+def signed_requests(count: int, customers: int, seed: int) -> list[tuple[dict[str, str], str]]:
+    rng = random.Random(seed)
+    validator = RequestValidator(AUTH_TOKEN)
+    out = []
+    for _ in range(count):
+        i = rng.randrange(customers)
+        keyword = rng.choice(KEYWORDS)
+        if keyword == "claim #":  # a number: the customer's own, or someone else's
+            j = i if has_claim(i) and rng.random() < 0.8 else rng.randrange(0, customers, 5)
+            keyword = f"理赔 {claim_number(j)}"
+        params = {"MessageSid": "SM" + uuid.uuid4().hex, "AccountSid": ACCOUNT_SID,
+                  "From": phone(i), "To": "+15005550006", "Body": keyword, "NumMedia": "0"}
+        out.append((params, validator.compute_signature(INBOUND_URL, params)))
+    return out
+
+
+async def load(port: int, requests: list[tuple[dict[str, str], str]],
+               concurrency: int) -> tuple[float, list[float]]:
+    """Requests per second and each request's latency (seconds)."""
+    url = f"http://127.0.0.1:{port}/sms/inbound"
+    latencies: list[float] = []
+    queue = iter(requests)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            for params, sig in queue:
+                started = time.perf_counter()
+                async with session.post(url, data=params,
+                                        headers={"X-Twilio-Signature": sig}) as resp:
+                    body = await resp.text()
+                latencies.append(time.perf_counter() - started)
+                if resp.status != 200 or not body.startswith("<?xml"):
+                    raise RuntimeError(f"{resp.status}: {body[:200]}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return len(requests) / elapsed, latencies
+
+
+def p(latencies: list[float], q: float) -> float:
+    return statistics.quantiles(latencies, n=1000)[int(q * 1000) - 1] * 1000
+
+
+async def run(args: argparse.Namespace) -> None:
+    pg_name = ""
+    sqlite_path: Path | None = None
+    if args.db == "postgres":
+        pg_name = f"engage_bench_sms_{uuid.uuid4().hex[:8]}"
+        admin = await asyncpg.connect(args.pg)
+        await admin.execute(f'CREATE DATABASE "{pg_name}"')
+        await admin.close()
+        url = args.pg.replace("postgresql://", "postgres://", 1).rsplit("/", 1)[0] + f"/{pg_name}"
+    else:
+        sqlite_path = Path(f"/tmp/engage-bench-sms-{uuid.uuid4().hex[:8]}.sqlite3")
+        url = f"sqlite://{sqlite_path}"
+    server: asyncio.subprocess.Process | None = None
+    try:
+        config = storage_db.tortoise_config(url)
+        await migrate(config=config)
+        await Tortoise.init(config=config)
+        t0 = time.monotonic()
+        await populate(args.customers)
+        if args.fk_indexes:
+            await fk_indexes()
+        # Planner statistics, as a database in service has them (autovacuum, or by hand).
+        await Tortoise.get_connection("default").execute_script("ANALYZE")
+        counts = [await Customer.all().count(), await Policy.all().count(),
+                  await Claim.all().count()]
+        await Tortoise.close_connections()
+        print(f"{args.db}: {counts[0]:,} customers, {counts[1]:,} policies, {counts[2]:,} "
+              f"claims built in {time.monotonic() - t0:.1f} s"
+              + (" (+ customer_id indexes on policy and claim)" if args.fk_indexes else ""))
+
+        server = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.sms_inbound", "--serve", url,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        assert server.stdout is not None
+        real_port, bare_port = map(int, (await server.stdout.readline()).split())
+
+        warm = signed_requests(500, args.customers, seed=1)
+        await load(real_port, warm, args.concurrency)
+        await load(bare_port, warm, args.concurrency)
+        work = signed_requests(args.requests, args.customers, seed=2)
+        bare_rate, bare_lat = await load(bare_port, work, args.concurrency)
+        ours_rate, ours_lat = await load(real_port, work, args.concurrency)
+        print(f"{args.requests:,} signed keyword queries, {args.concurrency} concurrent:")
+        print(f"  /sms/inbound  {ours_rate:8,.0f} req/s   p50 {p(ours_lat, .5):6.1f} ms   "
+              f"p99 {p(ours_lat, .99):6.1f} ms")
+        print(f"  bare handler  {bare_rate:8,.0f} req/s   p50 {p(bare_lat, .5):6.1f} ms   "
+              f"p99 {p(bare_lat, .99):6.1f} ms")
+        print(f"  ratio {ours_rate / bare_rate:.2f} of the bare handler's throughput; "
+              f"p99 {p(ours_lat, .99) / p(bare_lat, .99):.1f}x")
+    finally:
+        if server is not None and server.stdin is not None:
+            server.stdin.close()
+            await asyncio.wait_for(server.wait(), timeout=30)
+        await Tortoise.close_connections()
+        if pg_name:
+            admin = await asyncpg.connect(args.pg)
+            await admin.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+            await admin.close()
+        if sqlite_path is not None:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{sqlite_path}{suffix}").unlink(missing_ok=True)  # noqa: ASYNC240
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--fk-indexes", action="store_true")
+    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--serve", metavar="DB_URL", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve(args.serve))
+    else:
+        asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
