@@ -1,0 +1,218 @@
+"""CSV import of the insurer's exports: customers, policies, claims and payments.
+
+The file is streamed: records are validated one by one in Python and written in batches, each
+batch in its own transaction (one SELECT of the natural keys it holds, one bulk INSERT of the
+new rows, one bulk UPDATE of the changed ones — see ``storage.importing.sql``). Memory is
+bounded by the batch size, whatever the size of the file. Importing the same file again
+changes nothing (upsert by natural key).
+
+A bad row is skipped and reported as ``line N: column: problem`` (N is the physical line the
+record starts on; the header is line 1); the good rows still land. A file that cannot be
+imported at all (missing, not UTF-8, no header, a required column missing) raises
+``ImportFileError`` before anything is written; a CSV structure error found part-way (a cell
+over ``csv.field_size_limit()``) raises it after the batches before it were written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from typing import Any, TextIO
+from zoneinfo import ZoneInfo
+
+from tortoise import connections
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from storage.importing.claims import ClaimImport
+from storage.importing.customers import CustomerImport
+from storage.importing.payments import PaymentImport
+from storage.importing.policies import PolicyImport
+from storage.importing.progress import Progress
+from storage.importing.rows import Context, Kind, Outcome, Parsed, Problem, RowError
+from storage.importing.source import CsvSource, ImportFileError, open_csv
+
+__all__ = ["KINDS", "ImportFileError", "ImportReport", "import_csv"]
+
+log = logging.getLogger(__name__)
+
+KINDS: dict[str, type[CustomerImport | PolicyImport | ClaimImport | PaymentImport]] = {
+    "customers": CustomerImport,
+    "policies": PolicyImport,
+    "claims": ClaimImport,
+    "payments": PaymentImport,
+}
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+# A batch that hit a unique key — a referral code drawn twice, or a row another writer added
+# meanwhile — is rolled back, read and written again.
+_ATTEMPTS = 3
+_YIELD_EVERY = 100  # rows validated between turns of the batch being written
+
+
+@dataclass(slots=True)
+class ImportReport:
+    kind: str
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+
+    @property
+    def accepted(self) -> int:
+        return self.created + self.updated + self.unchanged
+
+    def summary(self) -> str:
+        return (f"{self.kind}: {self.accepted:,} accepted ({self.created:,} created, "
+                f"{self.updated:,} updated, {self.unchanged:,} unchanged), "
+                f"{self.rejected:,} rejected")
+
+
+@dataclass(slots=True)
+class _Batch:
+    parsed: list[Parsed[Any]] = field(default_factory=list)
+    keys: set[str] = field(default_factory=set)
+    problems: list[Problem] = field(default_factory=list)
+    rows: int = 0
+
+
+class _Run:
+    """One import: reads and validates records, writes them batch by batch, reports.
+
+    Writing a batch overlaps with validating the next one (the database works in its own
+    thread or server meanwhile); writes themselves stay strictly in file order, so a batch
+    sees everything the batches before it wrote.
+    """
+
+    def __init__(self, kind: Kind[Any], source: CsvSource, report: ImportReport, out: TextIO,
+                 progress: Progress | None, connection: str) -> None:
+        self.kind = kind
+        self.source = source
+        self.report = report
+        self.out = out
+        self.progress = progress
+        self.connection = connection
+        self.rows = 0
+        self._writing: asyncio.Task[None] | None = None
+
+    async def run(self, batch_size: int) -> None:
+        try:
+            await self._read(batch_size)
+        finally:
+            await self._drain()
+        if self.progress is not None:
+            self.progress.finish(self.rows, self.source.size)
+
+    async def _read(self, batch_size: int) -> None:
+        kind, width = self.kind, self.source.width
+        batch = _Batch()
+        for line, values in self.source.records():
+            batch.rows += 1
+            if len(values) != width:
+                batch.problems.append(
+                    Problem(line, "row", f"{len(values)} cells, the header has {width}"))
+            else:
+                try:
+                    record = kind.parse(values)
+                except RowError as exc:
+                    batch.problems.append(Problem(line, exc.column, exc.problem))
+                else:
+                    key = kind.key(record)
+                    if key in batch.keys:
+                        # The same key twice: write what came before first, so the later row
+                        # is applied on top of the earlier one, exactly as if read one by one.
+                        await self._submit(batch)
+                        batch = _Batch()
+                    batch.keys.add(key)
+                    batch.parsed.append(Parsed(line, record))
+            if batch.rows >= batch_size:
+                await self._submit(batch)
+                batch = _Batch()
+            elif self._writing is not None and batch.rows % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let the batch being written take its next step
+        await self._submit(batch)
+
+    async def _submit(self, batch: _Batch) -> None:
+        await self._drain()
+        self._writing = asyncio.create_task(self._write_and_report(batch))
+
+    async def _drain(self) -> None:
+        if self._writing is not None:
+            task, self._writing = self._writing, None
+            await task
+
+    async def _write_and_report(self, batch: _Batch) -> None:
+        outcome = await self._write(batch.parsed) if batch.parsed else Outcome()
+        problems = sorted(batch.problems + outcome.problems, key=lambda p: p.line)
+        if problems and self.progress is not None:
+            self.progress.clear()
+        for problem in problems:
+            print(problem, file=self.out)
+        report = self.report
+        report.created += outcome.created
+        report.updated += outcome.updated
+        report.unchanged += outcome.unchanged
+        report.rejected += len(problems)
+        self.rows += batch.rows
+        if self.progress is not None:
+            self.progress.update(self.rows, self.source.position())
+
+    async def _write(self, parsed: list[Parsed[Any]]) -> Outcome:
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                async with in_transaction(self.connection) as conn:
+                    return await self.kind.write(conn, parsed)
+            except IntegrityError:
+                if attempt == _ATTEMPTS:
+                    raise
+                log.info("%s batch from line %d hit a unique key, writing it again",
+                         self.report.kind, parsed[0].line)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def import_csv(
+    kind: str,
+    path: Path,
+    *,
+    default_region: str = "CN",
+    out: TextIO | None = None,
+    progress: bool = False,
+    progress_stream: TextIO | None = None,
+    batch_size: int = 10_000,
+    now: datetime | None = None,
+    local_tz: tzinfo = SHANGHAI,
+    connection: str = "default",
+) -> ImportReport:
+    """Import ``path`` as ``kind``; problems and the summary line go to ``out`` (stdout).
+
+    Tortoise must be initialised. ``now`` (aware; default: the current time) stamps the
+    rows and events this import writes; naive date-times in the file are in ``local_tz``.
+    ``batch_size`` rows go in one transaction: on SQLite, inserting random keys (phones,
+    referral codes) into big indexes rewrites most index pages per commit, so larger batches
+    write far less (measured over 300,000 customers: 6.6 KB of disk writes per row at 2,000
+    rows a batch, 1.7 KB at 10,000).
+    Raises ``ImportFileError`` if the file cannot be imported at all (missing, not UTF-8,
+    no header, missing required columns); nothing is written then.
+    """
+    factory = KINDS.get(kind)
+    if factory is None:
+        raise ValueError(f"unknown import kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    stamp = (now or datetime.now(UTC)).astimezone(UTC)
+    context = Context(default_region=default_region, now=stamp, local_tz=local_tz)
+    out = out or sys.stdout
+    report = ImportReport(kind)
+    with open_csv(path, required=factory.required, optional=factory.optional) as source:
+        if source.ignored:
+            print(f"note: ignoring unknown column(s) {', '.join(source.ignored)}", file=out)
+        job = factory(source.columns, context)
+        await job.prepare(connections.get(connection))
+        bar = Progress(progress_stream or sys.stderr, kind, source.size) if progress else None
+        await _Run(job, source, report, out, bar, connection).run(batch_size)
+    print(report.summary(), file=out)
+    log.debug("%s", report.summary())
+    return report

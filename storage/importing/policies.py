@@ -1,0 +1,183 @@
+"""Policies: upsert by policy number; owner by phone; ``renews`` links a renewal to the policy
+it replaces (that one becomes ``renewed``)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from storage.models import Customer, Policy, PolicyStatus, Product
+from storage.phones import mask_phone
+
+from . import cells
+from .rows import Columns, Context, Outcome, Parsed, Problem, RowError
+from .sql import Statements
+
+PRODUCTS = cells.enum_options(Product, 交强险=Product.COMPULSORY, 商业险=Product.COMMERCIAL)
+STATUSES = cells.enum_options(
+    PolicyStatus, 有效=PolicyStatus.ACTIVE, 已过期=PolicyStatus.EXPIRED,
+    过期=PolicyStatus.EXPIRED, 已退保=PolicyStatus.CANCELLED, 退保=PolicyStatus.CANCELLED,
+    已续保=PolicyStatus.RENEWED,
+)
+# 沪A·12345, 沪A 12345 and 沪a-12345 are one plate: 沪A12345
+_PLATE_NOISE = re.compile(r"[\s·•・.\-]")
+
+# Policy columns an import sets, in the order of the tuples below.
+_FIELDS = ("customer_id", "product", "plate", "vehicle", "start_date", "end_date",
+           "premium_cents", "status", "cancelled_at")
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRecord:
+    number: str
+    phone: str
+    product: Product
+    plate: str
+    vehicle: str | None
+    start_date: date
+    end_date: date
+    premium_cents: int
+    status: PolicyStatus | None
+    renews: str | None
+
+
+class PolicyImport:
+    required: tuple[str, ...] = ("number", "phone", "product", "plate", "start_date",
+                                 "end_date", "premium")
+    optional: tuple[str, ...] = ("vehicle", "status", "renews")
+
+    def __init__(self, columns: Columns, context: Context) -> None:
+        self._pick = columns.picker("number", "phone", "product", "plate", "vehicle",
+                                    "start_date", "end_date", "premium", "status", "renews")
+        self._context = context
+        self._phones = cells.Phones(context.default_region)
+
+    async def prepare(self, conn: BaseDBAsyncClient) -> None:
+        return None
+
+    def key(self, record: PolicyRecord) -> str:
+        return record.number
+
+    def parse(self, values: list[str]) -> PolicyRecord:
+        (number, phone_text, product_text, plate_text, vehicle, start_text, end_text,
+         premium_text, status_text, renews_text) = self._pick(values)
+        cells.bounded(cells.required(number, "number"), "number", 40)
+        phone = self._phones(cells.required(phone_text, "phone"), "phone")
+        product = cells.choice(cells.required(product_text, "product"), "product", PRODUCTS)
+        plate = _PLATE_NOISE.sub("", cells.required(plate_text, "plate")).upper()
+        cells.bounded(plate, "plate", 16)
+        cells.bounded(vehicle, "vehicle", 100)
+        start = cells.iso_date(cells.required(start_text, "start_date"), "start_date")
+        end = cells.iso_date(cells.required(end_text, "end_date"), "end_date")
+        if end <= start:
+            raise RowError("end_date", "must be after start_date")
+        premium = cells.cents(cells.required(premium_text, "premium"), "premium")
+        status = cells.choice(status_text, "status", STATUSES) if status_text else None
+        renews = renews_text or None
+        if renews is not None:
+            cells.bounded(renews, "renews", 40)
+            if renews == number:
+                raise RowError("renews", "a policy cannot renew itself")
+        return PolicyRecord(number, phone, product, plate, vehicle or None, start, end, premium,
+                            status, renews)
+
+    async def write(self, conn: BaseDBAsyncClient,
+                    batch: Sequence[Parsed[PolicyRecord]]) -> Outcome:
+        outcome = Outcome()
+        now = self._context.now
+        numbers = {item.record.number for item in batch}
+        renewed = {item.record.renews for item in batch if item.record.renews}
+        statements = Statements(conn)
+        owners = dict(await statements.select_in(
+            Customer, "phone", {i.record.phone for i in batch}, ("phone", "id")))
+        existing: dict[str, tuple[Any, ...]] = {
+            row[1]: row for row in await statements.select_in(
+                Policy, "number", numbers | renewed, ("id", "number", *_FIELDS, "renewed_by_id"))
+        }
+        inserts: list[list[Any]] = []
+        updates: list[list[Any]] = []
+        links: list[tuple[str, str]] = []  # (renewal, renewed) still to be linked
+        arrived: set[str] = set()  # numbers of this batch's rows accepted so far
+        claimed: set[str] = set()  # policies renewed by this batch's rows so far
+        for item in batch:
+            record = item.record
+            owner = owners.get(record.phone)
+            if owner is None:
+                outcome.problems.append(Problem(
+                    item.line, "phone", f"no customer with phone {mask_phone(record.phone)}"))
+                continue
+            current = existing.get(record.number)
+            link = False
+            if record.renews is not None:
+                old = existing.get(record.renews)
+                problem = _renewal_problem(record.renews, current, old, arrived, claimed)
+                if problem is not None:
+                    outcome.problems.append(Problem(item.line, "renews", problem))
+                    continue
+                claimed.add(record.renews)
+                link = old is None or old[-1] is None
+                if link:
+                    links.append((record.number, record.renews))
+            arrived.add(record.number)
+            if current is None:
+                status = record.status or PolicyStatus.ACTIVE
+                inserts.append([
+                    owner, str(record.product), record.plate, record.vehicle or "",
+                    record.start_date, record.end_date, record.premium_cents, str(status),
+                    now if status == PolicyStatus.CANCELLED else None, record.number,
+                ])
+                outcome.created += 1
+                continue
+            old_values = current[2:-1]
+            renewed_by = current[-1]
+            status = record.status or current[9]
+            if renewed_by is not None and status in (PolicyStatus.ACTIVE, PolicyStatus.EXPIRED):
+                status = PolicyStatus.RENEWED  # the renewal link decides, not an older export
+            cancelled_at = current[10]
+            if status == PolicyStatus.CANCELLED and cancelled_at is None:
+                cancelled_at = now
+            new = (owner, record.product, record.plate, record.vehicle or current[5],
+                   record.start_date, record.end_date, record.premium_cents, status,
+                   cancelled_at)
+            if new == old_values and not link:
+                outcome.unchanged += 1
+                continue
+            updates.append([now, owner, str(record.product), *new[2:7], str(status),
+                            cancelled_at, current[0]])
+            outcome.updated += 1
+
+        await statements.insert(
+            Policy, ("created_at", "updated_at", *_FIELDS, "number", "coverage"),
+            [[now, now, *row, "{}"] for row in inserts])
+        await statements.update(Policy, ("updated_at", *_FIELDS), updates)
+        if links:
+            ids = dict(await statements.select_in(
+                Policy, "number", {n for pair in links for n in pair}, ("number", "id")))
+            await statements.update(
+                Policy, ("renewed_by_id", "status", "renewed_at", "updated_at"),
+                [[ids[renewal], str(PolicyStatus.RENEWED), now, now, ids[old]]
+                 for renewal, old in links])
+        return outcome
+
+
+def _renewal_problem(renews: str, current: tuple[Any, ...] | None, old: tuple[Any, ...] | None,
+                     arrived: set[str], claimed: set[str]) -> str | None:
+    """Why this row may not renew policy ``renews``, if it may not.
+
+    ``current`` and ``old`` are the database rows of this policy and of the renewed one
+    (``renewed_by_id`` last); ``arrived`` and ``claimed`` are the policies accepted and renewed
+    by earlier rows of the batch.
+    """
+    if old is None and renews not in arrived:
+        return f"no policy with number {renews} (imported already or earlier in the file)"
+    if renews in claimed:
+        return f"policy {renews} is renewed by another row of this file"
+    this_id = None if current is None else current[0]
+    if old is not None and old[-1] is not None and old[-1] != this_id:
+        return f"policy {renews} is already renewed by another policy"
+    return None

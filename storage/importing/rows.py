@@ -1,0 +1,117 @@
+"""What every kind of import shares: the row error, the batch outcome, the kind's contract."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from operator import itemgetter
+from typing import Generic, Protocol, TypeVar
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+R = TypeVar("R")
+
+
+class RowError(Exception):
+    """One cell (or the whole row, column ``row``) is wrong: the row is skipped and reported."""
+
+    def __init__(self, column: str, problem: str) -> None:
+        super().__init__(f"{column}: {problem}")
+        self.column = column
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A rejected row, as reported: ``line N: column: problem``."""
+
+    line: int
+    column: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.column}: {self.problem}"
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed(Generic[R]):
+    """A record that passed validation, with the line it starts on."""
+
+    line: int
+    record: R
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What writing one batch did; ``problems`` are rows the database check refused."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Everything a kind needs besides the rows: settings and the injected clock."""
+
+    default_region: str
+    now: datetime  # aware; created_at/updated_at and event times of this import
+    local_tz: tzinfo  # the zone of naive date-times in the file
+
+
+class Columns:
+    """The header: which known columns the file has, and where.
+
+    A column the file does not have reads as ``""``, exactly like a blank cell, so "not given"
+    means the same either way.
+    """
+
+    __slots__ = ("_index",)
+
+    def __init__(self, index: dict[str, int]) -> None:
+        self._index = index
+
+    def picker(self, *names: str) -> Callable[[list[str]], list[str]]:
+        """A function from a record's cells to the stripped values of ``names``, in order.
+
+        It appends one blank cell to the record it is given, and reads absent columns there.
+        """
+        if len(names) < 2:
+            raise ValueError("pick at least two columns")
+        getter = itemgetter(*[self._index.get(name, -1) for name in names])
+
+        def pick(values: list[str]) -> list[str]:
+            values.append("")
+            return [value.strip() for value in getter(values)]
+
+        return pick
+
+
+class Kind(Protocol[R]):
+    """One kind of import: its columns, how a record is validated, how a batch is written.
+
+    ``parse`` is pure (no I/O) and raises ``RowError``. ``write`` runs inside the batch's
+    transaction; it checks what needs the database (owners, referenced policies), upserts by
+    natural key and must not change its input (a batch may be retried).
+    """
+
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+
+    async def prepare(self, conn: BaseDBAsyncClient) -> None: ...
+
+    def parse(self, values: list[str]) -> R: ...
+
+    def key(self, record: R) -> str: ...
+
+    async def write(self, conn: BaseDBAsyncClient, batch: Sequence[Parsed[R]]) -> Outcome: ...
+
+
+T = TypeVar("T")
+
+
+def given_or(new: T | None, old: T) -> T:
+    """The file's value, or — for a blank cell — what the row in the database already has."""
+    return old if new is None else new
