@@ -50,7 +50,7 @@ async def test_killed_between_send_and_ack_the_message_is_sent_after_lease(
     proc = await _spawn(db, fake_telegram.base_url)
     await _until(lambda: len(fake_telegram.requests_for("sendMessage")) == 1)
     proc.kill()
-    await proc.wait()
+    await proc.communicate()  # drain and close its pipes, not just reap it
     await msg.refresh_from_db()
     assert msg.status == MessageStatus.CLAIMED  # leased by the dead process
 

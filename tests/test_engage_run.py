@@ -15,6 +15,7 @@ import aiohttp
 from tortoise import Tortoise
 
 from storage import db as storage_db
+from storage.loyalty_models import Reward
 from storage.models import Category, Customer, Message, MessageStatus, TelegramAccount
 from tests.fakes.telegram import DEFAULT_TOKEN, FakeTelegram
 
@@ -96,5 +97,6 @@ async def test_engage_run_serves_dispatches_and_stops_on_sigterm(
     try:
         msg = await Message.get(dedup_key="svc:run:1")
         assert msg.status == MessageStatus.SENT
+        assert await Reward.all().count() > 0  # the configured catalogue was seeded at start
     finally:
         await Tortoise.close_connections()

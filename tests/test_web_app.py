@@ -125,3 +125,11 @@ async def test_callback_for_unknown_sid_is_accepted_and_ignored(
     client: TestClient  # type: ignore[type-arg]
 ) -> None:
     assert await post_status(client, "SM" + "9" * 32, "delivered") == 204
+
+
+async def test_partner_api_is_mounted_and_needs_a_token(
+    client: TestClient  # type: ignore[type-arg]
+) -> None:
+    resp = await client.get("/api/v1/partner/vouchers/ABCDEFGHJKL")
+    assert resp.status == 401
+    assert (await resp.json())["error"]

@@ -30,7 +30,7 @@ from bot.sms.status import status_callback
 from bot.telegram import runtime as telegram_runtime
 from bot.telegram.updates import webhook_handler
 from bot.texts import Texts
-from bot.web import operators
+from bot.web import operators, partner
 from bot.web.keys import (
     BOT,
     CLOCK,
@@ -41,6 +41,7 @@ from bot.web.keys import (
     TEXTS,
     TWILIO_SIGNATURE,
 )
+from loyalty.rewards import seed_rewards
 from scheduler import runtime as scheduler_runtime
 from scheduler.jobs import SchedulerSettings
 from storage import db as storage_db
@@ -120,6 +121,9 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         await storage_db.upgrade(settings.database.url, pool_max=settings.database.pool_max)
+        added = await seed_rewards(settings.loyalty)  # the configured catalogue, never overwritten
+        if added:
+            log.info("seeded %d rewards from the configuration", added)
         yield
         await storage_db.close()
 
@@ -195,6 +199,7 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
     app.cleanup_ctx.extend(seams.extra_cleanup)
 
     operators.setup(app, settings, clock=seams.clock, run_campaigns=seams.run_campaigns)
+    partner.setup(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/sms/status", status_callback)
