@@ -396,6 +396,16 @@ async def test_twilio_opt_out_type_is_honoured_and_twilio_does_the_answering(
     assert {str(source) for source in rows} == {"sms:twilio-opt-out"}
 
 
+async def test_twilio_opt_out_with_a_photo_still_records_the_opt_out(rig: SmsRig) -> None:
+    owner = await f.customer()
+    sid = new_sid("MM")
+    _, url = rig.twilio.add_media(sid, png(), "image/png")
+    reply = await rig.text(owner.phone, "STOP", sid=sid, OptOutType="STOP", NumMedia="1",
+                           MediaUrl0=url, MediaContentType0="image/png")
+    assert reply == ""
+    assert await sms_consents(owner.id) == dict.fromkeys(CATEGORIES, False)
+
+
 async def test_opt_out_categories_come_from_settings(
     make_rig: Callable[..., Awaitable[SmsRig]],
 ) -> None:

@@ -157,7 +157,9 @@ class SmsConversations:
             return await self._query(row, "unknown", self._replies.unknown_sender(phone))
         row["customer_id"] = sender.id
         parsed = parse(message.body, message.opt_out_type)
-        if message.media:
+        # An MMS text is a caption (it may name the claim); but an opt-out Twilio has already
+        # applied must reach our consent records whatever came with it.
+        if message.media and not parsed.from_twilio:
             return await self._documents(row, sender, parsed, message.media, now)
         return await self._command(row, sender, parsed, now)
 
