@@ -11,7 +11,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,13 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
             out=sys.stdout,
             progress=sys.stderr.isatty() and not args.quiet,
         )
+        if args.kind in ("payments", "policies", "customers"):
+            # Points for imported payments, cancellations and referrals, at once.
+            from loyalty.jobs import settle_imports
+
+            settled = await settle_imports(settings=settings.loyalty, now=datetime.now(UTC))
+            log.info("loyalty: %d payments, %d cancellations, %d referrals settled",
+                     settled.payments, settled.cancellations, settled.referrals)
     except ImportFileError as exc:
         raise UsageError(str(exc)) from None
     finally:
@@ -223,7 +230,9 @@ def _configure_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("tortoise", "aiosqlite", "asyncio"):
+    # aiogram.event logs every update at INFO ("Update id=… is handled"): our own logs say
+    # what matters, and per-update lines cost throughput.
+    for noisy in ("tortoise", "aiosqlite", "asyncio", "aiogram.event"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

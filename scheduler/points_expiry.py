@@ -15,10 +15,17 @@ day is before today, and the warning window starts at today.
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from loyalty.config import LoyaltySettings
-from loyalty.jobs import expire_lots, expire_vouchers, queue_expiry_warnings
+from loyalty.jobs import (
+    expire_lots,
+    expire_vouchers,
+    queue_daily_summaries,
+    queue_expiry_warnings,
+    settle_imports,
+)
+from loyalty.tiers import annual_tier_review
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +34,24 @@ KIND = "points_expiry"
 
 async def run(today: date, *, now: datetime, warn_at: datetime,
               settings: LoyaltySettings) -> dict[str, int]:
-    """Returns counts: ``lots_expired``, ``vouchers_expired``, ``warnings_queued``."""
+    """Returns counts: ``lots_expired``, ``vouchers_expired``, ``warnings_queued``, plus the
+    settling of imported payments, yesterday's summaries and (on 1 January) the tier review.
+
+    Earning comes first, so the day's expiry and summaries see every point the import earned.
+    """
+    settled = await settle_imports(settings=settings, now=now)
     lots = await expire_lots(today, settings=settings, now=now)
     vouchers = await expire_vouchers(now, settings=settings)
     warnings = await queue_expiry_warnings(today, settings=settings, now=warn_at)
-    log.info("points job for %s: %d lots and %d vouchers expired, %d warnings queued",
-             today, lots, vouchers, warnings)
-    return {"lots_expired": lots, "vouchers_expired": vouchers, "warnings_queued": warnings}
+    summaries = await queue_daily_summaries(today - timedelta(days=1), settings=settings,
+                                            now=warn_at)
+    counts = {
+        "payments_settled": settled.payments, "cancellations_settled": settled.cancellations,
+        "referrals_settled": settled.referrals, "lots_expired": lots,
+        "vouchers_expired": vouchers, "warnings_queued": warnings, "summaries_queued": summaries,
+    }
+    if (today.month, today.day) == (1, 1):
+        review = await annual_tier_review(today, settings=settings, now=now)
+        counts["tiers_downgraded"] = review.downgraded
+    log.info("points job for %s: %s", today, counts)
+    return counts

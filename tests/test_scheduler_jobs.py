@@ -161,14 +161,34 @@ async def test_points_job_warns_before_expiry_and_expires_lots_after(db: str) ->
     clock = Clock(_at(date(2026, 12, 10), 1, 0))  # the lot's last day is 31 Dec 2026
     jobs = _jobs(clock)
     counts = await jobs.points()
-    assert counts == {"lots_expired": 0, "vouchers_expired": 0, "warnings_queued": 1}
+    assert counts == {"payments_settled": 0, "cancellations_settled": 0,
+                      "referrals_settled": 0, "lots_expired": 0, "vouchers_expired": 0,
+                      "warnings_queued": 1, "summaries_queued": 0}
     assert await jobs.points() is None
     warning = await Message.get(kind="points_expiring")
     assert warning.not_before == _at(date(2026, 12, 10), 8, 30)  # with the morning plan
     clock.now = _at(date(2027, 1, 1), 1, 0)
     counts = await jobs.points()
     assert counts is not None and counts["lots_expired"] == 1
+    assert "tiers_downgraded" in counts  # 1 January: the annual tier review ran
     assert await SchedulerRun.filter(job=POINTS).count() == 2
+
+
+async def test_points_job_settles_imported_payments_into_points(db: str) -> None:
+    from loyalty.ledger import get_balance
+    from storage.models import Payment
+
+    owner = await factories.customer()
+    cover = await factories.policy(owner)
+    await Payment.create(external_id="PAY-1", policy=cover, customer=owner,
+                         amount_cents=350_000, paid_at=datetime(2026, 12, 9, 2, 0, tzinfo=UTC))
+    clock = Clock(_at(date(2026, 12, 10), 1, 0))
+    counts = await _jobs(clock).points()
+    assert counts is not None and counts["payments_settled"] == 1
+    # ¥3,500 reaches Silver (≥ ¥3,000) at once, and the qualifying payment earns at its rate
+    silver = SchedulerSettings().loyalty.tiers[1]
+    assert silver.min_premium_cents <= 350_000
+    assert await get_balance(owner.id) == round(3500 * silver.points_multiplier)
 
 
 async def test_dry_run_counts_what_a_real_run_queues_and_writes_nothing(db: str) -> None:
