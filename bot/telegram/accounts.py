@@ -23,11 +23,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
+from bot.telegram import sql
 from storage.models import (
     Category,
     Customer,
@@ -86,24 +88,77 @@ class Sender:
     language_code: str = ""
 
 
-async def account_for(sender: Sender) -> TelegramAccount:
-    """The sender's account row, created on first contact (language is the guess or choice
-    kept in ``language_code``)."""
-    account = await TelegramAccount.filter(telegram_user_id=sender.user_id).select_related(
-        "customer").first()
-    if account is not None:
-        return account
-    try:
-        return await TelegramAccount.create(
-            telegram_user_id=sender.user_id, chat_id=sender.chat_id,
-            username=sender.username[:64], language_code=sender.language_code[:16])
-    except IntegrityError:  # two first updates of one user at once: the other one created it
-        return await TelegramAccount.filter(telegram_user_id=sender.user_id).select_related(
-            "customer").get()
+@dataclass(frozen=True, slots=True)
+class Account:
+    """The sender's Telegram account row, as the handlers of one update need it."""
+
+    id: int
+    telegram_user_id: int
+    customer_id: int | None
+    linked: bool
+    language_code: str
 
 
-def is_linked(account: TelegramAccount | None) -> bool:
-    return account is not None and account.customer_id is not None and account.linked_at is not None
+@dataclass(frozen=True, slots=True)
+class Policyholder:
+    """The linked customer, read-only for the handlers of one update."""
+
+    id: int
+    name: str
+    phone: str
+    language: str
+    timezone: str
+    referral_code: str
+
+
+Conversation = tuple[Account, Policyholder | None]
+
+_COLUMNS = ("a.id, a.customer_id, a.linked_at IS NOT NULL AS linked, a.language_code, "
+            "c.name, c.phone, c.language, c.timezone, c.referral_code")
+_LOOKUP = (f"SELECT {_COLUMNS} FROM telegram_account a "
+           "LEFT JOIN customer c ON c.id = a.customer_id WHERE a.telegram_user_id = ?")
+# One round trip for the two questions every update asks: handled before? who is it?
+_SEEN_AND_LOOKUP = (
+    "SELECT EXISTS (SELECT 1 FROM telegram_processed_update WHERE update_id = ?) AS seen, "
+    f"{_COLUMNS} FROM (SELECT CAST(? AS BIGINT) AS user_id) s "
+    "LEFT JOIN telegram_account a ON a.telegram_user_id = s.user_id "
+    "LEFT JOIN customer c ON c.id = a.customer_id"
+)
+
+
+def _conversation(row: dict[str, Any], telegram_user_id: int) -> Conversation:
+    linked = bool(row["linked"]) and row["customer_id"] is not None
+    account = Account(int(row["id"]), telegram_user_id, row["customer_id"], linked,
+                      str(row["language_code"] or ""))
+    if not linked:
+        return account, None
+    return account, Policyholder(int(row["customer_id"]), str(row["name"]), str(row["phone"]),
+                                 str(row["language"]), str(row["timezone"]),
+                                 str(row["referral_code"]))
+
+
+async def seen_and_conversation(update_id: int,
+                                telegram_user_id: int) -> tuple[bool, Conversation | None]:
+    """Whether the update was processed already, and the sender's conversation if they
+    have an account yet — in one query (the update feed asks this for every update)."""
+    [row] = await sql.fetch(_SEEN_AND_LOOKUP, [update_id, telegram_user_id])
+    found = _conversation(row, telegram_user_id) if row["id"] is not None else None
+    return bool(row["seen"]), found
+
+
+async def conversation(sender: Sender) -> Conversation:
+    """Who is writing: the account (created on first contact, language = Telegram's guess
+    until they choose) and the linked customer, in one indexed query."""
+    rows = await sql.fetch(_LOOKUP, [sender.user_id])
+    if not rows:
+        try:
+            await TelegramAccount.create(
+                telegram_user_id=sender.user_id, chat_id=sender.chat_id,
+                username=sender.username[:64], language_code=sender.language_code[:16])
+        except IntegrityError:
+            pass  # two first updates of one user at once: the other one created it
+        rows = await sql.fetch(_LOOKUP, [sender.user_id])
+    return _conversation(rows[0], sender.user_id)
 
 
 async def _recent_attempts(telegram_user_id: int, now: datetime) -> int:
@@ -238,9 +293,9 @@ async def set_blocked(telegram_user_id: int, *, blocked: bool, now: datetime) ->
         blocked_at=now if blocked else None)
 
 
-async def set_language(account: TelegramAccount, language: str) -> None:
+async def set_language(account: Account, language: str) -> None:
     """The chosen language: on the account, and on the customer when linked (so outbound
     messages follow it too)."""
     await TelegramAccount.filter(id=account.id).update(language_code=language)
-    if is_linked(account):
+    if account.linked and account.customer_id is not None:
         await Customer.filter(id=account.customer_id).update(language=language)

@@ -10,7 +10,10 @@ proper home: see the issue notes.)
 
 from __future__ import annotations
 
-from storage.models import OPEN_CLAIM_STATUSES, Claim, Document, DocumentStatus
+from typing import Any
+
+from bot.telegram import lookups
+from storage.models import OPEN_CLAIM_STATUSES, Claim, DocumentStatus
 
 OTHER = "other"
 _SEPARATOR = ":"
@@ -25,22 +28,20 @@ def kind_of(original_name: str) -> str | None:
     return kind if found and kind.isidentifier() else None
 
 
-def required(claim: Claim) -> list[str]:
-    kinds = claim.required_documents
+def required(kinds: Any) -> list[str]:
+    """The kinds a claim asks for (its ``required_documents``)."""
     return [str(k) for k in kinds] if isinstance(kinds, list) else []
 
 
 async def provided_kinds(claim_id: int) -> set[str]:
-    names = await Document.filter(claim_id=claim_id).exclude(
-        status=DocumentStatus.REJECTED).values_list("original_name", flat=True)
-    return {kind for name in names if (kind := kind_of(str(name))) is not None}
+    names = await lookups.document_names(claim_id, exclude_status=DocumentStatus.REJECTED)
+    return {kind for name in names if (kind := kind_of(name)) is not None}
 
 
-async def still_needed(claim: Claim) -> list[str]:
-    wanted = required(claim)
+async def still_needed(claim_id: int, wanted: list[str]) -> list[str]:
     if not wanted:
         return []
-    have = await provided_kinds(claim.id)
+    have = await provided_kinds(claim_id)
     return [kind for kind in wanted if kind not in have]
 
 

@@ -10,13 +10,15 @@ from aiogram.filters import Command, CommandObject, or_f
 from aiogram.types import CallbackQuery, Message
 
 from bot.settings import Settings
-from bot.telegram import keyboards
+from bot.telegram import keyboards, lookups
+from bot.telegram.accounts import Policyholder
 from bot.telegram.callbacks import ClaimAction, ClaimCb
-from bot.telegram.claim_documents import still_needed
+from bot.telegram.claim_documents import required, still_needed
 from bot.telegram.context import LINKED
 from bot.telegram.filters import MenuButton
 from bot.telegram.i18n import Translator, format_money
-from storage.models import OPEN_CLAIM_STATUSES, Claim, ClaimEvent, Customer
+from bot.telegram.lookups import ClaimCard
+from storage.models import OPEN_CLAIM_STATUSES, Claim
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +33,11 @@ def document_name(t: Translator, kind: str) -> str:
     return t(f"tg_doc_{kind}") if t.has(f"tg_doc_{kind}") else kind
 
 
-async def claim_text(t: Translator, claim: Claim, customer: Customer) -> str:
+async def claim_text(t: Translator, claim: ClaimCard, customer: Policyholder) -> str:
     """The detail view: status, timeline, amounts and what is still needed."""
-    events = await ClaimEvent.filter(claim_id=claim.id).order_by("occurred_at", "id")
-    missing = await still_needed(claim)
+    events = await lookups.timeline(claim.id)
     tz = customer.timezone
-    parts = [t("tg_claim_detail", number=claim.number, plate=claim.policy.plate,
+    parts = [t("tg_claim_detail", number=claim.number, plate=claim.plate,
                status=status_text(t, claim.status), reported=t.moment(claim.reported_at, tz),
                description=claim.description or "—")]
     if claim.estimated_cents is not None or claim.paid_cents is not None:
@@ -54,6 +55,7 @@ async def claim_text(t: Translator, claim: Claim, customer: Customer) -> str:
             parts.append(t("tg_claim_event_note", note=event.note, **params) if event.note
                          else t("tg_claim_event", **params))
     if claim.status in OPEN_CLAIM_STATUSES:
+        missing = await still_needed(claim.id, required(claim.required_documents))
         if missing:
             names = t("tg_list_separator").join(document_name(t, kind) for kind in missing)
             parts.append(t("tg_claim_docs_needed", documents=names))
@@ -62,19 +64,18 @@ async def claim_text(t: Translator, claim: Claim, customer: Customer) -> str:
     return "\n".join(parts)
 
 
-async def send_claim(bot: Bot, chat_id: int, t: Translator, claim: Claim,
-                     customer: Customer) -> None:
+async def send_claim(bot: Bot, chat_id: int, t: Translator, claim: ClaimCard,
+                     customer: Policyholder) -> None:
     await bot.send_message(chat_id, await claim_text(t, claim, customer),
                            reply_markup=keyboards.claim_detail(
                                t, claim.id, open_=claim.status in OPEN_CLAIM_STATUSES))
 
 
-async def own_claims_by_number(customer: Customer, numbers: list[str]) -> list[Claim]:
-    return await Claim.filter(customer_id=customer.id, number__in=numbers).select_related(
-        "policy")
+async def own_claims_by_number(customer: Policyholder, numbers: list[str]) -> list[ClaimCard]:
+    return await lookups.claims_by_number(customer.id, numbers)
 
 
-async def list_claims(message: Message, customer: Customer, t: Translator,
+async def list_claims(message: Message, customer: Policyholder, t: Translator,
                       settings: Settings) -> None:
     claims = await Claim.filter(customer_id=customer.id).order_by("-reported_at", "-id").limit(
         SHOWN)
@@ -90,7 +91,7 @@ async def list_claims(message: Message, customer: Customer, t: Translator,
 
 
 async def claim_command(message: Message, command: CommandObject, bot: Bot,
-                        customer: Customer, t: Translator) -> None:
+                        customer: Policyholder, t: Translator) -> None:
     number = (command.args or "").strip()
     if not number:
         await message.answer(t("tg_claim_usage"))
@@ -103,10 +104,9 @@ async def claim_command(message: Message, command: CommandObject, bot: Bot,
 
 
 async def show_claim(query: CallbackQuery, callback_data: ClaimCb, bot: Bot,
-                     customer: Customer, t: Translator) -> None:
+                     customer: Policyholder, t: Translator) -> None:
     await query.answer()
-    claim = await Claim.filter(id=callback_data.id, customer_id=customer.id
-                               ).select_related("policy").first()
+    claim = await lookups.claim(customer.id, callback_data.id)
     if claim is None:
         log.warning("claim %d asked for by customer %d (telegram user %d): not theirs",
                     callback_data.id, customer.id, query.from_user.id)

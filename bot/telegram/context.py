@@ -12,7 +12,7 @@ from aiogram.types import CallbackQuery, Chat, Message, TelegramObject, User
 
 from bot.settings import Settings
 from bot.telegram import keyboards
-from bot.telegram.accounts import Sender, account_for, is_linked
+from bot.telegram.accounts import Conversation, Sender, conversation
 from bot.telegram.i18n import Translator, guess_language
 from bot.texts import Texts
 
@@ -21,7 +21,8 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 class ConversationContext(BaseMiddleware):
     """Outer middleware on ``dp.update``: puts ``account``, ``customer`` (or None), ``lang``
-    and ``t`` into the handler data.
+    and ``t`` into the handler data. The update feed usually read the account already
+    (``conversation`` in the data, with the processed check); otherwise it is read here.
 
     An account row is created on a user's first update in a private chat; other chats
     (groups) get no account and no customer.
@@ -33,11 +34,14 @@ class ConversationContext(BaseMiddleware):
         chat: Chat | None = data.get("event_chat")
         settings: Settings = data["settings"]
         texts: Texts = data["texts"]
-        account = None
+        account = customer = None
         if user is not None and not user.is_bot and chat is not None and chat.type == "private":
-            account = await account_for(Sender(user.id, chat.id, user.username or "",
-                                               user.language_code or ""))
-        customer = account.customer if account is not None and is_linked(account) else None
+            known: Conversation | None = data.get("conversation")  # read by the update feed
+            if known is not None and known[0].telegram_user_id == user.id:
+                account, customer = known
+            else:
+                account, customer = await conversation(Sender(
+                    user.id, chat.id, user.username or "", user.language_code or ""))
         if customer is not None:
             lang = str(customer.language)
         else:

@@ -9,9 +9,9 @@ from aiogram import Bot, F, Router
 from aiogram.types import Message
 
 from bot.telegram import keyboards
+from bot.telegram.accounts import Policyholder
 from bot.telegram.claims import own_claims_by_number, send_claim
 from bot.telegram.i18n import Translator
-from storage.models import Customer
 
 # Claim numbers are letters, digits and dashes (RDAA3101000001, CLM-2026-0001).
 _CANDIDATE = re.compile(r"(?<![A-Za-z0-9-])[A-Za-z0-9][A-Za-z0-9-]{5,39}(?![A-Za-z0-9-])")
@@ -27,7 +27,7 @@ def claim_number_candidates(text: str) -> list[str]:
     return found[:_MAX_CANDIDATES]
 
 
-async def free_text(message: Message, bot: Bot, customer: Customer | None,
+async def free_text(message: Message, bot: Bot, customer: Policyholder | None,
                     t: Translator) -> None:
     if customer is None:
         await message.answer(t("tg_link_first"), reply_markup=keyboards.share_contact(t))
@@ -41,7 +41,7 @@ async def free_text(message: Message, bot: Bot, customer: Customer | None,
     await message.answer(t("tg_unknown_text"), reply_markup=keyboards.main_menu(t))
 
 
-async def anything_else(message: Message, customer: Customer | None, t: Translator) -> None:
+async def anything_else(message: Message, customer: Policyholder | None, t: Translator) -> None:
     if customer is None:
         await message.answer(t("tg_link_first"), reply_markup=keyboards.share_contact(t))
     else:

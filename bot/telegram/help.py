@@ -8,12 +8,12 @@ from aiogram.types import Message
 
 from bot.settings import Settings
 from bot.telegram import keyboards
+from bot.telegram.accounts import Policyholder
 from bot.telegram.filters import MenuButton
 from bot.telegram.i18n import Translator, company_name
-from storage.models import Customer
 
 
-async def show_help(message: Message, customer: Customer | None, t: Translator,
+async def show_help(message: Message, customer: Policyholder | None, t: Translator,
                     settings: Settings) -> None:
     menu = keyboards.main_menu(t) if customer is not None else keyboards.share_contact(t)
     await message.answer(t("tg_help", company=company_name(settings.company, t.lang),

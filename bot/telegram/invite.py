@@ -6,19 +6,20 @@ from aiogram import Router
 from aiogram.filters import Command, or_f
 from aiogram.types import Message
 
+from bot.telegram.accounts import Policyholder
 from bot.telegram.context import LINKED
 from bot.telegram.filters import MenuButton
 from bot.telegram.i18n import Translator
 from bot.telegram.linking import REFERRAL_PREFIX
 from loyalty.earning import referral_count
-from storage.models import Customer
 
 
 def invite_link(bot_username: str, referral_code: str) -> str:
     return f"https://t.me/{bot_username}?start={REFERRAL_PREFIX}{referral_code}"
 
 
-async def invite(message: Message, customer: Customer, t: Translator, bot_username: str) -> None:
+async def invite(message: Message, customer: Policyholder, t: Translator,
+                 bot_username: str) -> None:
     count = await referral_count(customer.id)
     await message.answer(t("tg_invite", link=invite_link(bot_username, customer.referral_code),
                            count=count))

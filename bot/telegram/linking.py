@@ -15,7 +15,7 @@ from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
 
 from bot.settings import Settings
 from bot.telegram import accounts, keyboards
-from bot.telegram.accounts import CodeOutcome, LinkOutcome, Sender
+from bot.telegram.accounts import CodeOutcome, LinkOutcome, Policyholder, Sender
 from bot.telegram.callbacks import UnlinkCb
 from bot.telegram.context import LINKED
 from bot.telegram.i18n import Translator, company_name
@@ -40,7 +40,7 @@ def _sender(message: Message) -> Sender:
 
 
 async def start(message: Message, command: CommandObject, state: FSMContext,
-                customer: Customer | None, t: Translator, settings: Settings) -> None:
+                customer: Policyholder | None, t: Translator, settings: Settings) -> None:
     company = company_name(settings.company, t.lang)
     if customer is not None:
         await message.answer(t("tg_welcome_back", name=customer.name, company=company),

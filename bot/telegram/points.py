@@ -11,6 +11,7 @@ from aiogram.filters import Command, or_f
 from aiogram.types import Message
 
 from bot.settings import Settings
+from bot.telegram.accounts import Policyholder
 from bot.telegram.context import LINKED
 from bot.telegram.filters import MenuButton
 from bot.telegram.i18n import Translator, format_money
@@ -20,7 +21,6 @@ from loyalty.ledger import expiring_points, get_balance, recent_entries
 from loyalty.notifications import tier_name
 from loyalty.periods import local_day, zone
 from loyalty.tiers import tier_status
-from storage.models import Customer
 
 EXPIRY_WINDOW_DAYS = 30
 ENTRIES_SHOWN = 10
@@ -41,7 +41,7 @@ def benefits(t: Translator, tier: TierSettings) -> list[str]:
     return lines
 
 
-async def show_points(message: Message, customer: Customer, t: Translator,
+async def show_points(message: Message, customer: Policyholder, t: Translator,
                       settings: Settings, clock: Callable[[], datetime]) -> None:
     now = clock()
     tz = zone(customer.timezone)
@@ -74,7 +74,7 @@ async def show_points(message: Message, customer: Customer, t: Translator,
     await message.answer("\n".join(lines))
 
 
-async def checkin(message: Message, customer: Customer, t: Translator, settings: Settings,
+async def checkin(message: Message, customer: Policyholder, t: Translator, settings: Settings,
                   clock: Callable[[], datetime]) -> None:
     result = await check_in(customer.id, now=clock(), settings=settings.loyalty)
     if not result.awarded:

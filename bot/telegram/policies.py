@@ -12,13 +12,15 @@ from aiogram.filters import Command, or_f
 from aiogram.types import CallbackQuery, Message
 
 from bot.settings import Settings
-from bot.telegram import keyboards
+from bot.telegram import keyboards, lookups
+from bot.telegram.accounts import Policyholder
 from bot.telegram.callbacks import PolicyAction, PolicyCb
 from bot.telegram.context import LINKED
 from bot.telegram.filters import MenuButton
 from bot.telegram.i18n import Translator, format_money
+from bot.telegram.lookups import PolicyCard
 from loyalty.periods import local_day, zone
-from storage.models import Customer, Policy, PolicyStatus, Task, TaskStatus
+from storage.models import PolicyStatus, Task, TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +29,11 @@ SHOWN = 10
 RENEWAL_TASK = "renewal_callback"
 
 
-def _today(customer: Customer, now: datetime) -> date:
+def _today(customer: Policyholder, now: datetime) -> date:
     return local_day(now, zone(customer.timezone))
 
 
-def policy_line(t: Translator, policy: Policy, today: date) -> str:
+def policy_line(t: Translator, policy: PolicyCard, today: date) -> str:
     params = {"plate": policy.plate, "product": t(f"tg_product_{policy.product}"),
               "status": t(f"tg_policy_status_{policy.status}"), "expiry": t.day(policy.end_date)}
     days = (policy.end_date - today).days
@@ -41,11 +43,11 @@ def policy_line(t: Translator, policy: Policy, today: date) -> str:
     return t(key, days=days, **params)
 
 
-async def list_policies(message: Message, customer: Customer, t: Translator,
+async def list_policies(message: Message, customer: Policyholder, t: Translator,
                         settings: Settings, clock: Callable[[], datetime]) -> None:
     # Superseded terms (renewed) are history; the current ones come first.
-    policies = await Policy.filter(customer_id=customer.id).exclude(
-        status=PolicyStatus.RENEWED).order_by("-end_date", "-id").limit(SHOWN)
+    policies = await lookups.policies(customer.id, limit=SHOWN,
+                                      exclude_status=PolicyStatus.RENEWED)
     if not policies:
         await message.answer(t("tg_policies_empty", hotline=settings.company.hotline))
         return
@@ -69,10 +71,10 @@ def _coverage(t: Translator, coverage: object) -> str:
     return "\n".join(lines)
 
 
-async def _owned(query: CallbackQuery, bot: Bot, customer: Customer, t: Translator,
-                 policy_id: int) -> Policy | None:
+async def _owned(query: CallbackQuery, bot: Bot, customer: Policyholder, t: Translator,
+                 policy_id: int) -> PolicyCard | None:
     """The policy if it is this customer's; otherwise "not found" is answered and logged."""
-    policy = await Policy.get_or_none(id=policy_id, customer_id=customer.id)
+    policy = await lookups.policy(customer.id, policy_id)
     if policy is None:
         log.warning("policy %d asked for by customer %d (telegram user %d): not theirs",
                     policy_id, customer.id, query.from_user.id)
@@ -82,7 +84,7 @@ async def _owned(query: CallbackQuery, bot: Bot, customer: Customer, t: Translat
 
 
 async def show_policy(query: CallbackQuery, callback_data: PolicyCb, bot: Bot,
-                      customer: Customer, t: Translator) -> None:
+                      customer: Policyholder, t: Translator) -> None:
     policy = await _owned(query, bot, customer, t, callback_data.id)
     if policy is None:
         return
@@ -99,7 +101,7 @@ async def show_policy(query: CallbackQuery, callback_data: PolicyCb, bot: Bot,
 
 
 async def request_renewal(query: CallbackQuery, callback_data: PolicyCb, bot: Bot,
-                          customer: Customer, t: Translator) -> None:
+                          customer: Policyholder, t: Translator) -> None:
     policy = await _owned(query, bot, customer, t, callback_data.id)
     if policy is None:
         return

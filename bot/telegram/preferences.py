@@ -12,12 +12,13 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from bot.settings import Settings
 from bot.telegram import accounts, consents, keyboards
+from bot.telegram.accounts import Account, Policyholder
 from bot.telegram.callbacks import LanguageCb, SettingsAction, SettingsCb
 from bot.telegram.context import LINKED
 from bot.telegram.filters import MenuButton
 from bot.telegram.i18n import Translator
 from bot.texts import LANGUAGES, Texts
-from storage.models import Category, Channel, Customer, TelegramAccount
+from storage.models import Category, Channel
 
 
 def screen(t: Translator, prefs: consents.Preferences) -> tuple[str, InlineKeyboardMarkup]:
@@ -34,7 +35,7 @@ def screen(t: Translator, prefs: consents.Preferences) -> tuple[str, InlineKeybo
     return text, keyboards.settings(t, toggles, t("tg_settings_channel_button", channel=channel))
 
 
-async def show_settings(message: Message, customer: Customer, t: Translator,
+async def show_settings(message: Message, customer: Policyholder, t: Translator,
                         settings: Settings) -> None:
     prefs = await consents.load_preferences(
         customer.id, customer.phone,
@@ -43,7 +44,7 @@ async def show_settings(message: Message, customer: Customer, t: Translator,
     await message.answer(text, reply_markup=markup)
 
 
-async def change(query: CallbackQuery, callback_data: SettingsCb, bot: Bot, customer: Customer,
+async def change(query: CallbackQuery, callback_data: SettingsCb, bot: Bot, customer: Policyholder,
                  t: Translator, settings: Settings, clock: Callable[[], datetime]) -> None:
     await query.answer()
     prefixes = settings.delivery.marketing_requires_consent_prefixes
@@ -89,7 +90,7 @@ async def ask_unlink(query: CallbackQuery, bot: Bot, t: Translator) -> None:
 
 
 async def set_language(query: CallbackQuery, callback_data: LanguageCb, bot: Bot,
-                       account: TelegramAccount | None, customer: Customer | None,
+                       account: Account | None, customer: Policyholder | None,
                        texts: Texts) -> None:
     await query.answer()
     if account is None or callback_data.code not in LANGUAGES:

@@ -13,6 +13,7 @@ from aiogram.types import CallbackQuery, Message
 
 from bot.settings import Settings
 from bot.telegram import keyboards
+from bot.telegram.accounts import Policyholder
 from bot.telegram.callbacks import RewardAction, RewardCb
 from bot.telegram.context import LINKED
 from bot.telegram.filters import MenuButton
@@ -22,7 +23,6 @@ from loyalty.ledger import get_balance
 from loyalty.notifications import reward_name, voucher_valid_until
 from loyalty.rewards import Offer, get_reward, offers_for
 from loyalty.vouchers import redeem
-from storage.models import Customer
 
 _REASONS = {
     "tier": "tg_reason_tier",
@@ -47,7 +47,7 @@ def _button(t: Translator, offer: Offer) -> str:
     return t("tg_reward_button", name=offer_name(t, offer), cost=offer.points_cost)
 
 
-async def list_rewards(message: Message, customer: Customer, t: Translator,
+async def list_rewards(message: Message, customer: Policyholder, t: Translator,
                        settings: Settings, clock: Callable[[], datetime]) -> None:
     offers = await offers_for(customer.id, now=clock(), settings=settings.loyalty)
     balance = await get_balance(customer.id)
@@ -64,7 +64,7 @@ async def list_rewards(message: Message, customer: Customer, t: Translator,
         (o.reward_code, o.entitlement, _button(t, o)) for o in available))
 
 
-async def ask(query: CallbackQuery, callback_data: RewardCb, bot: Bot, customer: Customer,
+async def ask(query: CallbackQuery, callback_data: RewardCb, bot: Bot, customer: Policyholder,
               t: Translator, settings: Settings, clock: Callable[[], datetime]) -> None:
     await query.answer()
     offers = await offers_for(customer.id, now=clock(), settings=settings.loyalty)
@@ -88,7 +88,7 @@ async def ask(query: CallbackQuery, callback_data: RewardCb, bot: Bot, customer:
         t, offer.reward_code, offer.entitlement))
 
 
-async def confirm(query: CallbackQuery, callback_data: RewardCb, bot: Bot, customer: Customer,
+async def confirm(query: CallbackQuery, callback_data: RewardCb, bot: Bot, customer: Policyholder,
                   t: Translator, settings: Settings, clock: Callable[[], datetime]) -> None:
     await query.answer()
     # The confirmation message is the request: tapping it twice redeems once.

@@ -29,6 +29,7 @@ from aiogram.types import CallbackQuery, Message
 from bot.documents import UploadLimits, UploadRejected, check_declared_size, store_document
 from bot.settings import Settings
 from bot.telegram import keyboards
+from bot.telegram.accounts import Policyholder
 from bot.telegram.callbacks import ClaimAction, ClaimCb, UploadAction, UploadCb
 from bot.telegram.claim_documents import (
     OTHER,
@@ -42,7 +43,7 @@ from bot.telegram.claims import document_name, status_text
 from bot.telegram.context import LINKED
 from bot.telegram.filters import MenuButton
 from bot.telegram.i18n import Translator
-from storage.models import Channel, Claim, Customer
+from storage.models import Channel, Claim
 
 log = logging.getLogger(__name__)
 
@@ -107,15 +108,16 @@ async def _kinds_menu(bot: Bot, chat_id: int, t: Translator, state: FSMContext,
                       claim: Claim) -> None:
     await state.update_data(claim_id=claim.id, claim_number=claim.number)
     await state.set_state(UploadFlow.kind)
-    needed = await still_needed(claim)
-    kinds = needed + [k for k in required(claim) if k not in needed] + [OTHER]
+    wanted = required(claim.required_documents)
+    needed = await still_needed(claim.id, wanted)
+    kinds = needed + [k for k in wanted if k not in needed] + [OTHER]
     await bot.send_message(chat_id, t("tg_upload_choose_kind", claim=claim.number),
                            reply_markup=keyboards.upload_kinds(
                                claim.id, [(k, document_name(t, k)) for k in kinds]))
 
 
 async def _claims_menu(bot: Bot, chat_id: int, t: Translator, state: FSMContext,
-                       customer: Customer, settings: Settings, prompt: str) -> bool:
+                       customer: Policyholder, settings: Settings, prompt: str) -> bool:
     claims = await open_claims(customer.id)
     if not claims:
         await bot.send_message(chat_id, t("tg_upload_no_open_claims",
@@ -128,14 +130,14 @@ async def _claims_menu(bot: Bot, chat_id: int, t: Translator, state: FSMContext,
     return True
 
 
-async def start_upload(message: Message, bot: Bot, state: FSMContext, customer: Customer,
+async def start_upload(message: Message, bot: Bot, state: FSMContext, customer: Policyholder,
                        t: Translator, settings: Settings) -> None:
     await state.update_data(pending=[])
     await _claims_menu(bot, message.chat.id, t, state, customer, settings,
                        "tg_upload_choose_claim")
 
 
-async def _chosen_claim(query: CallbackQuery, bot: Bot, customer: Customer, t: Translator,
+async def _chosen_claim(query: CallbackQuery, bot: Bot, customer: Policyholder, t: Translator,
                         claim_id: int) -> Claim | None:
     await query.answer()
     claim = await open_claim(customer.id, claim_id)
@@ -147,26 +149,27 @@ async def _chosen_claim(query: CallbackQuery, bot: Bot, customer: Customer, t: T
 
 
 async def upload_from_claim(query: CallbackQuery, callback_data: ClaimCb, bot: Bot,
-                            state: FSMContext, customer: Customer, t: Translator) -> None:
+                            state: FSMContext, customer: Policyholder, t: Translator) -> None:
     claim = await _chosen_claim(query, bot, customer, t, callback_data.id)
     if claim is not None:
         await _kinds_menu(bot, query.from_user.id, t, state, claim)
 
 
 async def claim_chosen(query: CallbackQuery, callback_data: UploadCb, bot: Bot,
-                       state: FSMContext, customer: Customer, t: Translator) -> None:
+                       state: FSMContext, customer: Policyholder, t: Translator) -> None:
     claim = await _chosen_claim(query, bot, customer, t, callback_data.claim)
     if claim is not None:
         await _kinds_menu(bot, query.from_user.id, t, state, claim)
 
 
 async def kind_chosen(query: CallbackQuery, callback_data: UploadCb, bot: Bot,
-                      state: FSMContext, customer: Customer, t: Translator,
+                      state: FSMContext, customer: Policyholder, t: Translator,
                       uploads: UploadLimits, clock: Callable[[], datetime]) -> None:
     claim = await _chosen_claim(query, bot, customer, t, callback_data.claim)
     if claim is None:
         return
-    kind = callback_data.kind if callback_data.kind in required(claim) else OTHER
+    kind = callback_data.kind if callback_data.kind in required(claim.required_documents) \
+        else OTHER
     data = await state.get_data()
     if data.get("claim_id") != claim.id:
         data = {**data, "received": 0}
@@ -191,7 +194,7 @@ async def kind_chosen(query: CallbackQuery, callback_data: UploadCb, bot: Bot,
 
 
 async def kinds_again(query: CallbackQuery, callback_data: UploadCb, bot: Bot,
-                      state: FSMContext, customer: Customer, t: Translator) -> None:
+                      state: FSMContext, customer: Policyholder, t: Translator) -> None:
     claim = await _chosen_claim(query, bot, customer, t, callback_data.claim)
     if claim is not None:
         await _kinds_menu(bot, query.from_user.id, t, state, claim)
@@ -212,7 +215,7 @@ async def done(query: CallbackQuery, bot: Bot, state: FSMContext, t: Translator)
         await bot.send_message(query.from_user.id, t("tg_upload_done_nothing"))
 
 
-async def _take(bot: Bot, chat_id: int, t: Translator, state: FSMContext, customer: Customer,
+async def _take(bot: Bot, chat_id: int, t: Translator, state: FSMContext, customer: Policyholder,
                 item: Incoming, uploads: UploadLimits, clock: Callable[[], datetime]) -> int:
     """Validate and keep one file for the flow's claim; answers refusals and duplicates
     itself. Returns 1 if a new document was stored (the caller acknowledges it)."""
@@ -241,7 +244,7 @@ async def _take(bot: Bot, chat_id: int, t: Translator, state: FSMContext, custom
     return 1
 
 
-async def receive_file(message: Message, bot: Bot, state: FSMContext, customer: Customer,
+async def receive_file(message: Message, bot: Bot, state: FSMContext, customer: Policyholder,
                        t: Translator, uploads: UploadLimits,
                        clock: Callable[[], datetime]) -> None:
     item = incoming(message)
@@ -271,7 +274,7 @@ async def receive_file(message: Message, bot: Bot, state: FSMContext, customer: 
 
 
 async def file_outside_flow(message: Message, bot: Bot, state: FSMContext,
-                            customer: Customer, t: Translator, settings: Settings) -> None:
+                            customer: Policyholder, t: Translator, settings: Settings) -> None:
     """A file with no upload in progress: keep it and ask which claim it is for (once per
     album)."""
     item = incoming(message)

@@ -12,6 +12,7 @@ from aiogram.types import CallbackQuery, Message
 
 from bot.settings import Settings
 from bot.telegram import keyboards
+from bot.telegram.accounts import Policyholder
 from bot.telegram.callbacks import VoucherAction, VoucherCb
 from bot.telegram.context import LINKED
 from bot.telegram.filters import MenuButton
@@ -20,12 +21,11 @@ from loyalty.codes import display
 from loyalty.notifications import reward_name
 from loyalty.vouchers import cancel_voucher, customer_vouchers
 from storage.loyalty_models import Voucher, VoucherStatus
-from storage.models import Customer
 
 log = logging.getLogger(__name__)
 
 
-async def list_vouchers(message: Message, customer: Customer, t: Translator,
+async def list_vouchers(message: Message, customer: Policyholder, t: Translator,
                         clock: Callable[[], datetime]) -> None:
     views = await customer_vouchers(customer.id, now=clock())
     if not views:
@@ -42,7 +42,7 @@ async def list_vouchers(message: Message, customer: Customer, t: Translator,
     await message.answer("\n".join(lines), reply_markup=keyboards.vouchers(buttons))
 
 
-async def _own(query: CallbackQuery, bot: Bot, customer: Customer, t: Translator,
+async def _own(query: CallbackQuery, bot: Bot, customer: Policyholder, t: Translator,
                voucher_id: int) -> Voucher | None:
     voucher = await Voucher.filter(id=voucher_id, customer_id=customer.id).select_related(
         "reward").first()
@@ -54,7 +54,7 @@ async def _own(query: CallbackQuery, bot: Bot, customer: Customer, t: Translator
 
 
 async def ask_cancel(query: CallbackQuery, callback_data: VoucherCb, bot: Bot,
-                     customer: Customer, t: Translator) -> None:
+                     customer: Policyholder, t: Translator) -> None:
     await query.answer()
     voucher = await _own(query, bot, customer, t, callback_data.id)
     if voucher is None:
@@ -65,7 +65,7 @@ async def ask_cancel(query: CallbackQuery, callback_data: VoucherCb, bot: Bot,
         reply_markup=keyboards.confirm_voucher_cancel(t, voucher.id))
 
 
-async def cancel(query: CallbackQuery, callback_data: VoucherCb, bot: Bot, customer: Customer,
+async def cancel(query: CallbackQuery, callback_data: VoucherCb, bot: Bot, customer: Policyholder,
                  t: Translator, settings: Settings, clock: Callable[[], datetime]) -> None:
     await query.answer()
     if isinstance(query.message, Message):
