@@ -4,9 +4,16 @@ unlinking."""
 
 from __future__ import annotations
 
-import pytest
+import os
 
+import pytest
+from aiogram.fsm.storage.redis import RedisStorage
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from bot.settings import RedisSettings
 from bot.telegram.accounts import CODE_TRIES
+from bot.telegram.runtime import build_dispatcher, fsm_storage
+from bot.telegram.updates import UpdateFeed
 from storage.models import (
     Category,
     Customer,
@@ -184,3 +191,39 @@ async def test_sharing_the_same_contact_again_says_already_linked(tg: Rig) -> No
     assert tg.last_text(user.id) == tg.t("zh-CN")("tg_link_already", name=owner.name)
     assert await Message.filter(kind="link_code").count() == 0
 
+
+
+REDIS_URL = os.environ.get("ENGAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+async def test_with_redis_the_conversation_continues_in_another_process(tg: Rig) -> None:
+    """``redis.url`` set: the deep link read by one process is still there when another
+    process handles the contact (aiogram RedisStorage, shared by both)."""
+    settings = tg.settings.model_copy(update={"redis": RedisSettings(url=REDIS_URL)})
+    first_storage, first_isolation = fsm_storage(settings)
+    second_storage, second_isolation = fsm_storage(settings)
+    assert isinstance(first_storage, RedisStorage)
+    try:
+        await first_storage.redis.ping()
+    except (RedisConnectionError, OSError) as exc:
+        await first_storage.close()
+        await second_storage.close()
+        pytest.skip(f"Redis not reachable at {REDIS_URL} ({exc}); CI provides one")
+    referrer = await f.customer()
+    newcomer = await f.customer(phone="+8613800138099")
+    user = User(9099 + newcomer.id)
+    try:
+        for storage, isolation, text in ((first_storage, first_isolation, "start"),
+                                         (second_storage, second_isolation, "contact")):
+            dp = build_dispatcher(tg.settings, tg.texts, clock=tg.clock, storage=storage,
+                                  isolation=isolation, bot_username="engage_test_bot")
+            tg.feed = UpdateFeed(dp, tg.bot, tg.clock)
+            if text == "start":
+                await tg.send(user, f"/start ref_{referrer.referral_code}")
+            else:
+                await tg.contact(user, "+8613800138099")
+    finally:
+        await first_storage.close()
+        await second_storage.close()
+    await newcomer.refresh_from_db()
+    assert newcomer.referred_by_id == referrer.id

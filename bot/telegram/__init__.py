@@ -2,9 +2,9 @@
 
 ``get_routers()`` builds fresh routers on every call (a router can belong to one dispatcher
 only, and nothing is built at import). The order matters: the error router first, then
-linking (so a contact or a code is never taken for anything else), the features, uploads
-(whose "send a file" prompt only catches what no command took), and the fallback last (claim
-numbers in free text, then "I did not understand").
+linking (so a contact or a code is never taken for anything else), the features (claims also
+answers a claim number in free text), uploads (whose "send a file" prompt only catches what
+no command took), and the fallback last ("I did not understand").
 """
 
 from __future__ import annotations

@@ -1,11 +1,14 @@
-"""/claims and /claim <number>: a claim's localised status timeline and the documents it still
-needs. Only the customer's own claims are ever looked up (the number alone proves nothing)."""
+"""/claims, /claim <number>, and a claim number anywhere in a message: a claim's localised
+status timeline and the documents it still needs. Only the customer's own claims are ever
+looked up (the number alone proves nothing)."""
 
 from __future__ import annotations
 
 import logging
+import re
 
 from aiogram import Bot, F, Router
+from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.filters import Command, CommandObject, or_f
 from aiogram.types import CallbackQuery, Message
 
@@ -23,6 +26,19 @@ from storage.models import OPEN_CLAIM_STATUSES, Claim
 log = logging.getLogger(__name__)
 
 SHOWN = 10
+# Claim numbers are letters, digits and dashes (RDAA3101000001, CLM-2026-0001).
+_CANDIDATE = re.compile(r"(?<![A-Za-z0-9-])[A-Za-z0-9][A-Za-z0-9-]{5,39}(?![A-Za-z0-9-])")
+_MAX_CANDIDATES = 10
+
+
+def claim_number_candidates(text: str) -> list[str]:
+    """Words that could be claim numbers (they contain a digit), as typed and upper-cased."""
+    found: list[str] = []
+    for match in _CANDIDATE.finditer(text):
+        token = match.group(0)
+        if any(ch.isdigit() for ch in token):
+            found += [token] if token == token.upper() else [token, token.upper()]
+    return found[:_MAX_CANDIDATES]
 
 
 def status_text(t: Translator, status: str) -> str:
@@ -115,6 +131,16 @@ async def show_claim(query: CallbackQuery, callback_data: ClaimCb, bot: Bot,
     await send_claim(bot, query.from_user.id, t, claim, customer)
 
 
+async def claim_in_text(message: Message, bot: Bot, customer: Policyholder,
+                        t: Translator) -> None:
+    """Free text naming one of the customer's claims answers with its status; text naming
+    none (or someone else's) goes on to the handlers after this router."""
+    claims = await own_claims_by_number(customer, claim_number_candidates(message.text or ""))
+    if not claims:
+        raise SkipHandler
+    await send_claim(bot, message.chat.id, t, claims[0], customer)
+
+
 def get_router() -> Router:
     router = Router(name=__name__)
     router.message.register(list_claims, or_f(Command("claims"), MenuButton("tg_menu_claims")),
@@ -122,4 +148,7 @@ def get_router() -> Router:
     router.message.register(claim_command, Command("claim"), flags=LINKED)
     router.callback_query.register(show_claim, ClaimCb.filter(F.action == ClaimAction.SHOW),
                                    flags=LINKED)
+    # Early in the chain (not in the fallback) so the most common free text is cheap to route.
+    router.message.register(claim_in_text, F.text, ~F.text.startswith("/"),
+                            F.text.regexp(r"\d", mode="search"), flags=LINKED)
     return router
