@@ -151,6 +151,7 @@ class TelegramAccount(TimestampMixin, Model):
 
     class Meta:
         table = "telegram_account"
+        indexes = (("customer_id",),)
 
 
 class Policy(TimestampMixin, Model):
@@ -177,7 +178,7 @@ class Policy(TimestampMixin, Model):
 
     class Meta:
         table = "policy"
-        indexes = (("status", "end_date"),)
+        indexes = (("status", "end_date"), ("customer_id",))
 
 
 class Claim(TimestampMixin, Model):
@@ -200,6 +201,7 @@ class Claim(TimestampMixin, Model):
 
     class Meta:
         table = "claim"
+        indexes = (("customer_id",), ("policy_id",))
 
 
 class ClaimEvent(Model):
@@ -216,6 +218,7 @@ class ClaimEvent(Model):
 
     class Meta:
         table = "claim_event"
+        indexes = (("claim_id",),)
         ordering = ["occurred_at", "id"]
 
 
@@ -239,7 +242,7 @@ class Payment(Model):
 
     class Meta:
         table = "payment"
-        indexes = (("customer_id", "paid_at"),)
+        indexes = (("customer_id", "paid_at"), ("policy_id",))
 
 
 class Document(Model):
@@ -265,6 +268,7 @@ class Document(Model):
 
     class Meta:
         table = "document"
+        indexes = (("customer_id",), ("claim_id",))
 
 
 class Consent(Model):
