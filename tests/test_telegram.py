@@ -301,3 +301,11 @@ async def test_policies_of_a_customer_are_only_their_own(tg: Rig) -> None:
     await tg.send(user, "/policies")
     assert "沪B99999" not in tg.last_text(user.id)
     assert await Policy.all().count() == 2
+
+
+async def test_messages_in_a_group_get_no_answer(tg: Rig) -> None:
+    _, user = await tg.linked()
+    group = {"id": -100123, "type": "supergroup", "title": "Family"}
+    await tg.send(user, "/policies", chat=group)
+    await tg.send(user, "hello", chat=group)
+    assert tg.sent() == []

@@ -11,7 +11,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from aiogram import Bot, Dispatcher
+from aiogram import Bot, Dispatcher, F
+from aiogram.enums import ChatType
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, StorageKey
 from aiogram.fsm.storage.memory import MemoryStorage
 
@@ -87,6 +88,9 @@ def build_dispatcher(
                              directory=settings.uploads.directory),
         bot_username=bot_username,
     )
+    # A policyholder's bot: groups it is added to get no answers (and no accounts).
+    dp.message.filter(F.chat.type == ChatType.PRIVATE)
+    dp.callback_query.filter(F.message.chat.type == ChatType.PRIVATE)
     dp.update.outer_middleware(ConversationContext())
     dp.message.middleware(LinkedOnly())
     dp.callback_query.middleware(LinkedOnly())
