@@ -13,6 +13,7 @@ import pytest
 from tortoise.transactions import in_transaction
 
 from bot.cli import main
+from storage import importer as importer_module
 from storage.importer import ImportFileError, ImportReport, import_csv
 from storage.importing import customers as customers_module
 from storage.importing.cells import Phones, cents, moment
@@ -282,6 +283,28 @@ async def test_ten_thousand_customers_import_in_batches(tmp_path: Path, db: str)
     assert len(set(await Customer.all().values_list("referral_code", flat=True))) == 10_000
     last = await Customer.get(phone="+8613900009999")
     assert (last.name, last.birthday, last.birthday_md) == ("客户9999", date(1919, 1, 10), 110)
+
+
+async def test_long_cells_end_a_batch_early_and_change_nothing_else(
+    tmp_path: Path, db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(importer_module, "_BATCH_BYTES", 4_000)
+    monkeypatch.setattr(importer_module, "_CHECK_EVERY", 2)
+    writes: list[int] = []
+    real_write = customers_module.CustomerImport.write
+
+    async def counting_write(self: Any, conn: Any, batch: Any) -> Any:
+        writes.append(len(batch))
+        return await real_write(self, conn, batch)
+
+    monkeypatch.setattr(customers_module.CustomerImport, "write", counting_write)
+    rows = "".join(f"{phone(n)},客户{n},{'长' * 200}{n}@example.com\n" for n in range(40))
+
+    report, _ = await run("customers", write(tmp_path, "c.csv", "phone,name,email\n" + rows))
+
+    assert len(writes) > 2 and sum(writes) == 40
+    assert counts(report) == (40, 0, 0, 0)
+    assert (await Customer.get(phone=e164(39))).email == f"{'长' * 200}39@example.com"
 
 
 async def test_progress_line_counts_rows_and_reaches_the_end_of_the_file(

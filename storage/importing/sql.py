@@ -15,7 +15,8 @@ wrote compare equal here. Supported backends: SQLite (aiosqlite) and PostgreSQL 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from pypika_tortoise.queries import Table
@@ -123,3 +124,30 @@ class Statements:
             query = query.set(column, Parameter(idx=position))
         sql = query.where(target.field(where) == Parameter(idx=len(columns) + 1)).get_sql()
         await self._conn.execute_many(sql, list(rows))
+
+
+@asynccontextmanager
+async def sqlite_page_cache(conn: BaseDBAsyncClient, mebibytes: int) -> AsyncIterator[None]:
+    """On SQLite, give the connection a page cache of at least ``mebibytes`` while inside.
+
+    Inserting random keys (phones, referral codes) touches index pages all over the file; with
+    SQLite's default 2 MiB cache each batch reads most of them again from the OS. Measured on a
+    million customers: 9.6 GB read at 2 MiB, 1.2 GB at 64 MiB, a quarter less CPU. The setting
+    belongs to the connection, not the file, and is put back on the way out. PostgreSQL: no-op.
+    """
+    if conn.capabilities.dialect != "sqlite":
+        yield
+        return
+    _, rows = await conn.execute_query("PRAGMA cache_size")
+    before = int(rows[0][0])
+    # negative = KiB, positive = pages (4 KiB by default); compare in KiB
+    current_kib = -before if before < 0 else before * 4
+    wanted_kib = mebibytes * 1024
+    if current_kib >= wanted_kib:
+        yield
+        return
+    await conn.execute_script(f"PRAGMA cache_size = -{wanted_kib}")
+    try:
+        yield
+    finally:
+        await conn.execute_script(f"PRAGMA cache_size = {before}")
