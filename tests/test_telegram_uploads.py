@@ -181,3 +181,20 @@ async def test_no_open_claim_means_nothing_to_upload(tg: Rig) -> None:
     await _claim(owner, status=ClaimStatus.CLOSED)
     await tg.send(user, "/upload")
     assert tg.last_text(user.id) == tg.t("en")("tg_upload_no_open_claims", hotline="95500")
+
+
+async def test_the_running_count_is_per_claim(tg: Rig) -> None:
+    owner, user = await tg.linked(language="en")
+    first = await _claim(owner)
+    second = await Claim.create(number="RDAA-SECOND-1", policy=await f.policy(owner),
+                                customer=owner, status=ClaimStatus.REPORTED,
+                                reported_at=datetime(2026, 11, 12, tzinfo=UTC),
+                                required_documents=["photos"])
+    for n, claim in enumerate((first, second)):
+        await tg.press(user, f"upl:claim:{claim.id}:")
+        await tg.press(user, f"upl:kind:{claim.id}:photos")
+        content = jpeg(20 + n)
+        tg.fake.add_file(f"C{n}", content)
+        await tg.send(user, photo=photo(f"C{n}", len(content)))
+        assert tg.last_text(user.id) == tg.t("en")("tg_upload_received", count=1,
+                                                   claim=claim.number)

@@ -106,7 +106,8 @@ def _rejection(t: Translator, rejected: UploadRejected, limits: UploadLimits) ->
 
 async def _kinds_menu(bot: Bot, chat_id: int, t: Translator, state: FSMContext,
                       claim: Claim) -> None:
-    await state.update_data(claim_id=claim.id, claim_number=claim.number)
+    if (await state.get_data()).get("claim_id") != claim.id:  # the count is per claim
+        await state.update_data(claim_id=claim.id, claim_number=claim.number, received=0)
     await state.set_state(UploadFlow.kind)
     wanted = required(claim.required_documents)
     needed = await still_needed(claim.id, wanted)
@@ -173,8 +174,8 @@ async def kind_chosen(query: CallbackQuery, callback_data: UploadCb, bot: Bot,
     data = await state.get_data()
     if data.get("claim_id") != claim.id:
         data = {**data, "received": 0}
-    await state.set_data({**data, "claim_id": claim.id, "claim_number": claim.number,
-                          "kind": kind})
+    data = {**data, "claim_id": claim.id, "claim_number": claim.number, "kind": kind}
+    await state.set_data(data)
     await state.set_state(UploadFlow.files)
     await bot.send_message(query.from_user.id, t("tg_upload_send_files", claim=claim.number,
                                                  document=document_name(t, kind)),
