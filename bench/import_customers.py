@@ -11,7 +11,7 @@ earlier customer), then for each backend runs a child process that, on fresh dat
 1. baseline — reads the same file with ``csv`` and writes the same rows through the
    importer's own bulk INSERT (``unnest`` on PostgreSQL, ``executemany`` on SQLite) with the
    values as they are: no validation, no phone normalisation, no upsert lookup, no regions
-   or referral links; transactions of the same batch size;
+   or referral links; transactions of the same batch size, the same SQLite page cache;
 2. import — ``storage.importer.import_csv`` into an empty database (every row created);
 3. re-import — the same file again (every row read back, compared and left unchanged).
 
@@ -39,6 +39,7 @@ from pathlib import Path
 from secrets import token_hex
 from typing import Any
 
+from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from bench.common import (
@@ -55,9 +56,9 @@ from bench.common import (
     run_child,
     stopwatch,
 )
-from storage.importer import import_csv
+from storage.importer import SQLITE_CACHE_MIB, import_csv
 from storage.importing.customers import month_day
-from storage.importing.sql import Statements
+from storage.importing.sql import Statements, sqlite_page_cache
 from storage.models import Customer, Region
 
 TARGET_ROWS_PER_SECOND = 25_000
@@ -172,7 +173,8 @@ class Meter:
 async def child(backend: str, path: Path, rows: int, batch_size: int, pg: str) -> None:
     result: dict[str, Any] = {"backend": backend, "rows": rows}
     async with migrated_database(backend, pg):
-        async with Meter(backend) as meter:
+        async with Meter(backend) as meter, \
+                sqlite_page_cache(connections.get("default"), SQLITE_CACHE_MIB):
             inserted = await baseline(path, batch_size)
         result.update(meter.figures(inserted, "baseline"))
     async with migrated_database(backend, pg):

@@ -37,7 +37,7 @@ from storage.importing.rows import Context, Kind, Outcome, Parsed, Problem, RowE
 from storage.importing.source import CsvSource, ImportFileError, open_csv
 from storage.importing.sql import sqlite_page_cache
 
-__all__ = ["KINDS", "ImportFileError", "ImportReport", "import_csv"]
+__all__ = ["KINDS", "SQLITE_CACHE_MIB", "ImportFileError", "ImportReport", "import_csv"]
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ _CHECK_EVERY = 100  # rows between checks of the batch's bytes and turns of the 
 # A batch ends at batch_size rows or at this much of the file, whichever comes first, so very
 # long cells (claim descriptions) cannot make a batch hold a lot of memory.
 _BATCH_BYTES = 16 * 2**20
-_SQLITE_CACHE_MIB = 64
+SQLITE_CACHE_MIB = 64  # page cache of the SQLite connection while an import runs
 
 
 @dataclass(slots=True)
@@ -228,7 +228,7 @@ async def import_csv(
         bar = Progress(progress_stream or sys.stderr, kind, source.size) if progress else None
         run = _Run(job, source, report, out, bar, connection,
                    overlap=client.capabilities.dialect != "sqlite")
-        async with sqlite_page_cache(client, _SQLITE_CACHE_MIB):
+        async with sqlite_page_cache(client, SQLITE_CACHE_MIB):
             await run.run(batch_size)
     print(report.summary(), file=out)
     log.debug("%s", report.summary())

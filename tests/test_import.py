@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from bot.cli import main
@@ -305,6 +306,30 @@ async def test_long_cells_end_a_batch_early_and_change_nothing_else(
     assert len(writes) > 2 and sum(writes) == 40
     assert counts(report) == (40, 0, 0, 0)
     assert (await Customer.get(phone=e164(39))).email == f"{'长' * 200}39@example.com"
+
+
+async def test_sqlite_page_cache_is_raised_for_the_import_only(
+    tmp_path: Path, db: str, is_postgres: bool
+) -> None:
+    if is_postgres:
+        pytest.skip("a SQLite connection setting")
+    client = connections.get("default")
+    await client.execute_script("PRAGMA cache_size = -2000")
+    seen: list[int] = []
+    real_write = customers_module.CustomerImport.write
+
+    async def spying_write(self: Any, conn: Any, batch: Any) -> Any:
+        _, rows = await conn.execute_query("PRAGMA cache_size")
+        seen.append(rows[0][0])
+        return await real_write(self, conn, batch)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(customers_module.CustomerImport, "write", spying_write)
+        await run("customers", write(tmp_path, "c.csv", f"phone,name\n{phone(1)},张三\n"))
+
+    assert seen == [-importer_module.SQLITE_CACHE_MIB * 1024]
+    _, rows = await client.execute_query("PRAGMA cache_size")
+    assert rows[0][0] == -2000
 
 
 async def test_progress_line_counts_rows_and_reaches_the_end_of_the_file(

@@ -1,15 +1,17 @@
 """Batch reads and writes with raw parameterised statements.
 
 Building a Tortoise model per row, or a query with one bound parameter per key, costs more than
-the whole row budget of a large import, so the hot path uses plain statements, one per batch:
-on PostgreSQL ``INSERT … SELECT * FROM unnest($1::type[], …)`` and ``UPDATE … FROM unnest(…)``
-(a column of values per array parameter: one round trip and one statement execution instead of
-one per row), on SQLite ``executemany`` (in-process, already cheap per row); reads are one
-``WHERE key IN (…)`` (``= ANY($1)`` on PostgreSQL) per batch.
+the whole row budget of a large import, so the hot path uses plain statements, one per batch.
+On PostgreSQL new rows go in by binary ``COPY`` (asyncpg's ``copy_records_to_table``, on the
+batch's transaction) and changed rows by ``UPDATE … FROM unnest($1::type[], …)`` (a column of
+values per array parameter); per row that is half the client CPU of ``unnest`` for inserts
+and a fraction of ``executemany``'s round trips. On SQLite (in-process) ``executemany``.
+Reads are one ``WHERE key IN (…)`` (``= ANY($1)`` on PostgreSQL) per batch.
 Writes pass the Python types the ORM itself hands to each driver — aware UTC datetimes,
 ``date``, ``bool``, ``int``, ``str``, JSON as text — and reads convert values with the model's
 own fields, so rows written here read back through the ORM like any other, and rows the ORM
 wrote compare equal here. Supported backends: SQLite (aiosqlite) and PostgreSQL (asyncpg).
+A unique key violated by a bulk write raises Tortoise's ``IntegrityError`` on both.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pypika_tortoise.queries import Table
 from pypika_tortoise.terms import Parameter
 from tortoise import fields
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.exceptions import IntegrityError
 from tortoise.models import Model
 
 _NATIVE = (fields.IntField, fields.BigIntField, fields.SmallIntField, fields.CharField,
@@ -91,11 +94,7 @@ class Statements:
         if not rows:
             return
         if self._postgres:
-            # One statement for the whole batch: a column of values per array parameter.
-            table = _quote(model._meta.db_table)
-            names = ", ".join(map(_quote, columns))
-            sql = f"INSERT INTO {table} ({names}) SELECT * FROM {_unnest(model, columns)}"
-            await self._conn.execute_query(sql, _transpose(rows, len(columns)))
+            await self._copy(model._meta.db_table, columns, rows)
             return
         sql = (
             self._conn.query_class.into(Table(model._meta.db_table))
@@ -104,6 +103,17 @@ class Statements:
             .get_sql()
         )
         await self._conn.execute_many(sql, list(rows))
+
+    async def _copy(self, table: str, columns: Sequence[str], rows: Sequence[list[Any]]) -> None:
+        """Binary ``COPY … FROM STDIN`` on the transaction's own asyncpg connection."""
+        from asyncpg.exceptions import UniqueViolationError  # PostgreSQL only: asyncpg present
+
+        async with self._conn.acquire_connection() as connection:
+            try:
+                await connection.copy_records_to_table(table, records=rows,
+                                                       columns=list(columns))
+            except UniqueViolationError as exc:
+                raise IntegrityError(exc) from exc
 
     async def update(self, model: type[Model], columns: Sequence[str],
                      rows: Sequence[list[Any]], *, where: str = "id") -> None:
