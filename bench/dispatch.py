@@ -12,35 +12,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
-import resource
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 
-import asyncpg
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from tortoise import Tortoise
-from tortoise.migrations.api import migrate
 
+from bench.common import migrated_database, peak_rss_mb
 from bot.delivery.dispatcher import Dispatcher, Limits
 from bot.delivery.ratelimit import local_rate_limiter
 from bot.delivery.senders import AiogramTelegram, SendResult
 from bot.settings import Settings
 from bot.texts import Texts
-from storage import db as storage_db
 from storage.models import Category, Customer, Message, MessageStatus, TelegramAccount
 
 TOKEN = "123456:TEST-TOKEN"
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 CONCURRENCY = 64
 NOON = datetime(2026, 11, 21, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai: no quiet hours
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class Timed:
@@ -118,68 +108,56 @@ async def run(args: argparse.Namespace) -> None:
     )
     assert fake.stdout is not None and fake.stdin is not None
     base = (await fake.stdout.readline()).decode().strip()
-    pg_name = ""
-    if args.db == "postgres":
-        pg_name = f"engage_bench_{uuid.uuid4().hex[:8]}"
-        admin = await asyncpg.connect(PG_ADMIN)
-        await admin.execute(f'CREATE DATABASE "{pg_name}"')
-        await admin.close()
-        url = f"postgres://postgres@127.0.0.1:5432/{pg_name}"
-    else:
-        url = f"sqlite:///tmp/engage-bench-{uuid.uuid4().hex[:8]}.sqlite3"
-    config = storage_db.tortoise_config(url, pool_max=10)
     try:
-        await migrate(config=config)
-        await Tortoise.init(config=config)
-        total = args.messages
-        t0 = time.monotonic()
-        await populate(total)
-        print(f"queued {total:,} messages on {args.db} in {time.monotonic() - t0:.1f} s")
-        settings = Settings(database={"url": url},
-                            delivery={"batch_size": args.batch, "lease_seconds": 600})
-        bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(base)))
-        sender = Timed(AiogramTelegram(bot))
-        now = [NOON]
-
-        def clock() -> datetime:
-            return now[0]
-
-        texts = Texts.load()
-        limited = Dispatcher(settings, texts, telegram=sender, sms=None, clock=clock,
-                             skip_locked=args.db == "postgres",
-                             limits=Limits(telegram=local_rate_limiter(1000.0),
-                                           telegram_concurrency=CONCURRENCY))
-        elapsed = await drain(limited, sender, args.limited)
-        sent = len(sender.times)
-        rate = sent / (sender.times[-1] - sender.times[0]) if sent > 1 else 0.0
-        window = busiest_window(sender.times)
-        print(f"(a) limit 1,000/s: {sent:,} sent in {elapsed:.1f} s, achieved "
-              f"{rate:,.0f} msg/s = {rate / 10:.1f} % of the limit; busiest 1-s window "
-              f"{window:,} ({'over' if window > 1000 else 'never over'} the limit)")
-
-        rss_before = peak_rss_mb()
-        sender.times.clear()
-        free = Dispatcher(settings, texts, telegram=sender, sms=None, clock=clock,
-                          skip_locked=args.db == "postgres",
-                          limits=Limits(telegram_concurrency=CONCURRENCY))
-        remaining = total - args.limited
-        elapsed = await drain(free, sender, remaining)
-        ours = len(sender.times) / elapsed
-        await bot.session.close()
-        bare = await bare_loop(base, min(remaining, 20_000))
-        sent_ok = await Message.filter(status=MessageStatus.SENT).count()
-        print(f"(b) no limit: {len(sender.times):,} sent in {elapsed:.1f} s = {ours:,.0f} msg/s "
-              f"per process; bare aiogram loop {bare:,.0f} msg/s; ratio {ours / bare:.2f}")
-        print(f"    peak RSS {peak_rss_mb():.0f} MB (before the unlimited run "
-              f"{rss_before:.0f} MB); {sent_ok:,} of {total:,} messages recorded as sent")
+        async with migrated_database(args.db) as url:
+            await _measure(args, url, base)
     finally:
-        await Tortoise.close_connections()
         fake.stdin.close()
         await asyncio.wait_for(fake.wait(), timeout=10)
-        if pg_name:
-            admin = await asyncpg.connect(PG_ADMIN)
-            await admin.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
-            await admin.close()
+
+
+async def _measure(args: argparse.Namespace, url: str, base: str) -> None:
+    total = args.messages
+    t0 = time.monotonic()
+    await populate(total)
+    print(f"queued {total:,} messages on {args.db} in {time.monotonic() - t0:.1f} s")
+    settings = Settings(database={"url": url},
+                        delivery={"batch_size": args.batch, "lease_seconds": 600})
+    bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(base)))
+    sender = Timed(AiogramTelegram(bot))
+    now = [NOON]
+
+    def clock() -> datetime:
+        return now[0]
+
+    texts = Texts.load()
+    limited = Dispatcher(settings, texts, telegram=sender, sms=None, clock=clock,
+                         skip_locked=args.db == "postgres",
+                         limits=Limits(telegram=local_rate_limiter(1000.0),
+                                       telegram_concurrency=CONCURRENCY))
+    elapsed = await drain(limited, sender, args.limited)
+    sent = len(sender.times)
+    rate = sent / (sender.times[-1] - sender.times[0]) if sent > 1 else 0.0
+    window = busiest_window(sender.times)
+    print(f"(a) limit 1,000/s: {sent:,} sent in {elapsed:.1f} s, achieved "
+          f"{rate:,.0f} msg/s = {rate / 10:.1f} % of the limit; busiest 1-s window "
+          f"{window:,} ({'over' if window > 1000 else 'never over'} the limit)")
+
+    rss_before = peak_rss_mb()
+    sender.times.clear()
+    free = Dispatcher(settings, texts, telegram=sender, sms=None, clock=clock,
+                      skip_locked=args.db == "postgres",
+                      limits=Limits(telegram_concurrency=CONCURRENCY))
+    remaining = total - args.limited
+    elapsed = await drain(free, sender, remaining)
+    ours = len(sender.times) / elapsed
+    await bot.session.close()
+    bare = await bare_loop(base, min(remaining, 20_000))
+    sent_ok = await Message.filter(status=MessageStatus.SENT).count()
+    print(f"(b) no limit: {len(sender.times):,} sent in {elapsed:.1f} s = {ours:,.0f} msg/s "
+          f"per process; bare aiogram loop {bare:,.0f} msg/s; ratio {ours / bare:.2f}")
+    print(f"    peak RSS {peak_rss_mb():.0f} MB (before the unlimited run "
+          f"{rss_before:.0f} MB); {sent_ok:,} of {total:,} messages recorded as sent")
 
 
 def main() -> None:
