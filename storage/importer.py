@@ -34,7 +34,7 @@ from storage.importing.payments import PaymentImport
 from storage.importing.policies import PolicyImport
 from storage.importing.progress import Progress
 from storage.importing.rows import Context, Kind, Outcome, Parsed, Problem, RowError
-from storage.importing.source import CsvSource, ImportFileError, open_csv
+from storage.importing.source import CsvSource, ImportFileError, check_utf8, open_csv
 from storage.importing.sql import sqlite_page_cache
 
 __all__ = ["KINDS", "SQLITE_CACHE_MIB", "ImportFileError", "ImportReport", "import_csv"]
@@ -51,7 +51,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 # A batch that hit a unique key — a referral code drawn twice, or a row another writer added
 # meanwhile — is rolled back, read and written again.
 _ATTEMPTS = 3
-_CHECK_EVERY = 100  # rows between checks of the batch's bytes and turns of the one writing
+_CHECK_EVERY = 100  # rows between checks of the batch's bytes and turns of the event loop
 # A batch ends at batch_size rows or at this much of the file, whichever comes first, so very
 # long cells (claim descriptions) cannot make a batch hold a lot of memory.
 _BATCH_BYTES = 16 * 2**20
@@ -141,8 +141,10 @@ class _Run:
                 if batch.rows >= batch_size or source.position() - batch.start >= _BATCH_BYTES:
                     await self._submit(batch)
                     batch = _Batch(start=source.position())
-                elif self._writing is not None:
-                    await asyncio.sleep(0)  # let the batch being written take its next step
+                else:
+                    # Let other tasks run (inside ``engage run`` an import shares the loop with
+                    # webhooks), and the batch being written take its next step.
+                    await asyncio.sleep(0)
         await self._submit(batch)
 
     async def _submit(self, batch: _Batch) -> None:
@@ -219,6 +221,7 @@ async def import_csv(
     context = Context(default_region=default_region, now=stamp, local_tz=local_tz)
     out = out or sys.stdout
     report = ImportReport(kind)
+    await asyncio.to_thread(check_utf8, path)
     with open_csv(path, required=factory.required, optional=factory.optional) as source:
         if source.ignored:
             print(f"note: ignoring unknown column(s) {', '.join(source.ignored)}", file=out)

@@ -59,6 +59,9 @@ class CsvSource:
                 return
             except csv.Error as exc:
                 raise ImportFileError(f"{self.path}: line {self._line + 1}: {exc}") from None
+            except UnicodeDecodeError:
+                raise ImportFileError(
+                    f"{self.path}: not UTF-8 text (after line {self._line})") from None
             start = self._line + 1
             self._line = reader.line_num
             if any(values):
@@ -75,9 +78,20 @@ def _describe(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
-def _check_utf8(raw: BinaryIO, path: Path) -> None:
-    """Decode the whole file once, a chunk of whole lines at a time; UTF-8 never puts a
-    newline byte inside a character, so each chunk decodes on its own."""
+def check_utf8(path: Path) -> None:
+    """Raise ``ImportFileError`` unless ``path`` is a readable file of UTF-8 text.
+
+    Reads the whole file (blocking: run it in a thread), a chunk of whole lines at a time —
+    UTF-8 never puts a newline byte inside a character, so each chunk decodes on its own.
+    """
+    try:
+        with path.open("rb") as raw:
+            _decode_all(raw, path)
+    except OSError as exc:
+        raise ImportFileError(f"{path}: {_describe(exc)}") from None
+
+
+def _decode_all(raw: BinaryIO, path: Path) -> None:
     lines = 0
     tail = b""
     while True:
@@ -95,14 +109,13 @@ def _check_utf8(raw: BinaryIO, path: Path) -> None:
         lines += block.count(b"\n")
         if not chunk:
             break
-    raw.seek(0)
 
 
 def _header(path: Path, reader: Reader, required: Sequence[str],
             optional: Sequence[str]) -> tuple[dict[str, int], int, tuple[str, ...]]:
     try:
         header = next((row for row in reader if any(cell.strip() for cell in row)), None)
-    except csv.Error as exc:
+    except (csv.Error, UnicodeDecodeError) as exc:
         raise ImportFileError(f"{path}: unreadable header row: {exc}") from None
     if header is None:
         raise ImportFileError(f"{path}: empty file (expected a header row)")
@@ -122,19 +135,17 @@ def _header(path: Path, reader: Reader, required: Sequence[str],
 @contextmanager
 def open_csv(path: Path, *, required: Sequence[str],
              optional: Sequence[str]) -> Iterator[CsvSource]:
-    """Open ``path`` for import, or raise ``ImportFileError`` saying why it cannot be."""
+    """Open ``path`` past its header row, or raise ``ImportFileError`` saying why it cannot be.
+
+    Check the encoding first (``check_utf8``) so that a bad byte stops the import before
+    anything is written; one found here all the same (the file changed) also stops it.
+    """
     try:
         raw = path.open("rb")
+        size = os.fstat(raw.fileno()).st_size
     except OSError as exc:
         raise ImportFileError(f"{path}: {_describe(exc)}") from None
     with raw:
-        try:
-            size = os.fstat(raw.fileno()).st_size
-            _check_utf8(raw, path)
-        except IsADirectoryError as exc:  # some platforms open directories and fail on read
-            raise ImportFileError(f"{path}: {_describe(exc)}") from None
-        except OSError as exc:
-            raise ImportFileError(f"{path}: cannot read: {_describe(exc)}") from None
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
         try:
             reader = csv.reader(text)
