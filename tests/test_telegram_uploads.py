@@ -198,3 +198,16 @@ async def test_the_running_count_is_per_claim(tg: Rig) -> None:
         await tg.send(user, photo=photo(f"C{n}", len(content)))
         assert tg.last_text(user.id) == tg.t("en")("tg_upload_received", count=1,
                                                    claim=claim.number)
+
+
+async def test_conversation_memory_keeps_only_conversations_in_progress(tg: Rig) -> None:
+    owner, user = await tg.linked(language="en")
+    claim = await _claim(owner)
+    for n in range(3):
+        await tg.send(User(7100 + n, "en"), "/help")
+    memory = tg.dispatcher.storage.storage  # type: ignore[attr-defined]
+    assert len(memory) == 0
+    await _into_flow(tg, user, claim)
+    assert len(memory) == 1
+    await tg.press(user, f"upl:done:{claim.id}:")
+    assert len(memory) == 0

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from aiogram import Bot, Dispatcher, F
 from aiogram.enums import ChatType
-from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, StorageKey
+from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, StateType, StorageKey
 from aiogram.fsm.storage.memory import MemoryStorage
 
 from bot.documents import UploadLimits
@@ -46,14 +47,41 @@ class KeyedIsolation(BaseEventIsolation):
             async with lock:
                 yield None
         finally:
-            _, users = self._locks[key]
+            _, users = self._locks.get(key, (lock, 1))
             if users <= 1:
-                del self._locks[key]
+                self._locks.pop(key, None)
             else:
                 self._locks[key] = (lock, users - 1)
 
     async def close(self) -> None:
         self._locks.clear()
+
+
+class ConversationMemory(MemoryStorage):
+    """aiogram's ``MemoryStorage`` keeps a record for every user it is ever asked about (its
+    reads go through a ``defaultdict``), so memory grows with every customer who writes once.
+    This one keeps only conversations that have a state or data."""
+
+    async def get_state(self, key: StorageKey) -> str | None:
+        record = self.storage.get(key)
+        return record.state if record is not None else None
+
+    async def get_data(self, key: StorageKey) -> dict[str, Any]:
+        record = self.storage.get(key)
+        return record.data.copy() if record is not None else {}
+
+    async def set_state(self, key: StorageKey, state: StateType = None) -> None:
+        await super().set_state(key, state)
+        self._forget_if_empty(key)
+
+    async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
+        await super().set_data(key, data)
+        self._forget_if_empty(key)
+
+    def _forget_if_empty(self, key: StorageKey) -> None:
+        record = self.storage.get(key)
+        if record is not None and record.state is None and not record.data:
+            del self.storage[key]
 
 
 def fsm_storage(settings: Settings) -> tuple[BaseStorage, BaseEventIsolation]:
@@ -64,7 +92,7 @@ def fsm_storage(settings: Settings) -> tuple[BaseStorage, BaseEventIsolation]:
 
         storage = RedisStorage.from_url(settings.redis.url)
         return storage, storage.create_isolation()
-    return MemoryStorage(), KeyedIsolation()
+    return ConversationMemory(), KeyedIsolation()
 
 
 def build_dispatcher(
@@ -78,7 +106,7 @@ def build_dispatcher(
 ) -> Dispatcher:
     """The dispatcher with every router; app-wide services are its workflow data."""
     dp = Dispatcher(
-        storage=storage or MemoryStorage(),
+        storage=storage or ConversationMemory(),
         events_isolation=isolation or KeyedIsolation(),
         settings=settings,
         texts=texts,
