@@ -4,9 +4,8 @@ status change adds a ``ClaimEvent`` (the progress a customer sees)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
@@ -29,8 +28,7 @@ _FIELDS = ("policy_id", "customer_id", "status", "reported_at", "description",
 _EVENT = ("claim_id", "status", "occurred_at", "note", "created_at")
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimRecord:
+class ClaimRecord(NamedTuple):
     number: str
     policy: str
     status: ClaimStatus
@@ -71,8 +69,8 @@ class ClaimImport:
     async def write(self, conn: BaseDBAsyncClient,
                     batch: Sequence[Parsed[ClaimRecord]]) -> Outcome:
         outcome = Outcome()
-        now = self._context.now
         statements = Statements(conn)
+        stamp = statements.stored(self._context.now)
         policies: dict[str, tuple[Any, ...]] = {
             row[0]: row for row in await statements.select_in(
                 Policy, "number", {i.record.policy for i in batch}, ("number", "id", "customer_id"))
@@ -107,19 +105,19 @@ class ClaimImport:
             if new == old:
                 outcome.unchanged += 1
                 continue
-            updates.append([now, *new[:2], str(record.status), *new[3:], current[0]])
+            updates.append([stamp, *new[:2], str(record.status), *new[3:], current[0]])
             if record.status != old[2]:
-                events.append([current[0], str(record.status), now, "", now])
+                events.append([current[0], str(record.status), stamp, "", stamp])
             outcome.updated += 1
 
         await statements.insert(
             Claim, ("created_at", "updated_at", *_FIELDS, "number", "required_documents"),
-            [[now, now, *row, "[]"] for row in inserts])
+            [[stamp, stamp, *row, "[]"] for row in inserts])
         await statements.update(Claim, ("updated_at", *_FIELDS), updates)
         if inserts:
             ids = dict(await statements.select_in(
                 Claim, "number", {row[-1] for row in inserts}, ("number", "id")))
-            events.extend([ids[row[-1]], row[2], row[3], "", now] for row in inserts)
+            events.extend([ids[row[-1]], row[2], row[3], "", stamp] for row in inserts)
         await statements.insert(ClaimEvent, _EVENT, events)
         return outcome
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
@@ -50,8 +49,7 @@ def month_day(birthday: date | None) -> int | None:
     return None if birthday is None else birthday.month * 100 + birthday.day
 
 
-@dataclass(frozen=True, slots=True)
-class CustomerRecord:
+class CustomerRecord(NamedTuple):
     """One valid row; ``None`` means the cell was blank (or the column absent)."""
 
     phone: str
@@ -118,10 +116,10 @@ class CustomerImport:
     async def write(self, conn: BaseDBAsyncClient,
                     batch: Sequence[Parsed[CustomerRecord]]) -> Outcome:
         outcome = Outcome()
-        now = self._context.now
         in_batch = {item.record.phone for item in batch}
         referrers = {item.record.referred_by for item in batch if item.record.referred_by}
         statements = Statements(conn)
+        stamp = statements.stored(self._context.now)
         existing: dict[str, tuple[Any, ...]] = {
             row[1]: row for row in await statements.select_in(
                 Customer, "phone", in_batch | referrers, ("id", "phone", *_FIELDS))
@@ -169,7 +167,7 @@ class CustomerImport:
             if new == old and not late:
                 outcome.unchanged += 1
                 continue
-            updates.append([now, *new[:4], str(new[4]), *new[5:], current[0]])
+            updates.append([stamp, *new[:4], str(new[4]), *new[5:], current[0]])
             outcome.updated += 1
 
         if inserts:
@@ -179,7 +177,7 @@ class CustomerImport:
             await statements.insert(
                 Customer,
                 ("created_at", "updated_at", *_FIELDS, "phone", "referral_code"),
-                [[now, now, *row, code] for row, code in zip(inserts, codes, strict=True)],
+                [[stamp, stamp, *row, code] for row, code in zip(inserts, codes, strict=True)],
             )
         await statements.update(Customer, ("updated_at", *_FIELDS), updates)
         if late_links:
@@ -187,5 +185,5 @@ class CustomerImport:
                 Customer, "phone", {link[0] for link in late_links}, ("phone", "id")))
             await statements.update(
                 Customer, ("referred_by_id", "updated_at"),
-                [[ids[referrer], now, phone] for referrer, phone in late_links], where="phone")
+                [[ids[referrer], stamp, phone] for referrer, phone in late_links], where="phone")
         return outcome

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
@@ -22,8 +21,7 @@ KINDS = cells.enum_options(PaymentKind, 保费=PaymentKind.PREMIUM, 退费=Payme
 _FIELDS = ("policy_id", "customer_id", "kind", "amount_cents", "paid_at")
 
 
-@dataclass(frozen=True, slots=True)
-class PaymentRecord:
+class PaymentRecord(NamedTuple):
     external_id: str
     policy: str
     kind: PaymentKind | None
@@ -93,8 +91,8 @@ class PaymentImport:
                             current[0]])
             outcome.updated += 1
 
-        now = self._context.now
+        stamp = statements.stored(self._context.now)
         await statements.insert(Payment, (*_FIELDS, "external_id", "created_at"),
-                                [[*row, now] for row in inserts])
+                                [[*row, stamp] for row in inserts])
         await statements.update(Payment, _FIELDS, updates)
         return outcome

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
@@ -32,8 +31,7 @@ _FIELDS = ("customer_id", "product", "plate", "vehicle", "start_date", "end_date
            "premium_cents", "status", "cancelled_at")
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyRecord:
+class PolicyRecord(NamedTuple):
     number: str
     phone: str
     product: Product
@@ -93,6 +91,7 @@ class PolicyImport:
         numbers = {item.record.number for item in batch}
         renewed = {item.record.renews for item in batch if item.record.renews}
         statements = Statements(conn)
+        stamp = statements.stored(now)
         owners = dict(await statements.select_in(
             Customer, "phone", {i.record.phone for i in batch}, ("phone", "id")))
         existing: dict[str, tuple[Any, ...]] = {
@@ -147,20 +146,20 @@ class PolicyImport:
             if new == old_values and not link:
                 outcome.unchanged += 1
                 continue
-            updates.append([now, owner, str(record.product), *new[2:7], str(status),
+            updates.append([stamp, owner, str(record.product), *new[2:7], str(status),
                             cancelled_at, current[0]])
             outcome.updated += 1
 
         await statements.insert(
             Policy, ("created_at", "updated_at", *_FIELDS, "number", "coverage"),
-            [[now, now, *row, "{}"] for row in inserts])
+            [[stamp, stamp, *row, "{}"] for row in inserts])
         await statements.update(Policy, ("updated_at", *_FIELDS), updates)
         if links:
             ids = dict(await statements.select_in(
                 Policy, "number", {n for pair in links for n in pair}, ("number", "id")))
             await statements.update(
                 Policy, ("renewed_by_id", "status", "renewed_at", "updated_at"),
-                [[ids[renewal], str(PolicyStatus.RENEWED), now, now, ids[old]]
+                [[ids[renewal], str(PolicyStatus.RENEWED), stamp, stamp, ids[old]]
                  for renewal, old in links])
         return outcome
 

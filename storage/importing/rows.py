@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from operator import itemgetter
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
@@ -34,8 +34,7 @@ class Problem:
         return f"line {self.line}: {self.column}: {self.problem}"
 
 
-@dataclass(frozen=True, slots=True)
-class Parsed(Generic[R]):
+class Parsed(NamedTuple, Generic[R]):
     """A record that passed validation, with the line it starts on."""
 
     line: int
@@ -84,7 +83,7 @@ class Columns:
 
         def pick(values: list[str]) -> list[str]:
             values.append("")
-            return [value.strip() for value in getter(values)]
+            return list(map(str.strip, getter(values)))
 
         return pick
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 from pypika_tortoise.queries import Table
@@ -58,6 +59,15 @@ class Statements:
     def __init__(self, conn: BaseDBAsyncClient) -> None:
         self._conn = conn
         self._postgres = conn.capabilities.dialect == "postgres"
+
+    def stored(self, moment: datetime) -> Any:
+        """``moment`` as the driver stores it, for a value that many rows share.
+
+        On SQLite that is what the adapter Tortoise registers makes of it (an ISO string):
+        adapting it once per batch instead of once per row and column saves ≈1.2 µs each,
+        spent holding the GIL in the database thread. Elsewhere the datetime itself.
+        """
+        return moment if self._postgres else sqlite3.adapt(moment, sqlite3.PrepareProtocol)
 
     async def select_in(self, model: type[Model], key: str, keys: Collection[str],
                         columns: Sequence[str]) -> list[tuple[Any, ...]]:
