@@ -309,3 +309,28 @@ async def test_messages_in_a_group_get_no_answer(tg: Rig) -> None:
     await tg.send(user, "/policies", chat=group)
     await tg.send(user, "hello", chat=group)
     assert tg.sent() == []
+
+
+def test_every_text_key_built_from_a_value_exists() -> None:
+    """Keys like ``tg_claim_status_{status}`` are built at run time: a new status, entry kind
+    or command without its text would fail here, not in front of a customer."""
+    from bot.texts import Texts
+    from storage.demo_data import DOCUMENT_KEYS
+    from storage.loyalty_models import VoucherStatus
+    from storage.models import Product
+
+    texts = Texts.load()
+    families = {
+        "tg_cmd_": COMMANDS,
+        "tg_claim_status_": [s.value for s in ClaimStatus],
+        "tg_policy_status_": [s.value for s in PolicyStatus],
+        "tg_product_": [p.value for p in Product],
+        "tg_entry_": [k.value for k in EntryKind],
+        "tg_voucher_status_": [v.value for v in VoucherStatus],
+        "tg_doc_": [*DOCUMENT_KEYS, "other"],
+        "tg_category_": ["care", "reminder", "marketing"],
+        "tg_channel_": ["telegram", "sms"],
+    }
+    missing = [prefix + value for prefix, values in families.items() for value in values
+               if prefix + value not in texts]
+    assert missing == []
