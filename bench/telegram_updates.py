@@ -15,9 +15,7 @@ takes CPU from the process being measured.
 The update mix is /policies, /points and free text naming one of the sender's claim numbers.
 Printed: (a) closed loop at ``--concurrency``, in ``--rounds`` rounds alternating the two
 servers: updates/s, p50 and p99 latency for both, and the ratio (overall and per round);
-(b) open loop at ``--rate`` updates/s: p50 and p99 latency. ``--proposed-indexes`` adds the
-foreign-key indexes the schema lacks (policy and claim by customer, events and documents by
-claim) to the bench database only.
+(b) open loop at ``--rate`` updates/s: p50 and p99 latency.
 """
 
 from __future__ import annotations
@@ -132,16 +130,6 @@ async def populate(n: int, today: date) -> None:
                      original=amount, remaining=amount, earned_at=now - timedelta(days=30 - k),
                      expires_on=today + timedelta(days=10 + 400 * k))
             for i in members for k, amount in enumerate((100, 200, 50))])
-
-
-# Foreign keys the bot looks rows up by, which migrations 0001-0005 do not index (asked for
-# in the issue notes). ``--proposed-indexes`` adds them to the bench database only.
-PROPOSED_INDEXES = (
-    "CREATE INDEX IF NOT EXISTS idx_policy_customer ON policy (customer_id)",
-    "CREATE INDEX IF NOT EXISTS idx_claim_customer ON claim (customer_id)",
-    "CREATE INDEX IF NOT EXISTS idx_claim_event_claim ON claim_event (claim_id)",
-    "CREATE INDEX IF NOT EXISTS idx_document_claim ON document (claim_id)",
-)
 
 
 # --- updates ----------------------------------------------------------------------------------
@@ -315,14 +303,11 @@ async def run(args: argparse.Namespace) -> None:
         await Tortoise.init(config=config)
         started = time.monotonic()
         await populate(args.customers, datetime.now(UTC).date())
-        conn = Tortoise.get_connection("default")
-        if args.proposed_indexes:
-            for statement in PROPOSED_INDEXES:
-                await conn.execute_script(statement)
-        await conn.execute_script("ANALYZE")  # fresh statistics, as a live database has
+        # Fresh statistics, as a live database has (just after a bulk load PostgreSQL has
+        # none and plans joins badly).
+        await Tortoise.get_connection("default").execute_script("ANALYZE")
         print(f"{args.customers:,} customers on {args.db} built in "
-              f"{time.monotonic() - started:.1f} s"
-              f"{' (with the proposed indexes)' if args.proposed_indexes else ''}")
+              f"{time.monotonic() - started:.1f} s")
 
         next_id = 1
 
@@ -380,8 +365,6 @@ def main() -> None:
                         help="closed-loop rounds, echo and engage alternating")
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--proposed-indexes", action="store_true",
-                        help="index policy/claim by customer, events/documents by claim")
     parser.add_argument("--generate", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:
