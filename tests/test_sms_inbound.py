@@ -29,6 +29,7 @@ from bot.delivery.recipients import load_recipients, record_sms_opt_out
 from bot.settings import Settings, TwilioSettings
 from bot.sms.keywords import Command
 from bot.sms.replies import Replies
+from bot.telegram import consents
 from bot.web.app import Overrides, build_app
 from bot.web.keys import DISPATCHER, SMS_CONVERSATIONS
 from loyalty.earning import check_in
@@ -458,6 +459,13 @@ async def test_sms_opt_out_is_the_same_consent_model_telegram_reads(rig: SmsRig)
         assert not allowed(recipient, Channel.SMS, category)
         assert allowed(recipient, Channel.TELEGRAM, category)
     assert allowed(recipient, Channel.SMS, "service")
+    # ... and the customer's Telegram /settings reads the same rows.
+    prefs = await consents.load_preferences(owner.id, owner.phone, marketing_consent_prefixes=())
+    assert prefs.sms_opted_out == {Category(c) for c in CATEGORIES}
+    assert all(prefs.is_on(Category(c)) for c in CATEGORIES)
+    await rig.text(owner.phone, "START")
+    prefs = await consents.load_preferences(owner.id, owner.phone, marketing_consent_prefixes=())
+    assert prefs.sms_opted_out == frozenset()
 
 
 # -- idempotency ---------------------------------------------------------------------------

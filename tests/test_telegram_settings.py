@@ -4,7 +4,8 @@ SMS opt-out is never overridden from Telegram, the preferred channel, and the la
 from __future__ import annotations
 
 from bot.delivery.policy import Recipient, Rules, Skip, allowed, choose_channel
-from bot.delivery.recipients import load_recipients
+from bot.delivery.recipients import load_recipients, record_sms_opt_out
+from bot.sms.conversations import KEYWORD_SOURCE
 from storage.models import Category, Channel, Consent, Customer, TelegramAccount
 from tests.test_telegram_support import Rig, User
 
@@ -50,6 +51,33 @@ async def test_an_sms_opt_out_is_not_overridden_from_telegram(tg: Rig) -> None:
     tg.clock.advance(minutes=1)
     await tg.press(user, "set:toggle:care")  # on again
     assert await _allowed(tg, owner, Category.CARE) == (True, False)
+
+
+async def test_an_sms_opt_out_shows_on_the_settings_screen(tg: Rig) -> None:
+    owner, user = await tg.linked(language="en")
+    await record_sms_opt_out(owner.id, ["care", "reminder"], source=KEYWORD_SOURCE,
+                             now=tg.clock())
+    await tg.send(user, "/settings")
+    t = tg.t("en")
+    assert tg.last_text(user.id) == t(
+        "tg_settings", language="English", care=t("tg_on_but_sms_off"),
+        reminder=t("tg_on_but_sms_off"), marketing=t("tg_off"),
+        channel=t("tg_channel_telegram")) + "\n\n" + t("tg_settings_sms_opted_out")
+    # Switching care off and on again in Telegram leaves the SMS opt-out, and says so.
+    tg.clock.advance(minutes=1)
+    await tg.press(user, "set:toggle:care")
+    tg.clock.advance(minutes=1)
+    await tg.press(user, "set:toggle:care")
+    [_, edit] = tg.sent(user.id, "editMessageText")
+    assert t("tg_settings_toggle", category=t("tg_category_care"),
+             state=t("tg_on_but_sms_off")) in [
+        b["text"] for row in edit["reply_markup"]["inline_keyboard"] for b in row]
+    assert edit["text"].endswith(t("tg_settings_sms_opted_out"))
+    # A category switched off here (not by SMS) shows plainly as off, without the note.
+    _, user2 = await tg.linked(language="en")
+    await tg.press(user2, "set:toggle:care")
+    [edit2] = tg.sent(user2.id, "editMessageText")
+    assert t("tg_settings_sms_opted_out") not in edit2["text"]
 
 
 async def test_preferring_sms_moves_notifications_but_not_service_messages(tg: Rig) -> None:

@@ -41,9 +41,15 @@ class _Row:
 class Preferences:
     enabled: dict[Category, bool] = field(default_factory=dict)
     preferred: Channel = Channel.TELEGRAM
+    # Categories the customer opted out of by SMS itself (STOP, 退订, a carrier opt-out):
+    # shown on the screen, since no switch here can bring them back by SMS.
+    sms_opted_out: frozenset[Category] = frozenset()
 
     def is_on(self, category: Category) -> bool:
         return self.enabled.get(category, True)
+
+    def sms_off(self, category: Category) -> bool:
+        return category in self.sms_opted_out
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +84,13 @@ def _read(state: _State, marketing_needs_grant: bool) -> Preferences:
         else:
             # Marketing to a number that needs recorded consent is off until it is given.
             enabled[category] = not (category is Category.MARKETING and marketing_needs_grant)
-    return Preferences(enabled, state.preferred)
+    return Preferences(enabled, state.preferred, frozenset(
+        category for category in SWITCHABLE if _opted_out_by_sms(state.newest.get(
+            (Channel.SMS.value, category)))))
+
+
+def _opted_out_by_sms(row: _Row | None) -> bool:
+    return row is not None and not row.granted and row.source != SOURCE
 
 
 def _needs_grant(phone: str, prefixes: Sequence[str]) -> bool:
@@ -126,8 +138,7 @@ async def set_category(customer_id: int, phone: str, category: Category, on: boo
     writer = _Writer(customer_id, state, now)
     writer.want(_ANY, category, on, SOURCE)
     writer.telegram(category, target)
-    sms = state.newest.get((Channel.SMS.value, category))
-    if sms is None or sms.granted or sms.source == SOURCE:  # an opt-out by SMS itself stays
+    if not _opted_out_by_sms(state.newest.get((Channel.SMS.value, category))):
         writer.want(Channel.SMS.value, category, on, SOURCE)
     await writer.write()
     return target

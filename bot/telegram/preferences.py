@@ -23,13 +23,17 @@ from storage.models import Category, Channel
 
 def screen(t: Translator, prefs: consents.Preferences) -> tuple[str, InlineKeyboardMarkup]:
     def state(category: Category) -> str:
-        return t("tg_on") if prefs.is_on(category) else t("tg_off")
+        if not prefs.is_on(category):
+            return t("tg_off")
+        return t("tg_on_but_sms_off") if prefs.sms_off(category) else t("tg_on")
 
     channel = t(f"tg_channel_{prefs.preferred}")
     text = t("tg_settings", language=t("tg_language_name_en" if t.lang == "en"
                                        else "tg_language_name_zh"),
              care=state(Category.CARE), reminder=state(Category.REMINDER),
              marketing=state(Category.MARKETING), channel=channel)
+    if prefs.sms_opted_out:
+        text += "\n\n" + t("tg_settings_sms_opted_out")
     toggles = [(c.value, t("tg_settings_toggle", category=t(f"tg_category_{c}"),
                            state=state(c))) for c in consents.SWITCHABLE]
     return text, keyboards.settings(t, toggles, t("tg_settings_channel_button", channel=channel))
