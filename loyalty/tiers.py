@@ -84,6 +84,12 @@ async def annual_tier_review(
     The window is ``[today − 1 year, today)`` in the programme's time zone. This is the only
     place a tier goes down. Idempotent: a second run on the same day finds nothing to change
     (and the history key ``review:{account}:{today}`` forbids a second record).
+
+    The review may run late (``now`` after ``today`` began: the scheduler was down over New
+    Year). The window still ends at ``today``, so later payments and refunds do not count in
+    it; but a premium paid since would have raised the tier again at once had the review run
+    on time, so a late downgrade stops at the best tier such a payment reached (never above
+    the tier held now). Changes are recorded at ``now``, when they were made.
     """
     tz = PROGRAMME_TZ
     start, end = start_of_day(add_months(today, -12), tz), start_of_day(today, tz)
@@ -100,6 +106,7 @@ async def annual_tier_review(
         sign = 1 if row["kind"] == PaymentKind.PREMIUM.value else -1
         trailing[int(row["customer_id"])] = (trailing.get(int(row["customer_id"]), 0)
                                              + sign * int(row["total"]))
+    rank = settings.tier_rank
     reviewed = upgraded = downgraded = 0
     accounts = await LoyaltyAccount.all().order_by("id").values_list("id", "customer_id", "tier")
     for account_id, customer_id, tier in accounts:
@@ -109,6 +116,10 @@ async def annual_tier_review(
             continue
         async with in_transaction() as conn:
             account = await lock_account(conn, AccountRef.of_account(account_id), settings)
+            if moment > end and rank(target.code) < rank(account.tier):
+                since = await _best_since(customer_id, end, moment, settings)
+                if rank(since.code) > rank(target.code):
+                    target = min(since, settings.tier(account.tier), key=lambda t: rank(t.code))
             if account.tier == target.code:
                 continue
             if await TierChange.exists(key=f"review:{account_id}:{today.isoformat()}"):
@@ -116,13 +127,31 @@ async def annual_tier_review(
             await _change_tier(account, account.tier, target.code, TierChangeReason.REVIEW,
                                trailing.get(customer_id, 0), now=moment,
                                key=f"review:{account_id}:{today.isoformat()}")
-        if settings.tier_rank(target.code) > settings.tier_rank(account.tier):
+        if rank(target.code) > rank(account.tier):
             upgraded += 1
         else:
             downgraded += 1
     log.info("tier review %s: %d accounts, %d up, %d down", today, reviewed, upgraded,
              downgraded)
     return ReviewReport(reviewed, upgraded, downgraded)
+
+
+async def _best_since(customer_id: int, start: datetime, end: datetime,
+                      settings: LoyaltySettings) -> TierSettings:
+    """The highest tier a premium paid in ``[start, end]`` qualified for when it was paid
+    (its trailing premium up to that moment): what ``upgrade_if_qualified`` would have given
+    after a review held at ``start``. The lowest tier when nothing was paid."""
+    best = settings.tiers[0]
+    paid: list[datetime] = await Payment.filter(  # type: ignore[assignment]
+        customer_id=customer_id, kind=PaymentKind.PREMIUM, amount_cents__gt=0,
+        paid_at__gte=start, paid_at__lte=end,
+    ).order_by("paid_at").values_list("paid_at", flat=True)
+    for paid_at in paid:
+        reached = settings.tier_for_premium(
+            await trailing_premium_cents(customer_id, now=paid_at))
+        if settings.tier_rank(reached.code) > settings.tier_rank(best.code):
+            best = reached
+    return best
 
 
 @dataclass(frozen=True, slots=True)

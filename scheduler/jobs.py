@@ -4,6 +4,12 @@ Each job reads the date from the injected clock (never ``datetime.now()``), work
 care-calendar days are due from the run record (``scheduler.runs``), runs them oldest first and
 records each day it finished. So the same call serves the daily cron trigger, a misfire, a
 restart and start-up catch-up, and calling it twice does nothing the second time.
+
+Plan and points catch up missed days (up to ``schedule.catch_up_days``; a fresh install starts
+with today). Weather does not: a past day's forecast warns nobody. The points job does its
+state-driven part once per run and its per-day part (summaries, the 1 January tier review) for
+each due day; a tier review is also recorded under its own name (``TIER_REVIEW``, keyed by its
+1 January) so that a review missed beyond the catch-up window still runs, and only once.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ Clock = Callable[[], datetime]
 PLAN = "plan"
 WEATHER = "weather"
 POINTS = "points"
+TIER_REVIEW = "tier_review"
 
 
 @dataclass(frozen=True)
@@ -90,14 +97,49 @@ class Jobs:
                               counts={"queued": result.queued, "failed": len(result.failed)})
         return result
 
-    async def points(self) -> dict[str, int] | None:
-        now = self.now_local()
-        today = now.date()
+    async def points(self) -> list[tuple[date, dict[str, int]]]:
+        """The points job for every due day (missed ones first, up to
+        ``schedule.catch_up_days``); returns each day run with its counts.
+
+        Settling, expiry and warnings run once, for the latest due day (see
+        ``scheduler.points_expiry``). Then each day gets the summaries of the day before and,
+        on 1 January, the tier review as of that day, and is recorded as it finishes, so a
+        crash part-way resumes at the first day not recorded. A 1 January missed beyond the
+        catch-up window is reviewed before the days that are run.
+        """
         schedule = self.settings.schedule
-        if now.time() < schedule.points_expiry_at or await runs.finished(POINTS, today):
-            return None
-        counts = await points_expiry.run(
-            today, now=self._clock(), warn_at=self.context(today, today).not_before,
-            settings=self.settings.loyalty)
-        await runs.record(POINTS, today, at=self._clock(), counts=counts)
+        loyalty = self.settings.loyalty
+        now = self.now_local()
+        last = await runs.last_day(POINTS)
+        days = runs.days_to_run(now_local=now, at=schedule.points_expiry_at, last=last,
+                                catch_up_days=schedule.catch_up_days)
+        if not days:
+            return []
+        latest = days[-1]
+        warn_at = self.context(latest, now.date()).not_before
+        once = await points_expiry.run(latest, now=self._clock(), warn_at=warn_at,
+                                       settings=loyalty)
+        skipped = points_expiry.skipped_review_day(last, days[0])
+        if skipped is not None:
+            log.warning("the tier review of %s was missed beyond catch-up: holding it now",
+                        skipped)
+            await self._tier_review(skipped)
+        done: list[tuple[date, dict[str, int]]] = []
+        for day in days:
+            counts = await points_expiry.run_day(day, warn_at=warn_at, settings=loyalty)
+            if points_expiry.is_review_day(day):
+                counts |= await self._tier_review(day)
+            if day == latest:
+                counts = once | counts
+            await runs.record(POINTS, day, at=self._clock(), counts=counts)
+            done.append((day, counts))
+        return done
+
+    async def _tier_review(self, day: date) -> dict[str, int]:
+        """The annual review as of ``day``, unless already held (its own run record)."""
+        if await runs.finished(TIER_REVIEW, day):
+            return {}
+        counts = await points_expiry.review(day, now=self._clock(),
+                                            settings=self.settings.loyalty)
+        await runs.record(TIER_REVIEW, day, at=self._clock(), counts=counts)
         return counts

@@ -176,6 +176,46 @@ async def test_annual_review_keeps_a_tier_earned_within_the_trailing_year(db: st
     assert len(await tier_history(owner.id)) == 2
 
 
+async def test_late_review_counts_only_payments_before_its_day(db: str) -> None:
+    """The review of 1 January 2027 held on 3 January (the scheduler was down): a refund of
+    2 January does not count in it, a customer with nothing paid in 2026 goes down, and a
+    premium paid on 2 January keeps the tier it would have raised again after an on-time
+    review (the payment found the account already gold, so nothing upgraded it)."""
+    old = datetime(2025, 11, 1, 2, 0, tzinfo=UTC)  # outside the review's 2026 window
+    june = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
+    jan2 = datetime(2027, 1, 2, 2, 0, tzinfo=UTC)
+    late = datetime(2027, 1, 2, 17, 0, tzinfo=UTC)  # 3 January 01:00 in Shanghai
+
+    async def gold_since(paid_at: datetime) -> tuple[Customer, Policy]:
+        owner = await _customer()
+        policy = await _policy(owner)
+        await earn_for_payment((await _pay(policy, 650_000, at=paid_at)).id, settings=S,
+                               now=paid_at)
+        assert await _tier(owner) == "gold"
+        return owner, policy
+
+    lapsed, _ = await gold_since(old)
+    refunded, refunded_policy = await gold_since(june)
+    renewed, renewed_policy = await gold_since(old)
+    part, part_policy = await gold_since(old)
+    for payment in (await _pay(refunded_policy, 650_000, at=jan2, kind=PaymentKind.REFUND),
+                    await _pay(renewed_policy, 650_000, at=jan2),
+                    await _pay(part_policy, 350_000, at=jan2)):
+        await earn_for_payment(payment.id, settings=S, now=jan2)
+    assert [await _tier(c) for c in (lapsed, refunded, renewed, part)] == ["gold"] * 4
+
+    report = await annual_tier_review(date(2027, 1, 1), settings=S, now=late)
+
+    assert [await _tier(c) for c in (lapsed, refunded, renewed, part)] == [
+        "standard", "gold", "gold", "silver"]
+    assert report == ReviewReport(4, 0, 2)
+    [change] = [h for h in await tier_history(part.id) if h.reason == "review"]
+    assert (change.to_tier, change.trailing_premium_cents) == ("silver", 0)
+    assert change.effective_at == late
+    assert await annual_tier_review(date(2027, 1, 1), settings=S, now=late) == ReviewReport(
+        4, 0, 0)
+
+
 async def test_tier_status_shows_progress_to_the_next_tier(db: str) -> None:
     owner = await _customer()
     await earn_for_payment((await _pay(await _policy(owner), 250_000)).id, settings=S, now=NOW)
