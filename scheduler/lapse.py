@@ -2,9 +2,15 @@
 
 The policy may still say ``active`` (the core system has not sent the status change yet) or
 ``expired``; either way it has no renewal linked, is not cancelled and has no newer policy for
-the same plate and product (see ``scheduler.renewal.NOT_RENEWED``). The message is stale
+the same plate and product (see ``scheduler.renewal.waiting``). The message is stale
 ``renewal.lapse_stale_days`` after its send time; catching up, a missed day is still planned
-while that window is open. Key: ``lapse:{policy}`` — one rescue per policy, ever.
+while that window is open.
+
+Like the renewal reminders, one message per car: a customer's lapsed policies with the same
+plate and end date (compulsory and commercial, typically) get one rescue naming them all. Key:
+``lapse:{policy}``, with the same stable id as the reminders (the lowest of the car's policies
+with that end date, see ``scheduler.renewal``) — one rescue per car and expiry, ever; a policy
+alone on its car keeps its own id.
 """
 
 from __future__ import annotations
@@ -16,10 +22,10 @@ from functools import partial
 from typing import Any
 
 from scheduler.context import PlanContext, Sink, feed
-from scheduler.renewal import NOT_RENEWED, POLICY_COLUMNS
+from scheduler.renewal import car_group, policy_groups
 from scheduler.selection import Selection, as_date
 from scheduler.wording import localised_date
-from storage.models import Category
+from storage.models import Category, PolicyStatus
 from storage.outbox import Outbound
 
 log = logging.getLogger(__name__)
@@ -44,14 +50,8 @@ def still_useful(day: date, today: date, stale_days: int) -> bool:
 
 
 def lapsed(end: date) -> Selection:
-    return Selection(
-        columns=POLICY_COLUMNS,
-        source="FROM policy p JOIN customer c ON c.id = p.customer_id "
-               "WHERE p.status IN ('active', 'expired') AND p.end_date = ? "
-               f"AND {NOT_RENEWED}",
-        values=(end,),
-        key="p.id",
-    )
+    """Cars whose policies ended on ``end`` unrenewed, one row per car."""
+    return policy_groups(end, (PolicyStatus.ACTIVE, PolicyStatus.EXPIRED))
 
 
 def selections(ctx: PlanContext) -> list[Selection]:
@@ -63,8 +63,9 @@ def selections(ctx: PlanContext) -> list[Selection]:
 def _messages(ctx: PlanContext, rows: list[dict[str, Any]]) -> Iterator[Outbound]:
     stale_after = ctx.not_before + timedelta(days=ctx.renewal.lapse_stale_days)
     for row in rows:
+        group = car_group(row)
         yield Outbound(
-            dedup_key=f"lapse:{row['k']}",
+            dedup_key=f"lapse:{group.anchor}",
             kind=KIND,
             category=Category.REMINDER,
             customer_id=row["customer_id"],
@@ -72,7 +73,7 @@ def _messages(ctx: PlanContext, rows: list[dict[str, Any]]) -> Iterator[Outbound
             params={
                 "name": row["name"],
                 "plate": row["plate"],
-                "policy": row["number"],
+                "policy": group.policy,
                 "expired_on": localised_date(as_date(row["end_date"])),
             },
             not_before=ctx.not_before,

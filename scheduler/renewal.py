@@ -6,6 +6,20 @@ and no newer policy for the same plate and product is on the books (an import th
 renewal as a fresh policy without linking it must not trigger reminders for the old one). The
 day a renewal or cancellation is recorded, the policy drops out of every later selection.
 
+One message per car, not per policy: a car usually carries a compulsory (交强险) and a
+commercial (商业险) policy expiring the same day. A customer's policies with the same plate and
+end date that each qualify on their own form a group, and the group gets one message naming
+every policy in it (``policy`` parameter: ``交强险 P1、商业险 P2``, compulsory first). Different
+end dates are always separate messages. The selection returns one row per group (its lowest
+qualifying id), so paging cannot split a group.
+
+Keys: ``renewal:{policy}:T-{k}`` and ``renewal_holiday:{policy}:{holiday}:{year}``, where
+``policy`` is the lowest id of *all* the customer's policies on that plate with that end date,
+renewed or cancelled ones included. Renewing or cancelling one policy of a pair therefore
+never changes the key: the other goes on alone and gets each later reminder exactly once, even
+when the same day is planned again after the renewal was recorded. A policy alone on its car,
+and a pair's lower id, keep the key they had when reminders were per policy.
+
 Cadence (defaults): T-60, then weekly T-30, T-23, T-16 (the insurer's 15-day push), T-9, T-2.
 Offsets are validated to be at least two days apart, so one policy never gets reminders on
 consecutive days.
@@ -27,6 +41,7 @@ customer is not sent two at once); ``days_left`` is counted from the day it is a
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -37,9 +52,9 @@ from typing import Any, Final
 from scheduler.cn_calendar import HolidayPeriod, WorkCalendar
 from scheduler.config import RenewalSettings
 from scheduler.context import PlanContext, Sink, feed
-from scheduler.selection import Selection, as_date
-from scheduler.wording import HOLIDAY_NAMES, localised_date
-from storage.models import Category
+from scheduler.selection import Selection, as_date, json_rows
+from scheduler.wording import HOLIDAY_NAMES, Localised, localised_date, policy_list
+from storage.models import Category, PolicyStatus, Product
 from storage.outbox import Outbound
 
 log = logging.getLogger(__name__)
@@ -49,14 +64,17 @@ HOLIDAY_KIND = "renewal_holiday"
 MAX_HOLIDAY_SHIFT: Final = 5
 _HOLIDAY_HORIZON: Final = timedelta(days=90)
 
-POLICY_COLUMNS: Final = "p.number, p.plate, p.end_date, p.customer_id, c.name"
-# A policy still waiting for its renewal: nothing recorded against it, no newer policy for
-# the same car and product (the plate index serves the NOT EXISTS).
-NOT_RENEWED: Final = (
-    "p.renewed_by_id IS NULL AND p.cancelled_at IS NULL AND NOT EXISTS ("
-    "SELECT 1 FROM policy q WHERE q.plate = p.plate AND q.product = p.product "
-    "AND q.id <> p.id AND q.end_date > p.end_date AND q.status <> 'cancelled')"
-)
+
+def waiting(alias: str) -> str:
+    """SQL: policy ``alias`` is still waiting for its renewal: nothing recorded against it, no
+    newer policy for the same car and product (the plate index serves the NOT EXISTS)."""
+    newer = f"{alias}_newer"
+    return (
+        f"{alias}.renewed_by_id IS NULL AND {alias}.cancelled_at IS NULL AND NOT EXISTS ("
+        f"SELECT 1 FROM policy {newer} WHERE {newer}.plate = {alias}.plate "
+        f"AND {newer}.product = {alias}.product AND {newer}.id <> {alias}.id "
+        f"AND {newer}.end_date > {alias}.end_date AND {newer}.status <> 'cancelled')"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,20 +160,71 @@ def schedule_for(end: date, settings: RenewalSettings,
 # -- selection and queueing ----------------------------------------------------------------------
 
 
+def policy_groups(end: date, statuses: Sequence[PolicyStatus]) -> Selection:
+    """One row per car with policies ending on ``end`` that are in one of ``statuses`` and
+    still waiting for renewal; read it with :func:`car_group`.
+
+    A group is one customer's qualifying policies with the same plate and end date. Only the
+    group's lowest qualifying id is selected (the ``NOT EXISTS``; it is also the page key
+    ``k``), so a group is one row and a page boundary cannot split it. ``policies`` lists every
+    policy of the customer's car with that end date as JSON ``[[id, product, number,
+    qualifies], …]``, the renewed and cancelled ones too, which is what keeps the dedup key
+    stable. The subqueries are correlated on the policy's plate and customer indexes.
+    """
+    values = [f"'{status.value}'" for status in statuses]
+    in_status = f"= {values[0]}" if len(values) == 1 else f"IN ({', '.join(values)})"
+
+    def qualifies(alias: str) -> str:
+        return f"{alias}.status {in_status} AND {waiting(alias)}"
+
+    def same_car(alias: str) -> str:
+        return (f"{alias}.plate = p.plate AND {alias}.customer_id = p.customer_id "
+                f"AND {alias}.end_date = p.end_date")
+
+    everything = json_rows("g.id", "g.product", "g.number", f"({qualifies('g')})")
+    return Selection(
+        columns="p.plate, p.end_date, p.customer_id, c.name, "
+                f"(SELECT {everything} FROM policy g WHERE {same_car('g')}) AS policies",
+        source="FROM policy p JOIN customer c ON c.id = p.customer_id "
+               f"WHERE p.end_date = ? AND {qualifies('p')} AND NOT EXISTS ("
+               f"SELECT 1 FROM policy r WHERE {same_car('r')} AND r.id < p.id "
+               f"AND {qualifies('r')})",
+        values=(end,),
+        key="p.id",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CarGroup:
+    """What a message needs from a :func:`policy_groups` row."""
+
+    anchor: int
+    """The id in the dedup key: the lowest of all the car's policies with that end date."""
+    policy: Localised
+    """The ``policy`` parameter: the qualifying policies, compulsory first."""
+
+
+def car_group(row: dict[str, Any]) -> CarGroup:
+    """Read the ``policies`` column of a :func:`policy_groups` row."""
+    order = list(Product)
+    anchor = int(row["k"])
+    named: list[tuple[Product, str]] = []
+    for policy_id, product, number, qualifies in json.loads(row["policies"]):
+        anchor = min(anchor, int(policy_id))
+        if qualifies:  # true / 1
+            named.append((Product(product), str(number)))
+    named.sort(key=lambda policy: (order.index(policy[0]), policy[1]))
+    return CarGroup(anchor, policy_list(named))
+
+
 def expiring(end: date) -> Selection:
-    """Policies still waiting for renewal that expire on ``end``.
+    """Cars whose active policies expire on ``end`` and still wait for renewal.
 
     One selection per expiry date: an equality on the ``(status, end_date)`` index reads just
     that day's policies (an ``IN`` list of dates can tempt the planner into a primary-key scan
     of the whole table to serve ``ORDER BY id LIMIT n``).
     """
-    return Selection(
-        columns=POLICY_COLUMNS,
-        source="FROM policy p JOIN customer c ON c.id = p.customer_id "
-               f"WHERE p.status = 'active' AND p.end_date = ? AND {NOT_RENEWED}",
-        values=(end,),
-        key="p.id",
-    )
+    return policy_groups(end, (PolicyStatus.ACTIVE,))
 
 
 def selections(ctx: PlanContext) -> list[Selection]:
@@ -171,8 +240,9 @@ def holiday_selections(ctx: PlanContext) -> list[Selection]:
 def _reminders(ctx: PlanContext, rows: list[dict[str, Any]]) -> Iterator[Outbound]:
     for row in rows:
         end = as_date(row["end_date"])
+        group = car_group(row)
         yield Outbound(
-            dedup_key=f"renewal:{row['k']}:T-{(end - ctx.day).days}",
+            dedup_key=f"renewal:{group.anchor}:T-{(end - ctx.day).days}",
             kind=KIND,
             category=Category.REMINDER,
             customer_id=row["customer_id"],
@@ -182,7 +252,7 @@ def _reminders(ctx: PlanContext, rows: list[dict[str, Any]]) -> Iterator[Outboun
                 "plate": row["plate"],
                 "expiry": localised_date(end),
                 "days_left": (end - ctx.today).days,
-                "policy": row["number"],
+                "policy": group.policy,
             },
             not_before=ctx.not_before,
             stale_after=ctx.start_of(end + timedelta(days=1)),
@@ -194,8 +264,9 @@ def _holiday_reminders(ctx: PlanContext, rows: list[dict[str, Any]], *,
     for row in rows:
         end = as_date(row["end_date"])
         period = periods[end]
+        group = car_group(row)
         yield Outbound(
-            dedup_key=f"renewal_holiday:{row['k']}:{period.code}:{period.first.year}",
+            dedup_key=f"renewal_holiday:{group.anchor}:{period.code}:{period.first.year}",
             kind=HOLIDAY_KIND,
             category=Category.REMINDER,
             customer_id=row["customer_id"],
@@ -205,7 +276,7 @@ def _holiday_reminders(ctx: PlanContext, rows: list[dict[str, Any]], *,
                 "plate": row["plate"],
                 "expiry": localised_date(end),
                 "holiday": HOLIDAY_NAMES[period.code],
-                "policy": row["number"],
+                "policy": group.policy,
             },
             not_before=ctx.not_before,
             stale_after=ctx.start_of(period.first),

@@ -57,6 +57,20 @@ def placeholders(count: int) -> str:
     return ", ".join("?" * count)
 
 
+def json_rows(*values: str) -> str:
+    """SQL aggregate: ``[[v1, v2, …], …]``, one inner array per row, as JSON text.
+
+    For gathering a group's rows into one column of a selection (a scalar subquery). There is
+    no string aggregate both dialects share: SQLite has ``group_concat`` (``string_agg`` only
+    from 3.44), PostgreSQL ``string_agg``; JSON also spares choosing a separator that data can
+    never contain. Order within the array is unspecified.
+    """
+    listed = ", ".join(values)
+    if is_postgres():
+        return f"json_agg(json_build_array({listed}))::text"
+    return f"json_group_array(json_array({listed}))"
+
+
 async def fetch(sql: str, values: Sequence[Any] = ()) -> list[dict[str, Any]]:
     conn = connection()
     postgres = is_postgres(conn)

@@ -1,5 +1,5 @@
 """Localised parameter values the rules put into messages: dates, festival and holiday names,
-hazards and car-care advice.
+the policies a reminder is about, hazards and car-care advice.
 
 The sentences themselves live in ``bot/texts/messages.toml``; these are the words that fill
 their placeholders, as ``{"zh-CN": ..., "en": ...}`` dicts the renderer picks from at dispatch
@@ -8,8 +8,11 @@ time, in the customer's language.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 from typing import Final
+
+from storage.models import Product
 
 Localised = dict[str, str]
 
@@ -37,6 +40,23 @@ FESTIVAL_NAMES: Final[dict[str, Localised]] = {
     "mid_autumn": localised("中秋节", "Mid-Autumn Festival"),
     "national_day": localised("国庆节", "National Day"),
 }
+
+# The names /policies shows in Telegram (``tg_product_*``), lower-case to sit inside a sentence.
+PRODUCT_NAMES: Final[dict[Product, Localised]] = {
+    Product.COMPULSORY: localised("交强险", "compulsory"),
+    Product.COMMERCIAL: localised("商业险", "commercial"),
+}
+
+
+def policy_list(policies: Iterable[tuple[Product, str]]) -> Localised:
+    """``交强险 P1、商业险 P2`` / ``compulsory P1, commercial P2``: product and number of each
+    ``(product, number)``, in the order given."""
+    items = [(PRODUCT_NAMES[product], number) for product, number in policies]
+    return {
+        "zh-CN": "、".join(f"{name['zh-CN']} {number}" for name, number in items),
+        "en": ", ".join(f"{name['en']} {number}" for name, number in items),
+    }
+
 
 HOLIDAY_NAMES: Final[dict[str, Localised]] = {
     "spring_festival": localised("春节", "Spring Festival"),
