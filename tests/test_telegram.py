@@ -334,3 +334,41 @@ def test_every_text_key_built_from_a_value_exists() -> None:
     missing = [prefix + value for prefix, values in families.items() for value in values
                if prefix + value not in texts]
     assert missing == []
+
+
+def test_no_filter_or_handler_runs_in_a_thread() -> None:
+    """aiogram runs a synchronous filter or handler (a bare ``F.…`` magic filter is one)
+    through ``asyncio.to_thread``: a thread-pool round trip per check of every update. Every
+    one in our dispatcher must be awaitable; wrap magic filters in ``filters.Magic``."""
+    from aiogram import Router
+    from aiogram.dispatcher.event.handler import CallableObject
+    from aiogram.filters.logic import _AndFilter, _InvertFilter, _OrFilter
+
+    from bot.settings import Settings
+    from bot.telegram.runtime import build_dispatcher
+    from bot.texts import Texts
+
+    def threaded(obj: CallableObject) -> list[str]:
+        found = [] if obj.awaitable else [repr(obj.callback)]
+        inner = obj.callback
+        if isinstance(inner, _OrFilter | _AndFilter):
+            found += [name for target in inner.targets for name in threaded(target)]
+        elif isinstance(inner, _InvertFilter):
+            found += threaded(inner.target)
+        return found
+
+    def walk(router: Router) -> list[str]:
+        found: list[str] = []
+        for event, observer in router.observers.items():
+            for item in observer._handler.filters or []:
+                found += [f"{router.name} {event} filter {n}" for n in threaded(item)]
+            for handler in observer.handlers:
+                found += [f"{router.name} {event} handler {n}" for n in threaded(handler)]
+                for item in handler.filters or []:
+                    found += [f"{router.name} {event} filter {n}" for n in threaded(item)]
+        for sub in router.sub_routers:
+            found += walk(sub)
+        return found
+
+    dp = build_dispatcher(Settings(), Texts.load(), clock=lambda: datetime.now(UTC))
+    assert walk(dp) == []

@@ -18,7 +18,7 @@ from bot.telegram.accounts import Policyholder
 from bot.telegram.callbacks import ClaimAction, ClaimCb
 from bot.telegram.claim_documents import required, still_needed
 from bot.telegram.context import LINKED
-from bot.telegram.filters import MenuButton
+from bot.telegram.filters import Magic, MenuButton
 from bot.telegram.i18n import Translator, format_money
 from bot.telegram.lookups import ClaimCard
 from storage.models import OPEN_CLAIM_STATUSES, Claim
@@ -149,6 +149,6 @@ def get_router() -> Router:
     router.callback_query.register(show_claim, ClaimCb.filter(F.action == ClaimAction.SHOW),
                                    flags=LINKED)
     # Early in the chain (not in the fallback) so the most common free text is cheap to route.
-    router.message.register(claim_in_text, F.text, ~F.text.startswith("/"),
-                            F.text.regexp(r"\d", mode="search"), flags=LINKED)
+    router.message.register(claim_in_text, Magic(F.text), Magic(~F.text.startswith("/")),
+                            Magic(F.text.regexp(r"\d", mode="search")), flags=LINKED)
     return router

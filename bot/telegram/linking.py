@@ -18,6 +18,7 @@ from bot.telegram import accounts, keyboards
 from bot.telegram.accounts import CodeOutcome, LinkOutcome, Policyholder, Sender
 from bot.telegram.callbacks import UnlinkCb
 from bot.telegram.context import LINKED
+from bot.telegram.filters import Magic
 from bot.telegram.i18n import Translator, company_name
 from bot.texts import Texts
 from loyalty.earning import link_referrer
@@ -148,10 +149,11 @@ async def unlink_answer(query: CallbackQuery, callback_data: UnlinkCb, bot: Bot,
 def get_router() -> Router:
     router = Router(name=__name__)
     router.message.register(start, CommandStart())
-    router.message.register(contact, F.contact)
-    router.message.register(code, StateFilter(LinkFlow.code), F.text.regexp(r"^\s*\d{4,8}\s*$"))
-    router.message.register(code_prompt, StateFilter(LinkFlow.code), F.text,
-                            ~F.text.startswith("/"))
+    router.message.register(contact, Magic(F.contact))
+    router.message.register(code, StateFilter(LinkFlow.code),
+                            Magic(F.text.regexp(r"^\s*\d{4,8}\s*$")))
+    router.message.register(code_prompt, StateFilter(LinkFlow.code), Magic(F.text),
+                            Magic(~F.text.startswith("/")))
     router.message.register(unlink, Command("unlink"), flags=LINKED)
     router.callback_query.register(unlink_answer, UnlinkCb.filter(), flags=LINKED)
     return router

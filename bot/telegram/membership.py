@@ -12,6 +12,7 @@ from aiogram.enums import ChatMemberStatus, ChatType
 from aiogram.types import ChatMemberUpdated
 
 from bot.telegram import accounts
+from bot.telegram.filters import Magic
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,9 @@ async def unblocked(event: ChatMemberUpdated, clock: Callable[[], datetime]) -> 
 
 def get_router() -> Router:
     router = Router(name=__name__)
-    router.my_chat_member.filter(F.chat.type == ChatType.PRIVATE)
-    router.my_chat_member.register(blocked, F.new_chat_member.status == ChatMemberStatus.KICKED)
+    router.my_chat_member.filter(Magic(F.chat.type == ChatType.PRIVATE))
+    router.my_chat_member.register(blocked,
+                                   Magic(F.new_chat_member.status == ChatMemberStatus.KICKED))
     router.my_chat_member.register(unblocked,
-                                   F.new_chat_member.status == ChatMemberStatus.MEMBER)
+                                   Magic(F.new_chat_member.status == ChatMemberStatus.MEMBER))
     return router

@@ -22,6 +22,7 @@ from bot.settings import Settings
 from bot.telegram import get_routers
 from bot.telegram.commands import register_commands
 from bot.telegram.context import ConversationContext, LinkedOnly
+from bot.telegram.filters import Magic
 from bot.telegram.updates import UpdateFeed, poll, prune_processed
 from bot.texts import Texts
 
@@ -117,8 +118,8 @@ def build_dispatcher(
         bot_username=bot_username,
     )
     # A policyholder's bot: groups it is added to get no answers (and no accounts).
-    dp.message.filter(F.chat.type == ChatType.PRIVATE)
-    dp.callback_query.filter(F.message.chat.type == ChatType.PRIVATE)
+    dp.message.filter(Magic(F.chat.type == ChatType.PRIVATE))
+    dp.callback_query.filter(Magic(F.message.chat.type == ChatType.PRIVATE))
     dp.update.outer_middleware(ConversationContext())
     dp.message.middleware(LinkedOnly())
     dp.callback_query.middleware(LinkedOnly())

@@ -41,7 +41,7 @@ from bot.telegram.claim_documents import (
 )
 from bot.telegram.claims import document_name, status_text
 from bot.telegram.context import LINKED
-from bot.telegram.filters import MenuButton
+from bot.telegram.filters import Magic, MenuButton
 from bot.telegram.i18n import Translator
 from storage.models import Channel, Claim
 
@@ -300,13 +300,13 @@ async def not_a_file(message: Message, t: Translator) -> None:
 
 def get_router() -> Router:
     router = Router(name=__name__)
-    is_file = or_f(F.photo, F.document)
+    is_file = Magic(F.photo | F.document)
     router.message.register(start_upload, or_f(Command("upload"), MenuButton("tg_menu_upload")),
                             flags=LINKED)
     router.message.register(receive_file, StateFilter(UploadFlow.files), is_file, flags=LINKED)
     router.message.register(file_outside_flow, is_file, flags=LINKED)
-    router.message.register(not_a_file, StateFilter(UploadFlow.files), F.text,
-                            ~F.text.startswith("/"), flags=LINKED)
+    router.message.register(not_a_file, StateFilter(UploadFlow.files), Magic(F.text),
+                            Magic(~F.text.startswith("/")), flags=LINKED)
     router.callback_query.register(upload_from_claim,
                                    ClaimCb.filter(F.action == ClaimAction.UPLOAD), flags=LINKED)
     router.callback_query.register(claim_chosen, UploadCb.filter(F.action == UploadAction.CLAIM),
