@@ -25,7 +25,8 @@ from storage.models import Customer, Payment, PaymentKind
 log = logging.getLogger(__name__)
 
 
-def _year_before(moment: datetime) -> datetime:
+def year_before(moment: datetime) -> datetime:
+    """The start (exclusive) of the trailing 12 months that end at ``moment``, in UTC."""
     moment = utc(moment)
     day = add_months(moment.date(), -12)
     return moment.replace(year=day.year, month=day.month, day=day.day)
@@ -34,7 +35,7 @@ def _year_before(moment: datetime) -> datetime:
 async def trailing_premium_cents(customer_id: int, *, now: datetime) -> int:
     """Premium paid minus refunds in the 12 months up to ``now`` (inclusive)."""
     rows = await Payment.filter(
-        customer_id=customer_id, paid_at__gt=_year_before(now), paid_at__lte=utc(now)
+        customer_id=customer_id, paid_at__gt=year_before(now), paid_at__lte=utc(now)
     ).values_list("kind", "amount_cents")
     return sum(amount if kind == PaymentKind.PREMIUM else -amount for kind, amount in rows)
 
@@ -166,8 +167,14 @@ class TierStatus:
 
 async def tier_status(customer_id: int, *, now: datetime, settings: LoyaltySettings) -> TierStatus:
     account = await LoyaltyAccount.get_or_none(customer_id=customer_id)
-    tier = settings.tier(account.tier) if account else settings.tiers[0]
     trailing = await trailing_premium_cents(customer_id, now=now)
+    return status_of(account.tier if account else None, trailing, settings)
+
+
+def status_of(tier_code: str | None, trailing: int, settings: LoyaltySettings) -> TierStatus:
+    """The status of an account in tier ``tier_code`` (None: no account yet, the first tier)
+    with ``trailing`` premium."""
+    tier = settings.tier(tier_code) if tier_code else settings.tiers[0]
     rank = settings.tier_rank(tier.code)
     upcoming = settings.tiers[rank + 1] if rank + 1 < len(settings.tiers) else None
     missing = max(0, upcoming.min_premium_cents - trailing) if upcoming else 0

@@ -17,10 +17,9 @@ from bot.telegram.filters import MenuButton
 from bot.telegram.i18n import Translator, format_money
 from loyalty.config import TierSettings
 from loyalty.earning import check_in
-from loyalty.ledger import expiring_points, get_balance, recent_entries
 from loyalty.notifications import tier_name
+from loyalty.overview import points_overview
 from loyalty.periods import local_day, zone
-from loyalty.tiers import tier_status
 
 EXPIRY_WINDOW_DAYS = 30
 ENTRIES_SHOWN = 10
@@ -45,11 +44,11 @@ async def show_points(message: Message, customer: Policyholder, t: Translator,
                       settings: Settings, clock: Callable[[], datetime]) -> None:
     now = clock()
     tz = zone(customer.timezone)
-    balance = await get_balance(customer.id)
-    status = await tier_status(customer.id, now=now, settings=settings.loyalty)
-    expiring = await expiring_points(customer.id, today=local_day(now, tz),
-                                     days=EXPIRY_WINDOW_DAYS)
-    entries = await recent_entries(customer.id, limit=ENTRIES_SHOWN)
+    overview = await points_overview(customer.id, now=now, today=local_day(now, tz),
+                                     expiring_days=EXPIRY_WINDOW_DAYS, entries=ENTRIES_SHOWN,
+                                     settings=settings.loyalty)
+    balance, status = overview.balance, overview.status
+    expiring, entries = overview.expiring, overview.entries
     name = tier_name(status.tier, t.lang)
     lines = [t("tg_points_summary", balance=balance, tier=name)]
     lines += [t("tg_points_expiring", points=points, date=t.day(day)) for day, points in expiring]
