@@ -1,14 +1,20 @@
-"""Earning rules: premium payments (and their refunds), daily check-in, referrals, birthdays
-and operator adjustments.
+"""Earning rules: premium payments (and their refunds, and corrections when the core system
+changes a settled payment), daily check-in, referrals, birthdays and operator adjustments.
 
 Every rule is idempotent by a natural key (``payment:{id}``, ``checkin:{customer}:{day}``,
 ``referral:{customer}``, ``birthday:{customer}:{year}``, the operator's request key), so an
 import re-run, a double tap or a retried job awards nothing twice.
+
+A policy's premium points are settled as a whole: every entry of a payment records the
+payment amount it settled (``basis_cents``, refunds negative), and what the policy should
+leave the customer holding is worked out again from its payments as they stand (see
+``_policy_points``) whenever a refund, a cancellation or a correction is posted.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -27,12 +33,23 @@ from storage.models import Customer, Payment, PaymentKind, Policy, PolicyStatus
 
 log = logging.getLogger(__name__)
 
+# The entries that carry a policy's premium points: earnings, refunds and cancellations,
+# corrections of changed payments.
+_POLICY_KINDS = (EntryKind.EARN_PREMIUM, EntryKind.PREMIUM_REVERSAL,
+                 EntryKind.PAYMENT_CORRECTION)
+_CREDITED_KINDS = (EntryKind.EARN_PREMIUM, EntryKind.PAYMENT_CORRECTION)
+
 
 def premium_points(amount_cents: int, *, points_per_yuan: float, multiplier: float) -> int:
     """Whole points for a premium: yuan × rate × tier multiplier, rounded down."""
     value = (Decimal(amount_cents) / 100 * Decimal(str(points_per_yuan))
              * Decimal(str(multiplier)))
     return int(value.to_integral_value(rounding=ROUND_FLOOR))
+
+
+def basis_of(kind: PaymentKind | str, amount_cents: int) -> int:
+    """A payment as its ledger entries record it: the amount in cents, negative for a refund."""
+    return -amount_cents if kind == PaymentKind.REFUND else amount_cents
 
 
 async def earn_for_payment(
@@ -55,10 +72,12 @@ async def earn_for_payment(
     customer_id: int = payment.customer_id
     if payment.kind == PaymentKind.REFUND:
         return await _take_back(policy_id, key, fp, settings=settings, now=now,
-                                payment_id=payment.id)
+                                payment_id=payment.id,
+                                basis_cents=basis_of(payment.kind, payment.amount_cents))
     if payment.amount_cents <= 0:
         return None
-    spec = EntrySpec(EntryKind.EARN_PREMIUM, key, fp, payment_id=payment.id, policy_id=policy_id)
+    spec = EntrySpec(EntryKind.EARN_PREMIUM, key, fp, payment_id=payment.id, policy_id=policy_id,
+                     basis_cents=payment.amount_cents)
     try:
         async with in_transaction() as conn:
             account = await ledger.lock_account(conn, AccountRef.of_customer(customer_id),
@@ -84,12 +103,13 @@ async def reverse_policy_points(
     fp = fingerprint({"op": "policy_cancel", "policy": policy_id})
     if (done := await ledger.find_replay(key, fp)) is not None:
         return done
-    return await _take_back(policy_id, key, fp, settings=settings, now=now, payment_id=None)
+    return await _take_back(policy_id, key, fp, settings=settings, now=now, payment_id=None,
+                            basis_cents=None)
 
 
 async def _take_back(
     policy_id: int, key: str, fp: str, *, settings: LoyaltySettings, now: datetime,
-    payment_id: int | None,
+    payment_id: int | None, basis_cents: int | None,
 ) -> Posted | None:
     policy = await Policy.get_or_none(id=policy_id)
     if policy is None:
@@ -100,37 +120,141 @@ async def _take_back(
             # The lock first: earnings and reversals of this customer are serialised, so the
             # sums below cannot move under us.
             await ledger.lock_account(conn, ref, settings)
-            due = await _points_due_back(policy_id, cancelled=payment_id is None)
+            points = await _policy_points(policy_id, cancelled=payment_id is None,
+                                          settings=settings)
+            due = points.held - points.target
             if due <= 0:
                 return None
-            lots: list[int] = await PointLot.filter(
-                entry__policy_id=policy_id, entry__kind=EntryKind.EARN_PREMIUM
-            ).order_by("expires_on", "id").values_list("id", flat=True)  # type: ignore[assignment]
             spec = EntrySpec(EntryKind.PREMIUM_REVERSAL, key, fp, payment_id=payment_id,
-                             policy_id=policy_id)
+                             policy_id=policy_id, basis_cents=basis_cents)
             return await ledger.post_capped_debit(conn, ref, due, spec, now=now,
-                                                  settings=settings, prefer_lots=lots)
+                                                  settings=settings,
+                                                  prefer_lots=await _policy_lots(policy_id))
     except Replay:
         return await ledger.replayed(key, fp)
 
 
-async def _points_due_back(policy_id: int, *, cancelled: bool) -> int:
-    """Points still to take back so that, in total, the policy keeps points only for the
-    share of its premium not refunded (none at all once it is cancelled)."""
-    entries = await LedgerEntry.filter(
-        policy_id=policy_id,
-        kind__in=[EntryKind.EARN_PREMIUM, EntryKind.PREMIUM_REVERSAL],
-    ).values_list("kind", "amount", "shortfall")
-    earned = sum(a for k, a, _ in entries if k == EntryKind.EARN_PREMIUM)
-    taken_back = sum(-a + s for k, a, s in entries if k == EntryKind.PREMIUM_REVERSAL)
+async def _policy_lots(policy_id: int, *, first_of_payment: int | None = None) -> list[int]:
+    """The lots the policy's premiums brought, first-expiring-first (those of one payment
+    first, if given): a reversal takes the points back from them before any others."""
+    rows: Sequence[tuple[int, int | None]] = await PointLot.filter(
+        entry__policy_id=policy_id, entry__kind__in=_CREDITED_KINDS
+    ).order_by("expires_on", "id").values_list("id", "entry__payment_id")
+    if first_of_payment is None:
+        return [lot for lot, _ in rows]
+    own = [lot for lot, payment in rows if payment == first_of_payment]
+    return own + [lot for lot, payment in rows if payment != first_of_payment]
+
+
+@dataclass(frozen=True, slots=True)
+class _PolicyPoints:
+    target: int  # what the policy's premiums should leave the customer holding now
+    held: int  # what its entries gave, counting a shortfall as taken (it is not pursued)
+    received: int  # what its entries really gave
+
+
+async def _policy_points(policy_id: int, *, cancelled: bool,
+                         settings: LoyaltySettings) -> _PolicyPoints:
+    """The policy keeps points only for the share of its premium not refunded, and none at
+    all once cancelled.
+
+    What a premium is worth comes from its own earning, not from today's tier: the points it
+    earned per cent of its basis, applied to its amount now (so a corrected amount keeps the
+    multiplier it earned at). A payment first settled as a refund and now a premium has no
+    earning of its own: it is worth the policy's first earning's rate, or the programme's
+    base rate when the policy earned nothing.
+    """
+    entries = await LedgerEntry.filter(policy_id=policy_id, kind__in=_POLICY_KINDS).order_by(
+        "id").values_list("kind", "amount", "shortfall", "payment_id", "basis_cents")
+    payments = await Payment.filter(policy_id=policy_id).values_list(
+        "id", "kind", "amount_cents")
+    held = received = 0
+    earnings: dict[int, tuple[int, int | None]] = {}
+    settled: set[int] = set()
+    for kind, amount, shortfall, payment_id, basis in entries:
+        held += amount - shortfall
+        received += amount
+        if payment_id is not None:
+            settled.add(payment_id)
+            if kind == EntryKind.EARN_PREMIUM:
+                earnings[payment_id] = (amount, basis)
+    rate = next(((p, b) for p, b in earnings.values() if b), None)
+    earned = paid = refunded = 0
+    for payment_id, kind, cents in payments:
+        if kind == PaymentKind.REFUND:
+            refunded += cents
+            continue
+        paid += cents
+        if payment_id in earnings:
+            points, basis = earnings[payment_id]
+            earned += points if not basis or basis == cents else points * cents // basis
+        elif payment_id in settled:
+            earned += (rate[0] * cents // rate[1] if rate is not None else premium_points(
+                cents, points_per_yuan=settings.points_per_yuan,
+                multiplier=settings.tiers[0].points_multiplier))
     if cancelled:
-        target = earned
+        target = 0
     else:
-        payments = await Payment.filter(policy_id=policy_id).values_list("kind", "amount_cents")
-        paid = sum(a for k, a in payments if k == PaymentKind.PREMIUM)
-        refunded = sum(a for k, a in payments if k == PaymentKind.REFUND)
-        target = earned if paid <= 0 or refunded >= paid else earned * refunded // paid
-    return int(target - taken_back)
+        taken = earned if paid <= 0 or refunded >= paid else earned * refunded // paid
+        target = earned - taken
+    return _PolicyPoints(int(target), int(held), int(received))
+
+
+async def correct_payment(
+    payment_id: int, *, settings: LoyaltySettings, now: datetime
+) -> Posted | None:
+    """Make the ledger follow a settled payment whose amount or kind the core system changed.
+
+    One ``payment_correction`` entry per change, recording the new basis: a credit or a
+    debit that brings the policy's points to what they would be had the payment always been
+    so (``_policy_points``). A debit stops at zero with the rest as shortfall, as a refund
+    does; a credit never gives back points a shortfall left with the customer. The key
+    ``payment:{id}:after:{entry}:{basis}`` names the payment's latest entry and the new basis,
+    so a re-run, a concurrent run, or the amount changing back and forth posts each change
+    once. Returns None when the payment is unsettled or unchanged.
+    """
+    payment = await Payment.get_or_none(id=payment_id)
+    if payment is None:
+        raise InvalidRequest(f"no payment {payment_id}")
+    policy = await Policy.get_or_none(id=payment.policy_id)
+    if policy is None:
+        raise InvalidRequest(f"no policy {payment.policy_id}")
+    basis = basis_of(payment.kind, payment.amount_cents)
+    key = fp = ""
+    try:
+        async with in_transaction() as conn:
+            account = await ledger.lock_account(conn, AccountRef.of_customer(policy.customer_id),
+                                                settings)
+            # Under the lock: what the payment was last settled at, and its amount now.
+            last = await LedgerEntry.filter(payment_id=payment.id).order_by("-id").first(
+            ).values("id", "basis_cents")
+            current = await Payment.get(id=payment.id)
+            basis = basis_of(current.kind, current.amount_cents)
+            if last is None or last["basis_cents"] is None or last["basis_cents"] == basis:
+                return None
+            key = f"payment:{payment.id}:after:{last['id']}:{basis}"
+            fp = fingerprint({"op": "payment_correction", "payment": payment.id,
+                              "after": last["id"], "basis": basis})
+            spec = EntrySpec(EntryKind.PAYMENT_CORRECTION, key, fp, payment_id=payment.id,
+                             policy_id=policy.id, basis_cents=basis,
+                             reason=f"payment {current.external_id}: {last['basis_cents']} -> "
+                                    f"{basis} cents")
+            if current.kind == PaymentKind.PREMIUM and basis > last["basis_cents"]:
+                await upgrade_if_qualified(conn, account, now=now, settings=settings, cause=key)
+            cancelled = await LedgerEntry.exists(idempotency_key=f"policy_cancel:{policy.id}")
+            points = await _policy_points(policy.id, cancelled=cancelled, settings=settings)
+            ref = AccountRef.of_account(account.id)
+            if points.target < points.held:
+                lots = await _policy_lots(policy.id, first_of_payment=payment.id)
+                return await ledger.post_capped_debit(
+                    conn, ref, points.held - points.target, spec, now=now, settings=settings,
+                    prefer_lots=lots)
+            if points.target > points.received:
+                return await ledger.post_credit(conn, ref, points.target - points.received,
+                                                spec, now=now, settings=settings)
+            return await ledger.post_no_points(conn, ref, spec, now=now, settings=settings)
+    except Replay:
+        return await ledger.replayed(key, fp)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,8 @@ not-before time, defaulting to the start of that day in the programme's time zon
 * ``queue_daily_summaries(day)`` — one message per customer who earned points that day.
 * ``annual_tier_review(today)`` — the only tier downgrade (see ``loyalty.tiers``).
 * ``settle_imports(now)`` — points for what the core-system import brought: new payments
-  and refunds, cancelled policies, referred customers whose first policy became active.
+  and refunds, settled payments whose amount or kind changed since, cancelled policies,
+  referred customers whose first policy became active.
 
 The jobs do not depend on each other's order: a refund that hands points back to a lot past
 its last day expires them in the same transaction (see ``ledger.post_restoring_credit``).
@@ -27,7 +28,12 @@ from tortoise.transactions import in_transaction
 
 from loyalty import notifications
 from loyalty.config import LoyaltySettings
-from loyalty.earning import award_referral_if_due, earn_for_payment, reverse_policy_points
+from loyalty.earning import (
+    award_referral_if_due,
+    correct_payment,
+    earn_for_payment,
+    reverse_policy_points,
+)
 from loyalty.ledger import (
     AccountRef,
     Replay,
@@ -40,7 +46,7 @@ from loyalty.periods import PROGRAMME_TZ, local_day, start_of_day, utc, zone
 from loyalty.tiers import annual_tier_review
 from loyalty.vouchers import expire_vouchers
 from storage.loyalty_models import EARNING_KINDS, EntryKind, LedgerEntry, LoyaltyAccount, PointLot
-from storage.models import Customer
+from storage.models import Customer, PaymentKind
 from storage.outbox import Outbound
 
 __all__ = [
@@ -174,14 +180,17 @@ class SettleReport:
     payments: int
     cancellations: int
     referrals: int
+    corrections: int = 0  # settled payments changed since, each corrected once
 
 
 async def settle_imports(*, settings: LoyaltySettings, now: datetime,
                          lookback_days: int = 400) -> SettleReport:
     """Apply the earning rules to what the core-system import brought in (storage cannot call
     loyalty, so the import's caller or a job runs this afterwards): every payment or refund
-    of the last ``lookback_days`` without a ledger entry, every cancelled policy whose points
-    were not taken back, every referred customer with an active policy and no bonus paid.
+    of the last ``lookback_days`` without a ledger entry, every payment of that window whose
+    latest entry settled another amount or kind than it has now (``correct_payment``), every
+    cancelled policy whose points were not taken back, every referred customer with an
+    active policy and no bonus paid.
 
     Each step is the idempotent rule itself, so running this twice, or concurrently with
     the rules being called directly, posts nothing twice. Counts are postings made.
@@ -193,6 +202,16 @@ async def settle_imports(*, settings: LoyaltySettings, now: datetime,
             "SELECT p.id FROM payment p WHERE p.paid_at >= ? AND NOT EXISTS "
             "(SELECT 1 FROM loyalty_entry e WHERE e.payment_id = p.id) ORDER BY p.paid_at, p.id",
             [since])
+        # One pass over the payments' latest entries (the (payment_id, id) index).
+        changed = await fetch(
+            conn,
+            "SELECT p.id FROM payment p JOIN (SELECT payment_id, MAX(id) AS last_id "
+            "FROM loyalty_entry WHERE payment_id IS NOT NULL GROUP BY payment_id) m "
+            "ON m.payment_id = p.id JOIN loyalty_entry e ON e.id = m.last_id "
+            "WHERE p.paid_at >= ? AND e.basis_cents IS NOT NULL AND e.basis_cents <> "
+            "CASE WHEN p.kind = ? THEN -p.amount_cents ELSE p.amount_cents END "
+            "ORDER BY p.paid_at, p.id",
+            [since, PaymentKind.REFUND.value])
         cancelled = await fetch(
             conn,
             "SELECT DISTINCT e.policy_id FROM loyalty_entry e JOIN policy p ON p.id = e.policy_id "
@@ -205,10 +224,13 @@ async def settle_imports(*, settings: LoyaltySettings, now: datetime,
             "(SELECT 1 FROM policy p WHERE p.customer_id = c.id AND p.status = ?) AND NOT EXISTS "
             "(SELECT 1 FROM loyalty_entry e WHERE e.idempotency_key = 'referral:' || c.id)",
             ["active"])
-    made = [0, 0, 0]
+    made = [0, 0, 0, 0]
     for row in payments:
         posted = await earn_for_payment(int(row["id"]), settings=settings, now=now)
         made[0] += posted is not None and not posted.replayed
+    for row in changed:
+        posted = await correct_payment(int(row["id"]), settings=settings, now=now)
+        made[3] += posted is not None and not posted.replayed
     for row in cancelled:
         posted = await reverse_policy_points(int(row["policy_id"]), settings=settings, now=now)
         made[1] += posted is not None and not posted.replayed
@@ -216,5 +238,6 @@ async def settle_imports(*, settings: LoyaltySettings, now: datetime,
         posted = await award_referral_if_due(int(row["id"]), settings=settings, now=now)
         made[2] += posted is not None and not posted.replayed
     report = SettleReport(*made)
-    log.info("settled imports: %d payments, %d cancellations, %d referrals", *made)
+    log.info("settled imports: %d payments, %d cancellations, %d referrals, "
+             "%d corrections", *made)
     return report

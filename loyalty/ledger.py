@@ -95,6 +95,7 @@ class EntrySpec:
     reverses_id: int | None = None
     payment_id: int | None = None
     policy_id: int | None = None
+    basis_cents: int | None = None  # the payment amount the entry settles (refund negative)
 
 
 class Replay(Exception):
@@ -249,12 +250,12 @@ async def _insert_entry(
     rows = await fetch(
         conn,
         "INSERT INTO loyalty_entry (account_id, kind, amount, balance_after, idempotency_key, "
-        "fingerprint, reverses_id, shortfall, payment_id, policy_id, reason, operator, "
-        "occurred_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "fingerprint, reverses_id, shortfall, payment_id, policy_id, basis_cents, reason, "
+        "operator, occurred_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
         [account_id, spec.kind.value, amount, balance_after, spec.key, spec.fingerprint,
-         spec.reverses_id, shortfall, spec.payment_id, spec.policy_id, spec.reason,
-         spec.operator, utc(now), orm_clock.now()],
+         spec.reverses_id, shortfall, spec.payment_id, spec.policy_id, spec.basis_cents,
+         spec.reason, spec.operator, utc(now), orm_clock.now()],
     )
     if not rows:
         raise Replay(spec.key)
@@ -340,7 +341,7 @@ async def _consume(
 
 _ENTRY_COLUMNS = ("account_id, kind, amount, balance_after, idempotency_key, fingerprint, "
                   "reverses_id, shortfall, payment_id, policy_id, reason, operator, "
-                  "occurred_at, created_at")
+                  "occurred_at, created_at, basis_cents")
 
 _PG_CREDIT = f"""
 WITH a AS (
@@ -349,7 +350,8 @@ WITH a AS (
 ), e AS (
     INSERT INTO loyalty_entry ({_ENTRY_COLUMNS})
     SELECT a.id, $4::varchar, $1::bigint, a.balance, $5::varchar, $6::varchar, $7::bigint, 0,
-           $8::int, $9::int, $10::text, $11::varchar, $12::timestamptz, $2::timestamptz FROM a
+           $8::int, $9::int, $10::text, $11::varchar, $12::timestamptz, $2::timestamptz,
+           $14::bigint FROM a
     RETURNING id, account_id, balance_after
 ), l AS (
     INSERT INTO loyalty_lot (account_id, entry_id, original, remaining, earned_at, expires_on)
@@ -373,7 +375,7 @@ WITH fifo AS (
     INSERT INTO loyalty_entry ({_ENTRY_COLUMNS})
     VALUES ($1::int, $5::varchar, $6::bigint, $7::bigint, $8::varchar, $9::varchar, $10::bigint,
             $11::bigint, $12::int, $13::int, $14::text, $15::varchar, $16::timestamptz,
-            $17::timestamptz)
+            $17::timestamptz, $18::bigint)
     RETURNING id
 ), uses AS (
     INSERT INTO loyalty_lot_use (entry_id, lot_id, amount)
@@ -397,7 +399,7 @@ async def _pg_credit(
     sql = _PG_CREDIT.replace("{where}", ref.column)
     values = [points, orm_clock.now(), ref.value, spec.kind.value, spec.key, spec.fingerprint,
               spec.reverses_id, spec.payment_id, spec.policy_id, spec.reason, spec.operator,
-              utc(now), expires_on]
+              utc(now), expires_on, spec.basis_cents]
     for _ in range(2):
         try:
             rows = await conn.execute_query_dict(sql, values)
@@ -436,7 +438,7 @@ async def _record_debit(
         rows = await conn.execute_query_dict(_PG_DEBIT_RECORD, [
             account_id, taken, list(prefer), only, spec.kind.value, -taken, balance, spec.key,
             spec.fingerprint, spec.reverses_id, shortfall, spec.payment_id, spec.policy_id,
-            spec.reason, spec.operator, utc(now), orm_clock.now()])
+            spec.reason, spec.operator, utc(now), orm_clock.now(), spec.basis_cents])
     except IntegrityError as exc:
         raise _key_conflict(exc, spec.key) from None
     if int(rows[0]["taken"]) != taken:
@@ -524,6 +526,17 @@ async def post_capped_debit(
     entry_id = await _record_debit(conn, account.id, spec, taken, balance, now=now,
                                    shortfall=points - taken, prefer=prefer_lots)
     return Posted(entry_id, account.id, spec.kind, -taken, balance, shortfall=points - taken)
+
+
+async def post_no_points(
+    conn: BaseDBAsyncClient, ref: AccountRef, spec: EntrySpec, *, now: datetime,
+    settings: LoyaltySettings,
+) -> Posted:
+    """An entry of no points: the record that a request was settled although nothing was due
+    (a payment correction that comes to zero), so it is not settled again."""
+    account = await lock_account(conn, ref, settings)
+    entry_id = await _insert_entry(conn, account.id, spec, 0, account.balance, now)
+    return Posted(entry_id, account.id, spec.kind, 0, account.balance)
 
 
 async def post_restoring_credit(

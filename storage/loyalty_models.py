@@ -23,6 +23,7 @@ from storage.models import Customer, Payment, Policy
 class EntryKind(StrEnum):
     EARN_PREMIUM = "earn_premium"
     PREMIUM_REVERSAL = "premium_reversal"  # refund or cancelled policy, floored at zero
+    PAYMENT_CORRECTION = "payment_correction"  # a settled payment re-imported changed
     CHECKIN = "checkin"
     CHECKIN_STREAK = "checkin_streak"
     REFERRAL = "referral"
@@ -101,6 +102,10 @@ class LedgerEntry(Model):
         "models.Policy", related_name="loyalty_entries", null=True, on_delete=fields.RESTRICT
     )
     policy_id: int | None
+    basis_cents = fields.BigIntField(
+        null=True,
+        description="the payment amount in cents an entry of a payment settled, refund negative",
+    )
     reason = fields.TextField(default="")
     operator = fields.CharField(max_length=100, default="")
     occurred_at = fields.DatetimeField()
@@ -108,7 +113,7 @@ class LedgerEntry(Model):
 
     class Meta:
         table = "loyalty_entry"
-        indexes = (("account_id", "occurred_at"), ("occurred_at", "kind"))
+        indexes = (("account_id", "occurred_at"), ("occurred_at", "kind"), ("payment_id", "id"))
 
 
 class PointLot(Model):

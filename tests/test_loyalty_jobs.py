@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 from loyalty import ledger
 from loyalty.config import LoyaltySettings
@@ -15,7 +17,8 @@ from loyalty.jobs import (
     queue_expiry_warnings,
     settle_imports,
 )
-from storage.loyalty_models import EntryKind, LedgerEntry, PointLot
+from storage.importer import import_csv
+from storage.loyalty_models import EntryKind, LedgerEntry, LoyaltyAccount, PointLot
 from storage.models import (
     Customer,
     Message,
@@ -167,4 +170,125 @@ async def test_settling_imports_applies_each_rule_once(db: str) -> None:
     assert await settle_imports(settings=S, now=NOW) == SettleReport(0, 0, 0)
     assert await ledger.get_balance(newcomer.id) == 1000 - 200
     assert await ledger.get_balance(referrer.id) == S.referral_bonus
+    await _sound()
+
+
+# --- a settled payment the core system changes -----------------------------------------------
+
+
+async def _import_payment(tmp_path: Path, amount: str, kind: str = "premium",
+                          number: str = "P-1", external_id: str = "PAY-1") -> None:
+    path = tmp_path / "payments.csv"
+    path.write_text(f"external_id,policy,amount,paid_at,kind\n"
+                    f"{external_id},{number},{amount},2026-03-10T10:00,{kind}\n", encoding="utf-8")
+    report = await import_csv("payments", path, out=io.StringIO(), now=NOW)
+    assert report.rejected == 0
+
+
+async def _corrections() -> list[tuple[int, int, int | None]]:
+    return await LedgerEntry.filter(kind=EntryKind.PAYMENT_CORRECTION).order_by("id").values_list(
+        "amount", "shortfall", "basis_cents")  # type: ignore[return-value]
+
+
+async def test_reimported_payment_amount_corrects_its_points_once_per_change(
+        tmp_path: Path, db: str) -> None:
+    owner = await _customer()
+    await _policy(owner, "P-1")
+    await _import_payment(tmp_path, "1000.00")
+    assert await settle_imports(settings=S, now=NOW) == SettleReport(1, 0, 0)
+    assert await ledger.get_balance(owner.id) == 1000
+
+    await _import_payment(tmp_path, "1500.00")
+    assert await settle_imports(settings=S, now=NOW) == SettleReport(0, 0, 0, 1)
+    assert await settle_imports(settings=S, now=NOW) == SettleReport(0, 0, 0, 0)
+    assert await ledger.get_balance(owner.id) == 1500
+
+    await _import_payment(tmp_path, "1200.00")
+    await _import_payment(tmp_path, "1200.00")  # the same file again changes nothing
+    assert await settle_imports(settings=S, now=NOW) == SettleReport(0, 0, 0, 1)
+    assert await settle_imports(settings=S, now=NOW) == SettleReport(0, 0, 0, 0)
+    assert await ledger.get_balance(owner.id) == 1200
+    assert await _corrections() == [(500, 0, 150_000), (-300, 0, 120_000)]
+
+    # Back to an amount it had before: a change like any other, corrected once more.
+    await _import_payment(tmp_path, "1500.00")
+    assert await settle_imports(settings=S, now=NOW) == SettleReport(0, 0, 0, 1)
+    assert await settle_imports(settings=S, now=NOW) == SettleReport(0, 0, 0, 0)
+    assert await ledger.get_balance(owner.id) == 1500
+    await _sound()
+
+
+async def test_correction_keeps_the_multiplier_the_payment_earned_at(
+        tmp_path: Path, db: str) -> None:
+    owner = await _customer()
+    await _policy(owner, "P-1")
+    await _import_payment(tmp_path, "6000")
+    await settle_imports(settings=S, now=NOW)
+    assert await ledger.get_balance(owner.id) == 9000  # gold: ×1.5
+    # The tier the points were earned at is gone (an annual review); the rate is not.
+    await LoyaltyAccount.filter(customer_id=owner.id).update(tier="standard")
+    await _import_payment(tmp_path, "4000")
+    await settle_imports(settings=S, now=NOW)
+    assert await ledger.get_balance(owner.id) == 6000  # 1.5 points per yuan, not 1
+    assert await _corrections() == [(-3000, 0, 400_000)]
+    await _sound()
+
+
+async def test_payment_changed_to_a_refund_takes_its_points_back(
+        tmp_path: Path, db: str) -> None:
+    owner = await _customer()
+    await _policy(owner, "P-1")
+    await _import_payment(tmp_path, "1000", external_id="PAY-1")
+    await _import_payment(tmp_path, "1000", external_id="PAY-2")
+    await settle_imports(settings=S, now=NOW)
+    assert await ledger.get_balance(owner.id) == 2000
+
+    await _import_payment(tmp_path, "500", kind="refund", external_id="PAY-2")
+    assert await settle_imports(settings=S, now=NOW) == SettleReport(0, 0, 0, 1)
+    assert await settle_imports(settings=S, now=NOW) == SettleReport(0, 0, 0, 0)
+    # PAY-2 earns nothing now, and half of PAY-1's ¥1,000 was refunded: 500 points stay.
+    assert await ledger.get_balance(owner.id) == 500
+    assert await _corrections() == [(-1500, 0, -50_000)]
+
+    # And back to a premium: it earns again, at the rate it first earned at.
+    await _import_payment(tmp_path, "1000", kind="premium", external_id="PAY-2")
+    assert await settle_imports(settings=S, now=NOW) == SettleReport(0, 0, 0, 1)
+    assert await ledger.get_balance(owner.id) == 2000
+    await _sound()
+
+
+async def test_correction_debit_beyond_the_balance_stops_at_zero_with_a_shortfall(
+        tmp_path: Path, db: str) -> None:
+    owner = await _customer()
+    await _policy(owner, "P-1")
+    await _import_payment(tmp_path, "1000")
+    await settle_imports(settings=S, now=NOW)
+    await _debit(owner, 800, "spent", NOW)
+
+    await _import_payment(tmp_path, "100")
+    assert await settle_imports(settings=S, now=NOW) == SettleReport(0, 0, 0, 1)
+    assert await ledger.get_balance(owner.id) == 0
+    assert await _corrections() == [(-200, 700, 10_000)]
+    assert await settle_imports(settings=S, now=NOW) == SettleReport(0, 0, 0, 0)
+
+    # Corrected back up: the customer gets back the 200 points taken, not the 700 spent.
+    await _import_payment(tmp_path, "1000")
+    assert await settle_imports(settings=S, now=NOW) == SettleReport(0, 0, 0, 1)
+    assert await ledger.get_balance(owner.id) == 200
+    assert (await _corrections())[1] == (200, 0, 100_000)
+    await _sound()
+
+
+async def test_refund_after_a_correction_takes_back_a_share_of_the_corrected_points(
+        tmp_path: Path, db: str) -> None:
+    owner = await _customer()
+    await _policy(owner, "P-1")
+    await _import_payment(tmp_path, "1000")
+    await settle_imports(settings=S, now=NOW)
+    await _import_payment(tmp_path, "500")
+    await settle_imports(settings=S, now=NOW)
+    assert await ledger.get_balance(owner.id) == 500
+    await _import_payment(tmp_path, "250", kind="refund", external_id="REF-1")
+    assert await settle_imports(settings=S, now=NOW) == SettleReport(1, 0, 0)
+    assert await ledger.get_balance(owner.id) == 250  # half of ¥500 refunded
     await _sound()

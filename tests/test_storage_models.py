@@ -1,8 +1,12 @@
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
+from tortoise import Tortoise, connections
 from tortoise.exceptions import IntegrityError
+from tortoise.migrations.api import migrate
 
+from storage import db as storage_db
 from storage.models import Category, Customer, Message, Policy, Product
 
 
@@ -44,3 +48,48 @@ async def test_timestamps_round_trip_as_aware_utc(db: str) -> None:
     loaded = await Message.get(id=msg.id)
     assert loaded.not_before == when
     assert loaded.not_before.utcoffset() is not None
+
+
+async def test_migration_0007_keeps_ledger_indexes_and_records_settled_payments_basis(
+        tmp_path: Path) -> None:
+    """0007's AlterField rebuilds loyalty_entry on SQLite; its indexes must come back, and
+    entries of payments settled before it get the payment's amount as their basis."""
+    config = storage_db.tortoise_config(f"sqlite://{tmp_path / 'old.sqlite3'}")
+    await migrate(config=config, target="models.0006_customer_indexes")
+    conn = connections.get("default")
+    stamp = "2026-03-01 00:00:00+00:00"
+    await conn.execute_script(
+        "INSERT INTO customer (id, name, phone, referral_code, language, timezone, "
+        "lunar_birthday, email, created_at, updated_at) VALUES "
+        f"(1, 'a', '+8613800000001', 'R1', 'zh-CN', 'Asia/Shanghai', 0, '', '{stamp}', "
+        f"'{stamp}');"
+        "INSERT INTO policy (id, number, customer_id, product, plate, vehicle, start_date, "
+        "coverage, end_date, premium_cents, status, created_at, updated_at) VALUES (1, 'P-1', "
+        f"1, 'commercial', 'A', '', '2026-01-01', '{{}}', '2026-12-31', 100, 'active', "
+        f"'{stamp}', '{stamp}');"
+        "INSERT INTO payment (id, external_id, policy_id, customer_id, kind, amount_cents, "
+        f"paid_at, created_at) VALUES (1, 'E1', 1, 1, 'premium', 100000, '{stamp}', '{stamp}'),"
+        f"(2, 'E2', 1, 1, 'refund', 20000, '{stamp}', '{stamp}');"
+        "INSERT INTO loyalty_account (id, customer_id, balance, tier, created_at, updated_at) "
+        f"VALUES (1, 1, 800, 'standard', '{stamp}', '{stamp}');"
+        "INSERT INTO loyalty_entry (id, account_id, kind, amount, balance_after, "
+        "idempotency_key, fingerprint, shortfall, payment_id, policy_id, reason, operator, "
+        f"occurred_at, created_at) VALUES (1, 1, 'earn_premium', 1000, 1000, 'payment:1', "
+        f"'f', 0, 1, 1, '', '', '{stamp}', '{stamp}'), (2, 1, 'premium_reversal', -200, 800, "
+        f"'payment:2', 'f', 0, 2, 1, '', '', '{stamp}', '{stamp}'), (3, 1, 'checkin', 0, 800, "
+        f"'checkin:1', 'f', 0, NULL, NULL, '', '', '{stamp}', '{stamp}')")
+    await Tortoise.close_connections()
+
+    await migrate(config=config)
+    conn = connections.get("default")
+    _, rows = await conn.execute_query("SELECT id, basis_cents FROM loyalty_entry ORDER BY id")
+    assert [tuple(row) for row in rows] == [(1, 100_000), (2, -20_000), (3, None)]
+    _, rows = await conn.execute_query(
+        "SELECT sql FROM sqlite_master WHERE tbl_name = 'loyalty_entry' AND type = 'index' "
+        "AND sql IS NOT NULL ORDER BY sql")
+    assert [row[0].split(" ON ")[1] for row in rows] == [
+        '"loyalty_entry" ("account_id", "occurred_at")',
+        '"loyalty_entry" ("occurred_at", "kind")',
+        '"loyalty_entry" ("payment_id", "id")',
+    ]
+    await Tortoise.close_connections()
