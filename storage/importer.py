@@ -7,7 +7,9 @@ bounded by the batch size, whatever the size of the file. Importing the same fil
 changes nothing (upsert by natural key).
 
 A bad row is skipped and reported as ``line N: column: problem`` (N is the physical line the
-record starts on; the header is line 1); the good rows still land. A file that cannot be
+record starts on; the header is line 1); the good rows still land. A row imported without one
+of its cells (a ``referred_by`` naming another referrer than the one recorded) is reported the
+same way and counted as a warning, not rejected. A file that cannot be
 imported at all (missing, not UTF-8, no header, a required column missing) raises
 ``ImportFileError`` before anything is written; a CSV structure error found part-way (a cell
 over ``csv.field_size_limit()``) raises it after the batches before it were written.
@@ -65,15 +67,18 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     rejected: int = 0
+    warnings: int = 0  # accepted rows reported for a cell not applied
 
     @property
     def accepted(self) -> int:
         return self.created + self.updated + self.unchanged
 
     def summary(self) -> str:
+        warned = (f", {self.warnings:,} warning{'s' if self.warnings != 1 else ''}"
+                  if self.warnings else "")
         return (f"{self.kind}: {self.accepted:,} accepted ({self.created:,} created, "
                 f"{self.updated:,} updated, {self.unchanged:,} unchanged), "
-                f"{self.rejected:,} rejected")
+                f"{self.rejected:,} rejected{warned}")
 
 
 @dataclass(slots=True)
@@ -161,16 +166,18 @@ class _Run:
 
     async def _write_and_report(self, batch: _Batch) -> None:
         outcome = await self._write(batch.parsed) if batch.parsed else Outcome()
-        problems = sorted(batch.problems + outcome.problems, key=lambda p: p.line)
-        if problems and self.progress is not None:
+        problems = batch.problems + outcome.problems
+        lines = sorted(problems + outcome.warnings, key=lambda p: p.line)
+        if lines and self.progress is not None:
             self.progress.clear()
-        for problem in problems:
-            print(problem, file=self.out)
+        for line in lines:
+            print(line, file=self.out)
         report = self.report
         report.created += outcome.created
         report.updated += outcome.updated
         report.unchanged += outcome.unchanged
         report.rejected += len(problems)
+        report.warnings += len(outcome.warnings)
         self.rows += batch.rows
         if self.progress is not None:
             self.progress.update(self.rows, self.source.position())

@@ -14,6 +14,7 @@ from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from bot.cli import main
+from loyalty.earning import link_referrer
 from storage import importer as importer_module
 from storage.importer import ImportFileError, ImportReport, import_csv
 from storage.importing import customers as customers_module
@@ -197,6 +198,49 @@ async def test_referrer_later_in_the_file_is_refused_whatever_the_batch_size(
         assert counts(report) == (1, 0, 0, 1)
         assert out[0].startswith("line 2: referred_by: no customer with phone +86*******0002")
         await Customer.all().delete()
+
+
+async def test_reimport_keeps_the_recorded_referrer_and_reports_the_line(
+    tmp_path: Path, db: str
+) -> None:
+    await run("customers", write(tmp_path, "a.csv", f"phone,name\n{phone(1)},张三\n"
+                                 f"{phone(2)},李四\n{phone(3)},王五\n"))
+    zhang, li, wang = [await Customer.get(phone=e164(n)) for n in (1, 2, 3)]
+    await link_referrer(wang.id, zhang.referral_code)  # in the bot, by the ref_ deep link
+    text = (f"phone,name,referred_by\n{phone(3)},王五二,{phone(2)}\n"
+            f"{phone(4)},赵六,\n{phone(5)},钱七,{phone(4)}\n")
+    report, out = await run("customers", write(tmp_path, "b.csv", text))
+    assert out == [
+        "line 2: referred_by: already referred by +86*******0001 "
+        "(kept, the rest of the row was imported)",
+        "customers: 3 accepted (2 created, 1 updated, 0 unchanged), 0 rejected, 1 warning",
+    ]
+    assert (report.rejected, report.warnings) == (0, 1)
+    wang = await Customer.get(id=wang.id)
+    assert (wang.name, wang.referred_by_id) == ("王五二", zhang.id)
+    # A referrer created earlier in the same batch does not replace one either.
+    text = f"phone,name,referred_by\n{phone(6)},孙八,\n{phone(5)},钱七,{phone(6)}\n"
+    report, out = await run("customers", write(tmp_path, "c.csv", text))
+    assert out[0] == ("line 3: referred_by: already referred by +86*******0004 "
+                      "(kept, the rest of the row was imported)")
+    assert (await Customer.get(phone=e164(5))).referred_by_id == (
+        await Customer.get(phone=e164(4))).id
+    assert li.referred_by_id is None
+
+
+async def test_reimport_naming_the_same_referrer_is_silent(tmp_path: Path, db: str) -> None:
+    text = f"phone,name,referred_by\n{phone(1)},张三,\n{phone(2)},李四,{phone(1)}\n"
+    await run("customers", write(tmp_path, "a.csv", text))
+    report, out = await run("customers", write(tmp_path, "b.csv", text))
+    assert out == ["customers: 2 accepted (0 created, 0 updated, 2 unchanged), 0 rejected"]
+    assert report.warnings == 0
+    # A first referrer for a customer who had none is still recorded.
+    await run("customers", write(tmp_path, "c.csv", f"phone,name\n{phone(3)},王五\n"))
+    report, out = await run("customers", write(
+        tmp_path, "d.csv", f"phone,name,referred_by\n{phone(3)},王五,{phone(1)}\n"))
+    assert counts(report) == (0, 1, 0, 0) and report.warnings == 0
+    assert (await Customer.get(phone=e164(3))).referred_by_id == (
+        await Customer.get(phone=e164(1))).id
 
 
 async def test_referral_code_drawn_twice_is_drawn_again(

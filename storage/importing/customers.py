@@ -1,4 +1,9 @@
-"""Customers: upsert by phone (E.164), with a referral code for each new customer."""
+"""Customers: upsert by phone (E.164), with a referral code for each new customer.
+
+A customer's referrer, once recorded (by the bot's ``ref_`` link or an earlier import), is
+never replaced: a referral bonus would move or be paid twice. A row naming another referrer
+is still imported, without that cell, and reported as a warning.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +30,9 @@ _LANGUAGES = cells.enum_options(Language, zh=Language.ZH_CN, zh_cn=Language.ZH_C
 # The columns an import sets, in the order of the tuples below.
 _FIELDS = ("name", "birthday", "birthday_md", "lunar_birthday", "language", "timezone",
            "region_id", "referred_by_id", "email")
+# What an update sets: the referrer only by a separate statement, and only where none is
+# recorded, so a link the bot made since this batch read the row stays.
+_UPDATED = tuple(name for name in _FIELDS if name != "referred_by_id")
 
 
 # Random bytes below 248 = 8 × 31 map evenly onto the alphabet; the rest are dropped.
@@ -126,7 +134,9 @@ class CustomerImport:
         }
         inserts: list[list[Any]] = []
         updates: list[list[Any]] = []
+        links: list[list[Any]] = []  # a first referrer for an existing customer
         late_links: list[list[Any]] = []  # the referrer came earlier in this very batch
+        kept: list[tuple[int, int]] = []  # line, the referrer recorded
         accepted: set[str] = set()
         for item in batch:
             record = item.record
@@ -138,7 +148,6 @@ class CustomerImport:
                     referrer_id = referrer[0]
                 elif record.referred_by in accepted:
                     late = True
-                    late_links.append([record.referred_by, record.phone])
                 else:
                     outcome.problems.append(Problem(
                         item.line, "referred_by",
@@ -147,6 +156,12 @@ class CustomerImport:
                     continue
             accepted.add(record.phone)
             current = existing.get(record.phone)
+            recorded: int | None = None if current is None else current[9]
+            if recorded is not None and (late or referrer_id not in (None, recorded)):
+                kept.append((item.line, recorded))
+                referrer_id, late = None, False
+            if late:
+                late_links.append([record.referred_by, record.phone])
             if current is None:
                 inserts.append([
                     record.name, record.birthday, month_day(record.birthday),
@@ -167,7 +182,9 @@ class CustomerImport:
             if new == old and not late:
                 outcome.unchanged += 1
                 continue
-            updates.append([stamp, *new[:4], str(new[4]), *new[5:], current[0]])
+            if new[7] != old[7]:
+                links.append([new[7], stamp, current[0]])
+            updates.append([stamp, *new[:4], str(new[4]), new[5], new[6], new[8], current[0]])
             outcome.updated += 1
 
         if inserts:
@@ -179,11 +196,21 @@ class CustomerImport:
                 ("created_at", "updated_at", *_FIELDS, "phone", "referral_code"),
                 [[stamp, stamp, *row, code] for row, code in zip(inserts, codes, strict=True)],
             )
-        await statements.update(Customer, ("updated_at", *_FIELDS), updates)
+        await statements.update(Customer, ("updated_at", *_UPDATED), updates)
+        await statements.update(Customer, ("referred_by_id", "updated_at"), links,
+                                unless_set="referred_by_id")
         if late_links:
             ids = dict(await statements.select_in(
                 Customer, "phone", {link[0] for link in late_links}, ("phone", "id")))
             await statements.update(
                 Customer, ("referred_by_id", "updated_at"),
-                [[ids[referrer], stamp, phone] for referrer, phone in late_links], where="phone")
+                [[ids[referrer], stamp, phone] for referrer, phone in late_links], where="phone",
+                unless_set="referred_by_id")
+        if kept:
+            phones = dict(await statements.select_in(
+                Customer, "id", {referrer for _, referrer in kept}, ("id", "phone")))
+            outcome.warnings.extend(
+                Problem(line, "referred_by", f"already referred by {mask_phone(phones[referrer])}"
+                                             " (kept, the rest of the row was imported)")
+                for line, referrer in kept)
         return outcome

@@ -43,12 +43,14 @@ class Parsed(NamedTuple, Generic[R]):
 
 @dataclass(slots=True)
 class Outcome:
-    """What writing one batch did; ``problems`` are rows the database check refused."""
+    """What writing one batch did; ``problems`` are rows the database check refused,
+    ``warnings`` rows written without one of their cells (reported the same way)."""
 
     created: int = 0
     updated: int = 0
     unchanged: int = 0
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

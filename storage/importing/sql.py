@@ -69,7 +69,7 @@ class Statements:
         """
         return moment if self._postgres else sqlite3.adapt(moment, sqlite3.PrepareProtocol)
 
-    async def select_in(self, model: type[Model], key: str, keys: Collection[str],
+    async def select_in(self, model: type[Model], key: str, keys: Collection[str | int],
                         columns: Sequence[str]) -> list[tuple[Any, ...]]:
         """``SELECT columns FROM model's table WHERE key IN keys``, as the ORM would read them."""
         if not keys:
@@ -126,23 +126,30 @@ class Statements:
                 raise IntegrityError(exc) from exc
 
     async def update(self, model: type[Model], columns: Sequence[str],
-                     rows: Sequence[list[Any]], *, where: str = "id") -> None:
-        """``UPDATE … SET columns… WHERE where = (the row's last value)`` for each row."""
+                     rows: Sequence[list[Any]], *, where: str = "id",
+                     unless_set: str | None = None) -> None:
+        """``UPDATE … SET columns… WHERE where = (the row's last value)`` for each row; with
+        ``unless_set``, only rows where that column is still NULL (a value someone else
+        recorded since the batch read it is kept)."""
         if not rows:
             return
         if self._postgres:
             every = (*columns, where)
             sets = ", ".join(f"{_quote(c)} = u.{_quote(c)}" for c in columns)
+            guard = f" AND t.{_quote(unless_set)} IS NULL" if unless_set else ""
             sql = (f"UPDATE {_quote(model._meta.db_table)} AS t SET {sets} "
                    f"FROM {_unnest(model, every)} AS u({', '.join(map(_quote, every))}) "
-                   f"WHERE t.{_quote(where)} = u.{_quote(where)}")
+                   f"WHERE t.{_quote(where)} = u.{_quote(where)}{guard}")
             await self._conn.execute_query(sql, _transpose(rows, len(every)))
             return
         target = Table(model._meta.db_table)
         query = self._conn.query_class.update(target)
         for position, column in enumerate(columns, start=1):
             query = query.set(column, Parameter(idx=position))
-        sql = query.where(target.field(where) == Parameter(idx=len(columns) + 1)).get_sql()
+        condition = target.field(where) == Parameter(idx=len(columns) + 1)
+        if unless_set:
+            condition &= target.field(unless_set).isnull()
+        sql = query.where(condition).get_sql()
         await self._conn.execute_many(sql, list(rows))
 
 
