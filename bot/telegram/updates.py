@@ -14,18 +14,13 @@ from datetime import datetime, timedelta
 from aiogram import Bot, Dispatcher
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
 from aiogram.methods import (
-    AnswerCallbackQuery,
-    EditMessageReplyMarkup,
-    EditMessageText,
-    GetFile,
     GetUpdates,
-    SendMessage,
 )
-from aiogram.methods.base import Response
 from aiogram.types import Update
 from aiohttp import web
 from pydantic import ValidationError
 
+from bot.delivery.senders import pin_aiogram_responses
 from bot.telegram import sql
 from bot.telegram.accounts import Conversation, seen_and_conversation
 from storage.models import ProcessedUpdate
@@ -109,7 +104,7 @@ class UpdateFeed:
         self.clock = clock
         self._in_flight: set[int] = set()
         self._marks = _Marks()
-        self._response_models = _pin_response_models()
+        pin_aiogram_responses()
 
     async def feed(self, update: Update) -> bool:
         update_id = update.update_id
@@ -148,16 +143,6 @@ class UpdateFeed:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-
-
-def _pin_response_models() -> list[type]:
-    """aiogram parses every answer as ``Response[<return type>]``, a generic pydantic model
-    that pydantic caches only weakly: when the garbage collector drops it, the next call
-    builds the class again (about 10 ms; dozens of times per thousand updates under load,
-    seen in profiles). Holding the ones the bot uses keeps them built."""
-    returning = {method.__returning__ for method in (
-        SendMessage, EditMessageText, EditMessageReplyMarkup, AnswerCallbackQuery, GetFile)}
-    return [Response[kind] for kind in returning]  # type: ignore[valid-type]
 
 
 def _user_of(update: Update) -> int:
