@@ -66,7 +66,8 @@ def skipped_review_day(last: date | None, first_due: date) -> date | None:
 async def run(today: date, *, now: datetime, warn_at: datetime,
               settings: LoyaltySettings) -> dict[str, int]:
     """The once-per-run part. Returns counts: ``payments_settled``,
-    ``cancellations_settled``, ``referrals_settled``, ``lots_expired``, ``vouchers_expired``,
+    ``cancellations_settled``, ``referrals_settled``, ``payments_corrected`` (settled payments
+    re-imported with another amount), ``lots_expired``, ``vouchers_expired``,
     ``warnings_queued``.
 
     Earning comes first, so the day's expiry and summaries see every point the import earned.
@@ -77,7 +78,8 @@ async def run(today: date, *, now: datetime, warn_at: datetime,
     warnings = await queue_expiry_warnings(today, settings=settings, now=warn_at)
     counts = {
         "payments_settled": settled.payments, "cancellations_settled": settled.cancellations,
-        "referrals_settled": settled.referrals, "lots_expired": lots,
+        "referrals_settled": settled.referrals, "payments_corrected": settled.corrections,
+        "lots_expired": lots,
         "vouchers_expired": vouchers, "warnings_queued": warnings,
     }
     log.info("points job for %s: %s", today, counts)

@@ -181,7 +181,8 @@ async def test_points_job_warns_before_expiry_and_expires_lots_after(db: str) ->
     [(day, counts)] = await jobs.points()
     assert day == date(2026, 12, 10)
     assert counts == {"payments_settled": 0, "cancellations_settled": 0,
-                      "referrals_settled": 0, "lots_expired": 0, "vouchers_expired": 0,
+                      "referrals_settled": 0, "payments_corrected": 0, "lots_expired": 0,
+                      "vouchers_expired": 0,
                       "warnings_queued": 1, "summaries_queued": 0}
     assert await jobs.points() == []
     warning = await Message.get(kind="points_expiring")
@@ -210,6 +211,12 @@ async def test_points_job_settles_imported_payments_into_points(db: str) -> None
     silver = SchedulerSettings().loyalty.tiers[1]
     assert silver.min_premium_cents <= 350_000
     assert await get_balance(owner.id) == round(3500 * silver.points_multiplier)
+    # The core system corrects the amount and it is imported again: the next run follows.
+    await Payment.filter(external_id="PAY-1").update(amount_cents=400_000)
+    clock.now = _at(date(2026, 12, 11), 1, 0)
+    [(_, counts)] = await _jobs(clock).points()
+    assert (counts["payments_settled"], counts["payments_corrected"]) == (0, 1)
+    assert await get_balance(owner.id) == round(4000 * silver.points_multiplier)
 
 
 # -- the points job over New Year ---------------------------------------------------------------
