@@ -84,6 +84,19 @@ class SmsSettings(_Section):
         description="per MMS media download or delete; keeps the webhook answer well inside "
         "Twilio's 15 s",
     )
+    media_delete_retry_seconds: float = Field(
+        default=60.0, gt=0,
+        description="wait before retrying a failed MMS media delete; doubles per attempt, "
+        "at most 6 h",
+    )
+    media_delete_max_attempts: int = Field(default=8, ge=1, le=30)
+    media_delete_max_age_hours: float = Field(
+        default=72.0, gt=0, description="a media delete still failing this long after the MMS "
+        "is given up (logged as an error)",
+    )
+    media_sweep_interval_seconds: float = Field(
+        default=300.0, gt=0, description="how often pending media deletes are retried",
+    )
 
 
 class DeliverySettings(_Section):

@@ -418,3 +418,21 @@ class InboundSms(Model):
 
     class Meta:
         table = "sms_inbound"
+
+
+class SmsMediaPending(Model):
+    """An MMS media item still to delete from Twilio, written with the inbound message that
+    brought it; gone once Twilio confirms. ``gave_up_at`` marks one the sweep stopped trying."""
+
+    id = fields.IntField(primary_key=True)
+    message_sid = fields.CharField(max_length=64, db_index=True)
+    media_url = fields.TextField()
+    attempts = fields.SmallIntField(default=0)
+    next_attempt_at = fields.DatetimeField()
+    last_error = fields.CharField(max_length=200, default="")
+    created_at = fields.DatetimeField()
+    gave_up_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "sms_media_pending"
+        indexes = (("gave_up_at", "next_attempt_at"),)

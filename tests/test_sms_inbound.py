@@ -27,11 +27,13 @@ from twilio.request_validator import RequestValidator
 
 from bot.delivery.recipients import load_recipients, record_sms_opt_out
 from bot.settings import Settings, TwilioSettings
+from bot.sms.conversations import SmsConversations
 from bot.sms.keywords import Command
+from bot.sms.media_deletes import LEASE, MediaDeletes, SweepResult, mask_sid
 from bot.sms.replies import Replies
 from bot.telegram import consents
 from bot.web.app import Overrides, build_app
-from bot.web.keys import DISPATCHER, SMS_CONVERSATIONS
+from bot.web.keys import DISPATCHER, SETTINGS, SMS_CONVERSATIONS
 from loyalty.earning import check_in
 from storage.loyalty_models import CheckIn, LedgerEntry
 from storage.models import (
@@ -45,6 +47,7 @@ from storage.models import (
     InboundSms,
     MessageStatus,
     Policy,
+    SmsMediaPending,
 )
 from tests import factories as f
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
@@ -114,6 +117,12 @@ class SmsRig:
     async def drain(self) -> None:
         await self.app[SMS_CONVERSATIONS].drain()
 
+    @property
+    def deletes(self) -> MediaDeletes:
+        deletes = self.app[SMS_CONVERSATIONS].media_deletes
+        assert deletes is not None
+        return deletes
+
 
 def rig_settings(db: str, twilio: FakeTwilio, upload_dir: Path, *, delete_media: bool = True,
                  **sections: Any) -> Settings:
@@ -132,12 +141,15 @@ async def make_rig(db: str, fake_twilio: FakeTwilio,
                    tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[SmsRig]]]:
     clients: list[TestClient] = []  # type: ignore[type-arg]
 
-    async def make(**sections: Any) -> SmsRig:
+    async def make(*, clock: Callable[[], datetime] = lambda: f.NOON_SHANGHAI,
+                   sweep_media: bool = False, **sections: Any) -> SmsRig:
+        """``sweep_media``: run the media-delete sweep (at start-up, then periodically) as
+        ``engage run`` does; off by default, so tests call ``sweep()`` themselves."""
         uploads = tmp_path / "uploads"
         settings = rig_settings(db, fake_twilio, uploads, **sections)
         app = build_app(settings, Overrides(run_dispatcher=False, run_scheduler=False,
-                                            manage_database=False,
-                                            clock=lambda: f.NOON_SHANGHAI))
+                                            manage_database=False, clock=clock,
+                                            run_media_sweep=sweep_media))
         client = TestClient(TestServer(app))
         await client.start_server()
         clients.append(client)
@@ -587,6 +599,7 @@ async def test_mms_photo_is_stored_on_the_open_claim_and_deleted_from_twilio(
     assert rig.twilio.media_downloads == [media_sid]
     assert rig.twilio.deleted_media == [media_sid]
     assert media_sid not in rig.twilio.media
+    assert await SmsMediaPending.all().count() == 0  # done: nothing left for the sweep
 
 
 async def test_mms_retry_after_the_media_is_gone_gets_the_same_reply(rig: SmsRig) -> None:
@@ -738,6 +751,7 @@ async def test_media_outside_our_twilio_account_is_never_fetched_with_our_creden
     await rig.drain()
     assert rig.twilio.media_downloads == [] and rig.twilio.deleted_media == []
     assert await Document.all().count() == 0
+    assert await SmsMediaPending.all().count() == 0  # nor is it ever sent our credentials
 
 
 async def test_slow_media_download_is_cut_off_and_the_answer_still_comes(
@@ -763,6 +777,8 @@ async def test_media_is_kept_at_twilio_when_delete_media_is_off(
     _, [media_sid] = await rig.mms(owner.phone, [(png(), "image/png")])
     await rig.drain()
     assert rig.twilio.deleted_media == [] and media_sid in rig.twilio.media
+    assert rig.app[SMS_CONVERSATIONS].media_deletes is None
+    assert await SmsMediaPending.all().count() == 0
 
 
 async def test_mms_from_unknown_number_downloads_and_stores_nothing(rig: SmsRig) -> None:
@@ -771,3 +787,250 @@ async def test_mms_from_unknown_number_downloads_and_stores_nothing(rig: SmsRig)
     await rig.drain()
     assert rig.twilio.media_downloads == [] and await Document.all().count() == 0
 
+
+
+# -- MMS media deletes that failed or never ran ---------------------------------------------
+
+
+@dataclass
+class Clock:
+    """The app's clock, moved by the test: backoff is checked without sleeping."""
+
+    now: datetime = f.NOON_SHANGHAI
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def at(self, delta: timedelta) -> None:
+        self.now = f.NOON_SHANGHAI + delta
+
+
+def crash_before_background_deletes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process stops after the answer, before the delete task ever runs."""
+    monkeypatch.setattr(SmsConversations, "_spawn", lambda self, coro: coro.close())
+
+
+async def test_failed_media_delete_is_retried_by_the_sweep_and_reaches_twilio(
+    make_rig: Callable[..., Awaitable[SmsRig]],
+) -> None:
+    clock = Clock()
+    rig = await make_rig(clock=clock)
+    owner = await f.customer()
+    await claim_of(owner)
+    rig.twilio.fail_media_deletes(1)  # Twilio answers the immediate DELETE with a 503
+    _, [media_sid] = await rig.mms(owner.phone, [(png(), "image/png")])
+    await rig.drain()
+    assert rig.twilio.media_delete_requests == [media_sid]
+    assert rig.twilio.deleted_media == [] and media_sid in rig.twilio.media
+    [pending] = await SmsMediaPending.all()
+    assert (pending.attempts, pending.last_error, pending.gave_up_at) == (
+        1, "media DELETE answered 503", None)
+    assert pending.next_attempt_at == f.NOON_SHANGHAI + timedelta(seconds=60)
+
+    clock.at(timedelta(seconds=60))
+    assert await rig.deletes.sweep() == SweepResult(deleted=1)
+    assert rig.twilio.deleted_media == [media_sid] and media_sid not in rig.twilio.media
+    assert await SmsMediaPending.all().count() == 0
+    assert await rig.deletes.sweep() == SweepResult()  # nothing left
+    assert rig.twilio.media_delete_requests == [media_sid, media_sid]
+
+
+async def test_media_already_gone_at_twilio_counts_as_deleted(
+    make_rig: Callable[..., Awaitable[SmsRig]], monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    rig = await make_rig(clock=clock)
+    owner = await f.customer()
+    await claim_of(owner)
+    crash_before_background_deletes(monkeypatch)
+    _, [media_sid] = await rig.mms(owner.phone, [(png(), "image/png")])
+    del rig.twilio.media[media_sid]  # someone (another process) deleted it meanwhile
+    clock.at(LEASE)
+    assert await rig.deletes.sweep() == SweepResult(deleted=1)
+    assert rig.twilio.media_delete_requests == [media_sid]  # answered 404
+    assert await SmsMediaPending.all().count() == 0
+    assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+
+
+async def test_media_left_by_a_crash_before_the_delete_is_swept_at_the_next_start(
+    make_rig: Callable[..., Awaitable[SmsRig]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rig = await make_rig()
+    owner = await f.customer()
+    await claim_of(owner)
+    crash_before_background_deletes(monkeypatch)
+    _, [media_sid] = await rig.mms(owner.phone, [(png(), "image/png")])
+    await rig.drain()
+    assert rig.twilio.media_delete_requests == [] and media_sid in rig.twilio.media
+    [pending] = await SmsMediaPending.all()
+    assert (pending.message_sid, pending.attempts) == (
+        (await InboundSms.get()).message_sid, 0)
+    await rig.client.close()
+
+    # The next process, started two minutes later, sweeps at start-up.
+    monkeypatch.undo()
+    restarted = await make_rig(clock=lambda: f.NOON_SHANGHAI + timedelta(minutes=2),
+                               sweep_media=True)
+    await restarted.drain()  # the start-up pass
+    assert restarted.twilio.deleted_media == [media_sid]
+    assert await SmsMediaPending.all().count() == 0
+
+
+async def test_sweep_leaves_a_fresh_record_to_the_immediate_delete(
+    make_rig: Callable[..., Awaitable[SmsRig]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock()
+    rig = await make_rig(clock=clock)
+    owner = await f.customer()
+    await claim_of(owner)
+    crash_before_background_deletes(monkeypatch)
+    await rig.mms(owner.phone, [(png(), "image/png")])
+    clock.at(LEASE - timedelta(seconds=1))
+    assert await rig.deletes.sweep() == SweepResult()
+    assert rig.twilio.media_delete_requests == []
+    clock.at(LEASE)
+    assert await rig.deletes.sweep() == SweepResult(deleted=1)
+
+
+async def test_sweep_backs_off_exponentially_on_the_injected_clock(
+    make_rig: Callable[..., Awaitable[SmsRig]],
+) -> None:
+    clock = Clock()
+    rig = await make_rig(clock=clock, sms={"media_delete_retry_seconds": 60})
+    owner = await f.customer()
+    await claim_of(owner)
+    rig.twilio.fail_media_deletes(4)
+    _, [media_sid] = await rig.mms(owner.phone, [(png(), "image/png")])
+    await rig.drain()  # attempt 1 fails: retry after 60 s, then 120 s, then 240 s, 480 s
+    requests = rig.twilio.media_delete_requests
+    for due, result in [(60, SweepResult(failed=1)), (60 + 120, SweepResult(failed=1)),
+                        (180 + 240, SweepResult(failed=1)), (420 + 480, SweepResult(deleted=1))]:
+        before = len(requests)
+        clock.at(timedelta(seconds=due - 1))
+        assert await rig.deletes.sweep() == SweepResult(), f"not before {due} s"
+        assert len(requests) == before
+        clock.at(timedelta(seconds=due))
+        assert await rig.deletes.sweep() == result, f"at {due} s"
+        assert len(requests) == before + 1
+    assert rig.twilio.deleted_media == [media_sid]
+    assert await SmsMediaPending.all().count() == 0
+
+
+async def test_giving_up_after_the_attempt_limit_logs_once_and_stops_retrying(
+    make_rig: Callable[..., Awaitable[SmsRig]], caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    rig = await make_rig(clock=clock, sms={"media_delete_max_attempts": 2})
+    owner = await f.customer()
+    await claim_of(owner)
+    rig.twilio.fail_media_deletes(10)
+    _, [media_sid] = await rig.mms(owner.phone, [(png(), "image/png")])
+    await rig.drain()
+    clock.at(timedelta(minutes=1))
+    assert await rig.deletes.sweep() == SweepResult(abandoned=1)
+    clock.at(timedelta(days=3))
+    assert await rig.deletes.sweep() == SweepResult()
+    assert rig.twilio.media_delete_requests == [media_sid, media_sid]
+    assert media_sid in rig.twilio.media
+    [pending] = await SmsMediaPending.all()
+    assert pending.attempts == 2 and pending.gave_up_at == f.NOON_SHANGHAI + timedelta(minutes=1)
+
+    [error] = [r for r in caplog.records if r.levelname == "ERROR"]
+    text = error.getMessage()
+    sid = pending.message_sid
+    assert mask_sid(sid) in text and f"id {pending.id}" in text and "2 attempts" in text
+    for secret in (sid, media_sid, owner.phone, owner.phone[-8:], ACCOUNT_SID, AUTH_TOKEN,
+                   "http"):
+        assert secret not in text
+    metrics = await (await rig.client.get("/metrics")).text()
+    assert 'engage_sms_media_pending_deletes{state="abandoned"} 1.0' in metrics
+    assert 'engage_sms_media_pending_deletes{state="pending"} 0.0' in metrics
+    assert 'engage_sms_media_deletes_total{outcome="failed"} 2.0' in metrics
+
+
+async def test_a_delete_failing_past_the_age_limit_is_given_up(
+    make_rig: Callable[..., Awaitable[SmsRig]], monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    rig = await make_rig(clock=clock, sms={"media_delete_max_age_hours": 1})
+    owner = await f.customer()
+    await claim_of(owner)
+    crash_before_background_deletes(monkeypatch)
+    await rig.mms(owner.phone, [(png(), "image/png")])
+    rig.twilio.fail_media_deletes(1)
+    clock.at(timedelta(hours=2))  # e.g. the service was down that long
+    assert await rig.deletes.sweep() == SweepResult(abandoned=1)  # tried once more first
+    assert len([r for r in caplog.records if r.levelname == "ERROR"]) == 1
+
+
+async def test_a_stored_mms_that_rolls_back_records_nothing_and_keeps_the_media(
+    rig: SmsRig, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    owner = await f.customer()
+    await claim_of(owner)
+
+    async def broken(**kwargs: Any) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("bot.sms.conversations.store_document", broken)
+    sid = new_sid("MM")
+    media_sid, url = rig.twilio.add_media(sid, png(), "image/png")
+    params = {"MessageSid": sid, "From": owner.phone, "To": TO_NUMBER, "Body": "",
+              "NumMedia": "1", "MediaUrl0": url, "MediaContentType0": "image/png"}
+    status, _, _ = await rig.post(params)
+    await rig.drain()
+    assert status == 500
+    assert await InboundSms.all().count() == 0 and await SmsMediaPending.all().count() == 0
+    assert media_sid in rig.twilio.media  # Twilio's retry must still find it
+    assert rig.twilio.media_delete_requests == []
+
+
+class UnusedMedia:
+    async def fetch(self, url: str, *, max_bytes: int) -> bytes:
+        raise AssertionError("not called")
+
+    async def delete(self, url: str) -> None:
+        raise AssertionError("not called")
+
+    def owns(self, url: str) -> bool:
+        raise AssertionError("not called")
+
+
+async def test_two_sweepers_claim_disjoint_rows(rig: SmsRig) -> None:
+    now = f.NOON_SHANGHAI
+    await SmsMediaPending.bulk_create([
+        SmsMediaPending(message_sid=f"MM{i}", media_url=f"https://x/{i}", created_at=now,
+                        next_attempt_at=now)
+        for i in range(7)
+    ])
+    settings = rig.app[SETTINGS]
+    # Another process's sweeper (claiming only: its media client is never called).
+    other = MediaDeletes(UnusedMedia(), settings.sms, clock=lambda: now,
+                         skip_locked=settings.database.is_postgres)
+    a, b = await asyncio.gather(rig.deletes.claim(now), other.claim(now))
+    ids_a, ids_b = {r.id for r in a}, {r.id for r in b}
+    assert not ids_a & ids_b and len(ids_a | ids_b) == 7
+    assert all(r.attempts == 1 for r in [*a, *b])
+    assert await rig.deletes.claim(now) == []  # all leased
+
+
+async def test_engage_run_sweeps_again_every_interval(
+    make_rig: Callable[..., Awaitable[SmsRig]],
+) -> None:
+    clock = Clock()
+    rig = await make_rig(clock=clock, sweep_media=True,
+                         sms={"media_sweep_interval_seconds": 0.05})
+    owner = await f.customer()
+    await claim_of(owner)
+    rig.twilio.fail_media_deletes(1)
+    _, [media_sid] = await rig.mms(owner.phone, [(png(), "image/png")])
+    await rig.drain()
+    assert rig.twilio.deleted_media == []
+    clock.at(timedelta(minutes=1))
+    for _ in range(200):  # the loop's own (tiny) interval, not the backoff, is waited for
+        if rig.twilio.deleted_media:
+            break
+        await asyncio.sleep(0.025)
+    assert rig.twilio.deleted_media == [media_sid]

@@ -29,8 +29,11 @@ before answering: concurrently, each bounded by ``sms.media_timeout_seconds`` (d
 and by the upload size limit, which keeps the answer far inside Twilio's 15 s (Twilio's media
 URLs answer in well under a second in practice). Downloads happen outside the transaction;
 validation and storing inside it, with the same ``store_document`` as Telegram uploads.
-Deleting the media from Twilio is not part of the answer: it runs after the commit as a
-background task the service tracks and ``drain()`` awaits (at shutdown, and in tests).
+Deleting the media from Twilio (``twilio.delete_media``) is not part of the answer: the same
+transaction records each media URL as still to delete, and after the commit a background task
+the service tracks and ``drain()`` awaits (at shutdown, and in tests) deletes it. What that
+task could not delete — Twilio failed, or the process stopped first — the sweep in
+``bot.sms.media_deletes`` retries later.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from bot.documents import UploadLimits, UploadRejected, store_document
 from bot.settings import Settings
 from bot.sms.keywords import Command, Parsed, parse
 from bot.sms.media import MediaRef, MediaUnavailable, MmsMedia
+from bot.sms.media_deletes import MediaDeletes, mask_sid
 from bot.sms.replies import Replies
 from bot.texts import Texts
 from loyalty.earning import check_in
@@ -120,11 +124,13 @@ async def record_sms_opt_in(
 
 class SmsConversations:
     def __init__(self, settings: Settings, texts: Texts, media: MmsMedia | None, *,
-                 clock: Callable[[], datetime]) -> None:
+                 clock: Callable[[], datetime], deletes: MediaDeletes | None = None) -> None:
+        """``deletes``: how media are removed from Twilio once stored; None keeps them there."""
         self._settings = settings
         self._replies = Replies(texts, signature=settings.sms.signature,
                                 hotline=settings.sms.hotline)
         self._media = media
+        self._deletes = deletes
         self._clock = clock
         self._limits = UploadLimits(max_bytes=settings.uploads.max_bytes,
                                     max_pixels=settings.uploads.max_pixels,
@@ -135,10 +141,16 @@ class SmsConversations:
     def replies(self) -> Replies:
         return self._replies
 
+    @property
+    def media_deletes(self) -> MediaDeletes | None:
+        return self._deletes
+
     async def drain(self) -> None:
-        """Wait for the media deletions started so far."""
+        """Wait for the media deletions started so far, and a sweep pass in flight."""
         while pending := [task for task in self._background if not task.done()]:
             await asyncio.gather(*pending)
+        if self._deletes is not None:
+            await self._deletes.drain()
 
     # -- entry point -------------------------------------------------------------------
 
@@ -330,6 +342,11 @@ class SmsConversations:
             return str(stored[0])
         fetched = await asyncio.gather(*(self._fetch(ref) for ref in media[:MAX_MEDIA]))
         lang = sender.language
+        deletes = self._deletes
+        to_delete = [ref.url for ref in media if deletes.deletable(ref.url)] if deletes else []
+        if deletes is not None and len(to_delete) < len(media):
+            log.warning("MMS %s: %d media URL(s) outside our Twilio account, left alone",
+                        mask_sid(sid), len(media) - len(to_delete))
 
         async def file() -> str:
             claim_id, claim_number = await self._target_claim(sender.id, parsed)
@@ -349,6 +366,8 @@ class SmsConversations:
                 if refused is not None:
                     log.info("MMS %s item %d refused: %s", sid, i, refused)
                     first_refusal = first_refusal or refused
+            if deletes is not None:
+                await deletes.record(sid, to_delete, now)
             reason = (self._replies.rejection(lang, first_refusal,
                                               max_bytes=self._limits.max_bytes)
                       if first_refusal else None)
@@ -356,9 +375,9 @@ class SmsConversations:
                                            rejected_reason=reason)
 
         reply, applied = await self._effect(row, "media", file)
-        if applied and self._settings.twilio.delete_media and self._media is not None:
-            for ref in media:
-                self._spawn(self._delete(sid, ref))
+        if applied and deletes is not None:
+            for url in to_delete:
+                self._spawn(deletes.delete_now(sid, url))
         return reply
 
     async def _fetch(self, ref: MediaRef) -> _Fetched:
@@ -391,10 +410,3 @@ class SmsConversations:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    async def _delete(self, sid: str, ref: MediaRef) -> None:
-        assert self._media is not None
-        try:
-            await self._media.delete(ref.url)
-        except MediaUnavailable as exc:
-            log.warning("MMS %s media left at Twilio: %s", sid, exc)

@@ -7,6 +7,7 @@ is nothing to say; ``bot.sms.conversations`` decides which, once per MessageSid.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 
@@ -16,7 +17,8 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from bot.sms.conversations import MAX_MEDIA, InboundMessage, SmsConversations
 from bot.sms.media import MediaRef, TwilioMedia
-from bot.web.keys import CLOCK, SETTINGS, SMS_CONVERSATIONS, TEXTS, TWILIO_SIGNATURE
+from bot.sms.media_deletes import MediaDeleteMetrics, MediaDeletes
+from bot.web.keys import CLOCK, REGISTRY, SETTINGS, SMS_CONVERSATIONS, TEXTS, TWILIO_SIGNATURE
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +59,14 @@ async def inbound_sms(request: web.Request) -> web.Response:
     return twiml(reply)
 
 
-async def conversations_context(app: web.Application) -> AsyncIterator[None]:
-    """Cleanup context: the media client's HTTP session, and the service that uses it.
+async def conversations_context(app: web.Application, *,
+                                sweep_media: bool = True) -> AsyncIterator[None]:
+    """Cleanup context: the media client's HTTP session, the service that uses it, and (with
+    ``twilio.delete_media``) the sweep of media deletes still pending — once now, then every
+    ``sms.media_sweep_interval_seconds`` (``sweep_media=False`` leaves it to the caller).
 
-    At shutdown the media deletions still running are awaited before the session closes.
+    At shutdown the sweep pass and the media deletions still running are awaited before the
+    session closes.
     """
     settings = app[SETTINGS]
     twilio = settings.twilio
@@ -71,7 +77,22 @@ async def conversations_context(app: web.Application) -> AsyncIterator[None]:
                         api_base=twilio.api_base, timeout=settings.sms.media_timeout_seconds)
             if twilio.enabled else None
         )
-        service = SmsConversations(settings, app[TEXTS], media, clock=app[CLOCK])
+        deletes = (
+            MediaDeletes(media, settings.sms, clock=app[CLOCK],
+                         skip_locked=settings.database.is_postgres,
+                         metrics=MediaDeleteMetrics(app[REGISTRY]))
+            if media is not None and twilio.delete_media else None
+        )
+        service = SmsConversations(settings, app[TEXTS], media, clock=app[CLOCK],
+                                   deletes=deletes)
         app[SMS_CONVERSATIONS] = service
+        stop = asyncio.Event()
+        sweeper = (
+            deletes.start(stop, interval=settings.sms.media_sweep_interval_seconds)
+            if deletes is not None and sweep_media else None
+        )
         yield
+        stop.set()
+        if sweeper is not None:
+            await sweeper
         await service.drain()

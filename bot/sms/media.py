@@ -44,6 +44,10 @@ class MmsMedia(Protocol):
 
     async def delete(self, url: str) -> None: ...
 
+    def owns(self, url: str) -> bool:
+        """Whether ``url`` is media of our own account, which we may fetch and delete."""
+        ...
+
 
 class TwilioMedia:
     """Media download and delete over one shared aiohttp session (opened by the app)."""
@@ -62,8 +66,11 @@ class TwilioMedia:
         self._auth = aiohttp.encode_basic_auth(account_sid, auth_token) if account_sid else ""
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
+    def owns(self, url: str) -> bool:
+        return bool(self._auth) and url.startswith(self._prefix)
+
     def _headers(self, url: str) -> dict[str, str]:
-        if not self._auth or not url.startswith(self._prefix):
+        if not self.owns(url):
             raise MediaUnavailable("media URL is not under our Twilio account")
         return {hdrs.AUTHORIZATION: self._auth}
 

@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -64,6 +65,7 @@ class Overrides:
     run_scheduler: bool = True
     manage_database: bool = True
     run_campaigns: bool = True
+    run_media_sweep: bool = True
     extra_cleanup: list[Callable[[web.Application], AsyncIterator[None]]] = field(
         default_factory=list
     )
@@ -189,7 +191,7 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
     app.cleanup_ctx.append(delivery)
     if settings.telegram.enabled:
         app.cleanup_ctx.append(telegram_updates)
-    app.cleanup_ctx.append(conversations_context)
+    app.cleanup_ctx.append(partial(conversations_context, sweep_media=seams.run_media_sweep))
     if seams.run_scheduler:
         app.cleanup_ctx.append(scheduler_runtime.cleanup_context(
             SchedulerSettings(schedule=settings.schedule, renewal=settings.renewal,

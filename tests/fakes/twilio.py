@@ -17,7 +17,8 @@ Contract mimicked:
 * ``GET .../Messages/{sid}.json`` fetches a created message.
 * ``GET .../Messages/{msid}/Media/{media_sid}`` serves media bytes registered with
   :meth:`FakeTwilio.add_media` (``.json`` suffix: the media resource instead);
-  ``DELETE`` of either path removes it and answers 204.
+  ``DELETE`` of either path removes it and answers 204; one already gone answers 404
+  (20404). :meth:`FakeTwilio.fail_media_deletes` makes the next DELETEs answer a 5xx.
 
 Pointing the real SDK here (verified against twilio 9.13): ``Domain.absolute_url`` reads
 ``self.base_url`` on every request, so overriding the *domain* is enough::
@@ -81,6 +82,8 @@ still fails on them."""
 ERROR_MESSAGES: Final[dict[int, str]] = {
     20003: "Authenticate",
     20404: "The requested resource was not found",
+    20500: "An internal server error has occurred",
+    20503: "Service unavailable",
     20429: "Too Many Requests",
     21211: "Invalid 'To' Phone Number",
     21408: "Permission to send an SMS has not been enabled for the region "
@@ -92,7 +95,7 @@ ERROR_MESSAGES: Final[dict[int, str]] = {
     21617: "The concatenated message body exceeds the 1600 character limit.",
     30022: "US A2P 10DLC - Rate Limit Exceeded",
 }
-_DEFAULT_STATUS: Final = {20003: 401, 20404: 404, 20429: 429}
+_DEFAULT_STATUS: Final = {20003: 401, 20404: 404, 20429: 429, 20500: 500, 20503: 503}
 _MAX_BODY: Final = 1600
 _E164: Final = re.compile(r"^(?:[a-z]+:)?\+[1-9]\d{6,14}$")
 
@@ -193,6 +196,10 @@ class FakeTwilio(FakeServer):
         self.media_downloads: list[str] = []
         """Media sids whose bytes were fetched, in order."""
         self.deleted_media: list[str] = []
+        """Media sids removed by a DELETE, in order."""
+        self.media_delete_requests: list[str] = []
+        """Media sids of every DELETE received (refused, 404 or done), in order."""
+        self._failing_deletes: deque[_RestError] = deque()
         self._scripted: deque[_ScriptedError] = deque()
         self._recipient_errors: dict[str, _RestError] = {}
 
@@ -239,6 +246,7 @@ class FakeTwilio(FakeServer):
         self.requests.clear()
         self.media_downloads.clear()
         self.deleted_media.clear()
+        self.media_delete_requests.clear()
 
     # -- scripting ---------------------------------------------------------------------
 
@@ -260,6 +268,12 @@ class FakeTwilio(FakeServer):
         error = _RestError(code, status, message)
         self._scripted.append(_ScriptedError(code, error.status, error.message, times))
 
+    def fail_media_deletes(self, times: int = 1, *, code: int = 20503) -> None:
+        """Refuse the next ``times`` media DELETEs with Twilio error ``code`` (a 5xx)."""
+        if times < 1:
+            raise ValueError("times must be >= 1")
+        self._failing_deletes.extend(_RestError(code) for _ in range(times))
+
     def error_for(
         self, to_number: str, code: int, status: int | None = None, message: str | None = None
     ) -> None:
@@ -268,6 +282,7 @@ class FakeTwilio(FakeServer):
 
     def clear_errors(self) -> None:
         self._scripted.clear()
+        self._failing_deletes.clear()
         self._recipient_errors.clear()
 
     def add_media(self, message_sid: str, content: bytes, content_type: str) -> tuple[str, str]:
@@ -325,6 +340,9 @@ class FakeTwilio(FakeServer):
 
     async def _delete_media(self, request: web.Request) -> web.Response:
         media_sid, _ = _split_json(request.match_info["media_sid"])
+        self.media_delete_requests.append(media_sid)
+        if self._failing_deletes:
+            raise self._failing_deletes.popleft()
         stored = self._find_media(request, media_sid)
         del self.media[stored.sid]
         self.deleted_media.append(stored.sid)
