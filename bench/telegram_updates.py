@@ -48,6 +48,7 @@ from tortoise.migrations.api import migrate
 
 from bot.settings import Settings
 from bot.web.app import Overrides, build_app
+from bot.web.heap import freeze_startup_heap
 from storage import db as storage_db
 from storage.loyalty_models import EntryKind, LedgerEntry, LoyaltyAccount, PointLot
 from storage.models import (
@@ -320,6 +321,7 @@ async def run(args: argparse.Namespace) -> None:
                 serve(engage_app(url, base, workdir / "uploads")) as engage_url:
             for target in (echo_url, engage_url):  # warm both up (connections, caches)
                 await load(target, batch(600, 1), concurrency=args.concurrency)
+            freeze_startup_heap()  # as ``engage run`` does once it is serving
             # Rounds alternate the two servers, so a neighbour's load on the machine falls
             # on both alike; the ratio is reported per round too.
             echo, ours, ratios = Result(), Result(), []

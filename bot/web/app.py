@@ -32,6 +32,7 @@ from bot.telegram import runtime as telegram_runtime
 from bot.telegram.updates import webhook_handler
 from bot.texts import Texts
 from bot.web import operators, partner
+from bot.web.heap import freeze_startup_heap
 from bot.web.keys import (
     BOT,
     CLOCK,
@@ -220,6 +221,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     try:
         site = web.TCPSite(runner, settings.web.host, settings.web.port)
         await site.start()
+        freeze_startup_heap()
         log.info("engage listening on http://%s:%d", settings.web.host, settings.web.port)
         await stop.wait()
         log.info("shutting down: finishing in-flight sends")
