@@ -9,17 +9,19 @@ and each rule decides from the pair whether its message is still worth sending.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from tortoise.transactions import in_transaction
+
 from scheduler.cn_calendar import WorkCalendar, work_calendar
 from scheduler.config import RenewalSettings, ScheduleSettings
-from scheduler.selection import Selection
-from storage.outbox import Outbound, enqueue_bulk
+from scheduler.selection import Selection, execute, is_postgres
+from storage.outbox import Outbound, enqueue_bulk, insert_select_sql
 
 Sink = Callable[[Iterable[Outbound]], Awaitable[int]]
 """Takes messages (a generator is fine) and returns how many were newly queued."""
@@ -53,11 +55,46 @@ async def feed(selection: Selection, size: int,
     return created
 
 
-def outbox_sink(batch_size: int) -> Sink:
-    async def sink(items: Iterable[Outbound]) -> int:
-        return await enqueue_bulk(items, batch_size=batch_size)
+class OutboxSink:
+    """The outbox as a sink, which also takes a whole selection set-based.
 
-    return sink
+    ``insert_select`` queues one message per selected row with ``INSERT … SELECT`` over
+    successive key ranges, one statement and transaction per range: nothing about the rows
+    comes into Python, so a rule whose messages SQL can build on both backends (a festival's
+    greetings) costs about what writing the rows costs. Other sinks (a test's list) get the
+    messages built in Python instead.
+    """
+
+    def __init__(self, batch_size: int) -> None:
+        self._batch_size = batch_size
+
+    async def __call__(self, items: Iterable[Outbound]) -> int:
+        return await enqueue_bulk(items, batch_size=self._batch_size)
+
+    async def insert_select(self, selection: Selection, expressions: str,
+                            values: Sequence[Any], *, span: int) -> int:
+        """Queue ``expressions`` (see ``storage.outbox.insert_select_sql``) for every row of
+        ``selection``, whose key must be an integer, ``span`` keys per statement; returns how
+        many were new."""
+        bounds = await selection.key_bounds()
+        if bounds is None:
+            return 0
+        low, top = int(bounds[0]) - 1, int(bounds[1])
+        postgres = is_postgres()
+        now = datetime.now(UTC)  # the rows' created_at, as enqueue_bulk stamps them
+        stamp: object = now.astimezone(UTC) if postgres else now.astimezone(UTC).isoformat(" ")
+        created = 0
+        while low < top:
+            part = selection.within(low, min(low + span, top))
+            sql = insert_select_sql(expressions, part.source, postgres=postgres)
+            async with in_transaction():
+                created += await execute(sql, (stamp, stamp, *values, *part.values))
+            low += span
+        return created
+
+
+def outbox_sink(batch_size: int) -> OutboxSink:
+    return OutboxSink(batch_size)
 
 
 @dataclass(frozen=True, slots=True)

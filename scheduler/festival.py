@@ -6,25 +6,29 @@ Dragon Boat Festival (lunar 5/5), Mid-Autumn Festival (lunar 8/15) and National 
 ``schedule.festivals`` adds fixed solar dates. When festivals coincide (Mid-Autumn fell on
 National Day in 2020) the customer gets one greeting naming both, keyed by both codes.
 
-The selection reads active policies in policy-id pages (the primary key: one pass over the
-table, no sort) joined to their customer; a customer with two active policies appears twice
-and the dedup key ``festival:{code}:{year}:{customer}`` makes the second a no-op. Greetings
-belong to their day and are not sent late when catching up.
+The selection reads active policies by policy id (the primary key: one pass over the table,
+no sort) joined to their customer; a customer with two active policies appears twice and the
+dedup key ``festival:{code}:{year}:{customer}`` makes the second a no-op. Into the outbox the
+greetings go set-based (``OutboxSink.insert_select``: a festival day queues one per insured
+customer, two thirds of a million, and building them in Python cost more than writing them);
+any other sink gets them built by ``_messages``, the same rows. Greetings belong to their day
+and are not sent late when catching up.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from functools import partial
 from typing import Any, Final
 
 from scheduler.cn_calendar import lunar_to_solar
 from scheduler.config import FestivalSettings
-from scheduler.context import PlanContext, Sink, Zones, feed
-from scheduler.selection import Selection
+from scheduler.context import OutboxSink, PlanContext, Sink, Zones, feed
+from scheduler.selection import Selection, fetch, is_postgres
 from scheduler.wording import FESTIVAL_NAMES, Localised, localised
 from storage.models import Category
 from storage.outbox import Outbound
@@ -32,6 +36,10 @@ from storage.outbox import Outbound
 log = logging.getLogger(__name__)
 
 KIND = "festival"
+IDS_PER_PAGE: Final = 25
+"""Set-based queueing covers this many pages' worth of policy ids per statement (50,000 by
+default): big enough that a statement's overhead does not count, small enough to keep each
+transaction short."""
 
 SOLAR_FESTIVALS: Final[tuple[tuple[str, int, int], ...]] = (
     ("new_year", 1, 1),
@@ -124,12 +132,47 @@ def _messages(ctx: PlanContext, rows: list[dict[str, Any]], *, festival: Festiva
         )
 
 
+def _greeting_sql(ctx: PlanContext, festival: Festival, zones: Zones,
+                  zone_names: list[str]) -> tuple[str, list[Any]]:
+    """The columns of ``_messages`` as SQL over ``active_customers`` (for
+    ``OutboxSink.insert_select``), with the same values: the stale time per customer time zone
+    is a ``CASE`` over the zones customers have (computed here, as ``Zones`` does), anything
+    else getting the care zone's midnight as an unknown zone does."""
+    postgres = is_postgres()
+    txt, ts = ("::text", "::timestamptz") if postgres else ("", "")
+
+    def stamp(moment: datetime) -> object:
+        utc = moment.astimezone(UTC)
+        return utc if postgres else utc.isoformat(" ")
+
+    whens = "".join(f"WHEN ?{txt} THEN ?{ts} " for _ in zone_names)
+    stale = f"CASE c.timezone {whens}ELSE ?{ts} END" if zone_names else f"?{ts}"
+    params = ("jsonb_build_object('name', c.name, 'festival', ?::text::jsonb)" if postgres
+              else "json_object('name', c.name, 'festival', json(?))")
+    expressions = (f"?{txt} || p.customer_id, ?{txt}, ?{txt}, p.customer_id, ?{txt}, ?{txt}, "
+                   f"{params}, ?{ts}, {stale}, NULL")
+    values: list[Any] = [f"festival:{festival.code}:{ctx.day.year}:", KIND, Category.CARE.value,
+                         "telegram_then_sms", "festival", json.dumps(festival.name),
+                         stamp(ctx.not_before)]
+    for name in zone_names:
+        values += [name, stamp(zones.end_of_day(ctx.day, name))]
+    values.append(stamp(zones.end_of_day(ctx.day, None)))
+    return expressions, values
+
+
 async def queue(ctx: PlanContext, sink: Sink) -> int:
     festival = festival_on(ctx.day, ctx.schedule.festivals)
     if festival is None or ctx.catching_up:
         return 0
     zones = Zones(ctx.tz)
-    created = await feed(active_customers(ctx.day), ctx.batch_size,
-                         partial(_messages, ctx, festival=festival, zones=zones), sink)
+    if isinstance(sink, OutboxSink):
+        names = [str(row["tz"]) for row in await fetch(
+            "SELECT DISTINCT timezone AS tz FROM customer WHERE timezone IS NOT NULL")]
+        expressions, values = _greeting_sql(ctx, festival, zones, names)
+        created = await sink.insert_select(active_customers(ctx.day), expressions, values,
+                                           span=ctx.batch_size * IDS_PER_PAGE)
+    else:
+        created = await feed(active_customers(ctx.day), ctx.batch_size,
+                             partial(_messages, ctx, festival=festival, zones=zones), sink)
     log.info("queued %d %s greetings for %s", created, festival.code, ctx.day)
     return created

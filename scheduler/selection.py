@@ -78,6 +78,20 @@ async def fetch(sql: str, values: Sequence[Any] = ()) -> list[dict[str, Any]]:
     return await conn.execute_query_dict(text, [_param(v, postgres) for v in values])
 
 
+async def execute(sql: str, values: Sequence[Any] = ()) -> int:
+    """Run one INSERT/UPDATE/DELETE; how many rows it changed, right on both backends
+    (Tortoise's asyncpg client reads an INSERT's OID as its row count)."""
+    conn = connection()
+    postgres = is_postgres(conn)
+    params = [_param(v, postgres) for v in values]
+    if postgres:
+        async with conn.acquire_connection() as raw:
+            status: str = await raw.execute(_numbered(sql), *params)
+        return int(status.rsplit(" ", 1)[-1])
+    count, _ = await conn.execute_query(sql, params)
+    return int(count)
+
+
 @dataclass(frozen=True, slots=True)
 class Selection:
     """``SELECT <key> AS k, <columns> <source>``, where ``source`` is ``FROM … WHERE …``."""
@@ -104,6 +118,20 @@ class Selection:
             if len(rows) < size:
                 return
             after = rows[-1]["k"]
+
+    async def key_bounds(self) -> tuple[Any, Any] | None:
+        """The smallest and largest key selected (two index probes), None when nothing is."""
+        sql = f"SELECT {self.key} AS k {self.source} ORDER BY {self.key}"
+        first = await fetch(f"{sql} LIMIT 1", self.values)
+        if not first:
+            return None
+        last = await fetch(f"{sql} DESC LIMIT 1", self.values)
+        return first[0]["k"], last[0]["k"] if last else first[0]["k"]
+
+    def within(self, low: Any, high: Any) -> Selection:
+        """The rows with ``low < key <= high``."""
+        return Selection(self.columns, f"{self.source} AND {self.key} > ? AND {self.key} <= ?",
+                         (*self.values, low, high), self.key)
 
     async def count(self) -> int:
         rows = await fetch(f"SELECT COUNT(*) AS n {self.source}", self.values)

@@ -131,7 +131,7 @@ async def enqueue_bulk(items: Iterable[Outbound], *, batch_size: int = 5000) -> 
 
 
 # The columns a producer sets, per row; the others get the model's starting values.
-_BULK_COLUMNS = (
+BULK_COLUMNS = (
     "dedup_key", "kind", "category", "customer_id", "channel_policy", "template_key", "params",
     "not_before", "stale_after", "campaign_id",
 )
@@ -148,14 +148,33 @@ def _literal(value: str | int) -> str:
 
 
 def _bulk_sql(postgres: bool) -> str:
-    columns = ", ".join(("created_at", "updated_at", *_BULK_DEFAULTS, *_BULK_COLUMNS))
+    columns = ", ".join(("created_at", "updated_at", *_BULK_DEFAULTS, *BULK_COLUMNS))
     defaults = ", ".join(_literal(v) for v in _BULK_DEFAULTS.values())
     if postgres:
         unnest = ", ".join(f"${i}::{t}[]" for i, t in enumerate(_PG_TYPES, start=2))
         return (f"INSERT INTO message ({columns}) SELECT $1, $1, {defaults}, u.* "
                 f"FROM unnest({unnest}) AS u ON CONFLICT (dedup_key) DO NOTHING")
-    marks = ", ".join("?" * len(_BULK_COLUMNS))
+    marks = ", ".join("?" * len(BULK_COLUMNS))
     return f"INSERT OR IGNORE INTO message ({columns}) VALUES (?, ?, {defaults}, {marks})"
+
+
+def insert_select_sql(expressions: str, source: str, *, postgres: bool) -> str:
+    """``INSERT INTO message … SELECT ?, ?, <defaults>, <expressions> <source>``, keys already
+    queued left alone: one message per selected row, built entirely by the database.
+
+    ``expressions`` gives the producer's columns in the order of ``BULK_COLUMNS`` (the ``params``
+    one as ``jsonb`` on PostgreSQL, JSON text on SQLite, the times as ``timestamptz`` / the text
+    Tortoise stores), ``source`` is ``FROM … WHERE …``; ``?`` placeholders, numbered for
+    PostgreSQL by the caller. The first two values are the creation time. Rows repeating a key
+    within the statement are left alone too.
+    """
+    columns = ", ".join(("created_at", "updated_at", *_BULK_DEFAULTS, *BULK_COLUMNS))
+    defaults = ", ".join(_literal(v) for v in _BULK_DEFAULTS.values())
+    ts = "::timestamptz" if postgres else ""
+    verb = "INSERT" if postgres else "INSERT OR IGNORE"
+    tail = " ON CONFLICT (dedup_key) DO NOTHING" if postgres else ""
+    return (f"{verb} INTO message ({columns}) SELECT ?{ts}, ?{ts}, {defaults}, {expressions} "
+            f"{source}{tail}")
 
 
 def _params_encoder() -> Callable[[Any], str]:

@@ -3,15 +3,17 @@ policy, one per customer per festival per year, a configurable extra festival.""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 
 import pytest
 
 from scheduler import festival
 from scheduler.config import FestivalSettings, ScheduleSettings
-from scheduler.context import PlanContext
+from scheduler.context import OutboxSink, PlanContext, Zones
 from scheduler.plan import run_plan
-from storage.models import Message, PolicyStatus
+from storage.models import Message, MessageStatus, PolicyStatus
+from storage.outbox import Outbound
 from tests import factories
 
 
@@ -82,3 +84,51 @@ async def test_configured_extra_festival_is_greeted_and_not_sent_late(db: str) -
     msg = await Message.get(kind="festival")
     assert msg.dedup_key == f"festival:womens_day:2027:{owner.id}"
     assert msg.params["festival"] == {"zh-CN": "妇女节", "en": "Women's Day"}
+
+
+async def test_set_based_greetings_equal_the_ones_built_in_python(db: str) -> None:
+    """The outbox sink queues greetings with INSERT … SELECT over policy-id ranges: the rows
+    must be exactly what the message builder makes, time zones (unknown ones too) included."""
+    owners = [await factories.customer(name=f"客户{i}", timezone=zone) for i, zone in
+              enumerate(["Asia/Shanghai", "Europe/Berlin", "Not/AZone", "", "America/New_York"])]
+    for owner in owners:
+        await factories.policy(owner, end=date(2026, 12, 31))
+    await factories.policy(owners[1], end=date(2027, 3, 31))  # a second policy, one greeting
+    ctx = PlanContext(day=date(2026, 9, 25), today=date(2026, 9, 25),
+                      schedule=ScheduleSettings(batch_size=10))
+
+    built: list[Outbound] = []
+
+    async def collect(items: Iterable[Outbound]) -> int:
+        built.extend(items)
+        return len(built)
+
+    await festival.queue(ctx, collect)
+    assert await festival.queue(ctx, OutboxSink(10)) == len(owners)
+    expected = {item.dedup_key: item for item in built}
+    rows = await Message.filter(kind="festival").order_by("id")
+    assert sorted(m.dedup_key for m in rows) == sorted(expected)
+    for msg in rows:
+        item = expected[msg.dedup_key]
+        assert (msg.kind, msg.category, msg.customer_id, msg.template_key, msg.params,
+                msg.not_before, msg.stale_after, msg.channel_policy, msg.campaign_id,
+                msg.status, msg.attempts) == (
+            item.kind, item.category, item.customer_id, item.template_key, item.params,
+            item.not_before, item.stale_after, item.channel_policy, None,
+            MessageStatus.PENDING, 0)
+    assert await festival.queue(ctx, OutboxSink(10)) == 0
+
+
+async def test_set_based_queueing_covers_every_key_range(db: str) -> None:
+    owners = [await factories.customer() for _ in range(7)]
+    for owner in owners:
+        await factories.policy(owner, end=date(2026, 12, 31))
+    ctx = PlanContext(day=date(2026, 9, 25), today=date(2026, 9, 25))
+    selection = festival.active_customers(ctx.day)
+    sink = OutboxSink(10)
+    expressions, values = festival._greeting_sql(
+        ctx, festival.Festival("mid_autumn", {"zh-CN": "中秋节", "en": "Mid-Autumn Festival"}),
+        Zones(ctx.tz), [])
+    assert await sink.insert_select(selection, expressions, values, span=2) == 7
+    assert await Message.filter(kind="festival").count() == 7
+    assert await sink.insert_select(selection, expressions, values, span=3) == 0
