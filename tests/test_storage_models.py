@@ -93,3 +93,32 @@ async def test_migration_0007_keeps_ledger_indexes_and_records_settled_payments_
         '"loyalty_entry" ("payment_id", "id")',
     ]
     await Tortoise.close_connections()
+
+
+async def test_outbox_indexes_provider_and_campaign_ids_only_where_set(
+        db: str, is_postgres: bool) -> None:
+    """Migration 0009: a plan day's rows have neither id and add nothing to these indexes,
+    and a status callback's or a campaign's lookup of one value still uses its index."""
+    conn = connections.get("default")
+    if is_postgres:
+        rows = await conn.execute_query_dict(
+            "SELECT indexdef AS sql FROM pg_indexes WHERE tablename = 'message' "
+            "AND indexdef LIKE '%IS NOT NULL%' ORDER BY indexdef")
+        await conn.execute_script("SET enable_seqscan = off")  # the table is tiny
+        explain = "EXPLAIN "
+    else:
+        rows = await conn.execute_query_dict(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = 'message' AND type = 'index' "
+            "AND sql LIKE '%IS NOT NULL%' ORDER BY sql")
+        explain = "EXPLAIN QUERY PLAN "
+    assert [row["sql"].split("WHERE ")[1].strip("()") for row in rows] == [
+        '"campaign_id" IS NOT NULL' if not is_postgres else "campaign_id IS NOT NULL",
+        '"provider_id" IS NOT NULL' if not is_postgres else "provider_id IS NOT NULL",
+    ]
+    for column, index in (("provider_id", "idx_message_provide_85bc05"),
+                          ("campaign_id", "idx_message_campaig_6c5272")):
+        mark = "$1" if is_postgres else "?"
+        plan = await conn.execute_query_dict(
+            f"{explain}SELECT id FROM message WHERE {column} = {mark}",
+            ["SM1" if column == "provider_id" else 7])
+        assert index in " ".join(str(value) for row in plan for value in row.values())
