@@ -409,16 +409,6 @@ async def test_twilio_opt_out_type_is_honoured_and_twilio_does_the_answering(
     assert {str(source) for source in rows} == {"sms:twilio-opt-out"}
 
 
-async def test_twilio_opt_out_with_a_photo_still_records_the_opt_out(rig: SmsRig) -> None:
-    owner = await f.customer()
-    sid = new_sid("MM")
-    _, url = rig.twilio.add_media(sid, png(), "image/png")
-    reply = await rig.text(owner.phone, "STOP", sid=sid, OptOutType="STOP", NumMedia="1",
-                           MediaUrl0=url, MediaContentType0="image/png")
-    assert reply == ""
-    assert await sms_consents(owner.id) == dict.fromkeys(CATEGORIES, False)
-
-
 async def test_opt_out_categories_come_from_settings(
     make_rig: Callable[..., Awaitable[SmsRig]],
 ) -> None:
@@ -781,12 +771,142 @@ async def test_media_is_kept_at_twilio_when_delete_media_is_off(
     assert await SmsMediaPending.all().count() == 0
 
 
-async def test_mms_from_unknown_number_downloads_and_stores_nothing(rig: SmsRig) -> None:
-    reply, _ = await rig.mms(STRANGER, [(png(), "image/png")])
-    assert "95500" in reply
-    await rig.drain()
-    assert rig.twilio.media_downloads == [] and await Document.all().count() == 0
+# -- MMS media we do not keep: unknown senders, Twilio opt-outs ----------------------------
 
+
+def unkept_mms(rig: SmsRig, sender: str, *, body: str = "", sid: str | None = None,
+               foreign: bool = False, **extra: str) -> tuple[dict[str, str], str, str]:
+    """Signed-webhook params of a one-photo MMS registered at the fake Twilio (plus, with
+    ``foreign``, a second media URL of another Twilio account): params, media sid, our URL."""
+    sid = sid or new_sid("MM")
+    media_sid, url = rig.twilio.add_media(sid, png(), "image/png")
+    params = {"MessageSid": sid, "AccountSid": ACCOUNT_SID, "From": sender, "To": TO_NUMBER,
+              "Body": body, "NumMedia": "1", "MediaUrl0": url,
+              "MediaContentType0": "image/png", **extra}
+    if foreign:
+        _, other = rig.twilio.add_media(sid, png(), "image/png")
+        params.update(NumMedia="2", MediaUrl1=other.replace(ACCOUNT_SID, "AC" + "f" * 32),
+                      MediaContentType1="image/png")
+    return params, media_sid, url
+
+
+UNKEPT = {  # MMS whose media we never download: extra webhook fields by case
+    "unknown_number": {"body": "这是我的驾驶证"},
+    "twilio_stop": {"body": "STOP", "OptOutType": "STOP"},
+    "twilio_start": {"body": "START", "OptOutType": "START"},
+    "twilio_help": {"body": "HELP", "OptOutType": "HELP"},
+}
+
+
+async def unkept_sender(kind: str) -> str:
+    return STRANGER if kind == "unknown_number" else (await f.customer()).phone
+
+
+async def test_mms_from_unknown_number_is_deleted_at_twilio_without_being_downloaded(
+    rig: SmsRig,
+) -> None:
+    await f.customer()
+    params, media_sid, _ = unkept_mms(rig, STRANGER, body="这是我的驾驶证")
+    status, _, twiml = await rig.post(params)
+    assert status == 200
+    assert message_of(twiml) == "【安行保险】未查到您的客户信息，如需帮助请致电95500。"
+    [row] = await InboundSms.all()
+    assert (row.customer_id, row.keyword, row.num_media) == (None, "unknown", 1)
+    await rig.drain()
+    assert rig.twilio.media_downloads == []  # never read: we keep nothing of a stranger's
+    assert rig.twilio.media_delete_requests == [media_sid]
+    assert rig.twilio.deleted_media == [media_sid] and media_sid not in rig.twilio.media
+    assert await Document.all().count() == 0
+    assert not rig.uploads.exists() or not any(p.is_file() for p in rig.uploads.rglob("*"))
+    assert await SmsMediaPending.all().count() == 0  # done: nothing left for the sweep
+    assert rig.twilio.requests == []  # the one reply is the TwiML
+
+
+async def test_twilio_opt_out_with_a_photo_records_the_opt_out_and_deletes_the_photo(
+    rig: SmsRig,
+) -> None:
+    owner = await f.customer()
+    await claim_of(owner)  # an open claim: still, an opt-out files nothing
+    params, media_sid, _ = unkept_mms(rig, owner.phone, body="STOP", OptOutType="STOP")
+    status, _, twiml = await rig.post(params)
+    assert status == 200 and message_of(twiml) == ""  # Twilio has answered already
+    assert await sms_consents(owner.id) == dict.fromkeys(CATEGORIES, False)
+    rows = await Consent.filter(customer_id=owner.id).values_list("source", flat=True)
+    assert {str(source) for source in rows} == {"sms:twilio-opt-out"}
+    await rig.drain()
+    assert rig.twilio.media_downloads == []
+    assert rig.twilio.media_delete_requests == [media_sid]
+    assert media_sid not in rig.twilio.media
+    assert await Document.all().count() == 0
+    assert await SmsMediaPending.all().count() == 0
+
+
+@pytest.mark.parametrize("kind", list(UNKEPT))
+async def test_unkept_mms_media_are_recorded_with_the_message_for_the_sweep(
+    make_rig: Callable[..., Awaitable[SmsRig]], monkeypatch: pytest.MonkeyPatch, kind: str,
+) -> None:
+    """The duty to delete commits with the InboundSms row: a crash before the immediate
+    delete leaves it to the sweep. A URL outside our account is neither recorded nor sent
+    our credentials."""
+    clock = Clock()
+    rig = await make_rig(clock=clock)
+    sender = await unkept_sender(kind)
+    crash_before_background_deletes(monkeypatch)
+    params, media_sid, url = unkept_mms(rig, sender, foreign=True, **UNKEPT[kind])
+    status, _, _ = await rig.post(params)
+    assert status == 200
+    [pending] = await SmsMediaPending.all()
+    assert (pending.message_sid, pending.media_url, pending.attempts) == (
+        params["MessageSid"], url, 0)
+    assert (await InboundSms.get()).message_sid == params["MessageSid"]
+    assert rig.twilio.media_delete_requests == [] and rig.twilio.media_downloads == []
+    clock.at(LEASE)
+    assert await rig.deletes.sweep() == SweepResult(deleted=1)
+    assert rig.twilio.deleted_media == [media_sid]
+    assert await SmsMediaPending.all().count() == 0
+
+
+@pytest.mark.parametrize("kind", ["unknown_number", "twilio_stop"])
+async def test_unkept_mms_delivered_twice_is_recorded_and_deleted_once(
+    rig: SmsRig, monkeypatch: pytest.MonkeyPatch, kind: str,
+) -> None:
+    sender = await unkept_sender(kind)
+    # One after the other, the first delete never having run: one pending row.
+    crash_before_background_deletes(monkeypatch)
+    params, _, _ = unkept_mms(rig, sender, **UNKEPT[kind])
+    first, second = await rig.post(params), await rig.post(params)
+    assert first == second and first[0] == 200
+    assert await InboundSms.all().count() == 1
+    assert await SmsMediaPending.all().count() == 1
+    monkeypatch.undo()
+    # Concurrently, and once more after the first delete: one DELETE.
+    params, media_sid, _ = unkept_mms(rig, sender, **UNKEPT[kind])
+    a, b = await asyncio.gather(rig.post(params), rig.post(params))
+    await rig.drain()
+    assert a == b == first
+    assert await rig.post(params) == first
+    await rig.drain()
+    assert rig.twilio.media_delete_requests == [media_sid]
+    assert await SmsMediaPending.filter(message_sid=params["MessageSid"]).count() == 0
+    assert await InboundSms.all().count() == 2
+    if kind == "twilio_stop":
+        owner = await Customer.get(phone=sender)
+        assert await Consent.filter(customer_id=owner.id).count() == 2 * len(CATEGORIES)
+
+
+@pytest.mark.parametrize("kind", ["unknown_number", "twilio_stop"])
+async def test_unkept_mms_media_stay_at_twilio_when_delete_media_is_off(
+    make_rig: Callable[..., Awaitable[SmsRig]], kind: str,
+) -> None:
+    rig = await make_rig(delete_media=False)
+    sender = await unkept_sender(kind)
+    params, media_sid, _ = unkept_mms(rig, sender, **UNKEPT[kind])
+    status, _, _ = await rig.post(params)
+    await rig.drain()
+    assert status == 200 and await InboundSms.all().count() == 1
+    assert await SmsMediaPending.all().count() == 0
+    assert rig.twilio.media_delete_requests == [] and rig.twilio.media_downloads == []
+    assert media_sid in rig.twilio.media
 
 
 # -- MMS media deletes that failed or never ran ---------------------------------------------

@@ -8,7 +8,9 @@ on SQLite and PostgreSQL without any waiting loop:
 
 * **Queries** (HELP, POLICY, CLAIM, POINTS, the menu, unknown senders) change nothing, so the
   reply is computed first and inserted *with* the row in one INSERT. The row and its reply
-  appear atomically; a loser's INSERT fails on the unique key and reads the reply.
+  appear atomically; a loser's INSERT fails on the unique key and reads the reply. A query
+  that came as an MMS has one effect, the media deletes it records (below), and takes the
+  second shape.
 * **Effects** (STOP, START, CHECKIN, filing documents) run in one transaction that starts by
   inserting the row — claiming the MessageSid — then applies the effect and writes the
   reply, and commits all of it together. A concurrent duplicate's INSERT cannot succeed or
@@ -34,6 +36,12 @@ transaction records each media URL as still to delete, and after the commit a ba
 the service tracks and ``drain()`` awaits (at shutdown, and in tests) deletes it. What that
 task could not delete — Twilio failed, or the process stopped first — the sweep in
 ``bot.sms.media_deletes`` retries later.
+
+That holds for every inbound MMS, not only the ones we keep: media from a number no customer
+has, or sent with an opt-out Twilio applied, are never downloaded, but they are recorded with
+the message and deleted the same way — they may well be someone's ID card. Only URLs of our
+own Twilio account are recorded (``MediaDeletes.deletable``); others are never sent our
+credentials.
 """
 
 from __future__ import annotations
@@ -162,18 +170,31 @@ class SmsConversations:
             "message_sid": message.message_sid, "from_phone": phone[:20],
             "body": message.body, "num_media": len(message.media), "created_at": now,
         }
+        delete_urls = self._to_delete(message)
         sender = await self._sender(phone)
         if sender is None:
             log.info("inbound SMS %s from unknown number %s", message.message_sid,
                      mask_phone(phone))
-            return await self._query(row, "unknown", self._replies.unknown_sender(phone))
+            return await self._query(row, "unknown", self._replies.unknown_sender(phone),
+                                     delete_urls)
         row["customer_id"] = sender.id
         parsed = parse(message.body, message.opt_out_type)
         # An MMS text is a caption (it may name the claim); but an opt-out Twilio has already
         # applied must reach our consent records whatever came with it.
         if message.media and not parsed.from_twilio:
-            return await self._documents(row, sender, parsed, message.media, now)
-        return await self._command(row, sender, parsed, now)
+            return await self._documents(row, sender, parsed, message.media, now, delete_urls)
+        return await self._command(row, sender, parsed, now, delete_urls)
+
+    def _to_delete(self, message: InboundMessage) -> tuple[str, ...]:
+        """The media URLs of ``message`` to delete from Twilio once it is answered: all of
+        our account's, whoever sent them and whether or not we keep the files."""
+        if self._deletes is None or not message.media:
+            return ()
+        urls = tuple(ref.url for ref in message.media if self._deletes.deletable(ref.url))
+        if len(urls) < len(message.media):
+            log.warning("MMS %s: %d media URL(s) outside our Twilio account, left alone",
+                        mask_sid(message.message_sid), len(message.media) - len(urls))
+        return urls
 
     def _phone(self, raw: str) -> str:
         try:
@@ -191,8 +212,16 @@ class SmsConversations:
 
     # -- the two idempotent shapes -------------------------------------------------------
 
-    async def _query(self, row: dict[str, Any], keyword: str, reply: str) -> str:
-        """A reply with no effect: the row and the reply are one INSERT."""
+    async def _query(self, row: dict[str, Any], keyword: str, reply: str,
+                     delete_urls: Sequence[str] = ()) -> str:
+        """A reply with no effect: the row and the reply are one INSERT — unless media are to
+        be deleted, which is an effect."""
+        if delete_urls:
+
+            async def answer_only() -> str:
+                return reply
+
+            return await self._effect(row, keyword, answer_only, delete_urls)
         try:
             await InboundSms.create(**row, keyword=keyword, reply=reply)
         except IntegrityError:
@@ -200,11 +229,15 @@ class SmsConversations:
         return reply
 
     async def _effect(self, row: dict[str, Any], keyword: str,
-                      act: Callable[[], Awaitable[str]]) -> tuple[str, bool]:
-        """Claim the MessageSid, apply ``act`` and store its reply in one transaction.
+                      act: Callable[[], Awaitable[str]],
+                      delete_urls: Sequence[str] = ()) -> str:
+        """Claim the MessageSid, apply ``act``, store its reply and record ``delete_urls`` as
+        media to delete, in one transaction; then start deleting them.
 
-        Returns the reply and whether this delivery was the one that applied it.
+        Only the delivery that applied it records and deletes; a duplicate gets the reply.
         """
+        sid = row["message_sid"]
+        deletes = self._deletes if delete_urls else None
         try:
             async with in_transaction():
                 try:
@@ -213,9 +246,14 @@ class SmsConversations:
                     raise _Duplicate from None
                 reply = await act()
                 await InboundSms.filter(id=created.id).update(reply=reply)
+                if deletes is not None:
+                    await deletes.record(sid, delete_urls, row["created_at"])
         except _Duplicate:
-            return await self._stored_reply(row["message_sid"]), False
-        return reply, True
+            return await self._stored_reply(sid)
+        if deletes is not None:
+            for url in delete_urls:
+                self._spawn(deletes.delete_now(sid, url))
+        return reply
 
     async def _stored_reply(self, message_sid: str) -> str:
         stored = await InboundSms.filter(message_sid=message_sid).limit(1).values_list(
@@ -229,7 +267,7 @@ class SmsConversations:
     # -- keywords ----------------------------------------------------------------------
 
     async def _command(self, row: dict[str, Any], sender: Sender, parsed: Parsed,
-                       now: datetime) -> str:
+                       now: datetime, delete_urls: Sequence[str] = ()) -> str:
         lang = sender.language
         replies = self._replies
         categories = list(self._settings.sms.opt_out_categories)
@@ -242,7 +280,7 @@ class SmsConversations:
                 # Twilio's Advanced Opt-Out has answered already, and blocks our replies.
                 return "" if parsed.from_twilio else replies.opted_out(lang, categories)
 
-            return (await self._effect(row, command.value, stop))[0]
+            return await self._effect(row, command.value, stop, delete_urls)
         if command is Command.START:
             source = TWILIO_OPT_OUT_SOURCE if parsed.from_twilio else KEYWORD_SOURCE
 
@@ -250,7 +288,7 @@ class SmsConversations:
                 await record_sms_opt_in(sender.id, categories, source=source, now=now)
                 return "" if parsed.from_twilio else replies.opted_in(lang, categories)
 
-            return (await self._effect(row, command.value, start))[0]
+            return await self._effect(row, command.value, start, delete_urls)
         if command is Command.CHECKIN:
 
             async def checkin() -> str:
@@ -260,9 +298,9 @@ class SmsConversations:
                                           bonus=result.bonus, streak=result.streak,
                                           balance=balance)
 
-            return (await self._effect(row, command.value, checkin))[0]
+            return await self._effect(row, command.value, checkin, delete_urls)
         if command is Command.CLAIM:
-            return await self._claim(row, sender, parsed.argument)
+            return await self._claim(row, sender, parsed.argument, delete_urls)
         if command is Command.HELP:
             reply = "" if parsed.from_twilio else replies.help(lang)
         elif command is Command.POLICY:
@@ -271,7 +309,7 @@ class SmsConversations:
             reply = await self._points(sender, now)
         else:
             reply = replies.menu(lang)
-        return await self._query(row, command.value, reply)
+        return await self._query(row, command.value, reply, delete_urls)
 
     async def _active_policies(self, sender: Sender, now: datetime) -> list[tuple[str, date]]:
         today = now.astimezone(ZoneInfo(sender.timezone)).date()
@@ -286,32 +324,34 @@ class SmsConversations:
         tier = {"zh-CN": status.tier.name_zh, "en": status.tier.name_en}
         return self._replies.points(sender.language, balance, tier)
 
-    async def _claim(self, row: dict[str, Any], sender: Sender, number: str) -> str:
+    async def _claim(self, row: dict[str, Any], sender: Sender, number: str,
+                     delete_urls: Sequence[str] = ()) -> str:
         lang = sender.language
         if not number:
             latest = await Claim.filter(customer_id=sender.id).order_by(
                 "-reported_at", "-id").limit(1).values_list("number", "status")
             reply = (self._replies.claim(lang, str(latest[0][0]), str(latest[0][1]))
                      if latest else self._replies.no_claims(lang))
-            return await self._query(row, Command.CLAIM.value, reply)
+            return await self._query(row, Command.CLAIM.value, reply, delete_urls)
         # Only the sender's own claim: someone else's number reads exactly as a wrong one.
         found = await Claim.filter(number=number, customer_id=sender.id).limit(1).values_list(
             "id", "status")
         if not found:
             return await self._query(row, Command.CLAIM.value,
-                                     self._replies.claim_not_found(lang, number))
+                                     self._replies.claim_not_found(lang, number), delete_urls)
         claim_id, status = found[0]
         # Documents we asked the claim number for are filed now — on an open claim only,
         # as Telegram uploads are.
         if status not in OPEN_CLAIM_STATUSES or not await self._unfiled(sender.id).exists():
             return await self._query(row, Command.CLAIM.value,
-                                     self._replies.claim(lang, number, str(status)))
+                                     self._replies.claim(lang, number, str(status)),
+                                     delete_urls)
 
         async def file_documents() -> str:
             filed = await self._file_unattached(sender.id, claim_id)
             return self._replies.claim(lang, number, str(status), attached=filed)
 
-        return (await self._effect(row, Command.CLAIM.value, file_documents))[0]
+        return await self._effect(row, Command.CLAIM.value, file_documents, delete_urls)
 
     @staticmethod
     def _unfiled(customer_id: int) -> QuerySet[Document]:
@@ -333,7 +373,8 @@ class SmsConversations:
     # -- MMS ---------------------------------------------------------------------------
 
     async def _documents(self, row: dict[str, Any], sender: Sender, parsed: Parsed,
-                         media: Sequence[MediaRef], now: datetime) -> str:
+                         media: Sequence[MediaRef], now: datetime,
+                         delete_urls: Sequence[str]) -> str:
         sid = row["message_sid"]
         # The first delivery deleted the media from Twilio: a retry must not fetch again.
         stored = await InboundSms.filter(message_sid=sid).limit(1).values_list(
@@ -342,11 +383,6 @@ class SmsConversations:
             return str(stored[0])
         fetched = await asyncio.gather(*(self._fetch(ref) for ref in media[:MAX_MEDIA]))
         lang = sender.language
-        deletes = self._deletes
-        to_delete = [ref.url for ref in media if deletes.deletable(ref.url)] if deletes else []
-        if deletes is not None and len(to_delete) < len(media):
-            log.warning("MMS %s: %d media URL(s) outside our Twilio account, left alone",
-                        mask_sid(sid), len(media) - len(to_delete))
 
         async def file() -> str:
             claim_id, claim_number = await self._target_claim(sender.id, parsed)
@@ -366,19 +402,13 @@ class SmsConversations:
                 if refused is not None:
                     log.info("MMS %s item %d refused: %s", sid, i, refused)
                     first_refusal = first_refusal or refused
-            if deletes is not None:
-                await deletes.record(sid, to_delete, now)
             reason = (self._replies.rejection(lang, first_refusal,
                                               max_bytes=self._limits.max_bytes)
                       if first_refusal else None)
             return self._replies.documents(lang, stored=count, claim=claim_number,
                                            rejected_reason=reason)
 
-        reply, applied = await self._effect(row, "media", file)
-        if applied and deletes is not None:
-            for url in to_delete:
-                self._spawn(deletes.delete_now(sid, url))
-        return reply
+        return await self._effect(row, "media", file, delete_urls)
 
     async def _fetch(self, ref: MediaRef) -> _Fetched:
         if self._media is None:

@@ -4,9 +4,11 @@ Why a record
 ------------
 The customer's photos (ID card, driving licence, the accident) must not stay on Twilio's
 servers. Deleting them is a network call after the webhook's answer, and it can fail (5xx,
-timeout) or never run (crash, deploy, SIGTERM). So every media URL of a stored MMS is written
-to ``sms_media_pending`` in the same transaction that records the message and its documents:
-once the message is ours, so is the duty to delete its media.
+timeout) or never run (crash, deploy, SIGTERM). So every media URL of an inbound MMS (of our
+own Twilio account) is written to ``sms_media_pending`` in the same transaction that records
+the message — and its documents, when the sender is a customer; media from unknown numbers or
+sent with an opt-out are recorded without being downloaded. Once the message is ours, so is
+the duty to delete its media.
 
 The life of a row
 -----------------
