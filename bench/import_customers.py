@@ -58,8 +58,8 @@ from bench.common import (
 )
 from storage.importer import SQLITE_CACHE_MIB, import_csv
 from storage.importing.customers import month_day
-from storage.importing.sql import Statements, sqlite_page_cache
 from storage.models import Customer, Region
+from storage.sql import Statements, sqlite_page_cache
 
 TARGET_ROWS_PER_SECOND = 25_000
 REGIONS = 34

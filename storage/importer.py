@@ -2,7 +2,7 @@
 
 The file is streamed: records are validated one by one in Python and written in batches, each
 batch in its own transaction (one SELECT of the natural keys it holds, one bulk INSERT of the
-new rows, one bulk UPDATE of the changed ones — see ``storage.importing.sql``). Memory is
+new rows, one bulk UPDATE of the changed ones — see ``storage.sql``). Memory is
 bounded by the batch size, whatever the size of the file. Importing the same file again
 changes nothing (upsert by natural key).
 
@@ -37,7 +37,7 @@ from storage.importing.policies import PolicyImport
 from storage.importing.progress import Progress
 from storage.importing.rows import Context, Kind, Outcome, Parsed, Problem, RowError
 from storage.importing.source import CsvSource, ImportFileError, check_utf8, open_csv
-from storage.importing.sql import sqlite_page_cache
+from storage.sql import sqlite_page_cache
 
 __all__ = ["KINDS", "SQLITE_CACHE_MIB", "ImportFileError", "ImportReport", "import_csv"]
 

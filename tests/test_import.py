@@ -21,7 +21,6 @@ from storage.importing import customers as customers_module
 from storage.importing.cells import Phones, cents, moment
 from storage.importing.customers import REFERRAL_ALPHABET
 from storage.importing.rows import RowError
-from storage.importing.sql import Statements
 from storage.models import (
     Claim,
     ClaimEvent,
@@ -36,6 +35,7 @@ from storage.models import (
     Region,
 )
 from storage.phones import InvalidPhone, normalise_phone
+from storage.sql import Statements
 
 NOW = datetime(2026, 6, 1, 4, 0, tzinfo=UTC)
 LATER = datetime(2026, 6, 2, 4, 0, tzinfo=UTC)

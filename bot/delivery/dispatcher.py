@@ -45,8 +45,8 @@ from bot.delivery.policy import decide as decide_policy
 from bot.delivery.segments import count_segments
 from bot.delivery.senders import SendResult, SmsGateway, TelegramGateway
 from bot.texts import Texts
-from storage.importing.sql import Statements
 from storage.models import Category, Channel, Message, MessageStatus
+from storage.sql import Statements
 
 if TYPE_CHECKING:
     from bot.delivery.metrics import DeliveryMetrics

@@ -10,10 +10,10 @@ from typing import Any, NamedTuple
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from storage.models import Claim, ClaimEvent, ClaimStatus, Policy
+from storage.sql import Statements
 
 from . import cells
 from .rows import Columns, Context, Outcome, Parsed, Problem, given_or
-from .sql import Statements
 
 STATUSES = cells.enum_options(
     ClaimStatus, 报案=ClaimStatus.REPORTED, 立案=ClaimStatus.REGISTERED,

@@ -16,10 +16,10 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from storage.models import Customer, Language, Region
 from storage.phones import mask_phone
+from storage.sql import Statements
 
 from . import cells
 from .rows import Columns, Context, Outcome, Parsed, Problem, RowError, given_or
-from .sql import Statements
 
 REFERRAL_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L
 REFERRAL_LENGTH = 8

@@ -9,10 +9,10 @@ from typing import Any, NamedTuple
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from storage.models import Payment, PaymentKind, Policy
+from storage.sql import Statements
 
 from . import cells
 from .rows import Columns, Context, Outcome, Parsed, Problem, given_or
-from .sql import Statements
 
 KINDS = cells.enum_options(PaymentKind, 保费=PaymentKind.PREMIUM, 退费=PaymentKind.REFUND,
                            退款=PaymentKind.REFUND)

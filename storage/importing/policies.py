@@ -12,10 +12,10 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from storage.models import Customer, Policy, PolicyStatus, Product
 from storage.phones import mask_phone
+from storage.sql import Statements
 
 from . import cells
 from .rows import Columns, Context, Outcome, Parsed, Problem, RowError
-from .sql import Statements
 
 PRODUCTS = cells.enum_options(Product, 交强险=Product.COMPULSORY, 商业险=Product.COMMERCIAL)
 STATUSES = cells.enum_options(

@@ -1,4 +1,5 @@
-"""Batch reads and writes with raw parameterised statements.
+"""Batch reads and writes with raw parameterised statements: the CSV import's upserts and the
+dispatcher's outcome writes.
 
 Building a Tortoise model per row, or a query with one bound parameter per key, costs more than
 the whole row budget of a large import, so the hot path uses plain statements, one per batch.
