@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -143,22 +143,30 @@ async def temp_sqlite_database() -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def migrated_database(backend: str, admin_dsn: str = PG_ADMIN, *,
-                            pool_max: int = 10) -> AsyncIterator[str]:
+                            pool_max: int = 10, sqlite_options: str = "",
+                            fill: Callable[[str], Awaitable[None]] | None = None,
+                            ) -> AsyncIterator[str]:
     """A throw-away database with every migration applied and Tortoise connected to it.
 
-    ``backend`` is ``sqlite`` or ``postgres``. Yields the URL; closes the connections and
-    drops the database (or deletes the file) afterwards.
+    ``backend`` is ``sqlite`` or ``postgres``; ``sqlite_options`` is appended to a SQLite URL
+    (``?synchronous=NORMAL``). ``fill``, given the URL, loads data after the migrations and
+    before Tortoise connects. Yields the URL; closes the connections and drops the database
+    (or deletes the file) afterwards.
     """
     # Tortoise caches rendered SQL per connection name: start each database afresh.
     EXECUTOR_CACHE.clear()
     maker = temp_postgres_database(admin_dsn) if backend == "postgres" else \
         temp_sqlite_database()
     async with maker as url:
+        if backend != "postgres":
+            url += sqlite_options
         config = storage_db.tortoise_config(url, pool_max=pool_max)
         await migrate(config=config)
         await Tortoise.close_connections()
-        await Tortoise.init(config=config)
         try:
+            if fill is not None:
+                await fill(url)
+            await Tortoise.init(config=config)
             yield url
         finally:
             await Tortoise.close_connections()

@@ -24,23 +24,17 @@ import argparse
 import asyncio
 import random
 import resource
-import shutil
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import asyncpg
 from tortoise import Tortoise
-from tortoise.backends.base.executor import EXECUTOR_CACHE
-from tortoise.migrations.api import migrate
 from tortoise.transactions import in_transaction
 
+from bench.common import migrated_database
 from loyalty import ledger
 from loyalty.config import LoyaltySettings
 from loyalty.errors import InsufficientPoints
@@ -57,47 +51,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-@asynccontextmanager
-async def temp_database(kind: str, admin_dsn: str, pool_max: int) -> AsyncIterator[str]:
-    """A migrated, empty database, connected; dropped (or deleted) afterwards."""
-    # Tortoise caches rendered SQL per connection name: start each backend afresh.
-    EXECUTOR_CACHE.clear()
-    if kind == "postgres":
-        name = f"engage_bench_{uuid.uuid4().hex[:8]}"
-        admin = await asyncpg.connect(admin_dsn)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-        base = admin_dsn.replace("postgresql://", "postgres://", 1).rpartition("/")[0]
-        url = f"{base}/{name}"
-        try:
-            config = storage_db.tortoise_config(url, pool_max=pool_max)
-            await migrate(config=config)
-            await Tortoise.close_connections()
-            await Tortoise.init(config=config)
-            yield url
-        finally:
-            await Tortoise.close_connections()
-            admin = await asyncpg.connect(admin_dsn)
-            try:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await admin.close()
-        return
-    directory = Path(tempfile.mkdtemp(prefix="engage_bench_"))
-    url = f"sqlite://{directory / 'ledger.sqlite3'}"
-    if kind == "sqlite-normal":
-        url += "?synchronous=NORMAL"  # WAL without an fsync per commit
-    try:
-        config = storage_db.tortoise_config(url)
-        await migrate(config=config)
-        await Tortoise.close_connections()
-        await Tortoise.init(config=config)
-        yield url
-    finally:
-        await Tortoise.close_connections()
-        shutil.rmtree(directory, ignore_errors=True)
+def temp_database(kind: str, admin_dsn: str, pool_max: int
+                  ) -> AbstractAsyncContextManager[str]:
+    """A migrated, empty database, connected; dropped (or deleted) afterwards.
+    ``sqlite-normal`` is SQLite in WAL mode without an fsync per commit."""
+    return migrated_database("postgres" if kind == "postgres" else "sqlite", admin_dsn,
+                             pool_max=pool_max,
+                             sqlite_options="?synchronous=NORMAL" if kind == "sqlite-normal"
+                             else "")
 
 
 @dataclass

@@ -42,24 +42,19 @@ import asyncio
 import os
 import random
 import resource
-import shutil
 import sqlite3
-import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-from tortoise import Tortoise
-from tortoise.migrations.api import migrate
 
+from bench.common import migrated_database
 from scheduler.context import PlanContext
 from scheduler.plan import run_plan, selections
-from storage import db as storage_db
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 CHUNK = 50_000
@@ -190,47 +185,19 @@ def generate_sqlite(path: Path, customers: int, policies: int, day: date) -> Non
         conn.close()
 
 
-@asynccontextmanager
-async def book(kind: str, admin_dsn: str, customers: int, policies: int,
-               day: date) -> AsyncIterator[str]:
+def book(kind: str, admin_dsn: str, customers: int, policies: int,
+         day: date) -> AbstractAsyncContextManager[str]:
     """A migrated database holding the generated book, Tortoise connected to it."""
-    if kind == "postgres":
-        name = f"engage_bench_{uuid.uuid4().hex[:8]}"
-        admin = await asyncpg.connect(admin_dsn)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-        base = admin_dsn.replace("postgresql://", "postgres://", 1).rpartition("/")[0]
-        url = f"{base}/{name}"
-        try:
-            config = storage_db.tortoise_config(url)
-            await migrate(config=config)
-            await Tortoise.close_connections()
+
+    async def fill(url: str) -> None:
+        if kind == "postgres":
             await generate_postgres(url.replace("postgres://", "postgresql://", 1),
                                     customers, policies, day)
-            await Tortoise.init(config=config)
-            yield url
-        finally:
-            await Tortoise.close_connections()
-            admin = await asyncpg.connect(admin_dsn)
-            try:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await admin.close()
-        return
-    directory = Path(tempfile.mkdtemp(prefix="engage-bench-"))
-    try:
-        path = directory / "engage.sqlite3"
-        config = storage_db.tortoise_config(f"sqlite://{path}")
-        await migrate(config=config)
-        await Tortoise.close_connections()
-        await asyncio.to_thread(generate_sqlite, path, customers, policies, day)
-        await Tortoise.init(config=config)
-        yield f"sqlite://{path}"
-    finally:
-        await Tortoise.close_connections()
-        shutil.rmtree(directory, ignore_errors=True)
+        else:
+            await asyncio.to_thread(generate_sqlite, Path(url.removeprefix("sqlite://")),
+                                    customers, policies, day)
+
+    return migrated_database(kind, admin_dsn, fill=fill)
 
 
 # -- the run ---------------------------------------------------------------------------------------
