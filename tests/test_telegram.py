@@ -263,10 +263,10 @@ async def test_an_unexpected_error_gets_a_kind_answer_and_is_logged(
 ) -> None:
     _, user = await tg.linked(language="en")
 
-    async def broken(customer_id: int) -> int:
+    async def broken(customer_id: int, **_: object) -> object:
         raise RuntimeError("ledger unreachable")
 
-    monkeypatch.setattr("bot.telegram.points.get_balance", broken)
+    monkeypatch.setattr("bot.telegram.points.points_overview", broken)
     with caplog.at_level(logging.ERROR, logger="bot.telegram.errors"):
         update = await tg.send(user, "/points")
     assert tg.last_text(user.id) == tg.t("en")("tg_error_generic", hotline="95500")
