@@ -22,6 +22,8 @@ from storage.models import (
     ClaimEvent,
     ClaimStatus,
     Customer,
+    Document,
+    DocumentStatus,
     Policy,
     PolicyStatus,
     ProcessedUpdate,
@@ -201,6 +203,30 @@ async def test_claim_detail_has_localised_timeline_and_documents_still_needed(
     names = t("tg_list_separator").join([t("tg_doc_driving_licence"), t("tg_doc_photos")])
     assert text.endswith(t("tg_claim_docs_needed", documents=names))
     assert button_data(reply) == [f"clm:up:{claim.id}"]
+
+
+async def test_claim_detail_orders_the_timeline_and_counts_only_documents_not_rejected(
+    tg: Rig,
+) -> None:
+    owner, user = await tg.linked(language="en")
+    claim = await _claim(owner, await f.policy(owner), status=ClaimStatus.REGISTERED)
+    # Recorded late, but it happened between the two events already there.
+    await ClaimEvent.create(claim=claim, status=ClaimStatus.SURVEYED, note="late entry",
+                            occurred_at=datetime(2026, 11, 1, 12, 0, tzinfo=UTC))
+    for n, (kind, status) in enumerate([("photos", DocumentStatus.REJECTED),
+                                         ("driving_licence", DocumentStatus.RECEIVED)]):
+        await Document.create(claim=claim, customer=owner, channel="telegram",
+                              mime_type="image/jpeg", size=10, sha256=f"{n:064d}",
+                              storage_key=f"k{n}", original_name=f"{kind}:IMG_{n}.jpg",
+                              status=status)
+    await tg.press(user, f"clm:show:{claim.id}")
+    text = tg.last_text(user.id)
+    t = tg.t("en")
+    timeline = text[text.index(t("tg_claim_timeline_header")):]
+    order = [timeline.index(t(f"tg_claim_status_{s}")) for s in ("reported", "surveyed",
+                                                                  "registered")]
+    assert order == sorted(order)
+    assert text.endswith(t("tg_claim_docs_needed", documents=t("tg_doc_photos")))
 
 
 async def test_forged_claim_callback_for_another_customer_is_not_found_and_logged(

@@ -10,6 +10,7 @@ proper home: see the issue notes.)
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from bot.telegram import lookups
@@ -33,16 +34,17 @@ def required(kinds: Any) -> list[str]:
     return [str(k) for k in kinds] if isinstance(kinds, list) else []
 
 
-async def provided_kinds(claim_id: int) -> set[str]:
-    names = await lookups.document_names(claim_id, exclude_status=DocumentStatus.REJECTED)
-    return {kind for name in names if (kind := kind_of(name)) is not None}
+def missing(names: Iterable[str], wanted: list[str]) -> list[str]:
+    """The kinds in ``wanted`` that no document named in ``names`` provides."""
+    have = {kind for name in names if (kind := kind_of(name)) is not None}
+    return [kind for kind in wanted if kind not in have]
 
 
 async def still_needed(claim_id: int, wanted: list[str]) -> list[str]:
     if not wanted:
         return []
-    have = await provided_kinds(claim_id)
-    return [kind for kind in wanted if kind not in have]
+    return missing(await lookups.document_names(claim_id, exclude_status=DocumentStatus.REJECTED),
+                   wanted)
 
 
 async def open_claims(customer_id: int) -> list[Claim]:

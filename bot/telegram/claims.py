@@ -16,7 +16,7 @@ from bot.settings import Settings
 from bot.telegram import keyboards, lookups
 from bot.telegram.accounts import Policyholder
 from bot.telegram.callbacks import ClaimAction, ClaimCb
-from bot.telegram.claim_documents import required, still_needed
+from bot.telegram.claim_documents import missing, required
 from bot.telegram.context import LINKED
 from bot.telegram.filters import Magic, MenuButton
 from bot.telegram.i18n import Translator, format_money
@@ -49,9 +49,9 @@ def document_name(t: Translator, kind: str) -> str:
     return t(f"tg_doc_{kind}") if t.has(f"tg_doc_{kind}") else kind
 
 
-async def claim_text(t: Translator, claim: ClaimCard, customer: Policyholder) -> str:
+def claim_text(t: Translator, claim: ClaimCard, customer: Policyholder) -> str:
     """The detail view: status, timeline, amounts and what is still needed."""
-    events = await lookups.timeline(claim.id)
+    events = claim.timeline
     tz = customer.timezone
     parts = [t("tg_claim_detail", number=claim.number, plate=claim.plate,
                status=status_text(t, claim.status), reported=t.moment(claim.reported_at, tz),
@@ -71,9 +71,9 @@ async def claim_text(t: Translator, claim: ClaimCard, customer: Policyholder) ->
             parts.append(t("tg_claim_event_note", note=event.note, **params) if event.note
                          else t("tg_claim_event", **params))
     if claim.status in OPEN_CLAIM_STATUSES:
-        missing = await still_needed(claim.id, required(claim.required_documents))
-        if missing:
-            names = t("tg_list_separator").join(document_name(t, kind) for kind in missing)
+        needed = missing(claim.document_names, required(claim.required_documents))
+        if needed:
+            names = t("tg_list_separator").join(document_name(t, kind) for kind in needed)
             parts.append(t("tg_claim_docs_needed", documents=names))
         elif claim.required_documents:
             parts.append(t("tg_claim_docs_complete"))
@@ -82,7 +82,7 @@ async def claim_text(t: Translator, claim: ClaimCard, customer: Policyholder) ->
 
 async def send_claim(bot: Bot, chat_id: int, t: Translator, claim: ClaimCard,
                      customer: Policyholder) -> None:
-    await bot.send_message(chat_id, await claim_text(t, claim, customer),
+    await bot.send_message(chat_id, claim_text(t, claim, customer),
                            reply_markup=keyboards.claim_detail(
                                t, claim.id, open_=claim.status in OPEN_CLAIM_STATUSES))
 

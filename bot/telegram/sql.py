@@ -27,6 +27,10 @@ def _numbered(sql: str) -> str:
     return parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], start=1))
 
 
+def is_postgres() -> bool:
+    return _connection().capabilities.dialect == "postgres"
+
+
 def _dialect(conn: BaseDBAsyncClient, sql: str) -> str:
     return _numbered(sql) if conn.capabilities.dialect == "postgres" else sql
 
