@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
 
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -22,6 +21,7 @@ from loyalty.ledger import fetch, is_postgres
 from loyalty.periods import utc
 from loyalty.tiers import TierStatus, status_of, year_before
 from storage.models import PaymentKind
+from storage.sql import as_date, as_moment
 
 
 def _statement(postgres: bool) -> str:
@@ -70,14 +70,6 @@ class PointsOverview:
     entries: list[EntryLine]  # newest first
 
 
-def _date(value: Any) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
-
-
-def _moment(value: Any) -> datetime:
-    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-
-
 async def points_overview(customer_id: int, *, now: datetime, today: date, expiring_days: int,
                           entries: int, settings: LoyaltySettings) -> PointsOverview:
     """The balance, tier status (as of ``now``), points expiring from ``today`` through
@@ -95,7 +87,7 @@ async def points_overview(customer_id: int, *, now: datetime, today: date, expir
     return PointsOverview(
         balance=int(row["balance"] or 0),
         status=status_of(row["tier"], int(row["trailing"] or 0), settings),
-        expiring=[(_date(expires_on), int(points)) for expires_on, points in lots],
-        entries=[EntryLine(_moment(occurred_at), int(amount), str(kind))
+        expiring=[(as_date(expires_on), int(points)) for expires_on, points in lots],
+        entries=[EntryLine(as_moment(occurred_at), int(amount), str(kind))
                  for occurred_at, amount, kind in recent],
     )

@@ -23,10 +23,11 @@ from typing import Any
 
 from scheduler.context import PlanContext, Sink, feed
 from scheduler.renewal import car_group, policy_groups
-from scheduler.selection import Selection, as_date
+from scheduler.selection import Selection
 from scheduler.wording import localised_date
 from storage.models import Category, PolicyStatus
 from storage.outbox import Outbound
+from storage.sql import as_date
 
 log = logging.getLogger(__name__)
 

@@ -52,10 +52,11 @@ from typing import Any, Final
 from scheduler.cn_calendar import HolidayPeriod, WorkCalendar
 from scheduler.config import RenewalSettings
 from scheduler.context import PlanContext, Sink, feed
-from scheduler.selection import Selection, as_date, json_rows
+from scheduler.selection import Selection, json_rows
 from scheduler.wording import HOLIDAY_NAMES, Localised, localised_date, policy_list
 from storage.models import Category, PolicyStatus, Product
 from storage.outbox import Outbound
+from storage.sql import as_date
 
 log = logging.getLogger(__name__)
 

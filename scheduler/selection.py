@@ -6,7 +6,7 @@ counted with one ``COUNT(*)`` — which is what the benchmark compares the plan 
 
 SQL is written once with ``?`` placeholders; PostgreSQL gets them numbered (``$1``). Dates are
 passed as ISO strings to SQLite (where Tortoise stores them as text) and as ``date`` objects to
-PostgreSQL, and come back as ``date`` either way through :func:`as_date`.
+PostgreSQL, and come back as ``date`` either way through ``storage.sql.as_date``.
 """
 
 from __future__ import annotations
@@ -42,12 +42,6 @@ def _param(value: Any, postgres: bool) -> Any:
     if isinstance(value, date) and not postgres:
         return value.isoformat()
     return value
-
-
-def as_date(value: Any) -> date:
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value)[:10])
 
 
 def placeholders(count: int) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pypika_tortoise.queries import Table
@@ -34,6 +34,18 @@ _NATIVE = (fields.IntField, fields.BigIntField, fields.SmallIntField, fields.Cha
            fields.TextField)
 # SQLite's limit of bound parameters per statement: 32,766 since 3.32, 999 before
 _SQLITE_MAX_KEYS = 10_000 if sqlite3.sqlite_version_info >= (3, 32) else 999
+
+
+def as_date(value: Any) -> date:
+    """A date read by a raw statement: SQLite hands back ISO text (JSON too), PostgreSQL a
+    ``date``."""
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def as_moment(value: Any) -> datetime:
+    """A timestamp read by a raw statement: ISO text (SQLite, or inside JSON) or a
+    ``datetime``."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
 def _quote(name: str) -> str:

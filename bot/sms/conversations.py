@@ -68,7 +68,7 @@ from bot.sms.replies import Replies
 from bot.texts import Texts
 from loyalty.earning import check_in
 from loyalty.ledger import get_balance
-from loyalty.tiers import tier_status
+from loyalty.overview import points_overview
 from storage.models import (
     OPEN_CLAIM_STATUSES,
     Category,
@@ -319,10 +319,11 @@ class SmsConversations:
         return [(str(plate), end) for plate, end in rows]
 
     async def _points(self, sender: Sender, now: datetime) -> str:
-        balance = await get_balance(sender.id)
-        status = await tier_status(sender.id, now=now, settings=self._settings.loyalty)
-        tier = {"zh-CN": status.tier.name_zh, "en": status.tier.name_en}
-        return self._replies.points(sender.language, balance, tier)
+        today = now.astimezone(ZoneInfo(sender.timezone)).date()
+        overview = await points_overview(sender.id, now=now, today=today, expiring_days=0,
+                                         entries=0, settings=self._settings.loyalty)
+        tier = {"zh-CN": overview.status.tier.name_zh, "en": overview.status.tier.name_en}
+        return self._replies.points(sender.language, overview.balance, tier)
 
     async def _claim(self, row: dict[str, Any], sender: Sender, number: str,
                      delete_urls: Sequence[str] = ()) -> str:

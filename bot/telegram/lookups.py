@@ -15,14 +15,7 @@ from typing import Any
 
 from bot.telegram import sql
 from storage.models import DocumentStatus
-
-
-def _date(value: Any) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value))
-
-
-def _moment(value: Any) -> datetime:
-    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+from storage.sql import as_date, as_moment
 
 
 def _json(value: Any) -> Any:
@@ -45,8 +38,8 @@ class PolicyCard:
     @classmethod
     def of(cls, row: dict[str, Any]) -> PolicyCard:
         return cls(int(row["id"]), str(row["number"]), str(row["product"]), str(row["plate"]),
-                   str(row["vehicle"]), str(row["status"]), _date(row["start_date"]),
-                   _date(row["end_date"]), int(row["premium_cents"]), _json(row["coverage"]))
+                   str(row["vehicle"]), str(row["status"]), as_date(row["start_date"]),
+                   as_date(row["end_date"]), int(row["premium_cents"]), _json(row["coverage"]))
 
 
 _POLICY = ("SELECT id, number, product, plate, vehicle, status, start_date, end_date, "
@@ -90,11 +83,11 @@ class ClaimCard:
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> ClaimCard:
-        steps = tuple(ClaimStep(str(status), _moment(at), str(note))
+        steps = tuple(ClaimStep(str(status), as_moment(at), str(note))
                       for status, at, note in _json(row["timeline"] or "[]"))
         names = tuple(str(name) for name in _json(row["documents"] or "[]"))
         return cls(int(row["id"]), str(row["number"]), str(row["plate"]), str(row["status"]),
-                   _moment(row["reported_at"]), str(row["description"]),
+                   as_moment(row["reported_at"]), str(row["description"]),
                    row["estimated_cents"], row["paid_cents"], _json(row["required_documents"]),
                    steps, names)
 
