@@ -120,3 +120,13 @@ async def db(db_url: str) -> AsyncIterator[str]:
 @pytest.fixture
 def is_postgres(db_url: str) -> bool:
     return not db_url.startswith("sqlite://")
+
+
+@pytest.fixture
+def cli_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A SQLite file that ``engage`` commands run in ``tmp_path`` use (no config file)."""
+    path = tmp_path / "engage.sqlite3"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ENGAGE_CONFIG", raising=False)
+    monkeypatch.setenv("ENGAGE_DATABASE__URL", f"sqlite://{path}")
+    return path

@@ -12,35 +12,26 @@ import pytest
 from bot.cli import main
 
 
-@pytest.fixture
-def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "engage.sqlite3"
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("ENGAGE_CONFIG", raising=False)
-    monkeypatch.setenv("ENGAGE_DATABASE__URL", f"sqlite://{path}")
-    return path
-
-
 def test_operator_add_prints_the_token_once_and_stores_its_hash(
-    database: Path, capsys: pytest.CaptureFixture[str]
+    cli_database: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(["operator", "add", "李坐席", "--role", "agent", "--phone", "139 0000 1111"])
     out = capsys.readouterr().out
     assert code == 0 and "role agent" in out
     token = out.strip().splitlines()[-1]
     assert len(token) >= 40
-    with sqlite3.connect(database) as conn:
+    with sqlite3.connect(cli_database) as conn:
         [(name, role, token_hash, contact)] = conn.execute(
             "SELECT name, role, token_hash, contact_id FROM operator").fetchall()
         [(phone,)] = conn.execute("SELECT phone FROM customer WHERE id = ?",
                                   (contact,)).fetchall()
     assert (name, role, phone) == ("李坐席", "agent", "+8613900001111")
     assert token_hash == hashlib.sha256(token.encode()).hexdigest()
-    assert token not in database.read_bytes().decode("utf-8", "ignore")
+    assert token not in cli_database.read_bytes().decode("utf-8", "ignore")
 
 
 def test_operator_add_refuses_bad_role_duplicate_name_and_bad_phone(
-    database: Path, capsys: pytest.CaptureFixture[str]
+    cli_database: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit):
         main(["operator", "add", "X", "--role", "root"])
