@@ -32,6 +32,8 @@ class FakeServer(ABC):
     """An aiohttp application listening on loopback for the duration of a test."""
 
     def __init__(self, *, delay: float = 0.0) -> None:
+        self.port = 0
+        """The port ``start`` listens on: 0 (the default) lets the OS choose."""
         self.delay = delay
         """Seconds every request waits before it is answered (latency injection)."""
         self.closing = asyncio.Event()
@@ -59,7 +61,7 @@ class FakeServer(ABC):
         self.closing = asyncio.Event()  # bound to the loop that runs this start()
         runner = web.AppRunner(self.build_app(), access_log=None, shutdown_timeout=1.0)
         await runner.setup()
-        site = web.TCPSite(runner, _HOST, 0)
+        site = web.TCPSite(runner, _HOST, self.port)
         try:
             await site.start()
         except BaseException:
