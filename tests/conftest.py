@@ -1,14 +1,16 @@
 """Shared fixtures: a fresh, migrated database per test on SQLite, and on PostgreSQL too when
 ``ENGAGE_TEST_POSTGRES_URL`` is set (every ``db`` test then runs once per backend).
 
-Migrations run once per session into a template (a file on SQLite, a template database on
-PostgreSQL); each test gets a copy, so it starts empty and fast.
+Migrations run into a template (a file on SQLite, a template database on PostgreSQL) named by
+a hash of the migration files and kept between runs, so only the first run after a migration
+changes pays for building it; each test gets a copy, so it starts empty and fast.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -35,47 +37,81 @@ def _pg_url_for(database: str) -> str:
     return f"{base}/{database}"
 
 
+def _migrations_hash() -> str:
+    """Names the migrated template: the migration files and the Tortoise version. A template
+    built from the same migrations is reused by later runs (and by parallel ones)."""
+    import hashlib
+
+    import tortoise
+
+    digest = hashlib.sha256(tortoise.__version__.encode())
+    folder = Path(storage_db.__file__).parent / "migrations"
+    for path in sorted(folder.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+TEMPLATE_DIR = Path(tempfile.gettempdir()) / "engage-test-templates"
+
+
 @pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sqlite_template() -> Path:
+    """The migrated SQLite file for this set of migrations, built once and kept in the temp
+    dir; built under a temporary name and renamed, so a concurrent run never sees half."""
     import asyncio
 
-    path = tmp_path_factory.mktemp("template") / "engage.sqlite3"
+    TEMPLATE_DIR.mkdir(exist_ok=True)
+    path = TEMPLATE_DIR / f"engage-{_migrations_hash()}.sqlite3"
+    if path.exists():
+        return path
+    building = TEMPLATE_DIR / f"building-{uuid.uuid4().hex}.sqlite3"
 
     async def build() -> None:
-        await migrate(config=storage_db.tortoise_config(f"sqlite://{path}"))
+        await migrate(config=storage_db.tortoise_config(f"sqlite://{building}"))
         await Tortoise.close_connections()
 
     asyncio.run(build())
+    for leftover in (Path(f"{building}-wal"), Path(f"{building}-shm")):
+        leftover.unlink(missing_ok=True)
+    os.replace(building, path)
     return path
 
 
+async def _pg_admin(sql: str, *args: object) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(_pg_admin_dsn())
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="session")
-def pg_template() -> Iterator[str]:
+def pg_template() -> str:
+    """The migrated template database for this set of migrations, built once and kept (named
+    by the migrations' hash); built under a temporary name and renamed when complete."""
     import asyncio
 
     if not PG_URL:
         pytest.skip("ENGAGE_TEST_POSTGRES_URL not set")
-    name = f"engage_tpl_{uuid.uuid4().hex[:8]}"
+    name = f"engage_tpl_{_migrations_hash()}"
 
-    async def build() -> None:
-        conn = await asyncpg.connect(_pg_admin_dsn())
+    async def ensure() -> None:
+        if await _pg_admin("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            return
+        building = f"engage_build_{uuid.uuid4().hex[:10]}"
+        await _pg_admin(f'CREATE DATABASE "{building}"')
         try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
+            await migrate(config=storage_db.tortoise_config(_pg_url_for(building)))
+            await Tortoise.close_connections()
+            await _pg_admin(f'ALTER DATABASE "{building}" RENAME TO "{name}"')
+        except asyncpg.DuplicateDatabaseError:
+            pass  # a parallel run finished the same template first
         finally:
-            await conn.close()
-        await migrate(config=storage_db.tortoise_config(_pg_url_for(name)))
-        await Tortoise.close_connections()
+            await _pg_admin(f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)')
 
-    async def drop() -> None:
-        conn = await asyncpg.connect(_pg_admin_dsn())
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    asyncio.run(build())
-    yield name
-    asyncio.run(drop())
+    asyncio.run(ensure())
+    return name
 
 
 @pytest.fixture(params=BACKENDS)
@@ -91,16 +127,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     name = f"engage_t_{uuid.uuid4().hex[:10]}"
     import asyncio
 
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(_pg_admin_dsn())
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"'))
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"'))
     yield _pg_url_for(name)
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
