@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from bot.delivery.senders import pin_aiogram_responses
 from bot.telegram import sql
 from bot.telegram.accounts import Conversation, seen_and_conversation
+from bot.web.bodies import UnreadableBody, read_json
 from storage.models import ProcessedUpdate
 
 log = logging.getLogger(__name__)
@@ -212,14 +213,16 @@ def webhook_handler(secret: str, feed: Callable[[], UpdateFeed]) -> WebHandler:
     expected = secret.encode()
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        given = request.headers.get(SECRET_HEADER, "").encode()
+        # aiohttp hands over header bytes that are not UTF-8 as lone surrogates
+        given = request.headers.get(SECRET_HEADER, "").encode("utf-8", "surrogateescape")
         if not expected or not hmac.compare_digest(given, expected):
             log.warning("telegram webhook: missing or wrong secret token")
             return web.Response(status=401, text="Unauthorized")
         current = feed()
         try:
-            update = Update.model_validate(await request.json(), context={"bot": current.bot})
-        except (ValueError, ValidationError):
+            update = Update.model_validate(await read_json(request),
+                                           context={"bot": current.bot})
+        except (UnreadableBody, ValidationError):
             return web.Response(status=400, text="not a Telegram update")
         await current.feed(update)
         return web.json_response({})

@@ -131,4 +131,9 @@ async def close_session(secret: str) -> None:
 
 
 def same_secret(given: str, expected: str) -> bool:
-    return bool(given) and bool(expected) and hmac.compare_digest(given, expected)
+    """Constant-time comparison of what a caller sent (any text, even lone surrogates from
+    header bytes that were not UTF-8) with a secret of ours."""
+    if not given or not expected:
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
+                               expected.encode("utf-8", "surrogateescape"))
