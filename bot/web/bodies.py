@@ -27,7 +27,10 @@ class UnreadableBody(web.HTTPBadRequest):
         self.what = what
 
 
-async def read_form(request: web.Request) -> MultiDictProxy[str | bytes | web.FileField]:
+FormValue = str | bytes | bytearray | web.FileField
+
+
+async def read_form(request: web.Request) -> MultiDictProxy[FormValue]:
     """The POSTed form (read once, then cached by aiohttp)."""
     try:
         return await request.post()
