@@ -26,6 +26,7 @@ from tortoise import Tortoise
 from twilio.request_validator import RequestValidator
 
 from bot.delivery.recipients import load_recipients, record_sms_opt_out
+from bot.delivery.segments import count_segments
 from bot.settings import Settings, TwilioSettings
 from bot.sms.conversations import SmsConversations
 from bot.sms.keywords import Command
@@ -281,7 +282,7 @@ KEYWORD_CASES = [(cmd, word, form) for cmd, words in WORDS.items() for word in w
 async def expected_after(rig: SmsRig, command: Command, owner: Customer, lang: str,
                          reply: str) -> None:
     """The reply is the command's, in the customer's language, and its effect happened."""
-    r = rig.replies
+    r = rig.replies.to_number(owner.phone)
     if command is Command.STOP:
         assert reply == r.opted_out(lang, CATEGORIES)
         assert await sms_consents(owner.id) == dict.fromkeys(CATEGORIES, False)
@@ -311,15 +312,26 @@ async def expected_after(rig: SmsRig, command: Command, owner: Customer, lang: s
         assert await CheckIn.filter(customer_id=owner.id).count() == 0
 
 
+# Who texts in: (language, number, signature, most segments a reply may take). English
+# replies carry the Chinese signature to mainland numbers (the registered one), which makes
+# them UCS-2; abroad they carry sms.signature_en and stay GSM-7.
+SENDERS = [("zh-CN", None, "【安行保险】", 1), ("en", "+85291234567", "[Anxing Insurance] ", 1),
+           ("en", None, "【安行保险】 ", 2)]
+
+
 @pytest.mark.parametrize(("command", "word", "form"), KEYWORD_CASES,
                          ids=[f"{c.value}-{w}-{form}" for c, w, form in KEYWORD_CASES])
 async def test_every_keyword_in_both_languages(rig: SmsRig, command: Command, word: str,
                                                form: str) -> None:
-    for lang in ("zh-CN", "en"):
-        owner = await f.customer(language=lang)
-        await claim_of(owner)  # one policy (the claim's) and one claim
+    for lang, phone, signature, segments in SENDERS:
+        owner = await f.customer(language=lang, phone=phone)
+        # Realistic worst cases: a new-energy plate, a 17-character claim number.
+        policy = await f.policy(owner, plate="沪A·D12345")
+        await Claim.create(number=f"RDAA3100{next(_claims):09d}", policy=policy, customer=owner,
+                           status=ClaimStatus.SURVEYED, reported_at=f.NOON_SHANGHAI)
         reply = await rig.text(owner.phone, FORMS[form](word))
-        assert reply.startswith("【安行保险】")
+        assert reply.startswith(signature)
+        assert count_segments(reply) <= segments, reply
         await expected_after(rig, command, owner, lang, reply)
 
 
@@ -327,7 +339,7 @@ async def test_every_keyword_in_both_languages(rig: SmsRig, command: Command, wo
 async def test_anything_else_gets_the_keyword_menu(rig: SmsRig, lang: str) -> None:
     owner = await f.customer(language=lang)
     reply = await rig.text(owner.phone, "你好，请问我的车险什么时候到期？")
-    assert reply == rig.replies.menu(lang)
+    assert reply == rig.replies.to_number(owner.phone).menu(lang)
     assert ("保单" in reply) if lang == "zh-CN" else ("POLICY" in reply)
 
 
@@ -335,10 +347,13 @@ async def test_replies_read_as_the_customer_expects() -> None:
     """A few literal wordings, so a template mix-up cannot pass by comparing with itself."""
     from bot.texts import Texts
 
-    r = Replies(Texts.load(), signature="【安行保险】", hotline="95500")
+    r = Replies(Texts.load(), Settings().sms, "+8613800138000")
     assert r.opted_out("zh-CN", CATEGORIES) == (
         "【安行保险】已为您退订营销、关怀、提醒短信，理赔等服务通知不受影响。回复订阅可恢复。")
     assert r.opted_out("en", CATEGORIES).startswith("【安行保险】 You will no longer get")
+    assert r.to_number("+85291234567").help("en") == (
+        "[Anxing Insurance] POLICY: your policies. CLAIM [number]: claim status. "
+        "POINTS: balance. CHECKIN: daily points. STOP: opt out. Hotline 95500")
     assert r.help("zh-CN").endswith("客服95500")
     assert r.claim("zh-CN", "C1", "paid") == "【安行保险】理赔C1进度：已赔付。"
 
@@ -356,7 +371,8 @@ async def test_policy_lists_only_active_unexpired_policies(rig: SmsRig) -> None:
 
 async def test_claim_without_number_reports_the_latest_claim(rig: SmsRig) -> None:
     owner = await f.customer(language="en")
-    assert await rig.text(owner.phone, "CLAIM") == rig.replies.no_claims("en")
+    assert await rig.text(owner.phone, "CLAIM") == rig.replies.to_number(owner.phone).no_claims(
+        "en")
     await claim_of(owner, status=ClaimStatus.PAID, reported=f.NOON_SHANGHAI - timedelta(days=40))
     latest = await claim_of(owner, status=ClaimStatus.REGISTERED)
     assert await rig.text(owner.phone, "claim") == (
@@ -427,7 +443,8 @@ async def test_stop_then_care_and_marketing_are_skipped_while_claim_updates_go_o
     abroad = await f.customer(name="Alice", phone="+442079460958", language="en")
     control = await f.customer(name="李雷")
     assert await rig.text(mainland.phone, "退订") == rig.replies.opted_out("zh-CN", CATEGORIES)
-    assert await rig.text(abroad.phone, "stop") == rig.replies.opted_out("en", CATEGORIES)
+    assert await rig.text(abroad.phone, "stop") == rig.replies.to_number(abroad.phone).opted_out(
+        "en", CATEGORIES)
     care = await f.queued(mainland)
     marketing = await f.queued(abroad, kind="campaign", category=Category.MARKETING,
                                template="campaign", params={"body": "Winter tyre check"})
@@ -603,7 +620,7 @@ async def test_mms_retry_after_the_media_is_gone_gets_the_same_reply(rig: SmsRig
               "MediaContentType0": "image/png"}
     status, _, twiml = await rig.post(params)
     assert status == 200 and message_of(twiml) == reply
-    assert reply == f"【安行保险】 Received 1 file(s) for claim {claim.number}. Thank you."
+    assert reply == f"【安行保险】 Received 1 file for claim {claim.number}. Thank you."
     assert rig.twilio.media_downloads == [media_sid]
     assert await Document.all().count() == 1
 
@@ -708,7 +725,7 @@ async def test_too_large_file_is_refused_while_downloading(
     big = png((64, 64), noise=True)
     assert len(big) > 2048
     reply, _ = await rig.mms(owner.phone, [(big, "image/png"), (png(), "image/png")])
-    assert reply == (f"【安行保险】 Received 1 file(s) for claim {claim.number}; another was not "
+    assert reply == (f"【安行保险】 Received 1 file for claim {claim.number}; another was not "
                      "saved: it is larger than 2KB.")
     assert await Document.all().count() == 1
 

@@ -104,6 +104,7 @@ class InboundMessage:
 @dataclass(frozen=True, slots=True)
 class Sender:
     id: int
+    phone: str
     language: str
     timezone: str
 
@@ -135,8 +136,7 @@ class SmsConversations:
                  clock: Callable[[], datetime], deletes: MediaDeletes | None = None) -> None:
         """``deletes``: how media are removed from Twilio once stored; None keeps them there."""
         self._settings = settings
-        self._replies = Replies(texts, signature=settings.sms.signature,
-                                hotline=settings.sms.hotline)
+        self._replies = Replies(texts, settings.sms)
         self._media = media
         self._deletes = deletes
         self._clock = clock
@@ -208,7 +208,7 @@ class SmsConversations:
         if not found:
             return None
         cid, language, timezone = found[0]
-        return Sender(cid, str(language), timezone)
+        return Sender(cid, phone, str(language), timezone)
 
     # -- the two idempotent shapes -------------------------------------------------------
 
@@ -269,7 +269,7 @@ class SmsConversations:
     async def _command(self, row: dict[str, Any], sender: Sender, parsed: Parsed,
                        now: datetime, delete_urls: Sequence[str] = ()) -> str:
         lang = sender.language
-        replies = self._replies
+        replies = self._replies.to_number(sender.phone)
         categories = list(self._settings.sms.opt_out_categories)
         command = parsed.command
         if command is Command.STOP:
@@ -323,34 +323,36 @@ class SmsConversations:
         overview = await points_overview(sender.id, now=now, today=today, expiring_days=0,
                                          entries=0, settings=self._settings.loyalty)
         tier = {"zh-CN": overview.status.tier.name_zh, "en": overview.status.tier.name_en}
-        return self._replies.points(sender.language, overview.balance, tier)
+        return self._replies.to_number(sender.phone).points(sender.language, overview.balance,
+                                                             tier)
 
     async def _claim(self, row: dict[str, Any], sender: Sender, number: str,
                      delete_urls: Sequence[str] = ()) -> str:
         lang = sender.language
+        replies = self._replies.to_number(sender.phone)
         if not number:
             latest = await Claim.filter(customer_id=sender.id).order_by(
                 "-reported_at", "-id").limit(1).values_list("number", "status")
-            reply = (self._replies.claim(lang, str(latest[0][0]), str(latest[0][1]))
-                     if latest else self._replies.no_claims(lang))
+            reply = (replies.claim(lang, str(latest[0][0]), str(latest[0][1]))
+                     if latest else replies.no_claims(lang))
             return await self._query(row, Command.CLAIM.value, reply, delete_urls)
         # Only the sender's own claim: someone else's number reads exactly as a wrong one.
         found = await Claim.filter(number=number, customer_id=sender.id).limit(1).values_list(
             "id", "status")
         if not found:
             return await self._query(row, Command.CLAIM.value,
-                                     self._replies.claim_not_found(lang, number), delete_urls)
+                                     replies.claim_not_found(lang, number), delete_urls)
         claim_id, status = found[0]
         # Documents we asked the claim number for are filed now — on an open claim only,
         # as Telegram uploads are.
         if status not in OPEN_CLAIM_STATUSES or not await self._unfiled(sender.id).exists():
             return await self._query(row, Command.CLAIM.value,
-                                     self._replies.claim(lang, number, str(status)),
+                                     replies.claim(lang, number, str(status)),
                                      delete_urls)
 
         async def file_documents() -> str:
             filed = await self._file_unattached(sender.id, claim_id)
-            return self._replies.claim(lang, number, str(status), attached=filed)
+            return replies.claim(lang, number, str(status), attached=filed)
 
         return await self._effect(row, Command.CLAIM.value, file_documents, delete_urls)
 
@@ -384,6 +386,7 @@ class SmsConversations:
             return str(stored[0])
         fetched = await asyncio.gather(*(self._fetch(ref) for ref in media[:MAX_MEDIA]))
         lang = sender.language
+        replies = self._replies.to_number(sender.phone)
 
         async def file() -> str:
             claim_id, claim_number = await self._target_claim(sender.id, parsed)
@@ -403,11 +406,10 @@ class SmsConversations:
                 if refused is not None:
                     log.info("MMS %s item %d refused: %s", sid, i, refused)
                     first_refusal = first_refusal or refused
-            reason = (self._replies.rejection(lang, first_refusal,
-                                              max_bytes=self._limits.max_bytes)
+            reason = (replies.rejection(lang, first_refusal, max_bytes=self._limits.max_bytes)
                       if first_refusal else None)
-            return self._replies.documents(lang, stored=count, claim=claim_number,
-                                           rejected_reason=reason)
+            return replies.documents(lang, stored=count, claim=claim_number,
+                                     rejected_reason=reason)
 
         return await self._effect(row, "media", file, delete_urls)
 
