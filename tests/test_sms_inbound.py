@@ -47,6 +47,7 @@ from storage.models import (
     Document,
     InboundSms,
     MessageStatus,
+    PhoneSuppression,
     Policy,
     SmsMediaPending,
 )
@@ -237,14 +238,129 @@ async def test_unknown_number_gets_one_generic_reply_and_only_the_idempotency_ro
 ) -> None:
     await f.customer()
     sid = new_sid()
-    reply = await rig.text(STRANGER, "STOP", sid=sid)
+    reply = await rig.text(STRANGER, "POINTS", sid=sid)
     assert reply == "【安行保险】未查到您的客户信息，如需帮助请致电95500。"
     [row] = await InboundSms.all()
     assert (row.message_sid, row.customer_id, row.from_phone, row.reply) == (
         sid, None, STRANGER, reply)
     assert await Consent.all().count() == 0
+    assert await PhoneSuppression.all().count() == 0
     assert await Customer.all().count() == 1
     assert rig.twilio.requests == []  # the answer is the TwiML, nothing sent besides
+
+
+# -- opting out before being a customer ------------------------------------------------------
+
+
+async def remembered(phone: str) -> set[tuple[str, str, bool, str, str]]:
+    rows = await PhoneSuppression.filter(phone=phone).values_list(
+        "channel", "category", "suppressed", "source", "reference")
+    return {(str(ch), str(cat), bool(s), str(src), str(ref)) for ch, cat, s, src, ref in rows}
+
+
+@pytest.mark.parametrize("word", ["退订", "STOP", "td"])
+async def test_stop_from_a_number_no_customer_has_is_confirmed_and_remembered(
+    rig: SmsRig, word: str,
+) -> None:
+    sid = new_sid()
+    reply = await rig.text(STRANGER, word, sid=sid)
+    assert reply == ("【安行保险】已为您退订营销、关怀、提醒短信，理赔等服务通知不受影响。"
+                     "回复订阅可恢复。")
+    assert await remembered(STRANGER) == {("sms", c, True, "sms:keyword", sid) for c in CATEGORIES}
+    [row] = await InboundSms.all()
+    assert (row.customer_id, row.keyword, row.reply) == (None, "stop", reply)
+    assert await Consent.all().count() == 0 and await Customer.all().count() == 0
+    assert await rig.text(STRANGER, word, sid=sid) == reply  # a redelivery: no second effect
+    assert await PhoneSuppression.all().count() == 3
+
+
+async def test_stop_from_abroad_is_confirmed_in_english_with_the_english_signature(
+    rig: SmsRig,
+) -> None:
+    reply = await rig.text("+85291234567", "STOP")
+    assert reply == ("[Anxing Insurance] You will no longer get marketing, care, reminder "
+                     "texts. Service updates continue. Reply START to resubscribe.")
+    assert len(await remembered("+85291234567")) == 3
+
+
+async def test_a_twilio_opt_out_from_a_stranger_is_remembered_without_a_reply(
+    rig: SmsRig,
+) -> None:
+    sid = new_sid()
+    assert await rig.text(STRANGER, "ARRET", sid=sid, OptOutType="STOP") == ""
+    assert await remembered(STRANGER) == {
+        ("sms", c, True, "sms:twilio-opt-out", sid) for c in CATEGORIES}
+
+
+async def import_customers(db: str, tmp_path: Path, rows: str) -> None:
+    from storage.importer import import_csv
+
+    path = tmp_path / "customers.csv"
+    path.write_text("phone,name\n" + rows, encoding="utf-8")
+    report = await import_csv("customers", path, default_region="CN", out=io.StringIO(),
+                              now=f.NOON_SHANGHAI + timedelta(days=1))
+    assert report.rejected == 0
+
+
+async def test_an_opt_out_made_before_the_import_holds_for_the_new_customer(
+    rig: SmsRig, db: str, tmp_path: Path,
+) -> None:
+    """The stranger's STOP, then the core system's import creates the customer: care and
+    marketing are not sent, service messages are."""
+    await rig.text(STRANGER, "退订")
+    await import_customers(db, tmp_path, "13912345678,赵敏\n13800000002,周芷若\n")
+    owner = await Customer.get(phone=STRANGER)
+    other = await Customer.get(phone="+8613800000002")
+    assert await sms_consents(owner.id) == dict.fromkeys(CATEGORIES, False)
+    assert {str(s) for s in await Consent.filter(customer_id=owner.id).values_list(
+        "source", flat=True)} == {"sms:keyword"}
+    assert await sms_consents(other.id) == {}
+    care = await f.queued(owner)
+    claim = await f.queued(owner, kind="claim_update", category=Category.SERVICE,
+                           template="claim_update",
+                           params={"claim": "RDAA1", "status": "已赔付", "note": ""})
+    await rig.app[DISPATCHER].dispatch_once()
+    await care.refresh_from_db()
+    await claim.refresh_from_db()
+    assert (care.status, care.skip_reason) == (MessageStatus.SKIPPED, "opted_out")
+    assert claim.status is MessageStatus.SENT
+    assert [r.to for r in rig.twilio.sent_messages()] == [STRANGER]
+    # Re-importing the same file changes nothing (no second set of consents).
+    await import_customers(db, tmp_path, "13912345678,赵敏\n")
+    assert await Consent.filter(customer_id=owner.id).count() == 3
+
+
+async def test_start_after_stop_lifts_what_the_number_asked(
+    rig: SmsRig, db: str, tmp_path: Path,
+) -> None:
+    await rig.text(STRANGER, "STOP")
+    reply = await rig.text(STRANGER, "START")
+    assert reply == rig.replies.opted_in("zh-CN", CATEGORIES)
+    await import_customers(db, tmp_path, "13912345678,赵敏\n")
+    owner = await Customer.get(phone=STRANGER)
+    assert await sms_consents(owner.id) == {}
+
+
+async def test_a_customer_stop_is_remembered_for_the_number_too(rig: SmsRig) -> None:
+    owner = await f.customer()
+    sid = new_sid()
+    await rig.text(owner.phone, "STOP", sid=sid)
+    assert await sms_consents(owner.id) == dict.fromkeys(CATEGORIES, False)
+    assert await remembered(owner.phone) == {
+        ("sms", c, True, "sms:keyword", sid) for c in CATEGORIES}
+    await rig.text(owner.phone, "START")
+    assert await sms_consents(owner.id) == dict.fromkeys(CATEGORIES, True)
+    assert {s for _, _, s, _, _ in await remembered(owner.phone)} == {True, False}
+
+
+async def test_an_operator_contact_record_gets_the_numbers_opt_out(rig: SmsRig) -> None:
+    from bot.web.operators.access import create_operator
+    from storage.operator_models import Role
+
+    await rig.text(STRANGER, "STOP")
+    operator, _ = await create_operator("测试员", Role.AGENT, contact_phone="13912345678")
+    assert operator.contact_id is not None
+    assert await sms_consents(operator.contact_id) == dict.fromkeys(CATEGORIES, False)
 
 
 async def test_sender_is_found_by_from_normalised_to_e164(rig: SmsRig) -> None:
@@ -580,6 +696,7 @@ async def test_a_failed_first_delivery_leaves_no_row_so_the_retry_does_the_work(
     status, _, _ = await rig.post(params)
     assert status == 500
     assert await InboundSms.all().count() == 0
+    assert await PhoneSuppression.all().count() == 0  # the same transaction
     monkeypatch.setattr("bot.sms.conversations.record_sms_opt_out", record_sms_opt_out)
     status, _, twiml = await rig.post(params)
     assert status == 200 and message_of(twiml) == rig.replies.opted_out("zh-CN", CATEGORIES)

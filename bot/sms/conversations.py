@@ -82,6 +82,7 @@ from storage.models import (
     PolicyStatus,
 )
 from storage.phones import InvalidPhone, mask_phone, normalise_phone
+from storage.suppressions import remember_number_choice
 
 log = logging.getLogger(__name__)
 
@@ -172,13 +173,17 @@ class SmsConversations:
         }
         delete_urls = self._to_delete(message)
         sender = await self._sender(phone)
+        parsed = parse(message.body, message.opt_out_type)
         if sender is None:
             log.info("inbound SMS %s from unknown number %s", message.message_sid,
                      mask_phone(phone))
+            if parsed.command in (Command.STOP, Command.START):
+                # Kept for the number: it holds once a customer has it.
+                return await self._opt(row, phone, Replies.language_for(phone), parsed,
+                                       delete_urls)
             return await self._query(row, "unknown", self._replies.unknown_sender(phone),
                                      delete_urls)
         row["customer_id"] = sender.id
-        parsed = parse(message.body, message.opt_out_type)
         # An MMS text is a caption (it may name the claim); but an opt-out Twilio has already
         # applied must reach our consent records whatever came with it.
         if message.media and not parsed.from_twilio:
@@ -270,25 +275,9 @@ class SmsConversations:
                        now: datetime, delete_urls: Sequence[str] = ()) -> str:
         lang = sender.language
         replies = self._replies.to_number(sender.phone)
-        categories = list(self._settings.sms.opt_out_categories)
         command = parsed.command
-        if command is Command.STOP:
-            source = TWILIO_OPT_OUT_SOURCE if parsed.from_twilio else KEYWORD_SOURCE
-
-            async def stop() -> str:
-                await record_sms_opt_out(sender.id, categories, source=source, now=now)
-                # Twilio's Advanced Opt-Out has answered already, and blocks our replies.
-                return "" if parsed.from_twilio else replies.opted_out(lang, categories)
-
-            return await self._effect(row, command.value, stop, delete_urls)
-        if command is Command.START:
-            source = TWILIO_OPT_OUT_SOURCE if parsed.from_twilio else KEYWORD_SOURCE
-
-            async def start() -> str:
-                await record_sms_opt_in(sender.id, categories, source=source, now=now)
-                return "" if parsed.from_twilio else replies.opted_in(lang, categories)
-
-            return await self._effect(row, command.value, start, delete_urls)
+        if command in (Command.STOP, Command.START):
+            return await self._opt(row, sender.phone, lang, parsed, delete_urls)
         if command is Command.CHECKIN:
 
             async def checkin() -> str:
@@ -310,6 +299,32 @@ class SmsConversations:
         else:
             reply = replies.menu(lang)
         return await self._query(row, command.value, reply, delete_urls)
+
+    async def _opt(self, row: dict[str, Any], phone: str, language: str, parsed: Parsed,
+                   delete_urls: Sequence[str]) -> str:
+        """STOP or START, said by whoever holds ``phone``: remembered for the number (with the
+        MessageSid), and the consent of every customer on it now — or later, once the number
+        becomes a customer's."""
+        categories = list(self._settings.sms.opt_out_categories)
+        stop = parsed.command is Command.STOP
+        source = TWILIO_OPT_OUT_SOURCE if parsed.from_twilio else KEYWORD_SOURCE
+        now: datetime = row["created_at"]
+        replies = self._replies.to_number(phone)
+
+        async def act() -> str:
+            await remember_number_choice(phone, categories, suppressed=stop,
+                                         channel=Channel.SMS.value, source=source,
+                                         reference=row["message_sid"], now=now)
+            record = record_sms_opt_out if stop else record_sms_opt_in
+            for customer in await Customer.filter(phone=phone).only("id"):
+                await record(customer.id, categories, source=source, now=now)
+            if parsed.from_twilio:  # Twilio's Advanced Opt-Out answered, and blocks ours
+                return ""
+            if stop:
+                return replies.opted_out(language, categories)
+            return replies.opted_in(language, categories)
+
+        return await self._effect(row, parsed.command.value, act, delete_urls)
 
     async def _active_policies(self, sender: Sender, now: datetime) -> list[tuple[str, date]]:
         today = now.astimezone(ZoneInfo(sender.timezone)).date()
