@@ -398,3 +398,35 @@ def test_no_filter_or_handler_runs_in_a_thread() -> None:
 
     dp = build_dispatcher(Settings(), Texts.load(), clock=lambda: datetime.now(UTC))
     assert walk(dp) == []
+
+
+MALFORMED = ["xyz", "rwd:redeem", "clm:show:not-a-number", "pol:show:", "vch:cancel:abc",
+             "upl:kind:x:y:z:w", "lang", "set:nope", "unl:maybe", ""]
+
+
+@pytest.mark.parametrize("linked", [True, False])
+async def test_every_button_press_is_answered_even_stale_or_malformed(
+    tg: Rig, linked: bool
+) -> None:
+    """A callback no handler understands gets a short "expired" alert (the spinner stops);
+    one that names something not the customer's is answered too, with "not found"."""
+    if linked:
+        _, user = await tg.linked(language="en")
+    else:
+        user = User(8123, "en")
+        await tg.send(user, "/start")
+    presses = [(data, await tg.press(user, data)) for data in MALFORMED]
+    answers = {r.params["callback_query_id"]: r.params
+               for r in tg.fake.requests_for("answerCallbackQuery")}
+    for data, update in presses:
+        assert update.callback_query is not None
+        answer = answers.get(update.callback_query.id)
+        assert answer is not None, f"{data!r} was never answered"
+        assert answer.get("text") == tg.t("en")("tg_button_expired"), data
+        assert answer.get("show_alert") is True
+    if linked:
+        stale = await tg.press(user, "clm:show:999999")  # well-formed, not theirs (or gone)
+        assert stale.callback_query is not None
+        assert stale.callback_query.id in {
+            r.params["callback_query_id"] for r in tg.fake.requests_for("answerCallbackQuery")}
+        assert tg.last_text(user.id) == tg.t("en")("tg_not_found")
