@@ -12,7 +12,7 @@ from contextlib import suppress
 from datetime import datetime, timedelta
 
 from aiogram import Bot, Dispatcher
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
+from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramRetryAfter
 from aiogram.methods import (
     GetUpdates,
 )
@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from bot.delivery.senders import pin_aiogram_responses
 from bot.telegram import sql
 from bot.telegram.accounts import Conversation, seen_and_conversation
+from bot.telegram.flood import replying
 from bot.web.bodies import UnreadableBody, read_json
 from storage.models import ProcessedUpdate
 
@@ -122,7 +123,8 @@ class UpdateFeed:
             if seen:
                 log.info("update %d was already processed: skipped", update_id)
                 return False
-            await self.dispatcher.feed_update(self.bot, update, conversation=known)
+            with replying():
+                await self.dispatcher.feed_update(self.bot, update, conversation=known)
             await self._marks.mark(update_id, self.clock())
             return True
         finally:
@@ -193,6 +195,12 @@ async def poll(feed: UpdateFeed, stop: asyncio.Event, *, allowed_updates: list[s
             continue
         try:
             await feed.feed_batch(updates)
+        except TelegramRetryAfter as exc:  # a reply met a long flood wait: wait, then again
+            log.warning("updates %d..%d: Telegram flood control for %d s; handling them "
+                        "again after it", updates[0].update_id, updates[-1].update_id,
+                        exc.retry_after)
+            await _wait(stop, exc.retry_after)
+            continue
         except Exception:  # the batch stays unconfirmed and is retried
             log.exception("updates %d..%d not all handled; retrying in %.0f s",
                           updates[0].update_id, updates[-1].update_id, backoff)
@@ -224,7 +232,12 @@ def webhook_handler(secret: str, feed: Callable[[], UpdateFeed]) -> WebHandler:
                                            context={"bot": current.bot})
         except (UnreadableBody, ValidationError):
             return web.Response(status=400, text="not a Telegram update")
-        await current.feed(update)
+        try:
+            await current.feed(update)
+        except TelegramRetryAfter as exc:  # a reply met a long flood wait: Telegram retries
+            log.warning("update %d: Telegram flood control for %d s; left for redelivery",
+                        update.update_id, exc.retry_after)
+            return web.Response(status=503, headers={"Retry-After": str(exc.retry_after)})
         return web.json_response({})
 
     return handle
