@@ -24,8 +24,10 @@ import aiohttp
 import pytest
 from tortoise import Tortoise
 from twilio.request_validator import RequestValidator
+from yarl import URL
 
 from bot.cli import _configure_logging
+from bot.web.access_log import masked_url
 from bot.web.operators.access import create_operator
 from storage import db as storage_db
 from storage.models import (
@@ -66,6 +68,20 @@ def test_the_number_patterns_catch_what_they_must_and_spare_masks() -> None:
                "masked +86*******8008 *********8008 claim RDAA3100000001234 id 4567")
     assert full_numbers(written) == ["13800138008", "86 138 0013 8008", "8613800138008",
                                      "+85291234567"]
+
+
+@pytest.mark.parametrize(("url", "logged"), [
+    ("/api/v1/customers?q=8613800138008", "/api/v1/customers?q=*********8008"),
+    ("/console/customers?q=%2B86%20138-0013-8008&page=2",
+     "/console/customers?q=%2B86*******8008&page=2"),
+    ("/x?token=abc&next=/console/", "/x?token=***&next=/console/"),
+    ("/x?ref=Oau4Re9pcDBRqBuDHZJFhR5r", "/x?ref=***"),
+    ("/x?q=%E5%BC%A0%E4%B8%89&id=110101199003074518",
+     "/x?q=%E5%BC%A0%E4%B8%89&id=**************4518"),
+    ("/api/v1/claims/RDAA3100000001234?page=12", "/api/v1/claims/RDAA3100000001234?page=12"),
+])
+def test_the_access_log_masks_query_values(url: str, logged: str) -> None:
+    assert masked_url(URL(url)) == logged
 
 
 def test_twilio_request_logs_are_quiet_unless_verbose() -> None:
