@@ -90,15 +90,20 @@ async def ask(query: CallbackQuery, callback_data: RewardCb, bot: Bot, customer:
 
 async def confirm(query: CallbackQuery, callback_data: RewardCb, bot: Bot, customer: Policyholder,
                   t: Translator, settings: Settings, clock: Callable[[], datetime]) -> None:
-    await query.answer()
+    """The redemption, confirmed here, in the chat, once: no outbox notice follows it, and a
+    second tap on the same prompt only gets a short note pointing to /vouchers."""
     # The confirmation message is the request: tapping it twice redeems once.
     prompt = query.message.message_id if isinstance(query.message, Message) else query.id
-    if isinstance(query.message, Message):
-        await query.message.edit_reply_markup(reply_markup=None)
     redemption = await redeem(customer.id, callback_data.code,
                               request_key=f"telegram:{query.from_user.id}:{prompt}",
                               now=clock(), settings=settings.loyalty,
-                              entitlement=callback_data.free)
+                              entitlement=callback_data.free, notify=False)
+    if redemption.replayed:
+        await query.answer(t("tg_reward_already_redeemed"))
+        return
+    await query.answer()
+    if isinstance(query.message, Message):
+        await query.message.edit_reply_markup(reply_markup=None)
     voucher = redemption.voucher
     reward = await get_reward(callback_data.code)
     await bot.send_message(query.from_user.id, t(
