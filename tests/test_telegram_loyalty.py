@@ -92,6 +92,28 @@ async def test_redeeming_a_reward_after_confirmation_gives_a_voucher_once(tg: Ri
     assert note["text"] == tg.t("en")("tg_reward_already_redeemed")
 
 
+async def test_the_rewards_screen_says_what_can_be_redeemed_and_for_how_much(tg: Rig) -> None:
+    await seed_rewards(LoyaltySettings())
+    owner, user = await tg.linked()
+    await _credit(tg, owner, 1000, "seed")
+    await tg.send(user, "/rewards")
+    screen = tg.last(user.id)
+    lines = screen["text"].splitlines()
+    t = tg.t("zh-CN")
+    assert lines[0] == t("tg_rewards_header", balance=1000)
+    assert "· 精致洗车：300积分" in lines  # redeemable: in the text, not only on a button
+    assert lines[-1] == t("tg_rewards_tap")
+    redeemable = [line for line in lines[1:lines.index(t("tg_rewards_unavailable_header"))]]
+    assert len(redeemable) == len(button_data(screen)) >= 1
+
+
+async def test_the_next_tier_reads_naturally_in_chinese(tg: Rig) -> None:
+    owner, user = await tg.linked()
+    await _credit(tg, owner, 10, "seed")
+    await tg.send(user, "/points")
+    assert "近12个月累计保费再增加¥3,000.00，即可升级为银卡。" in tg.last_text(user.id).splitlines()
+
+
 async def test_not_enough_points_gets_kind_words_and_changes_nothing(tg: Rig) -> None:
     await seed_rewards(LoyaltySettings())
     owner, user = await tg.linked(language="en")
