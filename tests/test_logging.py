@@ -43,7 +43,7 @@ from storage.models import (
 from storage.operator_models import Role
 from tests.fakes.telegram import DEFAULT_TOKEN, FakeTelegram
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
-from tests.test_engage_run import _free_port, _until
+from tests.test_engage_run import _free_port, _until, _until_healthy
 
 MAINLAND = "+8613800138008"  # a customer on SMS only
 LINKED = "+8613900139009"  # a customer on Telegram
@@ -246,15 +246,7 @@ async def test_a_real_run_never_logs_a_full_phone_number_or_a_secret(
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         async with aiohttp.ClientSession() as http:
-
-            async def healthy() -> bool:
-                try:
-                    async with http.get(f"{base}/healthz") as resp:
-                        return resp.status == 200
-                except aiohttp.ClientConnectionError:
-                    return False
-
-            await _until(healthy)
+            await _until_healthy(http, base)
             await _drive(Traffic(http, base, token, fake_telegram, fake_twilio))
     finally:
         proc.send_signal(signal.SIGTERM)
