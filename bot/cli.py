@@ -234,6 +234,9 @@ def _configure_logging(verbose: bool) -> None:
     # what matters, and per-update lines cost throughput.
     for noisy in ("tortoise", "aiosqlite", "asyncio", "aiogram.event"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # twilio's HTTP client logs every request at INFO (10–12 lines per SMS: URL, headers,
+    # status); worth seeing only when debugging.
+    logging.getLogger("twilio").setLevel(logging.NOTSET if verbose else logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -74,7 +74,10 @@ class TwilioSettings(_Section):
 
 
 class SmsSettings(_Section):
-    signature: str = "【安行保险】"
+    signature: str = Field(default="【安行保险】", description="in front of every SMS in "
+                           "Chinese, and of every SMS to a mainland (+86) number")
+    signature_en: str = Field(default="[Anxing Insurance]", description="in front of English "
+                              "SMS to numbers outside the mainland (keeps them GSM-7)")
     opt_out_hint_zh: str = "回T退订"
     opt_out_hint_en: str = "Reply STOP to opt out"
     opt_out_categories: list[Category] = ["marketing", "care", "reminder"]

@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 
 
 def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    # surrogateescape: header bytes that were not UTF-8 reach us as lone surrogates; they
+    # hash to something no token has instead of failing the request
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 async def create_partner(name: str, reward_kinds: Iterable[str]) -> tuple[Partner, str]:

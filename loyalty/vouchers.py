@@ -76,11 +76,16 @@ async def redeem(
     now: datetime,
     settings: LoyaltySettings,
     entitlement: bool = False,
+    notify: bool = True,
 ) -> Redemption:
     """Redeem ``reward_code`` for points, or as a free tier benefit when ``entitlement``.
 
     Raises ``NotEligible``, ``LimitReached``, ``OutOfStock``, ``InsufficientPoints`` (and
     changes nothing); the same ``request_key`` again returns the first voucher.
+
+    ``notify``: queue the ``voucher_issued`` message with the code. A redemption made in the
+    customer's own conversation (their Telegram chat) answers there and passes False, so the
+    code arrives once; one made for them elsewhere (an operator, SMS) notifies.
     """
     if not request_key.strip() or len(request_key) > 200:
         raise InvalidRequest("a redemption needs a request key of at most 200 characters")
@@ -121,7 +126,8 @@ async def redeem(
                 customer, reward, request_key=request_key, cost=terms.cost,
                 entitlement=entitlement, discount=discount_percent(tier, reward.kind),
                 debit_entry_id=debit_entry_id, now=now, settings=settings)
-            await notifications.voucher_issued(voucher, reward, customer, now=now)
+            if notify:
+                await notifications.voucher_issued(voucher, reward, customer, now=now)
     except IntegrityError:
         # The same request key committed by another process in the meantime.
         if (done := await _replay(request_key, customer_id, reward, entitlement)) is not None:

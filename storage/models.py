@@ -293,6 +293,31 @@ class Consent(Model):
         indexes = (("customer_id", "category", "channel", "created_at"),)
 
 
+class PhoneSuppression(Model):
+    """What the holder of a phone number asked, remembered by number, not by customer.
+
+    Append-only like ``Consent``: the newest row per (phone, channel, category) wins, and
+    ``suppressed`` false lifts an earlier one. An SMS STOP from a number no customer has yet
+    is kept here and becomes the consent of whoever gets the number (``storage.suppressions``).
+    A row with channel ``*`` for every category, service included, says this number gets no
+    message at all (a PIPL erasure or objection).
+    """
+
+    id = fields.IntField(primary_key=True)
+    phone = fields.CharField(max_length=20, description="E.164")
+    channel = fields.CharField(max_length=16, description="sms, or * for every channel")
+    category = fields.CharEnumField(Category, max_length=16)
+    suppressed = fields.BooleanField()
+    source = fields.CharField(max_length=64)
+    reference = fields.CharField(max_length=64, default="",
+                                 description="what carried it: the MessageSid, a request id")
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "phone_suppression"
+        indexes = (("phone", "created_at"),)
+
+
 class Message(TimestampMixin, Model):
     """The outbox: every outbound message, from the rule that queued it to its final status."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import phonenumbers
 
 
@@ -37,3 +39,14 @@ def mask_phone(phone: str) -> str:
         except phonenumbers.NumberParseException:
             country = "+"
     return country + "*" * (len(digits) - 4) + digits[-4:]
+
+
+# Seven or more digits, possibly grouped by spaces, dots or dashes, with an optional "+" in
+# front, and not part of a longer word: phone numbers in any format, ID numbers too.
+_DIGIT_RUN = re.compile(r"(?<![\w+])\+?\d(?:[ .\-]?\d){6,}(?![\w])")
+
+
+def mask_phones_in(text: str) -> str:
+    """Every phone-like run of digits in ``text`` masked as ``mask_phone`` does:
+    ``q=+86 138-0013-8008`` → ``q=+86*******8008``, ``8613800138008`` → ``*********8008``."""
+    return _DIGIT_RUN.sub(lambda m: mask_phone(re.sub(r"[ .\-]", "", m.group(0))), text)

@@ -13,6 +13,7 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 
 from bot.delivery.dispatcher import Dispatcher, Limits
+from bot.delivery.segments import count_segments, sms_encoding
 from bot.delivery.senders import AiogramTelegram, TwilioSms
 from bot.settings import Settings
 from bot.texts import Texts
@@ -119,6 +120,21 @@ async def test_unlinked_customer_gets_signed_sms_with_status_callback(rig: Rig) 
     assert (msg.status, msg.channel, msg.provider_id) == (MessageStatus.SENT, Channel.SMS,
                                                           req.sid)
     assert msg.segments == 1
+
+
+async def test_english_sms_abroad_carry_the_english_signature_and_stay_gsm7(rig: Rig) -> None:
+    abroad = await f.customer(name="Alice", phone="+85291234567", language="en")
+    mainland = await f.customer(name="Bob", language="en")
+    for who in (abroad, mainland):
+        await f.queued(who)
+    await rig.dispatcher.dispatch_once()
+    sent = {req.to: req.body for req in rig.twilio.sent_messages()}
+    assert sent[abroad.phone].startswith("[Anxing Insurance] Happy birthday, Alice")
+    assert sms_encoding(sent[abroad.phone]) == "GSM-7"
+    # The registered Chinese signature on every SMS to a mainland number, whatever language.
+    assert sent[mainland.phone].startswith("【安行保险】 Happy birthday, Bob")
+    msg = await Message.get(customer_id=abroad.id)
+    assert msg.segments == count_segments(sent[abroad.phone]) == 1
 
 
 async def test_marketing_sms_carries_opt_out_hint_and_never_goes_to_mainland(rig: Rig) -> None:

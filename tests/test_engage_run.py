@@ -34,6 +34,19 @@ async def _until(check: object, *, limit: float = 60.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def _until_healthy(http: aiohttp.ClientSession, base: str) -> None:
+    """Until ``engage run`` at ``base`` answers /healthz with 200."""
+
+    async def healthy() -> bool:
+        try:
+            async with http.get(f"{base}/healthz") as resp:
+                return resp.status == 200
+        except aiohttp.ClientConnectionError:
+            return False
+
+    await _until(healthy)
+
+
 async def test_engage_run_serves_dispatches_and_stops_on_sigterm(
     tmp_path: Path, fake_telegram: FakeTelegram
 ) -> None:
@@ -68,15 +81,7 @@ async def test_engage_run_serves_dispatches_and_stops_on_sigterm(
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as http:
-
-            async def healthy() -> bool:
-                try:
-                    async with http.get(f"{base}/healthz") as resp:
-                        return resp.status == 200
-                except aiohttp.ClientConnectionError:
-                    return False
-
-            await _until(healthy)
+            await _until_healthy(http, base)
 
             async def delivered() -> bool:
                 return any(m.get("chat_id") == 5150 for m in fake_telegram.sent_messages())

@@ -7,6 +7,7 @@ import tomllib
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from bot.texts import Texts
 from loyalty import ledger
 from loyalty.config import LoyaltySettings
 from loyalty.earning import earn_for_payment
@@ -73,4 +74,4 @@ async def test_every_queued_loyalty_message_fits_its_template(db: str) -> None:
         assert set(message.params) == set(table["params"])  # type: ignore[call-overload]
         assert all(isinstance(v, str | int) for v in message.params.values())
         for language in ("zh-CN", "en"):
-            assert str(table[language]).format(**message.params)
+            assert Texts.load().render(message.template_key, language, message.params)

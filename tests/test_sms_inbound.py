@@ -26,6 +26,7 @@ from tortoise import Tortoise
 from twilio.request_validator import RequestValidator
 
 from bot.delivery.recipients import load_recipients, record_sms_opt_out
+from bot.delivery.segments import count_segments
 from bot.settings import Settings, TwilioSettings
 from bot.sms.conversations import SmsConversations
 from bot.sms.keywords import Command
@@ -46,6 +47,7 @@ from storage.models import (
     Document,
     InboundSms,
     MessageStatus,
+    PhoneSuppression,
     Policy,
     SmsMediaPending,
 )
@@ -236,14 +238,129 @@ async def test_unknown_number_gets_one_generic_reply_and_only_the_idempotency_ro
 ) -> None:
     await f.customer()
     sid = new_sid()
-    reply = await rig.text(STRANGER, "STOP", sid=sid)
+    reply = await rig.text(STRANGER, "POINTS", sid=sid)
     assert reply == "【安行保险】未查到您的客户信息，如需帮助请致电95500。"
     [row] = await InboundSms.all()
     assert (row.message_sid, row.customer_id, row.from_phone, row.reply) == (
         sid, None, STRANGER, reply)
     assert await Consent.all().count() == 0
+    assert await PhoneSuppression.all().count() == 0
     assert await Customer.all().count() == 1
     assert rig.twilio.requests == []  # the answer is the TwiML, nothing sent besides
+
+
+# -- opting out before being a customer ------------------------------------------------------
+
+
+async def remembered(phone: str) -> set[tuple[str, str, bool, str, str]]:
+    rows = await PhoneSuppression.filter(phone=phone).values_list(
+        "channel", "category", "suppressed", "source", "reference")
+    return {(str(ch), str(cat), bool(s), str(src), str(ref)) for ch, cat, s, src, ref in rows}
+
+
+@pytest.mark.parametrize("word", ["退订", "STOP", "td"])
+async def test_stop_from_a_number_no_customer_has_is_confirmed_and_remembered(
+    rig: SmsRig, word: str,
+) -> None:
+    sid = new_sid()
+    reply = await rig.text(STRANGER, word, sid=sid)
+    assert reply == ("【安行保险】已为您退订营销、关怀、提醒短信，理赔等服务通知不受影响。"
+                     "回复订阅可恢复。")
+    assert await remembered(STRANGER) == {("sms", c, True, "sms:keyword", sid) for c in CATEGORIES}
+    [row] = await InboundSms.all()
+    assert (row.customer_id, row.keyword, row.reply) == (None, "stop", reply)
+    assert await Consent.all().count() == 0 and await Customer.all().count() == 0
+    assert await rig.text(STRANGER, word, sid=sid) == reply  # a redelivery: no second effect
+    assert await PhoneSuppression.all().count() == 3
+
+
+async def test_stop_from_abroad_is_confirmed_in_english_with_the_english_signature(
+    rig: SmsRig,
+) -> None:
+    reply = await rig.text("+85291234567", "STOP")
+    assert reply == ("[Anxing Insurance] You will no longer get marketing, care, reminder "
+                     "texts. Service updates continue. Reply START to resubscribe.")
+    assert len(await remembered("+85291234567")) == 3
+
+
+async def test_a_twilio_opt_out_from_a_stranger_is_remembered_without_a_reply(
+    rig: SmsRig,
+) -> None:
+    sid = new_sid()
+    assert await rig.text(STRANGER, "ARRET", sid=sid, OptOutType="STOP") == ""
+    assert await remembered(STRANGER) == {
+        ("sms", c, True, "sms:twilio-opt-out", sid) for c in CATEGORIES}
+
+
+async def import_customers(db: str, tmp_path: Path, rows: str) -> None:
+    from storage.importer import import_csv
+
+    path = tmp_path / "customers.csv"
+    path.write_text("phone,name\n" + rows, encoding="utf-8")
+    report = await import_csv("customers", path, default_region="CN", out=io.StringIO(),
+                              now=f.NOON_SHANGHAI + timedelta(days=1))
+    assert report.rejected == 0
+
+
+async def test_an_opt_out_made_before_the_import_holds_for_the_new_customer(
+    rig: SmsRig, db: str, tmp_path: Path,
+) -> None:
+    """The stranger's STOP, then the core system's import creates the customer: care and
+    marketing are not sent, service messages are."""
+    await rig.text(STRANGER, "退订")
+    await import_customers(db, tmp_path, "13912345678,赵敏\n13800000002,周芷若\n")
+    owner = await Customer.get(phone=STRANGER)
+    other = await Customer.get(phone="+8613800000002")
+    assert await sms_consents(owner.id) == dict.fromkeys(CATEGORIES, False)
+    assert {str(s) for s in await Consent.filter(customer_id=owner.id).values_list(
+        "source", flat=True)} == {"sms:keyword"}
+    assert await sms_consents(other.id) == {}
+    care = await f.queued(owner)
+    claim = await f.queued(owner, kind="claim_update", category=Category.SERVICE,
+                           template="claim_update",
+                           params={"claim": "RDAA1", "status": "已赔付", "note": ""})
+    await rig.app[DISPATCHER].dispatch_once()
+    await care.refresh_from_db()
+    await claim.refresh_from_db()
+    assert (care.status, care.skip_reason) == (MessageStatus.SKIPPED, "opted_out")
+    assert claim.status is MessageStatus.SENT
+    assert [r.to for r in rig.twilio.sent_messages()] == [STRANGER]
+    # Re-importing the same file changes nothing (no second set of consents).
+    await import_customers(db, tmp_path, "13912345678,赵敏\n")
+    assert await Consent.filter(customer_id=owner.id).count() == 3
+
+
+async def test_start_after_stop_lifts_what_the_number_asked(
+    rig: SmsRig, db: str, tmp_path: Path,
+) -> None:
+    await rig.text(STRANGER, "STOP")
+    reply = await rig.text(STRANGER, "START")
+    assert reply == rig.replies.opted_in("zh-CN", CATEGORIES)
+    await import_customers(db, tmp_path, "13912345678,赵敏\n")
+    owner = await Customer.get(phone=STRANGER)
+    assert await sms_consents(owner.id) == {}
+
+
+async def test_a_customer_stop_is_remembered_for_the_number_too(rig: SmsRig) -> None:
+    owner = await f.customer()
+    sid = new_sid()
+    await rig.text(owner.phone, "STOP", sid=sid)
+    assert await sms_consents(owner.id) == dict.fromkeys(CATEGORIES, False)
+    assert await remembered(owner.phone) == {
+        ("sms", c, True, "sms:keyword", sid) for c in CATEGORIES}
+    await rig.text(owner.phone, "START")
+    assert await sms_consents(owner.id) == dict.fromkeys(CATEGORIES, True)
+    assert {s for _, _, s, _, _ in await remembered(owner.phone)} == {True, False}
+
+
+async def test_an_operator_contact_record_gets_the_numbers_opt_out(rig: SmsRig) -> None:
+    from bot.web.operators.access import create_operator
+    from storage.operator_models import Role
+
+    await rig.text(STRANGER, "STOP")
+    operator, _ = await create_operator("测试员", Role.AGENT, contact_phone="13912345678")
+    assert operator.contact_id is not None
+    assert await sms_consents(operator.contact_id) == dict.fromkeys(CATEGORIES, False)
 
 
 async def test_sender_is_found_by_from_normalised_to_e164(rig: SmsRig) -> None:
@@ -281,7 +398,7 @@ KEYWORD_CASES = [(cmd, word, form) for cmd, words in WORDS.items() for word in w
 async def expected_after(rig: SmsRig, command: Command, owner: Customer, lang: str,
                          reply: str) -> None:
     """The reply is the command's, in the customer's language, and its effect happened."""
-    r = rig.replies
+    r = rig.replies.to_number(owner.phone)
     if command is Command.STOP:
         assert reply == r.opted_out(lang, CATEGORIES)
         assert await sms_consents(owner.id) == dict.fromkeys(CATEGORIES, False)
@@ -311,15 +428,26 @@ async def expected_after(rig: SmsRig, command: Command, owner: Customer, lang: s
         assert await CheckIn.filter(customer_id=owner.id).count() == 0
 
 
+# Who texts in: (language, number, signature, most segments a reply may take). English
+# replies carry the Chinese signature to mainland numbers (the registered one), which makes
+# them UCS-2; abroad they carry sms.signature_en and stay GSM-7.
+SENDERS = [("zh-CN", None, "【安行保险】", 1), ("en", "+85291234567", "[Anxing Insurance] ", 1),
+           ("en", None, "【安行保险】 ", 2)]
+
+
 @pytest.mark.parametrize(("command", "word", "form"), KEYWORD_CASES,
                          ids=[f"{c.value}-{w}-{form}" for c, w, form in KEYWORD_CASES])
 async def test_every_keyword_in_both_languages(rig: SmsRig, command: Command, word: str,
                                                form: str) -> None:
-    for lang in ("zh-CN", "en"):
-        owner = await f.customer(language=lang)
-        await claim_of(owner)  # one policy (the claim's) and one claim
+    for lang, phone, signature, segments in SENDERS:
+        owner = await f.customer(language=lang, phone=phone)
+        # Realistic worst cases: a new-energy plate, a 17-character claim number.
+        policy = await f.policy(owner, plate="沪A·D12345")
+        await Claim.create(number=f"RDAA3100{next(_claims):09d}", policy=policy, customer=owner,
+                           status=ClaimStatus.SURVEYED, reported_at=f.NOON_SHANGHAI)
         reply = await rig.text(owner.phone, FORMS[form](word))
-        assert reply.startswith("【安行保险】")
+        assert reply.startswith(signature)
+        assert count_segments(reply) <= segments, reply
         await expected_after(rig, command, owner, lang, reply)
 
 
@@ -327,7 +455,7 @@ async def test_every_keyword_in_both_languages(rig: SmsRig, command: Command, wo
 async def test_anything_else_gets_the_keyword_menu(rig: SmsRig, lang: str) -> None:
     owner = await f.customer(language=lang)
     reply = await rig.text(owner.phone, "你好，请问我的车险什么时候到期？")
-    assert reply == rig.replies.menu(lang)
+    assert reply == rig.replies.to_number(owner.phone).menu(lang)
     assert ("保单" in reply) if lang == "zh-CN" else ("POLICY" in reply)
 
 
@@ -335,10 +463,13 @@ async def test_replies_read_as_the_customer_expects() -> None:
     """A few literal wordings, so a template mix-up cannot pass by comparing with itself."""
     from bot.texts import Texts
 
-    r = Replies(Texts.load(), signature="【安行保险】", hotline="95500")
+    r = Replies(Texts.load(), Settings().sms, "+8613800138000")
     assert r.opted_out("zh-CN", CATEGORIES) == (
         "【安行保险】已为您退订营销、关怀、提醒短信，理赔等服务通知不受影响。回复订阅可恢复。")
     assert r.opted_out("en", CATEGORIES).startswith("【安行保险】 You will no longer get")
+    assert r.to_number("+85291234567").help("en") == (
+        "[Anxing Insurance] POLICY: your policies. CLAIM [number]: claim status. "
+        "POINTS: balance. CHECKIN: daily points. STOP: opt out. Hotline 95500")
     assert r.help("zh-CN").endswith("客服95500")
     assert r.claim("zh-CN", "C1", "paid") == "【安行保险】理赔C1进度：已赔付。"
 
@@ -356,7 +487,8 @@ async def test_policy_lists_only_active_unexpired_policies(rig: SmsRig) -> None:
 
 async def test_claim_without_number_reports_the_latest_claim(rig: SmsRig) -> None:
     owner = await f.customer(language="en")
-    assert await rig.text(owner.phone, "CLAIM") == rig.replies.no_claims("en")
+    assert await rig.text(owner.phone, "CLAIM") == rig.replies.to_number(owner.phone).no_claims(
+        "en")
     await claim_of(owner, status=ClaimStatus.PAID, reported=f.NOON_SHANGHAI - timedelta(days=40))
     latest = await claim_of(owner, status=ClaimStatus.REGISTERED)
     assert await rig.text(owner.phone, "claim") == (
@@ -427,7 +559,8 @@ async def test_stop_then_care_and_marketing_are_skipped_while_claim_updates_go_o
     abroad = await f.customer(name="Alice", phone="+442079460958", language="en")
     control = await f.customer(name="李雷")
     assert await rig.text(mainland.phone, "退订") == rig.replies.opted_out("zh-CN", CATEGORIES)
-    assert await rig.text(abroad.phone, "stop") == rig.replies.opted_out("en", CATEGORIES)
+    assert await rig.text(abroad.phone, "stop") == rig.replies.to_number(abroad.phone).opted_out(
+        "en", CATEGORIES)
     care = await f.queued(mainland)
     marketing = await f.queued(abroad, kind="campaign", category=Category.MARKETING,
                                template="campaign", params={"body": "Winter tyre check"})
@@ -563,6 +696,7 @@ async def test_a_failed_first_delivery_leaves_no_row_so_the_retry_does_the_work(
     status, _, _ = await rig.post(params)
     assert status == 500
     assert await InboundSms.all().count() == 0
+    assert await PhoneSuppression.all().count() == 0  # the same transaction
     monkeypatch.setattr("bot.sms.conversations.record_sms_opt_out", record_sms_opt_out)
     status, _, twiml = await rig.post(params)
     assert status == 200 and message_of(twiml) == rig.replies.opted_out("zh-CN", CATEGORIES)
@@ -603,7 +737,7 @@ async def test_mms_retry_after_the_media_is_gone_gets_the_same_reply(rig: SmsRig
               "MediaContentType0": "image/png"}
     status, _, twiml = await rig.post(params)
     assert status == 200 and message_of(twiml) == reply
-    assert reply == f"【安行保险】 Received 1 file(s) for claim {claim.number}. Thank you."
+    assert reply == f"【安行保险】 Received 1 file for claim {claim.number}. Thank you."
     assert rig.twilio.media_downloads == [media_sid]
     assert await Document.all().count() == 1
 
@@ -708,7 +842,7 @@ async def test_too_large_file_is_refused_while_downloading(
     big = png((64, 64), noise=True)
     assert len(big) > 2048
     reply, _ = await rig.mms(owner.phone, [(big, "image/png"), (png(), "image/png")])
-    assert reply == (f"【安行保险】 Received 1 file(s) for claim {claim.number}; another was not "
+    assert reply == (f"【安行保险】 Received 1 file for claim {claim.number}; another was not "
                      "saved: it is larger than 2KB.")
     assert await Document.all().count() == 1
 

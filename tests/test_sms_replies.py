@@ -1,5 +1,5 @@
-"""SMS reply wordings: signed like every outbound SMS, one UCS-2 segment in Chinese with
-realistic values, and the policy list cut to two segments."""
+"""SMS reply wordings: signed like every outbound SMS, one segment with realistic values —
+UCS-2 in Chinese, GSM-7 in English abroad — and the policy list cut to two segments."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from bot.delivery.segments import UCS2_SINGLE, count_segments, sms_length
+from bot.delivery.segments import GSM7_SINGLE, UCS2_SINGLE, count_segments, sms_encoding, sms_length
 from bot.settings import Settings
 from bot.sms.replies import Replies
 from bot.texts import Texts
@@ -17,18 +17,22 @@ CLAIM = "RDAA3100000001234"  # the demo data's longest claim numbers: 17 charact
 PLATE = "沪A·D12345"  # new-energy plates are the longest
 
 
+MAINLAND = "+8613800138000"
+ABROAD = "+85291234567"  # Hong Kong: not the mainland
+
+
 @pytest.fixture(scope="module")
 def replies() -> Replies:
-    settings = Settings()
-    return Replies(Texts.load(), signature=settings.sms.signature, hotline=settings.sms.hotline)
+    return Replies(Texts.load(), Settings().sms)
 
 
 def every_reply(r: Replies, lang: str) -> dict[str, str]:
+    """Every reply in ``lang`` to the number ``r`` is bound to."""
     categories = Settings().sms.opt_out_categories
     tier = {"zh-CN": "钻石", "en": "Diamond"}
     too_large = r.rejection(lang, "too_large", max_bytes=20 * 1024 * 1024)
     out = {
-        "unknown_sender": r.unknown_sender("+8613800138000" if lang == "zh-CN" else "+4420"),
+        "unknown_sender": r.unknown_sender(r.to),
         "menu": r.menu(lang),
         "help": r.help(lang),
         "opted_out": r.opted_out(lang, categories),
@@ -62,20 +66,36 @@ def every_reply(r: Replies, lang: str) -> dict[str, str]:
     return out
 
 
-ZH_KEYS = list(every_reply(Replies(Texts.load(), "【安行保险】", "95500"), "zh-CN"))
+KEYS = list(every_reply(Replies(Texts.load(), Settings().sms, MAINLAND), "zh-CN"))
 
 
-@pytest.mark.parametrize("key", ZH_KEYS)
+@pytest.mark.parametrize("key", KEYS)
 def test_every_chinese_reply_is_one_segment_with_the_signature(replies: Replies,
                                                                key: str) -> None:
-    text = every_reply(replies, "zh-CN")[key]
+    text = every_reply(replies.to_number(MAINLAND), "zh-CN")[key]
     assert text.startswith("【安行保险】")
     assert count_segments(text) == 1, f"{sms_length(text)} > {UCS2_SINGLE}: {text}"
 
 
-@pytest.mark.parametrize("key", ZH_KEYS)
-def test_every_english_reply_is_at_most_two_segments(replies: Replies, key: str) -> None:
-    text = every_reply(replies, "en")[key]
+@pytest.mark.parametrize("key", KEYS)
+def test_every_english_reply_abroad_is_one_segment_with_the_english_signature(
+    replies: Replies, key: str
+) -> None:
+    text = every_reply(replies.to_number(ABROAD), "en")[key]
+    assert text.startswith("[Anxing Insurance] ")
+    assert count_segments(text) == 1, f"{sms_encoding(text)} {sms_length(text)}: {text}"
+    if key not in ("policy_one",):  # a plate is Chinese: that one reply is UCS-2
+        assert sms_encoding(text) == "GSM-7" and sms_length(text) <= GSM7_SINGLE, text
+
+
+# (a mainland number with no customer behind it is answered in Chinese)
+@pytest.mark.parametrize("key", [key for key in KEYS if key != "unknown_sender"])
+def test_english_replies_to_mainland_numbers_keep_the_registered_signature(
+    replies: Replies, key: str
+) -> None:
+    """Mainland rules want the Chinese signature on every SMS to a +86 number, which makes
+    an English one UCS-2: at most two segments."""
+    text = every_reply(replies.to_number(MAINLAND), "en")[key]
     assert text.startswith("【安行保险】 ")
     assert count_segments(text) <= 2, text
 
@@ -90,17 +110,18 @@ def test_every_claim_status_has_a_name_in_both_languages(replies: Replies) -> No
 def test_policies_list_plate_and_expiry_once_per_car(replies: Replies) -> None:
     both_products = [("沪A12345", date(2026, 12, 31)), ("沪A12345", date(2026, 12, 31)),
                      ("沪B67890", date(2027, 3, 1))]
-    assert replies.policies("zh-CN", both_products) == (
+    assert replies.to_number(MAINLAND).policies("zh-CN", both_products) == (
         "【安行保险】您的有效保单：沪A12345至2026-12-31；沪B67890至2027-03-01")
-    assert replies.policies("en", both_products) == (
-        "【安行保险】 Your active policies: 沪A12345 until 2026-12-31; 沪B67890 until 2027-03-01")
+    assert replies.to_number(ABROAD).policies("en", both_products) == (
+        "[Anxing Insurance] Your active policies: 沪A12345 until 2026-12-31; "
+        "沪B67890 until 2027-03-01")
 
 
 @pytest.mark.parametrize("lang", ["zh-CN", "en"])
 def test_many_policies_are_cut_to_two_segments_with_the_total(replies: Replies,
                                                               lang: str) -> None:
     fleet = [(f"粤B·D{n:05d}", date(2027, 1, n + 1)) for n in range(12)]
-    text = replies.policies(lang, fleet)
+    text = replies.to_number(MAINLAND).policies(lang, fleet)
     assert count_segments(text) == 2
     assert "12" in text.rsplit(fleet[0][0], 1)[-1]  # "等共12份" / "(12 in all)"
     shown = [plate for plate, _ in fleet if plate in text]
@@ -112,4 +133,4 @@ def test_unknown_sender_reads_chinese_on_mainland_numbers_and_english_elsewhere(
 ) -> None:
     assert "95500" in replies.unknown_sender("+8613800138000")
     assert replies.unknown_sender("+8613800138000").startswith("【安行保险】未查到")
-    assert replies.unknown_sender("+442079460958").startswith("【安行保险】 We could not")
+    assert replies.unknown_sender("+442079460958").startswith("[Anxing Insurance] We could not")

@@ -151,9 +151,10 @@ async def test_policy_list_shows_days_to_expiry_and_highlights_the_last_30_days(
                    status=PolicyStatus.RENEWED)  # history: not listed
     await tg.send(user, "/policies")
     lines = tg.last_text(user.id).splitlines()
-    assert lines[1] == ("⚠️ 沪A11111 Commercial (active), expires 2026-12-11 — only 20 days "
-                        "left, please renew")
-    assert lines[2] == "• 沪A22222 Commercial (active), expires 2027-06-09, 200 days left"
+    assert lines[1] == (f"⚠️ 沪A11111 Commercial {soon.number} (active), expires 2026-12-11 — "
+                        "only 20 days left, please renew")
+    assert lines[2] == (f"• 沪A22222 Commercial {later.number} (active), expires 2027-06-09, "
+                        "200 days left")
     assert len(lines) == 3
     assert button_data(tg.last(user.id)) == [f"pol:show:{soon.id}", f"pol:show:{later.id}"]
 
@@ -166,7 +167,7 @@ async def test_policy_detail_and_a_renewal_call_back_make_one_operator_task(tg: 
     detail = tg.last(user.id)
     assert "第三者责任险：¥2,000,000.00" in detail["text"]
     assert "保费：¥3,500.00" in detail["text"]
-    assert button_data(detail) == [f"pol:renew:{policy.id}"]
+    assert button_data(detail) == [f"pol:renew:{policy.id}", "pol:list:0"]
     await tg.press(user, f"pol:renew:{policy.id}")
     assert tg.last_text(user.id) == tg.t("zh-CN")("tg_renewal_requested", plate=policy.plate)
     await tg.press(user, f"pol:renew:{policy.id}")  # a second tap: no second task
@@ -202,7 +203,7 @@ async def test_claim_detail_has_localised_timeline_and_documents_still_needed(
         assert t(f"tg_claim_status_{status}") in text
     names = t("tg_list_separator").join([t("tg_doc_driving_licence"), t("tg_doc_photos")])
     assert text.endswith(t("tg_claim_docs_needed", documents=names))
-    assert button_data(reply) == [f"clm:up:{claim.id}"]
+    assert button_data(reply) == [f"clm:up:{claim.id}", "clm:list:0"]
 
 
 async def test_claim_detail_orders_the_timeline_and_counts_only_documents_not_rejected(
@@ -398,3 +399,83 @@ def test_no_filter_or_handler_runs_in_a_thread() -> None:
 
     dp = build_dispatcher(Settings(), Texts.load(), clock=lambda: datetime.now(UTC))
     assert walk(dp) == []
+
+
+MALFORMED = ["xyz", "rwd:redeem", "clm:show:not-a-number", "pol:show:", "vch:cancel:abc",
+             "upl:kind:x:y:z:w", "lang", "set:nope", "unl:maybe", ""]
+
+
+@pytest.mark.parametrize("linked", [True, False])
+async def test_every_button_press_is_answered_even_stale_or_malformed(
+    tg: Rig, linked: bool
+) -> None:
+    """A callback no handler understands gets a short "expired" alert (the spinner stops);
+    one that names something not the customer's is answered too, with "not found"."""
+    if linked:
+        _, user = await tg.linked(language="en")
+    else:
+        user = User(8123, "en")
+        await tg.send(user, "/start")
+    presses = [(data, await tg.press(user, data)) for data in MALFORMED]
+    answers = {r.params["callback_query_id"]: r.params
+               for r in tg.fake.requests_for("answerCallbackQuery")}
+    for data, update in presses:
+        assert update.callback_query is not None
+        answer = answers.get(update.callback_query.id)
+        assert answer is not None, f"{data!r} was never answered"
+        assert answer.get("text") == tg.t("en")("tg_button_expired"), data
+        assert answer.get("show_alert") is True
+    if linked:
+        stale = await tg.press(user, "clm:show:999999")  # well-formed, not theirs (or gone)
+        assert stale.callback_query is not None
+        assert stale.callback_query.id in {
+            r.params["callback_query_id"] for r in tg.fake.requests_for("answerCallbackQuery")}
+        assert tg.last_text(user.id) == tg.t("en")("tg_not_found")
+
+
+async def test_language_with_an_argument_switches_at_once(tg: Rig) -> None:
+    owner, user = await tg.linked()
+    await tg.send(user, "/language en")
+    reply = tg.last(user.id)
+    assert reply["text"] == tg.t("en")("tg_language_set")
+    assert reply["reply_markup"]["keyboard"][0][0]["text"] == tg.t("en")("tg_menu_policies")
+    await owner.refresh_from_db()
+    assert owner.language == "en"
+    await tg.send(user, "/language 中文")
+    assert tg.last_text(user.id) == tg.t("zh-CN")("tg_language_set")
+    await owner.refresh_from_db()
+    assert owner.language == "zh-CN"
+    await tg.send(user, "/language klingon")  # not a language we speak: the picker
+    assert tg.last_text(user.id) == tg.t("zh-CN")("tg_language_choose")
+    assert button_data(tg.last(user.id)) == ["lang:zh-CN", "lang:en"]
+
+
+async def test_language_argument_works_before_linking_too(tg: Rig) -> None:
+    user = User(8124, "zh-hans")
+    await tg.send(user, "/language English")
+    reply = tg.last(user.id)
+    assert reply["text"] == tg.t("en")("tg_language_set")
+    assert reply["reply_markup"]["keyboard"][0][0]["request_contact"] is True
+    assert (await TelegramAccount.get(telegram_user_id=user.id)).language_code == "en"
+
+
+async def test_back_buttons_lead_from_a_detail_to_its_list(tg: Rig) -> None:
+    owner, user = await tg.linked(language="en")
+    policy = await f.policy(owner)
+    claim = await _claim(owner, policy)
+    t = tg.t("en")
+    await tg.press(user, f"clm:show:{claim.id}")
+    await tg.press(user, "clm:list:0")
+    assert tg.last_text(user.id).startswith(t("tg_claims_header"))
+    assert button_data(tg.last(user.id)) == [f"clm:show:{claim.id}"]
+    await tg.press(user, f"pol:show:{policy.id}")
+    await tg.press(user, "pol:list:0")
+    assert tg.last_text(user.id).startswith(t("tg_policies_header"))
+    assert policy.number in tg.last_text(user.id)
+    # The document-type menu goes back to choosing the claim.
+    await tg.press(user, f"clm:up:{claim.id}")
+    assert tg.last_text(user.id) == t("tg_upload_choose_kind", claim=claim.number)
+    assert button_data(tg.last(user.id))[-1] == "upl:claims:0:"
+    await tg.press(user, "upl:claims:0:")
+    assert tg.last_text(user.id) == t("tg_upload_choose_claim")
+    assert button_data(tg.last(user.id)) == [f"upl:claim:{claim.id}:"]

@@ -49,6 +49,19 @@ async def test_own_contact_links_the_account_in_the_customers_language(tg: Rig, 
     assert (attempt.outcome, attempt.phone) == ("linked", "+86*******8000")
 
 
+@pytest.mark.parametrize("shared", ["85291234567", "+85291234567", "852 9123 4567"])
+async def test_a_contact_is_read_with_its_country_code_plus_or_not(tg: Rig, shared: str) -> None:
+    """Telegram sends the country code, not always the "+": a Hong Kong number is not read
+    as a (too short) mainland one."""
+    owner = await f.customer(name="陳大文", phone="+85291234567", language="en")
+    user = User(9010, "zh-hk")
+    await tg.contact(user, shared)
+    assert (await _account(user)).customer_id == owner.id
+    assert tg.last_text(user.id) == tg.t("en")("tg_link_done", name="陳大文")
+    [attempt] = await LinkAttempt.all()
+    assert (attempt.outcome, attempt.phone) == ("linked", "+852****4567")
+
+
 async def test_someone_elses_contact_is_refused_and_nothing_is_linked(tg: Rig) -> None:
     await f.customer(phone="+8613800138000")
     user = User(9002, "en")

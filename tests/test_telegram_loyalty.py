@@ -12,7 +12,7 @@ from loyalty.codes import display
 from loyalty.config import LoyaltySettings
 from loyalty.rewards import seed_rewards
 from storage.loyalty_models import EntryKind, LoyaltyAccount, Voucher, VoucherStatus
-from storage.models import Customer, Payment, Policy, Product
+from storage.models import Customer, Message, Payment, Policy, Product
 from tests import factories as f
 from tests.test_telegram_support import Rig, button_data
 
@@ -76,12 +76,42 @@ async def test_redeeming_a_reward_after_confirmation_gives_a_voucher_once(tg: Ri
     assert tg.last_text(user.id) == tg.t("en")("tg_reward_confirm", name="Car wash", cost=300,
                                                balance=700)
     await tg.press(user, "rwd:redeem:car_wash:0", message_id=77)
-    await tg.press(user, "rwd:redeem:car_wash:0", message_id=77)  # a double tap
+    second = await tg.press(user, "rwd:redeem:car_wash:0", message_id=77)  # a double tap
     [voucher] = await Voucher.all()
     assert voucher.customer_id == owner.id and voucher.status == VoucherStatus.ISSUED
     assert tg.last_text(user.id).startswith(
         f"Done! Car wash\nVoucher code: {display(voucher.code)}\nValid until: 2027-02-19\n")
     assert await ledger.get_balance(owner.id) == 700
+    # One confirmation, here in the chat: none from the outbox, none for the second tap.
+    assert [t for t in tg.texts_to(user.id) if display(voucher.code) in t] == [
+        tg.last_text(user.id)]
+    assert await Message.filter(kind="voucher_issued").count() == 0
+    assert second.callback_query is not None
+    [note] = [r.params for r in tg.fake.requests_for("answerCallbackQuery")
+              if r.params["callback_query_id"] == second.callback_query.id]
+    assert note["text"] == tg.t("en")("tg_reward_already_redeemed")
+
+
+async def test_the_rewards_screen_says_what_can_be_redeemed_and_for_how_much(tg: Rig) -> None:
+    await seed_rewards(LoyaltySettings())
+    owner, user = await tg.linked()
+    await _credit(tg, owner, 1000, "seed")
+    await tg.send(user, "/rewards")
+    screen = tg.last(user.id)
+    lines = screen["text"].splitlines()
+    t = tg.t("zh-CN")
+    assert lines[0] == t("tg_rewards_header", balance=1000)
+    assert "· 精致洗车：300积分" in lines  # redeemable: in the text, not only on a button
+    assert lines[-1] == t("tg_rewards_tap")
+    redeemable = [line for line in lines[1:lines.index(t("tg_rewards_unavailable_header"))]]
+    assert len(redeemable) == len(button_data(screen)) >= 1
+
+
+async def test_the_next_tier_reads_naturally_in_chinese(tg: Rig) -> None:
+    owner, user = await tg.linked()
+    await _credit(tg, owner, 10, "seed")
+    await tg.send(user, "/points")
+    assert "近12个月累计保费再增加¥3,000.00，即可升级为银卡。" in tg.last_text(user.id).splitlines()
 
 
 async def test_not_enough_points_gets_kind_words_and_changes_nothing(tg: Rig) -> None:

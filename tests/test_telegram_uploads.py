@@ -53,7 +53,7 @@ async def _into_flow(tg: Rig, user: User, claim: Claim, kind: str = "photos") ->
     await tg.press(user, f"upl:claim:{claim.id}:")
     kinds = button_data(tg.last(user.id))
     assert kinds == [f"upl:kind:{claim.id}:driving_licence", f"upl:kind:{claim.id}:photos",
-                     f"upl:kind:{claim.id}:other"]
+                     f"upl:kind:{claim.id}:other", "upl:claims:0:"]
     await tg.press(user, f"upl:kind:{claim.id}:{kind}")
 
 

@@ -5,6 +5,7 @@ after handling it."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
@@ -160,3 +161,101 @@ async def test_polling_confirms_a_batch_only_after_handling_and_skips_redelivery
     texts = tg.texts_to(USER.id)
     assert len(texts) == 2 and texts[1] == tg.t("en")("tg_language_choose")
     assert await ProcessedUpdate.filter(update_id__in=[first, second]).count() == 2
+
+
+class Sleeps:
+    """The reply's flood-control wait, recorded instead of slept."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.seconds.append(seconds)
+
+
+@pytest.fixture
+async def waiting_client(db: str, fake_telegram: FakeTelegram,
+                         tmp_path: Path) -> AsyncIterator[tuple[TestClient, Sleeps]]:  # type: ignore[type-arg]
+    sleeps = Sleeps()
+    app = build_app(_settings(db, fake_telegram, tmp_path, "webhook"),
+                    Overrides(run_dispatcher=False, run_scheduler=False, manage_database=False,
+                              clock=Clock(), sleep=sleeps))
+    async with TestClient(TestServer(app)) as c:
+        yield c, sleeps
+
+
+async def test_a_reply_waits_out_a_short_flood_control_and_is_sent(
+    waiting_client: tuple[TestClient, Sleeps], fake_telegram: FakeTelegram,  # type: ignore[type-arg]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client, sleeps = waiting_client
+    fake_telegram.rate_limit_next(retry_after=3)
+    with caplog.at_level(logging.INFO):
+        resp = await client.post("/telegram/webhook", json=_update(20, "/help"),
+                                 headers={SECRET_HEADER: SECRET})
+    assert resp.status == 200
+    assert sleeps.seconds == [3]
+    calls = fake_telegram.requests_for("sendMessage")
+    assert [c.status for c in calls] == [429, 200]
+    assert calls[1].params["text"].startswith("The Anxing Insurance assistant can:")
+    assert await ProcessedUpdate.exists(update_id=20)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_long_flood_wait_leaves_the_update_for_redelivery_without_an_apology(
+    waiting_client: tuple[TestClient, Sleeps], fake_telegram: FakeTelegram,  # type: ignore[type-arg]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client, sleeps = waiting_client
+    fake_telegram.rate_limit_next(retry_after=30)
+    with caplog.at_level(logging.INFO):
+        resp = await client.post("/telegram/webhook", json=_update(21, "/help"),
+                                 headers={SECRET_HEADER: SECRET})
+    assert resp.status == 503 and resp.headers["Retry-After"] == "30"
+    assert sleeps.seconds == []
+    assert [c.status for c in fake_telegram.requests_for("sendMessage")] == [429]  # no apology
+    assert not await ProcessedUpdate.exists(update_id=21)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    # Telegram delivers it again once the wait is over: answered then.
+    resp = await client.post("/telegram/webhook", json=_update(21, "/help"),
+                             headers={SECRET_HEADER: SECRET})
+    assert resp.status == 200 and await ProcessedUpdate.exists(update_id=21)
+
+
+async def test_outbox_sends_never_wait_inside_the_send(
+    waiting_client: tuple[TestClient, Sleeps], fake_telegram: FakeTelegram,  # type: ignore[type-arg]
+) -> None:
+    """The dispatcher requeues on a 429 and pauses the channel itself."""
+    from bot.delivery.errors import RetryAfter
+    from bot.delivery.senders import AiogramTelegram
+    from bot.web.keys import BOT
+
+    client, sleeps = waiting_client
+    fake_telegram.rate_limit_next(retry_after=2)
+    with pytest.raises(RetryAfter):
+        await AiogramTelegram(client.app[BOT]).send_text(USER.id, "hello")
+    assert sleeps.seconds == []
+
+
+async def test_polling_waits_out_a_long_flood_wait_and_handles_the_batch_again(
+    tg: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    update_id = tg.fake.push_update(tg.message(USER, "/help"))
+    tg.fake.rate_limit_next(retry_after=30)
+    stop = asyncio.Event()
+    with caplog.at_level(logging.INFO):
+        polling = asyncio.create_task(poll(tg.feed, stop, allowed_updates=["message"],
+                                           poll_seconds=0))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not tg.fake.requests_for("sendMessage"):
+            assert loop.time() < deadline
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        stop.set()  # ends the 30 s wait early
+        await polling
+    assert [c.status for c in tg.fake.requests_for("sendMessage")] == [429]  # no apology
+    assert not await ProcessedUpdate.exists(update_id=update_id)
+    assert [u["update_id"] for u in tg.fake.pending_updates] == [update_id]  # unconfirmed
+    assert "flood control for 30 s" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -62,6 +62,7 @@ def test_sms_wording_is_used_for_sms_and_is_shorter() -> None:
         ('[x]\nparams = ["a"]\n"zh-CN" = "{a}"\nen = "{a}"\n[x.sms]\nen = "{b}"\n',
          "unknown placeholder ['b']"),
         ('[x\n', "custom.toml"),
+        ('[x]\nparams = ["n"]\n"zh-CN" = "{n}"\nen = "{n:# a|# b|# c}"\n', "must be 'one|other'"),
     ],
 )
 def test_template_mistakes_are_start_up_errors(tmp_path: Path, body: str, message: str) -> None:
@@ -81,3 +82,25 @@ def test_rendering_without_a_declared_param_is_an_error() -> None:
         Texts.load().render("birthday", "zh-CN", {})
     with pytest.raises(TemplateError, match="no template"):
         Texts.load().render("nope", "zh-CN", {})
+
+
+@pytest.mark.parametrize(("count", "expected"), [(1, "1 file, it is"), (2, "2 files, they are"),
+                                                 (0, "0 files, they are"),
+                                                 ("1", "1 file, it is")])
+def test_a_count_picks_its_noun(tmp_path: Path, count: object, expected: str) -> None:
+    texts = load(tmp_path, '[x]\nparams = ["n"]\n"zh-CN" = "{n}个文件"\n'
+                           'en = "{n:# file|# files}, {n:it is|they are}"\n')
+    assert texts.render("x", "en", {"n": count}) == expected
+    assert texts.render("x", "zh-CN", {"n": count}) == f"{count}个文件"
+
+
+def test_no_english_wording_hedges_a_plural() -> None:
+    """"1 day(s)" reads like a form: every count says its noun right."""
+    texts = Texts.load()
+    hedged = [key for key in texts.keys()
+              for wording in [*texts.template(key).text.values(), *texts.template(key).sms.values()]
+              if "(s)" in wording or "(es)" in wording]
+    assert hedged == []
+    params = {"points": 1, "streak": 1}
+    assert texts.render("tg_checkin_done", "en", params) == (
+        "Checked in: +1 point! That is 1 day in a row.")

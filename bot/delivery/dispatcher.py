@@ -44,6 +44,7 @@ from bot.delivery.policy import CAPPED_CATEGORIES, CONTENT, OPTED_OUT, Hold, Rec
 from bot.delivery.policy import decide as decide_policy
 from bot.delivery.segments import count_segments
 from bot.delivery.senders import SendResult, SmsGateway, TelegramGateway
+from bot.delivery.sms_signing import signed_sms
 from bot.texts import Texts
 from storage.models import Category, Channel, Message, MessageStatus
 from storage.sql import Statements
@@ -248,12 +249,8 @@ class Dispatcher:
         language = recipient.language
         if channel is Channel.SMS:
             body = self._texts.render(msg.template_key, language, msg.params, sms=True)
-            sms = self._settings.sms
-            parts = [sms.signature, body]
-            if msg.category == Category.MARKETING:
-                hint = sms.opt_out_hint_zh if language == "zh-CN" else sms.opt_out_hint_en
-                parts.append(hint)
-            text = "".join(parts) if language == "zh-CN" else " ".join(parts)
+            text = signed_sms(self._settings.sms, body, language=language, to=recipient.phone,
+                              opt_out_hint=msg.category == Category.MARKETING)
             check_sms(recipient.phone, text, category=str(msg.category))
             return text
         text = self._texts.render(msg.template_key, language, msg.params)

@@ -82,6 +82,7 @@ from storage.models import (
     PolicyStatus,
 )
 from storage.phones import InvalidPhone, mask_phone, normalise_phone
+from storage.suppressions import remember_number_choice
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ class InboundMessage:
 @dataclass(frozen=True, slots=True)
 class Sender:
     id: int
+    phone: str
     language: str
     timezone: str
 
@@ -135,8 +137,7 @@ class SmsConversations:
                  clock: Callable[[], datetime], deletes: MediaDeletes | None = None) -> None:
         """``deletes``: how media are removed from Twilio once stored; None keeps them there."""
         self._settings = settings
-        self._replies = Replies(texts, signature=settings.sms.signature,
-                                hotline=settings.sms.hotline)
+        self._replies = Replies(texts, settings.sms)
         self._media = media
         self._deletes = deletes
         self._clock = clock
@@ -172,13 +173,17 @@ class SmsConversations:
         }
         delete_urls = self._to_delete(message)
         sender = await self._sender(phone)
+        parsed = parse(message.body, message.opt_out_type)
         if sender is None:
             log.info("inbound SMS %s from unknown number %s", message.message_sid,
                      mask_phone(phone))
+            if parsed.command in (Command.STOP, Command.START):
+                # Kept for the number: it holds once a customer has it.
+                return await self._opt(row, phone, Replies.language_for(phone), parsed,
+                                       delete_urls)
             return await self._query(row, "unknown", self._replies.unknown_sender(phone),
                                      delete_urls)
         row["customer_id"] = sender.id
-        parsed = parse(message.body, message.opt_out_type)
         # An MMS text is a caption (it may name the claim); but an opt-out Twilio has already
         # applied must reach our consent records whatever came with it.
         if message.media and not parsed.from_twilio:
@@ -208,7 +213,7 @@ class SmsConversations:
         if not found:
             return None
         cid, language, timezone = found[0]
-        return Sender(cid, str(language), timezone)
+        return Sender(cid, phone, str(language), timezone)
 
     # -- the two idempotent shapes -------------------------------------------------------
 
@@ -269,26 +274,10 @@ class SmsConversations:
     async def _command(self, row: dict[str, Any], sender: Sender, parsed: Parsed,
                        now: datetime, delete_urls: Sequence[str] = ()) -> str:
         lang = sender.language
-        replies = self._replies
-        categories = list(self._settings.sms.opt_out_categories)
+        replies = self._replies.to_number(sender.phone)
         command = parsed.command
-        if command is Command.STOP:
-            source = TWILIO_OPT_OUT_SOURCE if parsed.from_twilio else KEYWORD_SOURCE
-
-            async def stop() -> str:
-                await record_sms_opt_out(sender.id, categories, source=source, now=now)
-                # Twilio's Advanced Opt-Out has answered already, and blocks our replies.
-                return "" if parsed.from_twilio else replies.opted_out(lang, categories)
-
-            return await self._effect(row, command.value, stop, delete_urls)
-        if command is Command.START:
-            source = TWILIO_OPT_OUT_SOURCE if parsed.from_twilio else KEYWORD_SOURCE
-
-            async def start() -> str:
-                await record_sms_opt_in(sender.id, categories, source=source, now=now)
-                return "" if parsed.from_twilio else replies.opted_in(lang, categories)
-
-            return await self._effect(row, command.value, start, delete_urls)
+        if command in (Command.STOP, Command.START):
+            return await self._opt(row, sender.phone, lang, parsed, delete_urls)
         if command is Command.CHECKIN:
 
             async def checkin() -> str:
@@ -311,6 +300,32 @@ class SmsConversations:
             reply = replies.menu(lang)
         return await self._query(row, command.value, reply, delete_urls)
 
+    async def _opt(self, row: dict[str, Any], phone: str, language: str, parsed: Parsed,
+                   delete_urls: Sequence[str]) -> str:
+        """STOP or START, said by whoever holds ``phone``: remembered for the number (with the
+        MessageSid), and the consent of every customer on it now — or later, once the number
+        becomes a customer's."""
+        categories = list(self._settings.sms.opt_out_categories)
+        stop = parsed.command is Command.STOP
+        source = TWILIO_OPT_OUT_SOURCE if parsed.from_twilio else KEYWORD_SOURCE
+        now: datetime = row["created_at"]
+        replies = self._replies.to_number(phone)
+
+        async def act() -> str:
+            await remember_number_choice(phone, categories, suppressed=stop,
+                                         channel=Channel.SMS.value, source=source,
+                                         reference=row["message_sid"], now=now)
+            record = record_sms_opt_out if stop else record_sms_opt_in
+            for customer in await Customer.filter(phone=phone).only("id"):
+                await record(customer.id, categories, source=source, now=now)
+            if parsed.from_twilio:  # Twilio's Advanced Opt-Out answered, and blocks ours
+                return ""
+            if stop:
+                return replies.opted_out(language, categories)
+            return replies.opted_in(language, categories)
+
+        return await self._effect(row, parsed.command.value, act, delete_urls)
+
     async def _active_policies(self, sender: Sender, now: datetime) -> list[tuple[str, date]]:
         today = now.astimezone(ZoneInfo(sender.timezone)).date()
         rows = await Policy.filter(
@@ -323,34 +338,36 @@ class SmsConversations:
         overview = await points_overview(sender.id, now=now, today=today, expiring_days=0,
                                          entries=0, settings=self._settings.loyalty)
         tier = {"zh-CN": overview.status.tier.name_zh, "en": overview.status.tier.name_en}
-        return self._replies.points(sender.language, overview.balance, tier)
+        return self._replies.to_number(sender.phone).points(sender.language, overview.balance,
+                                                             tier)
 
     async def _claim(self, row: dict[str, Any], sender: Sender, number: str,
                      delete_urls: Sequence[str] = ()) -> str:
         lang = sender.language
+        replies = self._replies.to_number(sender.phone)
         if not number:
             latest = await Claim.filter(customer_id=sender.id).order_by(
                 "-reported_at", "-id").limit(1).values_list("number", "status")
-            reply = (self._replies.claim(lang, str(latest[0][0]), str(latest[0][1]))
-                     if latest else self._replies.no_claims(lang))
+            reply = (replies.claim(lang, str(latest[0][0]), str(latest[0][1]))
+                     if latest else replies.no_claims(lang))
             return await self._query(row, Command.CLAIM.value, reply, delete_urls)
         # Only the sender's own claim: someone else's number reads exactly as a wrong one.
         found = await Claim.filter(number=number, customer_id=sender.id).limit(1).values_list(
             "id", "status")
         if not found:
             return await self._query(row, Command.CLAIM.value,
-                                     self._replies.claim_not_found(lang, number), delete_urls)
+                                     replies.claim_not_found(lang, number), delete_urls)
         claim_id, status = found[0]
         # Documents we asked the claim number for are filed now — on an open claim only,
         # as Telegram uploads are.
         if status not in OPEN_CLAIM_STATUSES or not await self._unfiled(sender.id).exists():
             return await self._query(row, Command.CLAIM.value,
-                                     self._replies.claim(lang, number, str(status)),
+                                     replies.claim(lang, number, str(status)),
                                      delete_urls)
 
         async def file_documents() -> str:
             filed = await self._file_unattached(sender.id, claim_id)
-            return self._replies.claim(lang, number, str(status), attached=filed)
+            return replies.claim(lang, number, str(status), attached=filed)
 
         return await self._effect(row, Command.CLAIM.value, file_documents, delete_urls)
 
@@ -384,6 +401,7 @@ class SmsConversations:
             return str(stored[0])
         fetched = await asyncio.gather(*(self._fetch(ref) for ref in media[:MAX_MEDIA]))
         lang = sender.language
+        replies = self._replies.to_number(sender.phone)
 
         async def file() -> str:
             claim_id, claim_number = await self._target_claim(sender.id, parsed)
@@ -403,11 +421,10 @@ class SmsConversations:
                 if refused is not None:
                     log.info("MMS %s item %d refused: %s", sid, i, refused)
                     first_refusal = first_refusal or refused
-            reason = (self._replies.rejection(lang, first_refusal,
-                                              max_bytes=self._limits.max_bytes)
+            reason = (replies.rejection(lang, first_refusal, max_bytes=self._limits.max_bytes)
                       if first_refusal else None)
-            return self._replies.documents(lang, stored=count, claim=claim_number,
-                                           rejected_reason=reason)
+            return replies.documents(lang, stored=count, claim=claim_number,
+                                     rejected_reason=reason)
 
         return await self._effect(row, "media", file, delete_urls)
 

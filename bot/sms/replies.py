@@ -1,23 +1,27 @@
-"""The wording of SMS replies: templates from ``bot/texts/sms.toml``, the sender signature in
-front, and the policy list cut to fit two segments. Pure: callers bring the data.
+"""The wording of SMS replies: templates from ``bot/texts/sms.toml``, signed as every SMS we
+send is (``bot.delivery.sms_signing``), and the policy list cut to fit two segments. Pure:
+callers bring the data.
 
-Every reply carries ``sms.signature`` exactly as the dispatcher's outbound SMS do (mainland
-rules want the 【signature】 on every message); Chinese wordings are kept to one UCS-2
-segment with it, English ones short.
+A ``Replies`` is bound to the number it answers (``to_number``): that picks the signature of
+English replies — the registered Chinese one for mainland numbers, ``sms.signature_en``
+elsewhere, so English replies abroad stay GSM-7. Every keyword reply fits one segment with
+realistic values, in Chinese and in English abroad; tests/test_sms_replies.py checks each.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
+from bot.delivery.content import is_cn_number
 from bot.delivery.segments import count_segments
+from bot.delivery.sms_signing import signed_sms
+from bot.settings import SmsSettings
 from bot.texts import Texts
 
 MAX_POLICY_SEGMENTS = 2
-CN_PREFIX = "+86"
 
 
 def size_label(size: int) -> str:
@@ -31,14 +35,19 @@ def size_label(size: int) -> str:
 @dataclass(frozen=True, slots=True)
 class Replies:
     texts: Texts
-    signature: str
-    hotline: str
+    sms: SmsSettings
+    to: str = ""  # the number answered, E.164 ("" until bound: signed as abroad)
+
+    def to_number(self, phone: str) -> Replies:
+        return replace(self, to=phone)
+
+    @property
+    def hotline(self) -> str:
+        return self.sms.hotline
 
     def say(self, key: str, language: str, **params: Any) -> str:
         body = self.texts.render(key, language, params, sms=True)
-        if not self.signature:
-            return body
-        return f"{self.signature}{body}" if language == "zh-CN" else f"{self.signature} {body}"
+        return signed_sms(self.sms, body, language=language, to=self.to)
 
     def word(self, key: str, language: str) -> str:
         """A fragment (status name, category, separator) to be placed into a sentence."""
@@ -46,10 +55,15 @@ class Replies:
 
     # -- who and what ------------------------------------------------------------------
 
+    @staticmethod
+    def language_for(phone: str) -> str:
+        """The language to answer a number with no customer (no language on record) in:
+        mainland numbers read Chinese."""
+        return "zh-CN" if is_cn_number(phone) or not phone else "en"
+
     def unknown_sender(self, phone: str) -> str:
-        # No customer, so no language on record: mainland numbers read Chinese.
-        language = "zh-CN" if phone.startswith(CN_PREFIX) or not phone else "en"
-        return self.say("sms_unknown_sender", language, hotline=self.hotline)
+        return self.to_number(phone).say("sms_unknown_sender", self.language_for(phone),
+                                         hotline=self.hotline)
 
     def menu(self, language: str) -> str:
         return self.say("sms_menu", language, hotline=self.hotline)

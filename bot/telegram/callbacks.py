@@ -11,6 +11,7 @@ from aiogram.filters.callback_data import CallbackData
 class PolicyAction(StrEnum):
     SHOW = "show"
     RENEWAL = "renew"
+    LIST = "list"  # back to the list (id 0)
 
 
 class PolicyCb(CallbackData, prefix="pol"):
@@ -21,6 +22,7 @@ class PolicyCb(CallbackData, prefix="pol"):
 class ClaimAction(StrEnum):
     SHOW = "show"
     UPLOAD = "up"
+    LIST = "list"  # back to the list (id 0)
 
 
 class ClaimCb(CallbackData, prefix="clm"):
@@ -33,6 +35,7 @@ class UploadAction(StrEnum):
     KIND = "kind"
     KINDS = "kinds"
     DONE = "done"
+    CLAIMS = "claims"  # back to choosing the claim
 
 
 class UploadCb(CallbackData, prefix="upl"):

@@ -91,19 +91,31 @@ async def own_claims_by_number(customer: Policyholder, numbers: list[str]) -> li
     return await lookups.claims_by_number(customer.id, numbers)
 
 
-async def list_claims(message: Message, customer: Policyholder, t: Translator,
+async def send_claims(bot: Bot, chat_id: int, customer: Policyholder, t: Translator,
                       settings: Settings) -> None:
+    """The customer's latest claims, a button each."""
     claims = await Claim.filter(customer_id=customer.id).order_by("-reported_at", "-id").limit(
         SHOWN)
     if not claims:
-        await message.answer(t("tg_claims_empty", hotline=settings.company.hotline))
+        await bot.send_message(chat_id, t("tg_claims_empty", hotline=settings.company.hotline))
         return
     lines = [t("tg_claims_header")]
     lines += [t("tg_claim_line", number=c.number, status=status_text(t, c.status),
                 reported=t.moment(c.reported_at, customer.timezone)) for c in claims]
     buttons = [(c.id, t("tg_claim_button", number=c.number, status=status_text(t, c.status)))
                for c in claims]
-    await message.answer("\n".join(lines), reply_markup=keyboards.claims(buttons))
+    await bot.send_message(chat_id, "\n".join(lines), reply_markup=keyboards.claims(buttons))
+
+
+async def list_claims(message: Message, bot: Bot, customer: Policyholder, t: Translator,
+                      settings: Settings) -> None:
+    await send_claims(bot, message.chat.id, customer, t, settings)
+
+
+async def back_to_claims(query: CallbackQuery, bot: Bot, customer: Policyholder, t: Translator,
+                         settings: Settings) -> None:
+    await query.answer()
+    await send_claims(bot, query.from_user.id, customer, t, settings)
 
 
 async def claim_command(message: Message, command: CommandObject, bot: Bot,
@@ -148,6 +160,8 @@ def get_router() -> Router:
     router.message.register(claim_command, Command("claim"), flags=LINKED)
     router.callback_query.register(show_claim, ClaimCb.filter(F.action == ClaimAction.SHOW),
                                    flags=LINKED)
+    router.callback_query.register(back_to_claims,
+                                   ClaimCb.filter(F.action == ClaimAction.LIST), flags=LINKED)
     # Early in the chain (not in the fallback) so the most common free text is cheap to route.
     router.message.register(claim_in_text, Magic(F.text), Magic(~F.text.startswith("/")),
                             Magic(F.text.regexp(r"\d", mode="search")), flags=LINKED)

@@ -2,7 +2,9 @@
 else an apology with the hotline; both are logged. Handlers never catch broadly themselves.
 
 If the apology itself cannot be sent, that error propagates: the update is then not marked
-processed and (in webhook mode) answered 500, so Telegram delivers it again later.
+processed and (in webhook mode) answered 500, so Telegram delivers it again later. A flood
+wait too long to wait out in the reply (``bot.telegram.flood``) propagates the same way,
+without an apology and without a traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from aiogram import Bot, Router
+from aiogram.exceptions import TelegramRetryAfter
 from aiogram.filters import ExceptionTypeFilter
 from aiogram.types import ErrorEvent
 
@@ -72,6 +75,16 @@ async def loyalty_refused(event: ErrorEvent, bot: Bot, texts: Texts, settings: S
     await _answer(event, bot, text)
 
 
+async def flood_controlled(event: ErrorEvent) -> None:
+    """A reply met a flood wait longer than ``bot.telegram.flood`` waits for: an apology
+    would meet it too. The update stays unprocessed, and Telegram delivers it again."""
+    error = event.exception
+    assert isinstance(error, TelegramRetryAfter)
+    log.warning("update %d: Telegram flood control for %d s; left for redelivery",
+                event.update.update_id, error.retry_after)
+    raise error
+
+
 async def unexpected(event: ErrorEvent, bot: Bot, texts: Texts, settings: Settings,
                      t: Translator | None = None) -> None:
     log.error("update %d failed: %s", event.update.update_id, type(event.exception).__name__,
@@ -83,5 +96,6 @@ async def unexpected(event: ErrorEvent, bot: Bot, texts: Texts, settings: Settin
 def get_router() -> Router:
     router = Router(name=__name__)
     router.errors.register(loyalty_refused, ExceptionTypeFilter(LoyaltyError))
+    router.errors.register(flood_controlled, ExceptionTypeFilter(TelegramRetryAfter))
     router.errors.register(unexpected)
     return router

@@ -68,12 +68,17 @@ def policies(items: Iterable[tuple[int, str]]) -> InlineKeyboardMarkup:
     )
 
 
+def _back(t: Translator, data: str) -> InlineKeyboardButton:
+    return InlineKeyboardButton(text=t("tg_button_back"), callback_data=data)
+
+
 def policy_detail(t: Translator, policy_id: int, *, renewable: bool) -> InlineKeyboardMarkup:
     rows = []
     if renewable:
         rows.append(InlineKeyboardButton(
             text=t("tg_renewal_button"),
             callback_data=PolicyCb(action=PolicyAction.RENEWAL, id=policy_id).pack()))
+    rows.append(_back(t, PolicyCb(action=PolicyAction.LIST, id=0).pack()))
     return _one_per_row(rows)
 
 
@@ -91,6 +96,7 @@ def claim_detail(t: Translator, claim_id: int, *, open_: bool) -> InlineKeyboard
         rows.append(InlineKeyboardButton(
             text=t("tg_claim_upload_button"),
             callback_data=ClaimCb(action=ClaimAction.UPLOAD, id=claim_id).pack()))
+    rows.append(_back(t, ClaimCb(action=ClaimAction.LIST, id=0).pack()))
     return _one_per_row(rows)
 
 
@@ -102,13 +108,15 @@ def upload_claims(items: Iterable[tuple[int, str]]) -> InlineKeyboardMarkup:
     )
 
 
-def upload_kinds(claim_id: int, items: Iterable[tuple[str, str]]) -> InlineKeyboardMarkup:
-    """``items``: (document kind, button text)."""
+def upload_kinds(t: Translator, claim_id: int,
+                 items: Iterable[tuple[str, str]]) -> InlineKeyboardMarkup:
+    """``items``: (document kind, button text), two a row; then back to choosing the claim."""
     builder = InlineKeyboardBuilder()
     for kind, text in items:
         builder.button(text=text, callback_data=UploadCb(action=UploadAction.KIND,
                                                          claim=claim_id, kind=kind))
     builder.adjust(2)
+    builder.row(_back(t, UploadCb(action=UploadAction.CLAIMS).pack()))
     return builder.as_markup()
 
 

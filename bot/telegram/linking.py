@@ -34,6 +34,14 @@ class LinkFlow(StatesGroup):
     code = State()
 
 
+def contact_phone(raw: str) -> str:
+    """A shared contact's number as international: Telegram always gives the country code,
+    though not always the "+" (``85291234567``). Read in the company's default region, that
+    Hong Kong number would be no valid mainland one."""
+    text = raw.strip()
+    return text if text.startswith("+") else f"+{text}"
+
+
 def _sender(message: Message) -> Sender:
     user = message.from_user
     assert user is not None  # private-chat messages always have a sender
@@ -77,7 +85,7 @@ async def contact(message: Message, state: FSMContext, t: Translator, texts: Tex
     shared = message.contact
     assert shared is not None  # the F.contact filter
     result = await accounts.link_by_contact(
-        _sender(message), contact_user_id=shared.user_id, phone=shared.phone_number,
+        _sender(message), contact_user_id=shared.user_id, phone=contact_phone(shared.phone_number),
         default_region=settings.company.default_phone_region, now=clock(),
         attempts_per_hour=settings.telegram.link_attempts_per_hour,
         require_code=settings.telegram.relink_sms_code and settings.twilio.enabled)

@@ -35,7 +35,8 @@ def _today(customer: Policyholder, now: datetime) -> date:
 
 def policy_line(t: Translator, policy: PolicyCard, today: date) -> str:
     params = {"plate": policy.plate, "product": t(f"tg_product_{policy.product}"),
-              "status": t(f"tg_policy_status_{policy.status}"), "expiry": t.day(policy.end_date)}
+              "number": policy.number, "status": t(f"tg_policy_status_{policy.status}"),
+              "expiry": t.day(policy.end_date)}
     days = (policy.end_date - today).days
     if policy.status != PolicyStatus.ACTIVE or days < 0:
         return t("tg_policy_line_ended", **params)
@@ -43,20 +44,33 @@ def policy_line(t: Translator, policy: PolicyCard, today: date) -> str:
     return t(key, days=days, **params)
 
 
-async def list_policies(message: Message, customer: Policyholder, t: Translator,
-                        settings: Settings, clock: Callable[[], datetime]) -> None:
+async def send_policies(bot: Bot, chat_id: int, customer: Policyholder, t: Translator,
+                        settings: Settings, now: datetime) -> None:
+    """The customer's current policies, a line and a button each."""
     # Superseded terms (renewed) are history; the current ones come first.
     policies = await lookups.policies(customer.id, limit=SHOWN,
                                       exclude_status=PolicyStatus.RENEWED)
     if not policies:
-        await message.answer(t("tg_policies_empty", hotline=settings.company.hotline))
+        await bot.send_message(chat_id, t("tg_policies_empty", hotline=settings.company.hotline))
         return
     policies.sort(key=lambda p: (p.status != PolicyStatus.ACTIVE, p.end_date))
-    today = _today(customer, clock())
+    today = _today(customer, now)
     lines = [t("tg_policies_header"), *(policy_line(t, p, today) for p in policies)]
     buttons = [(p.id, t("tg_policy_button", plate=p.plate, product=t(f"tg_product_{p.product}")))
                for p in policies]
-    await message.answer("\n".join(lines), reply_markup=keyboards.policies(buttons))
+    await bot.send_message(chat_id, "\n".join(lines), reply_markup=keyboards.policies(buttons))
+
+
+async def list_policies(message: Message, bot: Bot, customer: Policyholder, t: Translator,
+                        settings: Settings, clock: Callable[[], datetime]) -> None:
+    await send_policies(bot, message.chat.id, customer, t, settings, clock())
+
+
+async def back_to_policies(query: CallbackQuery, bot: Bot, customer: Policyholder,
+                           t: Translator, settings: Settings,
+                           clock: Callable[[], datetime]) -> None:
+    await query.answer()
+    await send_policies(bot, query.from_user.id, customer, t, settings, clock())
 
 
 def _coverage(t: Translator, coverage: object) -> str:
@@ -127,4 +141,6 @@ def get_router() -> Router:
                                    flags=LINKED)
     router.callback_query.register(request_renewal,
                                    PolicyCb.filter(F.action == PolicyAction.RENEWAL), flags=LINKED)
+    router.callback_query.register(back_to_policies,
+                                   PolicyCb.filter(F.action == PolicyAction.LIST), flags=LINKED)
     return router

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from aiogram import Bot, F, Router
-from aiogram.filters import Command, or_f
+from aiogram.filters import Command, CommandObject, or_f
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from bot.settings import Settings
@@ -77,8 +77,33 @@ async def change(query: CallbackQuery, callback_data: SettingsCb, bot: Bot, cust
         await bot.send_message(query.from_user.id, text, reply_markup=markup)
 
 
-async def language_command(message: Message, t: Translator) -> None:
-    await message.answer(t("tg_language_choose"), reply_markup=keyboards.languages(t))
+# What people type after /language, lower-cased.
+LANGUAGE_WORDS: dict[str, str] = {
+    "zh": "zh-CN", "zh-cn": "zh-CN", "zh_cn": "zh-CN", "cn": "zh-CN", "chinese": "zh-CN",
+    "中文": "zh-CN", "简体中文": "zh-CN", "汉语": "zh-CN",
+    "en": "en", "english": "en", "英文": "en", "英语": "en",
+}
+
+
+async def _switch(bot: Bot, chat_id: int, account: Account, customer: Policyholder | None,
+                  texts: Texts, code: str) -> None:
+    """Switch the conversation (and a linked customer's messages) to ``code`` and say so in
+    it, with the menu in that language."""
+    await accounts.set_language(account, code)
+    t = Translator(texts, code)
+    menu = keyboards.main_menu(t) if customer is not None else keyboards.share_contact(t)
+    await bot.send_message(chat_id, t("tg_language_set"), reply_markup=menu)
+
+
+async def language_command(message: Message, command: CommandObject, bot: Bot,
+                           account: Account | None, customer: Policyholder | None,
+                           texts: Texts, t: Translator) -> None:
+    """``/language en`` switches at once; ``/language`` alone (or an unknown word) asks."""
+    code = LANGUAGE_WORDS.get((command.args or "").strip().lower())
+    if code is None or account is None:
+        await message.answer(t("tg_language_choose"), reply_markup=keyboards.languages(t))
+        return
+    await _switch(bot, message.chat.id, account, customer, texts, code)
 
 
 async def language_button(query: CallbackQuery, bot: Bot, t: Translator) -> None:
@@ -99,10 +124,7 @@ async def set_language(query: CallbackQuery, callback_data: LanguageCb, bot: Bot
     await query.answer()
     if account is None or callback_data.code not in LANGUAGES:
         return
-    await accounts.set_language(account, callback_data.code)
-    t = Translator(texts, callback_data.code)
-    menu = keyboards.main_menu(t) if customer is not None else keyboards.share_contact(t)
-    await bot.send_message(query.from_user.id, t("tg_language_set"), reply_markup=menu)
+    await _switch(bot, query.from_user.id, account, customer, texts, callback_data.code)
 
 
 def get_router() -> Router:

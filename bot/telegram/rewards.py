@@ -40,11 +40,22 @@ def reason(t: Translator, blocked: str) -> str:
     return t(_REASONS.get(blocked, "tg_reason_unavailable"))
 
 
+def _remaining(offer: Offer) -> int | str:
+    return offer.remaining if offer.remaining is not None else "∞"
+
+
 def _button(t: Translator, offer: Offer) -> str:
     if offer.entitlement:
-        return t("tg_reward_button_free", name=offer_name(t, offer),
-                 remaining=offer.remaining if offer.remaining is not None else "∞")
+        return t("tg_reward_button_free", name=offer_name(t, offer), remaining=_remaining(offer))
     return t("tg_reward_button", name=offer_name(t, offer), cost=offer.points_cost)
+
+
+def _line(t: Translator, offer: Offer) -> str:
+    """What a redeemable offer costs, in the screen's text (the buttons only act on it)."""
+    if offer.entitlement:
+        return t("tg_reward_available_line_free", name=offer_name(t, offer),
+                 remaining=_remaining(offer))
+    return t("tg_reward_available_line", name=offer_name(t, offer), cost=offer.points_cost)
 
 
 async def list_rewards(message: Message, customer: Policyholder, t: Translator,
@@ -54,12 +65,13 @@ async def list_rewards(message: Message, customer: Policyholder, t: Translator,
     available = [o for o in offers if o.blocked is None]
     blocked = [o for o in offers if o.blocked is not None]
     lines = [t("tg_rewards_header", balance=balance)]
-    if not available:
-        lines.append(t("tg_rewards_none_available"))
+    lines += [_line(t, o) for o in available] or [t("tg_rewards_none_available")]
     if blocked:
         lines.append(t("tg_rewards_unavailable_header"))
         lines += [t("tg_reward_unavailable_line", name=offer_name(t, o),
                     reason=reason(t, o.blocked or "")) for o in blocked]
+    if available:
+        lines.append(t("tg_rewards_tap"))
     await message.answer("\n".join(lines), reply_markup=keyboards.rewards(
         (o.reward_code, o.entitlement, _button(t, o)) for o in available))
 
@@ -90,15 +102,20 @@ async def ask(query: CallbackQuery, callback_data: RewardCb, bot: Bot, customer:
 
 async def confirm(query: CallbackQuery, callback_data: RewardCb, bot: Bot, customer: Policyholder,
                   t: Translator, settings: Settings, clock: Callable[[], datetime]) -> None:
-    await query.answer()
+    """The redemption, confirmed here, in the chat, once: no outbox notice follows it, and a
+    second tap on the same prompt only gets a short note pointing to /vouchers."""
     # The confirmation message is the request: tapping it twice redeems once.
     prompt = query.message.message_id if isinstance(query.message, Message) else query.id
-    if isinstance(query.message, Message):
-        await query.message.edit_reply_markup(reply_markup=None)
     redemption = await redeem(customer.id, callback_data.code,
                               request_key=f"telegram:{query.from_user.id}:{prompt}",
                               now=clock(), settings=settings.loyalty,
-                              entitlement=callback_data.free)
+                              entitlement=callback_data.free, notify=False)
+    if redemption.replayed:
+        await query.answer(t("tg_reward_already_redeemed"))
+        return
+    await query.answer()
+    if isinstance(query.message, Message):
+        await query.message.edit_reply_markup(reply_markup=None)
     voucher = redemption.voucher
     reward = await get_reward(callback_data.code)
     await bot.send_message(query.from_user.id, t(

@@ -23,6 +23,7 @@ from bot.telegram import get_routers
 from bot.telegram.commands import register_commands
 from bot.telegram.context import ConversationContext, LinkedOnly
 from bot.telegram.filters import Magic
+from bot.telegram.flood import ShortFloodWaits, Sleep
 from bot.telegram.updates import UpdateFeed, poll, prune_processed
 from bot.texts import Texts
 
@@ -156,9 +157,10 @@ async def _prune_periodically(stop: asyncio.Event, clock: Callable[[], datetime]
 
 
 async def start(bot: Bot, settings: Settings, texts: Texts, *,
-                clock: Callable[[], datetime]) -> TelegramRuntime:
+                clock: Callable[[], datetime], sleep: Sleep = asyncio.sleep) -> TelegramRuntime:
     """getMe (the username for /invite links), the command menus, then the webhook
-    registration or the polling task."""
+    registration or the polling task. Replies wait out short flood waits (``sleep``)."""
+    bot.session.middleware(ShortFloodWaits(sleep=sleep))
     storage, isolation = fsm_storage(settings)
     me = await bot.get_me()
     dp = build_dispatcher(settings, texts, clock=clock, storage=storage, isolation=isolation,

@@ -12,7 +12,7 @@ from contextlib import suppress
 from datetime import datetime, timedelta
 
 from aiogram import Bot, Dispatcher
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
+from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramRetryAfter
 from aiogram.methods import (
     GetUpdates,
 )
@@ -23,6 +23,8 @@ from pydantic import ValidationError
 from bot.delivery.senders import pin_aiogram_responses
 from bot.telegram import sql
 from bot.telegram.accounts import Conversation, seen_and_conversation
+from bot.telegram.flood import replying
+from bot.web.bodies import UnreadableBody, read_json
 from storage.models import ProcessedUpdate
 
 log = logging.getLogger(__name__)
@@ -121,7 +123,8 @@ class UpdateFeed:
             if seen:
                 log.info("update %d was already processed: skipped", update_id)
                 return False
-            await self.dispatcher.feed_update(self.bot, update, conversation=known)
+            with replying():
+                await self.dispatcher.feed_update(self.bot, update, conversation=known)
             await self._marks.mark(update_id, self.clock())
             return True
         finally:
@@ -192,6 +195,12 @@ async def poll(feed: UpdateFeed, stop: asyncio.Event, *, allowed_updates: list[s
             continue
         try:
             await feed.feed_batch(updates)
+        except TelegramRetryAfter as exc:  # a reply met a long flood wait: wait, then again
+            log.warning("updates %d..%d: Telegram flood control for %d s; handling them "
+                        "again after it", updates[0].update_id, updates[-1].update_id,
+                        exc.retry_after)
+            await _wait(stop, exc.retry_after)
+            continue
         except Exception:  # the batch stays unconfirmed and is retried
             log.exception("updates %d..%d not all handled; retrying in %.0f s",
                           updates[0].update_id, updates[-1].update_id, backoff)
@@ -212,16 +221,23 @@ def webhook_handler(secret: str, feed: Callable[[], UpdateFeed]) -> WebHandler:
     expected = secret.encode()
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        given = request.headers.get(SECRET_HEADER, "").encode()
+        # aiohttp hands over header bytes that are not UTF-8 as lone surrogates
+        given = request.headers.get(SECRET_HEADER, "").encode("utf-8", "surrogateescape")
         if not expected or not hmac.compare_digest(given, expected):
             log.warning("telegram webhook: missing or wrong secret token")
             return web.Response(status=401, text="Unauthorized")
         current = feed()
         try:
-            update = Update.model_validate(await request.json(), context={"bot": current.bot})
-        except (ValueError, ValidationError):
+            update = Update.model_validate(await read_json(request),
+                                           context={"bot": current.bot})
+        except (UnreadableBody, ValidationError):
             return web.Response(status=400, text="not a Telegram update")
-        await current.feed(update)
+        try:
+            await current.feed(update)
+        except TelegramRetryAfter as exc:  # a reply met a long flood wait: Telegram retries
+            log.warning("update %d: Telegram flood control for %d s; left for redelivery",
+                        update.update_id, exc.retry_after)
+            return web.Response(status=503, headers={"Retry-After": str(exc.retry_after)})
         return web.json_response({})
 
     return handle

@@ -114,7 +114,7 @@ async def _kinds_menu(bot: Bot, chat_id: int, t: Translator, state: FSMContext,
     kinds = needed + [k for k in wanted if k not in needed] + [OTHER]
     await bot.send_message(chat_id, t("tg_upload_choose_kind", claim=claim.number),
                            reply_markup=keyboards.upload_kinds(
-                               claim.id, [(k, document_name(t, k)) for k in kinds]))
+                               t, claim.id, [(k, document_name(t, k)) for k in kinds]))
 
 
 async def _claims_menu(bot: Bot, chat_id: int, t: Translator, state: FSMContext,
@@ -199,6 +199,14 @@ async def kinds_again(query: CallbackQuery, callback_data: UploadCb, bot: Bot,
     claim = await _chosen_claim(query, bot, customer, t, callback_data.claim)
     if claim is not None:
         await _kinds_menu(bot, query.from_user.id, t, state, claim)
+
+
+async def back_to_claims(query: CallbackQuery, bot: Bot, state: FSMContext,
+                         customer: Policyholder, t: Translator, settings: Settings) -> None:
+    """From the document-type menu back to choosing the claim (files kept meanwhile stay)."""
+    await query.answer()
+    await _claims_menu(bot, query.from_user.id, t, state, customer, settings,
+                       "tg_upload_choose_claim")
 
 
 async def done(query: CallbackQuery, bot: Bot, state: FSMContext, t: Translator) -> None:
@@ -317,4 +325,6 @@ def get_router() -> Router:
                                    flags=LINKED)
     router.callback_query.register(done, UploadCb.filter(F.action == UploadAction.DONE),
                                    flags=LINKED)
+    router.callback_query.register(back_to_claims,
+                                   UploadCb.filter(F.action == UploadAction.CLAIMS), flags=LINKED)
     return router

@@ -5,6 +5,10 @@ those (a missing or unknown placeholder is a start-up error, not a surprise at 0
 day of a campaign). An optional ``[key.sms]`` sub-table holds shorter SMS wordings.
 
 A param value may itself be localised: ``{"zh-CN": "春节", "en": "Spring Festival"}``.
+
+A count chooses its noun with a plural spec, ``{count:# file|# files}``: the part before
+``|`` when the value is 1, the other part otherwise, ``#`` standing for the value ("1 file",
+"3 files"). Chinese needs none; English wordings use it wherever a count can be 1.
 """
 
 from __future__ import annotations
@@ -25,12 +29,27 @@ class TemplateError(Exception):
     """A template file is malformed, or a render was asked for something that cannot exist."""
 
 
+class _PluralFormatter(string.Formatter):
+    """``str.format`` plus the ``{n:# item|# items}`` spec (used only by templates that have
+    one: ``Formatter`` parses in Python, ``str.format`` in C)."""
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if "|" not in format_spec:
+            return str(super().format_field(value, format_spec))
+        one, _, other = format_spec.partition("|")
+        return (one if str(value) == "1" else other).replace("#", str(value))
+
+
+_PLURALS = _PluralFormatter()
+
+
 @dataclass(frozen=True, slots=True)
 class Template:
     key: str
     params: frozenset[str]
     text: Mapping[str, str]
     sms: Mapping[str, str]
+    plural: bool = False  # some wording has a {n:# item|# items} spec
 
     def wording(self, language: str, *, sms: bool) -> str:
         lang = language if language in LANGUAGES else FALLBACK_LANGUAGE
@@ -45,13 +64,20 @@ def _placeholders(source: str, where: str) -> set[str]:
         parsed = list(string.Formatter().parse(source))
     except ValueError as exc:
         raise TemplateError(f"{where}: {exc}") from None
-    for _, field, _, _ in parsed:
+    for _, field, spec, _ in parsed:
         if field is None:
             continue
         if not field.isidentifier():
             raise TemplateError(f"{where}: placeholder {{{field}}} must be a plain name")
+        if spec and spec.count("|") > 1:
+            raise TemplateError(f"{where}: {{{field}:{spec}}} must be 'one|other'")
         names.add(field)
     return names
+
+
+def _has_plural(wordings: Mapping[str, str]) -> bool:
+    return any(spec and "|" in spec for wording in wordings.values()
+               for _, _, spec, _ in string.Formatter().parse(wording))
 
 
 def _check(key: str, params: frozenset[str], wordings: Mapping[str, str], where: str) -> None:
@@ -84,7 +110,9 @@ def _parse_table(key: str, table: Any, source: str) -> Template:
     declared = frozenset(params)
     _check(key, declared, text, source)  # type: ignore[arg-type]
     _check(key, declared, sms, f"{source} sms")
-    return Template(key=key, params=declared, text=text, sms=sms)  # type: ignore[arg-type]
+    plural = _has_plural(text) or _has_plural(sms)  # type: ignore[arg-type]
+    return Template(key=key, params=declared, text=text, sms=sms,  # type: ignore[arg-type]
+                    plural=plural)
 
 
 class Texts:
@@ -118,6 +146,9 @@ class Texts:
     def __contains__(self, key: object) -> bool:
         return key in self._templates
 
+    def keys(self) -> list[str]:
+        return sorted(self._templates)
+
     def template(self, key: str) -> Template:
         try:
             return self._templates[key]
@@ -132,7 +163,10 @@ class Texts:
             raise TemplateError(f"template {key!r} needs {sorted(missing)}")
         lang = language if language in LANGUAGES else FALLBACK_LANGUAGE
         values = {name: _localise(params[name], lang) for name in template.params}
-        return template.wording(lang, sms=sms).format(**values)
+        wording = template.wording(lang, sms=sms)
+        if template.plural:
+            return _PLURALS.vformat(wording, (), values)
+        return wording.format(**values)
 
 
 def _localise(value: Any, language: str) -> Any:

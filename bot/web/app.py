@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -32,6 +32,7 @@ from bot.telegram import runtime as telegram_runtime
 from bot.telegram.updates import webhook_handler
 from bot.texts import Texts
 from bot.web import operators, partner
+from bot.web.access_log import MaskedAccessLogger
 from bot.web.heap import freeze_startup_heap
 from bot.web.keys import (
     BOT,
@@ -62,6 +63,7 @@ class Overrides:
     telegram: TelegramGateway | None = None
     sms: SmsGateway | None = None
     clock: Callable[[], datetime] = system_clock
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # a reply's flood-control wait
     run_dispatcher: bool = True
     run_scheduler: bool = True
     manage_database: bool = True
@@ -139,7 +141,7 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
 
     async def telegram_updates(app: web.Application) -> AsyncIterator[None]:
         app[TELEGRAM] = await telegram_runtime.start(app[BOT], settings, app[TEXTS],
-                                                     clock=seams.clock)
+                                                     clock=seams.clock, sleep=seams.sleep)
         yield
         await app[TELEGRAM].stop()
 
@@ -216,7 +218,7 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Run the application until ``stop`` is set (SIGTERM/SIGINT in ``engage run``)."""
     app = build_app(settings)
-    runner = web.AppRunner(app, handle_signals=False)
+    runner = web.AppRunner(app, handle_signals=False, access_log_class=MaskedAccessLogger)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.web.host, settings.web.port)

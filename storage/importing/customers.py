@@ -17,6 +17,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from storage.models import Customer, Language, Region
 from storage.phones import mask_phone
 from storage.sql import Statements
+from storage.suppressions import apply_number_opt_outs
 
 from . import cells
 from .rows import Columns, Context, Outcome, Parsed, Problem, RowError, given_or
@@ -196,6 +197,8 @@ class CustomerImport:
                 ("created_at", "updated_at", *_FIELDS, "phone", "referral_code"),
                 [[stamp, stamp, *row, code] for row, code in zip(inserts, codes, strict=True)],
             )
+            # An SMS STOP from one of these numbers before they were customers holds now.
+            await apply_number_opt_outs([row[-1] for row in inserts], conn=conn)
         await statements.update(Customer, ("updated_at", *_UPDATED), updates)
         await statements.update(Customer, ("referred_by_id", "updated_at"), links,
                                 unless_set="referred_by_id")

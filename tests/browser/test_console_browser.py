@@ -197,7 +197,8 @@ async def test_campaign_from_creation_to_delivery(console: Console,
     texts = [m["text"] for m in fake_telegram.sent_messages() if m["chat_id"] != 990_001]
     assert "微信1，安行保险提醒您：冬季路滑，请减速慢行。" in texts
     assert sorted(r.to or "" for r in fake_twilio.sent_messages()) == [c.phone for c in sms_only]
-    assert all((r.body or "").startswith("【安行保险】 Lee, Anxing Insurance: roads are icy")
+    # English to numbers outside the mainland: the English signature (GSM-7).
+    assert all((r.body or "").startswith("[Anxing Insurance] Lee, Anxing Insurance: roads are icy")
                for r in fake_twilio.sent_messages())
     sent = await Message.filter(campaign_id=campaign_id, status=MessageStatus.SENT).count()
     assert sent == 5

@@ -144,7 +144,9 @@ async def _post_sms(args: argparse.Namespace) -> None:
         print(await response.text())
 
 
-_ids = itertools.count(int(time.time()))
+# Microseconds: two invocations within one second must not reuse an update id (the bot
+# skips an id it has handled, as it should for a redelivery).
+_ids = itertools.count(time.time_ns() // 1000)
 
 
 def _update(args: argparse.Namespace) -> dict[str, Any]:

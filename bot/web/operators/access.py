@@ -22,6 +22,7 @@ from loyalty.partners import hash_token
 from storage.models import Customer, Language
 from storage.operator_models import ConsoleSession, Operator, Role
 from storage.phones import InvalidPhone, normalise_phone
+from storage.suppressions import apply_number_opt_outs
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ async def create_operator(
                     name=name, phone=phone, language=language,
                     referral_code=f"OP{secrets.token_hex(5).upper()}",
                 )
+                await apply_number_opt_outs([phone])
             contact_id = contact.id
         try:
             operator = await Operator.create(name=name, role=role, token_hash=hash_token(token),
@@ -131,4 +133,9 @@ async def close_session(secret: str) -> None:
 
 
 def same_secret(given: str, expected: str) -> bool:
-    return bool(given) and bool(expected) and hmac.compare_digest(given, expected)
+    """Constant-time comparison of what a caller sent (any text, even lone surrogates from
+    header bytes that were not UTF-8) with a secret of ours."""
+    if not given or not expected:
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
+                               expected.encode("utf-8", "surrogateescape"))

@@ -15,6 +15,7 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.web.bodies import read_form
 from bot.web.keys import CAMPAIGN_RUNNER
 from bot.web.operators import (
     campaigns,
@@ -391,7 +392,7 @@ async def post_import(call: Call) -> web.StreamResponse:
 
 async def read_upload(request: web.Request) -> tuple[bytes | None, str]:
     if request.content_type == "multipart/form-data":
-        form = await request.post()
+        form = await read_form(request)
         upload = form.get("file")
         if isinstance(upload, web.FileField):
             return upload.file.read(), upload.filename

@@ -36,6 +36,7 @@ from tortoise.transactions import in_transaction
 
 from bot.delivery.content import ContentRefused, check_sms, check_telegram, is_cn_number
 from bot.delivery.segments import count_segments, sms_encoding
+from bot.delivery.sms_signing import signed_sms
 from bot.settings import Settings
 from bot.texts import Texts
 from bot.web.operators import audit
@@ -298,14 +299,11 @@ def params_for(campaign: Campaign, settings: Settings, name: str) -> dict[str, A
 
 
 def sms_text(texts: Texts, settings: Settings, *, language: str, params: dict[str, Any],
-             category: str) -> str:
-    """The SMS exactly as the dispatcher builds it: signature, body, opt-out hint."""
+             category: str, to: str) -> str:
+    """The SMS to ``to`` exactly as the dispatcher builds it: signature, body, opt-out hint."""
     body = texts.render(TEMPLATE_KEY, language, params, sms=True)
-    sms = settings.sms
-    parts = [sms.signature, body]
-    if category == Category.MARKETING:
-        parts.append(sms.opt_out_hint_zh if language == "zh-CN" else sms.opt_out_hint_en)
-    return "".join(parts) if language == "zh-CN" else " ".join(parts)
+    return signed_sms(settings.sms, body, language=language, to=to,
+                      opt_out_hint=category == Category.MARKETING)
 
 
 # -- preview -----------------------------------------------------------------------------------
@@ -370,9 +368,11 @@ async def preview(campaign: Campaign, settings: Settings, texts: Texts) -> dict[
     for language in ("zh-CN", "en"):
         longest = max((s for s in samples if s.language == language and s.channel == "sms"),
                       key=lambda s: s.segments, default=None)
+        # No sample in this language: as sent outside the mainland (marketing to +86
+        # numbers is never sent at all).
         text = longest.text if longest else sms_text(
             texts, settings, language=language, params=params_for(campaign, settings, "XX"),
-            category=campaign.category)
+            category=campaign.category, to="")
         segments_per_language[language] = count_segments(text)
         encodings[language] = sms_encoding(text)
     segments = sum(segments_per_language.get(lang, 1) * n for lang, n in sms_by_language.items())
@@ -432,7 +432,7 @@ async def _samples(campaign: Campaign, settings: Settings, texts: Texts, *, tele
         refused = ""
         if channel == "sms":
             text = sms_text(texts, settings, language=language, params=params,
-                            category=campaign.category)
+                            category=campaign.category, to=str(row["phone"]))
             try:
                 check_sms(str(row["phone"]), text, category=campaign.category)
             except ContentRefused as exc:

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from yarl import URL
 
 from bot.texts import LANGUAGES, Texts
+from bot.web.bodies import UnreadableBody, read_form
 from bot.web.keys import CAMPAIGN_RUNNER, SETTINGS, TEXTS
 from bot.web.operators import (
     campaigns,
@@ -171,6 +172,12 @@ def page(role: Role) -> Callable[[Page], Callable[[web.Request], Awaitable[web.S
 
     def decorate(handler: Page) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
+            try:
+                return await run(request)
+            except UnreadableBody:
+                return unreadable(request)
+
+        async def run(request: web.Request) -> web.StreamResponse:
             actor = await session_actor(request.cookies.get(SESSION_COOKIE, ""),
                                         now=now_of(request))
             if actor is None:
@@ -179,7 +186,7 @@ def page(role: Role) -> Callable[[Page], Callable[[web.Request], Awaitable[web.S
                                   code="unauthorized")
                 return redirect(f"{PREFIX}/login?next={quote(request.path_qs)}")
             if request.method == "POST":
-                form = await request.post()
+                form = await read_form(request)
                 if not same_secret(str(form.get("csrf_token", "")), actor.csrf_token):
                     return render(request, "error.html", actor, http_status=403, code="csrf")
             if not actor.may(role):
@@ -209,8 +216,16 @@ async def login_form(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def unreadable(request: web.Request) -> web.Response:
+    """A form that is not UTF-8 (no browser sends one): 400, and nothing was done."""
+    return render(request, "error.html", None, http_status=400, code="unreadable_body")
+
+
 async def login(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
+    try:
+        form = await read_form(request)
+    except UnreadableBody:
+        return unreadable(request)
     if not same_secret(str(form.get("csrf_token", "")), request.cookies.get(LOGIN_CSRF_COOKIE,
                                                                             "")):
         return render(request, "error.html", None, http_status=403, code="csrf")
@@ -302,7 +317,7 @@ def _campaign_data(form: Any, timezone: str) -> dict[str, Any]:
 
 @page(Role.ADMIN)
 async def campaign_create(request: web.Request, actor: Actor) -> web.StreamResponse:
-    form = await request.post()
+    form = await read_form(request)
     settings = request.app[SETTINGS]
     data = _campaign_data(form, settings.schedule.timezone)
     errors: dict[str, str] = {}
@@ -375,7 +390,7 @@ async def claim_page(request: web.Request, actor: Actor) -> web.StreamResponse:
 
 @page(Role.AGENT)
 async def document_review(request: web.Request, actor: Actor) -> web.StreamResponse:
-    form = await request.post()
+    form = await read_form(request)
     document_id = _int(request, "id")
     try:
         data = reviews.ReviewIn.model_validate({"decision": form.get("decision", ""),
@@ -412,7 +427,7 @@ async def customer_page(request: web.Request, actor: Actor) -> web.StreamRespons
 
 @page(Role.ADMIN)
 async def customer_points(request: web.Request, actor: Actor) -> web.StreamResponse:
-    form = await request.post()
+    form = await read_form(request)
     customer_id = _int(request, "id")
     try:
         data = catalogue.AdjustIn.model_validate({
@@ -440,7 +455,7 @@ def _optional_int(value: Any) -> int | None:
 
 @page(Role.ADMIN)
 async def reward_create(request: web.Request, actor: Actor) -> web.StreamResponse:
-    form = await request.post()
+    form = await read_form(request)
     try:
         data = catalogue.RewardIn.model_validate({
             "code": form.get("code", ""), "kind": form.get("kind", ""),
@@ -457,7 +472,7 @@ async def reward_create(request: web.Request, actor: Actor) -> web.StreamRespons
 
 @page(Role.ADMIN)
 async def reward_update(request: web.Request, actor: Actor) -> web.StreamResponse:
-    form = await request.post()
+    form = await read_form(request)
     code = request.match_info["code"]
     if form.get("action") == "retire":
         await catalogue.retire_reward(actor, code, now=now_of(request))
@@ -488,7 +503,7 @@ async def tasks_page(request: web.Request, actor: Actor) -> web.StreamResponse:
 
 @page(Role.AGENT)
 async def task_action(request: web.Request, actor: Actor) -> web.StreamResponse:
-    form = await request.post()
+    form = await read_form(request)
     task_id = _int(request, "id")
     if request.match_info["action"] == "assign":
         assignee = str(form.get("assignee", "")).strip() or actor.name
@@ -507,7 +522,7 @@ async def imports_page(request: web.Request, actor: Actor) -> web.StreamResponse
 
 @page(Role.ADMIN)
 async def import_upload(request: web.Request, actor: Actor) -> web.StreamResponse:
-    form = await request.post()
+    form = await read_form(request)
     data, filename = await read_upload(request)
     if data is None:
         return _back(f"{PREFIX}/imports", err="no_file")

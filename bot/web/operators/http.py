@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from bot.settings import Settings
 from bot.texts import Texts
+from bot.web.bodies import UnreadableBody, read_form, read_json
 from bot.web.keys import CLOCK, SETTINGS, TEXTS
 from bot.web.operators.access import Actor, authenticate_token, same_secret, session_actor
 from bot.web.operators.errors import Refusal
@@ -96,7 +97,7 @@ async def request_actor(request: web.Request) -> tuple[Actor | None, bool]:
     given = request.headers.get(CSRF_HEADER, "")
     if not given and request.content_type in ("application/x-www-form-urlencoded",
                                               "multipart/form-data"):
-        form = await request.post()
+        form = await read_form(request)
         given = str(form.get("csrf_token", ""))
     return actor, not same_secret(given, actor.csrf_token)
 
@@ -171,6 +172,12 @@ class Api:
 
 def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            return await checked(request)
+        except UnreadableBody as exc:
+            return error(400, "unreadable_body", exc.text or "")
+
+    async def checked(request: web.Request) -> web.StreamResponse:
         actor, csrf_failed = await request_actor(request)
         if actor is None:
             return error(401, "unauthorized", "missing or invalid operator token or session")
@@ -186,8 +193,8 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
                 return invalid(validation_details(exc, ("query",)))
         if endpoint.body is not None:
             try:
-                raw = await request.json(loads=json.loads)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+                raw = await read_json(request)
+            except UnreadableBody:
                 return invalid([{"path": "body", "message": "not valid JSON",
                                  "type": "json_invalid"}])
             try:
