@@ -406,20 +406,25 @@ async def test_csv_import_reports_line_numbered_errors(rig: Rig) -> None:
 # -- console session on the API: CSRF ---------------------------------------------------------
 
 
-async def _login(rig: Rig, role: Role) -> str:
-    resp = await rig.client.get("/console/login")
+async def console_login(client: Client, token: str) -> str:
+    """Sign ``client`` in to the console with an operator token; the session's CSRF token."""
+    resp = await client.get("/console/login")
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', await resp.text())
     assert csrf is not None
-    resp = await rig.client.post("/console/login", data={
-        "token": rig.tokens[role], "csrf_token": csrf.group(1), "next": "/console/"},
+    resp = await client.post("/console/login", data={
+        "token": token, "csrf_token": csrf.group(1), "next": "/console/"},
         allow_redirects=False)
     assert resp.status == 303
     cookie = resp.cookies["engage_session"]
     assert cookie["httponly"] and cookie["samesite"] == "Strict"
-    page = await (await rig.client.get("/console/")).text()
-    token = re.search(r'data-csrf="([^"]+)"', page)
-    assert token is not None
-    return token.group(1)
+    page = await (await client.get("/console/")).text()
+    session_csrf = re.search(r'data-csrf="([^"]+)"', page)
+    assert session_csrf is not None
+    return session_csrf.group(1)
+
+
+async def _login(rig: Rig, role: Role) -> str:
+    return await console_login(rig.client, rig.tokens[role])
 
 
 async def test_session_cookie_writes_need_the_csrf_token(rig: Rig) -> None:

@@ -172,7 +172,8 @@ def _transition(action: str, summary: str) -> None:
 
 _transition("start", "Start sending (or schedule for send_at)")
 _transition("pause", "Stop enqueuing and hold unsent messages")
-_transition("resume", "Carry on: held messages are released, nothing is sent twice")
+_transition("resume", "Carry on after a pause, or retry a failed campaign: held messages are "
+            "released, nothing is sent twice")
 _transition("cancel", "Cancel: unsent messages are skipped with reason cancelled")
 
 

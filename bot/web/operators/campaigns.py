@@ -5,9 +5,10 @@ so the dispatcher applies consent, quiet hours, the weekly cap and rate limits e
 any other message, and nothing can put a second message for one customer into the outbox.
 
 States: ``draft`` → ``scheduled`` (started, send time in the future) → ``sending`` → ``done``;
-``paused`` and ``cancelled`` from any live state. While a campaign is *sending*, the
-``CampaignRunner`` walks the customer id range in batches, each one ``INSERT … SELECT`` of
-the audience in that range (see ``runner.py``).
+``paused`` and ``cancelled`` from any live state; ``failed`` when the database refused a
+batch (the reason is kept in ``failure``; ``resume`` tries again from the committed cursor).
+While a campaign is *sending*, the ``CampaignRunner`` walks the customer id range in batches,
+each one ``INSERT … SELECT`` of the audience in that range (see ``runner.py``).
 
 Pause holds the campaign's messages that are still pending by moving their ``not_before`` to
 ``HOLD_UNTIL`` (year 9999): the dispatcher's contract is untouched (it claims what is due,
@@ -40,13 +41,13 @@ from bot.settings import Settings
 from bot.texts import Texts
 from bot.web.operators import audit
 from bot.web.operators.access import Actor
-from bot.web.operators.audience import TELEGRAM_LINKED, AudienceFilter, Where, where_clause
+from bot.web.operators.audience import TELEGRAM_LINKED, AudienceFilter, where_clause
 from bot.web.operators.errors import Refusal
-from bot.web.operators.sql import execute, fetch
 from storage.models import Category, Customer, Message, MessageStatus
 from storage.operator_models import Campaign, CampaignStatus
 from storage.outbox import Outbound, enqueue
 from storage.phones import mask_phone
+from storage.sql import Params, execute, fetch
 
 CAMPAIGN_KIND = "campaign"
 TEST_KIND = "campaign_test"
@@ -138,7 +139,7 @@ def campaign_json(campaign: Campaign) -> dict[str, Any]:
         "audience": campaign.audience, "templates": campaign.templates,
         "send_at": _iso(campaign.send_at), "started_at": _iso(campaign.started_at),
         "finished_at": _iso(campaign.finished_at), "enqueued": campaign.enqueued,
-        "created_at": _iso(campaign.created_at),
+        "failure": campaign.failure or None, "created_at": _iso(campaign.created_at),
     }
 
 
@@ -163,10 +164,10 @@ def check_tiers(audience: AudienceFilter, settings: Settings) -> list[str]:
 async def audience_count(audience: AudienceFilter, settings: Settings) -> int:
     from tortoise import connections
 
-    conn = connections.get("default")
-    where = Where(postgres=conn.capabilities.dialect == "postgres")
-    clause = where_clause(audience, where, default_tier=_default_tier(settings))
-    rows = await fetch(conn, f"SELECT COUNT(*) AS n FROM customer c WHERE {clause}", where.params)
+    params = Params()
+    clause = where_clause(audience, params, default_tier=_default_tier(settings))
+    rows = await fetch(connections.get("default"),
+                       f"SELECT COUNT(*) AS n FROM customer c WHERE {clause}", params)
     return int(rows[0]["n"])
 
 
@@ -229,14 +230,15 @@ async def pause(actor: Actor, campaign_id: int, *, now: datetime) -> Campaign:
 async def resume(actor: Actor, campaign_id: int, *, now: datetime) -> Campaign:
     async with in_transaction() as conn:
         campaign, before = await _transition(actor, campaign_id, "resume",
-                                             (CampaignStatus.PAUSED,), now)
+                                             (CampaignStatus.PAUSED, CampaignStatus.FAILED), now)
         due = campaign.send_at is None or campaign.send_at <= now
         campaign.status = CampaignStatus.SENDING if due else CampaignStatus.SCHEDULED
-        await campaign.save(update_fields=["status", "updated_at"])
-        await execute(conn, "UPDATE message SET not_before = ? WHERE campaign_id = ? "
-                      "AND status = ? AND not_before >= ?",
-                      [_db_time(conn, now), campaign.id, MessageStatus.PENDING.value,
-                       _db_time(conn, HOLD_UNTIL)])
+        campaign.failure = ""
+        await campaign.save(update_fields=["status", "failure", "updated_at"])
+        await execute(conn, "UPDATE message SET not_before = :now WHERE campaign_id = :campaign "
+                      "AND status = :pending AND not_before >= :held",
+                      {"now": now, "campaign": campaign.id,
+                       "pending": MessageStatus.PENDING.value, "held": HOLD_UNTIL})
         await audit.record(actor, "campaign.resume", "campaign", campaign.id, before=before,
                            after=campaign_json(campaign), now=now)
     return campaign
@@ -245,8 +247,8 @@ async def resume(actor: Actor, campaign_id: int, *, now: datetime) -> Campaign:
 async def cancel(actor: Actor, campaign_id: int, *, now: datetime) -> Campaign:
     async with in_transaction() as conn:
         campaign, before = await _transition(
-            actor, campaign_id, "cancel", (CampaignStatus.DRAFT, *LIVE, CampaignStatus.PAUSED),
-            now)
+            actor, campaign_id, "cancel",
+            (CampaignStatus.DRAFT, *LIVE, CampaignStatus.PAUSED, CampaignStatus.FAILED), now)
         await Campaign.filter(id=campaign.id).update(
             status=CampaignStatus.CANCELLED, updated_at=now, finished_at=now)
         campaign.status, campaign.finished_at = CampaignStatus.CANCELLED, now
@@ -256,25 +258,19 @@ async def cancel(actor: Actor, campaign_id: int, *, now: datetime) -> Campaign:
     return campaign
 
 
-def _db_time(conn: Any, moment: datetime) -> Any:
-    from bot.web.operators.sql import is_postgres
-
-    utc = moment.astimezone(UTC)
-    return utc if is_postgres(conn) else utc.isoformat(" ")
-
-
 async def hold_pending(conn: Any, campaign_id: int) -> int:
-    return await execute(conn, "UPDATE message SET not_before = ? WHERE campaign_id = ? "
-                         "AND status = ? AND not_before < ?",
-                         [_db_time(conn, HOLD_UNTIL), campaign_id, MessageStatus.PENDING.value,
-                          _db_time(conn, HOLD_UNTIL)])
+    return await execute(conn, "UPDATE message SET not_before = :held WHERE campaign_id = "
+                         ":campaign AND status = :pending AND not_before < :held",
+                         {"held": HOLD_UNTIL, "campaign": campaign_id,
+                          "pending": MessageStatus.PENDING.value})
 
 
 async def skip_pending(conn: Any, campaign_id: int, now: datetime) -> int:
-    return await execute(conn, "UPDATE message SET status = ?, skip_reason = ?, updated_at = ? "
-                         "WHERE campaign_id = ? AND status = ?",
-                         [MessageStatus.SKIPPED.value, CANCELLED, _db_time(conn, now),
-                          campaign_id, MessageStatus.PENDING.value])
+    return await execute(conn, "UPDATE message SET status = :skipped, skip_reason = :reason, "
+                         "updated_at = :now WHERE campaign_id = :campaign AND status = :pending",
+                         {"skipped": MessageStatus.SKIPPED.value, "reason": CANCELLED,
+                          "now": now, "campaign": campaign_id,
+                          "pending": MessageStatus.PENDING.value})
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -326,17 +322,13 @@ class Sample:
 async def _split(campaign: Campaign, settings: Settings) -> list[dict[str, Any]]:
     from tortoise import connections
 
-    conn = connections.get("default")
-    where = Where(postgres=conn.capabilities.dialect == "postgres")
-    clause = where_clause(audience_of(campaign), where, default_tier=_default_tier(settings))
-    cn = where.value("+86%")
+    params = Params(cn="+86%")
+    clause = where_clause(audience_of(campaign), params, default_tier=_default_tier(settings))
     sql = (f"SELECT c.language AS language, {TELEGRAM_LINKED} AS tg, "
            "(c.phone_invalid_at IS NULL) AS phone_ok, "
-           f"(c.phone LIKE {cn}) AS cn, COUNT(*) AS n "
+           "(c.phone LIKE :cn) AS cn, COUNT(*) AS n "
            f"FROM customer c WHERE {clause} GROUP BY 1, 2, 3, 4")
-    # the LIKE parameter comes after the WHERE parameters in the text: move it
-    params = [where.params[-1], *where.params[:-1]]
-    return await fetch(conn, sql, params)
+    return await fetch(connections.get("default"), sql, params)
 
 
 def _channel(policy: str, *, tg: bool, phone_ok: bool, telegram: bool, sms: bool) -> str:
@@ -416,13 +408,11 @@ async def _samples(campaign: Campaign, settings: Settings, texts: Texts, *, tele
                    sms_on: bool, limit: int = 3) -> list[Sample]:
     from tortoise import connections
 
-    conn = connections.get("default")
-    where = Where(postgres=conn.capabilities.dialect == "postgres")
-    clause = where_clause(audience_of(campaign), where, default_tier=_default_tier(settings))
-    rows = await fetch(conn, f"SELECT c.id, c.name, c.phone, c.language, "
+    values = Params(limit=limit)
+    clause = where_clause(audience_of(campaign), values, default_tier=_default_tier(settings))
+    rows = await fetch(connections.get("default"), f"SELECT c.id, c.name, c.phone, c.language, "
                        f"(c.phone_invalid_at IS NULL) AS phone_ok, {TELEGRAM_LINKED} AS tg "
-                       f"FROM customer c WHERE {clause} ORDER BY c.id LIMIT {int(limit)}",
-                       where.params)
+                       f"FROM customer c WHERE {clause} ORDER BY c.id LIMIT :limit", values)
     out: list[Sample] = []
     for row in rows:
         language = str(row["language"])
@@ -481,8 +471,8 @@ async def stats(campaign: Campaign) -> dict[str, Any]:
 
     conn = connections.get("default")
     rows = await fetch(conn, "SELECT status, skip_reason, channel, COUNT(*) AS n FROM message "
-                       "WHERE campaign_id = ? GROUP BY status, skip_reason, channel",
-                       [campaign.id])
+                       "WHERE campaign_id = :campaign GROUP BY status, skip_reason, channel",
+                       {"campaign": campaign.id})
     by_status = {s.value: 0 for s in MessageStatus}
     skipped: dict[str, int] = {}
     channels: dict[str, int] = {}

@@ -59,7 +59,9 @@
         document.getElementById("delivery-progress").value = s.delivery_progress;
         var badge = document.getElementById("campaign-status");
         if (badge && badge.getAttribute("data-status") !== s.status) {
-          badge.setAttribute("data-status", s.status);
+          // a new state (done, failed, paused elsewhere): the page says it in words
+          window.location.reload();
+          return;
         }
         var reasons = document.getElementById("skipped-reasons");
         if (reasons) {
