@@ -122,6 +122,8 @@ class Campaign(Model):
     enqueued = fields.BigIntField(default=0)
     failure = fields.CharField(max_length=500, default="",
                                description="why enqueuing stopped (status failed)")
+    preview: Any = fields.JSONField(null=True,
+                                    description="the preview as it stood when started")
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 

@@ -278,7 +278,7 @@ async def test_document_download_thumbnail_and_reject_asks_to_reupload(rig: Rig)
     document = await _document(rig, claim)
     status, listed = await rig.call("GET", f"/api/v1/claims/{claim.number}/documents",
                                     Role.VIEWER)
-    assert status == 200 and [d["id"] for d in listed] == [document.id]
+    assert status == 200 and [d["id"] for d in listed["items"]] == [document.id]
     resp = await rig.client.get(f"/api/v1/documents/{document.id}/file",
                                 headers=rig.auth(Role.VIEWER))
     assert resp.status == 200 and await resp.read() == _png()
@@ -314,12 +314,12 @@ async def test_customer_search_masks_phones(rig: Rig) -> None:
     for q in ("13912345678", "PDAA2026", "沪b 12345", "5678"):
         status, found = await rig.call("GET", "/api/v1/customers", Role.VIEWER,
                                        params={"q": q})
-        assert status == 200 and [c["id"] for c in found] == [owner.id], q
-        assert found[0]["phone"] == "+86*******5678"
+        assert status == 200 and [c["id"] for c in found["items"]] == [owner.id], q
+        assert found["items"][0]["phone"] == "+86*******5678"
     no_policy = await f.customer(phone="+8613912340001")
     status, found = await rig.call("GET", "/api/v1/customers", Role.VIEWER,
                                    params={"q": "139 1234 0001"})
-    assert [c["id"] for c in found] == [no_policy.id]
+    assert [c["id"] for c in found["items"]] == [no_policy.id]
     status, profile = await rig.call("GET", f"/api/v1/customers/{owner.id}", Role.VIEWER)
     assert status == 200 and profile["policies"][0]["number"] == policy.number
     status, answer = await rig.call("GET", "/api/v1/customers", Role.VIEWER)
@@ -372,7 +372,8 @@ async def test_tasks_list_assign_close(rig: Rig) -> None:
     task = await Task.create(kind="renewal_callback", customer=c, source="telegram")
     status, listed = await rig.call("GET", "/api/v1/tasks", Role.VIEWER,
                                     params={"status": "open"})
-    assert status == 200 and listed[0]["id"] == task.id and "*" in listed[0]["phone"]
+    assert status == 200 and listed["items"][0]["id"] == task.id
+    assert "*" in listed["items"][0]["phone"]
     status, assigned = await rig.call("POST", f"/api/v1/tasks/{task.id}/assign", Role.AGENT,
                                       json={"assignee": "小李"})
     assert status == 200 and assigned["status"] == "assigned"

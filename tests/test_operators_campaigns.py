@@ -118,7 +118,7 @@ async def test_preview_counts_channels_segments_cost_and_warns_on_cn_marketing(
     with_telegram = f.settings_for(db_url=rig.settings.database.url, telegram_base="http://x",
                                    twilio_base="http://127.0.0.1:9")
     preview = await campaigns.preview(await Campaign.get(id=campaign_id), with_telegram,
-                                      Texts.load())
+                                      Texts.load(), now=rig.clock.now)
     assert preview["audience"] == 5
     assert preview["channels"] == {"telegram": 1, "sms": 4, "none": 0}
     sms = preview["sms"]

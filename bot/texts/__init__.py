@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import string
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -117,6 +117,10 @@ class Texts:
 
     def __contains__(self, key: object) -> bool:
         return key in self._templates
+
+    def __iter__(self) -> Iterator[str]:
+        """Every message key."""
+        return iter(self._templates)
 
     def template(self, key: str) -> Template:
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import date
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from storage.models import Language, PolicyStatus, Product
 from storage.sql import Params
@@ -36,7 +37,8 @@ class AudienceFilter(BaseModel):
     @model_validator(mode="after")
     def _dates_in_order(self) -> AudienceFilter:
         if self.expiring_from and self.expiring_to and self.expiring_from > self.expiring_to:
-            raise ValueError("expiring_from must not be after expiring_to")
+            raise PydanticCustomError("date_order",
+                                      "expiring_from must not be after expiring_to")
         return self
 
 

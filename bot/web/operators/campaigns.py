@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 from tortoise.functions import Max
 from tortoise.transactions import in_transaction
 
@@ -84,16 +85,20 @@ class NoContact(CampaignError):
 
 
 def _check_template(text: str) -> str:
+    """A campaign text: not blank, only our placeholders. Errors carry their own type so the
+    console can say them in the operator's language."""
     if not text.strip():
-        raise ValueError("must not be empty")
+        raise PydanticCustomError("empty_text", "must not be empty")
     try:
         fields = [f for _, f, spec, conv in string.Formatter().parse(text) if f is not None
                   and (f not in PLACEHOLDERS or spec or conv)]
-    except ValueError as exc:
-        raise ValueError(f"unbalanced braces ({exc})") from None
+    except ValueError:
+        raise PydanticCustomError("unbalanced_braces",
+                                  "unbalanced braces: write a brace as {{ or }}") from None
     if fields:
-        raise ValueError(f"unknown placeholder {{{fields[0]}}}: use {{name}}, {{company}} "
-                         "or {hotline}, or write a brace as {{ or }}")
+        raise PydanticCustomError(
+            "unknown_placeholder", "unknown placeholder {{placeholder}}: use {name}, {company} "
+            "or {hotline}, or write a brace as {{ or }}", {"placeholder": fields[0]})
     return text
 
 
@@ -197,8 +202,10 @@ async def _transition(
     return campaign, campaign_json(campaign)
 
 
-async def start(actor: Actor, campaign_id: int, *, now: datetime) -> Campaign:
-    """Fix the id range of the audience and hand the campaign to the runner."""
+async def start(actor: Actor, campaign_id: int, *, settings: Settings, texts: Texts,
+                now: datetime) -> Campaign:
+    """Fix the id range of the audience, keep the preview as it stands now (the campaign's
+    page shows what it was sent with, not later data) and hand the campaign to the runner."""
     async with in_transaction():
         campaign, before = await _transition(actor, campaign_id, "start",
                                              (CampaignStatus.DRAFT,), now)
@@ -206,6 +213,7 @@ async def start(actor: Actor, campaign_id: int, *, now: datetime) -> Campaign:
         campaign.until_id = int((row or {}).get("top") or 0)
         campaign.cursor_id = 0
         campaign.started_at = now
+        campaign.preview = await preview(campaign, settings, texts, now=now)
         due = campaign.send_at is None or campaign.send_at <= now
         campaign.status = CampaignStatus.SENDING if due else CampaignStatus.SCHEDULED
         await campaign.save()
@@ -339,9 +347,19 @@ def _channel(policy: str, *, tg: bool, phone_ok: bool, telegram: bool, sms: bool
     return "none"
 
 
-async def preview(campaign: Campaign, settings: Settings, texts: Texts) -> dict[str, Any]:
+async def preview(campaign: Campaign, settings: Settings, texts: Texts, *,
+                  now: datetime) -> dict[str, Any]:
     """Audience size, per-channel split, SMS segments and cost, three rendered samples and
-    warnings — before consent, quiet hours and the weekly cap, which apply at dispatch."""
+    warnings — before consent, quiet hours and the weekly cap, which apply at dispatch.
+
+    A draft's preview is worked out now; a started campaign's is the one kept when it started
+    (``as_of`` says when), so a finished campaign still shows what it went out with."""
+    if campaign.status != CampaignStatus.DRAFT and campaign.preview:
+        return dict(campaign.preview)
+    return {**await _preview_now(campaign, settings, texts), "as_of": now.isoformat()}
+
+
+async def _preview_now(campaign: Campaign, settings: Settings, texts: Texts) -> dict[str, Any]:
     telegram_on, sms_on = settings.telegram.enabled, settings.twilio.enabled
     channels = {"telegram": 0, "sms": 0, "none": 0}
     sms_by_language: dict[str, int] = {}

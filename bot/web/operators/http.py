@@ -145,6 +145,7 @@ class Endpoint:
     produces: str = "application/json"
     upload: bool = False
     statuses: dict[int, str] = field(default_factory=dict)
+    response: Any = None  # the body's model: a BaseModel subclass or list[one]
 
 
 class Api:
@@ -157,10 +158,17 @@ class Api:
     def route(self, method: str, path: str, *, role: Role, summary: str, tag: str,
               body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
               produces: str = "application/json", upload: bool = False,
-              statuses: dict[int, str] | None = None) -> Callable[[Handler], Handler]:
+              statuses: dict[int, str] | None = None,
+              response: Any = None) -> Callable[[Handler], Handler]:
+        """Register a handler; ``response`` is the model of its JSON body (required for JSON
+        routes: the OpenAPI document promises it)."""
+        if produces == "application/json" and response is None:
+            raise ValueError(f"{method} {path}: a JSON route needs its response model")
+
         def register(handler: Handler) -> Handler:
             self.endpoints.append(Endpoint(method, self.prefix + path, role, summary, handler,
-                                           tag, body, query, produces, upload, statuses or {}))
+                                           tag, body, query, produces, upload, statuses or {},
+                                           response))
             return handler
         return register
 

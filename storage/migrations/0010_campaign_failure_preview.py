@@ -1,5 +1,7 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
+import functools
+from json import dumps, loads
 from storage.operator_models import CampaignStatus
 from tortoise import fields
 
@@ -18,5 +20,10 @@ class Migration(migrations.Migration):
             model_name='Campaign',
             name='failure',
             field=fields.CharField(default='', description='why enqueuing stopped (status failed)', max_length=500),
+        ),
+        ops.AddField(
+            model_name='Campaign',
+            name='preview',
+            field=fields.JSONField(null=True, description='the preview as it stood when started', encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads),
         ),
     ]
