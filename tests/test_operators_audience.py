@@ -18,23 +18,17 @@ from datetime import date
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from tortoise import connections
 from tortoise.exceptions import OperationalError
 
-from bot.settings import Settings
-from bot.web.app import Overrides, build_app
-from bot.web.operators.access import create_operator
 from bot.web.operators.runner import CampaignRunner
 from storage.db import is_unreachable
 from storage.loyalty_models import LoyaltyAccount
 from storage.models import Message, PolicyStatus, Product, Region, TelegramAccount
-from storage.operator_models import Campaign, CampaignStatus, Role
+from storage.operator_models import Campaign, CampaignStatus
 from tests import factories as f
-from tests.test_operators_api import Clock, console_login
-
-Client = TestClient[web.Request, web.Application]
+from tests.test_operators_api import console_login
+from tests.test_operators_campaigns import Rig, open_rig
 
 REGIONS = ("SH", "BJ", "GZ", None)
 TIERS = ("gold", "silver", "standard", None)  # None: no loyalty account (the default tier)
@@ -95,43 +89,28 @@ FILTERS: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclass
-class Rig:
-    client: Client
-    token: str
-    clock: Clock
-    settings: Settings
+async def create(rig: Rig, audience: dict[str, Any], name: str = "冬季关怀") -> int:
+    status, created = await rig.call("POST", "/api/v1/campaigns", json={
+        "name": name, "category": "care", "audience": audience,
+        "templates": {"zh-CN": "{name}，{company}提醒您冬季行车注意安全。",
+                      "en": "{name}, {company} wishes you safe winter driving."}})
+    assert status == 201, created
+    return int(created["id"])
 
-    async def call(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
-        resp = await self.client.request(method, path, headers={
-            "Authorization": f"Bearer {self.token}"}, **kw)
-        return resp.status, await resp.json()
 
-    async def create(self, audience: dict[str, Any], name: str = "冬季关怀") -> int:
-        status, created = await self.call("POST", "/api/v1/campaigns", json={
-            "name": name, "category": "care", "audience": audience,
-            "templates": {"zh-CN": "{name}，{company}提醒您冬季行车注意安全。",
-                          "en": "{name}, {company} wishes you safe winter driving."}})
-        assert status == 201, created
-        return int(created["id"])
-
-    async def run_campaigns(self) -> CampaignRunner:
-        runner = CampaignRunner(self.settings, clock=self.clock)
-        while await runner.tick():
-            pass
-        return runner
+async def run_campaigns(rig: Rig) -> None:
+    """The real runner, pass after pass, until nothing is left to enqueue."""
+    runner = CampaignRunner(rig.settings, clock=rig.clock)
+    while await runner.tick():
+        pass
 
 
 @pytest.fixture
 async def rig(db: str) -> AsyncIterator[Rig]:
     # a small batch so every campaign crosses several id ranges
-    settings = f.settings_for(db_url=db, operator={"campaign_batch_ids": 7})
-    clock = Clock()
-    app = build_app(settings, Overrides(run_dispatcher=False, run_scheduler=False,
-                                        run_campaigns=False, manage_database=False, clock=clock))
-    _, token = await create_operator("admin", Role.ADMIN, contact_phone="13900000000")
-    async with TestClient(TestServer(app)) as client:
-        yield Rig(client, token, clock, settings)
+    async with open_rig(f.settings_for(db_url=db,
+                                       operator={"campaign_batch_ids": 7})) as opened:
+        yield opened
 
 
 async def population(size: int = 48) -> list[Person]:
@@ -173,7 +152,7 @@ async def test_every_audience_filter_queues_exactly_what_the_preview_counts(
     assert expected, "the population must give every filter someone to select"
     if audience:
         assert len(expected) < len(people), "and someone to leave out"
-    campaign_id = await rig.create(audience)
+    campaign_id = await create(rig, audience)
 
     status, count = await rig.call("POST", "/api/v1/campaigns/audience", json=audience)
     assert status == 200 and count == {"audience": len(expected)}
@@ -182,7 +161,7 @@ async def test_every_audience_filter_queues_exactly_what_the_preview_counts(
 
     status, started = await rig.call("POST", f"/api/v1/campaigns/{campaign_id}/start")
     assert status == 200 and started["status"] == "sending"
-    await rig.run_campaigns()
+    await run_campaigns(rig)
 
     queued = await Message.filter(campaign_id=campaign_id).values_list("customer_id", flat=True)
     assert sorted(queued) == sorted(expected)
@@ -194,15 +173,15 @@ async def test_every_audience_filter_queues_exactly_what_the_preview_counts(
 async def test_a_campaign_the_database_refuses_fails_with_its_reason_and_others_go_on(
         rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
     people = await population(20)
-    by_tier = await rig.create({"tiers": ["gold"]}, name="金卡专享")
-    everyone = await rig.create({}, name="全体关怀")
+    by_tier = await create(rig, {"tiers": ["gold"]}, name="金卡专享")
+    everyone = await create(rig, {}, name="全体关怀")
     for campaign_id in (by_tier, everyone):
         await rig.call("POST", f"/api/v1/campaigns/{campaign_id}/start")
     conn = connections.get("default")
     # the tier filter reads loyalty_account: take it away under the running campaign
     await conn.execute_script("ALTER TABLE loyalty_account RENAME TO loyalty_account_away")
     with caplog.at_level(logging.ERROR, logger="bot.web.operators.runner"):
-        await rig.run_campaigns()
+        await run_campaigns(rig)
 
     status, failed = await rig.call("GET", f"/api/v1/campaigns/{by_tier}")
     assert status == 200 and failed["status"] == "failed"
@@ -221,7 +200,7 @@ async def test_a_campaign_the_database_refuses_fails_with_its_reason_and_others_
         assert words in page and "loyalty_account" in page and 'id="action-resume"' in page
     status, retried = await rig.call("POST", f"/api/v1/campaigns/{by_tier}/resume")
     assert status == 200 and retried["status"] == "sending" and retried["failure"] is None
-    await rig.run_campaigns()
+    await run_campaigns(rig)
     gold = {p.id for p in people if p.tier == "gold"}
     queued = await Message.filter(campaign_id=by_tier).values_list("customer_id", flat=True)
     assert sorted(queued) == sorted(gold)

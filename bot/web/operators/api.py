@@ -69,10 +69,12 @@ class ImportQuery(BaseModel):
     kind: Literal["customers", "policies", "claims", "payments"]
 
 
-def _runner_wake(call: Call, campaign_id: int) -> None:
+def _moved(call: Call, campaign: Campaign) -> web.Response:
+    """After a start, pause, resume or cancel: wake the runner, answer the campaign."""
     runner = call.request.app.get(CAMPAIGN_RUNNER)
     if runner is not None:
-        runner.wake(campaign_id)
+        runner.wake(campaign.id)
+    return json_response(campaigns.campaign_json(campaign))
 
 
 def page_json(call: Call, found: Page[Any], items: list[dict[str, Any]]) -> web.Response:
@@ -177,36 +179,29 @@ async def test_campaign(call: Call) -> web.StreamResponse:
 @API.route("POST", "/campaigns/{id}/start", role=A, tag="campaigns",
            summary="Start sending (or schedule for send_at)", response=out.CampaignOut)
 async def start_campaign(call: Call) -> web.StreamResponse:
-    campaign = await campaigns.start(call.actor, call.int_param("id"), settings=call.settings,
-                                     texts=call.texts, now=call.now)
-    _runner_wake(call, campaign.id)
-    return json_response(campaigns.campaign_json(campaign))
+    return _moved(call, await campaigns.start(call.actor, call.int_param("id"),
+                                              settings=call.settings, texts=call.texts,
+                                              now=call.now))
 
 
 @API.route("POST", "/campaigns/{id}/pause", role=A, tag="campaigns",
            summary="Stop enqueuing and hold unsent messages", response=out.CampaignOut)
 async def pause_campaign(call: Call) -> web.StreamResponse:
-    campaign = await campaigns.pause(call.actor, call.int_param("id"), now=call.now)
-    _runner_wake(call, campaign.id)
-    return json_response(campaigns.campaign_json(campaign))
+    return _moved(call, await campaigns.pause(call.actor, call.int_param("id"), now=call.now))
 
 
 @API.route("POST", "/campaigns/{id}/resume", role=A, tag="campaigns",
            summary="Carry on after a pause, or retry a failed campaign: held messages are "
                    "released, nothing is sent twice", response=out.CampaignOut)
 async def resume_campaign(call: Call) -> web.StreamResponse:
-    campaign = await campaigns.resume(call.actor, call.int_param("id"), now=call.now)
-    _runner_wake(call, campaign.id)
-    return json_response(campaigns.campaign_json(campaign))
+    return _moved(call, await campaigns.resume(call.actor, call.int_param("id"), now=call.now))
 
 
 @API.route("POST", "/campaigns/{id}/cancel", role=A, tag="campaigns",
            summary="Cancel: unsent messages are skipped with reason cancelled",
            response=out.CampaignOut)
 async def cancel_campaign(call: Call) -> web.StreamResponse:
-    campaign = await campaigns.cancel(call.actor, call.int_param("id"), now=call.now)
-    _runner_wake(call, campaign.id)
-    return json_response(campaigns.campaign_json(campaign))
+    return _moved(call, await campaigns.cancel(call.actor, call.int_param("id"), now=call.now))
 
 
 @API.route("GET", "/campaigns/{id}/stats", role=V, tag="campaigns",
