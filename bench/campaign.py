@@ -33,9 +33,9 @@ from bot.settings import Settings
 from bot.web.operators import campaigns
 from bot.web.operators.access import Actor, create_operator
 from bot.web.operators.runner import CampaignRunner, insert_select
-from bot.web.operators.sql import execute
 from storage import db as storage_db
 from storage.operator_models import Campaign, Role
+from storage.sql import execute
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 NOON = datetime(2026, 11, 21, 4, 0, tzinfo=UTC)

@@ -82,6 +82,13 @@ class VoucherNotFound(LoyaltyError):
     code = "voucher_not_found"
 
 
+class InvalidVoucherCode(VoucherNotFound):
+    """Not a voucher code at all: wrong length or symbols, or its check character does not
+    match (a typo). A kind of "not found" for callers that need no difference."""
+
+    code = "invalid_code"
+
+
 class VoucherAlreadyUsed(LoyaltyError):
     code = "voucher_already_used"
 

@@ -23,6 +23,7 @@ from loyalty import codes, notifications
 from loyalty.config import REWARD_KINDS
 from loyalty.errors import (
     InvalidRequest,
+    InvalidVoucherCode,
     PartnerExists,
     VoucherAlreadyUsed,
     VoucherCancelled,
@@ -109,7 +110,7 @@ class PartnerVoucherView:
 async def _find(partner: Partner, code: str) -> Voucher:
     stored = codes.normalise(code)
     if stored is None:
-        raise VoucherNotFound("not a voucher code")
+        raise InvalidVoucherCode("not a voucher code (length, symbols or check character)")
     voucher = await Voucher.get_or_none(code=stored, reward_kind__in=list(partner.reward_kinds))
     if voucher is None:
         raise VoucherNotFound("no such voucher")

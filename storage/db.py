@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from tortoise import Tortoise
+from tortoise.exceptions import DBConnectionError
 from tortoise.migrations.api import migrate
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,42 @@ async def upgrade(url: str, *, pool_max: int = 10) -> None:
 
 async def close() -> None:
     await Tortoise.close_connections()
+
+
+_SQLITE_TRANSIENT = ("database is locked", "database table is locked", "disk i/o error",
+                     "unable to open database")
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot do the work right now — down, restarting,
+    out of connections, locked, a serialisation conflict — so the same work is worth trying
+    again as it is, as opposed to a statement the database refused (a bug or bad data).
+
+    Looks through Tortoise's wrapping (``OperationalError(driver error)``) to the driver's own
+    exception: asyncpg's hierarchy on PostgreSQL, sqlite3's message on SQLite."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 5:
+        seen.append(current)
+        if isinstance(current, OSError | TimeoutError | DBConnectionError):
+            return True
+        if type(current).__module__.startswith("asyncpg") and _asyncpg_transient(current):
+            return True
+        if isinstance(current, sqlite3.OperationalError) and any(
+                text in str(current).lower() for text in _SQLITE_TRANSIENT):
+            return True
+        inner = current.args[0] if current.args else None
+        current = (current.__cause__ or current.__context__
+                   or (inner if isinstance(inner, BaseException) else None))
+    return False
+
+
+def _asyncpg_transient(exc: BaseException) -> bool:
+    from asyncpg import exceptions as pg  # present whenever asyncpg raised
+
+    # not InterfaceError: "the server expects 3 arguments, 2 were passed" is a bug
+    return isinstance(exc, pg.PostgresConnectionError | pg.OperatorInterventionError
+                      | pg.InsufficientResourcesError | pg.TransactionRollbackError)
 
 
 # For `tortoise makemigrations -c storage.db.TORTOISE_ORM` during development only.

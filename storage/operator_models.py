@@ -33,6 +33,7 @@ class CampaignStatus(StrEnum):
     PAUSED = "paused"
     CANCELLED = "cancelled"
     DONE = "done"
+    FAILED = "failed"  # enqueuing stopped on an error: see Campaign.failure, resume retries
 
 
 class Operator(Model):
@@ -119,6 +120,10 @@ class Campaign(Model):
     cursor_id = fields.IntField(default=0)
     until_id = fields.IntField(null=True)
     enqueued = fields.BigIntField(default=0)
+    failure = fields.CharField(max_length=500, default="",
+                               description="why enqueuing stopped (status failed)")
+    preview: Any = fields.JSONField(null=True,
+                                    description="the preview as it stood when started")
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 

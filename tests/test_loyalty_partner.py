@@ -160,15 +160,29 @@ async def test_partner_cannot_see_another_partners_reward_kinds(
     assert (await Voucher.get(id=wash.id)).status == VoucherStatus.ISSUED
 
 
-async def test_unknown_and_malformed_codes_are_404(
+async def test_a_typo_is_422_invalid_code_and_only_a_well_formed_unknown_code_is_404(
     client: TestClient[web.Request, web.Application],
 ) -> None:
     _, voucher = await _voucher()
     _, token = await create_partner("安心洗车", ["car_wash"])
     typo = voucher.code[:-1] + ("0" if voucher.code[-1] != "0" else "1")
-    for code in (typo, "HELLO", "0000-0000-000"):
-        response = await client.get(f"/api/v1/partner/vouchers/{code}", headers=_auth(token))
-        assert response.status == 404
+    swapped = voucher.code[1] + voucher.code[0] + voucher.code[2:]
+    for code in (typo, swapped, "HELLO", "0000-0000-0000"):
+        if code == voucher.code:
+            continue  # (two equal leading symbols swap into the same code)
+        for response in (
+            await client.get(f"/api/v1/partner/vouchers/{code}", headers=_auth(token)),
+            await client.post(f"/api/v1/partner/vouchers/{code}/redeem", headers=_auth(token)),
+        ):
+            assert response.status == 422, code
+            assert await response.json() == {
+                "error": "invalid_code",
+                "message": "this is not a valid voucher code — check for a typo"}
+    assert (await Voucher.get(id=voucher.id)).status == VoucherStatus.ISSUED
+    # "0000-0000-000" passes its check character: well formed, just not a voucher
+    response = await client.get("/api/v1/partner/vouchers/0000-0000-000", headers=_auth(token))
+    assert response.status == 404
+    assert (await response.json())["error"] == "voucher_not_found"
 
 
 async def test_expired_and_cancelled_vouchers_are_gone(

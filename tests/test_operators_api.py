@@ -278,7 +278,7 @@ async def test_document_download_thumbnail_and_reject_asks_to_reupload(rig: Rig)
     document = await _document(rig, claim)
     status, listed = await rig.call("GET", f"/api/v1/claims/{claim.number}/documents",
                                     Role.VIEWER)
-    assert status == 200 and [d["id"] for d in listed] == [document.id]
+    assert status == 200 and [d["id"] for d in listed["items"]] == [document.id]
     resp = await rig.client.get(f"/api/v1/documents/{document.id}/file",
                                 headers=rig.auth(Role.VIEWER))
     assert resp.status == 200 and await resp.read() == _png()
@@ -314,12 +314,12 @@ async def test_customer_search_masks_phones(rig: Rig) -> None:
     for q in ("13912345678", "PDAA2026", "沪b 12345", "5678"):
         status, found = await rig.call("GET", "/api/v1/customers", Role.VIEWER,
                                        params={"q": q})
-        assert status == 200 and [c["id"] for c in found] == [owner.id], q
-        assert found[0]["phone"] == "+86*******5678"
+        assert status == 200 and [c["id"] for c in found["items"]] == [owner.id], q
+        assert found["items"][0]["phone"] == "+86*******5678"
     no_policy = await f.customer(phone="+8613912340001")
     status, found = await rig.call("GET", "/api/v1/customers", Role.VIEWER,
                                    params={"q": "139 1234 0001"})
-    assert [c["id"] for c in found] == [no_policy.id]
+    assert [c["id"] for c in found["items"]] == [no_policy.id]
     status, profile = await rig.call("GET", f"/api/v1/customers/{owner.id}", Role.VIEWER)
     assert status == 200 and profile["policies"][0]["number"] == policy.number
     status, answer = await rig.call("GET", "/api/v1/customers", Role.VIEWER)
@@ -372,7 +372,8 @@ async def test_tasks_list_assign_close(rig: Rig) -> None:
     task = await Task.create(kind="renewal_callback", customer=c, source="telegram")
     status, listed = await rig.call("GET", "/api/v1/tasks", Role.VIEWER,
                                     params={"status": "open"})
-    assert status == 200 and listed[0]["id"] == task.id and "*" in listed[0]["phone"]
+    assert status == 200 and listed["items"][0]["id"] == task.id
+    assert "*" in listed["items"][0]["phone"]
     status, assigned = await rig.call("POST", f"/api/v1/tasks/{task.id}/assign", Role.AGENT,
                                       json={"assignee": "小李"})
     assert status == 200 and assigned["status"] == "assigned"
@@ -406,20 +407,25 @@ async def test_csv_import_reports_line_numbered_errors(rig: Rig) -> None:
 # -- console session on the API: CSRF ---------------------------------------------------------
 
 
-async def _login(rig: Rig, role: Role) -> str:
-    resp = await rig.client.get("/console/login")
+async def console_login(client: Client, token: str) -> str:
+    """Sign ``client`` in to the console with an operator token; the session's CSRF token."""
+    resp = await client.get("/console/login")
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', await resp.text())
     assert csrf is not None
-    resp = await rig.client.post("/console/login", data={
-        "token": rig.tokens[role], "csrf_token": csrf.group(1), "next": "/console/"},
+    resp = await client.post("/console/login", data={
+        "token": token, "csrf_token": csrf.group(1), "next": "/console/"},
         allow_redirects=False)
     assert resp.status == 303
     cookie = resp.cookies["engage_session"]
     assert cookie["httponly"] and cookie["samesite"] == "Strict"
-    page = await (await rig.client.get("/console/")).text()
-    token = re.search(r'data-csrf="([^"]+)"', page)
-    assert token is not None
-    return token.group(1)
+    page = await (await client.get("/console/")).text()
+    session_csrf = re.search(r'data-csrf="([^"]+)"', page)
+    assert session_csrf is not None
+    return session_csrf.group(1)
+
+
+async def _login(rig: Rig, role: Role) -> str:
+    return await console_login(rig.client, rig.tokens[role])
 
 
 async def test_session_cookie_writes_need_the_csrf_token(rig: Rig) -> None:

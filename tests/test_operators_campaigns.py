@@ -4,6 +4,7 @@ enqueue (resumable, set-based), pause/resume without re-sending, cancel, stats, 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -43,17 +44,24 @@ class Rig:
         return resp.status, await resp.json()
 
 
-@pytest.fixture
-async def rig(db: str) -> AsyncIterator[Rig]:
-    # twilio "enabled" (never called here) so the preview counts SMS recipients
-    settings = f.settings_for(db_url=db, twilio_base="http://127.0.0.1:9",
-                              operator={"campaign_batch_ids": 100})
+@asynccontextmanager
+async def open_rig(settings: Settings) -> AsyncIterator[Rig]:
+    """The app without background tasks (tests run the runner and dispatcher themselves)
+    and an admin whose own contact gets test sends."""
     clock = Clock()
     app = build_app(settings, Overrides(run_dispatcher=False, run_scheduler=False,
                                         run_campaigns=False, manage_database=False, clock=clock))
     operator, token = await create_operator("admin", Role.ADMIN, contact_phone="13900000000")
     async with TestClient(TestServer(app)) as client:
         yield Rig(client, token, clock, settings, Actor(operator, "token"))
+
+
+@pytest.fixture
+async def rig(db: str) -> AsyncIterator[Rig]:
+    # twilio "enabled" (never called here) so the preview counts SMS recipients
+    async with open_rig(f.settings_for(db_url=db, twilio_base="http://127.0.0.1:9",
+                                       operator={"campaign_batch_ids": 100})) as opened:
+        yield opened
 
 
 def _body(**overrides: Any) -> dict[str, Any]:
@@ -118,7 +126,7 @@ async def test_preview_counts_channels_segments_cost_and_warns_on_cn_marketing(
     with_telegram = f.settings_for(db_url=rig.settings.database.url, telegram_base="http://x",
                                    twilio_base="http://127.0.0.1:9")
     preview = await campaigns.preview(await Campaign.get(id=campaign_id), with_telegram,
-                                      Texts.load())
+                                      Texts.load(), now=rig.clock.now)
     assert preview["audience"] == 5
     assert preview["channels"] == {"telegram": 1, "sms": 4, "none": 0}
     sms = preview["sms"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import string
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -148,6 +148,10 @@ class Texts:
 
     def keys(self) -> list[str]:
         return sorted(self._templates)
+
+    def __iter__(self) -> Iterator[str]:
+        """Every message key."""
+        return iter(self._templates)
 
     def template(self, key: str) -> Template:
         try:

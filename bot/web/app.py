@@ -31,7 +31,7 @@ from bot.sms.status import status_callback
 from bot.telegram import runtime as telegram_runtime
 from bot.telegram.updates import webhook_handler
 from bot.texts import Texts
-from bot.web import operators, partner
+from bot.web import headers, operators, partner
 from bot.web.access_log import MaskedAccessLogger
 from bot.web.heap import freeze_startup_heap
 from bot.web.keys import (
@@ -203,6 +203,7 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
         ))
     app.cleanup_ctx.extend(seams.extra_cleanup)
 
+    headers.setup(app, public_base_url=settings.web.public_base_url)
     operators.setup(app, settings, clock=seams.clock, run_campaigns=seams.run_campaigns)
     partner.setup(app)
     app.router.add_get("/healthz", healthz)

@@ -6,7 +6,10 @@
 Authenticated by ``Authorization: Bearer <token>`` (one token per partner, created with
 ``engage partner add``). A voucher of a reward kind the partner does not serve answers 404,
 exactly as an unknown code does. Errors are JSON ``{"error": code, "message": …}``: 401 bad
-or missing token, 404 unknown voucher, 409 already used, 410 expired or cancelled.
+or missing token, 422 ``invalid_code`` for text that cannot be a voucher code (wrong length
+or symbols, or a check character that does not match: a typo, worth checking with the
+customer), 404 a well-formed code that is not a voucher of this partner's, 409 already used,
+410 expired or cancelled.
 
 The handlers only translate HTTP to ``loyalty.partners`` calls and domain errors back.
 """
@@ -20,6 +23,7 @@ from aiohttp import web
 
 from bot.web.keys import CLOCK
 from loyalty.errors import (
+    InvalidVoucherCode,
     LoyaltyError,
     VoucherAlreadyUsed,
     VoucherCancelled,
@@ -32,6 +36,7 @@ from storage.loyalty_models import Partner
 log = logging.getLogger(__name__)
 
 _STATUS: dict[type[LoyaltyError], int] = {
+    InvalidVoucherCode: 422,
     VoucherNotFound: 404,
     VoucherAlreadyUsed: 409,
     VoucherExpired: 410,
@@ -40,6 +45,7 @@ _STATUS: dict[type[LoyaltyError], int] = {
 
 _MESSAGES = {
     "unauthorized": "missing or invalid partner token",
+    "invalid_code": "this is not a valid voucher code — check for a typo",
     "voucher_not_found": "no such voucher",
     "voucher_already_used": "this voucher has already been used",
     "voucher_expired": "this voucher has expired",
@@ -71,8 +77,8 @@ async def check(request: web.Request) -> web.Response:
         return _error(401, "unauthorized")
     try:
         view = await check_voucher(partner, request.match_info["code"], now=_now(request))
-    except VoucherNotFound:
-        return _error(404, VoucherNotFound.code)
+    except VoucherNotFound as refusal:  # InvalidVoucherCode too
+        return _error(_STATUS[type(refusal)], refusal.code)
     return web.json_response(view.as_json())
 
 
@@ -86,7 +92,7 @@ async def redeem(request: web.Request) -> web.Response:
         view = await use_voucher(partner, code, now=now)
     except (VoucherNotFound, VoucherAlreadyUsed, VoucherExpired, VoucherCancelled) as refusal:
         status = _STATUS[type(refusal)]
-        if status == 404:
+        if isinstance(refusal, VoucherNotFound):
             return _error(status, refusal.code)
         # The partner serves this voucher's kind: it may see why it cannot be used.
         current = await check_voucher(partner, code, now=now)

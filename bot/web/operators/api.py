@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,41 +27,41 @@ from bot.web.operators import (
     reviews,
     tasks,
 )
+from bot.web.operators import responses as out
 from bot.web.operators.audience import AudienceFilter
 from bot.web.operators.http import Api, Call, error, invalid, json_response
+from bot.web.operators.paging import Page, PageOf, PageQuery, page
 from storage.loyalty_models import Reward
-from storage.models import Claim, ClaimEvent, ClaimStatus, Document, TaskStatus
-from storage.operator_models import AuditLog, Campaign, Role
+from storage.models import ClaimEvent, ClaimStatus, Document, TaskStatus
+from storage.operator_models import AuditLog, Campaign, CampaignStatus, Role
 
 API = Api("/api/v1")
 A, G, V = Role.ADMIN, Role.AGENT, Role.VIEWER
 
 
-class ClaimQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ClaimQuery(PageQuery):
     status: ClaimStatus | None = None
-    q: str = Field(default="", max_length=40, description="claim number prefix")
+    q: str = Field(default="", max_length=40,
+                   description="claim number (or its start), policy number, plate, or the "
+                               "customer's phone: whole, last digits, or masked (138****8000)")
 
 
-class CustomerQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CustomerQuery(PageQuery):
+    q: str = Field(min_length=1, max_length=40,
+                   description="phone (whole, last digits, or masked), policy number or plate")
 
-    q: str = Field(min_length=1, max_length=40, description="phone, policy number or plate")
 
-
-class TaskQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TaskQuery(PageQuery):
     status: TaskStatus | None = None
 
 
-class AuditQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CampaignQuery(PageQuery):
+    status: CampaignStatus | None = None
 
+
+class AuditQuery(PageQuery):
     target_type: str = ""
     target_id: str = ""
-    limit: int = Field(default=100, ge=1, le=1000)
 
 
 class ImportQuery(BaseModel):
@@ -70,16 +70,26 @@ class ImportQuery(BaseModel):
     kind: Literal["customers", "policies", "claims", "payments"]
 
 
-def _runner_wake(call: Call, campaign_id: int) -> None:
+def _moved(call: Call, campaign: Campaign) -> web.Response:
+    """After a start, pause, resume or cancel: wake the runner, answer the campaign."""
     runner = call.request.app.get(CAMPAIGN_RUNNER)
     if runner is not None:
-        runner.wake(campaign_id)
+        runner.wake(campaign.id)
+    return json_response(campaigns.campaign_json(campaign))
+
+
+def page_json(call: Call, found: Page[Any], items: list[dict[str, Any]]) -> web.Response:
+    """One page of a list: its items, the list's total and the link to the next page (this
+    request's URL with the next cursor)."""
+    following = (str(call.request.rel_url.update_query(cursor=found.cursor))
+                 if found.cursor else None)
+    return json_response({"items": items, "total": found.total, "next": following})
 
 
 # -- me, dashboard, audit ---------------------------------------------------------------------
 
 
-@API.route("GET", "/me", role=V, summary="The calling operator", tag="access")
+@API.route("GET", "/me", role=V, summary="The calling operator", tag="access", response=out.Me)
 async def me(call: Call) -> web.StreamResponse:
     op = call.actor.operator
     return json_response({"id": op.id, "name": op.name, "role": call.actor.role.value,
@@ -88,37 +98,41 @@ async def me(call: Call) -> web.StreamResponse:
 
 
 @API.route("GET", "/dashboard", role=V, summary="Today's plan, deliveries and failures",
-           tag="dashboard")
+           tag="dashboard", response=out.Dashboard)
 async def get_dashboard(call: Call) -> web.StreamResponse:
     return json_response(await dashboard.summary(call.now, call.settings.schedule.timezone))
 
 
 @API.route("GET", "/audit", role=A, summary="The audit log, newest first", tag="access",
-           query=AuditQuery)
+           query=AuditQuery, response=PageOf[out.AuditEntry])
 async def get_audit(call: Call) -> web.StreamResponse:
     q: AuditQuery = call.query
-    rows = AuditLog.all().order_by("-id").limit(q.limit)
+    rows = AuditLog.all()
     if q.target_type:
         rows = rows.filter(target_type=q.target_type)
     if q.target_id:
         rows = rows.filter(target_id=q.target_id)
-    return json_response([{"id": r.id, "operator": r.operator_name, "action": r.action,
-                           "target_type": r.target_type, "target_id": r.target_id,
-                           "before": r.before, "after": r.after,
-                           "at": r.created_at.isoformat()} for r in await rows])
+    found = await page(rows, ("-id",), limit=q.limit, cursor=q.cursor)
+    return page_json(call, found, [
+        {"id": r.id, "operator": r.operator_name, "action": r.action,
+         "target_type": r.target_type, "target_id": r.target_id, "before": r.before,
+         "after": r.after, "at": r.created_at.isoformat()} for r in found.rows])
 
 
 # -- campaigns -------------------------------------------------------------------------------
 
 
-@API.route("GET", "/campaigns", role=V, summary="All campaigns, newest first", tag="campaigns")
+@API.route("GET", "/campaigns", role=V, summary="Campaigns, newest first", tag="campaigns",
+           query=CampaignQuery, response=PageOf[out.CampaignOut])
 async def list_campaigns(call: Call) -> web.StreamResponse:
-    rows = await Campaign.all().order_by("-id").limit(200)
-    return json_response([campaigns.campaign_json(c) for c in rows])
+    q: CampaignQuery = call.query
+    rows = Campaign.all() if q.status is None else Campaign.filter(status=q.status)
+    found = await page(rows, ("-id",), limit=q.limit, cursor=q.cursor)
+    return page_json(call, found, [campaigns.campaign_json(c) for c in found.rows])
 
 
 @API.route("POST", "/campaigns", role=A, summary="Create a draft campaign", tag="campaigns",
-           body=campaigns.CampaignIn, statuses={201: "created"})
+           body=campaigns.CampaignIn, statuses={201: "created"}, response=out.CampaignOut)
 async def create_campaign(call: Call) -> web.StreamResponse:
     data: campaigns.CampaignIn = call.body
     if unknown := campaigns.check_tiers(data.audience, call.settings):
@@ -129,7 +143,8 @@ async def create_campaign(call: Call) -> web.StreamResponse:
 
 
 @API.route("POST", "/campaigns/audience", role=V, body=AudienceFilter, tag="campaigns",
-           summary="Count the customers an audience filter selects (live count)")
+           summary="Count the customers an audience filter selects (live count)",
+           response=out.AudienceCount)
 async def count_audience(call: Call) -> web.StreamResponse:
     if unknown := campaigns.check_tiers(call.body, call.settings):
         return invalid([{"path": "tiers", "message": f"unknown tier {unknown[0]!r}",
@@ -137,48 +152,62 @@ async def count_audience(call: Call) -> web.StreamResponse:
     return json_response({"audience": await campaigns.audience_count(call.body, call.settings)})
 
 
-@API.route("GET", "/campaigns/{id}", role=V, summary="One campaign", tag="campaigns")
+@API.route("GET", "/campaigns/{id}", role=V, summary="One campaign", tag="campaigns",
+           response=out.CampaignOut)
 async def get_campaign(call: Call) -> web.StreamResponse:
     campaign = await campaigns.get_campaign(call.int_param("id"))
     return json_response(campaigns.campaign_json(campaign))
 
 
 @API.route("GET", "/campaigns/{id}/preview", role=V, tag="campaigns",
-           summary="Audience size, channel split, SMS segments and cost, three samples")
+           summary="Audience size, channel split, SMS segments and cost, three samples "
+                   "(as at the start, once started)", response=out.Preview)
 async def preview_campaign(call: Call) -> web.StreamResponse:
     campaign = await campaigns.get_campaign(call.int_param("id"))
-    return json_response(await campaigns.preview(campaign, call.settings, call.texts))
+    return json_response(await campaigns.preview(campaign, call.settings, call.texts,
+                                                 now=call.now))
 
 
 @API.route("POST", "/campaigns/{id}/test", role=A, tag="campaigns",
-           summary="Send the campaign to the operator's own contact", statuses={202: "queued"})
+           summary="Send the campaign to the operator's own contact", statuses={202: "queued"},
+           response=out.TestSend)
 async def test_campaign(call: Call) -> web.StreamResponse:
     message = await campaigns.test_send(call.actor, call.int_param("id"),
                                         settings=call.settings, now=call.now)
     return json_response({"message_id": message.id, "status": str(message.status)}, status=202)
 
 
-def _transition(action: str, summary: str) -> None:
-    service = getattr(campaigns, action)
-
-    async def handler(call: Call) -> web.StreamResponse:
-        campaign = await service(call.actor, call.int_param("id"), now=call.now)
-        _runner_wake(call, campaign.id)
-        return json_response(campaigns.campaign_json(campaign))
-
-    handler.__name__ = f"{action}_campaign"
-    API.route("POST", f"/campaigns/{{id}}/{action}", role=A, summary=summary,
-              tag="campaigns")(handler)
+@API.route("POST", "/campaigns/{id}/start", role=A, tag="campaigns",
+           summary="Start sending (or schedule for send_at)", response=out.CampaignOut)
+async def start_campaign(call: Call) -> web.StreamResponse:
+    return _moved(call, await campaigns.start(call.actor, call.int_param("id"),
+                                              settings=call.settings, texts=call.texts,
+                                              now=call.now))
 
 
-_transition("start", "Start sending (or schedule for send_at)")
-_transition("pause", "Stop enqueuing and hold unsent messages")
-_transition("resume", "Carry on: held messages are released, nothing is sent twice")
-_transition("cancel", "Cancel: unsent messages are skipped with reason cancelled")
+@API.route("POST", "/campaigns/{id}/pause", role=A, tag="campaigns",
+           summary="Stop enqueuing and hold unsent messages", response=out.CampaignOut)
+async def pause_campaign(call: Call) -> web.StreamResponse:
+    return _moved(call, await campaigns.pause(call.actor, call.int_param("id"), now=call.now))
+
+
+@API.route("POST", "/campaigns/{id}/resume", role=A, tag="campaigns",
+           summary="Carry on after a pause, or retry a failed campaign: held messages are "
+                   "released, nothing is sent twice", response=out.CampaignOut)
+async def resume_campaign(call: Call) -> web.StreamResponse:
+    return _moved(call, await campaigns.resume(call.actor, call.int_param("id"), now=call.now))
+
+
+@API.route("POST", "/campaigns/{id}/cancel", role=A, tag="campaigns",
+           summary="Cancel: unsent messages are skipped with reason cancelled",
+           response=out.CampaignOut)
+async def cancel_campaign(call: Call) -> web.StreamResponse:
+    return _moved(call, await campaigns.cancel(call.actor, call.int_param("id"), now=call.now))
 
 
 @API.route("GET", "/campaigns/{id}/stats", role=V, tag="campaigns",
-           summary="Queued, sent, delivered, failed, skipped by reason")
+           summary="Queued, sent, delivered, failed, skipped by reason",
+           response=out.CampaignStats)
 async def campaign_stats(call: Call) -> web.StreamResponse:
     campaign = await campaigns.get_campaign(call.int_param("id"))
     return json_response(await campaigns.stats(campaign))
@@ -211,29 +240,28 @@ async def campaign_failures(call: Call) -> web.StreamResponse:
 # -- claims and documents -------------------------------------------------------------------
 
 
-@API.route("GET", "/claims", role=V, summary="Claims, newest first", tag="claims",
-           query=ClaimQuery)
+@API.route("GET", "/claims", role=V, summary="Claims, newest report first", tag="claims",
+           query=ClaimQuery, response=PageOf[out.ClaimOut])
 async def list_claims(call: Call) -> web.StreamResponse:
     q: ClaimQuery = call.query
-    rows = Claim.all().order_by("-reported_at", "-id").limit(200)
-    if q.status:
-        rows = rows.filter(status=q.status)
-    if q.q:
-        rows = rows.filter(number__startswith=q.q)
-    return json_response([claims.claim_json(c) for c in await rows])
+    found = await claims.list_claims(
+        status=q.status, q=q.q, default_region=call.settings.company.default_phone_region,
+        limit=q.limit, cursor=q.cursor)
+    return page_json(call, found, [claims.claim_json(c) for c in found.rows])
 
 
 @API.route("PUT", "/claims/{number}", role=G, body=claims.ClaimIn, tag="claims",
-           summary="Create or update a claim from the core system",
-           statuses={201: "created", 200: "updated"})
+           summary="Create or update a claim from the core system (a status change is a "
+                   "timeline step)", statuses={201: "created", 200: "updated"},
+           response=out.ClaimOut)
 async def put_claim(call: Call) -> web.StreamResponse:
     claim, created = await claims.upsert_claim(call.actor, call.request.match_info["number"],
-                                               call.body, now=call.now)
+                                               call.body, texts=call.texts, now=call.now)
     return json_response(claims.claim_json(claim), status=201 if created else 200)
 
 
 @API.route("GET", "/claims/{number}", role=V, summary="A claim with its events and documents",
-           tag="claims")
+           tag="claims", response=out.ClaimDetail)
 async def get_claim(call: Call) -> web.StreamResponse:
     claim = await claims.get_claim(call.request.match_info["number"])
     events = await ClaimEvent.filter(claim_id=claim.id).order_by("occurred_at", "id")
@@ -245,7 +273,8 @@ async def get_claim(call: Call) -> web.StreamResponse:
 
 @API.route("POST", "/claims/{number}/events", role=G, body=claims.ClaimEventIn, tag="claims",
            summary="A status change from the core system, idempotent by external_id",
-           statuses={201: "recorded", 200: "already recorded (replay)"})
+           statuses={201: "recorded", 200: "already recorded (replay)"},
+           response=out.ClaimEventRecorded)
 async def post_claim_event(call: Call) -> web.StreamResponse:
     event, created = await claims.record_event(call.actor, call.request.match_info["number"],
                                                call.body, texts=call.texts, now=call.now)
@@ -254,15 +283,16 @@ async def post_claim_event(call: Call) -> web.StreamResponse:
 
 
 @API.route("GET", "/claims/{number}/documents", role=V, summary="A claim's documents",
-           tag="documents")
+           tag="documents", query=PageQuery, response=PageOf[out.DocumentOut])
 async def claim_documents(call: Call) -> web.StreamResponse:
     claim = await claims.get_claim(call.request.match_info["number"])
-    documents = await Document.filter(claim_id=claim.id).order_by("id")
-    return json_response([reviews.document_json(d) for d in documents])
+    found = await page(Document.filter(claim_id=claim.id), ("id",), limit=call.query.limit,
+                       cursor=call.query.cursor)
+    return page_json(call, found, [reviews.document_json(d) for d in found.rows])
 
 
-@API.route("GET", "/documents/{id}/file", role=V, summary="Download a document (streamed)",
-           tag="documents", produces="application/octet-stream")
+@API.route("GET", "/documents/{id}/file", role=V, tag="documents", produces="*/*",
+           summary="Download a document, streamed, in its own type (JPEG, PNG, PDF, …)")
 async def document_file(call: Call) -> web.StreamResponse:
     document = await reviews.get_document(call.int_param("id"))
     path = reviews.file_path(document, call.settings.uploads.directory)
@@ -271,7 +301,6 @@ async def document_file(call: Call) -> web.StreamResponse:
         "Content-Type": document.mime_type,
         "Content-Disposition": f"inline; filename*=UTF-8''{_quote(name)}",
         "Cache-Control": "private, no-store",
-        "X-Content-Type-Options": "nosniff",
     })
 
 
@@ -287,7 +316,8 @@ async def document_thumbnail(call: Call) -> web.StreamResponse:
 
 
 @API.route("POST", "/documents/{id}/review", role=G, body=reviews.ReviewIn, tag="documents",
-           summary="Accept, or reject with a reason (the customer is asked to re-upload)")
+           summary="Accept, or reject with a reason (the customer is asked to re-upload)",
+           response=out.DocumentOut)
 async def review_document(call: Call) -> web.StreamResponse:
     document = await reviews.review(call.actor, call.int_param("id"), call.body, now=call.now)
     return json_response(reviews.document_json(document))
@@ -303,33 +333,41 @@ def _quote(name: str) -> str:
 
 
 @API.route("GET", "/customers", role=V, query=CustomerQuery, tag="customers",
-           summary="Search by phone, policy number or plate (phones masked)")
+           summary="Search by phone, policy number or plate (phones masked)",
+           response=PageOf[out.CustomerRow])
 async def search_customers(call: Call) -> web.StreamResponse:
-    return json_response(await customers.search(
-        call.query.q, default_region=call.settings.company.default_phone_region))
+    q: CustomerQuery = call.query
+    found = await customers.search(q.q, default_region=call.settings.company.default_phone_region,
+                                   limit=q.limit, cursor=q.cursor)
+    return page_json(call, found, [customers.customer_row(c) for c in found.rows])
 
 
 @API.route("GET", "/customers/{id}", role=V, tag="customers",
-           summary="A customer: policies, claims, consents, points, messages, tasks")
+           summary="A customer: policies, claims, consents, points, messages, tasks",
+           response=out.CustomerProfile)
 async def get_customer(call: Call) -> web.StreamResponse:
     return json_response(await customers.profile(call.int_param("id")))
 
 
 @API.route("POST", "/customers/{id}/points", role=A, body=catalogue.AdjustIn, tag="loyalty",
-           summary="Adjust points (reason required, idempotent by request_key)")
+           summary="Adjust points (reason required, idempotent by request_key)",
+           statuses={201: "adjusted", 200: "already adjusted (a replay of request_key)"},
+           response=out.PointsAdjusted)
 async def adjust_points(call: Call) -> web.StreamResponse:
     result = await catalogue.adjust(call.actor, call.int_param("id"), call.body, now=call.now,
                                     settings=call.settings.loyalty)
     return json_response(result, status=200 if result["replayed"] else 201)
 
 
-@API.route("GET", "/rewards", role=V, summary="The rewards catalogue", tag="loyalty")
+@API.route("GET", "/rewards", role=V, summary="The rewards catalogue", tag="loyalty",
+           response=list[out.RewardOut])
 async def list_rewards(call: Call) -> web.StreamResponse:
     return json_response([catalogue.reward_json(r) for r in await Reward.all().order_by("id")])
 
 
 @API.route("POST", "/rewards", role=A, body=catalogue.RewardIn, tag="loyalty",
-           summary="Add a reward to the catalogue", statuses={201: "created"})
+           summary="Add a reward to the catalogue", statuses={201: "created"},
+           response=out.RewardOut)
 async def create_reward(call: Call) -> web.StreamResponse:
     reward = await catalogue.create_reward(call.actor, call.body, now=call.now,
                                            settings=call.settings.loyalty)
@@ -337,7 +375,7 @@ async def create_reward(call: Call) -> web.StreamResponse:
 
 
 @API.route("PATCH", "/rewards/{code}", role=A, body=catalogue.RewardPatch, tag="loyalty",
-           summary="Change a reward (price, stock, window, limits)")
+           summary="Change a reward (price, stock, window, limits)", response=out.RewardOut)
 async def update_reward(call: Call) -> web.StreamResponse:
     reward = await catalogue.update_reward(call.actor, call.request.match_info["code"],
                                            call.body, now=call.now,
@@ -346,7 +384,8 @@ async def update_reward(call: Call) -> web.StreamResponse:
 
 
 @API.route("POST", "/rewards/{code}/retire", role=A, tag="loyalty",
-           summary="Retire a reward (kept for its vouchers, no longer offered)")
+           summary="Retire a reward (kept for its vouchers, no longer offered)",
+           response=out.RewardOut)
 async def retire_reward(call: Call) -> web.StreamResponse:
     reward = await catalogue.retire_reward(call.actor, call.request.match_info["code"],
                                            now=call.now)
@@ -357,28 +396,32 @@ async def retire_reward(call: Call) -> web.StreamResponse:
 
 
 @API.route("GET", "/tasks", role=V, query=TaskQuery, tag="tasks",
-           summary="Renewal call-back requests and other tasks")
+           summary="Renewal call-back requests and other tasks, newest first",
+           response=PageOf[out.TaskOut])
 async def list_tasks(call: Call) -> web.StreamResponse:
-    status = call.query.status.value if call.query.status else None
-    return json_response(await tasks.list_tasks(status))
+    q: TaskQuery = call.query
+    items, found = await tasks.list_tasks(q.status.value if q.status else None, limit=q.limit,
+                                          cursor=q.cursor)
+    return page_json(call, found, items)
 
 
 @API.route("POST", "/tasks/{id}/assign", role=G, body=tasks.AssignIn, tag="tasks",
-           summary="Assign a task")
+           summary="Assign a task", response=out.TaskOut)
 async def assign_task(call: Call) -> web.StreamResponse:
     task = await tasks.assign(call.actor, call.int_param("id"), call.body, now=call.now)
     return json_response(tasks.task_json(task))
 
 
 @API.route("POST", "/tasks/{id}/close", role=G, body=tasks.CloseIn, tag="tasks",
-           summary="Close a task")
+           summary="Close a task", response=out.TaskOut)
 async def close_task(call: Call) -> web.StreamResponse:
     task = await tasks.close(call.actor, call.int_param("id"), call.body, now=call.now)
     return json_response(tasks.task_json(task))
 
 
 @API.route("POST", "/imports", role=A, query=ImportQuery, tag="imports", upload=True,
-           summary="Import a CSV export (text/csv body or multipart field 'file')")
+           summary="Import a CSV export (text/csv body or multipart field 'file')",
+           response=out.ImportResult)
 async def post_import(call: Call) -> web.StreamResponse:
     data, filename = await read_upload(call.request)
     if data is None:

@@ -1,19 +1,21 @@
 """A campaign's audience: the filter operators set, and the SQL that selects it.
 
-The selection is plain parameterised SQL (``?`` placeholders, numbered on PostgreSQL), so the
-same WHERE clause serves the audience count, the preview's channel split and the set-based
-``INSERT … SELECT`` that puts a campaign into the outbox without loading customers into
-Python. Operators' own contact records are never part of an audience.
+The selection is one SQL condition over ``customer c`` with named parameters (kept in a
+``storage.sql.Params``), so the same clause serves the audience count, the preview's channel
+split and the set-based ``INSERT … SELECT`` that puts a campaign into the outbox without
+loading customers into Python — and whatever the statement puts around it, each value binds
+to its own placeholder. Operators' own contact records are never part of an audience.
 """
 
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from storage.models import Language, PolicyStatus, Product
+from storage.sql import Params
 
 
 class AudienceFilter(BaseModel):
@@ -35,26 +37,9 @@ class AudienceFilter(BaseModel):
     @model_validator(mode="after")
     def _dates_in_order(self) -> AudienceFilter:
         if self.expiring_from and self.expiring_to and self.expiring_from > self.expiring_to:
-            raise ValueError("expiring_from must not be after expiring_to")
+            raise PydanticCustomError("date_order",
+                                      "expiring_from must not be after expiring_to")
         return self
-
-
-class Where:
-    """A WHERE clause over ``customer c`` and its parameters. Placeholders are positional
-    (``?``): call ``value`` in the order the placeholders appear in the text."""
-
-    def __init__(self, *, postgres: bool) -> None:
-        self.postgres = postgres
-        self.params: list[Any] = []
-
-    def value(self, value: Any) -> str:
-        if not self.postgres and isinstance(value, date):
-            value = value.isoformat()  # Tortoise keeps dates as ISO text on SQLite
-        self.params.append(value)
-        return "?"
-
-    def values(self, values: list[Any]) -> str:
-        return ", ".join(self.value(v) for v in values)
 
 
 TELEGRAM_LINKED = (
@@ -63,27 +48,28 @@ TELEGRAM_LINKED = (
 )
 
 
-def where_clause(audience: AudienceFilter, where: Where, *, default_tier: str) -> str:
+def where_clause(audience: AudienceFilter, params: Params, *, default_tier: str) -> str:
+    """The condition selecting ``audience`` from ``customer c``; its values go into
+    ``params``."""
     parts = ["NOT EXISTS (SELECT 1 FROM operator o WHERE o.contact_id = c.id)"]
     if audience.languages:
-        parts.append(f"c.language IN ({where.values([lang.value for lang in audience.languages])})")
+        parts.append(f"c.language IN ({params.add_all(lang.value for lang in audience.languages)})")
     if audience.regions:
         parts.append("c.region_id IN (SELECT r.id FROM region r WHERE r.code IN "
-                     f"({where.values(audience.regions)}))")
+                     f"({params.add_all(audience.regions)}))")
     if audience.tiers:
         tier = (f"COALESCE((SELECT a.tier FROM loyalty_account a WHERE a.customer_id = c.id), "
-                f"{where.value(default_tier)})")
-        parts.append(f"{tier} IN ({where.values(audience.tiers)})")
+                f"{params.add(default_tier)})")
+        parts.append(f"{tier} IN ({params.add_all(audience.tiers)})")
     policy: list[str] = []
     if audience.products:
-        policy.append(f"p.product IN ({where.values([p.value for p in audience.products])})")
+        policy.append(f"p.product IN ({params.add_all(p.value for p in audience.products)})")
     if audience.expiring_from:
-        policy.append(f"p.end_date >= {where.value(audience.expiring_from)}")
+        policy.append(f"p.end_date >= {params.add(audience.expiring_from)}")
     if audience.expiring_to:
-        policy.append(f"p.end_date <= {where.value(audience.expiring_to)}")
+        policy.append(f"p.end_date <= {params.add(audience.expiring_to)}")
     if policy:
-        # placeholders are positional: the status goes last, as it is added last
-        policy.append(f"p.status = {where.value(PolicyStatus.ACTIVE.value)}")
+        policy.append(f"p.status = {params.add(PolicyStatus.ACTIVE.value)}")
         parts.append("EXISTS (SELECT 1 FROM policy p WHERE p.customer_id = c.id AND "
                      f"{' AND '.join(policy)})")
     if audience.has_telegram is True:

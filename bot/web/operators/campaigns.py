@@ -5,9 +5,10 @@ so the dispatcher applies consent, quiet hours, the weekly cap and rate limits e
 any other message, and nothing can put a second message for one customer into the outbox.
 
 States: ``draft`` → ``scheduled`` (started, send time in the future) → ``sending`` → ``done``;
-``paused`` and ``cancelled`` from any live state. While a campaign is *sending*, the
-``CampaignRunner`` walks the customer id range in batches, each one ``INSERT … SELECT`` of
-the audience in that range (see ``runner.py``).
+``paused`` and ``cancelled`` from any live state; ``failed`` when the database refused a
+batch (the reason is kept in ``failure``; ``resume`` tries again from the committed cursor).
+While a campaign is *sending*, the ``CampaignRunner`` walks the customer id range in batches,
+each one ``INSERT … SELECT`` of the audience in that range (see ``runner.py``).
 
 Pause holds the campaign's messages that are still pending by moving their ``not_before`` to
 ``HOLD_UNTIL`` (year 9999): the dispatcher's contract is untouched (it claims what is due,
@@ -31,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 from tortoise.functions import Max
 from tortoise.transactions import in_transaction
 
@@ -41,13 +43,13 @@ from bot.settings import Settings
 from bot.texts import Texts
 from bot.web.operators import audit
 from bot.web.operators.access import Actor
-from bot.web.operators.audience import TELEGRAM_LINKED, AudienceFilter, Where, where_clause
+from bot.web.operators.audience import TELEGRAM_LINKED, AudienceFilter, where_clause
 from bot.web.operators.errors import Refusal
-from bot.web.operators.sql import execute, fetch
 from storage.models import Category, Customer, Message, MessageStatus
 from storage.operator_models import Campaign, CampaignStatus
 from storage.outbox import Outbound, enqueue
 from storage.phones import mask_phone
+from storage.sql import Params, execute, fetch
 
 CAMPAIGN_KIND = "campaign"
 TEST_KIND = "campaign_test"
@@ -84,16 +86,20 @@ class NoContact(CampaignError):
 
 
 def _check_template(text: str) -> str:
+    """A campaign text: not blank, only our placeholders. Errors carry their own type so the
+    console can say them in the operator's language."""
     if not text.strip():
-        raise ValueError("must not be empty")
+        raise PydanticCustomError("empty_text", "must not be empty")
     try:
         fields = [f for _, f, spec, conv in string.Formatter().parse(text) if f is not None
                   and (f not in PLACEHOLDERS or spec or conv)]
-    except ValueError as exc:
-        raise ValueError(f"unbalanced braces ({exc})") from None
+    except ValueError:
+        raise PydanticCustomError("unbalanced_braces",
+                                  "unbalanced braces: write a brace as {{ or }}") from None
     if fields:
-        raise ValueError(f"unknown placeholder {{{fields[0]}}}: use {{name}}, {{company}} "
-                         "or {hotline}, or write a brace as {{ or }}")
+        raise PydanticCustomError(
+            "unknown_placeholder", "unknown placeholder {{placeholder}}: use {name}, {company} "
+            "or {hotline}, or write a brace as {{ or }}", {"placeholder": fields[0]})
     return text
 
 
@@ -139,7 +145,7 @@ def campaign_json(campaign: Campaign) -> dict[str, Any]:
         "audience": campaign.audience, "templates": campaign.templates,
         "send_at": _iso(campaign.send_at), "started_at": _iso(campaign.started_at),
         "finished_at": _iso(campaign.finished_at), "enqueued": campaign.enqueued,
-        "created_at": _iso(campaign.created_at),
+        "failure": campaign.failure or None, "created_at": _iso(campaign.created_at),
     }
 
 
@@ -164,10 +170,10 @@ def check_tiers(audience: AudienceFilter, settings: Settings) -> list[str]:
 async def audience_count(audience: AudienceFilter, settings: Settings) -> int:
     from tortoise import connections
 
-    conn = connections.get("default")
-    where = Where(postgres=conn.capabilities.dialect == "postgres")
-    clause = where_clause(audience, where, default_tier=_default_tier(settings))
-    rows = await fetch(conn, f"SELECT COUNT(*) AS n FROM customer c WHERE {clause}", where.params)
+    params = Params()
+    clause = where_clause(audience, params, default_tier=_default_tier(settings))
+    rows = await fetch(connections.get("default"),
+                       f"SELECT COUNT(*) AS n FROM customer c WHERE {clause}", params)
     return int(rows[0]["n"])
 
 
@@ -197,8 +203,10 @@ async def _transition(
     return campaign, campaign_json(campaign)
 
 
-async def start(actor: Actor, campaign_id: int, *, now: datetime) -> Campaign:
-    """Fix the id range of the audience and hand the campaign to the runner."""
+async def start(actor: Actor, campaign_id: int, *, settings: Settings, texts: Texts,
+                now: datetime) -> Campaign:
+    """Fix the id range of the audience, keep the preview as it stands now (the campaign's
+    page shows what it was sent with, not later data) and hand the campaign to the runner."""
     async with in_transaction():
         campaign, before = await _transition(actor, campaign_id, "start",
                                              (CampaignStatus.DRAFT,), now)
@@ -206,6 +214,7 @@ async def start(actor: Actor, campaign_id: int, *, now: datetime) -> Campaign:
         campaign.until_id = int((row or {}).get("top") or 0)
         campaign.cursor_id = 0
         campaign.started_at = now
+        campaign.preview = await preview(campaign, settings, texts, now=now)
         due = campaign.send_at is None or campaign.send_at <= now
         campaign.status = CampaignStatus.SENDING if due else CampaignStatus.SCHEDULED
         await campaign.save()
@@ -230,14 +239,15 @@ async def pause(actor: Actor, campaign_id: int, *, now: datetime) -> Campaign:
 async def resume(actor: Actor, campaign_id: int, *, now: datetime) -> Campaign:
     async with in_transaction() as conn:
         campaign, before = await _transition(actor, campaign_id, "resume",
-                                             (CampaignStatus.PAUSED,), now)
+                                             (CampaignStatus.PAUSED, CampaignStatus.FAILED), now)
         due = campaign.send_at is None or campaign.send_at <= now
         campaign.status = CampaignStatus.SENDING if due else CampaignStatus.SCHEDULED
-        await campaign.save(update_fields=["status", "updated_at"])
-        await execute(conn, "UPDATE message SET not_before = ? WHERE campaign_id = ? "
-                      "AND status = ? AND not_before >= ?",
-                      [_db_time(conn, now), campaign.id, MessageStatus.PENDING.value,
-                       _db_time(conn, HOLD_UNTIL)])
+        campaign.failure = ""
+        await campaign.save(update_fields=["status", "failure", "updated_at"])
+        await execute(conn, "UPDATE message SET not_before = :now WHERE campaign_id = :campaign "
+                      "AND status = :pending AND not_before >= :held",
+                      {"now": now, "campaign": campaign.id,
+                       "pending": MessageStatus.PENDING.value, "held": HOLD_UNTIL})
         await audit.record(actor, "campaign.resume", "campaign", campaign.id, before=before,
                            after=campaign_json(campaign), now=now)
     return campaign
@@ -246,8 +256,8 @@ async def resume(actor: Actor, campaign_id: int, *, now: datetime) -> Campaign:
 async def cancel(actor: Actor, campaign_id: int, *, now: datetime) -> Campaign:
     async with in_transaction() as conn:
         campaign, before = await _transition(
-            actor, campaign_id, "cancel", (CampaignStatus.DRAFT, *LIVE, CampaignStatus.PAUSED),
-            now)
+            actor, campaign_id, "cancel",
+            (CampaignStatus.DRAFT, *LIVE, CampaignStatus.PAUSED, CampaignStatus.FAILED), now)
         await Campaign.filter(id=campaign.id).update(
             status=CampaignStatus.CANCELLED, updated_at=now, finished_at=now)
         campaign.status, campaign.finished_at = CampaignStatus.CANCELLED, now
@@ -257,25 +267,19 @@ async def cancel(actor: Actor, campaign_id: int, *, now: datetime) -> Campaign:
     return campaign
 
 
-def _db_time(conn: Any, moment: datetime) -> Any:
-    from bot.web.operators.sql import is_postgres
-
-    utc = moment.astimezone(UTC)
-    return utc if is_postgres(conn) else utc.isoformat(" ")
-
-
 async def hold_pending(conn: Any, campaign_id: int) -> int:
-    return await execute(conn, "UPDATE message SET not_before = ? WHERE campaign_id = ? "
-                         "AND status = ? AND not_before < ?",
-                         [_db_time(conn, HOLD_UNTIL), campaign_id, MessageStatus.PENDING.value,
-                          _db_time(conn, HOLD_UNTIL)])
+    return await execute(conn, "UPDATE message SET not_before = :held WHERE campaign_id = "
+                         ":campaign AND status = :pending AND not_before < :held",
+                         {"held": HOLD_UNTIL, "campaign": campaign_id,
+                          "pending": MessageStatus.PENDING.value})
 
 
 async def skip_pending(conn: Any, campaign_id: int, now: datetime) -> int:
-    return await execute(conn, "UPDATE message SET status = ?, skip_reason = ?, updated_at = ? "
-                         "WHERE campaign_id = ? AND status = ?",
-                         [MessageStatus.SKIPPED.value, CANCELLED, _db_time(conn, now),
-                          campaign_id, MessageStatus.PENDING.value])
+    return await execute(conn, "UPDATE message SET status = :skipped, skip_reason = :reason, "
+                         "updated_at = :now WHERE campaign_id = :campaign AND status = :pending",
+                         {"skipped": MessageStatus.SKIPPED.value, "reason": CANCELLED,
+                          "now": now, "campaign": campaign_id,
+                          "pending": MessageStatus.PENDING.value})
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -324,17 +328,13 @@ class Sample:
 async def _split(campaign: Campaign, settings: Settings) -> list[dict[str, Any]]:
     from tortoise import connections
 
-    conn = connections.get("default")
-    where = Where(postgres=conn.capabilities.dialect == "postgres")
-    clause = where_clause(audience_of(campaign), where, default_tier=_default_tier(settings))
-    cn = where.value("+86%")
+    params = Params(cn="+86%")
+    clause = where_clause(audience_of(campaign), params, default_tier=_default_tier(settings))
     sql = (f"SELECT c.language AS language, {TELEGRAM_LINKED} AS tg, "
            "(c.phone_invalid_at IS NULL) AS phone_ok, "
-           f"(c.phone LIKE {cn}) AS cn, COUNT(*) AS n "
+           "(c.phone LIKE :cn) AS cn, COUNT(*) AS n "
            f"FROM customer c WHERE {clause} GROUP BY 1, 2, 3, 4")
-    # the LIKE parameter comes after the WHERE parameters in the text: move it
-    params = [where.params[-1], *where.params[:-1]]
-    return await fetch(conn, sql, params)
+    return await fetch(connections.get("default"), sql, params)
 
 
 def _channel(policy: str, *, tg: bool, phone_ok: bool, telegram: bool, sms: bool) -> str:
@@ -345,9 +345,19 @@ def _channel(policy: str, *, tg: bool, phone_ok: bool, telegram: bool, sms: bool
     return "none"
 
 
-async def preview(campaign: Campaign, settings: Settings, texts: Texts) -> dict[str, Any]:
+async def preview(campaign: Campaign, settings: Settings, texts: Texts, *,
+                  now: datetime) -> dict[str, Any]:
     """Audience size, per-channel split, SMS segments and cost, three rendered samples and
-    warnings — before consent, quiet hours and the weekly cap, which apply at dispatch."""
+    warnings — before consent, quiet hours and the weekly cap, which apply at dispatch.
+
+    A draft's preview is worked out now; a started campaign's is the one kept when it started
+    (``as_of`` says when), so a finished campaign still shows what it went out with."""
+    if campaign.status != CampaignStatus.DRAFT and campaign.preview:
+        return dict(campaign.preview)
+    return {**await _preview_now(campaign, settings, texts), "as_of": now.isoformat()}
+
+
+async def _preview_now(campaign: Campaign, settings: Settings, texts: Texts) -> dict[str, Any]:
     telegram_on, sms_on = settings.telegram.enabled, settings.twilio.enabled
     channels = {"telegram": 0, "sms": 0, "none": 0}
     sms_by_language: dict[str, int] = {}
@@ -416,13 +426,11 @@ async def _samples(campaign: Campaign, settings: Settings, texts: Texts, *, tele
                    sms_on: bool, limit: int = 3) -> list[Sample]:
     from tortoise import connections
 
-    conn = connections.get("default")
-    where = Where(postgres=conn.capabilities.dialect == "postgres")
-    clause = where_clause(audience_of(campaign), where, default_tier=_default_tier(settings))
-    rows = await fetch(conn, f"SELECT c.id, c.name, c.phone, c.language, "
+    values = Params(limit=limit)
+    clause = where_clause(audience_of(campaign), values, default_tier=_default_tier(settings))
+    rows = await fetch(connections.get("default"), f"SELECT c.id, c.name, c.phone, c.language, "
                        f"(c.phone_invalid_at IS NULL) AS phone_ok, {TELEGRAM_LINKED} AS tg "
-                       f"FROM customer c WHERE {clause} ORDER BY c.id LIMIT {int(limit)}",
-                       where.params)
+                       f"FROM customer c WHERE {clause} ORDER BY c.id LIMIT :limit", values)
     out: list[Sample] = []
     for row in rows:
         language = str(row["language"])
@@ -481,8 +489,8 @@ async def stats(campaign: Campaign) -> dict[str, Any]:
 
     conn = connections.get("default")
     rows = await fetch(conn, "SELECT status, skip_reason, channel, COUNT(*) AS n FROM message "
-                       "WHERE campaign_id = ? GROUP BY status, skip_reason, channel",
-                       [campaign.id])
+                       "WHERE campaign_id = :campaign GROUP BY status, skip_reason, channel",
+                       {"campaign": campaign.id})
     by_status = {s.value: 0 for s in MessageStatus}
     skipped: dict[str, int] = {}
     channels: dict[str, int] = {}

@@ -24,6 +24,7 @@ from multidict import MultiDict
 from pydantic import ValidationError
 from yarl import URL
 
+from bot.telegram.claim_documents import kind_of
 from bot.texts import LANGUAGES, Texts
 from bot.web.bodies import UnreadableBody, read_form
 from bot.web.keys import CAMPAIGN_RUNNER, SETTINGS, TEXTS
@@ -34,6 +35,7 @@ from bot.web.operators import (
     customers,
     dashboard,
     imports,
+    paging,
     reviews,
     tasks,
 )
@@ -47,7 +49,8 @@ from bot.web.operators.access import (
 )
 from bot.web.operators.api import read_upload
 from bot.web.operators.errors import Refusal
-from bot.web.operators.http import SESSION_COOKIE, now_of, validation_details
+from bot.web.operators.http import SESSION_COOKIE, field_path, now_of, validation_details
+from bot.web.operators.paging import Page
 from loyalty.config import REWARD_KINDS
 from loyalty.errors import LoyaltyError
 from storage.loyalty_models import Reward
@@ -61,7 +64,9 @@ LANG_COOKIE = "engage_lang"
 LOGIN_CSRF_COOKIE = "engage_login_csrf"
 STATIC_ROUTE = "console_static"
 
-Page = Callable[[web.Request, Actor], Awaitable[web.StreamResponse]]
+PageHandler = Callable[[web.Request, Actor], Awaitable[web.StreamResponse]]
+PAGE_SIZE = 50
+_TRANSITIONS = {"pause": campaigns.pause, "resume": campaigns.resume, "cancel": campaigns.cancel}
 
 
 # -- language and strings ---------------------------------------------------------------------
@@ -94,6 +99,47 @@ class Strings:
     def has(self, key: str) -> bool:
         return self._key(key) in self._texts
 
+    def labels(self, group: str) -> dict[str, str]:
+        """Every code of ``group`` that has its word, with the word (for the page's script)."""
+        prefix = f"console_{group}_"
+        return {key.removeprefix(prefix): self._texts.render(key, self.language, {})
+                for key in self._texts if key.startswith(prefix)}
+
+    def label(self, group: str, code: Any) -> str:
+        """The operator's word for a stored code (a status, a kind, a reason): ``<group>_<code>``
+        in the catalogue; a code without one reads "other (code)" rather than passing as a
+        word. Every code the system writes has its word (a test walks the pages for this)."""
+        text = str(code.value if hasattr(code, "value") else code or "")
+        if not text:
+            return self("none_value")
+        key = f"{group}_{text.replace('-', '_').replace('*', 'all')}"
+        return self(key) if self.has(key) else self("other_value", code=text)
+
+
+_FORM_ERRORS = {
+    "missing": "form_missing", "string_too_short": "form_too_short",
+    "string_too_long": "form_too_long", "empty_text": "form_empty_text",
+    "unknown_placeholder": "form_unknown_placeholder",
+    "unbalanced_braces": "form_unbalanced_braces", "date_order": "form_date_order",
+    "literal_error": "form_choice", "enum": "form_choice",
+    "datetime_parsing": "form_bad_datetime", "datetime_from_date_parsing": "form_bad_datetime",
+    "timezone_aware": "form_bad_datetime", "date_parsing": "form_bad_date",
+    "date_from_datetime_parsing": "form_bad_date",
+}
+
+
+def form_errors(exc: ValidationError, strings: Strings) -> dict[str, str]:
+    """Each invalid field's path and what is wrong with it, in the operator's language."""
+    errors: dict[str, str] = {}
+    for err in exc.errors(include_url=False):
+        key = _FORM_ERRORS.get(err["type"], "form_invalid")
+        ctx = err.get("ctx") or {}
+        params = {"max": ctx.get("max_length", "")} if key == "form_too_long" else {}
+        if key == "form_unknown_placeholder":
+            params = {"placeholder": ctx.get("placeholder", "")}
+        errors.setdefault(field_path(err["loc"]), strings(key, **params))
+    return errors
+
 
 def _cookie_secure(request: web.Request) -> bool:
     return request.app[SETTINGS].web.public_base_url.startswith("https://")
@@ -125,7 +171,8 @@ def render(request: web.Request, template: str, actor: Actor | None, http_status
         "may": (lambda role: actor is not None and actor.may(Role(role))),
         "static": _static_url(request),
         "ok": request.query.get("ok", ""), "err": request.query.get("err", ""),
-        "err_detail": request.query.get("detail", ""), "lang_url": _lang_url(request),
+        "err_field": request.query.get("field", ""), "lang_url": _lang_url(request),
+        "document_name": _document_name,
     }
     response = aiohttp_jinja2.render_template(template, request, {**base, **context},
                                               status=http_status)
@@ -140,6 +187,12 @@ def render(request: web.Request, template: str, actor: Actor | None, http_status
     return response
 
 
+def _document_name(original: str) -> tuple[str, str]:
+    """A document's kind (recorded as a prefix, ``photos:IMG_1.jpg``) and its file name."""
+    kind = kind_of(original or "")
+    return (kind, original.partition(":")[2]) if kind else ("", original or "")
+
+
 def _static_url(request: web.Request) -> Callable[[str], str]:
     def url(name: str) -> str:
         return str(request.app.router[STATIC_ROUTE].url_for(filename=name))
@@ -149,7 +202,7 @@ def _static_url(request: web.Request) -> Callable[[str], str]:
 def _lang_url(request: web.Request) -> Callable[[str], str]:
     def url(lang: str) -> str:
         query = {k: v for k, v in request.query.items() if k not in ("lang", "ok", "err",
-                                                                     "detail")}
+                                                                     "field")}
         query["lang"] = lang
         return f"{request.path}?{urlencode(query)}"
     return url
@@ -167,10 +220,12 @@ def _back(path: str, **query: str) -> web.Response:
 # -- access -----------------------------------------------------------------------------------
 
 
-def page(role: Role) -> Callable[[Page], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
+def page(role: Role) -> Callable[[PageHandler],
+                                 Callable[[web.Request], Awaitable[web.StreamResponse]]]:
     """Require a console session with ``role``; POSTs must carry the session's CSRF token."""
 
-    def decorate(handler: Page) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    def decorate(handler: PageHandler) -> Callable[[web.Request],
+                                                   Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
             try:
                 return await run(request)
@@ -194,13 +249,14 @@ def page(role: Role) -> Callable[[Page], Callable[[web.Request], Awaitable[web.S
             try:
                 return await handler(request, actor)
             except (Refusal, LoyaltyError) as exc:
+                # said by its code in the operator's language; the English detail is for logs
+                log.info("console %s %s refused: %s", request.method, request.path, exc)
                 if request.method == "POST":
                     referer = request.headers.get("Referer", "")
                     target = request.path if not referer else URL(referer).path
-                    return _back(target, err=exc.code, detail=str(exc)[:200])
+                    return _back(target, err=exc.code)
                 status = exc.status if isinstance(exc, Refusal) else 409
-                return render(request, "error.html", actor, http_status=status, code=exc.code,
-                              detail=str(exc))
+                return render(request, "error.html", actor, http_status=status, code=exc.code)
 
         handle.__name__ = handler.__name__
         return handle
@@ -270,10 +326,32 @@ async def dashboard_page(request: web.Request, actor: Actor) -> web.StreamRespon
 # -- campaigns ---------------------------------------------------------------------------------
 
 
+def _pager(request: web.Request, found: Page[Any]) -> dict[str, Any]:
+    """What a list page shows under its table: "51–100 of 308", a link to the next page and
+    one back to the first. ``from`` only numbers the rows shown; the cursor picks them."""
+    text = request.query.get("from", "1")
+    first = int(text) if text.isdigit() and int(text) > 0 else 1
+    shown = len(found.rows)
+    rest = {k: v for k, v in request.query.items() if k not in ("cursor", "from", "ok", "err",
+                                                                "field")}
+    following = (str(request.rel_url.with_query({**rest, "cursor": found.cursor,
+                                                 "from": str(first + shown)}))
+                 if found.cursor else None)
+    restart = str(request.rel_url.with_query(rest)) if "cursor" in request.query else None
+    return {"total": found.total, "first": first if shown else 0, "last": first + shown - 1,
+            "next": following, "restart": restart}
+
+
+def _cursor(request: web.Request) -> str:
+    return request.query.get("cursor", "")[:300]
+
+
 @page(Role.VIEWER)
 async def campaigns_page(request: web.Request, actor: Actor) -> web.StreamResponse:
-    rows = await Campaign.all().order_by("-id").limit(200)
-    return render(request, "campaigns.html", actor, campaigns=rows)
+    found = await paging.page(Campaign.all(), ("-id",), limit=PAGE_SIZE,
+                              cursor=_cursor(request))
+    return render(request, "campaigns.html", actor, campaigns=found.rows,
+                  pager=_pager(request, found))
 
 
 def _campaign_form_context(request: web.Request) -> dict[str, Any]:
@@ -320,14 +398,15 @@ async def campaign_create(request: web.Request, actor: Actor) -> web.StreamRespo
     form = await read_form(request)
     settings = request.app[SETTINGS]
     data = _campaign_data(form, settings.schedule.timezone)
+    strings = Strings(request.app[TEXTS], language_of(request, actor))
     errors: dict[str, str] = {}
     try:
         parsed = campaigns.CampaignIn.model_validate(data)
     except ValidationError as exc:
-        errors = {d["path"]: d["message"] for d in validation_details(exc)}
+        errors = form_errors(exc, strings)
     else:
         if unknown := campaigns.check_tiers(parsed.audience, settings):
-            errors["audience.tiers"] = unknown[0]
+            errors["audience.tiers"] = strings("form_unknown_tier", tier=unknown[0])
     if errors:
         return render(request, "campaign_new.html", actor, http_status=422, form=form,
                       errors=errors, **_campaign_form_context(request))
@@ -339,12 +418,14 @@ async def campaign_create(request: web.Request, actor: Actor) -> web.StreamRespo
 async def campaign_page(request: web.Request, actor: Actor) -> web.StreamResponse:
     campaign = await campaigns.get_campaign(_int(request, "id"))
     settings = request.app[SETTINGS]
-    preview = await campaigns.preview(campaign, settings, request.app[TEXTS])
+    preview = await campaigns.preview(campaign, settings, request.app[TEXTS],
+                                      now=now_of(request))
     stats = await campaigns.stats(campaign)
+    strings = Strings(request.app[TEXTS], language_of(request, actor))
     return render(request, "campaign.html", actor, campaign=campaign, preview=preview,
-                  stats=stats, live=campaign.status in (CampaignStatus.SCHEDULED,
-                                                        CampaignStatus.SENDING,
-                                                        CampaignStatus.PAUSED))
+                  stats=stats, reason_labels=strings.labels("reason"),
+                  live=campaign.status in (CampaignStatus.SCHEDULED, CampaignStatus.SENDING,
+                                           CampaignStatus.PAUSED))
 
 
 @page(Role.ADMIN)
@@ -355,7 +436,11 @@ async def campaign_action(request: web.Request, actor: Actor) -> web.StreamRespo
     if action == "test":
         await campaigns.test_send(actor, campaign_id, settings=request.app[SETTINGS], now=now)
     elif action in ("start", "pause", "resume", "cancel"):
-        await getattr(campaigns, action)(actor, campaign_id, now=now)
+        if action == "start":
+            await campaigns.start(actor, campaign_id, settings=request.app[SETTINGS],
+                                  texts=request.app[TEXTS], now=now)
+        else:
+            await _TRANSITIONS[action](actor, campaign_id, now=now)
         runner = request.app.get(CAMPAIGN_RUNNER)
         if runner is not None:
             runner.wake(campaign_id)
@@ -370,14 +455,15 @@ async def campaign_action(request: web.Request, actor: Actor) -> web.StreamRespo
 @page(Role.VIEWER)
 async def claims_page(request: web.Request, actor: Actor) -> web.StreamResponse:
     status = request.query.get("status", "")
-    query = Claim.all().order_by("-reported_at", "-id").limit(200)
-    if status in {s.value for s in ClaimStatus}:
-        query = query.filter(status=status)
-    rows = await query
+    q = request.query.get("q", "").strip()[:40]
+    found = await claims.list_claims(
+        status=ClaimStatus(status) if status in {s.value for s in ClaimStatus} else None, q=q,
+        default_region=request.app[SETTINGS].company.default_phone_region, limit=PAGE_SIZE,
+        cursor=_cursor(request))
     pending = {row["claim_id"] for row in await Document.filter(
-        claim_id__in=[c.id for c in rows], status="received").values("claim_id")}
-    return render(request, "claims.html", actor, claims=rows, statuses=list(ClaimStatus),
-                  status=status, pending=pending)
+        claim_id__in=[c.id for c in found.rows], status="received").values("claim_id")}
+    return render(request, "claims.html", actor, claims=found.rows, statuses=list(ClaimStatus),
+                  status=status, q=q, pending=pending, pager=_pager(request, found))
 
 
 @page(Role.VIEWER)
@@ -395,12 +481,11 @@ async def document_review(request: web.Request, actor: Actor) -> web.StreamRespo
     try:
         data = reviews.ReviewIn.model_validate({"decision": form.get("decision", ""),
                                                 "reason": form.get("reason", "")})
-    except ValidationError as exc:
-        detail = validation_details(exc)[0]
+    except ValidationError:
         document = await reviews.get_document(document_id)
         claim = await Claim.get_or_none(id=document.claim_id) if document.claim_id else None
         target = f"{PREFIX}/claims/{claim.number}" if claim else f"{PREFIX}/claims"
-        return _back(target, err="invalid_review", detail=detail["message"])
+        return _back(target, err="invalid_review")
     document = await reviews.review(actor, document_id, data, now=now_of(request))
     claim = await Claim.get_or_none(id=document.claim_id) if document.claim_id else None
     target = f"{PREFIX}/claims/{claim.number}" if claim else f"{PREFIX}/claims"
@@ -412,16 +497,22 @@ async def document_review(request: web.Request, actor: Actor) -> web.StreamRespo
 
 @page(Role.VIEWER)
 async def customers_page(request: web.Request, actor: Actor) -> web.StreamResponse:
-    q = request.query.get("q", "").strip()
+    q = request.query.get("q", "").strip()[:40]
     found = await customers.search(
-        q, default_region=request.app[SETTINGS].company.default_phone_region) if q else []
-    return render(request, "customers.html", actor, q=q, found=found)
+        q, default_region=request.app[SETTINGS].company.default_phone_region, limit=PAGE_SIZE,
+        cursor=_cursor(request))
+    return render(request, "customers.html", actor, q=q,
+                  found=[customers.customer_row(c) for c in found.rows],
+                  pager=_pager(request, found))
 
 
 @page(Role.VIEWER)
 async def customer_page(request: web.Request, actor: Actor) -> web.StreamResponse:
     data = await customers.profile(_int(request, "id"))
-    return render(request, "customer.html", actor, data=data,
+    zh = language_of(request, actor) == "zh-CN"
+    tier_names = {tier.code: tier.name_zh if zh else tier.name_en
+                  for tier in request.app[SETTINGS].loyalty.tiers}
+    return render(request, "customer.html", actor, data=data, tier_names=tier_names,
                   request_key=secrets.token_hex(8))
 
 
@@ -435,7 +526,7 @@ async def customer_points(request: web.Request, actor: Actor) -> web.StreamRespo
             "request_key": form.get("request_key", "")})
     except ValidationError as exc:
         return _back(f"{PREFIX}/customers/{customer_id}", err="invalid_adjustment",
-                     detail=validation_details(exc)[0]["path"])
+                     field=validation_details(exc)[0]["path"])
     await catalogue.adjust(actor, customer_id, data, now=now_of(request),
                            settings=request.app[SETTINGS].loyalty)
     return _back(f"{PREFIX}/customers/{customer_id}", ok="points_adjusted")
@@ -464,7 +555,7 @@ async def reward_create(request: web.Request, actor: Actor) -> web.StreamRespons
             "stock": _optional_int(form.get("stock"))})
     except ValidationError as exc:
         return _back(f"{PREFIX}/rewards", err="invalid_reward",
-                     detail=validation_details(exc)[0]["path"])
+                     field=validation_details(exc)[0]["path"])
     await catalogue.create_reward(actor, data, now=now_of(request),
                                   settings=request.app[SETTINGS].loyalty)
     return _back(f"{PREFIX}/rewards", ok="reward_created")
@@ -484,7 +575,7 @@ async def reward_update(request: web.Request, actor: Actor) -> web.StreamRespons
         data = catalogue.RewardPatch.model_validate(changes)
     except ValidationError as exc:
         return _back(f"{PREFIX}/rewards", err="invalid_reward",
-                     detail=validation_details(exc)[0]["path"])
+                     field=validation_details(exc)[0]["path"])
     await catalogue.update_reward(actor, code, data, now=now_of(request),
                                   settings=request.app[SETTINGS].loyalty)
     return _back(f"{PREFIX}/rewards", ok="reward_updated")
@@ -496,9 +587,11 @@ async def reward_update(request: web.Request, actor: Actor) -> web.StreamRespons
 @page(Role.VIEWER)
 async def tasks_page(request: web.Request, actor: Actor) -> web.StreamResponse:
     status = request.query.get("status", "")
-    rows = await tasks.list_tasks(status if status in {s.value for s in TaskStatus} else None)
+    rows, found = await tasks.list_tasks(
+        status if status in {s.value for s in TaskStatus} else None, limit=PAGE_SIZE,
+        cursor=_cursor(request))
     return render(request, "tasks.html", actor, tasks=rows, status=status,
-                  statuses=list(TaskStatus))
+                  statuses=list(TaskStatus), pager=_pager(request, found))
 
 
 @page(Role.AGENT)

@@ -6,15 +6,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tortoise.expressions import Q
+import phonenumbers
+from tortoise.expressions import Q, Subquery
 
 from bot.web.operators.errors import Refusal
+from bot.web.operators.paging import DEFAULT_LIMIT, Page, page
 from loyalty import ledger
 from storage.loyalty_models import LoyaltyAccount
 from storage.models import Claim, Consent, Customer, Message, Policy, Task
 from storage.phones import InvalidPhone, mask_phone, normalise_phone
 
-SEARCH_LIMIT = 50
+_MASKED = re.compile(r"(\+?\d*)(\*+)(\d+)")
 
 
 class CustomerNotFound(Refusal):
@@ -27,21 +29,53 @@ def customer_row(customer: Customer) -> dict[str, Any]:
             "language": str(customer.language)}
 
 
-async def search(query: str, *, default_region: str = "CN") -> list[dict[str, Any]]:
-    """Customers whose phone, a policy number or a plate matches ``query``; phones masked."""
-    text = query.strip()
+def phone_condition(text: str, *, default_region: str, field: str = "phone") -> Q | None:
+    """Rows whose ``field`` (an E.164 phone) matches what an operator typed: a whole number in
+    any usual form, its last digits (at least four), or a masked number as the lists show it
+    (``+86*******8000``, or ``138****8000`` in the national form). None: not a phone."""
+    compact = re.sub(r"[\s\-()]", "", text)
+    masked = _MASKED.fullmatch(compact)
+    if masked:
+        head, _, tail = masked.groups()
+        if head and not head.startswith("+"):
+            code = phonenumbers.country_code_for_region(default_region)
+            head = f"+{code}{head.lstrip('0')}"
+        condition = Q(**{f"{field}__endswith": tail})
+        return condition & Q(**{f"{field}__startswith": head}) if head else condition
+    if not re.fullmatch(r"\+?\d{4,}", compact):
+        return None
+    condition = Q(**{f"{field}__endswith": compact.lstrip("+")})
+    try:
+        condition |= Q(**{field: normalise_phone(compact, default_region)})
+    except InvalidPhone:
+        pass
+    return condition
+
+
+def search_condition(text: str, *, default_region: str) -> Q | None:
+    """Customers with that phone (see ``phone_condition``), policy number or plate."""
+    text = text.strip()
     if not text:
-        return []
-    condition = Q(policies__number=text) | Q(policies__plate=re.sub(r"\s+", "", text).upper())
-    digits = re.sub(r"[\s\-()]", "", text)
-    if re.fullmatch(r"\+?\d{4,}", digits):
-        try:
-            condition |= Q(phone=normalise_phone(digits, default_region))
-        except InvalidPhone:
-            pass
-        condition |= Q(phone__endswith=digits.lstrip("+"))
-    found = await Customer.filter(condition).distinct().order_by("id").limit(SEARCH_LIMIT)
-    return [customer_row(c) for c in found]
+        return None
+    condition = Q(policies__number=text) | Q(policies__plate=plate_of(text))
+    phone = phone_condition(text, default_region=default_region)
+    return condition | phone if phone is not None else condition
+
+
+def plate_of(text: str) -> str:
+    """A plate as stored: no spaces, upper case (``沪a 12345`` → ``沪A12345``)."""
+    return re.sub(r"\s+", "", text).upper()
+
+
+async def search(query: str, *, default_region: str = "CN", limit: int = DEFAULT_LIMIT,
+                 cursor: str = "") -> Page[Customer]:
+    """Customers whose phone, a policy number or a plate matches ``query``, by id."""
+    condition = search_condition(query, default_region=default_region)
+    if condition is None:
+        return Page([], 0, None)
+    ids = Customer.filter(condition).distinct().values_list("id", flat=True)
+    return await page(Customer.filter(id__in=Subquery(ids)), ("id",), limit=limit,
+                      cursor=cursor)
 
 
 async def profile(customer_id: int) -> dict[str, Any]:

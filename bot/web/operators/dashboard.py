@@ -1,11 +1,15 @@
-"""The dashboard's numbers: today's plan, today's deliveries, recent failures."""
+"""The dashboard's numbers: today's plan, today's deliveries, recent failures.
+
+"Today" is the local day in ``schedule.timezone``, counted by its UTC bounds on both
+backends."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from tortoise.expressions import Q
 from tortoise.functions import Count
 
 from storage.models import Message, MessageStatus
@@ -16,14 +20,30 @@ from storage.scheduler_models import SchedulerRun
 FAILED = (MessageStatus.FAILED, MessageStatus.UNDELIVERED, MessageStatus.UNKNOWN)
 
 
-async def summary(now: datetime, timezone: str) -> dict[str, Any]:
+def day_bounds(now: datetime, timezone: str) -> tuple[date, datetime, datetime]:
+    """The local day of ``now`` in ``timezone`` and its bounds as UTC instants.
+
+    In UTC because that is how times are stored: SQLite compares them as text, so a bound
+    written with a ``+08:00`` offset would be compared digit by digit with ``+00:00`` values
+    and miss the first eight hours of the day."""
     zone = ZoneInfo(timezone)
     today = now.astimezone(zone).date()
-    start = datetime.combine(today, datetime.min.time(), tzinfo=zone)
-    end = start + timedelta(days=1)
+    start = datetime.combine(today, time(0, 0), tzinfo=zone)
+    end = datetime.combine(today + timedelta(days=1), time(0, 0), tzinfo=zone)
+    return today, start.astimezone(UTC), end.astimezone(UTC)
+
+
+async def summary(now: datetime, timezone: str) -> dict[str, Any]:
+    """Today's plan — every message due today, queued today or sent today, by kind — the
+    day's deliveries by status, the scheduler's runs, recent failures and the campaigns that
+    are live or need attention."""
+    today, start, end = day_bounds(now, timezone)
     planned: dict[str, int] = {}
-    for row in await Message.filter(not_before__gte=start, not_before__lt=end).annotate(
-            n=Count("id")).group_by("kind").values("kind", "n"):
+    todays = (Q(not_before__gte=start, not_before__lt=end)
+              | Q(created_at__gte=start, created_at__lt=end)
+              | Q(sent_at__gte=start, sent_at__lt=end))
+    for row in await Message.filter(todays).annotate(n=Count("id")).group_by("kind").values(
+            "kind", "n"):
         planned[str(row["kind"])] = int(row["n"])
     delivery = {s.value: 0 for s in MessageStatus}
     for row in await Message.filter(updated_at__gte=start, updated_at__lt=end).annotate(
@@ -35,7 +55,8 @@ async def summary(now: datetime, timezone: str) -> dict[str, Any]:
         10).values("id", "kind", "status", "channel", "last_error", "updated_at",
                    "customer__phone", "campaign_id")
     live = await Campaign.filter(status__in=[CampaignStatus.SCHEDULED, CampaignStatus.SENDING,
-                                             CampaignStatus.PAUSED]).order_by("-id").limit(10)
+                                             CampaignStatus.PAUSED, CampaignStatus.FAILED]
+                                 ).order_by("-id").limit(10)
     return {
         "day": today.isoformat(),
         "planned": planned,

@@ -146,6 +146,7 @@ class Endpoint:
     produces: str = "application/json"
     upload: bool = False
     statuses: dict[int, str] = field(default_factory=dict)
+    response: Any = None  # the body's model: a BaseModel subclass or list[one]
 
 
 class Api:
@@ -158,10 +159,15 @@ class Api:
     def route(self, method: str, path: str, *, role: Role, summary: str, tag: str,
               body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
               produces: str = "application/json", upload: bool = False,
-              statuses: dict[int, str] | None = None) -> Callable[[Handler], Handler]:
+              statuses: dict[int, str] | None = None,
+              response: Any = None) -> Callable[[Handler], Handler]:
+        """Register a handler; ``response`` is the model of its JSON body, which the OpenAPI
+        document promises (a JSON route without one fails the document's tests)."""
+
         def register(handler: Handler) -> Handler:
             self.endpoints.append(Endpoint(method, self.prefix + path, role, summary, handler,
-                                           tag, body, query, produces, upload, statuses or {}))
+                                           tag, body, query, produces, upload, statuses or {},
+                                           response))
             return handler
         return register
 

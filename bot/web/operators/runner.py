@@ -13,6 +13,12 @@ committed batch stopped, and a batch that was rolled back is simply done again. 
 processes may run the runner: the conditional cursor update lets one win each batch, and
 the dedup key would stop duplicates anyway. Updating the campaign row first also means a
 pause (which updates the same row) waits for a batch in flight and then holds its rows.
+
+The statement is built with named parameters (``storage.sql``), so the audience filter's
+values and the id range bind to their own placeholders whatever order they are written in.
+A batch the database refuses marks that campaign *failed* (reason kept, ERROR logged) and the
+pass carries on with the others; a database that cannot be reached fails the pass instead,
+to be tried again, and never a campaign.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
@@ -28,10 +34,11 @@ from tortoise.transactions import in_transaction
 from bot.settings import Settings
 from bot.texts import FALLBACK_LANGUAGE
 from bot.web.operators import campaigns as service
-from bot.web.operators.audience import Where, where_clause
-from bot.web.operators.sql import execute, is_postgres
+from bot.web.operators.audience import where_clause
+from storage.db import is_unreachable
 from storage.models import MessageStatus
 from storage.operator_models import Campaign, CampaignStatus
+from storage.sql import Params, execute, is_postgres
 
 log = logging.getLogger(__name__)
 
@@ -40,48 +47,45 @@ _COLUMNS = ("created_at, updated_at, dedup_key, kind, category, customer_id, cha
             "last_error, segments")
 
 
-def _params_sql(bodies: dict[str, str], where: Where) -> str:
+def _params_sql(bodies: dict[str, str], params: Params, *, postgres: bool) -> str:
     """SQL building ``{"body": text}``: the text in the customer's language (the fallback
     language's otherwise) with ``{name}`` replaced by the customer's name. One language per
     row keeps a million-row campaign's outbox (and its WAL) about half the size."""
-    pg = where.postgres
     fallback = FALLBACK_LANGUAGE if FALLBACK_LANGUAGE in bodies else next(iter(bodies))
 
     def text(lang: str) -> str:
-        value = where.value(bodies[lang]) + ("::text" if pg else "")
+        value = params.add(bodies[lang]) + ("::text" if postgres else "")
         return f"replace({value}, '{{name}}', c.name)" if "{name}" in bodies[lang] else value
 
     others = [lang for lang in bodies if lang != fallback]
-    # placeholders are positional: build the branches in the order they appear in the text
-    branches = "".join(f"WHEN c.language = '{lang}' THEN {text(lang)} " for lang in others)
+    branches = "".join(f"WHEN c.language = {params.add(lang)} THEN {text(lang)} "
+                       for lang in others)
     chosen = f"CASE {branches}ELSE {text(fallback)} END" if others else text(fallback)
-    build = "jsonb_build_object" if pg else "json_object"
+    build = "jsonb_build_object" if postgres else "json_object"
     return f"{build}('body', {chosen})"
 
 
 def insert_select(campaign: Campaign, settings: Settings, *, postgres: bool, lo: int, hi: int,
-                  now: datetime) -> tuple[str, list[object]]:
-    """The one statement that enqueues the audience with ``lo < customer id <= hi``."""
-    where = Where(postgres=postgres)
-    stamp: object = now.astimezone(UTC) if postgres else now.astimezone(UTC).isoformat(" ")
-    ts = "::timestamptz" if postgres else ""
-    txt = "::text" if postgres else ""
-    head = (f"{where.value(stamp)}{ts}, {where.value(stamp)}{ts}, "
-            f"{where.value(f'{service.CAMPAIGN_KIND}:{campaign.id}:')}{txt} || c.id, "
-            f"{where.value(service.CAMPAIGN_KIND)}{txt}, {where.value(campaign.category)}{txt}, "
-            f"c.id, {where.value(campaign.channel_policy)}{txt}, "
-            f"{where.value(service.TEMPLATE_KEY)}{txt}, "
-            f"{_params_sql(service.bodies(campaign, settings), where)}, "
-            f"{where.value(stamp)}{ts}, {where.value(campaign.id)}{'::int' if postgres else ''}, "
-            f"{where.value(MessageStatus.PENDING.value)}{txt}, '', 0, '', 0")
-    clause = where_clause(service.audience_of(campaign), where,
+                  now: datetime) -> tuple[str, Params]:
+    """The one statement that enqueues the audience with ``lo < customer id <= hi``, and its
+    named parameters."""
+    params = Params(now=now, lo=lo, hi=hi, campaign=campaign.id,
+                    key_prefix=f"{service.CAMPAIGN_KIND}:{campaign.id}:",
+                    kind=service.CAMPAIGN_KIND, category=campaign.category,
+                    channel_policy=campaign.channel_policy, template=service.TEMPLATE_KEY,
+                    pending=MessageStatus.PENDING.value)
+    ts, txt, int_ = ("::timestamptz", "::text", "::int") if postgres else ("", "", "")
+    body = _params_sql(service.bodies(campaign, settings), params, postgres=postgres)
+    head = (f":now{ts}, :now{ts}, :key_prefix{txt} || c.id, :kind{txt}, :category{txt}, "
+            f"c.id, :channel_policy{txt}, :template{txt}, {body}, :now{ts}, :campaign{int_}, "
+            f":pending{txt}, '', 0, '', 0")
+    clause = where_clause(service.audience_of(campaign), params,
                           default_tier=settings.loyalty.tiers[0].code)
-    low, high = where.value(lo), where.value(hi)
     verb = "INSERT" if postgres else "INSERT OR IGNORE"
     tail = " ON CONFLICT (dedup_key) DO NOTHING" if postgres else ""
     sql = (f"{verb} INTO message ({_COLUMNS}) SELECT {head} FROM customer c "
-           f"WHERE c.id > {low} AND c.id <= {high} AND {clause}{tail}")
-    return sql, where.params
+           f"WHERE c.id > :lo AND c.id <= :hi AND {clause}{tail}")
+    return sql, params
 
 
 async def enqueue_batch(campaign_id: int, settings: Settings, *, now: datetime,
@@ -118,6 +122,17 @@ async def enqueue_all(campaign_id: int, settings: Settings, *, now: datetime,
     return total
 
 
+async def fail(campaign_id: int, exc: BaseException, *, now: datetime) -> None:
+    """Stop enqueuing a campaign whose batch failed: status *failed* with the reason, shown
+    on its page and in the API. Messages already queued still go out; ``resume`` retries
+    from the committed cursor (the failed batch was rolled back)."""
+    reason = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:500]
+    log.error("campaign %d failed while enqueuing, stopped: %s", campaign_id, reason,
+              exc_info=exc)
+    await Campaign.filter(id=campaign_id, status=CampaignStatus.SENDING).update(
+        status=CampaignStatus.FAILED, failure=reason, updated_at=now)
+
+
 class CampaignRunner:
     """The app's background task: promotes due scheduled campaigns, enqueues sending ones
     batch by batch (round-robin between campaigns), marks them done when the outbox has
@@ -143,7 +158,9 @@ class CampaignRunner:
         while not stop.is_set():
             try:
                 busy = await self.tick()
-            except (OSError, ConnectionError):
+            except Exception as exc:
+                if not is_unreachable(exc):
+                    raise
                 log.warning("campaign runner pass failed: database unreachable", exc_info=True)
                 busy = False
             if busy:
@@ -158,21 +175,33 @@ class CampaignRunner:
                     waiter.cancel()
 
     async def tick(self) -> bool:
-        """One pass; True when a batch was enqueued (so the caller goes again at once)."""
+        """One pass; True when a batch was enqueued (so the caller goes again at once).
+
+        Campaigns are independent: one whose batch the database refuses is marked *failed*
+        and the pass goes on with the others. A database that cannot be reached fails the
+        pass instead (``run`` waits and tries again), never a campaign."""
         now = self._clock()
         await Campaign.filter(status=CampaignStatus.SCHEDULED, send_at__lte=now).update(
             status=CampaignStatus.SENDING)
         await self._sweep(now)
         busy = False
-        batch_ids = self._settings.operator.campaign_batch_ids
-        for campaign in await Campaign.filter(status=CampaignStatus.SENDING).order_by("id"):
-            created = await enqueue_batch(campaign.id, self._settings, now=now,
-                                          batch_ids=batch_ids)
-            if created is not None:
-                busy = True
-                continue
-            await self._finish_if_delivered(campaign.id, now)
+        for campaign in await Campaign.filter(status=CampaignStatus.SENDING).order_by(
+                "id").only("id"):
+            try:
+                busy = await self._step(campaign.id, now) or busy
+            except Exception as exc:
+                if is_unreachable(exc):
+                    raise
+                await fail(campaign.id, exc, now=now)
         return busy
+
+    async def _step(self, campaign_id: int, now: datetime) -> bool:
+        created = await enqueue_batch(campaign_id, self._settings, now=now,
+                                      batch_ids=self._settings.operator.campaign_batch_ids)
+        if created is not None:
+            return True
+        await self._finish_if_delivered(campaign_id, now)
+        return False
 
     async def _finish_if_delivered(self, campaign_id: int, now: datetime) -> None:
         from storage.models import Message

@@ -11,6 +11,7 @@ from tortoise.transactions import in_transaction
 from bot.web.operators import audit
 from bot.web.operators.access import Actor
 from bot.web.operators.errors import Refusal
+from bot.web.operators.paging import DEFAULT_LIMIT, Page, page
 from storage.models import Task, TaskStatus
 from storage.phones import mask_phone
 
@@ -50,11 +51,15 @@ def task_json(task: Task, phone: str | None = None) -> dict[str, Any]:
             "closed_at": task.closed_at.isoformat() if task.closed_at else None}
 
 
-async def list_tasks(status: str | None, *, limit: int = 200) -> list[dict[str, Any]]:
-    query = Task.all().prefetch_related("customer").order_by("-created_at", "-id").limit(limit)
+async def list_tasks(status: str | None, *, limit: int = DEFAULT_LIMIT,
+                     cursor: str = "") -> tuple[list[dict[str, Any]], Page[Task]]:
+    """A page of tasks, newest first, as JSON rows (phones masked) and the page itself."""
+    query = Task.all()
     if status:
         query = query.filter(status=status)
-    return [task_json(t, t.customer.phone) for t in await query]
+    found = await page(query, ("-created_at", "-id"), limit=limit, cursor=cursor)
+    await Task.fetch_for_list(found.rows, "customer")
+    return [task_json(t, t.customer.phone) for t in found.rows], found
 
 
 async def _locked(task_id: int) -> Task:

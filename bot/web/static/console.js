@@ -59,14 +59,19 @@
         document.getElementById("delivery-progress").value = s.delivery_progress;
         var badge = document.getElementById("campaign-status");
         if (badge && badge.getAttribute("data-status") !== s.status) {
-          badge.setAttribute("data-status", s.status);
+          // a new state (done, failed, paused elsewhere): the page says it in words
+          window.location.reload();
+          return;
         }
         var reasons = document.getElementById("skipped-reasons");
         if (reasons) {
+          // the page's words for each reason code (never the code itself)
+          var labels = JSON.parse(reasons.getAttribute("data-labels") || "{}");
+          var other = reasons.getAttribute("data-other") || "{code}";
           reasons.textContent = "";
           Object.keys(s.skipped_by_reason).sort().forEach(function (r) {
             var li = document.createElement("li");
-            li.textContent = r + ": " + s.skipped_by_reason[r];
+            li.textContent = (labels[r] || other.replace("{code}", r)) + ": " + s.skipped_by_reason[r];
             reasons.appendChild(li);
           });
         }

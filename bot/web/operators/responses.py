@@ -1,0 +1,361 @@
+"""What the operator API answers: one pydantic model per response body.
+
+The route table names these (``response=``) and the OpenAPI document is generated from them,
+so a client generated from the document gets typed results. The handlers build plain JSON
+(the ``*_json`` functions of each service); a test calls every route and checks each body
+against the document, and ``extra="forbid"`` makes a field the document does not declare a
+failure there rather than a surprise for a client.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from storage.models import (
+    ClaimStatus,
+    DocumentStatus,
+    MessageStatus,
+    PolicyStatus,
+    Product,
+    TaskStatus,
+)
+from storage.operator_models import CampaignStatus, Role
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- access, audit, dashboard ----------------------------------------------------------------
+
+
+class Me(Out):
+    id: int
+    name: str
+    role: Role
+    language: str
+    has_contact: bool = Field(description="has a contact record for campaign test sends")
+    via: Literal["token", "session"]
+
+
+class AuditEntry(Out):
+    id: int
+    operator: str
+    action: str = Field(description="e.g. campaign.start, claim.upsert, points.adjust")
+    target_type: str
+    target_id: str
+    before: Any = Field(description="the object before the change (null for a creation)")
+    after: Any = Field(description="the object after the change")
+    at: datetime
+
+
+class SchedulerRunOut(Out):
+    job: str
+    finished_at: datetime
+    counts: dict[str, int]
+
+
+class FailureOut(Out):
+    id: int
+    kind: str
+    status: MessageStatus
+    channel: str
+    error: str
+    phone: str = Field(description="masked")
+    campaign_id: int | None
+    at: datetime
+
+
+class LiveCampaign(Out):
+    id: int
+    name: str
+    status: CampaignStatus
+
+
+class Dashboard(Out):
+    day: date = Field(description="the local day (schedule.timezone)")
+    planned: dict[str, int] = Field(
+        description="messages due, queued or sent today, by kind")
+    planned_total: int
+    runs: list[SchedulerRunOut]
+    delivery: dict[str, int] = Field(description="messages that changed today, by status")
+    failures: list[FailureOut]
+    campaigns: list[LiveCampaign] = Field(description="scheduled, sending, paused or failed")
+
+
+# -- campaigns ---------------------------------------------------------------------------------
+
+
+class CampaignOut(Out):
+    id: int
+    name: str
+    status: CampaignStatus
+    category: Literal["care", "marketing"]
+    channel_policy: Literal["telegram_then_sms", "telegram_only", "sms_only"]
+    audience: dict[str, Any] = Field(description="the AudienceFilter it was created with")
+    templates: dict[str, str] = Field(description="the text per language")
+    send_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    enqueued: int
+    failure: str | None = Field(description="why enqueuing stopped, when status is failed")
+    created_at: datetime
+
+
+class AudienceCount(Out):
+    audience: int
+
+
+class SmsPreview(Out):
+    recipients: int
+    by_language: dict[str, int]
+    segments_per_message: dict[str, int]
+    encoding: dict[str, Literal["GSM-7", "UCS-2"]]
+    segments: int
+    price_per_segment: float
+    currency: str
+    estimated_cost: float
+    cn_recipients: int = Field(description="SMS recipients with a +86 number")
+
+
+class PreviewSample(Out):
+    customer_id: int
+    name: str
+    phone: str = Field(description="masked")
+    language: str
+    channel: Literal["telegram", "sms", "none"]
+    text: str
+    segments: int
+    refused: str = Field(description="the content check that would refuse it, or empty")
+
+
+class PreviewWarning(Out):
+    code: str
+    count: int | None = None
+    language: str | None = None
+    prefixes: list[str] | None = None
+
+
+class ChannelSplit(Out):
+    telegram: int
+    sms: int
+    none: int
+
+
+class Preview(Out):
+    audience: int
+    channels: ChannelSplit
+    sms: SmsPreview
+    samples: list[PreviewSample]
+    warnings: list[PreviewWarning]
+    as_of: datetime = Field(description="when worked out: now for a draft, the start for a "
+                            "started campaign")
+
+
+class TestSend(Out):
+    message_id: int
+    status: MessageStatus
+
+
+class CampaignStats(Out):
+    campaign: int
+    status: CampaignStatus
+    enqueued: int
+    queued: int
+    held: int
+    sent: int
+    delivered: int
+    failed: int
+    unknown: int
+    skipped: int
+    skipped_by_reason: dict[str, int]
+    by_status: dict[str, int]
+    by_channel: dict[str, int]
+    enqueue_progress: float
+    delivery_progress: float
+
+
+# -- claims and documents ----------------------------------------------------------------------
+
+
+class ClaimOut(Out):
+    number: str
+    status: ClaimStatus
+    customer_id: int
+    policy_id: int
+    reported_at: datetime
+    description: str
+    estimated_cents: int | None
+    paid_cents: int | None
+    required_documents: list[str]
+
+
+class ClaimEventOut(Out):
+    id: int
+    external_id: str | None
+    status: ClaimStatus
+    occurred_at: datetime
+    note: str
+
+
+class ClaimEventRecorded(ClaimEventOut):
+    replayed: bool = Field(description="true when this event id was already recorded")
+
+
+class DocumentOut(Out):
+    id: int
+    claim_id: int | None
+    customer_id: int
+    channel: str
+    mime_type: str
+    size: int
+    original_name: str
+    status: DocumentStatus
+    reason: str
+    created_at: datetime
+    reviewed_at: datetime | None
+
+
+class ClaimDetail(ClaimOut):
+    events: list[ClaimEventOut]
+    documents: list[DocumentOut]
+
+
+# -- customers and loyalty -------------------------------------------------------------------
+
+
+class CustomerRow(Out):
+    id: int
+    name: str
+    phone: str = Field(description="masked")
+    language: str
+
+
+class CustomerDetail(CustomerRow):
+    phone_full: str
+    timezone: str
+    created_at: datetime
+
+
+class PolicyOut(Out):
+    number: str
+    product: Product
+    plate: str
+    start_date: date
+    end_date: date
+    status: PolicyStatus
+    premium_cents: int
+
+
+class ClaimBrief(Out):
+    number: str
+    status: ClaimStatus
+    reported_at: datetime
+
+
+class ConsentOut(Out):
+    channel: str
+    category: str
+    granted: bool
+    source: str
+    at: datetime
+
+
+class LedgerEntryOut(Out):
+    id: int
+    kind: str
+    amount: int
+    balance_after: int
+    reason: str
+    operator: str
+    at: datetime
+
+
+class PointsOut(Out):
+    balance: int
+    tier: str | None
+    entries: list[LedgerEntryOut]
+
+
+class MessageOut(Out):
+    id: int
+    kind: str
+    category: str
+    status: MessageStatus
+    channel: str = Field(description="telegram, sms, console or web; empty before dispatch")
+    skip_reason: str
+    campaign_id: int | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+class TaskBrief(Out):
+    id: int
+    kind: str
+    status: TaskStatus
+    assignee: str
+
+
+class CustomerProfile(Out):
+    customer: CustomerDetail
+    policies: list[PolicyOut]
+    claims: list[ClaimBrief]
+    consents: list[ConsentOut]
+    points: PointsOut
+    messages: list[MessageOut]
+    tasks: list[TaskBrief]
+
+
+class PointsAdjusted(Out):
+    entry_id: int
+    points: int
+    balance: int
+    replayed: bool
+
+
+class RewardOut(Out):
+    code: str
+    kind: str
+    name_zh: str
+    name_en: str
+    points_cost: int
+    min_tier: str
+    stock: int | None = Field(description="null: unlimited")
+    monthly_limit: int | None
+    yearly_limit: int | None
+    active_from: date | None
+    active_until: date | None
+    retired_at: datetime | None
+
+
+# -- tasks and imports -------------------------------------------------------------------------
+
+
+class TaskOut(Out):
+    id: int
+    kind: str
+    customer_id: int
+    policy_id: int | None
+    status: TaskStatus
+    source: str
+    assignee: str
+    note: str
+    phone: str | None = Field(description="masked")
+    created_at: datetime
+    closed_at: datetime | None
+
+
+class ImportResult(Out):
+    kind: Literal["customers", "policies", "claims", "payments"]
+    file: str
+    created: int
+    updated: int
+    unchanged: int
+    rejected: int
+    problems: list[str] = Field(description="'line N: column: problem', the first ones")
+    problems_truncated: bool
+    notes: list[str]
+    summary: str

@@ -1,0 +1,72 @@
+"""Named parameters (``storage.sql.bind``): each value lands on its own placeholder whatever
+order a statement was assembled in, and the same statement runs on both backends."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import pytest
+from tortoise import connections
+
+from storage.sql import Params, bind, execute, fetch
+from tests import factories as f
+
+
+def test_values_follow_the_placeholders_in_text_order_not_insertion_order() -> None:
+    params = {"a": 1, "b": 2, "c": 3}
+    text, values = bind("SELECT :c, :a WHERE x = :b AND y = :a", params, postgres=True)
+    assert text == "SELECT $1, $2 WHERE x = $3 AND y = $2"
+    assert values == [3, 1, 2]
+    text, values = bind("SELECT :c, :a WHERE x = :b AND y = :a", params, postgres=False)
+    assert text == "SELECT ?, ? WHERE x = ? AND y = ?"
+    assert values == [3, 1, 2, 1]
+
+
+def test_casts_quoted_text_and_identifiers_are_left_alone() -> None:
+    sql = "SELECT :v::text, 'a :b c', \"col:d\", replace(:v, '{name}', c.name) -- :v"
+    text, values = bind(sql, {"v": "x"}, postgres=True)
+    assert text == "SELECT $1::text, 'a :b c', \"col:d\", replace($1, '{name}', c.name) -- :v"
+    assert values == ["x"]
+
+
+def test_a_missing_or_unused_value_is_an_error_not_a_wrong_binding() -> None:
+    with pytest.raises(KeyError, match=":b"):
+        bind("SELECT :a, :b", {"a": 1}, postgres=False)
+    with pytest.raises(KeyError, match="extra"):
+        bind("SELECT :a", {"a": 1, "extra": 2}, postgres=True)
+    with pytest.raises(ValueError, match="naive"):
+        bind("SELECT :t", {"t": datetime(2026, 1, 1)}, postgres=True)
+
+
+def test_sqlite_gets_dates_and_utc_times_as_the_orm_stores_them() -> None:
+    shanghai = timezone(timedelta(hours=8))
+    moment = datetime(2026, 1, 1, 8, 30, tzinfo=shanghai)
+    _, values = bind("SELECT :d, :t", {"d": date(2026, 2, 3), "t": moment}, postgres=False)
+    assert values == ["2026-02-03", "2026-01-01 00:30:00+00:00"]
+    _, values = bind("SELECT :d, :t", {"d": date(2026, 2, 3), "t": moment}, postgres=True)
+    assert values == [date(2026, 2, 3), moment]
+
+
+def test_params_names_fresh_values_beside_given_ones() -> None:
+    params = Params(lo=0)
+    marks = params.add_all(["SH", "BJ"])
+    assert marks == ":v1, :v2" and params == {"lo": 0, "v1": "SH", "v2": "BJ"}
+    with pytest.raises(ValueError):
+        params.add_all([])
+
+
+async def test_fetch_and_execute_bind_by_name_on_each_backend(db: str) -> None:
+    first = await f.customer(name="甲")
+    second = await f.customer(name="乙", language="en")
+    conn = connections.get("default")
+    changed = await execute(conn, "UPDATE customer SET name = :name, updated_at = :now "
+                            "WHERE language = :lang AND id >= :low",
+                            {"low": first.id, "lang": "en", "name": "Bee",
+                             "now": datetime(2099, 1, 1, tzinfo=UTC)})
+    assert changed == 1
+    rows = await fetch(conn, "SELECT id, name FROM customer WHERE id IN (:a, :b) "
+                       "AND updated_at >= :since ORDER BY id",
+                       {"b": second.id, "a": first.id,
+                        # the same instant, written in Shanghai time
+                        "since": datetime(2099, 1, 1, 8, tzinfo=timezone(timedelta(hours=8)))})
+    assert [(r["id"], r["name"]) for r in rows] == [(second.id, "Bee")]
