@@ -150,7 +150,7 @@ async def test_customers_imported_by_phone_take_their_number_and_others_join_the
         tmp_path: Path, db: str) -> None:
     await run("customers", write(tmp_path, "a.csv", f"phone,name\n{SHARED},张三\n"))
     first = await Customer.get(phone=SHARED_E164)
-    report, out = await run("customers", write(
+    report, _ = await run("customers", write(
         tmp_path, "b.csv", f"customer_no,phone,name\nC001,{SHARED},张三\nC002,{SHARED},李四\n"))
     assert counts(report) == (1, 1, 0, 0)
     assert await Customer.get(customer_no="C001") == first
