@@ -142,7 +142,7 @@ class ScriptedForecast:
 
 def _plan_context(run: DemoRun) -> PlanContext:
     return PlanContext(day=run.day, today=run.day, schedule=run.settings.schedule,
-                       renewal=run.settings.renewal)
+                       renewal=run.settings.renewal, care=run.settings.care)
 
 
 async def link_console_chats(run: DemoRun) -> None:

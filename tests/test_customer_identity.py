@@ -5,22 +5,19 @@ on a real database (both backends)."""
 
 from __future__ import annotations
 
-import asyncio
 import io
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tortoise import Tortoise
 
 from bot.cli import main
-from storage import db as storage_db
 from storage.choices import TELEGRAM, record_choice
 from storage.importer import ImportReport, import_csv
 from storage.models import Customer, Language, Policy, SharedPhone
 from storage.shared_phones import flags, release
+from tests.factories import on_database
 
 NOW = datetime(2026, 6, 1, 4, 0, tzinfo=UTC)
 LATER = datetime(2026, 6, 2, 4, 0, tzinfo=UTC)
@@ -46,28 +43,8 @@ def counts(report: ImportReport) -> tuple[int, int, int, int]:
 
 # --- through the engage command, both backends ---------------------------------------------
 
-@pytest.fixture
-def engage_db(db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
-    for name in ("ENGAGE_CONFIG",):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("ENGAGE_DATABASE__URL", db_url)
-    yield db_url
-
-
-def _read(url: str, query: Any) -> Any:
-    async def go() -> Any:
-        await Tortoise.init(config=storage_db.tortoise_config(url))
-        try:
-            return await query()
-        finally:
-            await Tortoise.close_connections()
-
-    return asyncio.run(go())
-
-
 def test_three_people_on_one_phone_are_never_merged(
-        engage_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        engage_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Without customer numbers, the second and third person are refused with the reason and
     the way out; with them, all three land and the number is flagged as shared."""
     plain = write(tmp_path, "plain.csv", "phone,name,birthday\n"
@@ -95,14 +72,14 @@ def test_three_people_on_one_phone_are_never_merged(
         flagged = await SharedPhone.all().values_list("phone", "customers", "released_at")
         return list(people), list(flagged)
 
-    people, flagged = _read(engage_db, state)
+    people, flagged = on_database(engage_url, state)
     assert people == [("C001", "张三", date(1980, 1, 1)), ("C002", "李四", date(1985, 2, 2)),
                       ("C003", "王五", None)]
     assert flagged == [(SHARED_E164, 3, None)]
 
 
 def test_policies_of_people_sharing_a_phone_need_the_customer_number(
-        engage_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        engage_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     customers = write(tmp_path, "c.csv", "customer_no,phone,name\n"
                       f"C001,{SHARED},张三\nC002,{SHARED},李四\nC009,13900139009,赵六\n")
     assert main(["import", "customers", str(customers), "-q"]) == 0
@@ -128,7 +105,7 @@ def test_policies_of_people_sharing_a_phone_need_the_customer_number(
         return list(await Policy.all().order_by("number").values_list(
             "number", "customer__customer_no"))
 
-    assert _read(engage_db, owners) == [("P1", "C002"), ("P3", "C009")]
+    assert on_database(engage_url, owners) == [("P1", "C002"), ("P3", "C009")]
 
 
 # --- identity rules -----------------------------------------------------------------------

@@ -1,0 +1,57 @@
+"""Who is insured on a day, and whom customer care reaches: one definition for every care rule,
+the campaign audience and the dashboard.
+
+**Insured on a day**: the customer has a policy covering that day (``start_date <= day <=
+end_date``) whatever its status label — ``active``, ``expired`` not yet corrected, or
+``renewed`` early and still running until its successor starts — except ``cancelled``
+(退保): a cancellation ends the cover.
+
+**Care reaches** a customer (birthday and festival greetings, weather notices) who is insured
+that day or whose last cover ended at most ``care.lapsed_days`` (365) days before: a lapsed
+customer is still someone to win back. A customer with only cancelled policies, or none, gets
+no care messages.
+
+Both are SQL conditions over a customer alias with ``?`` placeholders and their values in
+order (dates as ``date``; the callers' gateways convert them for SQLite), so a selection, the
+audience's WHERE clause and a dashboard count all say the same thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+DEFAULT_LAPSED_DAYS = 365
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """A SQL boolean with ``?`` placeholders, and the values for them in order."""
+
+    sql: str
+    values: tuple[Any, ...]
+
+
+def _covered(customer: str, first: date, last: date) -> Condition:
+    """The customer has a policy, not cancelled, covering some day from ``first`` to
+    ``last``."""
+    return Condition(
+        "EXISTS (SELECT 1 FROM policy cov WHERE cov.customer_id = "
+        f"{customer}.id AND cov.status <> 'cancelled' AND cov.start_date <= ? "
+        "AND cov.end_date >= ?)",
+        (last, first),
+    )
+
+
+def insured_on(day: date, customer: str = "c") -> Condition:
+    """The customer (``customer`` is the alias of the ``customer`` table) is insured on
+    ``day``."""
+    return _covered(customer, day, day)
+
+
+def care_reaches(day: date, lapsed_days: int = DEFAULT_LAPSED_DAYS,
+                 customer: str = "c") -> Condition:
+    """Customer care reaches the customer on ``day``: insured then, or lapsed at most
+    ``lapsed_days`` days before."""
+    return _covered(customer, day - timedelta(days=lapsed_days), day)
