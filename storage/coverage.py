@@ -32,16 +32,26 @@ class Condition:
     sql: str
     values: tuple[Any, ...]
 
+    def bound(self, *, postgres: bool) -> tuple[Any, ...]:
+        """The values as the driver takes them: dates as ISO text on SQLite, where Tortoise
+        stores them so."""
+        if postgres:
+            return self.values
+        return tuple(v.isoformat() if isinstance(v, date) else v for v in self.values)
+
+
+def policy_covers(policy: str, first: date, last: date | None = None) -> Condition:
+    """Policy ``policy`` (an alias of the ``policy`` table) covers a day from ``first`` to
+    ``last`` (default: ``first``): whatever its status label, except cancelled."""
+    return Condition(f"{policy}.status <> 'cancelled' AND {policy}.start_date <= ? "
+                     f"AND {policy}.end_date >= ?", (last or first, first))
+
 
 def _covered(customer: str, first: date, last: date) -> Condition:
-    """The customer has a policy, not cancelled, covering some day from ``first`` to
-    ``last``."""
-    return Condition(
-        "EXISTS (SELECT 1 FROM policy cov WHERE cov.customer_id = "
-        f"{customer}.id AND cov.status <> 'cancelled' AND cov.start_date <= ? "
-        "AND cov.end_date >= ?)",
-        (last, first),
-    )
+    """The customer has a policy covering a day from ``first`` to ``last``."""
+    covers = policy_covers("cov", first, last)
+    return Condition(f"EXISTS (SELECT 1 FROM policy cov WHERE cov.customer_id = {customer}.id "
+                     f"AND {covers.sql})", covers.values)
 
 
 def insured_on(day: date, customer: str = "c") -> Condition:

@@ -95,11 +95,11 @@ async def ask_unlink(query: CallbackQuery, bot: Bot, t: Translator) -> None:
 
 async def set_language(query: CallbackQuery, callback_data: LanguageCb, bot: Bot,
                        account: Account | None, customer: Policyholder | None,
-                       texts: Texts) -> None:
+                       texts: Texts, clock: Callable[[], datetime]) -> None:
     await query.answer()
     if account is None or callback_data.code not in LANGUAGES:
         return
-    await accounts.set_language(account, callback_data.code)
+    await accounts.set_language(account, callback_data.code, now=clock())
     t = Translator(texts, callback_data.code)
     menu = keyboards.main_menu(t) if customer is not None else keyboards.share_contact(t)
     await bot.send_message(query.from_user.id, t("tg_language_set"), reply_markup=menu)

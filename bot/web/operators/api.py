@@ -24,6 +24,7 @@ from bot.web.operators import (
     dashboard,
     imports,
     reviews,
+    shared_phones,
     tasks,
 )
 from bot.web.operators.audience import AudienceFilter
@@ -374,6 +375,19 @@ async def assign_task(call: Call) -> web.StreamResponse:
 async def close_task(call: Call) -> web.StreamResponse:
     task = await tasks.close(call.actor, call.int_param("id"), call.body, now=call.now)
     return json_response(tasks.task_json(task))
+
+
+@API.route("GET", "/shared-phones", role=V, tag="customers",
+           summary="Phone numbers three or more customers share (care and marketing SMS held)")
+async def list_shared_phones(call: Call) -> web.StreamResponse:
+    return json_response(await shared_phones.list_flags())
+
+
+@API.route("POST", "/shared-phones/{id}/release", role=G, tag="customers",
+           summary="Release a shared number checked to be really those customers' own")
+async def release_shared_phone(call: Call) -> web.StreamResponse:
+    return json_response(await shared_phones.release(call.actor, call.int_param("id"),
+                                                     now=call.now))
 
 
 @API.route("POST", "/imports", role=A, query=ImportQuery, tag="imports", upload=True,

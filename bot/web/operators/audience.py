@@ -13,7 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from storage.models import Language, PolicyStatus, Product
+from storage.coverage import policy_covers
+from storage.models import Language, Product
 
 
 class AudienceFilter(BaseModel):
@@ -23,12 +24,12 @@ class AudienceFilter(BaseModel):
 
     tiers: list[str] = Field(default_factory=list, description="VIP tier codes")
     regions: list[str] = Field(default_factory=list, description="region codes")
-    products: list[Product] = Field(default_factory=list,
-                                    description="has an active policy of one of these products")
-    expiring_from: date | None = Field(default=None,
-                                       description="has an active policy ending on or after")
-    expiring_to: date | None = Field(default=None,
-                                     description="has an active policy ending on or before")
+    products: list[Product] = Field(
+        default_factory=list, description="insured today by a policy of one of these products")
+    expiring_from: date | None = Field(
+        default=None, description="insured today by a policy ending on or after")
+    expiring_to: date | None = Field(
+        default=None, description="insured today by a policy ending on or before")
     has_telegram: bool | None = Field(default=None, description="linked, not blocked")
     languages: list[Language] = Field(default_factory=list)
 
@@ -58,12 +59,17 @@ class Where:
 
 
 TELEGRAM_LINKED = (
-    "EXISTS (SELECT 1 FROM telegram_account t WHERE t.customer_id = c.id "
-    "AND t.linked_at IS NOT NULL AND t.blocked_at IS NULL)"
+    "(EXISTS (SELECT 1 FROM telegram_account t WHERE t.customer_id = c.id "
+    "AND t.linked_at IS NOT NULL AND t.blocked_at IS NULL) "
+    "OR EXISTS (SELECT 1 FROM telegram_account t WHERE t.second_customer_id = c.id "
+    "AND t.linked_at IS NOT NULL AND t.blocked_at IS NULL))"
 )
 
 
-def where_clause(audience: AudienceFilter, where: Where, *, default_tier: str) -> str:
+def where_clause(audience: AudienceFilter, where: Where, *, default_tier: str,
+                 today: date) -> str:
+    """The audience as SQL over ``customer c``; its policy conditions are about policies that
+    insure the customer on ``today`` (the care calendar's day)."""
     parts = ["NOT EXISTS (SELECT 1 FROM operator o WHERE o.contact_id = c.id)"]
     if audience.languages:
         parts.append(f"c.language IN ({where.values([lang.value for lang in audience.languages])})")
@@ -82,8 +88,11 @@ def where_clause(audience: AudienceFilter, where: Where, *, default_tier: str) -
     if audience.expiring_to:
         policy.append(f"p.end_date <= {where.value(audience.expiring_to)}")
     if policy:
-        # placeholders are positional: the status goes last, as it is added last
-        policy.append(f"p.status = {where.value(PolicyStatus.ACTIVE.value)}")
+        # a policy that insures the customer today (storage.coverage), added last as its
+        # placeholders come last in the text
+        covers = policy_covers("p", today)
+        where.values(list(covers.values))
+        policy.append(covers.sql)
         parts.append("EXISTS (SELECT 1 FROM policy p WHERE p.customer_id = c.id AND "
                      f"{' AND '.join(policy)})")
     if audience.has_telegram is True:

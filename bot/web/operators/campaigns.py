@@ -27,7 +27,7 @@ import string
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
@@ -154,6 +154,12 @@ def _default_tier(settings: Settings) -> str:
     return settings.loyalty.tiers[0].code
 
 
+def care_today(settings: Settings, now: datetime | None = None) -> date:
+    """The care calendar's day at ``now`` (default: this moment): the day an audience's policy
+    conditions are about."""
+    return (now or datetime.now(UTC)).astimezone(settings.schedule.tz).date()
+
+
 def check_tiers(audience: AudienceFilter, settings: Settings) -> list[str]:
     """Tier codes the configuration does not know (reported with the field path)."""
     known = {t.code for t in settings.loyalty.tiers}
@@ -165,7 +171,8 @@ async def audience_count(audience: AudienceFilter, settings: Settings) -> int:
 
     conn = connections.get("default")
     where = Where(postgres=conn.capabilities.dialect == "postgres")
-    clause = where_clause(audience, where, default_tier=_default_tier(settings))
+    clause = where_clause(audience, where, default_tier=_default_tier(settings),
+                          today=care_today(settings))
     rows = await fetch(conn, f"SELECT COUNT(*) AS n FROM customer c WHERE {clause}", where.params)
     return int(rows[0]["n"])
 
@@ -328,7 +335,8 @@ async def _split(campaign: Campaign, settings: Settings) -> list[dict[str, Any]]
 
     conn = connections.get("default")
     where = Where(postgres=conn.capabilities.dialect == "postgres")
-    clause = where_clause(audience_of(campaign), where, default_tier=_default_tier(settings))
+    clause = where_clause(audience_of(campaign), where, default_tier=_default_tier(settings),
+                          today=care_today(settings))
     cn = where.value("+86%")
     sql = (f"SELECT c.language AS language, {TELEGRAM_LINKED} AS tg, "
            "(c.phone_invalid_at IS NULL) AS phone_ok, "
@@ -418,7 +426,8 @@ async def _samples(campaign: Campaign, settings: Settings, texts: Texts, *, tele
 
     conn = connections.get("default")
     where = Where(postgres=conn.capabilities.dialect == "postgres")
-    clause = where_clause(audience_of(campaign), where, default_tier=_default_tier(settings))
+    clause = where_clause(audience_of(campaign), where, default_tier=_default_tier(settings),
+                          today=care_today(settings))
     rows = await fetch(conn, f"SELECT c.id, c.name, c.phone, c.language, "
                        f"(c.phone_invalid_at IS NULL) AS phone_ok, {TELEGRAM_LINKED} AS tg "
                        f"FROM customer c WHERE {clause} ORDER BY c.id LIMIT {int(limit)}",

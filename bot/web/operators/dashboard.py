@@ -1,14 +1,19 @@
-"""The dashboard's numbers: today's plan, today's deliveries, recent failures."""
+"""The dashboard's numbers: today's plan, today's deliveries, recent failures, how many
+customers are insured today (``storage.coverage``, the care rules' own definition) and how
+many shared phone numbers wait for an operator."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from tortoise import connections
 from tortoise.functions import Count
 
-from storage.models import Message, MessageStatus
+from bot.web.operators.sql import fetch, is_postgres
+from storage.coverage import insured_on
+from storage.models import Message, MessageStatus, SharedPhone
 from storage.operator_models import Campaign, CampaignStatus
 from storage.phones import mask_phone
 from storage.scheduler_models import SchedulerRun
@@ -37,6 +42,8 @@ async def summary(now: datetime, timezone: str) -> dict[str, Any]:
     live = await Campaign.filter(status__in=[CampaignStatus.SCHEDULED, CampaignStatus.SENDING,
                                              CampaignStatus.PAUSED]).order_by("-id").limit(10)
     return {
+        "insured_today": await _insured(today),
+        "shared_phones_held": await SharedPhone.filter(released_at__isnull=True).count(),
         "day": today.isoformat(),
         "planned": planned,
         "planned_total": sum(planned.values()),
@@ -48,3 +55,11 @@ async def summary(now: datetime, timezone: str) -> dict[str, Any]:
                       "at": f["updated_at"].isoformat()} for f in failures],
         "campaigns": [{"id": c.id, "name": c.name, "status": str(c.status)} for c in live],
     }
+
+
+async def _insured(day: date) -> int:
+    conn = connections.get("default")
+    insured = insured_on(day)
+    rows = await fetch(conn, f"SELECT COUNT(*) AS n FROM customer c WHERE {insured.sql}",
+                       insured.bound(postgres=is_postgres(conn)))
+    return int(rows[0]["n"])

@@ -75,7 +75,8 @@ def insert_select(campaign: Campaign, settings: Settings, *, postgres: bool, lo:
             f"{where.value(stamp)}{ts}, {where.value(campaign.id)}{'::int' if postgres else ''}, "
             f"{where.value(MessageStatus.PENDING.value)}{txt}, '', 0, '', 0")
     clause = where_clause(service.audience_of(campaign), where,
-                          default_tier=settings.loyalty.tiers[0].code)
+                          default_tier=settings.loyalty.tiers[0].code,
+                          today=service.care_today(settings, now))
     low, high = where.value(lo), where.value(hi)
     verb = "INSERT" if postgres else "INSERT OR IGNORE"
     tail = " ON CONFLICT (dedup_key) DO NOTHING" if postgres else ""
