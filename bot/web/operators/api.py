@@ -134,7 +134,8 @@ async def count_audience(call: Call) -> web.StreamResponse:
     if unknown := campaigns.check_tiers(call.body, call.settings):
         return invalid([{"path": "tiers", "message": f"unknown tier {unknown[0]!r}",
                          "type": "unknown_tier"}])
-    return json_response({"audience": await campaigns.audience_count(call.body, call.settings)})
+    return json_response({"audience": await campaigns.audience_count(call.body, call.settings,
+                                                                     now=call.now)})
 
 
 @API.route("GET", "/campaigns/{id}", role=V, summary="One campaign", tag="campaigns")
@@ -147,7 +148,8 @@ async def get_campaign(call: Call) -> web.StreamResponse:
            summary="Audience size, channel split, SMS segments and cost, three samples")
 async def preview_campaign(call: Call) -> web.StreamResponse:
     campaign = await campaigns.get_campaign(call.int_param("id"))
-    return json_response(await campaigns.preview(campaign, call.settings, call.texts))
+    return json_response(await campaigns.preview(campaign, call.settings, call.texts,
+                                                 now=call.now))
 
 
 @API.route("POST", "/campaigns/{id}/test", role=A, tag="campaigns",

@@ -154,10 +154,10 @@ def _default_tier(settings: Settings) -> str:
     return settings.loyalty.tiers[0].code
 
 
-def care_today(settings: Settings, now: datetime | None = None) -> date:
-    """The care calendar's day at ``now`` (default: this moment): the day an audience's policy
-    conditions are about."""
-    return (now or datetime.now(UTC)).astimezone(settings.schedule.tz).date()
+def care_today(settings: Settings, now: datetime) -> date:
+    """The care calendar's day at ``now``: the day an audience's policy conditions are
+    about."""
+    return now.astimezone(settings.schedule.tz).date()
 
 
 def check_tiers(audience: AudienceFilter, settings: Settings) -> list[str]:
@@ -166,13 +166,14 @@ def check_tiers(audience: AudienceFilter, settings: Settings) -> list[str]:
     return [t for t in audience.tiers if t not in known]
 
 
-async def audience_count(audience: AudienceFilter, settings: Settings) -> int:
+async def audience_count(audience: AudienceFilter, settings: Settings, *,
+                         now: datetime) -> int:
     from tortoise import connections
 
     conn = connections.get("default")
     where = Where(postgres=conn.capabilities.dialect == "postgres")
     clause = where_clause(audience, where, default_tier=_default_tier(settings),
-                          today=care_today(settings))
+                          today=care_today(settings, now))
     rows = await fetch(conn, f"SELECT COUNT(*) AS n FROM customer c WHERE {clause}", where.params)
     return int(rows[0]["n"])
 
@@ -330,13 +331,14 @@ class Sample:
     refused: str  # content check that would refuse it, or ""
 
 
-async def _split(campaign: Campaign, settings: Settings) -> list[dict[str, Any]]:
+async def _split(campaign: Campaign, settings: Settings,
+                 now: datetime) -> list[dict[str, Any]]:
     from tortoise import connections
 
     conn = connections.get("default")
     where = Where(postgres=conn.capabilities.dialect == "postgres")
     clause = where_clause(audience_of(campaign), where, default_tier=_default_tier(settings),
-                          today=care_today(settings))
+                          today=care_today(settings, now))
     cn = where.value("+86%")
     sql = (f"SELECT c.language AS language, {TELEGRAM_LINKED} AS tg, "
            "(c.phone_invalid_at IS NULL) AS phone_ok, "
@@ -355,14 +357,15 @@ def _channel(policy: str, *, tg: bool, phone_ok: bool, telegram: bool, sms: bool
     return "none"
 
 
-async def preview(campaign: Campaign, settings: Settings, texts: Texts) -> dict[str, Any]:
+async def preview(campaign: Campaign, settings: Settings, texts: Texts, *,
+                  now: datetime) -> dict[str, Any]:
     """Audience size, per-channel split, SMS segments and cost, three rendered samples and
     warnings — before consent, quiet hours and the weekly cap, which apply at dispatch."""
     telegram_on, sms_on = settings.telegram.enabled, settings.twilio.enabled
     channels = {"telegram": 0, "sms": 0, "none": 0}
     sms_by_language: dict[str, int] = {}
     sms_cn = 0
-    for row in await _split(campaign, settings):
+    for row in await _split(campaign, settings, now):
         n = int(row["n"])
         channel = _channel(campaign.channel_policy, tg=bool(row["tg"]),
                            phone_ok=bool(row["phone_ok"]), telegram=telegram_on, sms=sms_on)
@@ -372,7 +375,8 @@ async def preview(campaign: Campaign, settings: Settings, texts: Texts) -> dict[
             sms_by_language[language] = sms_by_language.get(language, 0) + n
             if row["cn"]:
                 sms_cn += n
-    samples = await _samples(campaign, settings, texts, telegram_on=telegram_on, sms_on=sms_on)
+    samples = await _samples(campaign, settings, texts, telegram_on=telegram_on, sms_on=sms_on,
+                             now=now)
     segments_per_language: dict[str, int] = {}
     encodings: dict[str, str] = {}
     for language in ("zh-CN", "en"):
@@ -421,13 +425,13 @@ def _sample_json(sample: Sample) -> dict[str, Any]:
 
 
 async def _samples(campaign: Campaign, settings: Settings, texts: Texts, *, telegram_on: bool,
-                   sms_on: bool, limit: int = 3) -> list[Sample]:
+                   sms_on: bool, now: datetime, limit: int = 3) -> list[Sample]:
     from tortoise import connections
 
     conn = connections.get("default")
     where = Where(postgres=conn.capabilities.dialect == "postgres")
     clause = where_clause(audience_of(campaign), where, default_tier=_default_tier(settings),
-                          today=care_today(settings))
+                          today=care_today(settings, now))
     rows = await fetch(conn, f"SELECT c.id, c.name, c.phone, c.language, "
                        f"(c.phone_invalid_at IS NULL) AS phone_ok, {TELEGRAM_LINKED} AS tg "
                        f"FROM customer c WHERE {clause} ORDER BY c.id LIMIT {int(limit)}",

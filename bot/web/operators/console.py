@@ -325,7 +325,8 @@ async def campaign_create(request: web.Request, actor: Actor) -> web.StreamRespo
 async def campaign_page(request: web.Request, actor: Actor) -> web.StreamResponse:
     campaign = await campaigns.get_campaign(_int(request, "id"))
     settings = request.app[SETTINGS]
-    preview = await campaigns.preview(campaign, settings, request.app[TEXTS])
+    preview = await campaigns.preview(campaign, settings, request.app[TEXTS],
+                                      now=now_of(request))
     stats = await campaigns.stats(campaign)
     return render(request, "campaign.html", actor, campaign=campaign, preview=preview,
                   stats=stats, live=campaign.status in (CampaignStatus.SCHEDULED,

@@ -80,8 +80,10 @@ def insert_select(campaign: Campaign, settings: Settings, *, postgres: bool, lo:
     low, high = where.value(lo), where.value(hi)
     verb = "INSERT" if postgres else "INSERT OR IGNORE"
     tail = " ON CONFLICT (dedup_key) DO NOTHING" if postgres else ""
+    # placeholders are positional: the clause's come before the id range's, in text as in
+    # the parameters
     sql = (f"{verb} INTO message ({_COLUMNS}) SELECT {head} FROM customer c "
-           f"WHERE c.id > {low} AND c.id <= {high} AND {clause}{tail}")
+           f"WHERE {clause} AND c.id > {low} AND c.id <= {high}{tail}")
     return sql, where.params
 
 
