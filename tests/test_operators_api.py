@@ -19,6 +19,7 @@ from PIL import Image
 from bot.web.app import Overrides, build_app
 from bot.web.operators.access import create_operator
 from bot.web.operators.api import API
+from storage.choices import record_choice
 from storage.loyalty_models import LedgerEntry, Reward
 from storage.models import (
     Category,
@@ -414,6 +415,25 @@ async def test_shared_numbers_are_listed_masked_and_an_agent_releases_one(rig: R
     page = await (await rig.client.get("/console/shared-phones?lang=en")).text()
     assert "+86*******8008" in page and "released by op-agent" in page
     assert "/release" not in page and shared not in page
+
+
+async def test_a_customers_profile_says_who_set_their_language_and_who_shares_the_phone(
+        rig: Rig) -> None:
+    shared = "+8613800138008"
+    her = await f.customer(name="李娜", phone=shared, customer_no="C002")
+    await f.customer(name="张伟", phone=shared)
+    await record_choice(her.id, source="telegram", now=rig.clock.now, language="en")
+    status, profile = await rig.call("GET", f"/api/v1/customers/{her.id}", Role.VIEWER)
+    assert status == 200
+    customer = profile["customer"]
+    assert (customer["customer_no"], customer["phone_shared"]) == ("C002", 2)
+    assert customer["choices"]["language"] == {"by": "telegram",
+                                               "at": rig.clock.now.isoformat()}
+    assert customer["choices"]["timezone"] == {"by": "", "at": None}
+    await _login(rig, Role.VIEWER)
+    page = await (await rig.client.get(f"/console/customers/{her.id}?lang=en")).text()
+    assert "language set by telegram (2026-11-21 12:00)" in page
+    assert "2 customers share this number" in page
 
 
 async def test_dashboard_counts_the_insured_today_as_care_does(rig: Rig) -> None:
