@@ -840,16 +840,17 @@ async def _seed_batch(
 
 
 async def _adopt_unnumbered(batch: list[DemoCustomer]) -> dict[str, int]:
-    """Demo customers seeded before they had customer numbers (found by phone and name) get
-    theirs, instead of being seeded a second time; their ids by customer number."""
+    """Demo customers seeded before they had customer numbers (found by their referral code,
+    a bijection of the index like the number, and name) get theirs, instead of being seeded a
+    second time; their ids by customer number."""
     if not batch:
         return {}
-    found = await Customer.filter(phone__in=[c.phone for c in batch], customer_no=None
-                                  ).values_list("id", "phone", "name")
-    ids = {(str(phone), comparable_name(str(name))): int(pk) for pk, phone, name in found}
+    found = await Customer.filter(referral_code__in=[c.referral_code for c in batch],
+                                  customer_no=None).values_list("id", "referral_code", "name")
+    ids = {(str(code), comparable_name(str(name))): int(pk) for pk, code, name in found}
     adopted: dict[str, int] = {}
     for c in batch:
-        pk = ids.get((c.phone, comparable_name(c.name)))
+        pk = ids.get((c.referral_code, comparable_name(c.name)))
         if pk is not None:
             await Customer.filter(id=pk).update(customer_no=c.customer_no)
             adopted[c.customer_no] = pk

@@ -432,7 +432,7 @@ async def test_a_customers_profile_says_who_set_their_language_and_who_shares_th
     assert customer["choices"]["timezone"] == {"by": "", "at": None}
     await _login(rig, Role.VIEWER)
     page = await (await rig.client.get(f"/console/customers/{her.id}?lang=en")).text()
-    assert "language set by telegram (2026-11-21 12:00)" in page
+    assert "language set by the customer in Telegram (2026-11-21 12:00)" in page
     assert "2 customers share this number" in page
 
 

@@ -1,8 +1,9 @@
 import asyncio
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
@@ -165,6 +166,7 @@ async def test_migration_0012_lets_customers_share_a_phone_and_keeps_every_row(
     conn = connections.get("default")
     stamp = "'2026-01-01 00:00:00+00:00'"
     one = "(SELECT id FROM customer WHERE phone = '+8613800000001')"
+    recent = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
     for sql in (
         "INSERT INTO customer (name, phone, referral_code, language, timezone, "
         "lunar_birthday, email, birthday_md, created_at, updated_at) VALUES "
@@ -188,6 +190,16 @@ async def test_migration_0012_lets_customers_share_a_phone_and_keeps_every_row(
         "INSERT INTO telegram_account (telegram_user_id, chat_id, username, language_code, "
         f"customer_id, linked_at, created_at, updated_at) VALUES (1, 1, '', 'en', {one}, "
         f"{stamp}, {stamp}, {stamp})",
+        *[
+            "INSERT INTO message (dedup_key, kind, category, customer_id, channel_policy, "
+            "template_key, params, not_before, status, skip_reason, attempts, last_error, "
+            f"segments, created_at, updated_at) VALUES ('{key}', 'festival', 'care', {one}, "
+            f"'telegram_then_sms', 'festival', '{{}}', '{sent}', 'sent', '', 1, '', 1, "
+            f"{stamp}, {stamp})"
+            for key, sent in (("festival:new_year:2026:1", "2026-01-01 00:30:00+00:00"),
+                              ("festival:x:2026:1", recent.isoformat(" ")),
+                              ("festival:x+y:2026:1", recent.isoformat(" ")))
+        ],
     ):
         await conn.execute_query(sql)
     await Tortoise.close_connections()
@@ -197,7 +209,12 @@ async def test_migration_0012_lets_customers_share_a_phone_and_keeps_every_row(
     try:
         first = await Customer.get(phone="+8613800000001")
         assert await Consent.filter(customer_id=first.id).count() == 1
-        assert await Message.filter(customer_id=first.id).count() == 1
+        assert await Message.filter(customer_id=first.id).count() == 4
+        # today's festival greeting takes the key by day (one, however many festivals)
+        day = recent.astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+        assert set(await Message.filter(kind="festival").values_list(
+            "dedup_key", flat=True)) == {"festival:new_year:2026:1", "festival:x+y:2026:1",
+                                         f"festival:{day}:{first.id}"}
         assert await Policy.filter(customer_id=first.id).count() == 1
         assert (await Customer.get(phone="+8613800000002")).referred_by_id == first.id
         assert [(c.language_set_by, c.customer_no) for c in

@@ -175,7 +175,7 @@ class CustomerImport:
     async def write(self, conn: BaseDBAsyncClient,
                     batch: Sequence[Parsed[CustomerRecord]]) -> Outcome:
         statements = Statements(conn)
-        writer = _BatchWriter(statements, statements.stored(self._context.now))
+        writer = _BatchWriter(conn, statements.stored(self._context.now))
         await writer.read(batch)
         for item in batch:
             writer.take(item)
@@ -188,8 +188,9 @@ class CustomerImport:
 class _BatchWriter:
     """One batch: the customers its rows are about, what each row does to them, the writes."""
 
-    def __init__(self, statements: Statements, stamp: Any) -> None:
-        self.statements = statements
+    def __init__(self, conn: BaseDBAsyncClient, stamp: Any) -> None:
+        self.conn = conn
+        self.statements = Statements(conn)
         self.stamp = stamp
         self.outcome = Outcome()
         self.by_phone: dict[str, list[Known]] = {}
@@ -363,7 +364,7 @@ class _BatchWriter:
                 for line, referrer in self.kept_referrers)
 
     async def _insert(self) -> None:
-        """The one place an import adds customers."""
+        """The one place an import adds customers (to the numbers in ``created_phones``)."""
         await self.statements.insert(Customer, _INSERTED, self.inserts)
 
     async def _link_late(self) -> None:

@@ -1,3 +1,5 @@
+from datetime import UTC, datetime, timedelta
+
 from tortoise import migrations
 from tortoise.migrations import operations as ops
 from tortoise.fields.base import OnDelete
@@ -8,6 +10,28 @@ from tortoise.indexes import Index
 # time zone and region. A language the customer picked with /language before this migration
 # shows as the linked Telegram account's language code equal to the customer's language: that
 # is recorded as the customer's own choice (when is not known), so the next import keeps it.
+#
+# Festival greetings are now keyed by day (festival:{date}:{customer}) instead of by festival
+# codes and year. The greetings of the last two days get the new key (one per customer and
+# day; the day is the send time's in Asia/Shanghai, the default care calendar), so planning
+# today again right after the upgrade does not greet anyone twice. Older ones keep theirs:
+# a past festival is never planned again.
+
+
+async def _festival_keys_by_day(apps, schema_editor) -> None:
+    client = schema_editor.client
+    since = datetime.now(UTC) - timedelta(days=2)
+    if client.capabilities.dialect == "postgres":
+        day = "to_char(m.not_before AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD')"
+        marks, values = ("$1", "$1"), [since]
+    else:
+        day = "date(m.not_before, '+8 hours')"
+        marks, values = ("?", "?"), [since.isoformat(" "), since.isoformat(" ")]
+    await client.execute_query(
+        f"UPDATE message SET dedup_key = (SELECT 'festival:' || {day} || ':' || m.customer_id "
+        "FROM message m WHERE m.id = message.id) WHERE id IN (SELECT MIN(m.id) FROM message m "
+        f"WHERE m.kind = 'festival' AND m.not_before >= {marks[0]} GROUP BY m.customer_id, "
+        f"{day}) AND kind = 'festival' AND not_before >= {marks[1]}", values)
 
 
 class Migration(migrations.Migration):
@@ -78,4 +102,5 @@ class Migration(migrations.Migration):
             'SELECT 1 FROM "telegram_account" t WHERE t."customer_id" = "customer"."id" '
             'AND t."linked_at" IS NOT NULL AND t."language_code" = "customer"."language")'
         ),
+        ops.RunPython(_festival_keys_by_day),
     ]
