@@ -288,6 +288,7 @@ class DemoClaim:
 @dataclass(frozen=True, slots=True)
 class DemoCustomer:
     index: int
+    customer_no: str  # the core system's customer number: the demo data's key
     name: str
     phone: str  # a few households share one (see demo_household)
     birthday: date | None
@@ -300,11 +301,6 @@ class DemoCustomer:
     email: str
     policies: tuple[DemoPolicy, ...]
     claims: tuple[DemoClaim, ...]
-
-    @property
-    def customer_no(self) -> str:
-        """The core system's customer number: the demo data's key."""
-        return demo_customer_no(self.index)
 
     @property
     def birthday_md(self) -> int | None:
@@ -379,8 +375,9 @@ def demo_household(index: int) -> int:
     return index - 1 if index % HOUSEHOLD_EVERY == HOUSEHOLD_EVERY // 2 else index
 
 
-def demo_customer_no(index: int) -> str:
-    return f"DEMO{index:07d}"
+def demo_customer_no(index: int, seed: int = DEFAULT_SEED) -> str:
+    """``D2026-0000123``: the seed, then the index."""
+    return f"D{seed}-{index:07d}"
 
 
 def demo_referral_code(index: int, seed: int = DEFAULT_SEED) -> str:
@@ -668,6 +665,7 @@ def generate_customer(index: int, *, today: date, seed: int = DEFAULT_SEED) -> D
     )
     return DemoCustomer(
         index=index,
+        customer_no=demo_customer_no(index, seed),
         name=name,
         phone=demo_phone(demo_household(index), seed),
         birthday=birthday,
