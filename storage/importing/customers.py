@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from storage.choices import CHOICES, IMPORT, customer_chose
+from storage.choices import IMPORT, customer_chose
 from storage.identity import Match, mask_name, match
 from storage.models import Customer, Language, Region
 from storage.phones import mask_phone
@@ -95,7 +95,7 @@ class Known(NamedTuple):
     lunar_birthday: bool
     language: Any
     language_set_by: str
-    language_set_at: Any
+    language_set_at: Any  # as the driver stores it (_RAW): only ever written back
     timezone: str
     timezone_set_by: str
     timezone_set_at: Any
@@ -106,7 +106,9 @@ class Known(NamedTuple):
     referred_by_id: int | None
 
 
+_NOT_GIVEN = ("", None)  # who set a value a new customer gets by default, and when
 _COLUMNS = Known._fields
+_RAW = ("language_set_at", "timezone_set_at", "region_set_at")
 # What an update writes (by id, last): the referrer only by a separate statement, and only
 # where none is recorded, so a link the bot made since this batch read the row stays.
 _UPDATED = ("updated_at", "birthday_md", *_COLUMNS[1:-1])
@@ -192,6 +194,7 @@ class _BatchWriter:
         self.conn = conn
         self.statements = Statements(conn)
         self.stamp = stamp
+        self.given = (IMPORT, stamp)  # who set a value the row gives, and when
         self.outcome = Outcome()
         self.by_phone: dict[str, list[Known]] = {}
         self.by_no: dict[str, Known] = {}
@@ -201,7 +204,7 @@ class _BatchWriter:
         self.created_phones: dict[str, list[str]] = {}  # phone → codes of customers added
         self.created_nos: dict[str, str] = {}  # customer number → code of the one added
         self.updates: list[list[Any]] = []
-        self.moved_from: set[str] = set()  # old phones of customers given another
+        self.touched: set[str] = set()  # phones customers were added to or left
         self.links: list[list[Any]] = []  # a first referrer for an existing customer
         # a referrer this batch adds (by referral code) for a customer: where, which
         self.late_links: list[tuple[str, str, Any]] = []
@@ -212,10 +215,10 @@ class _BatchWriter:
         phones = {r.phone for r in records} | {r.referred_by for r in records if r.referred_by}
         nos = ({r.customer_no for r in records if r.customer_no}
                | {r.referred_by_no for r in records if r.referred_by_no})
-        rows = await self.statements.select_in(Customer, "phone", phones, _COLUMNS)
+        rows = await self.statements.select_in(Customer, "phone", phones, _COLUMNS, _RAW)
         seen = {row[0] for row in rows}
         rows += [row for row in await self.statements.select_in(
-            Customer, "customer_no", nos, _COLUMNS) if row[0] not in seen]
+            Customer, "customer_no", nos, _COLUMNS, _RAW) if row[0] not in seen]
         for row in map(Known._make, rows):
             if row.phone in phones:
                 self.by_phone.setdefault(row.phone, []).append(row)
@@ -270,12 +273,17 @@ class _BatchWriter:
             found = self.by_no.get(record.customer_no)
             if found is not None:
                 return found
-        on_phone = [known for known in self.by_phone.get(record.phone, [])
-                    if record.customer_no is None or known.customer_no is None]
-        people = {known: match(record.name, record.birthday, known.name, known.birthday)
-                  for known in on_phone}
+        on_phone = self.by_phone.get(record.phone)
+        if not on_phone:
+            return None  # the common cases first, decided without more ado
+        if record.customer_no is not None:
+            on_phone = [known for known in on_phone if known.customer_no is None]
+        if len(on_phone) == 1 and on_phone[0].name == record.name:
+            return on_phone[0]
+        people = [(known, match(record.name, record.birthday, known.name, known.birthday))
+                  for known in on_phone]
         for kind in (Match.SAME, Match.RENAMED):
-            same = [known for known, found in people.items() if found is kind]
+            same = [known for known, found in people if found is kind]
             if len(same) > 1 and record.customer_no is None:
                 raise RowError("phone", f"matches several customers ({_names(same)}) — add "
                                "customer_no to tell them apart")
@@ -287,28 +295,26 @@ class _BatchWriter:
                 return same[0]
         if people and record.customer_no is None:
             others = "another customer" if len(people) == 1 else "other customers"
-            raise RowError("phone", f"belongs to {others} ({_names(people)}) — add "
+            raise RowError("phone", f"belongs to {others} ({_names(on_phone)}) — add "
                            "customer_no to import both")
         return None
 
     def _create(self, record: CustomerRecord, referrer: int | str | None) -> None:
-        stamp = self.stamp
+        stamp, given, blank = self.stamp, self.given, _NOT_GIVEN
         code = self.codes[len(self.inserts)]
         if isinstance(referrer, str):
             self.late_links.append((referrer, "referral_code", code))
             referrer = None
-
-        def chosen(value: object) -> tuple[str, Any]:
-            return (IMPORT, stamp) if value is not None else ("", None)
-
+        language, zone, region = record.language, record.timezone, record.region_id
         self.inserts.append([
             stamp, stamp, month_day(record.birthday), record.customer_no, record.name,
             record.phone, record.birthday, bool(record.lunar_birthday),
-            str(record.language or Language.ZH_CN), *chosen(record.language),
-            record.timezone or DEFAULT_TIMEZONE, *chosen(record.timezone),
-            record.region_id, *chosen(record.region_id), record.email or "", referrer, code,
+            str(language or Language.ZH_CN), *(blank if language is None else given),
+            zone or DEFAULT_TIMEZONE, *(blank if zone is None else given),
+            region, *(blank if region is None else given), record.email or "", referrer, code,
         ])
         self.created_phones.setdefault(record.phone, []).append(code)
+        self.touched.add(record.phone)
         if record.customer_no is not None:
             self.created_nos[record.customer_no] = code
         self.outcome.created += 1
@@ -330,10 +336,10 @@ class _BatchWriter:
         if new.referred_by_id is None and referrer is not None:
             new = new._replace(referred_by_id=referrer)
             self.links.append([referrer, self.stamp, current.id])
-        self._remember(current, new)
         if new == current and not (late and recorded is None):
             self.outcome.unchanged += 1
             return
+        self._remember(current, new)
         self.updates.append([self.stamp, month_day(new.birthday), *new[1:-1], new.id])
         self.outcome.updated += 1
 
@@ -342,7 +348,7 @@ class _BatchWriter:
         if current.phone in self.by_phone:
             self.by_phone[current.phone].remove(current)
         if new.phone != current.phone:
-            self.moved_from.add(current.phone)
+            self.touched.update((current.phone, new.phone))
         self.by_phone.setdefault(new.phone, []).append(new)
         if new.customer_no is not None:
             self.by_no[new.customer_no] = new
@@ -384,34 +390,37 @@ class _BatchWriter:
     async def count_phones(self, conn: BaseDBAsyncClient, now: datetime) -> set[str]:
         """Flag or unflag the numbers whose customers changed; the old numbers of moved
         customers, whose other customers the batch did not read, are returned to count."""
-        counts = {phone: (before, len(self.by_phone.get(phone, ()))
+        counts = {phone: (self.before[phone], len(self.by_phone.get(phone, ()))
                           + len(self.created_phones.get(phone, ())))
-                  for phone, before in self.before.items()}
+                  for phone in self.touched if phone in self.before}
         await apply_counts(conn, {p: c for p, c in counts.items() if c[0] != c[1]}, now)
-        return {phone for phone in self.moved_from if phone not in self.before}
+        return {phone for phone in self.touched if phone not in self.before}
 
 
-def _names(customers: Sequence[Known] | dict[Known, Match]) -> str:
+def _names(customers: Sequence[Known]) -> str:
     return ", ".join(mask_name(known.name) for known in customers)
 
 
 def _updated(current: Known, record: CustomerRecord, stamp: Any) -> tuple[Known, bool]:
     """The customer with the row's cells applied: blank cells keep what is there, and a
     language, time zone or region the customer chose stays. Also whether one stayed."""
-    values: dict[str, Any] = {
-        "customer_no": record.customer_no or current.customer_no, "name": record.name,
-        "phone": record.phone, "birthday": given_or(record.birthday, current.birthday),
-        "lunar_birthday": given_or(record.lunar_birthday, current.lunar_birthday),
-        "email": given_or(record.email, current.email),
-    }
     kept = False
-    for name, prefix in CHOICES.items():
-        given = getattr(record, name)
-        old = getattr(current, name)
-        if given is None or given == old:
-            continue
-        if customer_chose(getattr(current, f"{prefix}_set_by")):
+    chosen: list[Any] = []  # value, set_by, set_at of language, time zone and region
+    for given, value, set_by, set_at in (
+            (record.language, current.language, current.language_set_by,
+             current.language_set_at),
+            (record.timezone, current.timezone, current.timezone_set_by,
+             current.timezone_set_at),
+            (record.region_id, current.region_id, current.region_set_by,
+             current.region_set_at)):
+        if given is None or given == value:
+            chosen += (value, set_by, set_at)
+        elif customer_chose(set_by):
             kept = True
-            continue
-        values.update({name: given, f"{prefix}_set_by": IMPORT, f"{prefix}_set_at": stamp})
-    return current._replace(**values), kept
+            chosen += (value, set_by, set_at)
+        else:
+            chosen += (given, IMPORT, stamp)
+    return Known._make((current.id, record.customer_no or current.customer_no, record.name,
+                        record.phone, given_or(record.birthday, current.birthday),
+                        given_or(record.lunar_birthday, current.lunar_birthday), *chosen,
+                        given_or(record.email, current.email), current.referred_by_id)), kept
