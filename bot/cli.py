@@ -98,7 +98,7 @@ async def _plan(settings: Settings, args: argparse.Namespace) -> int:
     try:
         # The given day is planned as if it were today (greetings included).
         ctx = PlanContext(day=args.date, today=args.date, schedule=settings.schedule,
-                          renewal=settings.renewal)
+                          renewal=settings.renewal, care=settings.care)
         result = await (dry_run(ctx) if args.dry_run else run_plan(ctx))
     finally:
         await storage_db.close()

@@ -25,7 +25,7 @@ from scheduler import weather
 from scheduler.context import PlanContext, outbox_sink
 from scheduler.forecast import DayForecast, Place
 from scheduler.plan import run_plan
-from storage.demo_data import DEFAULT_SEED, DemoDataReport, demo_phone, seed_demo_data
+from storage.demo_data import DEFAULT_SEED, DemoDataReport, demo_customer_no, seed_demo_data
 from storage.models import (
     Claim,
     ClaimStatus,
@@ -86,8 +86,10 @@ async def seed_data(run: DemoRun) -> None:
 
 async def summarise_data(run: DemoRun) -> None:
     """A few sample rows and the numbers the day's rules will work from."""
-    phones = [demo_phone(i, run.seed) for i in range(min(SAMPLE_CUSTOMERS, run.customers))]
-    samples = await Customer.filter(phone__in=phones).select_related("region").order_by("id")
+    numbers = [demo_customer_no(i, run.seed)
+               for i in range(min(SAMPLE_CUSTOMERS, run.customers))]
+    samples = await Customer.filter(customer_no__in=numbers).select_related("region").order_by(
+        "id")
     if samples:
         run.say()
         run.say("Sample customers:")
@@ -142,13 +144,13 @@ class ScriptedForecast:
 
 def _plan_context(run: DemoRun) -> PlanContext:
     return PlanContext(day=run.day, today=run.day, schedule=run.settings.schedule,
-                       renewal=run.settings.renewal)
+                       renewal=run.settings.renewal, care=run.settings.care)
 
 
 async def link_console_chats(run: DemoRun) -> None:
     """Every third demo customer "uses Telegram", so both channels appear in the demo."""
-    phones = [demo_phone(i, run.seed) for i in range(0, run.customers, 3)]
-    ids = [c.id for c in await Customer.filter(phone__in=phones).only("id")]
+    numbers = [demo_customer_no(i, run.seed) for i in range(0, run.customers, 3)]
+    ids = [c.id for c in await Customer.filter(customer_no__in=numbers).only("id")]
     linked_at = datetime.combine(run.day, time(0), tzinfo=run.settings.schedule.tz)
     await TelegramAccount.bulk_create(
         [TelegramAccount(telegram_user_id=DEMO_CHAT_BASE + cid, chat_id=DEMO_CHAT_BASE + cid,

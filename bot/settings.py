@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from loyalty.config import LoyaltySettings
-from scheduler.config import RenewalSettings, ScheduleSettings, WeatherSettings
+from scheduler.config import CareSettings, RenewalSettings, ScheduleSettings, WeatherSettings
 from storage.config import DatabaseSettings
 
 Category = Literal["service", "reminder", "care", "marketing"]
@@ -164,6 +164,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = DeliverySettings()
     schedule: ScheduleSettings = ScheduleSettings()
     renewal: RenewalSettings = RenewalSettings()
+    care: CareSettings = CareSettings()
     weather: WeatherSettings = WeatherSettings()
     loyalty: LoyaltySettings = LoyaltySettings()
     uploads: UploadSettings = UploadSettings()

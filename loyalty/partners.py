@@ -32,6 +32,7 @@ from loyalty.errors import (
 )
 from loyalty.periods import utc
 from loyalty.vouchers import effective_status
+from storage.identity import mask_name
 from storage.loyalty_models import Partner, Voucher, VoucherStatus
 
 log = logging.getLogger(__name__)
@@ -67,14 +68,6 @@ async def authenticate_partner(token: str) -> Partner | None:
     if not token:
         return None
     return await Partner.get_or_none(token_hash=hash_token(token), active=True)
-
-
-def mask_name(name: str) -> str:
-    """Keep the first character only: ``张三`` → ``张*``, ``John Smith`` → ``J*** *****``."""
-    name = name.strip()
-    if not name:
-        return ""
-    return name[0] + "".join(" " if ch.isspace() else "*" for ch in name[1:])
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,6 @@
-"""Birthday greetings: one per customer per year, on the day, in the morning.
+"""Birthday greetings: one per customer per year, on the day, in the morning of the customer's
+own time zone, to the customers care reaches (insured today or lapsed within
+``care.lapsed_days``, see ``storage.coverage``).
 
 Solar birthdays are selected by the indexed ``customer.birthday_md`` (month * 100 + day).
 Customers born on 29 February are greeted on 28 February in common years.
@@ -38,7 +40,7 @@ from scheduler.cn_calendar import (
     solar_dates_with_lunar,
     to_lunar,
 )
-from scheduler.context import PlanContext, Sink, Zones, feed
+from scheduler.context import PlanContext, Sink, feed
 from scheduler.selection import Selection, placeholders
 from storage.models import Category
 from storage.outbox import Outbound
@@ -95,27 +97,30 @@ def greets_today(ctx: PlanContext) -> bool:
 # -- selection and queueing ----------------------------------------------------------------------
 
 
-def solar_selection(day: date) -> Selection:
-    mds = solar_month_days_on(day)
+def solar_selection(ctx: PlanContext) -> Selection:
+    mds = solar_month_days_on(ctx.day)
+    reach = ctx.care_reaches()
     return Selection(
         columns="c.name, c.timezone",
         source=f"FROM customer c WHERE c.birthday_md IN ({placeholders(len(mds))}) "
-               "AND NOT c.lunar_birthday",
-        values=tuple(mds),
+               f"AND NOT c.lunar_birthday AND {reach.sql}",
+        values=(*mds, *reach.values),
         key="c.id",
     )
 
 
-def lunar_selection(day: date) -> Selection | None:
-    births = lunar_birth_dates_on(day)
+def lunar_selection(ctx: PlanContext) -> Selection | None:
+    births = lunar_birth_dates_on(ctx.day)
     if not births:
         return None
     mds = sorted({month_day(b) for b in births})
+    reach = ctx.care_reaches()
     return Selection(
         columns="c.name, c.timezone",
         source=f"FROM customer c WHERE c.birthday_md IN ({placeholders(len(mds))}) "
-               f"AND c.lunar_birthday AND c.birthday IN ({placeholders(len(births))})",
-        values=(*mds, *births),
+               f"AND c.lunar_birthday AND c.birthday IN ({placeholders(len(births))}) "
+               f"AND {reach.sql}",
+        values=(*mds, *births, *reach.values),
         key="c.id",
     )
 
@@ -123,14 +128,15 @@ def lunar_selection(day: date) -> Selection | None:
 def selections(ctx: PlanContext) -> list[Selection]:
     if not greets_today(ctx):
         return []
-    found = [solar_selection(ctx.day)]
-    if (lunar := lunar_selection(ctx.day)) is not None:
+    found = [solar_selection(ctx)]
+    if (lunar := lunar_selection(ctx)) is not None:
         found.append(lunar)
     return found
 
 
-def _messages(ctx: PlanContext, rows: list[dict[str, Any]], *, year: int,
-              zones: Zones) -> Iterator[Outbound]:
+def _messages(ctx: PlanContext, rows: list[dict[str, Any]], *,
+              year: int) -> Iterator[Outbound]:
+    zones = ctx.zones
     for row in rows:
         yield Outbound(
             dedup_key=f"birthday:{row['k']}:{year}",
@@ -139,7 +145,7 @@ def _messages(ctx: PlanContext, rows: list[dict[str, Any]], *, year: int,
             customer_id=row["k"],
             template_key="birthday",
             params={"name": row["name"]},
-            not_before=ctx.not_before,
+            not_before=ctx.send_at(row["timezone"]),
             stale_after=zones.end_of_day(ctx.day, row["timezone"]),
         )
 
@@ -147,14 +153,13 @@ def _messages(ctx: PlanContext, rows: list[dict[str, Any]], *, year: int,
 async def queue(ctx: PlanContext, sink: Sink) -> int:
     if not greets_today(ctx):
         return 0
-    zones = Zones(ctx.tz)
     created = 0
-    targets: list[tuple[Selection, int]] = [(solar_selection(ctx.day), ctx.day.year)]
+    targets: list[tuple[Selection, int]] = [(solar_selection(ctx), ctx.day.year)]
     lunar_today = to_lunar(ctx.day)
-    if lunar_today is not None and (lunar := lunar_selection(ctx.day)) is not None:
+    if lunar_today is not None and (lunar := lunar_selection(ctx)) is not None:
         targets.append((lunar, lunar_today.year))
     for selection, year in targets:
-        created += await feed(selection, ctx.batch_size,
-                              partial(_messages, ctx, year=year, zones=zones), sink)
+        created += await feed(selection, ctx.batch_size, partial(_messages, ctx, year=year),
+                              sink)
     log.info("queued %d birthday greetings for %s", created, ctx.day)
     return created

@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from storage.coverage import DEFAULT_LAPSED_DAYS
+
 BUILT_IN_FESTIVALS = frozenset(
     {"new_year", "spring_festival", "lantern", "dragon_boat", "mid_autumn", "national_day"}
 )
@@ -83,6 +85,18 @@ class ScheduleSettings(BaseModel):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+class CareSettings(BaseModel):
+    """Whom customer care (birthday and festival greetings, weather notices) reaches: see
+    ``storage.coverage``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lapsed_days: int = Field(
+        default=DEFAULT_LAPSED_DAYS, ge=0, le=3650,
+        description="care also reaches customers whose cover ended at most this many days ago",
+    )
 
 
 class RenewalSettings(BaseModel):

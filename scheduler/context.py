@@ -19,8 +19,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from tortoise.transactions import in_transaction
 
 from scheduler.cn_calendar import WorkCalendar, work_calendar
-from scheduler.config import RenewalSettings, ScheduleSettings
+from scheduler.config import CareSettings, RenewalSettings, ScheduleSettings
 from scheduler.selection import Selection, execute, is_postgres
+from storage.coverage import Condition, care_reaches
 from storage.outbox import Outbound, enqueue_bulk, insert_select_sql
 
 Sink = Callable[[Iterable[Outbound]], Awaitable[int]]
@@ -104,13 +105,16 @@ class PlanContext:
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     renewal: RenewalSettings = field(default_factory=RenewalSettings)
     calendar: WorkCalendar = field(default_factory=work_calendar)
+    care: CareSettings = field(default_factory=CareSettings)
 
     _send_at: datetime = field(init=False, repr=False, compare=False)
+    _zones: Zones = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.day > self.today:
             raise ValueError(f"cannot plan {self.day} before it comes (today is {self.today})")
         object.__setattr__(self, "_send_at", self.at(self.day, self.schedule.daily_plan_at))
+        object.__setattr__(self, "_zones", Zones(self.tz))
 
     @property
     def tz(self) -> ZoneInfo:
@@ -133,8 +137,24 @@ class PlanContext:
 
     @property
     def not_before(self) -> datetime:
-        """The plan's send time: the plan day at ``schedule.daily_plan_at``."""
+        """The plan's send time on the care calendar: the plan day at
+        ``schedule.daily_plan_at`` in ``schedule.timezone``."""
         return self._send_at
+
+    @property
+    def zones(self) -> Zones:
+        """Customers' time zones (an unknown one reads as the care calendar's)."""
+        return self._zones
+
+    def send_at(self, timezone: str | None, moment: time | None = None) -> datetime:
+        """When a customer in ``timezone`` gets the plan day's message: the day at ``moment``
+        (``schedule.daily_plan_at``) in their own time zone."""
+        return self._zones.at(self.day, moment or self.schedule.daily_plan_at, timezone)
+
+    def care_reaches(self, customer: str = "c") -> Condition:
+        """SQL: customer care reaches customer ``customer`` on the plan day
+        (``storage.coverage``)."""
+        return care_reaches(self.day, self.care.lapsed_days, customer)
 
 
 @lru_cache(maxsize=16)
@@ -149,6 +169,7 @@ class Zones:
         self._fallback = fallback
         self._zones: dict[str, ZoneInfo] = {}
         self._midnights: dict[tuple[date, str | None], datetime] = {}
+        self._moments: dict[tuple[date, time, str | None], datetime] = {}
 
     def get(self, name: str | None) -> ZoneInfo:
         if not name:
@@ -161,6 +182,14 @@ class Zones:
                 zone = self._fallback
             self._zones[name] = zone
         return zone
+
+    def at(self, day: date, moment: time, name: str | None) -> datetime:
+        """``day`` at ``moment`` in the named zone."""
+        key = (day, moment, name)
+        found = self._moments.get(key)
+        if found is None:
+            found = self._moments[key] = datetime.combine(day, moment, tzinfo=self.get(name))
+        return found
 
     def end_of_day(self, day: date, name: str | None) -> datetime:
         """Midnight after ``day`` in the named zone: a greeting for ``day`` is stale then."""

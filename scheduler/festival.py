@@ -1,25 +1,26 @@
-"""Festival greetings to every customer holding an active policy: one per customer per festival
-per year.
+"""Festival greetings to every customer care reaches (insured today or lapsed within
+``care.lapsed_days``, see ``storage.coverage``): one per customer per festival day, in the
+morning of the customer's own time zone.
 
 Built in: New Year's Day (1/1), Spring Festival (lunar 1/1), Lantern Festival (lunar 1/15),
 Dragon Boat Festival (lunar 5/5), Mid-Autumn Festival (lunar 8/15) and National Day (10/1);
 ``schedule.festivals`` adds fixed solar dates. When festivals coincide (Mid-Autumn fell on
-National Day in 2020) the customer gets one greeting naming both, keyed by both codes.
+National Day in 2020) the customer gets one greeting naming both.
 
-The selection reads active policies by policy id (the primary key: one pass over the table,
-no sort) joined to their customer; a customer with two active policies appears twice and the
-dedup key ``festival:{code}:{year}:{customer}`` makes the second a no-op. Into the outbox the
-greetings go set-based (``OutboxSink.insert_select``: a festival day queues one per insured
-customer, two thirds of a million, and building them in Python cost more than writing them);
-any other sink gets them built by ``_messages``, the same rows. Greetings belong to their day
-and are not sent late when catching up.
+The dedup key is ``festival:{date}:{customer}``: one greeting per customer per day, whatever
+the set of festivals that day — adding a festival to a day already greeted and planning it
+again sends nothing more. The selection reads customers by id with the coverage condition.
+Into the outbox the greetings go set-based (``OutboxSink.insert_select``: a festival day
+queues one per insured customer, two thirds of a million, and building them in Python cost
+more than writing them); any other sink gets them built by ``_messages``, the same rows.
+Greetings belong to their day and are not sent late when catching up.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import partial
@@ -27,7 +28,7 @@ from typing import Any, Final
 
 from scheduler.cn_calendar import lunar_to_solar
 from scheduler.config import FestivalSettings
-from scheduler.context import OutboxSink, PlanContext, Sink, Zones, feed
+from scheduler.context import OutboxSink, PlanContext, Sink, feed
 from scheduler.selection import Selection, fetch, is_postgres
 from scheduler.wording import FESTIVAL_NAMES, Localised, localised
 from storage.models import Category
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 KIND = "festival"
 IDS_PER_PAGE: Final = 25
-"""Set-based queueing covers this many pages' worth of policy ids per statement (50,000 by
+"""Set-based queueing covers this many pages' worth of customer ids per statement (50,000 by
 default): big enough that a statement's overhead does not count, small enough to keep each
 transaction short."""
 
@@ -98,46 +99,51 @@ def festival_on(day: date, extra: Sequence[FestivalSettings] = ()) -> Festival |
 # -- selection and queueing ----------------------------------------------------------------------
 
 
-def active_customers(day: date) -> Selection:
-    """Policies in force on ``day`` with their customer (a customer may appear more than once)."""
+def reached_customers(ctx: PlanContext) -> Selection:
+    """The customers care reaches on the plan day, by id."""
+    reach = ctx.care_reaches()
     return Selection(
-        columns="p.customer_id AS customer_id, c.name, c.timezone",
-        source="FROM policy p JOIN customer c ON c.id = p.customer_id "
-               "WHERE p.status = 'active' AND p.end_date >= ? AND p.start_date <= ?",
-        values=(day, day),
-        key="p.id",
+        columns="c.id AS customer_id, c.name, c.timezone",
+        source=f"FROM customer c WHERE {reach.sql}",
+        values=reach.values,
+        key="c.id",
     )
 
 
 def selections(ctx: PlanContext) -> list[Selection]:
     if ctx.catching_up or festival_on(ctx.day, ctx.schedule.festivals) is None:
         return []
-    return [active_customers(ctx.day)]
+    return [reached_customers(ctx)]
 
 
-def _messages(ctx: PlanContext, rows: list[dict[str, Any]], *, festival: Festival,
-              zones: Zones) -> Iterator[Outbound]:
-    year = ctx.day.year
+def dedup_prefix(day: date) -> str:
+    """One festival greeting per customer per day: the key has the day, not the festivals."""
+    return f"festival:{day.isoformat()}:"
+
+
+def _messages(ctx: PlanContext, rows: list[dict[str, Any]], *,
+              festival: Festival) -> Iterator[Outbound]:
+    prefix = dedup_prefix(ctx.day)
     for row in rows:
         customer = row["customer_id"]
         yield Outbound(
-            dedup_key=f"festival:{festival.code}:{year}:{customer}",
+            dedup_key=f"{prefix}{customer}",
             kind=KIND,
             category=Category.CARE,
             customer_id=customer,
             template_key="festival",
             params={"name": row["name"], "festival": festival.name},
-            not_before=ctx.not_before,
-            stale_after=zones.end_of_day(ctx.day, row["timezone"]),
+            not_before=ctx.send_at(row["timezone"]),
+            stale_after=ctx.zones.end_of_day(ctx.day, row["timezone"]),
         )
 
 
-def _greeting_sql(ctx: PlanContext, festival: Festival, zones: Zones,
+def _greeting_sql(ctx: PlanContext, festival: Festival,
                   zone_names: list[str]) -> tuple[str, list[Any]]:
-    """The columns of ``_messages`` as SQL over ``active_customers`` (for
-    ``OutboxSink.insert_select``), with the same values: the stale time per customer time zone
-    is a ``CASE`` over the zones customers have (computed here, as ``Zones`` does), anything
-    else getting the care zone's midnight as an unknown zone does."""
+    """The columns of ``_messages`` as SQL over ``reached_customers`` (for
+    ``OutboxSink.insert_select``), with the same values: the send and stale times per customer
+    time zone are ``CASE``s over the zones customers have (computed here, as ``Zones`` does),
+    anything else getting the care zone's times as an unknown zone does."""
     postgres = is_postgres()
     txt, ts = ("::text", "::timestamptz") if postgres else ("", "")
 
@@ -145,18 +151,21 @@ def _greeting_sql(ctx: PlanContext, festival: Festival, zones: Zones,
         utc = moment.astimezone(UTC)
         return utc if postgres else utc.isoformat(" ")
 
-    whens = "".join(f"WHEN ?{txt} THEN ?{ts} " for _ in zone_names)
-    stale = f"CASE c.timezone {whens}ELSE ?{ts} END" if zone_names else f"?{ts}"
+    def by_zone(moment: Callable[[str | None], datetime]) -> tuple[str, list[Any]]:
+        whens = "".join(f"WHEN ?{txt} THEN ?{ts} " for _ in zone_names)
+        sql = f"CASE c.timezone {whens}ELSE ?{ts} END" if zone_names else f"?{ts}"
+        values: list[Any] = [v for name in zone_names for v in (name, stamp(moment(name)))]
+        return sql, [*values, stamp(moment(None))]
+
+    send, send_values = by_zone(ctx.send_at)
+    stale, stale_values = by_zone(partial(ctx.zones.end_of_day, ctx.day))
     params = ("jsonb_build_object('name', c.name, 'festival', ?::text::jsonb)" if postgres
               else "json_object('name', c.name, 'festival', json(?))")
-    expressions = (f"?{txt} || p.customer_id, ?{txt}, ?{txt}, p.customer_id, ?{txt}, ?{txt}, "
-                   f"{params}, ?{ts}, {stale}, NULL")
-    values: list[Any] = [f"festival:{festival.code}:{ctx.day.year}:", KIND, Category.CARE.value,
+    expressions = (f"?{txt} || c.id, ?{txt}, ?{txt}, c.id, ?{txt}, ?{txt}, "
+                   f"{params}, {send}, {stale}, NULL")
+    values: list[Any] = [dedup_prefix(ctx.day), KIND, Category.CARE.value,
                          "telegram_then_sms", "festival", json.dumps(festival.name),
-                         stamp(ctx.not_before)]
-    for name in zone_names:
-        values += [name, stamp(zones.end_of_day(ctx.day, name))]
-    values.append(stamp(zones.end_of_day(ctx.day, None)))
+                         *send_values, *stale_values]
     return expressions, values
 
 
@@ -164,15 +173,14 @@ async def queue(ctx: PlanContext, sink: Sink) -> int:
     festival = festival_on(ctx.day, ctx.schedule.festivals)
     if festival is None or ctx.catching_up:
         return 0
-    zones = Zones(ctx.tz)
     if isinstance(sink, OutboxSink):
         names = [str(row["tz"]) for row in await fetch(
             "SELECT DISTINCT timezone AS tz FROM customer WHERE timezone IS NOT NULL")]
-        expressions, values = _greeting_sql(ctx, festival, zones, names)
-        created = await sink.insert_select(active_customers(ctx.day), expressions, values,
+        expressions, values = _greeting_sql(ctx, festival, names)
+        created = await sink.insert_select(reached_customers(ctx), expressions, values,
                                            span=ctx.batch_size * IDS_PER_PAGE)
     else:
-        created = await feed(active_customers(ctx.day), ctx.batch_size,
-                             partial(_messages, ctx, festival=festival, zones=zones), sink)
+        created = await feed(reached_customers(ctx), ctx.batch_size,
+                             partial(_messages, ctx, festival=festival), sink)
     log.info("queued %d %s greetings for %s", created, festival.code, ctx.day)
     return created

@@ -22,7 +22,7 @@ from datetime import date, datetime
 from loyalty.config import LoyaltySettings
 from scheduler import points_expiry, runs, weather
 from scheduler.cn_calendar import WorkCalendar, work_calendar
-from scheduler.config import RenewalSettings, ScheduleSettings, WeatherSettings
+from scheduler.config import CareSettings, RenewalSettings, ScheduleSettings, WeatherSettings
 from scheduler.context import PlanContext, outbox_sink
 from scheduler.forecast import ForecastSource
 from scheduler.plan import PlanResult, run_plan
@@ -45,6 +45,7 @@ class SchedulerSettings:
     renewal: RenewalSettings = field(default_factory=RenewalSettings)
     weather: WeatherSettings = field(default_factory=WeatherSettings)
     loyalty: LoyaltySettings = field(default_factory=LoyaltySettings)
+    care: CareSettings = field(default_factory=CareSettings)
 
 
 class Jobs:
@@ -63,7 +64,8 @@ class Jobs:
 
     def context(self, day: date, today: date) -> PlanContext:
         return PlanContext(day=day, today=today, schedule=self.settings.schedule,
-                           renewal=self.settings.renewal, calendar=self._calendar)
+                           renewal=self.settings.renewal, calendar=self._calendar,
+                           care=self.settings.care)
 
     async def plan(self) -> list[tuple[date, PlanResult]]:
         """Plan every due day (missed ones first, up to ``schedule.catch_up_days``)."""

@@ -2,8 +2,9 @@
 
 The policy may still say ``active`` (the core system has not sent the status change yet) or
 ``expired``; either way it has no renewal linked, is not cancelled and has no newer policy for
-the same plate and product (see ``scheduler.renewal.waiting``). The message is stale
-``renewal.lapse_stale_days`` after its send time; catching up, a missed day is still planned
+the same plate and product (see ``scheduler.renewal.waiting``). It goes at
+``schedule.daily_plan_at`` in the customer's own time zone and is stale
+``renewal.lapse_stale_days`` after that; catching up, a missed day is still planned
 while that window is open.
 
 Like the renewal reminders, one message per car: a customer's lapsed policies with the same
@@ -62,8 +63,8 @@ def selections(ctx: PlanContext) -> list[Selection]:
 
 
 def _messages(ctx: PlanContext, rows: list[dict[str, Any]]) -> Iterator[Outbound]:
-    stale_after = ctx.not_before + timedelta(days=ctx.renewal.lapse_stale_days)
     for row in rows:
+        send_at = ctx.send_at(row["timezone"])
         group = car_group(row)
         yield Outbound(
             dedup_key=f"lapse:{group.anchor}",
@@ -77,8 +78,8 @@ def _messages(ctx: PlanContext, rows: list[dict[str, Any]]) -> Iterator[Outbound
                 "policy": group.policy,
                 "expired_on": localised_date(as_date(row["end_date"])),
             },
-            not_before=ctx.not_before,
-            stale_after=stale_after,
+            not_before=send_at,
+            stale_after=send_at + timedelta(days=ctx.renewal.lapse_stale_days),
         )
 
 

@@ -34,6 +34,8 @@ regular reminder: moving earlier keeps the "renew before the holiday" advice tru
 more lead time, where skipping would lose the one message that mentions the holiday. It is
 stale once the holiday starts.
 
+Reminders go at ``schedule.daily_plan_at`` in the customer's own time zone.
+
 Catching up a missed day: a reminder is still sent if the policy has not expired yet, unless a
 later reminder for the same policy is also due by today (the later one supersedes it, so a
 customer is not sent two at once); ``days_left`` is counted from the day it is actually sent.
@@ -184,7 +186,7 @@ def policy_groups(end: date, statuses: Sequence[PolicyStatus]) -> Selection:
 
     everything = json_rows("g.id", "g.product", "g.number", f"({qualifies('g')})")
     return Selection(
-        columns="p.plate, p.end_date, p.customer_id, c.name, "
+        columns="p.plate, p.end_date, p.customer_id, c.name, c.timezone, "
                 f"(SELECT {everything} FROM policy g WHERE {same_car('g')}) AS policies",
         source="FROM policy p JOIN customer c ON c.id = p.customer_id "
                f"WHERE p.end_date = ? AND {qualifies('p')} AND NOT EXISTS ("
@@ -255,7 +257,7 @@ def _reminders(ctx: PlanContext, rows: list[dict[str, Any]]) -> Iterator[Outboun
                 "days_left": (end - ctx.today).days,
                 "policy": group.policy,
             },
-            not_before=ctx.not_before,
+            not_before=ctx.send_at(row["timezone"]),
             stale_after=ctx.start_of(end + timedelta(days=1)),
         )
 
@@ -279,7 +281,7 @@ def _holiday_reminders(ctx: PlanContext, rows: list[dict[str, Any]], *,
                 "holiday": HOLIDAY_NAMES[period.code],
                 "policy": group.policy,
             },
-            not_before=ctx.not_before,
+            not_before=ctx.send_at(row["timezone"]),
             stale_after=ctx.start_of(period.first),
         )
 

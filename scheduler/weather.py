@@ -1,5 +1,7 @@
-"""Weather notices: for every region where customers hold active policies, today's and
-tomorrow's forecast; one notice per customer per region, hazard and date.
+"""Weather notices: for every region with customers that care reaches (insured today or lapsed
+within ``care.lapsed_days``, see ``storage.coverage``), today's and tomorrow's forecast; one
+notice per customer per region, hazard and date, sent at ``schedule.weather_at`` in the
+customer's own time zone.
 
 Hazards (thresholds from ``[weather]``): heavy rain (daily precipitation ≥ 25 mm), snow
 (snowfall ≥ 1 cm), storm (gusts ≥ 17 m/s, or a thunderstorm weather code 95-99), freeze
@@ -11,8 +13,9 @@ retried region by region so one bad region does not hide the others. The run rep
 regions failed, so the job can record the day as incomplete and try again later. A past day is
 never planned (a warning for weather that has happened is no use).
 
-Notices are stale 12 hours into the forecast day (or 12 hours after the send time, if later):
-tomorrow's warning is still useful tomorrow morning, not tomorrow night.
+Notices are stale 12 hours into the forecast day in the customer's time zone (or 12 hours after
+the send time, if later): tomorrow's warning is still useful tomorrow morning, not tomorrow
+night.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import partial
 from typing import Any, Final
 
@@ -91,8 +94,10 @@ def forecast_window(day: date) -> tuple[date, date]:
     return day, day + timedelta(days=FORECAST_DAYS - 1)
 
 
-def stale_after(ctx: PlanContext, forecast_day: date, sent: datetime) -> datetime:
-    return max(ctx.start_of(forecast_day) + STALE_AFTER, sent + STALE_AFTER)
+def stale_after(ctx: PlanContext, forecast_day: date, sent: datetime,
+                timezone: str | None = None) -> datetime:
+    start = ctx.zones.at(forecast_day, time(0, 0), timezone)
+    return max(start + STALE_AFTER, sent + STALE_AFTER)
 
 
 def batches(items: Sequence[Region], size: int) -> Iterator[Sequence[Region]]:
@@ -103,26 +108,26 @@ def batches(items: Sequence[Region], size: int) -> Iterator[Sequence[Region]]:
 # -- selection, forecasts and queueing -----------------------------------------------------------
 
 
-def insured_in(day: date, region_ids: Sequence[int]) -> Selection:
+def reached_in(ctx: PlanContext, region_ids: Sequence[int]) -> Selection:
+    """The customers of these regions care reaches on the plan day."""
+    reach = ctx.care_reaches()
     return Selection(
-        columns="p.customer_id AS customer_id, c.name, c.region_id",
-        source="FROM policy p JOIN customer c ON c.id = p.customer_id "
-               "WHERE p.status = 'active' AND p.end_date >= ? AND p.start_date <= ? "
-               f"AND c.region_id IN ({placeholders(len(region_ids))})",
-        values=(day, day, *region_ids),
-        key="p.id",
+        columns="c.id AS customer_id, c.name, c.region_id, c.timezone",
+        source=f"FROM customer c WHERE c.region_id IN ({placeholders(len(region_ids))}) "
+               f"AND {reach.sql}",
+        values=(*region_ids, *reach.values),
+        key="c.id",
     )
 
 
-async def insured_regions(day: date) -> list[Region]:
-    """Regions where at least one customer holds a policy in force on ``day``."""
+async def reached_regions(ctx: PlanContext) -> list[Region]:
+    """Regions with at least one customer care reaches on the plan day."""
+    reach = ctx.care_reaches()
     rows = await fetch(
         "SELECT r.id, r.code, r.name, r.name_en, r.latitude, r.longitude FROM region r "
-        "WHERE r.id IN (SELECT DISTINCT c.region_id FROM policy p "
-        "JOIN customer c ON c.id = p.customer_id WHERE p.status = 'active' "
-        "AND p.end_date >= ? AND p.start_date <= ? AND c.region_id IS NOT NULL) "
-        "ORDER BY r.id",
-        (day, day),
+        "WHERE EXISTS (SELECT 1 FROM customer c WHERE c.region_id = r.id "
+        f"AND {reach.sql}) ORDER BY r.id",
+        reach.values,
     )
     return [Region(int(r["id"]), str(r["code"]), str(r["name"]), str(r["name_en"] or ""),
                    float(r["latitude"]), float(r["longitude"])) for r in rows]
@@ -154,8 +159,9 @@ async def forecasts(source: ForecastSource, regions: Sequence[Region], start: da
 
 def _notices(ctx: PlanContext, rows: list[dict[str, Any]], *, regions: dict[int, Region],
              alerts: dict[int, list[tuple[date, str]]]) -> Iterator[Outbound]:
-    sent = ctx.at(ctx.day, ctx.schedule.weather_at)
     for row in rows:
+        zone = row["timezone"]
+        sent = ctx.send_at(zone, ctx.schedule.weather_at)
         region = regions[row["region_id"]]
         for day, hazard in alerts.get(region.id, []):
             yield Outbound(
@@ -172,7 +178,7 @@ def _notices(ctx: PlanContext, rows: list[dict[str, Any]], *, regions: dict[int,
                     "advice": HAZARD_ADVICE[hazard],
                 },
                 not_before=sent,
-                stale_after=stale_after(ctx, day, sent),
+                stale_after=stale_after(ctx, day, sent, zone),
             )
 
 
@@ -181,7 +187,7 @@ async def queue(ctx: PlanContext, settings: WeatherSettings, source: ForecastSou
     result = WeatherResult()
     if ctx.catching_up:
         return result
-    regions = await insured_regions(ctx.day)
+    regions = await reached_regions(ctx)
     result.regions = len(regions)
     if not regions:
         return result
@@ -198,7 +204,7 @@ async def queue(ctx: PlanContext, settings: WeatherSettings, source: ForecastSou
             result.alerts[hazard] += 1
     if alerts:
         by_id = {r.id: r for r in regions}
-        result.queued = await feed(insured_in(ctx.day, sorted(alerts)), ctx.batch_size,
+        result.queued = await feed(reached_in(ctx, sorted(alerts)), ctx.batch_size,
                                    partial(_notices, ctx, regions=by_id, alerts=alerts), sink)
     log.info("weather for %s: %d regions, %d with warnings, %d failed, %d notices queued",
              ctx.day, len(regions), len(alerts), len(result.failed), result.queued)

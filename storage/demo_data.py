@@ -5,10 +5,11 @@ referral code, vehicles, claims) whatever the number of customers asked for, so 
 adds exactly the next 100. Each customer draws from its own ``random.Random`` keyed by
 (seed, index), and nothing about *who* they are or *which* policies and claims they hold
 depends on ``today`` — only the dates do, as offsets from it. Phones and referral codes are
-bijections of the index, so they never collide within a seed.
+bijections of the index, so they never collide within a seed — except that one customer in
+``HOUSEHOLD_EVERY`` shares the phone of the one before (a couple), as real books have.
 
-Persistence is idempotent on natural keys (region code, phone, policy number, claim number,
-claim-event external id, payment external id): rows already present are counted and left
+Persistence is idempotent on natural keys (region code, customer number, policy number, claim
+number, claim-event external id, payment external id): rows already present are counted and left
 untouched, so a second run creates nothing. Each batch of customers is written in its own
 transaction, so an interrupted run resumes where it stopped.
 """
@@ -28,6 +29,7 @@ from zoneinfo import ZoneInfo
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
+from storage.identity import comparable_name
 from storage.models import (
     Claim,
     ClaimEvent,
@@ -286,8 +288,9 @@ class DemoClaim:
 @dataclass(frozen=True, slots=True)
 class DemoCustomer:
     index: int
+    customer_no: str  # the core system's customer number: the demo data's key
     name: str
-    phone: str
+    phone: str  # a few households share one (see demo_household)
     birthday: date | None
     lunar_birthday: bool
     language: Language
@@ -360,6 +363,21 @@ def demo_phone(index: int, seed: int = DEFAULT_SEED) -> str:
     subscriber = _permute(index, seed, 10**4, ((48_271_417, 12_345_678), (69_069_001, 31_415_926)))
     prefix = _MOBILE_PREFIXES[(index * 7 + seed) % len(_MOBILE_PREFIXES)]
     return f"+86{prefix}{subscriber:08d}"
+
+
+HOUSEHOLD_EVERY = 50
+
+
+def demo_household(index: int) -> int:
+    """Whose phone customer ``index`` has: their own, or — one in ``HOUSEHOLD_EVERY`` — the
+    one before them (a couple sharing a phone; two on a number, so never a flagged shared
+    number, see ``storage.shared_phones``)."""
+    return index - 1 if index % HOUSEHOLD_EVERY == HOUSEHOLD_EVERY // 2 else index
+
+
+def demo_customer_no(index: int, seed: int = DEFAULT_SEED) -> str:
+    """``D2026-0000123``: the seed, then the index."""
+    return f"D{seed}-{index:07d}"
 
 
 def demo_referral_code(index: int, seed: int = DEFAULT_SEED) -> str:
@@ -647,8 +665,9 @@ def generate_customer(index: int, *, today: date, seed: int = DEFAULT_SEED) -> D
     )
     return DemoCustomer(
         index=index,
+        customer_no=demo_customer_no(index, seed),
         name=name,
-        phone=demo_phone(index, seed),
+        phone=demo_phone(demo_household(index), seed),
         birthday=birthday,
         lunar_birthday=lunar,
         language=language,
@@ -752,7 +771,8 @@ async def _seed_batch(
 ) -> None:
     def customer(c: DemoCustomer) -> Customer:
         return Customer(
-            name=c.name, phone=c.phone, birthday=c.birthday, birthday_md=c.birthday_md,
+            customer_no=c.customer_no, name=c.name, phone=c.phone, birthday=c.birthday,
+            birthday_md=c.birthday_md,
             lunar_birthday=c.lunar_birthday, language=c.language, timezone=c.timezone,
             region_id=region_ids[c.region_code], referral_code=c.referral_code, email=c.email,
         )
@@ -778,21 +798,23 @@ async def _seed_batch(
                        amount_cents=p.premium_cents, paid_at=p.paid_at)
 
     async with in_transaction():
-        present = await _ids(Customer, "phone", [c.phone for c in batch])
+        present = await _ids(Customer, "customer_no", [c.customer_no for c in batch])
+        present |= await _adopt_unnumbered(
+            [c for c in batch if c.customer_no not in present])
         report.customers.existing += len(present)
         created = await _insert(
-            Customer, "phone", [customer(c) for c in batch if c.phone not in present],
-            report.customers,
+            Customer, "customer_no",
+            [customer(c) for c in batch if c.customer_no not in present], report.customers,
         )
-        owners = [c for c in batch if c.phone in present or c.phone in created]
+        owners = [c for c in batch if c.customer_no in present or c.customer_no in created]
         for c in owners:
-            customer_ids[c.index] = present.get(c.phone) or created[c.phone]
+            customer_ids[c.index] = present.get(c.customer_no) or created[c.customer_no]
         # Link the customers created now to their referrers, who come earlier in the
         # sequence (an earlier batch or earlier in this one). Present customers keep theirs.
         links = [
-            Customer(id=created[c.phone], referred_by_id=customer_ids[c.referred_by])
+            Customer(id=created[c.customer_no], referred_by_id=customer_ids[c.referred_by])
             for c in owners
-            if c.phone in created and c.referred_by in customer_ids
+            if c.customer_no in created and c.referred_by in customer_ids
         ]
         if links:
             await Customer.bulk_update(links, fields=["referred_by_id"], batch_size=300)
@@ -813,6 +835,24 @@ async def _seed_batch(
             for c in owners for p in c.policies if p.number in policy_ids
         }
         await _add(Payment, "external_id", payment_plans, payment, report.payments)
+
+
+async def _adopt_unnumbered(batch: list[DemoCustomer]) -> dict[str, int]:
+    """Demo customers seeded before they had customer numbers (found by their referral code,
+    a bijection of the index like the number, and name) get theirs, instead of being seeded a
+    second time; their ids by customer number."""
+    if not batch:
+        return {}
+    found = await Customer.filter(referral_code__in=[c.referral_code for c in batch],
+                                  customer_no=None).values_list("id", "referral_code", "name")
+    ids = {(str(code), comparable_name(str(name))): int(pk) for pk, code, name in found}
+    adopted: dict[str, int] = {}
+    for c in batch:
+        pk = ids.get((c.referral_code, comparable_name(c.name)))
+        if pk is not None:
+            await Customer.filter(id=pk).update(customer_no=c.customer_no)
+            adopted[c.customer_no] = pk
+    return adopted
 
 
 async def _seed_policies(

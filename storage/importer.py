@@ -68,6 +68,7 @@ class ImportReport:
     unchanged: int = 0
     rejected: int = 0
     warnings: int = 0  # accepted rows reported for a cell not applied
+    kept: int = 0  # accepted rows where a language, time zone or region the customer chose stayed
 
     @property
     def accepted(self) -> int:
@@ -76,9 +77,11 @@ class ImportReport:
     def summary(self) -> str:
         warned = (f", {self.warnings:,} warning{'s' if self.warnings != 1 else ''}"
                   if self.warnings else "")
+        kept = (f"; the customer's own choices kept in {self.kept:,} "
+                f"row{'s' if self.kept != 1 else ''}" if self.kept else "")
         return (f"{self.kind}: {self.accepted:,} accepted ({self.created:,} created, "
                 f"{self.updated:,} updated, {self.unchanged:,} unchanged), "
-                f"{self.rejected:,} rejected{warned}")
+                f"{self.rejected:,} rejected{warned}{kept}")
 
 
 @dataclass(slots=True)
@@ -134,13 +137,13 @@ class _Run:
                 except RowError as exc:
                     batch.problems.append(Problem(line, exc.column, exc.problem))
                 else:
-                    key = kind.key(record)
-                    if key in batch.keys:
+                    keys = kind.keys(record)
+                    if not batch.keys.isdisjoint(keys):
                         # The same key twice: write what came before first, so the later row
                         # is applied on top of the earlier one, exactly as if read one by one.
                         await self._submit(batch)
                         batch = _Batch(start=source.position())
-                    batch.keys.add(key)
+                    batch.keys.update(keys)
                     batch.parsed.append(Parsed(line, record))
             if batch.rows % _CHECK_EVERY == 0 or batch.rows >= batch_size:
                 if batch.rows >= batch_size or source.position() - batch.start >= _BATCH_BYTES:
@@ -176,6 +179,7 @@ class _Run:
         report.created += outcome.created
         report.updated += outcome.updated
         report.unchanged += outcome.unchanged
+        report.kept += outcome.kept
         report.rejected += len(problems)
         report.warnings += len(outcome.warnings)
         self.rows += batch.rows
@@ -232,7 +236,10 @@ async def import_csv(
     with open_csv(path, required=factory.required, optional=factory.optional) as source:
         if source.ignored:
             print(f"note: ignoring unknown column(s) {', '.join(source.ignored)}", file=out)
-        job = factory(source.columns, context)
+        try:
+            job = factory(source.columns, context)
+        except ImportFileError as exc:
+            raise ImportFileError(f"{path}: {exc}") from None
         client = connections.get(connection)
         await job.prepare(client)
         bar = Progress(progress_stream or sys.stderr, kind, source.size) if progress else None

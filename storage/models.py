@@ -1,8 +1,10 @@
 """Tortoise ORM models for everything Engage owns or mirrors from the insurer's core system.
 
 Money is integer cents (fen). Timestamps are timezone-aware and stored in UTC. Natural keys
-(phone, policy number, claim number, payment external id, outbox dedup key) are unique so
-imports and retries are upserts, never duplicates.
+(the core system's customer number, policy number, claim number, payment external id, outbox
+dedup key) are unique so imports and retries are upserts, never duplicates. A phone number is
+a contact point, not a key: several customers (a family, or a salesperson's own number put on
+customers' policies) may share one.
 """
 
 from __future__ import annotations
@@ -110,10 +112,18 @@ class Region(Model):
         table = "region"
 
 
+# A customer is a person: ``customer_no`` is the core system's customer number when imports
+# carry it. For language, time zone and region, ``*_set_by`` says who set the value
+# (``import``, or the channel the customer chose it in: ``telegram``, ``sms``,
+# ``console:NAME``; empty when unknown) and ``*_set_at`` when: an import never changes a value
+# the customer chose (storage.choices).
 class Customer(TimestampMixin, Model):
     id = fields.IntField(primary_key=True)
+    customer_no = fields.CharField(max_length=40, null=True, unique=True,
+                                   description="the core system's customer number")
     name = fields.CharField(max_length=100)
-    phone = fields.CharField(max_length=20, unique=True, description="E.164")
+    phone = fields.CharField(max_length=20, db_index=True,
+                             description="E.164, a contact point several customers may share")
     phone_invalid_at = fields.DatetimeField(null=True)
     birthday = fields.DateField(null=True)
     # month * 100 + day of the solar birthday, indexed so a day's birthdays are one lookup
@@ -131,6 +141,12 @@ class Customer(TimestampMixin, Model):
     )
     referred_by_id: int | None
     email = fields.CharField(max_length=254, default="")
+    language_set_by = fields.CharField(max_length=64, default="", db_default="")
+    language_set_at = fields.DatetimeField(null=True)
+    timezone_set_by = fields.CharField(max_length=64, default="", db_default="")
+    timezone_set_at = fields.DatetimeField(null=True)
+    region_set_by = fields.CharField(max_length=64, default="", db_default="")
+    region_set_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "customer"
@@ -146,12 +162,36 @@ class TelegramAccount(TimestampMixin, Model):
         "models.Customer", related_name="telegram_accounts", null=True, on_delete=fields.SET_NULL
     )
     customer_id: int | None
+    second_customer: fields.ForeignKeyNullableRelation[Customer] = fields.ForeignKeyField(
+        "models.Customer", related_name="second_telegram_accounts", null=True,
+        on_delete=fields.SET_NULL,
+        description="the other customer of a phone two customers share, linked with customer",
+    )
+    second_customer_id: int | None
     linked_at = fields.DatetimeField(null=True)
     blocked_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "telegram_account"
-        indexes = (("customer_id",),)
+        indexes = (("customer_id",), ("second_customer_id",))
+
+
+class SharedPhone(Model):
+    """A phone number three or more customers have, often a salesperson's own number put on
+    customers' policies. Care and marketing SMS to it are held while released_at is empty,
+    until an operator confirms the number is really theirs (a family, a fleet). A new customer
+    on a released number flags it again.
+    """
+
+    id = fields.IntField(primary_key=True)
+    phone = fields.CharField(max_length=20, unique=True)
+    customers = fields.IntField(description="how many customers have it, at the last count")
+    flagged_at = fields.DatetimeField()
+    released_at = fields.DatetimeField(null=True)
+    released_by = fields.CharField(max_length=64, default="")
+
+    class Meta:
+        table = "shared_phone"
 
 
 class Policy(TimestampMixin, Model):

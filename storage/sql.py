@@ -179,15 +179,19 @@ class Statements:
         return moment if self._postgres else sqlite3.adapt(moment, sqlite3.PrepareProtocol)
 
     async def select_in(self, model: type[Model], key: str, keys: Collection[str | int],
-                        columns: Sequence[str]) -> list[tuple[Any, ...]]:
-        """``SELECT columns FROM model's table WHERE key IN keys``, as the ORM would read them."""
+                        columns: Sequence[str],
+                        raw: Collection[str] = ()) -> list[tuple[Any, ...]]:
+        """``SELECT columns FROM model's table WHERE key IN keys``, as the ORM would read them
+        — except the ``raw`` columns, as the driver hands them over: for values only written
+        back as they are (converting a timestamp costs more than the rest of a row)."""
         if not keys:
             return []
         table = model._meta.db_table
         converters: list[Callable[[Any], Any] | None] = []
         for column in columns:
             field = model._meta.fields_map[column]
-            converters.append(None if isinstance(field, _NATIVE) else field.to_python_value)
+            native = isinstance(field, _NATIVE) or column in raw
+            converters.append(None if native else field.to_python_value)
         head = f"SELECT {', '.join(map(_quote, columns))} FROM {_quote(table)} WHERE {_quote(key)}"
         rows: list[Any] = []
         if self._postgres:
@@ -200,13 +204,17 @@ class Statements:
                 marks = ",".join("?" * len(chunk))
                 _, found = await self._conn.execute_query(f"{head} IN ({marks})", chunk)
                 rows.extend(found)
-        if all(convert is None for convert in converters):
+        needed = [(at, convert) for at, convert in enumerate(converters) if convert is not None]
+        if not needed:
             return [tuple(row) for row in rows]
-        return [
-            tuple(value if convert is None or value is None else convert(value)
-                  for value, convert in zip(row, converters, strict=True))
-            for row in rows
-        ]
+        converted: list[tuple[Any, ...]] = []
+        for row in rows:  # only the few columns that need it: most are native
+            values = list(row)
+            for at, convert in needed:
+                if values[at] is not None:
+                    values[at] = convert(values[at])
+            converted.append(tuple(values))
+        return converted
 
     async def insert(self, model: type[Model], columns: Sequence[str],
                      rows: Sequence[list[Any]]) -> None:

@@ -152,6 +152,17 @@ def is_postgres(db_url: str) -> bool:
 
 
 @pytest.fixture
+def engage_url(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh, migrated database on each backend that ``engage`` commands run in ``tmp_path``
+    use (no config file there unless the test writes one)."""
+    EXECUTOR_CACHE.clear()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ENGAGE_CONFIG", raising=False)
+    monkeypatch.setenv("ENGAGE_DATABASE__URL", db_url)
+    return db_url
+
+
+@pytest.fixture
 def cli_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A SQLite file that ``engage`` commands run in ``tmp_path`` use (no config file)."""
     path = tmp_path / "engage.sqlite3"

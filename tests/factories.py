@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
+
+from tortoise import Tortoise
 
 from bot.settings import Settings, TelegramSettings, TwilioSettings
+from storage import db as storage_db
 from storage.models import (
     Category,
     Customer,
@@ -18,6 +23,7 @@ from storage.models import (
 from tests.fakes.telegram import DEFAULT_TOKEN
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN
 
+T = TypeVar("T")
 _seq = itertools.count(1)
 NOON_SHANGHAI = datetime(2026, 11, 21, 4, 0, tzinfo=UTC)  # 12:00 in Asia/Shanghai
 PUBLIC_URL = "https://engage.example.com"
@@ -53,6 +59,14 @@ async def customer(
     )
 
 
+async def policyholder(**fields: Any) -> Customer:
+    """A customer with a policy covering mid-2025 to mid-2027 (care reaches policyholders);
+    no renewal or lapse message falls in 2026."""
+    owner = await customer(**fields)
+    await policy(owner, start_date=date(2025, 7, 1), end=date(2027, 6, 30))
+    return owner
+
+
 async def link_telegram(owner: Customer, chat_id: int | None = None,
                         *, now: datetime = NOON_SHANGHAI) -> TelegramAccount:
     chat = chat_id or 700_000 + owner.id
@@ -82,3 +96,17 @@ async def queued(
         params=params if params is not None else {"name": owner.name},
         not_before=not_before, **extra,
     )
+
+
+def on_database(url: str, work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work`` against the database at ``url`` from a synchronous test (an ``engage``
+    command runs its own event loop, so a test that calls one cannot be async)."""
+
+    async def go() -> T:
+        await Tortoise.init(config=storage_db.tortoise_config(url))
+        try:
+            return await work()
+        finally:
+            await Tortoise.close_connections()
+
+    return asyncio.run(go())

@@ -27,6 +27,7 @@ from loyalty import notifications
 from loyalty.config import REWARD_KINDS
 from loyalty.errors import LoyaltyError
 from scheduler import birthday, festival, lapse, points_expiry, renewal, weather
+from storage import choices, shared_phones
 from storage.loyalty_models import EntryKind
 from storage.models import (
     Category,
@@ -42,6 +43,7 @@ from storage.models import (
     MessageStatus,
     PolicyStatus,
     Product,
+    SharedPhone,
     Task,
     TaskStatus,
 )
@@ -94,6 +96,7 @@ GROUPS: dict[str, set[str]] = {
     "language": {lang.value for lang in Language},
     "role": {r.value for r in Role},
     "reward_kind": set(REWARD_KINDS),
+    "set_by": {choices.IMPORT, choices.TELEGRAM, choices.SMS},
 }
 # every stored code a page may show; a Chinese page showing one of these as text shows a code
 RAW = set().union(*GROUPS.values()) - {"*"}
@@ -176,9 +179,21 @@ async def rig(db: str, tmp_path: Any) -> AsyncIterator[Rig]:
 async def _fill(rig: Rig, headers: dict[str, str]) -> None:
     """A customer with every kind of row around them, and campaigns in every state."""
     now = rig.clock.now
-    who = await f.customer(name="李雷", phone="+8613812340000")
+    who = await f.customer(name="李雷", phone="+8613812340000", customer_no="C0001")
     await f.customer(name="Lucy", language="en", phone="+14155550123")
     rig.customer = who.id
+    # the language, time zone and region each set by someone else; the phone shared by three
+    # (held), another number released
+    for source, value in zip(sorted(GROUPS["set_by"]), ({"language": "en"},
+                             {"timezone": "Asia/Shanghai"}, {"region_id": None}), strict=True):
+        await choices.record_choice(who.id, source=source, now=now, **value)
+    for name in ("韩梅梅", "林涛"):
+        await f.customer(name=name, phone=who.phone)
+    for name in ("张一", "张二", "张三"):
+        await f.customer(name=name, phone="+8613812349999")
+    await shared_phones.recount([who.phone, "+8613812349999"], now)
+    released = await SharedPhone.get(phone="+8613812349999")
+    await shared_phones.release(released.id, "王经理", now)
     for n, status in enumerate(PolicyStatus):
         await f.policy(who, number=f"PL{n}", status=status, product=list(Product)[n % 2],
                        end=date(2026, 12, 1) + timedelta(days=n))
@@ -251,6 +266,8 @@ def pages(rig: Rig) -> list[str]:
             *(f"/console/claims/{number}" for number in rig.claims),
             "/console/customers?q=0000", f"/console/customers/{rig.customer}",
             "/console/rewards", "/console/tasks", "/console/imports",
+            "/console/shared-phones", "/console/shared-phones?state=held",
+            "/console/shared-phones?state=released",
             "/console/campaigns/999999", f"/console/customers/{rig.customer}?err=csrf",
             f"/console/customers/{rig.customer}?err=invalid_adjustment&field=points"]
 

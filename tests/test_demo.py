@@ -19,12 +19,15 @@ from bot.demo import resolve_day, run_demo
 from bot.settings import Settings
 from storage.demo_data import (
     DOCUMENT_KEYS,
+    HOUSEHOLD_EVERY,
     PAYMENT_PREFIX,
     REFERRAL_ALPHABET,
     REGIONS,
     RENEWAL_MARKS,
     DemoCustomer,
     DemoDataReport,
+    demo_customer_no,
+    demo_household,
     demo_phone,
     generate_customer,
     generate_customers,
@@ -90,9 +93,13 @@ def people() -> list[DemoCustomer]:
     return list(generate_customers(600, today=TODAY))
 
 
-def test_every_phone_is_a_valid_unique_mainland_mobile(people: list[DemoCustomer]) -> None:
+def test_every_phone_is_a_valid_mainland_mobile_shared_only_by_couples(
+        people: list[DemoCustomer]) -> None:
     phones = [c.phone for c in people]
-    assert len(set(phones)) == len(phones)
+    shared = {phone for phone in phones if phones.count(phone) > 1}
+    assert max(phones.count(phone) for phone in phones) == 2
+    assert len(shared) == len(people) // HOUSEHOLD_EVERY
+    assert len({c.customer_no for c in people}) == len(people)
     for phone in phones:
         assert MAINLAND_MOBILE.match(phone), phone
         assert normalise_phone(phone) == phone
@@ -275,6 +282,21 @@ async def test_second_run_creates_nothing(db: str) -> None:
         assert now.existing == then.created, name
 
 
+async def test_a_demo_seeded_before_customer_numbers_is_numbered_not_doubled(db: str) -> None:
+    await seed_demo_data(customers=60, today=TODAY)
+    # as a database seeded before migration 0012: no numbers, and no shared phones yet
+    for index in range(60):
+        if demo_household(index) != index:
+            await Customer.filter(customer_no=demo_customer_no(index)).update(
+                phone=demo_phone(index))
+    await Customer.all().update(customer_no=None)
+    before = await _counts()
+    again = await seed_demo_data(customers=60, today=TODAY)
+    assert again.created == 0 and await _counts() == before
+    numbers = await Customer.all().values_list("customer_no", flat=True)
+    assert sorted(numbers) == [demo_customer_no(i) for i in range(60)]
+
+
 async def test_more_customers_later_adds_only_the_new_ones(db: str) -> None:
     first = await seed_demo_data(customers=200, today=TODAY)
 
@@ -286,7 +308,8 @@ async def test_more_customers_later_adds_only_the_new_ones(db: str) -> None:
     for (name, now), (_, then) in zip(more.entities(), first.entities(), strict=True):
         assert now.existing == then.total, name
     assert await Customer.all().count() == 300
-    newcomers = await Customer.filter(phone__in=[demo_phone(i) for i in range(200, 300)])
+    newcomers = await Customer.filter(
+        customer_no__in=[demo_customer_no(i) for i in range(200, 300)])
     assert len(newcomers) == 100
     assert any(c.referred_by_id is not None for c in newcomers)
 

@@ -24,8 +24,10 @@ from storage.models import (
     Customer,
     Message,
     MessageStatus,
+    SharedPhone,
     TelegramAccount,
 )
+from storage.shared_phones import recount, release
 from tests import factories as f
 from tests.fakes.telegram import DEFAULT_TOKEN, FakeTelegram
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
@@ -362,3 +364,35 @@ async def test_sent_rate_never_exceeds_limit_in_any_one_second_window(rig: Rig) 
     busiest = max(sum(1 for t in arrivals if start <= t < start + 1.0) for start in arrivals)
     assert busiest <= rate
     assert arrivals[-1] - arrivals[0] >= (60 - rate) / rate  # and it really was throttled
+
+
+async def test_a_flagged_shared_number_gets_no_care_or_marketing_sms_until_released(
+        rig: Rig) -> None:
+    """Three customers on one number (flagged): care and marketing SMS are skipped with
+    reason shared_phone, a service SMS still goes, Telegram still goes; once an operator
+    releases the number, care SMS go again."""
+    shared = "+8613800138008"
+    people = [await f.customer(name=f"客户{n}", phone=shared) for n in range(3)]
+    await recount([shared], rig.clock.now)
+    await f.link_telegram(people[2], 333)
+    care = await f.queued(people[0])
+    marketing = await f.queued(people[1], kind="campaign", category=Category.MARKETING)
+    service = await f.queued(people[0], kind="claim_update", category=Category.SERVICE,
+                             template="claim_update",
+                             params={"claim": "C1", "status": "已赔付", "note": ""})
+    on_telegram = await f.queued(people[2])
+    await rig.dispatcher.dispatch_once()
+    for msg in (care, marketing, service, on_telegram):
+        await msg.refresh_from_db()
+    assert (care.status, care.skip_reason) == (MessageStatus.SKIPPED, "shared_phone")
+    assert (marketing.status, marketing.skip_reason) == (MessageStatus.SKIPPED, "shared_phone")
+    assert (service.status, service.channel) == (MessageStatus.SENT, Channel.SMS)
+    assert (on_telegram.status, on_telegram.channel) == (MessageStatus.SENT, Channel.TELEGRAM)
+    assert [r.to for r in rig.twilio.sent_messages()] == [shared]
+
+    [flag] = await SharedPhone.all()
+    await release(flag.id, "王经理", rig.clock.now)
+    again = await f.queued(people[0])
+    await rig.dispatcher.dispatch_once()
+    await again.refresh_from_db()
+    assert (again.status, again.channel) == (MessageStatus.SENT, Channel.SMS)

@@ -207,8 +207,8 @@ async def test_reimport_keeps_the_recorded_referrer_and_reports_the_line(
                                  f"{phone(2)},李四\n{phone(3)},王五\n"))
     zhang, li, wang = [await Customer.get(phone=e164(n)) for n in (1, 2, 3)]
     await link_referrer(wang.id, zhang.referral_code)  # in the bot, by the ref_ deep link
-    text = (f"phone,name,referred_by\n{phone(3)},王五二,{phone(2)}\n"
-            f"{phone(4)},赵六,\n{phone(5)},钱七,{phone(4)}\n")
+    text = (f"phone,name,referred_by,email\n{phone(3)},王五,{phone(2)},wang@example.com\n"
+            f"{phone(4)},赵六,,\n{phone(5)},钱七,{phone(4)},\n")
     report, out = await run("customers", write(tmp_path, "b.csv", text))
     assert out == [
         "line 2: referred_by: already referred by +86*******0001 "
@@ -217,7 +217,7 @@ async def test_reimport_keeps_the_recorded_referrer_and_reports_the_line(
     ]
     assert (report.rejected, report.warnings) == (0, 1)
     wang = await Customer.get(id=wang.id)
-    assert (wang.name, wang.referred_by_id) == ("王五二", zhang.id)
+    assert (wang.email, wang.referred_by_id) == ("wang@example.com", zhang.id)
     # A referrer created earlier in the same batch does not replace one either.
     text = f"phone,name,referred_by\n{phone(6)},孙八,\n{phone(5)},钱七,{phone(6)}\n"
     report, out = await run("customers", write(tmp_path, "c.csv", text))
@@ -293,13 +293,13 @@ async def test_changed_row_is_updated_and_blank_cells_keep_what_is_there(
     tmp_path: Path, shanghai: Region
 ) -> None:
     await run("customers", write(tmp_path, "c.csv", CUSTOMERS))
-    changed = f"phone,name,birthday,language,region,email\n{phone(1)},张三丰,,en,,\n"
+    changed = f"phone,name,birthday,language,region,email\n{phone(1)},张 三,,en,,\n"
     report, _ = await run("customers", write(tmp_path, "c2.csv", changed), now=LATER)
 
     assert counts(report) == (0, 1, 0, 0)
     zhang = await Customer.get(phone=e164(1))
     assert (zhang.name, zhang.language, zhang.updated_at, zhang.created_at) == \
-        ("张三丰", Language.EN, LATER, NOW)
+        ("张 三", Language.EN, LATER, NOW)
     assert (zhang.birthday, zhang.region_id, zhang.email, zhang.lunar_birthday) == \
         (date(1985, 5, 17), shanghai.id, "zhang@example.com", True)
 
@@ -307,10 +307,11 @@ async def test_changed_row_is_updated_and_blank_cells_keep_what_is_there(
 async def test_same_phone_twice_in_one_file_applies_the_later_row(
     tmp_path: Path, db: str
 ) -> None:
-    text = f"phone,name\n{phone(1)},张三\n{phone(2)},李四\n+86{phone(1)},张三丰\n"
+    text = (f"phone,name,email\n{phone(1)},张三,\n{phone(2)},李四,\n"
+            f"+86{phone(1)},张三,zhang@example.com\n")
     report, _ = await run("customers", write(tmp_path, "c.csv", text))
     assert counts(report) == (2, 1, 0, 0)
-    assert (await Customer.get(phone=e164(1))).name == "张三丰"
+    assert (await Customer.get(phone=e164(1))).email == "zhang@example.com"
     assert await Customer.all().count() == 2
 
 

@@ -16,9 +16,10 @@ from bot.web.partner import partner_routes
 from loyalty import ledger
 from loyalty.codes import display
 from loyalty.config import LoyaltySettings
-from loyalty.partners import authenticate_partner, create_partner, hash_token, mask_name
+from loyalty.partners import authenticate_partner, create_partner, hash_token
 from loyalty.rewards import seed_rewards
 from loyalty.vouchers import cancel_voucher, redeem
+from storage.identity import mask_name
 from storage.loyalty_models import EntryKind, Partner, Voucher, VoucherStatus
 from storage.models import Customer, Message
 

@@ -19,6 +19,7 @@ from PIL import Image
 from bot.web.app import Overrides, build_app
 from bot.web.operators.access import create_operator
 from bot.web.operators.api import API
+from storage.choices import record_choice
 from storage.loyalty_models import LedgerEntry, Reward
 from storage.models import (
     Category,
@@ -30,10 +31,13 @@ from storage.models import (
     Document,
     DocumentStatus,
     Message,
+    PolicyStatus,
+    SharedPhone,
     Task,
     TaskStatus,
 )
 from storage.operator_models import AuditLog, Role
+from storage.shared_phones import recount
 from tests import factories as f
 
 Client = TestClient[web.Request, web.Application]
@@ -386,6 +390,74 @@ async def test_tasks_list_assign_close(rig: Rig) -> None:
     assert status == 409 and answer["error"] == "task_closed"
 
 
+async def test_shared_numbers_are_listed_masked_and_an_agent_releases_one(rig: Rig) -> None:
+    shared = "+8613800138008"
+    people = [await f.customer(name=name, phone=shared) for name in ("张伟", "李娜", "王强")]
+    await recount([shared], rig.clock.now)
+    status, listed = await rig.call("GET", "/api/v1/shared-phones", Role.VIEWER)
+    assert status == 200 and (listed["total"], listed["next"]) == (1, None)
+    [flag] = listed["items"]
+    assert (flag["phone"], flag["held"], flag["customers"]) == (
+        "+86*******8008", True, [{"id": p.id, "name": p.name[0] + "*"} for p in people])
+    status, _ = await rig.call("POST", f"/api/v1/shared-phones/{flag['id']}/release",
+                               Role.VIEWER)
+    assert status == 403
+    status, released = await rig.call("POST", f"/api/v1/shared-phones/{flag['id']}/release",
+                                      Role.AGENT)
+    assert status == 200 and released["released_by"] == "op-agent"
+    assert not await SharedPhone.filter(released_at__isnull=True).exists()
+    assert (released["held"], released["customers"]) == (False, flag["customers"])
+    for held, total in (("true", 0), ("false", 1)):
+        status, listed = await rig.call("GET", "/api/v1/shared-phones", Role.VIEWER,
+                                        params={"held": held})
+        assert (status, listed["total"], len(listed["items"])) == (200, total, total)
+    [row] = await AuditLog.filter(action="shared_phone.release")
+    assert (row.before["released_at"], row.after["released_by"]) == (None, "op-agent")
+    assert "138008" not in str(row.before) + str(row.after)
+    status, answer = await rig.call("POST", "/api/v1/shared-phones/999/release", Role.AGENT)
+    assert status == 404 and answer["error"] == "not_found"
+    # the console lists it too, released, with a release button only while held
+    await _login(rig, Role.AGENT)
+    page = await (await rig.client.get("/console/shared-phones?lang=en")).text()
+    assert "+86*******8008" in page and "released by op-agent" in page
+    assert "/release" not in page and shared not in page
+
+
+async def test_a_customers_profile_says_who_set_their_language_and_who_shares_the_phone(
+        rig: Rig) -> None:
+    shared = "+8613800138008"
+    her = await f.customer(name="李娜", phone=shared, customer_no="C002")
+    await f.customer(name="张伟", phone=shared)
+    await record_choice(her.id, source="telegram", now=rig.clock.now, language="en")
+    status, profile = await rig.call("GET", f"/api/v1/customers/{her.id}", Role.VIEWER)
+    assert status == 200
+    customer = profile["customer"]
+    assert (customer["customer_no"], customer["phone_shared"]) == ("C002", 2)
+    assert customer["choices"]["language"] == {"by": "telegram",
+                                               "at": rig.clock.now.isoformat()}
+    assert customer["choices"]["timezone"] == {"by": "", "at": None}
+    await _login(rig, Role.VIEWER)
+    page = await (await rig.client.get(f"/console/customers/{her.id}?lang=en")).text()
+    assert "language set by the customer in Telegram (2026-11-21 12:00)" in page
+    assert "2 customers share this number" in page
+
+
+async def test_dashboard_counts_the_insured_today_as_care_does(rig: Rig) -> None:
+    today = rig.clock.now.date()  # 2026-11-21 in Shanghai
+    renewed_early = await f.customer()
+    await f.policy(renewed_early, end=today + timedelta(days=5), status=PolicyStatus.RENEWED)
+    await f.policy(await f.customer(), end=today + timedelta(days=5),
+                   status=PolicyStatus.CANCELLED)
+    await f.policy(await f.customer(), end=today - timedelta(days=1))
+    await f.customer()
+    for name in ("甲", "乙", "丙"):
+        await f.customer(name=name, phone="+8613800138008")
+    await recount(["+8613800138008"], rig.clock.now)
+    status, data = await rig.call("GET", "/api/v1/dashboard", Role.VIEWER)
+    assert status == 200
+    assert (data["insured_today"], data["shared_phones_held"]) == (1, 1)
+
+
 async def test_csv_import_reports_line_numbered_errors(rig: Rig) -> None:
     csv_text = "phone,name\n13800000001,甲\nnot-a-phone,乙\n13800000003,\n"
     status, report = await rig.call("POST", "/api/v1/imports", params={"kind": "customers"},
@@ -481,7 +553,7 @@ async def test_every_console_page_renders_in_both_languages(rig: Rig) -> None:
              f"/console/campaigns/{created['id']}", "/console/claims",
              f"/console/claims/{claim.number}", "/console/customers?q=138",
              f"/console/customers/{c.id}", "/console/rewards", "/console/tasks",
-             "/console/imports"]
+             "/console/imports", "/console/shared-phones"]
     for lang in ("zh-CN", "en"):
         for url in pages:
             sep = "&" if "?" in url else "?"

@@ -45,6 +45,15 @@ class Person:
     policies: list[tuple[Product, date, PolicyStatus]] = field(default_factory=list)
 
 
+TODAY = date(2026, 11, 21)  # the rig's clock, in the care calendar's time zone
+
+
+def insures_today(ends: date, status: PolicyStatus) -> bool:
+    """``storage.coverage``: the policy covers today (each starts a year before it ends),
+    whatever its status label but cancelled."""
+    return status != PolicyStatus.CANCELLED and ends.replace(year=ends.year - 1) <= TODAY <= ends
+
+
 def selects(audience: dict[str, Any], person: Person) -> bool:
     """The audience filter as documented, in plain Python."""
     if audience.get("regions") and person.region not in audience["regions"]:
@@ -58,7 +67,7 @@ def selects(audience: dict[str, Any], person: Person) -> bool:
     products = audience.get("products")
     start, end = audience.get("expiring_from"), audience.get("expiring_to")
     if products or start or end:
-        return any(status == PolicyStatus.ACTIVE
+        return any(insures_today(ends, status)
                    and (not products or product.value in products)
                    and (start is None or ends >= date.fromisoformat(start))
                    and (end is None or ends <= date.fromisoformat(end))
@@ -118,7 +127,8 @@ async def population(size: int = 48) -> list[Person]:
     pick = random.Random(12)
     regions = {code: await Region.create(code=code, name=code, latitude=30.0, longitude=120.0)
                for code in REGIONS if code}
-    ends = (date(2026, 11, 30), date(2026, 12, 15), date(2026, 12, 31), date(2027, 3, 1))
+    ends = (date(2026, 11, 30), date(2026, 12, 15), date(2026, 12, 31), date(2027, 3, 1),
+            date(2026, 11, 20))  # the last ended yesterday
     people: list[Person] = []
     for n in range(size):
         region = pick.choice(REGIONS)
@@ -137,7 +147,7 @@ async def population(size: int = 48) -> list[Person]:
         for _ in range(pick.choice((0, 1, 1, 2))):
             policy = (pick.choice(list(Product)), pick.choice(ends),
                       pick.choice((PolicyStatus.ACTIVE, PolicyStatus.ACTIVE,
-                                   PolicyStatus.EXPIRED)))
+                                   PolicyStatus.EXPIRED, PolicyStatus.CANCELLED)))
             await f.policy(customer, product=policy[0], end=policy[1], status=policy[2])
             person.policies.append(policy)
         people.append(person)

@@ -22,7 +22,7 @@ from bot.web.operators.access import Actor, create_operator
 from bot.web.operators.audience import AudienceFilter
 from bot.web.operators.runner import CampaignRunner, enqueue_all
 from storage.loyalty_models import LoyaltyAccount
-from storage.models import Consent, Message, MessageStatus, Product, Region
+from storage.models import Consent, Message, MessageStatus, PolicyStatus, Product, Region
 from storage.operator_models import Campaign, CampaignStatus, Operator, Role
 from tests import factories as f
 from tests.test_operators_api import Clock
@@ -98,19 +98,44 @@ async def test_audience_filter_combines_every_condition(rig: Rig) -> None:
         "tiers": ["gold"], "regions": ["SH"], "products": ["commercial"],
         "expiring_from": "2026-12-01", "expiring_to": "2026-12-31", "has_telegram": True,
         "languages": ["en"]})
-    assert await campaigns.audience_count(audience, rig.settings) == 1
+    assert await campaigns.audience_count(audience, rig.settings, now=rig.clock()) == 1
     status, answer = await rig.call("POST", "/api/v1/campaigns/audience",
                                     json=audience.model_dump(mode="json"))
     assert status == 200 and answer == {"audience": 1}
     # the default tier counts customers without a loyalty account
     plain = await f.customer()
     assert await campaigns.audience_count(AudienceFilter(tiers=["standard"]),
-                                          rig.settings) == 1
+                                          rig.settings, now=rig.clock()) == 1
     # the operator's own contact is never part of an audience
     operator = await Operator.get(name="admin")
     assert operator.contact_id is not None
-    assert await campaigns.audience_count(AudienceFilter(), rig.settings) == 4
+    assert await campaigns.audience_count(AudienceFilter(), rig.settings, now=rig.clock()) == 4
     del plain
+
+
+async def test_audience_policy_conditions_mean_insured_today_as_care_does(rig: Rig) -> None:
+    """Today (the rig's clock) is 2026-11-21: a policy renewed early but still running counts,
+    a cancelled one or one not yet started does not, whatever the labels say."""
+    counted = await f.customer(name="renewed early")
+    await f.policy(counted, end=date(2026, 12, 20), status=PolicyStatus.RENEWED)
+    mislabelled = await f.customer(name="label not corrected")
+    await f.policy(mislabelled, end=date(2026, 12, 25), status=PolicyStatus.EXPIRED)
+    cancelled = await f.customer(name="cancelled")
+    await f.policy(cancelled, end=date(2026, 12, 20), status=PolicyStatus.CANCELLED)
+    future = await f.customer(name="starts next year")
+    await f.policy(future, start_date=date(2027, 1, 1), end=date(2027, 12, 20))
+    audience = AudienceFilter(products=[Product.COMMERCIAL])
+    assert await campaigns.audience_count(audience, rig.settings, now=rig.clock()) == 2
+    december = AudienceFilter(expiring_from=date(2026, 12, 1), expiring_to=date(2026, 12, 31))
+    assert await campaigns.audience_count(december, rig.settings, now=rig.clock()) == 2
+    campaign_id = await _create(rig, audience=december.model_dump(mode="json"))
+    status, _ = await rig.call("POST", f"/api/v1/campaigns/{campaign_id}/start")
+    assert status == 200
+    runner = CampaignRunner(rig.settings, clock=rig.clock)
+    while await runner.tick():
+        pass
+    assert set(await Message.filter(campaign_id=campaign_id).values_list(
+        "customer_id", flat=True)) == {counted.id, mislabelled.id}
 
 
 async def test_preview_counts_channels_segments_cost_and_warns_on_cn_marketing(
@@ -126,7 +151,7 @@ async def test_preview_counts_channels_segments_cost_and_warns_on_cn_marketing(
     with_telegram = f.settings_for(db_url=rig.settings.database.url, telegram_base="http://x",
                                    twilio_base="http://127.0.0.1:9")
     preview = await campaigns.preview(await Campaign.get(id=campaign_id), with_telegram,
-                                      Texts.load(), now=rig.clock.now)
+                                      Texts.load(), now=rig.clock())
     assert preview["audience"] == 5
     assert preview["channels"] == {"telegram": 1, "sms": 4, "none": 0}
     sms = preview["sms"]

@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
+from storage.models import Customer
+from storage.operator_models import Operator
+from tests.factories import on_database
 
 
 def test_operator_add_prints_the_token_once_and_stores_its_hash(
@@ -40,3 +43,21 @@ def test_operator_add_refuses_bad_role_duplicate_name_and_bad_phone(
     assert "exists" in capsys.readouterr().err
     assert main(["operator", "add", "Y", "--role", "viewer", "--phone", "12"]) == 2
     assert "phone" in capsys.readouterr().err
+
+
+def test_operator_on_a_phone_customers_share_takes_the_record_with_their_name(
+    engage_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    customers = tmp_path / "c.csv"
+    customers.write_text("customer_no,phone,name\nC1,13900001111,王强\nC2,13900001111,李坐席\n",
+                         encoding="utf-8")
+    assert main(["import", "customers", str(customers), "-q"]) == 0
+    assert main(["operator", "add", "李坐席", "--role", "agent", "--phone", "13900001111"]) == 0
+    capsys.readouterr()
+
+    async def contact() -> tuple[str, int]:
+        operator = await Operator.get(name="李坐席").prefetch_related("contact")
+        assert operator.contact is not None
+        return operator.contact.customer_no or "", await Customer.all().count()
+
+    assert on_database(engage_url, contact) == ("C2", 2)

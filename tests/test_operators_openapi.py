@@ -13,8 +13,10 @@ from openapi_spec_validator import validate
 
 from bot.web.operators.access import create_operator
 from bot.web.operators.api import API
-from storage.models import Task
+from storage.choices import TELEGRAM, record_choice
+from storage.models import SharedPhone, Task
 from storage.operator_models import Role
+from storage.shared_phones import recount
 from tests import factories as f
 from tests import test_operators_api
 from tests.test_operators_api import Rig, _campaign, _claim, _document
@@ -83,7 +85,12 @@ async def test_every_answer_is_what_the_document_says(rig: Rig) -> None:
     claim = await _claim()
     document = await _document(rig, claim)
     customer = await f.customer(name="郑一", phone="+8613600001234")
+    await record_choice(customer.id, source=TELEGRAM, now=rig.clock.now, language="en")
     task = await Task.create(kind="renewal_callback", customer=customer, source="sms")
+    for name in ("王一", "王二", "王三"):
+        await f.customer(name=name, phone="+8613700001111")
+    await recount(["+8613700001111"], rig.clock.now)
+    shared = await SharedPhone.get(phone="+8613700001111")
     _, campaign = await rig.call("POST", "/api/v1/campaigns", json=_campaign())
     cid = campaign["id"]
     csv_text = "phone,name\n13600009999,新客户\n"
@@ -128,6 +135,8 @@ async def test_every_answer_is_what_the_document_says(rig: Rig) -> None:
         ("GET", "/api/v1/tasks", {}),
         ("POST", f"/api/v1/tasks/{task.id}/assign", {"json": {"assignee": "小王"}}),
         ("POST", f"/api/v1/tasks/{task.id}/close", {"json": {"note": "已回电"}}),
+        ("GET", "/api/v1/shared-phones", {"params": {"held": "true", "limit": "5"}}),
+        ("POST", f"/api/v1/shared-phones/{shared.id}/release", {}),
         ("POST", "/api/v1/imports", {"params": {"kind": "customers"},
                                      "data": csv_text.encode(),
                                      "headers": {"Content-Type": "text/csv"}}),

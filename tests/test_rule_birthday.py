@@ -19,8 +19,10 @@ def _ctx(day: date, today: date | None = None) -> PlanContext:
 
 
 async def _person(born: date, *, lunar: bool = False, **extra: object) -> int:
+    """A customer insured from 2025 to 2029 (care reaches only policyholders)."""
     c = await factories.customer(birthday=born, birthday_md=born.month * 100 + born.day,
                                  lunar_birthday=lunar, **extra)
+    await factories.policy(c, start_date=date(2025, 1, 1), end=date(2029, 12, 31))
     return c.id
 
 
@@ -122,7 +124,7 @@ async def test_greeting_carries_name_care_category_morning_time_and_end_of_day_s
     msg = await Message.get(customer_id=who)
     assert (msg.dedup_key, msg.kind, msg.category, msg.template_key, msg.params) == (
         f"birthday:{who}:2026", "birthday", Category.CARE, "birthday", {"name": "王五"})
-    assert msg.not_before == datetime(2026, 11, 21, 0, 30, tzinfo=UTC)  # 08:30 Shanghai
+    assert msg.not_before == datetime(2026, 11, 21, 8, 30, tzinfo=UTC)  # 08:30 in London
     assert msg.stale_after == datetime(2026, 11, 22, 0, 0, tzinfo=UTC)  # midnight in London
 
 

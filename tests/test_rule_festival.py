@@ -10,7 +10,7 @@ import pytest
 
 from scheduler import festival
 from scheduler.config import FestivalSettings, ScheduleSettings
-from scheduler.context import OutboxSink, PlanContext, Zones
+from scheduler.context import OutboxSink, PlanContext
 from scheduler.plan import run_plan
 from storage.models import Message, MessageStatus, PolicyStatus
 from storage.outbox import Outbound
@@ -53,21 +53,25 @@ def test_extra_festival_must_be_a_real_yearly_date_with_a_new_code() -> None:
         FestivalSettings(code="x", month=4, day=31, name_zh="x", name_en="x")
 
 
-async def test_greets_each_customer_with_an_active_policy_once(db: str) -> None:
+async def test_greets_each_customer_care_reaches_once(db: str) -> None:
     insured = await factories.customer()
     await factories.policy(insured, end=date(2026, 12, 31))
     await factories.policy(insured, end=date(2026, 11, 30))  # two policies: one greeting
-    lapsed = await factories.customer()
+    lapsed = await factories.customer()  # within care.lapsed_days
     await factories.policy(lapsed, end=date(2026, 1, 31), status=PolicyStatus.EXPIRED)
+    long_gone = await factories.customer()
+    await factories.policy(long_gone, end=date(2025, 9, 24), status=PolicyStatus.EXPIRED)
     cancelled = await factories.customer()
     await factories.policy(cancelled, status=PolicyStatus.CANCELLED)
     await factories.customer()  # no policy at all
     ctx = PlanContext(day=date(2026, 9, 25), today=date(2026, 9, 25),
                       schedule=ScheduleSettings(batch_size=10))
-    assert (await run_plan(ctx)).counts["festival"] == 1
+    assert (await run_plan(ctx)).counts["festival"] == 2
     assert (await run_plan(ctx)).counts["festival"] == 0
-    msg = await Message.get(kind="festival")
-    assert msg.dedup_key == f"festival:mid_autumn:2026:{insured.id}"
+    assert set(await Message.filter(kind="festival").values_list("customer_id", flat=True)) \
+        == {insured.id, lapsed.id}
+    msg = await Message.get(kind="festival", customer_id=insured.id)
+    assert msg.dedup_key == f"festival:2026-09-25:{insured.id}"
     assert msg.params == {"name": insured.name,
                           "festival": {"zh-CN": "中秋节", "en": "Mid-Autumn Festival"}}
 
@@ -82,13 +86,14 @@ async def test_configured_extra_festival_is_greeted_and_not_sent_late(db: str) -
     on_time = PlanContext(day=date(2027, 3, 8), today=date(2027, 3, 8), schedule=schedule)
     assert (await run_plan(on_time)).counts["festival"] == 1
     msg = await Message.get(kind="festival")
-    assert msg.dedup_key == f"festival:womens_day:2027:{owner.id}"
+    assert msg.dedup_key == f"festival:2027-03-08:{owner.id}"
     assert msg.params["festival"] == {"zh-CN": "妇女节", "en": "Women's Day"}
 
 
 async def test_set_based_greetings_equal_the_ones_built_in_python(db: str) -> None:
-    """The outbox sink queues greetings with INSERT … SELECT over policy-id ranges: the rows
-    must be exactly what the message builder makes, time zones (unknown ones too) included."""
+    """The outbox sink queues greetings with INSERT … SELECT over customer-id ranges: the rows
+    must be exactly what the message builder makes, send and stale times in every customer's
+    time zone (unknown ones too) included."""
     owners = [await factories.customer(name=f"客户{i}", timezone=zone) for i, zone in
               enumerate(["Asia/Shanghai", "Europe/Berlin", "Not/AZone", "", "America/New_York"])]
     for owner in owners:
@@ -124,11 +129,11 @@ async def test_set_based_queueing_covers_every_key_range(db: str) -> None:
     for owner in owners:
         await factories.policy(owner, end=date(2026, 12, 31))
     ctx = PlanContext(day=date(2026, 9, 25), today=date(2026, 9, 25))
-    selection = festival.active_customers(ctx.day)
+    selection = festival.reached_customers(ctx)
     sink = OutboxSink(10)
     expressions, values = festival._greeting_sql(
         ctx, festival.Festival("mid_autumn", {"zh-CN": "中秋节", "en": "Mid-Autumn Festival"}),
-        Zones(ctx.tz), [])
+        [])
     assert await sink.insert_select(selection, expressions, values, span=2) == 7
     assert await Message.filter(kind="festival").count() == 7
     assert await sink.insert_select(selection, expressions, values, span=3) == 0

@@ -105,8 +105,8 @@ async def test_notices_per_customer_region_hazard_and_date(
     sh, bj = await _regions()
     a = await _insured(sh)
     b = await _insured(bj)
-    lapsed = await factories.customer(region=sh)
-    await factories.policy(lapsed, end=date(2026, 1, 1), status=PolicyStatus.EXPIRED)
+    lapsed = await factories.customer(region=sh)  # more than care.lapsed_days ago
+    await factories.policy(lapsed, end=date(2025, 6, 30), status=PolicyStatus.EXPIRED)
     fake_weather.set_forecast(*SHANGHAI, [{"date": "2026-07-02", "precipitation_sum": 60.0,
                                            "weather_code": 95}])
     fake_weather.set_forecast(*BEIJING, [{"date": "2026-07-01", "wind_gusts_10m_max": 18.0}])

@@ -29,7 +29,7 @@ def sqlite_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
     async def populate() -> None:
         await storage_db.upgrade(url)
         try:
-            await factories.customer(birthday=date(1990, 11, 21), birthday_md=1121)
+            await factories.policyholder(birthday=date(1990, 11, 21), birthday_md=1121)
             owner = await factories.customer()
             await factories.policy(owner, end=DAY + timedelta(days=30))
             await factories.policy(owner, end=DAY - timedelta(days=3))

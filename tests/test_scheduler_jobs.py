@@ -115,8 +115,10 @@ async def test_catch_up_after_three_missed_days_sends_what_is_still_useful(db: s
     assert [d for d, _ in await jobs.plan()] == [first]
 
     missed = first + timedelta(days=2)  # 19 Nov
-    birthday_missed = await factories.customer(birthday=date(1990, 11, 19), birthday_md=1119)
-    birthday_today = await factories.customer(birthday=date(1990, 11, 21), birthday_md=1121)
+    birthday_missed = await factories.policyholder(birthday=date(1990, 11, 19),
+                                                   birthday_md=1119)
+    birthday_today = await factories.policyholder(birthday=date(1990, 11, 21),
+                                                  birthday_md=1121)
     owner = await factories.customer()
     expiring = await factories.policy(owner, end=missed + timedelta(days=16))
 
@@ -135,7 +137,7 @@ async def test_catch_up_after_three_missed_days_sends_what_is_still_useful(db: s
 
 async def test_running_the_plan_twice_queues_nothing_new(db: str) -> None:
     day = date(2026, 11, 21)
-    await factories.customer(birthday=date(1990, 11, 21), birthday_md=1121)
+    await factories.policyholder(birthday=date(1990, 11, 21), birthday_md=1121)
     owner = await factories.customer()
     await factories.policy(owner, end=day + timedelta(days=30))
     clock = Clock(_at(day, 8, 30))
@@ -409,7 +411,7 @@ async def test_points_job_down_over_new_year_beyond_catch_up_still_reviews_once(
 
 async def test_dry_run_counts_what_a_real_run_queues_and_writes_nothing(db: str) -> None:
     day = date(2026, 11, 21)
-    await factories.customer(birthday=date(1990, 11, 21), birthday_md=1121)
+    await factories.policyholder(birthday=date(1990, 11, 21), birthday_md=1121)
     owner = await factories.customer()
     await factories.policy(owner, end=day + timedelta(days=9))
     await factories.policy(owner, end=day - timedelta(days=3))

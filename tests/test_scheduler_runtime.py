@@ -35,7 +35,7 @@ def _runtime(clock: Clock, leadership: object, forecast: ScriptedForecast | None
 
 
 async def _plan_day_data() -> None:
-    await factories.customer(birthday=date(1990, 11, 21), birthday_md=1121)
+    await factories.policyholder(birthday=date(1990, 11, 21), birthday_md=1121)
     owner = await factories.customer()
     await factories.policy(owner, end=DAY + timedelta(days=30))
 

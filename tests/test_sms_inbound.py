@@ -49,8 +49,10 @@ from storage.models import (
     MessageStatus,
     PhoneSuppression,
     Policy,
+    SharedPhone,
     SmsMediaPending,
 )
+from storage.shared_phones import recount, release
 from tests import factories as f
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
@@ -328,6 +330,28 @@ async def test_an_opt_out_made_before_the_import_holds_for_the_new_customer(
     # Re-importing the same file changes nothing (no second set of consents).
     await import_customers(db, tmp_path, "13912345678,赵敏\n")
     assert await Consent.filter(customer_id=owner.id).count() == 3
+
+
+async def test_an_opt_out_holds_for_a_customer_the_import_moves_to_the_number(
+    rig: SmsRig, db: str, tmp_path: Path,
+) -> None:
+    """Keyed by customer number, an import may give a customer a new phone: a STOP the new
+    number sent before holds for them too, and no one else's consent changes."""
+    from storage.importer import import_csv
+
+    path = tmp_path / "numbered.csv"
+    for rows in ("C001,13800000001,赵敏\nC002,13800000002,周芷若\n",
+                 "C001,13912345678,赵敏\n"):
+        if rows.startswith("C001,139"):
+            await rig.text(STRANGER, "STOP")
+        path.write_text("customer_no,phone,name\n" + rows, encoding="utf-8")
+        report = await import_csv("customers", path, default_region="CN", out=io.StringIO(),
+                                  now=f.NOON_SHANGHAI + timedelta(days=1))
+        assert report.rejected == 0
+    moved = await Customer.get(customer_no="C001")
+    assert moved.phone == STRANGER
+    assert await sms_consents(moved.id) == dict.fromkeys(CATEGORIES, False)
+    assert await sms_consents((await Customer.get(customer_no="C002")).id) == {}
 
 
 async def test_start_after_stop_lifts_what_the_number_asked(
@@ -1288,3 +1312,79 @@ async def test_engage_run_sweeps_again_every_interval(
             break
         await asyncio.sleep(0.025)
     assert rig.twilio.deleted_media == [media_sid]
+
+
+# -- a number several customers share -----------------------------------------------------------
+
+SHARED = "+8613800138008"
+
+
+async def test_a_family_number_answers_for_both_and_stop_reaches_both(rig: SmsRig) -> None:
+    """Two customers on one number: POLICY lists both cars, CLAIM finds either's, STOP turns
+    SMS off for both; points and check-in are personal and point to Telegram."""
+    husband = await f.customer(name="张伟", phone=SHARED)
+    wife = await f.customer(name="李娜", phone=SHARED)
+    await f.policy(husband, plate="沪A11111", end=date(2026, 12, 31))
+    car = await f.policy(wife, plate="沪B22222", end=date(2027, 3, 31))
+    hers = await Claim.create(number="RDAA3100009999", policy=car, customer=wife,
+                              status=ClaimStatus.SURVEYED, reported_at=f.NOON_SHANGHAI)
+    replies = rig.replies
+    assert await rig.text(SHARED, "保单") == replies.policies(
+        "zh-CN", [("沪A11111", date(2026, 12, 31)), ("沪B22222", date(2027, 3, 31))])
+    assert await rig.text(SHARED, "理赔") == replies.claim("zh-CN", hers.number, "surveyed")
+    assert await rig.text(SHARED, f"理赔 {hers.number}") == replies.claim(
+        "zh-CN", hers.number, "surveyed")
+    for keyword in ("积分", "签到"):
+        assert await rig.text(SHARED, keyword) == replies.shared_personal("zh-CN")
+    assert await CheckIn.all().count() == 0
+    await rig.text(SHARED, "退订")
+    for person in (husband, wife):
+        assert await sms_consents(person.id) == dict.fromkeys(CATEGORIES, False)
+
+
+async def test_mms_from_a_family_number_goes_to_the_claim_of_whichever_customer(
+        rig: SmsRig) -> None:
+    husband = await f.customer(name="张伟", phone=SHARED)
+    wife = await f.customer(name="李娜", phone=SHARED)
+    hers = await claim_of(wife)
+    reply, _ = await rig.mms(SHARED, [(png(), "image/png")])
+    await rig.drain()
+    assert reply == rig.replies.documents("zh-CN", stored=1, claim=hers.number,
+                                          rejected_reason=None)
+    [doc] = await Document.all()
+    assert (doc.customer_id, doc.claim_id) == (wife.id, hers.id)
+    # with no open claim, kept under the first customer until the claim is named
+    await Claim.filter(id=hers.id).update(status=ClaimStatus.CLOSED)
+    later = await claim_of(wife)
+    await Claim.filter(id=later.id).update(status=ClaimStatus.CLOSED)
+    await rig.mms(SHARED, [(png(noise=True), "image/png")])
+    await rig.drain()
+    kept = await Document.get(claim_id=None)
+    assert kept.customer_id == husband.id
+    await Claim.filter(id=later.id).update(status=ClaimStatus.REGISTERED)
+    await rig.text(SHARED, f"理赔 {later.number}")
+    await kept.refresh_from_db()
+    assert (kept.customer_id, kept.claim_id) == (wife.id, later.id)
+
+
+async def test_a_held_number_answers_help_and_stop_but_shows_nobodys_data(
+        rig: SmsRig) -> None:
+    people = [await f.customer(name=name, phone=SHARED) for name in ("张伟", "李娜", "王强")]
+    await f.policy(people[0], plate="沪A11111")
+    await claim_of(people[1])
+    await recount([SHARED], f.NOON_SHANGHAI)
+    held = rig.replies.shared_held("zh-CN")
+    for body in ("保单", "理赔", "积分", "签到", "随便说点什么"):
+        assert await rig.text(SHARED, body) == held
+    reply, _ = await rig.mms(SHARED, [(png(), "image/png")])
+    await rig.drain()
+    assert reply == held and await Document.all().count() == 0
+    assert not await SmsMediaPending.exists()  # deleted at Twilio all the same
+    assert await rig.text(SHARED, "帮助") == rig.replies.help("zh-CN")
+    await rig.text(SHARED, "退订")
+    for person in people:
+        assert await sms_consents(person.id) == dict.fromkeys(CATEGORIES, False)
+    # released by an operator: answered like a family's number
+    [flag] = await SharedPhone.all()
+    await release(flag.id, "王经理", f.NOON_SHANGHAI)
+    assert "沪A11111" in await rig.text(SHARED, "保单")

@@ -34,6 +34,8 @@ def every_reply(r: Replies, lang: str) -> dict[str, str]:
     out = {
         "unknown_sender": r.unknown_sender(r.to),
         "menu": r.menu(lang),
+        "shared_held": r.shared_held(lang),
+        "shared_personal": r.shared_personal(lang),
         "help": r.help(lang),
         "opted_out": r.opted_out(lang, categories),
         "opted_in": r.opted_in(lang, categories),

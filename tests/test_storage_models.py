@@ -1,23 +1,33 @@
-from datetime import UTC, date, datetime
+import asyncio
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import asyncpg
 import pytest
 from tortoise import Tortoise, connections
+from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.exceptions import IntegrityError
 from tortoise.migrations.api import migrate
 
 from storage import db as storage_db
-from storage.models import Category, Customer, Message, Policy, Product
+from storage.models import Category, Consent, Customer, Message, Policy, Product
+from tests.conftest import BACKENDS, _pg_admin_dsn, _pg_url_for
 
 
 async def _customer(phone: str = "+8613800138000", code: str = "R1") -> Customer:
     return await Customer.create(name="张三", phone=phone, referral_code=code)
 
 
-async def test_phone_is_unique(db: str) -> None:
+async def test_customers_may_share_a_phone_but_not_a_customer_number(db: str) -> None:
     await _customer()
+    await _customer(code="R2")
+    assert await Customer.filter(phone="+8613800138000").count() == 2
+    await Customer.filter(referral_code="R1").update(customer_no="C-1")
     with pytest.raises(IntegrityError):
-        await _customer(code="R2")
+        await Customer.filter(referral_code="R2").update(customer_no="C-1")
 
 
 async def test_policy_number_is_unique(db: str) -> None:
@@ -122,3 +132,117 @@ async def test_outbox_indexes_provider_and_campaign_ids_only_where_set(
             f"{explain}SELECT id FROM message WHERE {column} = {mark}",
             ["SM1" if column == "provider_id" else 7])
         assert index in " ".join(str(value) for row in plan for value in row.values())
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database with no tables yet, on each backend (for migrating step by step)."""
+    if request.param == "sqlite":
+        yield f"sqlite://{tmp_path / 'old.sqlite3'}"
+        return
+    name = f"engage_m_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    yield _pg_url_for(name)
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _pg_admin(sql: str) -> None:
+    conn = await asyncpg.connect(_pg_admin_dsn())
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def test_migration_0012_lets_customers_share_a_phone_and_keeps_every_row(
+        empty_url: str) -> None:
+    """On an existing database: customers, their consents, messages, policies and Telegram
+    links all stay (SQLite rebuilds the customer table: no ON DELETE action may fire), the
+    phone index remains, and a second customer on the same phone can be added. A language
+    picked with /language before the upgrade is recorded as the customer's choice."""
+    EXECUTOR_CACHE.clear()
+    config = storage_db.tortoise_config(empty_url)
+    await migrate(config=config, target="models.0009_message_partial_indexes")
+    conn = connections.get("default")
+    stamp = "'2026-01-01 00:00:00+00:00'"
+    one = "(SELECT id FROM customer WHERE phone = '+8613800000001')"
+    recent = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
+    for sql in (
+        "INSERT INTO customer (name, phone, referral_code, language, timezone, "
+        "lunar_birthday, email, birthday_md, created_at, updated_at) VALUES "
+        f"('张三', '+8613800000001', 'R1', 'en', 'Asia/Shanghai', FALSE, '', 517, {stamp}, "
+        f"{stamp})",
+        "INSERT INTO customer (name, phone, referral_code, language, timezone, "
+        "lunar_birthday, email, referred_by_id, created_at, updated_at) VALUES "
+        f"('李四', '+8613800000002', 'R2', 'zh-CN', 'Asia/Shanghai', FALSE, '', {one}, "
+        f"{stamp}, {stamp})",
+        "INSERT INTO consent (customer_id, channel, category, granted, source, created_at) "
+        f"VALUES ({one}, 'sms', 'care', FALSE, 'sms:keyword', {stamp})",
+        "INSERT INTO message (dedup_key, kind, category, customer_id, channel_policy, "
+        "template_key, params, not_before, status, skip_reason, attempts, last_error, "
+        f"segments, created_at, updated_at) VALUES ('k1', 'birthday', 'care', {one}, "
+        f"'telegram_then_sms', 'birthday', '{{}}', {stamp}, 'pending', '', 0, '', 0, {stamp}, "
+        f"{stamp})",
+        "INSERT INTO policy (number, customer_id, product, plate, vehicle, coverage, "
+        "start_date, end_date, premium_cents, status, created_at, updated_at) VALUES ('P-1', "
+        f"{one}, 'commercial', 'A', '', '{{}}', '2026-01-01', '2026-12-31', 100, 'active', "
+        f"{stamp}, {stamp})",
+        "INSERT INTO telegram_account (telegram_user_id, chat_id, username, language_code, "
+        f"customer_id, linked_at, created_at, updated_at) VALUES (1, 1, '', 'en', {one}, "
+        f"{stamp}, {stamp}, {stamp})",
+        *[
+            "INSERT INTO message (dedup_key, kind, category, customer_id, channel_policy, "
+            "template_key, params, not_before, status, skip_reason, attempts, last_error, "
+            f"segments, created_at, updated_at) VALUES ('{key}', 'festival', 'care', {one}, "
+            f"'telegram_then_sms', 'festival', '{{}}', '{sent}', 'sent', '', 1, '', 1, "
+            f"{stamp}, {stamp})"
+            for key, sent in (("festival:new_year:2026:1", "2026-01-01 00:30:00+00:00"),
+                              ("festival:x:2026:1", recent.isoformat(" ")),
+                              ("festival:x+y:2026:1", recent.isoformat(" ")))
+        ],
+    ):
+        await conn.execute_query(sql)
+    await Tortoise.close_connections()
+
+    await migrate(config=config)
+    await Tortoise.init(config=config)
+    try:
+        first = await Customer.get(phone="+8613800000001")
+        assert await Consent.filter(customer_id=first.id).count() == 1
+        assert await Message.filter(customer_id=first.id).count() == 4
+        # today's festival greeting takes the key by day (one, however many festivals)
+        day = recent.astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+        assert set(await Message.filter(kind="festival").values_list(
+            "dedup_key", flat=True)) == {"festival:new_year:2026:1", "festival:x+y:2026:1",
+                                         f"festival:{day}:{first.id}"}
+        assert await Policy.filter(customer_id=first.id).count() == 1
+        assert (await Customer.get(phone="+8613800000002")).referred_by_id == first.id
+        assert [(c.language_set_by, c.customer_no) for c in
+                await Customer.all().order_by("id")] == [("telegram", None), ("", None)]
+        again = await Customer.create(name="王五", phone=first.phone, referral_code="R3")
+        assert await Customer.filter(phone=first.phone).count() == 2
+        await Customer.create(name="赵六", phone="+8613800000004", referral_code="R4",
+                              customer_no="C-1")
+        with pytest.raises(IntegrityError):
+            await Customer.create(name="钱七", phone="+8613800000005", referral_code="R5",
+                                  customer_no="C-1")
+        with pytest.raises(IntegrityError):  # the referral code stays unique
+            await Customer.create(name="孙八", phone="+8613800000006", referral_code="R3")
+        conn = connections.get("default")
+        if conn.capabilities.dialect == "sqlite":
+            _, rows = await conn.execute_query("PRAGMA foreign_keys")
+            assert rows[0][0] == 1
+            _, rows = await conn.execute_query(
+                "SELECT sql FROM sqlite_master WHERE tbl_name = 'customer' AND type = 'index' "
+                "AND sql IS NOT NULL ORDER BY sql")
+            indexed = sorted(row[0].split(" ON ")[1] for row in rows)
+            assert indexed == ['"customer" ("birthday_md")', '"customer" ("customer_no")',
+                               '"customer" ("phone")']
+        else:
+            rows = await conn.execute_query_dict(
+                "SELECT indexdef FROM pg_indexes WHERE tablename = 'customer' "
+                "AND indexdef LIKE '%(phone)%'")
+            assert [r["indexdef"].startswith("CREATE INDEX") for r in rows] == [True]
+        await Customer.filter(id=again.id).delete()  # deleting still cascades as declared
+    finally:
+        await Tortoise.close_connections()

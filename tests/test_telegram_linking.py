@@ -4,16 +4,20 @@ unlinking."""
 
 from __future__ import annotations
 
+import io
 import os
+from pathlib import Path
 
 import pytest
 from aiogram.fsm.storage.redis import RedisStorage
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from bot.delivery.recipients import load_recipients
 from bot.settings import RedisSettings
 from bot.telegram.accounts import CODE_TRIES
 from bot.telegram.runtime import build_dispatcher, fsm_storage
 from bot.telegram.updates import UpdateFeed
+from storage.importer import import_csv
 from storage.models import (
     Category,
     Customer,
@@ -240,3 +244,98 @@ async def test_with_redis_the_conversation_continues_in_another_process(tg: Rig)
         await second_storage.close()
     await newcomer.refresh_from_db()
     assert newcomer.referred_by_id == referrer.id
+
+
+# -- a phone several customers share ----------------------------------------------------------
+
+
+async def test_a_phone_two_customers_share_links_both_and_switch_swaps_them(tg: Rig) -> None:
+    husband = await f.customer(name="张伟", phone="+8613800138008")
+    wife = await f.customer(name="李娜", phone="+8613800138008", language="en")
+    await f.policy(husband, plate="沪A11111")
+    await f.policy(wife, plate="沪B22222")
+    user = User(9101, "zh")
+    await tg.contact(user, "+8613800138008")
+    account = await _account(user)
+    assert (account.customer_id, account.second_customer_id) == (husband.id, wife.id)
+    assert tg.last_text(user.id) == tg.t("zh-CN")("tg_link_done_shared", name="张伟",
+                                                   other="李娜")
+    # messages to either customer come to this chat
+    recipients = await load_recipients([husband.id, wife.id], now=tg.clock())
+    assert {r.telegram_chat_id for r in recipients.values()} == {user.id}
+
+    await tg.send(user, "/switch")
+    account = await _account(user)
+    assert (account.customer_id, account.second_customer_id) == (wife.id, husband.id)
+    assert tg.last_text(user.id) == tg.t("en")("tg_switch_done", name="李娜")
+    await tg.send(user, "/policies")  # the chat now acts for her, in her language
+    assert "沪B22222" in tg.last_text(user.id) and "沪A11111" not in tg.last_text(user.id)
+    await tg.send(user, "/switch")
+    assert (await _account(user)).customer_id == husband.id
+
+
+async def test_switch_with_one_customer_says_there_is_no_one_to_switch_to(tg: Rig) -> None:
+    _, user = await tg.linked(language="en")
+    await tg.send(user, "/switch")
+    assert tg.last_text(user.id) == tg.t("en")("tg_switch_single")
+
+
+async def test_three_customers_on_a_phone_are_told_apart_by_a_policy_number(tg: Rig) -> None:
+    people = [await f.customer(name=name, phone="+8613800138008") for name in
+              ("张伟", "李娜", "王强")]
+    policy = await f.policy(people[1], number="PDAA2026000123")
+    await f.policy(await f.customer(phone="+8613900139000"), number="POTHER")
+    user = User(9102, "zh")
+    await tg.contact(user, "+8613800138008")
+    assert tg.last_text(user.id) == tg.t("zh-CN")("tg_link_ask_policy")
+    assert (await _account(user)).customer_id is None
+
+    for wrong in ("PDAA2026000999", "POTHER"):  # someone else's policy says nothing either
+        await tg.send(user, wrong)
+        assert tg.last_text(user.id) == tg.t("zh-CN")("tg_link_wrong_policy", hotline="95500")
+    assert (await _account(user)).customer_id is None
+    await tg.send(user, f" {policy.number} ")
+    account = await _account(user)
+    assert (account.customer_id, account.second_customer_id) == (people[1].id, None)
+    assert tg.last_text(user.id) == tg.t("zh-CN")("tg_link_done", name="李娜")
+    assert [a.outcome for a in await LinkAttempt.all().order_by("id")] == [
+        "ask_policy", "wrong_policy", "wrong_policy", "linked"]
+    assert all("138008" not in a.phone for a in await LinkAttempt.all())
+
+
+async def test_wrong_policy_numbers_count_against_the_hourly_limit(tg: Rig) -> None:
+    for name in ("张伟", "李娜", "王强"):
+        await f.customer(name=name, phone="+8613800138008")
+    user = User(9103, "en")
+    await tg.contact(user, "+8613800138008")
+    limit = tg.settings.telegram.link_attempts_per_hour
+    for _ in range(limit):
+        await tg.send(user, "P-NOPE")
+    assert tg.last_text(user.id) == tg.t("en")("tg_link_rate_limited", hotline="95500")
+    assert (await _account(user)).customer_id is None
+
+
+async def test_two_on_a_phone_one_linked_elsewhere_asks_for_the_policy_number(tg: Rig) -> None:
+    her, her_user = await tg.linked(name="李娜", phone="+8613800138008")
+    him = await f.customer(name="张伟", phone="+8613800138008")
+    policy = await f.policy(him)
+    user = User(9104, "zh")
+    await tg.contact(user, "+8613800138008")
+    assert tg.last_text(user.id) == tg.t("zh-CN")("tg_link_ask_policy")
+    await tg.send(user, policy.number)
+    assert (await _account(user)).customer_id == him.id
+    assert (await _account(her_user)).customer_id == her.id  # hers stays hers
+
+
+async def test_a_language_chosen_in_telegram_survives_the_nightly_import(
+        tg: Rig, tmp_path: Path) -> None:
+    owner, user = await tg.linked(language="zh-CN", phone="+8613800138000", name="王芳")
+    await tg.press(user, "lang:en")
+    chosen = await Customer.get(id=owner.id)
+    assert (chosen.language, chosen.language_set_by, chosen.language_set_at) == (
+        "en", "telegram", tg.clock())
+    nightly = tmp_path / "customers.csv"
+    nightly.write_text("phone,name,language\n13800138000,王芳,zh-CN\n", encoding="utf-8")
+    report = await import_csv("customers", nightly, out=io.StringIO())
+    assert report.kept == 1
+    assert (await Customer.get(id=owner.id)).language == "en"

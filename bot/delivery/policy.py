@@ -22,6 +22,7 @@ STALE = "stale"
 INVALID_PHONE = "invalid_phone"
 NO_CONSENT = "no_marketing_consent"
 CONTENT = "content_refused"
+SHARED_PHONE = "shared_phone"  # a number 3+ customers share, not yet released by an operator
 
 CAPPED_CATEGORIES = frozenset({Category.CARE, Category.MARKETING})
 
@@ -36,6 +37,8 @@ class Recipient:
     language: str
     timezone: str
     telegram_chat_id: int | None  # linked and not blocked
+    # the phone is shared by three or more customers and not released: no care or marketing SMS
+    sms_held: bool = False
     # newest consent per (channel, category); channel "*" means every channel
     consents: Mapping[tuple[str, str], bool] = field(default_factory=dict)
     recent_capped: int = 0  # care + marketing messages sent in the last 7 days
@@ -138,6 +141,9 @@ def choose_channel(
             if not recipient.phone_valid:
                 reasons.append(INVALID_PHONE)
                 continue
+            if recipient.sms_held and category in CAPPED_CATEGORIES:
+                reasons.append(SHARED_PHONE)
+                continue
         if not allowed(recipient, channel, category):
             reasons.append(OPTED_OUT)
             continue
@@ -149,7 +155,7 @@ def choose_channel(
             reasons.append(NO_CONSENT)
             continue
         return channel
-    for reason in (OPTED_OUT, NO_CONSENT, INVALID_PHONE):
+    for reason in (OPTED_OUT, NO_CONSENT, SHARED_PHONE, INVALID_PHONE):
         if reason in reasons:
             return Skip(reason)
     return Skip(NO_CHANNEL)

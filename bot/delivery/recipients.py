@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from tortoise.expressions import Q
 from tortoise.functions import Count
 
 from bot.delivery.policy import CAPPED_CATEGORIES, Recipient
+from storage import shared_phones
 from storage.models import (
     Category,
     Channel,
@@ -31,9 +33,14 @@ async def load_recipients(customer_ids: Iterable[int], *, now: datetime) -> dict
     )
     chats: dict[int, int] = {}
     for row in await TelegramAccount.filter(
-        customer_id__in=ids, blocked_at__isnull=True, linked_at__isnull=False
-    ).order_by("linked_at").values("customer_id", "chat_id"):
-        chats[row["customer_id"]] = row["chat_id"]
+        Q(customer_id__in=ids) | Q(second_customer_id__in=ids), blocked_at__isnull=True,
+        linked_at__isnull=False,
+    ).order_by("linked_at").values("customer_id", "second_customer_id", "chat_id"):
+        # a phone two customers share may link both to one chat
+        for linked in (row["customer_id"], row["second_customer_id"]):
+            if linked is not None:
+                chats[linked] = row["chat_id"]
+    held = await shared_phones.held({row["phone"] for row in customers})
     consents: dict[int, dict[tuple[str, str], bool]] = {}
     for row in await Consent.filter(customer_id__in=ids).order_by("created_at", "id").values(
         "customer_id", "channel", "category", "granted"
@@ -62,6 +69,7 @@ async def load_recipients(customer_ids: Iterable[int], *, now: datetime) -> dict
             language=str(row["language"]),
             timezone=row["timezone"],
             telegram_chat_id=chats.get(row["id"]),
+            sms_held=row["phone"] in held,
             consents=consents.get(row["id"], {}),
             recent_capped=recent.get(row["id"], 0),
         )
@@ -69,13 +77,17 @@ async def load_recipients(customer_ids: Iterable[int], *, now: datetime) -> dict
     }
 
 
+def _linked(customer_id: int) -> Q:
+    return Q(customer_id=customer_id) | Q(second_customer_id=customer_id)
+
+
 async def mark_blocked(customer_id: int, chat_id: int, *, now: datetime) -> None:
-    await TelegramAccount.filter(customer_id=customer_id, chat_id=chat_id).update(blocked_at=now)
+    await TelegramAccount.filter(_linked(customer_id), chat_id=chat_id).update(blocked_at=now)
 
 
 async def unlink_chat(customer_id: int, chat_id: int) -> None:
-    await TelegramAccount.filter(customer_id=customer_id, chat_id=chat_id).update(
-        customer_id=None, linked_at=None
+    await TelegramAccount.filter(_linked(customer_id), chat_id=chat_id).update(
+        customer_id=None, second_customer_id=None, linked_at=None
     )
 
 

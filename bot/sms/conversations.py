@@ -21,6 +21,17 @@ on SQLite and PostgreSQL without any waiting loop:
   its reply, and a winner that fails leaves no row, letting the retry do the work.
 
 A retry arriving after the first finished takes the same paths and gets the stored reply.
+
+A number several customers share
+--------------------------------
+A family may share a phone; the reply is then for all of them, as SMS to the number already
+is: STOP and START apply to every customer on it, POLICY lists all their cars, CLAIM finds the
+newest claim (or the named one) among theirs, and MMS documents go to the named or newest open
+claim of any of them (unattached ones are kept under the first customer and follow the claim
+later named). Points and check-in are one person's: the reply points to Telegram. A number
+three or more customers share that no operator has released (``storage.shared_phones``) is
+often a salesperson's: only HELP, STOP and START are answered there; anything else gets a
+kind refusal, and MMS media are not downloaded (only deleted).
 MMS first checks for a stored reply, because the media are deleted from Twilio after the
 first delivery.
 
@@ -69,6 +80,7 @@ from bot.texts import Texts
 from loyalty.earning import check_in
 from loyalty.ledger import get_balance
 from loyalty.overview import points_overview
+from storage import shared_phones
 from storage.models import (
     OPEN_CLAIM_STATUSES,
     Category,
@@ -82,6 +94,7 @@ from storage.models import (
     PolicyStatus,
 )
 from storage.phones import InvalidPhone, mask_phone, normalise_phone
+from storage.shared_phones import SHARED_AT
 from storage.suppressions import remember_number_choice
 
 log = logging.getLogger(__name__)
@@ -89,6 +102,8 @@ log = logging.getLogger(__name__)
 KEYWORD_SOURCE = "sms:keyword"
 TWILIO_OPT_OUT_SOURCE = "sms:twilio-opt-out"
 MAX_MEDIA = 10  # Twilio's own limit per message
+# What a number a salesperson may hold for many customers is still answered: nobody's data.
+_ON_HELD_NUMBERS = frozenset({Command.HELP, Command.STOP, Command.START})
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +119,19 @@ class InboundMessage:
 
 @dataclass(frozen=True, slots=True)
 class Sender:
+    """The customers on the number: ``id`` (the first) is whose language the reply is in and
+    whom the conversation is recorded under; ``ids`` are all of them."""
+
     id: int
     phone: str
     language: str
     timezone: str
+    ids: tuple[int, ...]
+    held: bool = False  # three or more share it and no operator released it
+
+    @property
+    def shared(self) -> bool:
+        return len(self.ids) > 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +208,10 @@ class SmsConversations:
             return await self._query(row, "unknown", self._replies.unknown_sender(phone),
                                      delete_urls)
         row["customer_id"] = sender.id
+        if sender.held and (message.media or parsed.command not in _ON_HELD_NUMBERS):
+            return await self._query(row, "shared",
+                                     self._replies.to_number(phone).shared_held(sender.language),
+                                     delete_urls)
         # An MMS text is a caption (it may name the claim); but an opt-out Twilio has already
         # applied must reach our consent records whatever came with it.
         if message.media and not parsed.from_twilio:
@@ -208,12 +236,14 @@ class SmsConversations:
             return raw.strip()
 
     async def _sender(self, phone: str) -> Sender | None:
-        found = await Customer.filter(phone=phone).limit(1).values_list(
+        found = await Customer.filter(phone=phone).order_by("id").values_list(
             "id", "language", "timezone")
         if not found:
             return None
         cid, language, timezone = found[0]
-        return Sender(cid, phone, str(language), timezone)
+        ids = tuple(int(row[0]) for row in found)
+        held = len(ids) >= SHARED_AT and await shared_phones.is_held(phone)
+        return Sender(cid, phone, str(language), timezone, ids, held)
 
     # -- the two idempotent shapes -------------------------------------------------------
 
@@ -278,6 +308,9 @@ class SmsConversations:
         command = parsed.command
         if command in (Command.STOP, Command.START):
             return await self._opt(row, sender.phone, lang, parsed, delete_urls)
+        if command in (Command.CHECKIN, Command.POINTS) and sender.shared:
+            return await self._query(row, command.value, replies.shared_personal(lang),
+                                     delete_urls)
         if command is Command.CHECKIN:
 
             async def checkin() -> str:
@@ -329,7 +362,7 @@ class SmsConversations:
     async def _active_policies(self, sender: Sender, now: datetime) -> list[tuple[str, date]]:
         today = now.astimezone(ZoneInfo(sender.timezone)).date()
         rows = await Policy.filter(
-            customer_id=sender.id, status=PolicyStatus.ACTIVE, end_date__gte=today
+            customer_id__in=sender.ids, status=PolicyStatus.ACTIVE, end_date__gte=today
         ).order_by("end_date", "id").values_list("plate", "end_date")
         return [(str(plate), end) for plate, end in rows]
 
@@ -346,46 +379,49 @@ class SmsConversations:
         lang = sender.language
         replies = self._replies.to_number(sender.phone)
         if not number:
-            latest = await Claim.filter(customer_id=sender.id).order_by(
+            latest = await Claim.filter(customer_id__in=sender.ids).order_by(
                 "-reported_at", "-id").limit(1).values_list("number", "status")
             reply = (replies.claim(lang, str(latest[0][0]), str(latest[0][1]))
                      if latest else replies.no_claims(lang))
             return await self._query(row, Command.CLAIM.value, reply, delete_urls)
-        # Only the sender's own claim: someone else's number reads exactly as a wrong one.
-        found = await Claim.filter(number=number, customer_id=sender.id).limit(1).values_list(
-            "id", "status")
+        # Only the number's customers' own claim: someone else's reads exactly as a wrong one.
+        found = await Claim.filter(number=number, customer_id__in=sender.ids).limit(
+            1).values_list("id", "status", "customer_id")
         if not found:
             return await self._query(row, Command.CLAIM.value,
                                      replies.claim_not_found(lang, number), delete_urls)
-        claim_id, status = found[0]
+        claim_id, status, owner = found[0]
         # Documents we asked the claim number for are filed now — on an open claim only,
         # as Telegram uploads are.
-        if status not in OPEN_CLAIM_STATUSES or not await self._unfiled(sender.id).exists():
+        if status not in OPEN_CLAIM_STATUSES or not await self._unfiled(sender.ids).exists():
             return await self._query(row, Command.CLAIM.value,
                                      replies.claim(lang, number, str(status)),
                                      delete_urls)
 
         async def file_documents() -> str:
-            filed = await self._file_unattached(sender.id, claim_id)
+            filed = await self._file_unattached(sender.ids, claim_id, owner)
             return replies.claim(lang, number, str(status), attached=filed)
 
         return await self._effect(row, Command.CLAIM.value, file_documents, delete_urls)
 
     @staticmethod
-    def _unfiled(customer_id: int) -> QuerySet[Document]:
-        return Document.filter(customer_id=customer_id, claim_id=None, channel=Channel.SMS)
+    def _unfiled(customer_ids: Sequence[int]) -> QuerySet[Document]:
+        return Document.filter(customer_id__in=customer_ids, claim_id=None,
+                               channel=Channel.SMS)
 
-    async def _file_unattached(self, customer_id: int, claim_id: int) -> int:
-        """Attach the sender's unattached MMS documents (we asked for the claim number)."""
-        on_claim = set(await Document.filter(claim_id=claim_id, customer_id=customer_id)
+    async def _file_unattached(self, customer_ids: Sequence[int], claim_id: int,
+                               owner: int) -> int:
+        """Attach the number's unattached MMS documents (we asked for the claim number) to
+        the claim, as its customer's."""
+        on_claim = set(await Document.filter(claim_id=claim_id)
                        .values_list("sha256", flat=True))
         ids = []
-        for doc_id, digest in await self._unfiled(customer_id).values_list("id", "sha256"):
+        for doc_id, digest in await self._unfiled(customer_ids).values_list("id", "sha256"):
             if digest not in on_claim:  # the same file already there stays a single copy
                 ids.append(doc_id)
                 on_claim.add(digest)
         if ids:
-            await Document.filter(id__in=ids).update(claim_id=claim_id)
+            await Document.filter(id__in=ids).update(claim_id=claim_id, customer_id=owner)
         return len(ids)
 
     # -- MMS ---------------------------------------------------------------------------
@@ -404,7 +440,7 @@ class SmsConversations:
         replies = self._replies.to_number(sender.phone)
 
         async def file() -> str:
-            claim_id, claim_number = await self._target_claim(sender.id, parsed)
+            claim_id, claim_number, owner = await self._target_claim(sender, parsed)
             count = 0
             first_refusal: str | None = None
             for i, item in enumerate(fetched):
@@ -412,7 +448,7 @@ class SmsConversations:
                 if item.data is not None:
                     try:
                         await store_document(
-                            customer_id=sender.id, claim_id=claim_id, channel=Channel.SMS,
+                            customer_id=owner, claim_id=claim_id, channel=Channel.SMS,
                             data=item.data, original_name=f"{sid}-{i}", limits=self._limits,
                             now=now)
                         count += 1
@@ -440,19 +476,20 @@ class SmsConversations:
             return _Fetched(ref, None, "download_failed")
         return _Fetched(ref, data, None)
 
-    async def _target_claim(self, customer_id: int,
-                            parsed: Parsed) -> tuple[int | None, str | None]:
-        """The open claim named in the MMS text, else the sender's newest open claim; none
-        when the named claim is not theirs or not open — we ask rather than guess."""
-        query = Claim.filter(customer_id=customer_id, status__in=list(OPEN_CLAIM_STATUSES))
+    async def _target_claim(self, sender: Sender,
+                            parsed: Parsed) -> tuple[int | None, str | None, int]:
+        """The open claim named in the MMS text, else the newest open claim of the number's
+        customers, and whose it is; none (kept as the first customer's) when the named claim
+        is not theirs or not open — we ask rather than guess."""
+        query = Claim.filter(customer_id__in=sender.ids, status__in=list(OPEN_CLAIM_STATUSES))
         if parsed.command is Command.CLAIM and parsed.argument:
             query = query.filter(number=parsed.argument)
         else:
             query = query.order_by("-reported_at", "-id")
-        found = await query.limit(1).values_list("id", "number")
+        found = await query.limit(1).values_list("id", "number", "customer_id")
         if not found:
-            return None, None
-        return int(found[0][0]), str(found[0][1])
+            return None, None, sender.id
+        return int(found[0][0]), str(found[0][1]), int(found[0][2])
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)

@@ -65,6 +65,14 @@ class Replies:
         return self.to_number(phone).say("sms_unknown_sender", self.language_for(phone),
                                          hotline=self.hotline)
 
+    def shared_held(self, language: str) -> str:
+        """A number three or more customers share, not released: nobody's data by SMS."""
+        return self.say("sms_shared_held", language, hotline=self.hotline)
+
+    def shared_personal(self, language: str) -> str:
+        """Points and check-in are one person's: a shared number cannot say whose."""
+        return self.say("sms_shared_personal", language)
+
     def menu(self, language: str) -> str:
         return self.say("sms_menu", language, hotline=self.hotline)
 

@@ -12,6 +12,12 @@ Rules (issue 6):
   10 minutes and may be tried ``CODE_TRIES`` times.
 * Every share of a contact is a ``LinkAttempt``; more than ``link_attempts_per_hour`` in the
   last hour are refused before anything is looked up.
+* A phone number several customers share (a family): when two customers have it and neither
+  is linked to another account, the contact links both — they already share its SMS. The
+  account acts for one of them at a time (``customer``; ``/switch`` swaps to
+  ``second_customer``) and messages to either come to this chat. Three or more (or two, one of
+  them linked elsewhere): the number alone does not say who this is, so the policy number
+  is asked for, and each wrong one counts as an attempt.
 """
 
 from __future__ import annotations
@@ -26,10 +32,11 @@ from enum import StrEnum
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F
+from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
 from bot.telegram import sql
+from storage.choices import TELEGRAM, record_choice
 from storage.models import (
     Category,
     Customer,
@@ -55,6 +62,8 @@ class LinkOutcome(StrEnum):
     INVALID_PHONE = "invalid_phone"
     NOT_OWN_CONTACT = "not_own_contact"
     RATE_LIMITED = "rate_limited"
+    ASK_POLICY = "ask_policy"  # a shared number: which customer is it?
+    WRONG_POLICY = "wrong_policy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +72,8 @@ class LinkResult:
     customer: Customer | None = None
     code_id: int | None = None
     masked_phone: str = ""
+    second: Customer | None = None  # linked too: the other customer of a shared number
+    phone: str = ""  # the number, for ASK_POLICY (kept in the conversation, never logged)
 
 
 class CodeOutcome(StrEnum):
@@ -178,19 +189,31 @@ def _code_hash(telegram_user_id: int, customer_id: int, code: str) -> str:
     return hashlib.sha256(f"{telegram_user_id}:{customer_id}:{code}".encode()).hexdigest()
 
 
-async def _attach(sender: Sender, customer_id: int, now: datetime) -> None:
-    """Link the sender's account to the customer, and unlink any other account of theirs,
-    in one transaction."""
+def _linked_to(customer_id: int) -> Q:
+    return Q(customer_id=customer_id) | Q(second_customer_id=customer_id)
+
+
+async def _attach(sender: Sender, customer_id: int, now: datetime,
+                  second_id: int | None = None) -> None:
+    """Link the sender's account to the customer (and the second customer of a shared
+    number), and unlink any other account of theirs, in one transaction."""
     async with in_transaction():
-        await TelegramAccount.filter(customer_id=customer_id).exclude(
-            telegram_user_id=sender.user_id).update(customer_id=None, linked_at=None)
+        for linked in filter(None, (customer_id, second_id)):
+            others = TelegramAccount.exclude(telegram_user_id=sender.user_id)
+            await others.filter(customer_id=linked).update(customer_id=None, linked_at=None)
+            await others.filter(second_customer_id=linked).update(second_customer_id=None)
+            # an account left with only its second customer acts for that one
+            await TelegramAccount.filter(customer_id=None, second_customer_id__isnull=False,
+                                         linked_at__isnull=True).update(
+                customer_id=F("second_customer_id"), second_customer_id=None, linked_at=now)
         changed = await TelegramAccount.filter(telegram_user_id=sender.user_id).update(
-            customer_id=customer_id, chat_id=sender.chat_id, linked_at=now, blocked_at=None)
+            customer_id=customer_id, second_customer_id=second_id, chat_id=sender.chat_id,
+            linked_at=now, blocked_at=None)
         if not changed:
             await TelegramAccount.create(
                 telegram_user_id=sender.user_id, chat_id=sender.chat_id,
                 username=sender.username[:64], language_code=sender.language_code[:16],
-                customer_id=customer_id, linked_at=now)
+                customer_id=customer_id, second_customer_id=second_id, linked_at=now)
 
 
 async def link_by_contact(
@@ -217,14 +240,48 @@ async def link_by_contact(
         await _record(sender.user_id, "", LinkOutcome.INVALID_PHONE, now)
         return LinkResult(LinkOutcome.INVALID_PHONE)
     masked = mask_phone(e164)
-    customer = await Customer.get_or_none(phone=e164)
-    if customer is None:
+    customers = await Customer.filter(phone=e164).order_by("id")
+    if not customers:
         await _record(sender.user_id, e164, LinkOutcome.NO_MATCH, now)
         log.info("telegram user %d: no customer for %s", sender.user_id, masked)
         return LinkResult(LinkOutcome.NO_MATCH, masked_phone=masked)
-    others = await TelegramAccount.filter(
-        customer_id=customer.id, linked_at__isnull=False
-    ).exclude(telegram_user_id=sender.user_id).exists()
+    if len(customers) == 2 and not any([await _linked_elsewhere(sender, c) for c in customers]):
+        first, second = customers
+        await _attach(sender, first.id, now, second.id)
+        await _record(sender.user_id, e164, LinkOutcome.LINKED, now)
+        log.info("telegram user %d linked to customers %d and %d (%s)", sender.user_id,
+                 first.id, second.id, masked)
+        return LinkResult(LinkOutcome.LINKED, first, masked_phone=masked, second=second)
+    if len(customers) > 1:
+        await _record(sender.user_id, e164, LinkOutcome.ASK_POLICY, now)
+        return LinkResult(LinkOutcome.ASK_POLICY, masked_phone=masked, phone=e164)
+    return await _link_one(sender, customers[0], e164, now=now, require_code=require_code)
+
+
+async def link_by_policy(sender: Sender, *, phone: str, number: str, now: datetime,
+                         attempts_per_hour: int, require_code: bool) -> LinkResult:
+    """The policy number typed after sharing a number several customers have: link its
+    holder, if they have that number (otherwise the number says nothing about them)."""
+    if await _recent_attempts(sender.user_id, now) >= attempts_per_hour:
+        await _record(sender.user_id, "", LinkOutcome.RATE_LIMITED, now)
+        return LinkResult(LinkOutcome.RATE_LIMITED)
+    holder = await Customer.filter(phone=phone, policies__number=number.strip()).first()
+    if holder is None:
+        await _record(sender.user_id, phone, LinkOutcome.WRONG_POLICY, now)
+        return LinkResult(LinkOutcome.WRONG_POLICY, masked_phone=mask_phone(phone), phone=phone)
+    return await _link_one(sender, holder, phone, now=now, require_code=require_code)
+
+
+async def _linked_elsewhere(sender: Sender, customer: Customer) -> bool:
+    return await TelegramAccount.filter(_linked_to(customer.id), linked_at__isnull=False
+                                        ).exclude(telegram_user_id=sender.user_id).exists()
+
+
+async def _link_one(sender: Sender, customer: Customer, e164: str, *, now: datetime,
+                    require_code: bool) -> LinkResult:
+    """Link the one customer this is (see the module rules)."""
+    masked = mask_phone(e164)
+    others = await _linked_elsewhere(sender, customer)
     mine = await TelegramAccount.filter(telegram_user_id=sender.user_id, customer_id=customer.id,
                                         linked_at__isnull=False).exists()
     if mine and not others:
@@ -283,8 +340,20 @@ async def confirm_code(sender: Sender, code_id: int, typed: str, *, now: datetim
 async def unlink(telegram_user_id: int) -> bool:
     changed = await TelegramAccount.filter(
         telegram_user_id=telegram_user_id, customer_id__isnull=False
-    ).update(customer_id=None, linked_at=None)
+    ).update(customer_id=None, second_customer_id=None, linked_at=None)
     return changed > 0
+
+
+async def switch(account: Account) -> Customer | None:
+    """Act for the other customer of a shared number linked to this account; None when the
+    account has only one."""
+    row = await TelegramAccount.get_or_none(id=account.id, linked_at__isnull=False,
+                                            second_customer_id__isnull=False)
+    if row is None or row.customer_id is None or row.second_customer_id is None:
+        return None
+    changed = await TelegramAccount.filter(id=row.id, customer_id=row.customer_id).update(
+        customer_id=row.second_customer_id, second_customer_id=row.customer_id)
+    return await Customer.get(id=row.second_customer_id) if changed else None
 
 
 async def set_blocked(telegram_user_id: int, *, blocked: bool, now: datetime) -> None:
@@ -293,9 +362,9 @@ async def set_blocked(telegram_user_id: int, *, blocked: bool, now: datetime) ->
         blocked_at=now if blocked else None)
 
 
-async def set_language(account: Account, language: str) -> None:
+async def set_language(account: Account, language: str, *, now: datetime) -> None:
     """The chosen language: on the account, and on the customer when linked (so outbound
-    messages follow it too)."""
+    messages follow it too) as the customer's own choice, which an import never overrides."""
     await TelegramAccount.filter(id=account.id).update(language_code=language)
     if account.linked and account.customer_id is not None:
-        await Customer.filter(id=account.customer_id).update(language=language)
+        await record_choice(account.customer_id, source=TELEGRAM, now=now, language=language)

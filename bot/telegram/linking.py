@@ -1,5 +1,6 @@
 """/start (with the ``ref_<code>`` deep link), linking by the shared contact, the SMS code for
-re-linking, and /unlink."""
+re-linking, the policy number for a phone several customers share, /switch between the two
+customers of a shared phone, and /unlink."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from aiogram.types import CallbackQuery, Message, ReplyKeyboardRemove
 
 from bot.settings import Settings
 from bot.telegram import accounts, keyboards
-from bot.telegram.accounts import CodeOutcome, LinkOutcome, Policyholder, Sender
+from bot.telegram.accounts import Account, CodeOutcome, LinkOutcome, Policyholder, Sender
 from bot.telegram.callbacks import UnlinkCb
 from bot.telegram.context import LINKED
 from bot.telegram.filters import Magic
@@ -32,6 +33,7 @@ REFERRAL_PREFIX = "ref_"
 
 class LinkFlow(StatesGroup):
     code = State()
+    policy = State()  # a shared phone: which customer? (the number is in the state data)
 
 
 def contact_phone(raw: str) -> str:
@@ -63,14 +65,15 @@ async def start(message: Message, command: CommandObject, state: FSMContext,
 
 
 async def _linked(message: Message, state: FSMContext, customer: Customer,
-                  texts: Texts) -> None:
+                  texts: Texts, second: Customer | None = None) -> None:
     """After a successful link: the referral from the deep link, then the menu, in the
     customer's own language."""
     t = Translator(texts, str(customer.language))
     referral = (await state.get_data()).get("referral")
     await state.clear()
-    await message.answer(t("tg_link_done", name=customer.name),
-                         reply_markup=keyboards.main_menu(t))
+    text = (t("tg_link_done", name=customer.name) if second is None else
+            t("tg_link_done_shared", name=customer.name, other=second.name))
+    await message.answer(text, reply_markup=keyboards.main_menu(t))
     if referral:
         try:
             await link_referrer(customer.id, referral)
@@ -89,11 +92,22 @@ async def contact(message: Message, state: FSMContext, t: Translator, texts: Tex
         default_region=settings.company.default_phone_region, now=clock(),
         attempts_per_hour=settings.telegram.link_attempts_per_hour,
         require_code=settings.telegram.relink_sms_code and settings.twilio.enabled)
+    await _answer_link(message, state, result, t, texts, settings)
+
+
+async def _answer_link(message: Message, state: FSMContext, result: accounts.LinkResult,
+                       t: Translator, texts: Texts, settings: Settings) -> None:
     hotline = settings.company.hotline
     match result.outcome:
         case LinkOutcome.LINKED:
             assert result.customer is not None
-            await _linked(message, state, result.customer, texts)
+            await _linked(message, state, result.customer, texts, result.second)
+        case LinkOutcome.ASK_POLICY:
+            await state.set_state(LinkFlow.policy)
+            await state.update_data(phone=result.phone)
+            await message.answer(t("tg_link_ask_policy"), reply_markup=ReplyKeyboardRemove())
+        case LinkOutcome.WRONG_POLICY:
+            await message.answer(t("tg_link_wrong_policy", hotline=hotline))
         case LinkOutcome.ALREADY_LINKED:
             assert result.customer is not None
             await message.answer(t("tg_link_already", name=result.customer.name),
@@ -135,6 +149,37 @@ async def code_prompt(message: Message, t: Translator) -> None:
     await message.answer(t("tg_link_code_prompt"))
 
 
+async def policy_number(message: Message, state: FSMContext, t: Translator, texts: Texts,
+                        settings: Settings, clock: Callable[[], datetime]) -> None:
+    """The policy number asked for after sharing a phone several customers have."""
+    phone = str((await state.get_data()).get("phone") or "")
+    if not phone:
+        await state.set_state(None)
+        await message.answer(t("tg_welcome_unlinked", company=company_name(settings.company,
+                                                                           t.lang)),
+                             reply_markup=keyboards.share_contact(t))
+        return
+    result = await accounts.link_by_policy(
+        _sender(message), phone=phone, number=(message.text or "")[:40], now=clock(),
+        attempts_per_hour=settings.telegram.link_attempts_per_hour,
+        require_code=settings.telegram.relink_sms_code and settings.twilio.enabled)
+    if result.outcome is LinkOutcome.RATE_LIMITED:
+        await state.set_state(None)
+    await _answer_link(message, state, result, t, texts, settings)
+
+
+async def switch(message: Message, account: Account | None, texts: Texts,
+                 t: Translator) -> None:
+    """Act for the other customer of a shared phone linked to this chat."""
+    other = await accounts.switch(account) if account is not None else None
+    if other is None:
+        await message.answer(t("tg_switch_single"))
+        return
+    theirs = Translator(texts, str(other.language))
+    await message.answer(theirs("tg_switch_done", name=other.name),
+                         reply_markup=keyboards.main_menu(theirs))
+
+
 async def unlink(message: Message, t: Translator) -> None:
     await message.answer(t("tg_unlink_confirm"), reply_markup=keyboards.confirm_unlink(t))
 
@@ -162,6 +207,9 @@ def get_router() -> Router:
                             Magic(F.text.regexp(r"^\s*\d{4,8}\s*$")))
     router.message.register(code_prompt, StateFilter(LinkFlow.code), Magic(F.text),
                             Magic(~F.text.startswith("/")))
+    router.message.register(policy_number, StateFilter(LinkFlow.policy), Magic(F.text),
+                            Magic(~F.text.startswith("/")))
+    router.message.register(switch, Command("switch"), flags=LINKED)
     router.message.register(unlink, Command("unlink"), flags=LINKED)
     router.callback_query.register(unlink_answer, UnlinkCb.filter(), flags=LINKED)
     return router

@@ -86,10 +86,10 @@ LANGUAGE_WORDS: dict[str, str] = {
 
 
 async def _switch(bot: Bot, chat_id: int, account: Account, customer: Policyholder | None,
-                  texts: Texts, code: str) -> None:
+                  texts: Texts, code: str, *, now: datetime) -> None:
     """Switch the conversation (and a linked customer's messages) to ``code`` and say so in
-    it, with the menu in that language."""
-    await accounts.set_language(account, code)
+    it, with the menu in that language; the customer's own choice, made at ``now``."""
+    await accounts.set_language(account, code, now=now)
     t = Translator(texts, code)
     menu = keyboards.main_menu(t) if customer is not None else keyboards.share_contact(t)
     await bot.send_message(chat_id, t("tg_language_set"), reply_markup=menu)
@@ -97,13 +97,13 @@ async def _switch(bot: Bot, chat_id: int, account: Account, customer: Policyhold
 
 async def language_command(message: Message, command: CommandObject, bot: Bot,
                            account: Account | None, customer: Policyholder | None,
-                           texts: Texts, t: Translator) -> None:
+                           texts: Texts, t: Translator, clock: Callable[[], datetime]) -> None:
     """``/language en`` switches at once; ``/language`` alone (or an unknown word) asks."""
     code = LANGUAGE_WORDS.get((command.args or "").strip().lower())
     if code is None or account is None:
         await message.answer(t("tg_language_choose"), reply_markup=keyboards.languages(t))
         return
-    await _switch(bot, message.chat.id, account, customer, texts, code)
+    await _switch(bot, message.chat.id, account, customer, texts, code, now=clock())
 
 
 async def language_button(query: CallbackQuery, bot: Bot, t: Translator) -> None:
@@ -120,11 +120,12 @@ async def ask_unlink(query: CallbackQuery, bot: Bot, t: Translator) -> None:
 
 async def set_language(query: CallbackQuery, callback_data: LanguageCb, bot: Bot,
                        account: Account | None, customer: Policyholder | None,
-                       texts: Texts) -> None:
+                       texts: Texts, clock: Callable[[], datetime]) -> None:
     await query.answer()
     if account is None or callback_data.code not in LANGUAGES:
         return
-    await _switch(bot, query.from_user.id, account, customer, texts, callback_data.code)
+    await _switch(bot, query.from_user.id, account, customer, texts, callback_data.code,
+                  now=clock())
 
 
 def get_router() -> Router:

@@ -198,7 +198,8 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
     if seams.run_scheduler:
         app.cleanup_ctx.append(scheduler_runtime.cleanup_context(
             SchedulerSettings(schedule=settings.schedule, renewal=settings.renewal,
-                              weather=settings.weather, loyalty=settings.loyalty),
+                              weather=settings.weather, loyalty=settings.loyalty,
+                              care=settings.care),
             settings.database, clock=seams.clock,
         ))
     app.cleanup_ctx.extend(seams.extra_cleanup)

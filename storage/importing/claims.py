@@ -50,8 +50,8 @@ class ClaimImport:
     async def prepare(self, conn: BaseDBAsyncClient) -> None:
         return None
 
-    def key(self, record: ClaimRecord) -> str:
-        return record.number
+    def keys(self, record: ClaimRecord) -> tuple[str, ...]:
+        return (record.number,)
 
     def parse(self, values: list[str]) -> ClaimRecord:
         (number, policy, status_text, reported_text, estimated_text, paid_text,

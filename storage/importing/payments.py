@@ -40,8 +40,8 @@ class PaymentImport:
     async def prepare(self, conn: BaseDBAsyncClient) -> None:
         return None
 
-    def key(self, record: PaymentRecord) -> str:
-        return record.external_id
+    def keys(self, record: PaymentRecord) -> tuple[str, ...]:
+        return (record.external_id,)
 
     def parse(self, values: list[str]) -> PaymentRecord:
         external_id, policy, kind_text, amount_text, paid_text = self._pick(values)

@@ -1,4 +1,5 @@
-"""Policies: upsert by policy number; owner by phone; ``renews`` links a renewal to the policy
+"""Policies: upsert by policy number; the owner by ``customer_no`` when the row has one, else by
+``phone`` (which must then be one customer's alone); ``renews`` links a renewal to the policy
 it replaces (that one becomes ``renewed``)."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from storage.sql import Statements
 
 from . import cells
 from .rows import Columns, Context, Outcome, Parsed, Problem, RowError
+from .source import ImportFileError
 
 PRODUCTS = cells.enum_options(Product, 交强险=Product.COMPULSORY, 商业险=Product.COMMERCIAL)
 STATUSES = cells.enum_options(
@@ -33,7 +35,7 @@ _FIELDS = ("customer_id", "product", "plate", "vehicle", "start_date", "end_date
 
 class PolicyRecord(NamedTuple):
     number: str
-    phone: str
+    phone: str | None
     product: Product
     plate: str
     vehicle: str | None
@@ -42,30 +44,37 @@ class PolicyRecord(NamedTuple):
     premium_cents: int
     status: PolicyStatus | None
     renews: str | None
+    customer_no: str | None = None
 
 
 class PolicyImport:
-    required: tuple[str, ...] = ("number", "phone", "product", "plate", "start_date",
-                                 "end_date", "premium")
-    optional: tuple[str, ...] = ("vehicle", "status", "renews")
+    required: tuple[str, ...] = ("number", "product", "plate", "start_date", "end_date",
+                                 "premium")
+    optional: tuple[str, ...] = ("phone", "customer_no", "vehicle", "status", "renews")
 
     def __init__(self, columns: Columns, context: Context) -> None:
+        if not (columns.has("phone") or columns.has("customer_no")):
+            raise ImportFileError("missing column(s) phone (or customer_no): whose policy "
+                                  "is it?")
         self._pick = columns.picker("number", "phone", "product", "plate", "vehicle",
-                                    "start_date", "end_date", "premium", "status", "renews")
+                                    "start_date", "end_date", "premium", "status", "renews",
+                                    "customer_no")
         self._context = context
         self._phones = cells.Phones(context.default_region)
 
     async def prepare(self, conn: BaseDBAsyncClient) -> None:
         return None
 
-    def key(self, record: PolicyRecord) -> str:
-        return record.number
+    def keys(self, record: PolicyRecord) -> tuple[str, ...]:
+        return (record.number,)
 
     def parse(self, values: list[str]) -> PolicyRecord:
         (number, phone_text, product_text, plate_text, vehicle, start_text, end_text,
-         premium_text, status_text, renews_text) = self._pick(values)
+         premium_text, status_text, renews_text, customer_no) = self._pick(values)
         cells.bounded(cells.required(number, "number"), "number", 40)
-        phone = self._phones(cells.required(phone_text, "phone"), "phone")
+        cells.bounded(customer_no, "customer_no", 40)
+        phone = (self._phones(phone_text, "phone") if phone_text
+                 else None if customer_no else cells.required(phone_text, "phone"))
         product = cells.choice(cells.required(product_text, "product"), "product", PRODUCTS)
         plate = _PLATE_NOISE.sub("", cells.required(plate_text, "plate")).upper()
         cells.bounded(plate, "plate", 16)
@@ -82,7 +91,7 @@ class PolicyImport:
             if renews == number:
                 raise RowError("renews", "a policy cannot renew itself")
         return PolicyRecord(number, phone, product, plate, vehicle or None, start, end, premium,
-                            status, renews)
+                            status, renews, customer_no or None)
 
     async def write(self, conn: BaseDBAsyncClient,
                     batch: Sequence[Parsed[PolicyRecord]]) -> Outcome:
@@ -92,8 +101,7 @@ class PolicyImport:
         renewed = {item.record.renews for item in batch if item.record.renews}
         statements = Statements(conn)
         stamp = statements.stored(now)
-        owners = dict(await statements.select_in(
-            Customer, "phone", {i.record.phone for i in batch}, ("phone", "id")))
+        owners = await _owners(statements, [item.record for item in batch])
         existing: dict[str, tuple[Any, ...]] = {
             row[1]: row for row in await statements.select_in(
                 Policy, "number", numbers | renewed, ("id", "number", *_FIELDS, "renewed_by_id"))
@@ -105,11 +113,11 @@ class PolicyImport:
         claimed: set[str] = set()  # policies renewed by this batch's rows so far
         for item in batch:
             record = item.record
-            owner = owners.get(record.phone)
-            if owner is None:
-                outcome.problems.append(Problem(
-                    item.line, "phone", f"no customer with phone {mask_phone(record.phone)}"))
+            found = owners.get(record.customer_no or record.phone or "", [])
+            if len(found) != 1:
+                outcome.problems.append(Problem(item.line, *_no_owner(record, found)))
                 continue
+            owner = found[0]
             current = existing.get(record.number)
             link = False
             if record.renews is not None:
@@ -162,6 +170,30 @@ class PolicyImport:
                 [[ids[renewal], str(PolicyStatus.RENEWED), stamp, stamp, ids[old]]
                  for renewal, old in links])
         return outcome
+
+
+async def _owners(statements: Statements,
+                  records: Sequence[PolicyRecord]) -> dict[str, list[int]]:
+    """The customers each row's customer number or, without one, phone names."""
+    owners: dict[str, list[int]] = {}
+    nos = {r.customer_no for r in records if r.customer_no}
+    for no, pk in await statements.select_in(Customer, "customer_no", nos, ("customer_no", "id")):
+        owners[no] = [pk]
+    phones = {r.phone for r in records if r.phone and not r.customer_no}
+    for phone, pk in await statements.select_in(Customer, "phone", phones, ("phone", "id")):
+        owners.setdefault(phone, []).append(pk)
+    return owners
+
+
+def _no_owner(record: PolicyRecord, found: list[int]) -> tuple[str, str]:
+    """The column and problem of a row whose owner is not one known customer."""
+    if record.customer_no:
+        return "customer_no", f"no customer with customer_no {record.customer_no}"
+    masked = mask_phone(record.phone or "")
+    if not found:
+        return "phone", f"no customer with phone {masked}"
+    return "phone", (f"{masked} belongs to {len(found)} customers — add customer_no to say "
+                     "whose policy it is")
 
 
 def _renewal_problem(renews: str, current: tuple[Any, ...] | None, old: tuple[Any, ...] | None,

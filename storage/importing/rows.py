@@ -49,6 +49,7 @@ class Outcome:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    kept: int = 0  # accepted rows where a value the customer chose stayed
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
 
@@ -74,6 +75,9 @@ class Columns:
     def __init__(self, index: dict[str, int]) -> None:
         self._index = index
 
+    def has(self, name: str) -> bool:
+        return name in self._index
+
     def picker(self, *names: str) -> Callable[[list[str]], list[str]]:
         """A function from a record's cells to the stripped values of ``names``, in order.
 
@@ -93,7 +97,9 @@ class Columns:
 class Kind(Protocol[R]):
     """One kind of import: its columns, how a record is validated, how a batch is written.
 
-    ``parse`` is pure (no I/O) and raises ``RowError``. ``write`` runs inside the batch's
+    ``parse`` is pure (no I/O) and raises ``RowError``. Rows sharing one of their ``keys``
+    (natural keys, or anything a row may change that a later one reads) never share a batch.
+    ``write`` runs inside the batch's
     transaction; it checks what needs the database (owners, referenced policies), upserts by
     natural key and must not change its input (a batch may be retried).
     """
@@ -105,7 +111,7 @@ class Kind(Protocol[R]):
 
     def parse(self, values: list[str]) -> R: ...
 
-    def key(self, record: R) -> str: ...
+    def keys(self, record: R) -> tuple[str, ...]: ...
 
     async def write(self, conn: BaseDBAsyncClient, batch: Sequence[Parsed[R]]) -> Outcome: ...
 

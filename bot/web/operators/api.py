@@ -25,6 +25,7 @@ from bot.web.operators import (
     dashboard,
     imports,
     reviews,
+    shared_phones,
     tasks,
 )
 from bot.web.operators import responses as out
@@ -62,6 +63,11 @@ class CampaignQuery(PageQuery):
 class AuditQuery(PageQuery):
     target_type: str = ""
     target_id: str = ""
+
+
+class SharedPhoneQuery(PageQuery):
+    held: bool | None = Field(default=None, description="true: still to check; false: "
+                                                        "released; absent: both")
 
 
 class ImportQuery(BaseModel):
@@ -149,7 +155,8 @@ async def count_audience(call: Call) -> web.StreamResponse:
     if unknown := campaigns.check_tiers(call.body, call.settings):
         return invalid([{"path": "tiers", "message": f"unknown tier {unknown[0]!r}",
                          "type": "unknown_tier"}])
-    return json_response({"audience": await campaigns.audience_count(call.body, call.settings)})
+    return json_response({"audience": await campaigns.audience_count(call.body, call.settings,
+                                                                     now=call.now)})
 
 
 @API.route("GET", "/campaigns/{id}", role=V, summary="One campaign", tag="campaigns",
@@ -417,6 +424,24 @@ async def assign_task(call: Call) -> web.StreamResponse:
 async def close_task(call: Call) -> web.StreamResponse:
     task = await tasks.close(call.actor, call.int_param("id"), call.body, now=call.now)
     return json_response(tasks.task_json(task))
+
+
+@API.route("GET", "/shared-phones", role=V, tag="customers", query=SharedPhoneQuery,
+           summary="Phone numbers three or more customers share (care and marketing SMS held "
+                   "until released), most customers first",
+           response=PageOf[out.SharedPhoneOut])
+async def list_shared_phones(call: Call) -> web.StreamResponse:
+    q: SharedPhoneQuery = call.query
+    items, found = await shared_phones.list_flags(q.held, limit=q.limit, cursor=q.cursor)
+    return page_json(call, found, items)
+
+
+@API.route("POST", "/shared-phones/{id}/release", role=G, tag="customers",
+           summary="Release a shared number checked to be really those customers' own",
+           response=out.SharedPhoneOut)
+async def release_shared_phone(call: Call) -> web.StreamResponse:
+    return json_response(await shared_phones.release(call.actor, call.int_param("id"),
+                                                     now=call.now))
 
 
 @API.route("POST", "/imports", role=A, query=ImportQuery, tag="imports", upload=True,

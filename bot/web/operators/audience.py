@@ -14,7 +14,8 @@ from datetime import date
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from storage.models import Language, PolicyStatus, Product
+from storage.coverage import policy_covers
+from storage.models import Language, Product
 from storage.sql import Params
 
 
@@ -25,12 +26,12 @@ class AudienceFilter(BaseModel):
 
     tiers: list[str] = Field(default_factory=list, description="VIP tier codes")
     regions: list[str] = Field(default_factory=list, description="region codes")
-    products: list[Product] = Field(default_factory=list,
-                                    description="has an active policy of one of these products")
-    expiring_from: date | None = Field(default=None,
-                                       description="has an active policy ending on or after")
-    expiring_to: date | None = Field(default=None,
-                                     description="has an active policy ending on or before")
+    products: list[Product] = Field(
+        default_factory=list, description="insured today by a policy of one of these products")
+    expiring_from: date | None = Field(
+        default=None, description="insured today by a policy ending on or after")
+    expiring_to: date | None = Field(
+        default=None, description="insured today by a policy ending on or before")
     has_telegram: bool | None = Field(default=None, description="linked, not blocked")
     languages: list[Language] = Field(default_factory=list)
 
@@ -43,14 +44,18 @@ class AudienceFilter(BaseModel):
 
 
 TELEGRAM_LINKED = (
-    "EXISTS (SELECT 1 FROM telegram_account t WHERE t.customer_id = c.id "
-    "AND t.linked_at IS NOT NULL AND t.blocked_at IS NULL)"
+    "(EXISTS (SELECT 1 FROM telegram_account t WHERE t.customer_id = c.id "
+    "AND t.linked_at IS NOT NULL AND t.blocked_at IS NULL) "
+    "OR EXISTS (SELECT 1 FROM telegram_account t WHERE t.second_customer_id = c.id "
+    "AND t.linked_at IS NOT NULL AND t.blocked_at IS NULL))"
 )
 
 
-def where_clause(audience: AudienceFilter, params: Params, *, default_tier: str) -> str:
+def where_clause(audience: AudienceFilter, params: Params, *, default_tier: str,
+                 today: date) -> str:
     """The condition selecting ``audience`` from ``customer c``; its values go into
-    ``params``."""
+    ``params``. Its policy conditions are about policies that insure the customer on
+    ``today`` (the care calendar's day, ``storage.coverage``)."""
     parts = ["NOT EXISTS (SELECT 1 FROM operator o WHERE o.contact_id = c.id)"]
     if audience.languages:
         parts.append(f"c.language IN ({params.add_all(lang.value for lang in audience.languages)})")
@@ -69,7 +74,7 @@ def where_clause(audience: AudienceFilter, params: Params, *, default_tier: str)
     if audience.expiring_to:
         policy.append(f"p.end_date <= {params.add(audience.expiring_to)}")
     if policy:
-        policy.append(f"p.status = {params.add(PolicyStatus.ACTIVE.value)}")
+        policy.append(policy_covers("p", today).named(params))
         parts.append("EXISTS (SELECT 1 FROM policy p WHERE p.customer_id = c.id AND "
                      f"{' AND '.join(policy)})")
     if audience.has_telegram is True:

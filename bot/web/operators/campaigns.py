@@ -28,7 +28,7 @@ import string
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
@@ -161,17 +161,25 @@ def _default_tier(settings: Settings) -> str:
     return settings.loyalty.tiers[0].code
 
 
+def care_today(settings: Settings, now: datetime) -> date:
+    """The care calendar's day at ``now``: the day an audience's policy conditions are
+    about."""
+    return now.astimezone(settings.schedule.tz).date()
+
+
 def check_tiers(audience: AudienceFilter, settings: Settings) -> list[str]:
     """Tier codes the configuration does not know (reported with the field path)."""
     known = {t.code for t in settings.loyalty.tiers}
     return [t for t in audience.tiers if t not in known]
 
 
-async def audience_count(audience: AudienceFilter, settings: Settings) -> int:
+async def audience_count(audience: AudienceFilter, settings: Settings, *,
+                         now: datetime) -> int:
     from tortoise import connections
 
     params = Params()
-    clause = where_clause(audience, params, default_tier=_default_tier(settings))
+    clause = where_clause(audience, params, default_tier=_default_tier(settings),
+                          today=care_today(settings, now))
     rows = await fetch(connections.get("default"),
                        f"SELECT COUNT(*) AS n FROM customer c WHERE {clause}", params)
     return int(rows[0]["n"])
@@ -325,11 +333,13 @@ class Sample:
     refused: str  # content check that would refuse it, or ""
 
 
-async def _split(campaign: Campaign, settings: Settings) -> list[dict[str, Any]]:
+async def _split(campaign: Campaign, settings: Settings,
+                 now: datetime) -> list[dict[str, Any]]:
     from tortoise import connections
 
     params = Params(cn="+86%")
-    clause = where_clause(audience_of(campaign), params, default_tier=_default_tier(settings))
+    clause = where_clause(audience_of(campaign), params, default_tier=_default_tier(settings),
+                          today=care_today(settings, now))
     sql = (f"SELECT c.language AS language, {TELEGRAM_LINKED} AS tg, "
            "(c.phone_invalid_at IS NULL) AS phone_ok, "
            "(c.phone LIKE :cn) AS cn, COUNT(*) AS n "
@@ -354,15 +364,16 @@ async def preview(campaign: Campaign, settings: Settings, texts: Texts, *,
     (``as_of`` says when), so a finished campaign still shows what it went out with."""
     if campaign.status != CampaignStatus.DRAFT and campaign.preview:
         return dict(campaign.preview)
-    return {**await _preview_now(campaign, settings, texts), "as_of": now.isoformat()}
+    return {**await _preview_now(campaign, settings, texts, now), "as_of": now.isoformat()}
 
 
-async def _preview_now(campaign: Campaign, settings: Settings, texts: Texts) -> dict[str, Any]:
+async def _preview_now(campaign: Campaign, settings: Settings, texts: Texts,
+                       now: datetime) -> dict[str, Any]:
     telegram_on, sms_on = settings.telegram.enabled, settings.twilio.enabled
     channels = {"telegram": 0, "sms": 0, "none": 0}
     sms_by_language: dict[str, int] = {}
     sms_cn = 0
-    for row in await _split(campaign, settings):
+    for row in await _split(campaign, settings, now):
         n = int(row["n"])
         channel = _channel(campaign.channel_policy, tg=bool(row["tg"]),
                            phone_ok=bool(row["phone_ok"]), telegram=telegram_on, sms=sms_on)
@@ -372,7 +383,8 @@ async def _preview_now(campaign: Campaign, settings: Settings, texts: Texts) -> 
             sms_by_language[language] = sms_by_language.get(language, 0) + n
             if row["cn"]:
                 sms_cn += n
-    samples = await _samples(campaign, settings, texts, telegram_on=telegram_on, sms_on=sms_on)
+    samples = await _samples(campaign, settings, texts, telegram_on=telegram_on, sms_on=sms_on,
+                             now=now)
     segments_per_language: dict[str, int] = {}
     encodings: dict[str, str] = {}
     for language in ("zh-CN", "en"):
@@ -423,11 +435,12 @@ def _sample_json(sample: Sample) -> dict[str, Any]:
 
 
 async def _samples(campaign: Campaign, settings: Settings, texts: Texts, *, telegram_on: bool,
-                   sms_on: bool, limit: int = 3) -> list[Sample]:
+                   sms_on: bool, now: datetime, limit: int = 3) -> list[Sample]:
     from tortoise import connections
 
     values = Params(limit=limit)
-    clause = where_clause(audience_of(campaign), values, default_tier=_default_tier(settings))
+    clause = where_clause(audience_of(campaign), values, default_tier=_default_tier(settings),
+                          today=care_today(settings, now))
     rows = await fetch(connections.get("default"), f"SELECT c.id, c.name, c.phone, c.language, "
                        f"(c.phone_invalid_at IS NULL) AS phone_ok, {TELEGRAM_LINKED} AS tg "
                        f"FROM customer c WHERE {clause} ORDER BY c.id LIMIT :limit", values)

@@ -37,6 +37,7 @@ from bot.web.operators import (
     imports,
     paging,
     reviews,
+    shared_phones,
     tasks,
 )
 from bot.web.operators.access import (
@@ -608,6 +609,21 @@ async def task_action(request: web.Request, actor: Actor) -> web.StreamResponse:
     return _back(f"{PREFIX}/tasks", ok=f"task_{request.match_info['action']}")
 
 
+@page(Role.VIEWER)
+async def shared_phones_page(request: web.Request, actor: Actor) -> web.StreamResponse:
+    state = request.query.get("state", "")
+    held = {"held": True, "released": False}.get(state)
+    flags, found = await shared_phones.list_flags(held, limit=PAGE_SIZE, cursor=_cursor(request))
+    return render(request, "shared_phones.html", actor, flags=flags,
+                  state=state if held is not None else "", pager=_pager(request, found))
+
+
+@page(Role.AGENT)
+async def shared_phone_release(request: web.Request, actor: Actor) -> web.StreamResponse:
+    await shared_phones.release(actor, _int(request, "id"), now=now_of(request))
+    return _back(f"{PREFIX}/shared-phones", ok="shared_phone_release")
+
+
 @page(Role.ADMIN)
 async def imports_page(request: web.Request, actor: Actor) -> web.StreamResponse:
     return render(request, "imports.html", actor, result=None)
@@ -664,6 +680,8 @@ def setup(app: web.Application) -> None:
     r.add_post(f"{PREFIX}/rewards/{{code}}", reward_update)
     r.add_get(f"{PREFIX}/tasks", tasks_page)
     r.add_post(f"{PREFIX}/tasks/{{id:\\d+}}/{{action:assign|close}}", task_action)
+    r.add_get(f"{PREFIX}/shared-phones", shared_phones_page)
+    r.add_post(f"{PREFIX}/shared-phones/{{id:\\d+}}/release", shared_phone_release)
     r.add_get(f"{PREFIX}/imports", imports_page)
     r.add_post(f"{PREFIX}/imports", import_upload)
     r.add_static(f"{PREFIX}/static", Path(__file__).parent.parent / "static",

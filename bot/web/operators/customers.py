@@ -12,6 +12,7 @@ from tortoise.expressions import Q, Subquery
 from bot.web.operators.errors import Refusal
 from bot.web.operators.paging import DEFAULT_LIMIT, Page, page
 from loyalty import ledger
+from storage.choices import CHOICES
 from storage.loyalty_models import LoyaltyAccount
 from storage.models import Claim, Consent, Customer, Message, Policy, Task
 from storage.phones import InvalidPhone, mask_phone, normalise_phone
@@ -94,7 +95,9 @@ async def profile(customer_id: int) -> dict[str, Any]:
     tasks = await Task.filter(customer_id=customer_id).order_by("-created_at")
     return {
         "customer": {**customer_row(customer), "phone_full": customer.phone,
-                     "timezone": customer.timezone,
+                     "timezone": customer.timezone, "customer_no": customer.customer_no,
+                     "choices": _choices(customer),
+                     "phone_shared": await Customer.filter(phone=customer.phone).count(),
                      "created_at": customer.created_at.isoformat()},
         "policies": [{"number": p.number, "product": str(p.product), "plate": p.plate,
                       "start_date": p.start_date.isoformat(), "end_date": p.end_date.isoformat(),
@@ -120,3 +123,13 @@ async def profile(customer_id: int) -> dict[str, Any]:
         "tasks": [{"id": t.id, "kind": t.kind, "status": str(t.status), "assignee": t.assignee}
                   for t in tasks],
     }
+
+
+def _choices(customer: Customer) -> dict[str, dict[str, str | None]]:
+    """Who set the language, time zone and region, and when (``storage.choices``)."""
+    out: dict[str, dict[str, str | None]] = {}
+    for prefix in CHOICES.values():
+        at = getattr(customer, f"{prefix}_set_at")
+        out[prefix] = {"by": getattr(customer, f"{prefix}_set_by"),
+                       "at": at.isoformat() if at else None}
+    return out

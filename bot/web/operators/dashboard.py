@@ -1,4 +1,6 @@
-"""The dashboard's numbers: today's plan, today's deliveries, recent failures.
+"""The dashboard's numbers: today's plan, today's deliveries, recent failures, how many
+customers are insured today (``storage.coverage``, the care rules' own definition) and how
+many shared phone numbers wait for an operator.
 
 "Today" is the local day in ``schedule.timezone``, counted by its UTC bounds on both
 backends."""
@@ -9,13 +11,16 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from tortoise import connections
 from tortoise.expressions import Q
 from tortoise.functions import Count
 
-from storage.models import Message, MessageStatus
+from storage.coverage import insured_on
+from storage.models import Message, MessageStatus, SharedPhone
 from storage.operator_models import Campaign, CampaignStatus
 from storage.phones import mask_phone
 from storage.scheduler_models import SchedulerRun
+from storage.sql import Params, fetch
 
 FAILED = (MessageStatus.FAILED, MessageStatus.UNDELIVERED, MessageStatus.UNKNOWN)
 
@@ -58,6 +63,8 @@ async def summary(now: datetime, timezone: str) -> dict[str, Any]:
                                              CampaignStatus.PAUSED, CampaignStatus.FAILED]
                                  ).order_by("-id").limit(10)
     return {
+        "insured_today": await _insured(today),
+        "shared_phones_held": await SharedPhone.filter(released_at__isnull=True).count(),
         "day": today.isoformat(),
         "planned": planned,
         "planned_total": sum(planned.values()),
@@ -69,3 +76,11 @@ async def summary(now: datetime, timezone: str) -> dict[str, Any]:
                       "at": f["updated_at"].isoformat()} for f in failures],
         "campaigns": [{"id": c.id, "name": c.name, "status": str(c.status)} for c in live],
     }
+
+
+async def _insured(day: date) -> int:
+    params = Params()
+    insured = insured_on(day).named(params)
+    rows = await fetch(connections.get("default"),
+                       f"SELECT COUNT(*) AS n FROM customer c WHERE {insured}", params)
+    return int(rows[0]["n"])

@@ -84,6 +84,10 @@ class Dashboard(Out):
     delivery: dict[str, int] = Field(description="messages that changed today, by status")
     failures: list[FailureOut]
     campaigns: list[LiveCampaign] = Field(description="scheduled, sending, paused or failed")
+    insured_today: int = Field(description="customers with a policy covering today "
+                                           "(any status but cancelled)")
+    shared_phones_held: int = Field(description="numbers three or more customers share, "
+                                                "still to check")
 
 
 # -- campaigns ---------------------------------------------------------------------------------
@@ -237,7 +241,27 @@ class CustomerRow(Out):
 class CustomerDetail(CustomerRow):
     phone_full: str
     timezone: str
+    customer_no: str | None = Field(description="the core system's customer number")
+    choices: CustomerChoices = Field(
+        description="who set the language, time zone and region, and when (an import never "
+                    "overwrites the customer's own choice)")
+    phone_shared: int = Field(description="customers with this phone number, this one included")
     created_at: datetime
+
+
+class SharedPhoneCustomer(Out):
+    id: int
+    name: str = Field(description="masked")
+
+
+class SharedPhoneOut(Out):
+    id: int
+    phone: str = Field(description="masked")
+    held: bool = Field(description="care and marketing SMS to it are held until released")
+    customers: list[SharedPhoneCustomer]
+    flagged_at: datetime
+    released_at: datetime | None
+    released_by: str = Field(description="the operator who released it; empty while held")
 
 
 class PolicyOut(Out):
@@ -297,6 +321,17 @@ class TaskBrief(Out):
     kind: str
     status: TaskStatus
     assignee: str
+
+
+class ChoiceOut(Out):
+    by: str = Field(description="who set the value: import, telegram, sms; empty if unknown")
+    at: datetime | None
+
+
+class CustomerChoices(Out):
+    language: ChoiceOut
+    timezone: ChoiceOut
+    region: ChoiceOut
 
 
 class CustomerProfile(Out):

@@ -80,7 +80,8 @@ def insert_select(campaign: Campaign, settings: Settings, *, postgres: bool, lo:
             f"c.id, :channel_policy{txt}, :template{txt}, {body}, :now{ts}, :campaign{int_}, "
             f":pending{txt}, '', 0, '', 0")
     clause = where_clause(service.audience_of(campaign), params,
-                          default_tier=settings.loyalty.tiers[0].code)
+                          default_tier=settings.loyalty.tiers[0].code,
+                          today=service.care_today(settings, now))
     verb = "INSERT" if postgres else "INSERT OR IGNORE"
     tail = " ON CONFLICT (dedup_key) DO NOTHING" if postgres else ""
     sql = (f"{verb} INTO message ({_COLUMNS}) SELECT {head} FROM customer c "
