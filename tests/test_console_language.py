@@ -60,8 +60,8 @@ MESSAGE_KINDS = {birthday.KIND, festival.KIND, weather.KIND, renewal.KIND, renew
                  campaigns.CAMPAIGN_KIND, campaigns.TEST_KIND, "claim_update",
                  "document_rejected", "link_code"}
 REASONS = {policy.NO_CHANNEL, policy.OPTED_OUT, policy.CAPPED, policy.STALE,
-           policy.INVALID_PHONE, policy.NO_CONSENT, policy.CONTENT, "no_customer",
-           "attempts_exhausted", "rejected", campaigns.CANCELLED}
+           policy.INVALID_PHONE, policy.SHARED_PHONE, policy.NO_CONSENT, policy.CONTENT,
+           "no_customer", "attempts_exhausted", "rejected", campaigns.CANCELLED}
 REFUSED = {"marketing_sms_cn", "url_in_sms_cn", "telegram_empty", "telegram_too_long"}
 DOCUMENT_KINDS = {"driving_licence", "vehicle_licence", "accident_report", "repair_invoice",
                   "photos", "other"}

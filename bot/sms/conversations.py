@@ -25,12 +25,13 @@ A retry arriving after the first finished takes the same paths and gets the stor
 A number several customers share
 --------------------------------
 A family may share a phone; the reply is then for all of them, as SMS to the number already
-is: STOP and START apply to every customer on it, POLICY lists all their cars, CLAIM finds the
-newest claim (or the named one) among theirs, and MMS documents go to the named or newest open
-claim of any of them (unattached ones are kept under the first customer and follow the claim
-later named). Points and check-in are one person's: the reply points to Telegram. A number
-three or more customers share that no operator has released (``storage.shared_phones``) is
-often a salesperson's: only HELP, STOP and START are answered there; anything else gets a
+is: STOP and START are remembered for the number (``storage.suppressions``: they also hold for
+whoever gets it later) and apply to every customer on it, POLICY lists all their cars, CLAIM
+finds the newest claim (or the named one) among theirs, and MMS documents go to the named or
+newest open claim of any of them (unattached ones are kept under the first customer and follow
+the claim later named). Points and check-in are one person's: the reply points to Telegram. A
+number three or more customers share that no operator has released (``storage.shared_phones``)
+is often a salesperson's: only HELP, STOP and START are answered there; anything else gets a
 kind refusal, and MMS media are not downloaded (only deleted).
 MMS first checks for a stored reply, because the media are deleted from Twilio after the
 first delivery.
