@@ -40,7 +40,11 @@ async def post_status(client: TestClient, sid: str, status: str,  # type: ignore
 async def test_healthz_reports_database_up(client: TestClient) -> None:  # type: ignore[type-arg]
     resp = await client.get("/healthz")
     assert resp.status == 200
-    assert await resp.json() == {"status": "ok", "database": "up"}
+    body = await resp.json()
+    assert (body["status"], body["database"]) == ("ok", "up")
+    # the background tasks this app runs (no dispatcher, no Telegram here)
+    assert set(body["tasks"]) == {"campaign-runner", "scheduler", "media-sweep"}
+    assert {task["status"] for task in body["tasks"].values()} == {"ok"}
 
 
 async def test_metrics_are_prometheus_text(client: TestClient) -> None:  # type: ignore[type-arg]

@@ -44,15 +44,14 @@ from bot.web.operators.audience import TELEGRAM_LINKED, AudienceFilter, Where, w
 from bot.web.operators.errors import Refusal
 from bot.web.operators.sql import execute, fetch
 from storage.models import Category, Customer, Message, MessageStatus
-from storage.operator_models import Campaign, CampaignStatus
+from storage.operator_models import CAMPAIGN_CANCELLED, HOLD_UNTIL, Campaign, CampaignStatus
 from storage.outbox import Outbound, enqueue
 from storage.phones import mask_phone
 
 CAMPAIGN_KIND = "campaign"
 TEST_KIND = "campaign_test"
 TEMPLATE_KEY = "campaign"
-CANCELLED = "cancelled"  # Message.skip_reason of a cancelled campaign's unsent messages
-HOLD_UNTIL = datetime(9999, 1, 1, tzinfo=UTC)
+CANCELLED = CAMPAIGN_CANCELLED  # Message.skip_reason of a cancelled campaign's unsent messages
 PLACEHOLDERS = ("name", "company", "hotline")
 LIVE = (CampaignStatus.SCHEDULED, CampaignStatus.SENDING)
 
@@ -218,8 +217,9 @@ async def pause(actor: Actor, campaign_id: int, *, now: datetime) -> Campaign:
         campaign, before = await _transition(actor, campaign_id, "pause", LIVE, now)
         # Updating the campaign row first waits for a batch being enqueued (it holds the
         # row), so the hold below also covers the rows that batch wrote.
-        await Campaign.filter(id=campaign.id).update(status=CampaignStatus.PAUSED, updated_at=now)
-        campaign.status = CampaignStatus.PAUSED
+        await Campaign.filter(id=campaign.id).update(status=CampaignStatus.PAUSED, updated_at=now,
+                                                     paused_at=now)
+        campaign.status, campaign.paused_at = CampaignStatus.PAUSED, now
         await hold_pending(conn, campaign.id)
         await audit.record(actor, "campaign.pause", "campaign", campaign.id, before=before,
                            after=campaign_json(campaign), now=now)
@@ -495,9 +495,8 @@ async def stats(campaign: Campaign) -> dict[str, Any]:
             skipped[reason] = skipped.get(reason, 0) + n
         if row["channel"]:
             channels[str(row["channel"])] = channels.get(str(row["channel"]), 0) + n
-    held = 0
-    if campaign.status == CampaignStatus.PAUSED:
-        held = by_status[MessageStatus.PENDING.value]
+    held = await Message.filter(campaign_id=campaign.id, status=MessageStatus.PENDING,
+                                not_before__gte=HOLD_UNTIL).count()
     total = sum(by_status.values())
     finished = total - by_status["pending"] - by_status["claimed"]
     span = campaign.until_id or 0
@@ -508,8 +507,10 @@ async def stats(campaign: Campaign) -> dict[str, Any]:
         "campaign": campaign.id,
         "status": CampaignStatus(campaign.status).value,
         "enqueued": total,
-        "queued": by_status["pending"] + by_status["claimed"],
+        # waiting + held + the finished statuses add up to enqueued: no message twice
+        "queued": by_status["pending"] + by_status["claimed"] - held,
         "held": held,
+        "in_flight_at_pause": await _in_flight_at_pause(campaign),
         "sent": by_status["sent"],
         "delivered": by_status["delivered"],
         "failed": by_status["failed"] + by_status["undelivered"],
@@ -521,6 +522,15 @@ async def stats(campaign: Campaign) -> dict[str, Any]:
         "enqueue_progress": round(enqueue_progress, 4),
         "delivery_progress": round(finished / total, 4) if total else 0.0,
     }
+
+
+async def _in_flight_at_pause(campaign: Campaign) -> int | None:
+    """While paused: messages that went out after the pause was committed — those already
+    on the wire then (the dispatcher checks the campaign before every send)."""
+    if campaign.status != CampaignStatus.PAUSED or campaign.paused_at is None:
+        return None
+    return await Message.filter(campaign_id=campaign.id,
+                                sent_at__gt=campaign.paused_at).count()
 
 
 FAILURE_STATUSES = (MessageStatus.FAILED, MessageStatus.UNDELIVERED, MessageStatus.SKIPPED,

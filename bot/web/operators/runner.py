@@ -138,11 +138,14 @@ class CampaignRunner:
             self._sweeps[campaign_id] = self._clock() + lease
         self._wake.set()
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, beat: Callable[..., None] = lambda **_: None,
+                  ) -> None:
+        """Pass after pass until ``stop``; ``beat`` after each completed pass (supervision)."""
         poll = self._settings.operator.campaign_poll_seconds
         while not stop.is_set():
             try:
                 busy = await self.tick()
+                beat()
             except (OSError, ConnectionError):
                 log.warning("campaign runner pass failed: database unreachable", exc_info=True)
                 busy = False
