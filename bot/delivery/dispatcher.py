@@ -61,7 +61,7 @@ from bot.delivery.errors import (
 )
 from bot.delivery.policy import CAPPED_CATEGORIES, CONTENT, OPTED_OUT, Hold, Recipient, Rules, Skip
 from bot.delivery.policy import decide as decide_policy
-from bot.delivery.ratelimit import KeyedInterval, mark_released
+from bot.delivery.ratelimit import KeyedInterval
 from bot.delivery.segments import count_segments
 from bot.delivery.senders import SendResult, SmsGateway, TelegramGateway
 from bot.texts import Texts
@@ -85,6 +85,8 @@ SHUTDOWN_RESERVE = 1.5
 MAX_CHANNEL_BACKOFF = 30.0
 """A channel answering 5xx again and again rests 1, 2, 4 … seconds, at most this long."""
 MAX_PASS_BACKOFF = 30.0
+PREPARING = 4
+"""Messages decided and rendered per event-loop turn (see ``_settle``)."""
 
 
 class Limiter(Protocol):
@@ -152,6 +154,7 @@ class Dispatcher:
                                           sms=sms is not None)
         self._tg_slots = asyncio.Semaphore(self._limits.telegram_concurrency)
         self._sms_slots = asyncio.Semaphore(self._limits.sms_concurrency)
+        self._preparing = asyncio.Semaphore(PREPARING)
         base = settings.twilio.public_base_url.rstrip("/")
         self._callback_url = f"{base}/sms/status" if base else None
         self._stopping = asyncio.Event()
@@ -343,25 +346,15 @@ class Dispatcher:
             self._skip(msg, "no_customer")
             return
         while True:
-            now = self._clock()
             extra = sent_capped.get(recipient.customer_id, 0)
             current = replace(recipient, recent_capped=recipient.recent_capped + extra)
-            decision = decide_policy(
-                category=str(msg.category), channel_policy=msg.channel_policy,
-                stale_after=msg.stale_after, recipient=current, rules=self._rules, now=now,
-            )
-            if isinstance(decision, Skip):
-                self._skip(msg, decision.reason)
+            # A few at a time: the CPU of deciding and rendering a whole batch at once would
+            # hold the event loop - and the requests already released - for a fifth of a second.
+            async with self._preparing:
+                prepared = self._prepare(msg, current)
+            if prepared is None:
                 return
-            if isinstance(decision, Hold):
-                self._requeue(msg, decision.until)
-                return
-            channel = decision.channel
-            try:
-                text = self._render(msg, current, channel)
-            except ContentRefused as exc:
-                self._skip(msg, CONTENT, error=exc.reason)
-                return
+            channel, text = prepared
             capped = msg.category in CAPPED_CATEGORIES
             if capped:
                 sent_capped[recipient.customer_id] = extra + 1
@@ -381,6 +374,25 @@ class Dispatcher:
                 return
             self._sent(msg, channel, result)
             return
+
+    def _prepare(self, msg: Message, recipient: Recipient) -> tuple[Channel, str] | None:
+        """The channel and the rendered text, or None when the policy skips or holds it."""
+        decision = decide_policy(
+            category=str(msg.category), channel_policy=msg.channel_policy,
+            stale_after=msg.stale_after, recipient=recipient, rules=self._rules,
+            now=self._clock(),
+        )
+        if isinstance(decision, Skip):
+            self._skip(msg, decision.reason)
+            return None
+        if isinstance(decision, Hold):
+            self._requeue(msg, decision.until)
+            return None
+        try:
+            return decision.channel, self._render(msg, recipient, decision.channel)
+        except ContentRefused as exc:
+            self._skip(msg, CONTENT, error=exc.reason)
+            return None
 
     def _render(self, msg: Message, recipient: Recipient, channel: Channel) -> str:
         language = recipient.language
@@ -447,7 +459,6 @@ class Dispatcher:
         assert task is not None
         self._waiting.discard(task)
         self._wire[task] = msg
-        mark_released()
         try:
             return await request
         finally:

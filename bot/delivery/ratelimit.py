@@ -32,7 +32,7 @@ A single grant with ``cost > rate`` cannot fit any window; it is granted alone i
 rate holds. A cancelled acquirer's slot stays used - never reused, so never over the limit.
 
 The margin is measured, not guessed: ``WireMargin`` records, for every request, how long after
-its release it actually left (aiohttp's ``on_request_headers_sent``), and the limiters build
+its release its last byte was written (aiohttp's request trace), and the limiters build
 their schedule for ``1 + margin`` seconds with margin = the configured floor + the slowest of
 the recent release-to-wire delays. An idle process keeps the floor; a loaded one, whose
 requests leave tens of milliseconds late by varying amounts, slows down by that much instead
@@ -116,24 +116,29 @@ Margin = Callable[[], float]
 _RELEASED: ContextVar[float | None] = ContextVar("engage_released_at", default=None)
 
 
-def mark_released() -> None:
-    """Note, in the sending task, that its limiters let it go now; the HTTP client's trace
-    (``WireMargin.trace``) measures from here to the request leaving."""
-    _RELEASED.set(time.monotonic())
+def _mark_released(at: float) -> None:
+    """Note, in the acquiring task, when the limiter let it go (real monotonic time); the HTTP
+    client's trace (``WireMargin.trace``) measures from there to the request leaving."""
+    _RELEASED.set(at)
 
 
 class WireMargin:
     """The limiters' safety margin, from measured release-to-wire delays.
 
     ``margin()`` is ``floor`` plus the slowest delay among the last ``samples`` requests
-    (at most ``cap``): a sliding maximum kept in a monotonic deque, O(1) per request.
+    (at most ``cap``): a sliding maximum kept in a monotonic deque, O(1) per request. Until
+    ``warm_up`` requests were measured it is at least ``cold``: the first requests of a process
+    also open their connections, and nothing is known yet about this machine's delays.
     """
 
-    def __init__(self, *, floor: float = 0.01, cap: float = 0.25, samples: int = 256) -> None:
+    def __init__(self, *, floor: float = 0.01, cap: float = 0.25, samples: int = 256,
+                 cold: float = 0.1, warm_up: int = 32) -> None:
         if not (0 <= floor <= cap and math.isfinite(cap)):
             raise ValueError(f"need 0 <= floor <= cap, got {floor!r}, {cap!r}")
         self.floor = float(floor)
         self.cap = float(cap)
+        self._cold = cold
+        self._warm_up = warm_up
         self._samples = samples
         self._seen = 0
         self._max: deque[tuple[int, float]] = deque()  # (sample number, delay), decreasing
@@ -153,20 +158,33 @@ class WireMargin:
         return self._max[0][1] if self._max else 0.0
 
     def __call__(self) -> float:
-        return min(self.cap, self.floor + self.slowest)
+        margin = self.floor + self.slowest
+        if self._seen < self._warm_up:
+            margin = max(margin, self._cold)
+        return min(self.cap, margin)
 
     def trace(self) -> aiohttp.TraceConfig:
-        """An aiohttp trace that measures each released request when its headers are sent."""
+        """An aiohttp trace that measures each released request until its last byte is
+        written (headers, then every chunk of the body: aiohttp writes the body in a task of
+        its own, which a busy event loop can hold back well after the headers)."""
         config = aiohttp.TraceConfig()
 
-        async def headers_sent(session: aiohttp.ClientSession, context: SimpleNamespace,
-                               params: aiohttp.TraceRequestHeadersSentParams) -> None:
-            released = _RELEASED.get()
-            if released is not None:
-                _RELEASED.set(None)  # one measurement per release (not a retry or a poll)
-                self.observe(time.monotonic() - released)
+        async def written(session: aiohttp.ClientSession, context: SimpleNamespace,
+                          params: object) -> None:
+            if _RELEASED.get() is not None:
+                context.written = time.monotonic()
 
-        config.on_request_headers_sent.append(headers_sent)
+        async def done(session: aiohttp.ClientSession, context: SimpleNamespace,
+                       params: object) -> None:
+            released = _RELEASED.get()
+            if released is not None and getattr(context, "written", None) is not None:
+                _RELEASED.set(None)  # one measurement per release (not a retry or a poll)
+                self.observe(context.written - released)
+
+        config.on_request_headers_sent.append(written)
+        config.on_request_chunk_sent.append(written)
+        config.on_request_end.append(done)
+        config.on_request_exception.append(done)
         return config
 
 
@@ -252,6 +270,7 @@ class LocalRateLimiter:
             if self._released_units + units <= self._limit:
                 released.append((now, units))
                 self._released_units += units
+                _mark_released(time.monotonic())
                 return
             await clock.sleep(released[0][0] + window - now)
 
@@ -566,10 +585,15 @@ class RedisRateLimiter:
             repr(self.rate), str(window), repr(window / self.rate),
             repr(cost), repr(min(cost, self.rate)),
         ]
+        asked = time.monotonic()
         wait, shift, slot = await self._acquire(keys=self.keys, args=[*args, "", ""])
         while wait > 0:
             await self._clock.sleep(wait / 1_000_000)
+            asked = time.monotonic()
             wait, shift, slot = await self._acquire(keys=self.keys, args=[*args, slot, shift])
+        # Granted by Redis somewhere in the round trip that began at ``asked``: measure the
+        # wire margin from its start, so a slow reply counts as delay too.
+        _mark_released(asked)
 
     async def pause(self, seconds: float) -> None:
         if not seconds > 0:

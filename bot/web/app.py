@@ -21,9 +21,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from tortoise import Tortoise
 
-from bot.delivery.dispatcher import Dispatcher, Limits
+from bot.delivery.dispatcher import Dispatcher
+from bot.delivery.limits import WireMargins, limits_for
 from bot.delivery.metrics import DeliveryMetrics
-from bot.delivery.ratelimit import WireMargin
 from bot.delivery.senders import AiogramTelegram, SmsGateway, TelegramGateway, TwilioSms
 from bot.delivery.telegram_session import build_bot
 from bot.settings import Settings
@@ -97,43 +97,6 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-@dataclass
-class WireMargins:
-    """The measured release-to-wire margin of each channel's limiters (see ratelimit)."""
-
-    telegram: WireMargin = field(default_factory=WireMargin)
-    sms: WireMargin = field(default_factory=WireMargin)
-
-
-async def _limits(settings: Settings,
-                  margins: WireMargins) -> tuple[Limits, Callable[[], object] | None]:
-    from bot.delivery import ratelimit
-
-    tg = settings.telegram
-    tw = settings.twilio
-    if settings.redis.url:
-        from redis.asyncio import Redis
-
-        redis = Redis.from_url(settings.redis.url)
-        limits = Limits(
-            telegram=ratelimit.redis_rate_limiter(redis, "engage:tg", tg.rate_per_second,
-                                                  margin=margins.telegram),
-            telegram_per_chat=ratelimit.redis_keyed_interval(
-                redis, "engage:tg-chat", tg.per_chat_interval_seconds, margin=margins.telegram),
-            sms=ratelimit.redis_rate_limiter(redis, "engage:sms", tw.segments_per_second,
-                                             margin=margins.sms),
-            sms_concurrency=tw.max_concurrent_requests,
-        )
-        return limits, redis.aclose
-    return Limits(
-        telegram=ratelimit.local_rate_limiter(tg.rate_per_second, margin=margins.telegram),
-        telegram_per_chat=ratelimit.local_keyed_interval(tg.per_chat_interval_seconds,
-                                                         margin=margins.telegram),
-        sms=ratelimit.local_rate_limiter(tw.segments_per_second, margin=margins.sms),
-        sms_concurrency=tw.max_concurrent_requests,
-    ), None
-
-
 def build_app(settings: Settings, overrides: Overrides | None = None) -> web.Application:
     seams = overrides or Overrides()
     app = web.Application(client_max_size=settings.uploads.max_bytes + 1024 * 1024)
@@ -186,7 +149,7 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
             )
             sms = twilio
             closers.append(twilio.close)
-        limits, close_redis = await _limits(settings, margins)
+        limits, close_redis = limits_for(settings, margins)
         if close_redis is not None:
             closers.append(close_redis)
         dispatcher = Dispatcher(
