@@ -221,3 +221,32 @@ async def test_html_502_outage_loses_nothing_and_the_loop_lives_on(rig: Rig) -> 
     assert len(per_chat) == 30 and set(per_chat.values()) == {1}
     assert await Message.filter(status=MessageStatus.SENT).count() == 30
     assert not await Message.filter(status=MessageStatus.CLAIMED).exists()
+
+
+async def test_a_batch_slower_than_its_lease_keeps_its_claim(rig: Rig) -> None:
+    """A batch that takes longer to send than ``lease_seconds`` (a slow channel) extends its
+    lease while it sends: another dispatcher never claims it again, nothing goes twice."""
+    from bot.delivery.dispatcher import Limits
+    from bot.delivery.ratelimit import local_rate_limiter
+
+    rig.settings.delivery.lease_seconds = 5
+    rig.settings.delivery.poll_interval_seconds = 0.1
+    now = lambda: datetime.now(UTC)  # noqa: E731 - leases run on the real clock here
+    people = [await f.customer() for _ in range(14)]
+    for n, person in enumerate(people):
+        await f.link_telegram(person, 9500 + n)
+        await f.queued(person, key=f"slow:{n}", kind="claim_update", category=Category.SERVICE,
+                       template="claim_update", params={"claim": f"C{n}", "status": "已结案",
+                                                         "note": ""}, not_before=now())
+    slow = rig.make(clock=now, limits=Limits(telegram=local_rate_limiter(2.0)))  # 7 s
+    other = rig.make(clock=now)
+    stop = asyncio.Event()
+    first = asyncio.ensure_future(slow.pipeline(stop, until_idle=True))
+    await asyncio.sleep(0.3)  # the slow one has claimed all 14
+    second = asyncio.ensure_future(other.pipeline(stop))
+    await first
+    stop.set()
+    await second
+    per_chat = Counter(int(m["chat_id"]) for m in rig.telegram.sent_messages())
+    assert len(per_chat) == 14 and set(per_chat.values()) == {1}
+    assert await Message.filter(status=MessageStatus.SENT).count() == 14

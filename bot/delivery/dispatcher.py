@@ -5,7 +5,9 @@ Delivery guarantees, stated honestly:
   the lease to expire, and another dispatch claims the message again: nothing is lost. A
   crash therefore delays the messages it held by up to ``delivery.lease_seconds``.
 - The price is a narrow window for duplicates: a message accepted by the provider whose
-  outcome was not yet written (crash between send and acknowledgement) is sent again.
+  outcome was not yet written (crash between send and acknowledgement) is sent again. A
+  live process extends the lease of a batch it is still sending (``_keep_leases``), so only
+  a crash lets a lease run out.
   Telegram's Bot API has no idempotency key, so this cannot be closed for Telegram. Outcomes
   are written per batch, so the window is at most one batch of in-flight sends.
 - A request that timed out after it was sent may have been delivered: such a message is
@@ -249,6 +251,7 @@ class Dispatcher:
                           released: set[int]) -> None:
         everything: asyncio.Future[list[None]] = asyncio.gather(*tasks)
         stopping: asyncio.Future[Any] = asyncio.ensure_future(self._stopping.wait())
+        renewing = asyncio.ensure_future(self._keep_leases(batch))
         try:
             await asyncio.wait([everything, stopping], return_when=asyncio.FIRST_COMPLETED)
             if not everything.done():
@@ -264,6 +267,30 @@ class Dispatcher:
             await everything
         finally:
             stopping.cancel()
+            renewing.cancel()
+
+    async def _keep_leases(self, batch: list[Message]) -> None:
+        """While the batch is being sent, extend its lease every third of ``lease_seconds``:
+        a live process never loses its claim, so a batch that takes longer than the lease (a
+        slow channel, a flood wait) is not claimed and sent again by another pipeline or
+        process. Only a process that died leaves its lease to run out."""
+        seconds = self._settings.delivery.lease_seconds
+        old = batch[0].lease_expires_at  # one claim, one lease for the whole batch
+        while old is not None:
+            await asyncio.sleep(max(1.0, seconds / 3))
+            new = self._clock() + timedelta(seconds=seconds)
+            if new <= old:
+                continue
+            try:  # every row still ours, including those settled but not yet recorded
+                await Message.filter(id__in=[m.id for m in batch], status=MessageStatus.CLAIMED,
+                                     lease_expires_at=old).update(lease_expires_at=new)
+            except (OSError, ConnectionError) as exc:
+                log.warning("could not extend a batch's lease: %s: %s", type(exc).__name__, exc)
+                continue
+            for m in batch:
+                if m.status == MessageStatus.CLAIMED and m.lease_expires_at == old:
+                    m.lease_expires_at = new
+            old = new
 
     async def claim(self, now: datetime) -> list[Message]:
         lease = now + timedelta(seconds=self._settings.delivery.lease_seconds)

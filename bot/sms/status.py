@@ -35,7 +35,7 @@ async def status_callback(request: web.Request) -> web.Response:
         # may have looked for reports before ours was there - apply it here then.
         msg = await Message.get_or_none(provider_id=sid)
         if msg is None:
-            log.info("status callback for a message not written yet (%s): kept", sid[:6])
+            log.debug("status callback for a message not written yet (%s): kept", sid[:6])
             return web.Response(status=204)
         await reports.apply_kept([msg], now=now, opt_out_categories=categories)
         return web.Response(status=204)
