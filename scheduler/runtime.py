@@ -106,7 +106,7 @@ class SchedulerRuntime:
             self._watch = _Unsupervised(self.watch)
             return
         retry = self.settings.schedule.leader_retry_seconds
-        self._watch = supervisor.spawn("scheduler", self.watch, stuck_after=3 * retry + 30)
+        self._watch = supervisor.spawn("scheduler", self.watch, stuck_after=3.0 * retry + 30)
 
     async def stop(self) -> None:
         if self._watch is not None:

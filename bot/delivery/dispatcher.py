@@ -9,7 +9,8 @@ Delivery guarantees, stated honestly:
   live process extends the lease of a batch it is still sending (``_keep_leases``), so only
   a crash lets a lease run out.
   Telegram's Bot API has no idempotency key, so this cannot be closed for Telegram. Outcomes
-  are written per batch, so the window is at most one batch of in-flight sends.
+  are written once a second while a batch is sent (and at its end), so the window is about a
+  second of sends plus those on the wire.
 - A request that timed out after it was sent may have been delivered: such a message is
   recorded as ``unknown`` and never resent blindly (a duplicate renewal notice or claim
   update costs more trust than a missing one, which operators can see and resend).
@@ -89,6 +90,8 @@ MAX_CHANNEL_BACKOFF = 30.0
 MAX_PASS_BACKOFF = 30.0
 PREPARING = 4
 """Messages decided and rendered per event-loop turn (see ``_settle``)."""
+WRITE_EVERY = 1.0
+"""Seconds between writes of a batch's outcomes while it is being sent."""
 
 
 class Limiter(Protocol):
@@ -240,18 +243,20 @@ class Dispatcher:
         sent_capped: dict[int, int] = {}
         tasks = [asyncio.ensure_future(self._settle_one(
             m, recipients.get(m.customer_id), sent_capped, obsolete.get(m.id))) for m in batch]
-        released: set[int] = set()
+        done: set[int] = set()  # written (or given back) already
         try:
-            await self._settle_all(batch, tasks, released)
+            await self._settle_all(batch, tasks, done)
         finally:
-            await self._record([m for m in batch if m.id not in released])
+            await self._record([m for m in batch if m.id not in done])
         return len(batch)
 
     async def _settle_all(self, batch: list[Message], tasks: list[asyncio.Task[None]],
-                          released: set[int]) -> None:
+                          done: set[int]) -> None:
         everything: asyncio.Future[list[None]] = asyncio.gather(*tasks)
         stopping: asyncio.Future[Any] = asyncio.ensure_future(self._stopping.wait())
         renewing = asyncio.ensure_future(self._keep_leases(batch))
+        finished = asyncio.Event()
+        flushing = asyncio.ensure_future(self._write_every_second(batch, done, finished))
         try:
             await asyncio.wait([everything, stopping], return_when=asyncio.FIRST_COMPLETED)
             if not everything.done():
@@ -263,11 +268,33 @@ class Dispatcher:
                 unsent = [m for m in batch
                           if m.status == MessageStatus.CLAIMED and m.id not in on_wire]
                 await self.release(unsent)
-                released.update(m.id for m in unsent)
+                done.update(m.id for m in unsent)
             await everything
         finally:
             stopping.cancel()
             renewing.cancel()
+            finished.set()
+            await flushing  # a write in progress completes; the rest is _record's
+
+    async def _write_every_second(self, batch: list[Message], done: set[int],
+                                  finished: asyncio.Event) -> None:
+        """Write the outcomes settled so far once a second while the batch is sent: a crash
+        then repeats at most about a second of sends, not the whole batch's."""
+        while True:
+            try:
+                await asyncio.wait_for(finished.wait(), timeout=WRITE_EVERY)
+                return
+            except TimeoutError:
+                pass
+            settled = [m for m in batch if m.status != MessageStatus.CLAIMED and m.id not in done]
+            if not settled:
+                continue
+            done.update(m.id for m in settled)
+            try:
+                await self._write_outcomes(settled)
+            except (OSError, ConnectionError) as exc:  # _record tries them again at the end
+                done.difference_update(m.id for m in settled)
+                log.warning("could not write outcomes yet: %s: %s", type(exc).__name__, exc)
 
     async def _keep_leases(self, batch: list[Message]) -> None:
         """While the batch is being sent, extend its lease every third of ``lease_seconds``:
@@ -634,10 +661,16 @@ class Dispatcher:
             self._metrics.latency.observe(max(0.0, (now - msg.not_before).total_seconds()))
 
     async def _record(self, batch: list[Message]) -> None:
-        """Write every settled outcome of the batch in one executemany, release the rest,
-        then apply status callbacks that came before the SMS sids were written."""
+        """Write every settled outcome not written yet and release the rest."""
+        await self._write_outcomes([m for m in batch if m.status != MessageStatus.CLAIMED])
+        unsettled = [m for m in batch if m.status == MessageStatus.CLAIMED]
+        if unsettled:
+            await self.release(unsettled)
+
+    async def _write_outcomes(self, settled: list[Message]) -> None:
+        """One executemany for the outcomes, then the status callbacks that came before the
+        SMS sids were written."""
         now = self._clock()
-        settled = [m for m in batch if m.status != MessageStatus.CLAIMED]
         if settled:
             rows = [
                 [
@@ -649,9 +682,6 @@ class Dispatcher:
             ]
             async with in_transaction() as conn:
                 await Statements(conn).update(Message, _OUTCOME_FIELDS, rows)
-        unsettled = [m for m in batch if m.status == MessageStatus.CLAIMED]
-        if unsettled:
-            await self.release(unsettled)
         sms = [m for m in settled if m.status == MessageStatus.SENT and m.channel == Channel.SMS]
         if sms:
             await reports.apply_kept(sms, now=now,

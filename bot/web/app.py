@@ -161,7 +161,7 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
         delivery = settings.delivery
         pipelines = [
             supervisor.spawn(f"dispatcher-{n}", dispatcher.pipeline,
-                             stuck_after=delivery.lease_seconds + 30)
+                             stuck_after=float(delivery.lease_seconds + 30))
             for n in range(1, delivery.pipelines + 1)
         ] if seams.run_dispatcher else []
         if telegram is None and sms is None:
