@@ -8,64 +8,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from bot.delivery.dispatcher import Dispatcher
-from bot.delivery.senders import CHANNEL_PAUSE_SECONDS, AiogramTelegram, TwilioSms
-from bot.delivery.telegram_session import build_bot
-from bot.settings import Settings
-from bot.texts import Texts
+from bot.delivery.senders import CHANNEL_PAUSE_SECONDS
 from storage.models import Category, Message, MessageStatus
 from tests import factories as f
-from tests.fakes.telegram import DEFAULT_TOKEN, FakeTelegram
-from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, SDK_WARNING_FILTERS, FakeTwilio
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.twilio import SDK_WARNING_FILTERS, FakeTwilio
+from tests.test_dispatcher import Rig
+from tests.test_dispatcher import rig as dispatcher_rig  # noqa: F401 - a fixture
 
 pytestmark = [pytest.mark.filterwarnings(w) for w in SDK_WARNING_FILTERS]
-
-
-class Clock:
-    def __init__(self, now: datetime = f.NOON_SHANGHAI) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@dataclass
-class Rig:
-    clock: Clock
-    settings: Settings
-    telegram: FakeTelegram
-    twilio: FakeTwilio
-    make: Callable[..., Dispatcher]
-
-
-@pytest.fixture
-async def rig(db: str, fake_telegram: FakeTelegram, fake_twilio: FakeTwilio,
-              ) -> AsyncIterator[Rig]:
-    settings = f.settings_for(db_url=db, telegram_base=fake_telegram.base_url,
-                              twilio_base=fake_twilio.base_url)
-    bot = build_bot(DEFAULT_TOKEN, fake_telegram.base_url)
-    sms = TwilioSms(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=f.FROM_NUMBER,
-                    api_base=fake_twilio.base_url)
-    clock = Clock()
-    texts = Texts.load()
-
-    def make(**kw: object) -> Dispatcher:
-        options: dict[str, object] = dict(telegram=AiogramTelegram(bot), sms=sms, clock=clock,
-                                          skip_locked=not db.startswith("sqlite"))
-        options.update(kw)
-        return Dispatcher(settings, texts, **options)  # type: ignore[arg-type]
-
-    try:
-        yield Rig(clock, settings, fake_telegram, fake_twilio, make)
-    finally:
-        await bot.session.close()
-        await sms.close()
 
 
 async def _service(owner: object, key: str) -> Message:
@@ -74,12 +32,30 @@ async def _service(owner: object, key: str) -> Message:
                           params={"claim": key, "status": "已结案", "note": ""})
 
 
+@pytest.fixture
+def rig(dispatcher_rig: Rig) -> Rig:  # noqa: F811 - the fixture, not the import
+    """test_dispatcher's rig: real aiogram (engage run's session) and twilio clients."""
+    return dispatcher_rig
+
+
 @dataclass(frozen=True)
 class Outcome:
     status: MessageStatus
     attempts: int
     retry_in: float | None = None  # seconds until not_before, when requeued
     reason: str = ""
+
+
+async def _outcome_is(dispatcher: Dispatcher, rig: Rig, hit: Message, expected: Outcome,
+                      channel: str) -> None:
+    assert await dispatcher.dispatch_once() == 1
+    await hit.refresh_from_db()
+    assert (hit.status, hit.attempts) == (expected.status, expected.attempts), hit.last_error
+    if expected.reason:
+        assert hit.skip_reason == expected.reason
+    if expected.retry_in is not None:
+        assert hit.not_before == rig.clock.now + timedelta(seconds=expected.retry_in)
+    assert hit.last_error.startswith(channel)
 
 
 PAUSED = Outcome(MessageStatus.PENDING, 0, CHANNEL_PAUSE_SECONDS)
@@ -115,14 +91,7 @@ async def test_every_bot_api_fault_is_classified_and_the_next_message_goes(
     hit = await _service(first, "C-1")
     dispatcher = rig.make()
     inject(rig.telegram)
-    assert await dispatcher.dispatch_once() == 1
-    await hit.refresh_from_db()
-    assert (hit.status, hit.attempts) == (expected.status, expected.attempts), hit.last_error
-    if expected.reason:
-        assert hit.skip_reason == expected.reason
-    if expected.retry_in is not None:
-        assert hit.not_before == rig.clock.now + timedelta(seconds=expected.retry_in)
-    assert hit.last_error.startswith("telegram: ")
+    await _outcome_is(dispatcher, rig, hit, expected, "telegram: ")
 
     after = await _service(second, "C-2")  # the dispatcher is fine: the next one goes
     assert await dispatcher.dispatch_once() == 1
@@ -151,14 +120,7 @@ async def test_every_twilio_fault_is_classified_and_the_next_message_goes(
     hit = await _service(first, "C-1")
     dispatcher = rig.make()
     inject(rig.twilio)
-    assert await dispatcher.dispatch_once() == 1
-    await hit.refresh_from_db()
-    assert (hit.status, hit.attempts) == (expected.status, expected.attempts), hit.last_error
-    if expected.reason:
-        assert hit.skip_reason == expected.reason
-    if expected.retry_in is not None:
-        assert hit.not_before == rig.clock.now + timedelta(seconds=expected.retry_in)
-    assert hit.last_error.startswith("sms: ")
+    await _outcome_is(dispatcher, rig, hit, expected, "sms: ")
 
     after = await _service(second, "C-2")
     assert await dispatcher.dispatch_once() == 1

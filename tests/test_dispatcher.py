@@ -8,12 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 
 from bot.delivery.dispatcher import Dispatcher, Limits
 from bot.delivery.senders import AiogramTelegram, TwilioSms
+from bot.delivery.telegram_session import build_bot
 from bot.settings import Settings
 from bot.texts import Texts
 from storage.models import (
@@ -70,8 +68,7 @@ async def rig(db: str, fake_telegram: FakeTelegram, fake_twilio: FakeTwilio,
               ) -> AsyncIterator[Rig]:
     settings = f.settings_for(db_url=db, telegram_base=fake_telegram.base_url,
                               twilio_base=fake_twilio.base_url)
-    bot = Bot(DEFAULT_TOKEN,
-              session=AiohttpSession(api=TelegramAPIServer.from_base(fake_telegram.base_url)))
+    bot = build_bot(DEFAULT_TOKEN, fake_telegram.base_url)  # the session engage run uses
     sms = TwilioSms(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=f.FROM_NUMBER,
                     api_base=fake_twilio.base_url)
     clock = Clock()

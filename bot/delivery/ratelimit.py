@@ -416,22 +416,30 @@ local limit = rate * (1 + 1e-9)
 
 -- Hand the grant out now only if the units released in the trailing window leave room;
 -- otherwise the wait until the oldest release leaves the window (the caller asks again).
+local function head(key)
+  local entry = redis.call('LINDEX', key, 0)
+  if not entry then return nil, nil end
+  local sep = string.find(entry, ':', 1, true)
+  return tonumber(string.sub(entry, 1, sep - 1)), tonumber(string.sub(entry, sep + 1))
+end
+
+-- Hand the grant out now only if the units released in the trailing window leave room;
+-- otherwise the wait until the oldest release leaves the window (the caller asks again).
 local function release()
   local rel = tonumber(redis.call('HGET', KEYS[1], 'rel')) or 0
   while true do
-    local head = redis.call('LINDEX', KEYS[3], 0)
-    if not head then
+    local at, n = head(KEYS[3])
+    if not at then
       rel = 0
       break
     end
-    local sep = string.find(head, ':', 1, true)
-    if tonumber(string.sub(head, 1, sep - 1)) > now - window then
+    if at > now - window then
       if rel + units <= limit then break end
       redis.call('HSET', KEYS[1], 'rel', string.format('%.17g', rel))
-      return tonumber(string.sub(head, 1, sep - 1)) + window - now
+      return at + window - now
     end
     redis.call('LPOP', KEYS[3])
-    rel = rel - tonumber(string.sub(head, sep + 1))
+    rel = rel - n
   end
   redis.call('RPUSH', KEYS[3], string.format('%.0f:%s', now, ARGV[5]))
   redis.call('HSET', KEYS[1], 'rel', string.format('%.17g', rel + units))
@@ -454,19 +462,17 @@ end
 
 local start = math.max(now, tat, paused)
 while true do
-  local head = redis.call('LINDEX', KEYS[2], 0)
-  if not head then
+  local at, n = head(KEYS[2])
+  if not at then
     used = 0
     break
   end
-  local sep = string.find(head, ':', 1, true)
-  local at = tonumber(string.sub(head, 1, sep - 1))
   if at + window > start then
     if used + units <= limit then break end
     start = at + window
   end
   redis.call('LPOP', KEYS[2])
-  used = used - tonumber(string.sub(head, sep + 1))
+  used = used - n
 end
 
 redis.call('RPUSH', KEYS[2], string.format('%.0f:%s', start, ARGV[5]))
