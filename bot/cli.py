@@ -52,21 +52,37 @@ async def _db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
+    """Check what can fail cheaply — the configuration (already loaded), the database, the
+    port — before importing the bot stack, whose import alone builds aiogram's models for
+    seconds (tens of seconds on a loaded machine): a mistake is reported at once."""
     import signal
+    import socket
 
-    from bot.web.app import serve
-
+    await storage_db.check_reachable(settings.database.url)
+    try:
+        sock = socket.create_server((settings.web.host, settings.web.port))
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {settings.web.host}:{settings.web.port} "
+                         f"(web.host, web.port): {exc.strerror or exc}") from None
+    sock.setblocking(False)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await serve(settings, stop)
+    from bot.web.app import serve  # the bot stack: only now
+
+    await serve(settings, stop, sock)
     return 0
 
 
 async def _import(settings: Settings, args: argparse.Namespace) -> int:
-    from storage.importer import ImportFileError, import_csv
+    from storage.importer import ImportFileError, check_file, import_csv
 
+    try:  # the file first: a bad one is one line on stderr, nothing connected or logged
+        await check_file(args.kind, Path(args.file),
+                         default_region=settings.company.default_phone_region)
+    except ImportFileError as exc:
+        raise UsageError(str(exc)) from None
     await storage_db.upgrade(settings.database.url, pool_max=settings.database.pool_max)
     try:
         report = await import_csv(
@@ -75,6 +91,7 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
             default_region=settings.company.default_phone_region,
             out=sys.stdout,
             progress=sys.stderr.isatty() and not args.quiet,
+            checked=True,
         )
         if args.kind in ("payments", "policies", "customers"):
             # Points for imported payments, cancellations and referrals, at once.

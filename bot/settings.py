@@ -112,6 +112,11 @@ class DeliverySettings(_Section):
     weekly_cap: int = Field(default=3, ge=0, description="care + marketing per 7 days")
     quiet_hours_exempt: list[Category] = ["service"]
     marketing_requires_consent_prefixes: list[str] = ["+86"]
+    shutdown_seconds: float = Field(
+        default=5.0, ge=1, le=120,
+        description="SIGTERM to exit: unsent claimed messages return to the queue at once, "
+        "sends on the wire get the rest of this to finish",
+    )
 
 
 class UploadSettings(_Section):

@@ -12,7 +12,9 @@ of days missed while no leader ran. A weather run that a provider outage left in
 tried again ``weather.retry_every_minutes`` later, until ``weather.retry_until``.
 
 ``cleanup_context`` gives the aiohttp application a cleanup context that starts this at
-start-up and stops it, in-flight jobs cancelled (they are idempotent), at shutdown.
+start-up and stops it, in-flight jobs cancelled (they are idempotent), at shutdown. Given a
+supervisor (``engage run``'s), the leadership watch runs under it: restarted if a poll fails
+(the database went away), and reported with its role (leader or standby) and last poll.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -35,6 +37,35 @@ from storage.config import DatabaseSettings
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
+Beat = Callable[..., None]
+
+
+class Stoppable(Protocol):
+    async def stop(self) -> None: ...
+
+
+class Spawner(Protocol):
+    """What the scheduler needs of a supervisor (``bot.supervisor.Supervisor``)."""
+
+    def spawn(self, name: str, loop: Callable[[asyncio.Event, Beat], Awaitable[None]], *,
+              stuck_after: float | None) -> Stoppable: ...
+
+
+def _no_beat(**detail: str) -> None:
+    return None
+
+
+class _Unsupervised:
+    """The watch as a plain task (tests, and callers without a supervisor)."""
+
+    def __init__(self, loop: Callable[[asyncio.Event, Beat], Awaitable[None]]) -> None:
+        self._stop = asyncio.Event()
+        self._task = asyncio.ensure_future(loop(self._stop, _no_beat))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
 
 
 def leadership_for(database: DatabaseSettings) -> Leadership:
@@ -56,7 +87,7 @@ class SchedulerRuntime:
         self.jobs = Jobs(settings, clock=clock, forecast=forecast)
         self._sleep = sleep
         self._scheduler: AsyncIOScheduler | None = None
-        self._watch: asyncio.Task[None] | None = None
+        self._watch: Stoppable | None = None
         self._running: set[asyncio.Task[Any]] = set()
         self._locks = {name: asyncio.Lock() for name in (PLAN, WEATHER, POINTS)}
 
@@ -68,15 +99,18 @@ class SchedulerRuntime:
     def scheduler(self) -> AsyncIOScheduler | None:
         return self._scheduler
 
-    async def start(self) -> None:
-        """Try to lead now, and keep trying in the background."""
+    async def start(self, supervisor: Spawner | None = None) -> None:
+        """Try to lead now, and keep trying in the background (under ``supervisor``)."""
         await self.poll()
-        self._watch = asyncio.create_task(self._watch_leadership(), name="scheduler-leader")
+        if supervisor is None:
+            self._watch = _Unsupervised(self.watch)
+            return
+        retry = self.settings.schedule.leader_retry_seconds
+        self._watch = supervisor.spawn("scheduler", self.watch, stuck_after=3.0 * retry + 30)
 
     async def stop(self) -> None:
         if self._watch is not None:
-            self._watch.cancel()
-            await asyncio.gather(self._watch, return_exceptions=True)
+            await self._watch.stop()
             self._watch = None
         await self._step_down()
         await self._leadership.release()
@@ -97,9 +131,22 @@ class SchedulerRuntime:
         while self._running:
             await asyncio.gather(*list(self._running), return_exceptions=True)
 
-    async def _watch_leadership(self) -> None:
+    @property
+    def role(self) -> str:
+        return "leader" if self.is_leader else "standby"
+
+    async def watch(self, stop: asyncio.Event, beat: Beat) -> None:
+        """Check the leadership every ``schedule.leader_retry_seconds`` until ``stop``."""
+        retry = self.settings.schedule.leader_retry_seconds
         while True:
-            await self._sleep(self.settings.schedule.leader_retry_seconds)
+            beat(role=self.role)
+            sleeping = asyncio.ensure_future(self._sleep(retry))
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({sleeping, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            sleeping.cancel()
+            stopped.cancel()
+            if stop.is_set():
+                return
             await self.poll()
 
     def _become_leader(self) -> None:
@@ -192,14 +239,14 @@ def _report_failure(task: asyncio.Task[None]) -> None:
 
 
 def cleanup_context(settings: SchedulerSettings, database: DatabaseSettings, *, clock: Clock,
-                    forecast: ForecastSource | None = None
+                    forecast: ForecastSource | None = None, supervisor: Spawner | None = None,
                     ) -> Callable[[web.Application], AsyncIterator[None]]:
     """An aiohttp cleanup context running the scheduler for the application's lifetime."""
 
     async def run_scheduler(app: web.Application) -> AsyncIterator[None]:
         runtime = SchedulerRuntime(settings, clock=clock, leadership=leadership_for(database),
                                    forecast=forecast)
-        await runtime.start()
+        await runtime.start(supervisor)
         yield
         await runtime.stop()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
@@ -68,6 +69,54 @@ def _ensure_sqlite_dir(url: str) -> None:
         path = url.removeprefix("sqlite://")
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+CHECK_TIMEOUT = 1.5
+"""Seconds ``check_reachable`` gives the database to answer."""
+
+
+async def check_reachable(url: str, *, within: float = CHECK_TIMEOUT) -> None:
+    """Connect once and run ``SELECT 1``, within ``within`` seconds, without Tortoise or
+    the models: the quick start-up check. Raises ``DatabaseUnavailable`` saying why."""
+    url = _normalise(url)
+    try:
+        if url.startswith("postgres://"):
+            await asyncio.wait_for(_check_postgres(url, within), within)
+        elif url.startswith("sqlite://"):
+            await asyncio.to_thread(_check_sqlite, url.removeprefix("sqlite://"))
+    except TimeoutError:
+        raise DatabaseUnavailable(f"cannot reach database {describe_url(url)}: no answer "
+                                  f"within {within:g} s") from None
+    except OSError as exc:
+        raise DatabaseUnavailable(f"cannot reach database {describe_url(url)}: {exc}") from None
+    except sqlite3.Error as exc:
+        raise DatabaseUnavailable(f"cannot open database {describe_url(url)}: {exc}") from None
+    except Exception as exc:  # asyncpg's own hierarchy: auth, missing database, refusals
+        if type(exc).__module__.startswith("asyncpg"):
+            raise DatabaseUnavailable(
+                f"cannot open database {describe_url(url)}: {exc}") from None
+        raise
+
+
+async def _check_postgres(url: str, within: float) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1),
+                                 timeout=within)
+    try:
+        await conn.fetchval("SELECT 1")
+    finally:
+        await conn.close()
+
+
+def _check_sqlite(path: str) -> None:
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path or ":memory:", timeout=CHECK_TIMEOUT)
+    try:
+        conn.execute("SELECT 1")
+    finally:
+        conn.close()
 
 
 async def upgrade(url: str, *, pool_max: int = 10) -> None:

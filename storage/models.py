@@ -501,3 +501,18 @@ class SmsMediaPending(Model):
     class Meta:
         table = "sms_media_pending"
         indexes = (("gave_up_at", "next_attempt_at"),)
+
+
+class SmsStatusReport(Model):
+    """A Twilio status callback that came before its message's outcome was written (the
+    dispatcher records an SMS's sid with the rest of its batch). Applied and deleted when the
+    outcome is written, pruned once older than the callbacks worth keeping."""
+
+    id = fields.BigIntField(primary_key=True)
+    message_sid = fields.CharField(max_length=64, db_index=True)
+    status = fields.CharField(max_length=16)
+    error_code = fields.CharField(max_length=16, default="")
+    received_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "sms_status_report"

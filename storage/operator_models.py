@@ -8,6 +8,7 @@ Every write an operator makes leaves an ``AuditLog`` row with the state before a
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -34,6 +35,12 @@ class CampaignStatus(StrEnum):
     CANCELLED = "cancelled"
     DONE = "done"
     FAILED = "failed"  # enqueuing stopped on an error: see Campaign.failure, resume retries
+
+
+HOLD_UNTIL = datetime(9999, 1, 1, tzinfo=UTC)
+"""``not_before`` of a paused campaign's unsent messages: never due until resumed."""
+CAMPAIGN_CANCELLED = "cancelled"
+"""``Message.skip_reason`` of a cancelled campaign's unsent messages."""
 
 
 class Operator(Model):
@@ -116,6 +123,7 @@ class Campaign(Model):
     )
     created_by_id: int | None
     started_at = fields.DatetimeField(null=True)
+    paused_at = fields.DatetimeField(null=True)
     finished_at = fields.DatetimeField(null=True)
     cursor_id = fields.IntField(default=0)
     until_id = fields.IntField(null=True)

@@ -26,7 +26,7 @@ from bot.web.operators.errors import Refusal
 from loyalty import notifications
 from loyalty.config import REWARD_KINDS
 from loyalty.errors import LoyaltyError
-from scheduler import birthday, festival, lapse, points_expiry, renewal, weather
+from scheduler import birthday, festival, lapse, points_expiry, recheck, renewal, weather
 from storage import choices, shared_phones
 from storage.loyalty_models import EntryKind
 from storage.models import (
@@ -61,7 +61,8 @@ MESSAGE_KINDS = {birthday.KIND, festival.KIND, weather.KIND, renewal.KIND, renew
                  "document_rejected", "link_code"}
 REASONS = {policy.NO_CHANNEL, policy.OPTED_OUT, policy.CAPPED, policy.STALE,
            policy.INVALID_PHONE, policy.SHARED_PHONE, policy.NO_CONSENT, policy.CONTENT,
-           "no_customer", "attempts_exhausted", "rejected", campaigns.CANCELLED}
+           "no_customer", "attempts_exhausted", "rejected", "error", campaigns.CANCELLED,
+           recheck.RENEWED, recheck.CANCELLED}
 REFUSED = {"marketing_sms_cn", "url_in_sms_cn", "telegram_empty", "telegram_too_long"}
 DOCUMENT_KINDS = {"driving_licence", "vehicle_licence", "accident_report", "repair_invoice",
                   "photos", "other"}

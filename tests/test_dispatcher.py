@@ -8,13 +8,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 
 from bot.delivery.dispatcher import Dispatcher, Limits
 from bot.delivery.segments import count_segments, sms_encoding
 from bot.delivery.senders import AiogramTelegram, TwilioSms
+from bot.delivery.telegram_session import build_bot
 from bot.settings import Settings
 from bot.texts import Texts
 from storage.models import (
@@ -24,6 +22,7 @@ from storage.models import (
     Customer,
     Message,
     MessageStatus,
+    PhoneSuppression,
     SharedPhone,
     TelegramAccount,
 )
@@ -73,8 +72,7 @@ async def rig(db: str, fake_telegram: FakeTelegram, fake_twilio: FakeTwilio,
               ) -> AsyncIterator[Rig]:
     settings = f.settings_for(db_url=db, telegram_base=fake_telegram.base_url,
                               twilio_base=fake_twilio.base_url)
-    bot = Bot(DEFAULT_TOKEN,
-              session=AiohttpSession(api=TelegramAPIServer.from_base(fake_telegram.base_url)))
+    bot = build_bot(DEFAULT_TOKEN, fake_telegram.base_url)  # the session engage run uses
     sms = TwilioSms(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, from_number=f.FROM_NUMBER,
                     api_base=fake_twilio.base_url)
     clock = Clock()
@@ -242,6 +240,24 @@ async def test_twilio_21610_records_opt_out_and_later_care_sms_is_skipped(rig: R
     await claim.refresh_from_db()
     assert (second.status, second.skip_reason) == (MessageStatus.SKIPPED, "opted_out")
     assert claim.status == MessageStatus.SENT  # service messages still go out
+
+
+async def test_twilio_21610_opts_out_every_customer_on_the_number(rig: Rig) -> None:
+    c = await f.customer()
+    spouse = await f.customer(name="李四", phone=c.phone)
+    rig.twilio.error_for(c.phone, 21610)
+    first = await f.queued(c)
+    await rig.dispatcher.dispatch_once()
+    rig.twilio.clear_errors()
+    withdrawn = await Consent.filter(customer=spouse, channel="sms", granted=False).values_list(
+        "category", flat=True)
+    assert set(withdrawn) == {"marketing", "care", "reminder"}
+    assert await PhoneSuppression.filter(phone=c.phone, suppressed=True).values_list(
+        "channel", "source", "reference") == [("sms", "twilio:21610", f"message {first.id}")] * 3
+    theirs = await f.queued(spouse)
+    await rig.dispatcher.dispatch_once()
+    await theirs.refresh_from_db()
+    assert (theirs.status, theirs.skip_reason) == (MessageStatus.SKIPPED, "opted_out")
 
 
 async def test_invalid_number_is_marked_and_not_retried(rig: Rig) -> None:

@@ -707,3 +707,70 @@ async def test_weather_delay_trips_a_client_timeout(
             params=query,
             timeout=aiohttp.ClientTimeout(total=0.2),
         )
+
+
+# -- proxy error pages and status callbacks ----------------------------------------------------
+
+
+async def test_proxy_error_answers_html_for_n_requests_then_the_api_again(
+    fake_telegram: FakeTelegram,
+) -> None:
+    fake_telegram.proxy_error(status=502, times=2)
+    url = f"{fake_telegram.base_url}/bot{fake_telegram.token}/getMe"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(2):
+            async with http.get(url) as resp:
+                assert (resp.status, resp.content_type) == (502, "text/html")
+                assert "<h1>502 Bad Gateway</h1>" in await resp.text()
+        async with http.get(url) as resp:
+            assert resp.status == 200 and (await resp.json())["ok"] is True
+    assert fake_telegram.proxy_error_answers == 2
+    assert [r.status for r in fake_telegram.requests_for("getMe")] == [502, 502, 200]
+
+
+async def test_proxy_error_for_a_time_ends_by_itself(fake_twilio: FakeTwilio) -> None:
+    fake_twilio.proxy_error(status=503, seconds=0.2)
+    url = f"{fake_twilio.base_url}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/SMx.json"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url) as resp:
+            assert (resp.status, resp.content_type) == (503, "text/html")
+        await asyncio.sleep(0.25)
+        async with http.get(url) as resp:
+            assert resp.status == 401  # Twilio itself again (unauthenticated here)
+
+
+@uses_twilio_sdk
+async def test_status_callbacks_are_posted_before_the_create_answers_and_signed(
+    fake_twilio: FakeTwilio, twilio_client: Client
+) -> None:
+    from twilio.request_validator import RequestValidator
+
+    received: list[tuple[dict[str, str], str]] = []
+
+    async def status(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        received.append((dict(await request.post()),  # type: ignore[arg-type]
+                         request.headers["X-Twilio-Signature"]))
+        return aiohttp.web.Response(status=204)
+
+    app = aiohttp.web.Application()
+    app.router.add_post("/sms/status", status)
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        fake_twilio.call_back(("sent", "delivered"), target=f"http://127.0.0.1:{port}")
+        message = await twilio_client.messages.create_async(
+            to=CN_MOBILE, from_=SENDER, body="hi",
+            status_callback="https://engage.example/sms/status")
+        # both callbacks arrived before the create was answered
+        assert [form["MessageStatus"] for form, _ in received] == ["sent", "delivered"]
+    finally:
+        await runner.cleanup()
+    validator = RequestValidator(AUTH_TOKEN)
+    for form, signature in received:
+        assert form["MessageSid"] == message.sid
+        assert validator.validate("https://engage.example/sms/status", form, signature)
+    assert [(c.status, c.answer) for c in fake_twilio.callbacks] == [("sent", 204),
+                                                                     ("delivered", 204)]

@@ -278,7 +278,9 @@ async def test_pause_holds_unsent_and_resume_never_resends(rig: Rig) -> None:
     assert await Message.filter(campaign_id=campaign_id).count() < 121
     assert await dispatcher.dispatch_once() == 0  # held rows are never due
     _, stats = await rig.call("GET", f"/api/v1/campaigns/{campaign_id}/stats")
-    assert stats["held"] == stats["queued"] > 0 and stats["sent"] == 40
+    assert stats["held"] > 0 and stats["queued"] == 0 and stats["sent"] == 40
+    assert stats["enqueued"] == stats["held"] + stats["queued"] + stats["sent"]  # none twice
+    assert stats["in_flight_at_pause"] == 0  # nothing was on the wire at the pause
 
     status, resumed = await rig.call("POST", f"/api/v1/campaigns/{campaign_id}/resume")
     assert resumed["status"] == "sending"

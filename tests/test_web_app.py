@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from twilio.request_validator import RequestValidator
 
 from bot.web.app import Overrides, build_app
-from storage.models import Category, Channel, Consent, MessageStatus
+from storage.models import Category, Channel, Consent, Customer, MessageStatus
 from tests import factories as f
 from tests.fakes.twilio import AUTH_TOKEN
 
@@ -40,7 +40,11 @@ async def post_status(client: TestClient, sid: str, status: str,  # type: ignore
 async def test_healthz_reports_database_up(client: TestClient) -> None:  # type: ignore[type-arg]
     resp = await client.get("/healthz")
     assert resp.status == 200
-    assert await resp.json() == {"status": "ok", "database": "up"}
+    body = await resp.json()
+    assert (body["status"], body["database"]) == ("ok", "up")
+    # the background tasks this app runs (no dispatcher, no Telegram here)
+    assert set(body["tasks"]) == {"campaign-runner", "scheduler", "media-sweep"}
+    assert {task["status"] for task in body["tasks"].values()} == {"ok"}
 
 
 async def test_metrics_are_prometheus_text(client: TestClient) -> None:  # type: ignore[type-arg]
@@ -95,6 +99,27 @@ async def test_failed_callback_with_21610_records_sms_opt_out(
     assert msg.status == MessageStatus.FAILED
     assert await Consent.filter(customer_id=msg.customer_id, channel="sms", granted=False,
                                 category=Category.MARKETING).exists()
+
+
+async def test_a_21610_callback_opts_out_the_number_for_every_customer_on_it(
+    client: TestClient  # type: ignore[type-arg]
+) -> None:
+    from storage.models import Message, PhoneSuppression
+
+    sid = "SM" + "4" * 32
+    msg_id = await _sent_sms(sid)
+    sender = await Customer.get(id=(await Message.get(id=msg_id)).customer_id)
+    spouse = await f.customer(name="李四", phone=sender.phone)
+    stranger = await f.customer(name="王五")
+    assert await post_status(client, sid, "failed", ErrorCode="21610") == 204
+    for customer in (sender, spouse):
+        withdrawn = await Consent.filter(customer_id=customer.id, channel="sms",
+                                         granted=False).values_list("category", flat=True)
+        assert set(withdrawn) == {"marketing", "care", "reminder"}
+    assert not await Consent.filter(customer_id=stranger.id).exists()
+    remembered = await PhoneSuppression.filter(phone=sender.phone).values_list(
+        "channel", "suppressed", "source", "reference")
+    assert sorted(remembered) == [("sms", True, "twilio:21610", sid)] * 3
 
 
 @pytest.mark.parametrize(

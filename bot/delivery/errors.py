@@ -1,7 +1,16 @@
 """What can go wrong when a provider is asked to send, in our own words.
 
 The dispatcher decides what each means for the message (retry, fall back, give up); the
-adapters only translate provider errors into these.
+adapters translate every provider reply and every exception of a send into one of these, so
+nothing else escapes a send. Three families:
+
+* nothing was sent, try again later: ``RetryAfter`` (the provider asked us to slow down),
+  ``ChannelUnavailable`` (the provider refuses *us* — credentials, a wrong address, a proxy's
+  error page — so the whole channel pauses) and ``Transient`` (5xx, connection refused);
+* refused for good: ``Rejected`` and the recipient-specific ones (``RecipientBlocked``,
+  ``ChatNotFound``, ``RecipientOptedOut``, ``InvalidRecipient``);
+* the outcome is unknown (a timeout after the request left, an answer we could not read, an
+  exception nobody foresaw): ``OutcomeUnknown`` — never resent blindly.
 """
 
 from __future__ import annotations
@@ -21,6 +30,12 @@ class RetryAfter(SendError):
     def __init__(self, message: str, *, seconds: float, code: str = "") -> None:
         super().__init__(message, code=code)
         self.seconds = seconds
+
+
+class ChannelUnavailable(RetryAfter):
+    """The provider refuses our requests, not this message (401/404 from the Bot API, Twilio
+    20003, an HTML error page from a proxy): nothing was sent; the channel pauses for
+    ``seconds`` and the message waits without an attempt counted."""
 
 
 class Transient(SendError):

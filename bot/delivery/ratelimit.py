@@ -31,6 +31,20 @@ A single grant with ``cost > rate`` cannot fit any window; it is granted alone i
 (counted as ``rate`` in the log) and still advances ``tat`` by its full cost, so the average
 rate holds. A cancelled acquirer's slot stays used - never reused, so never over the limit.
 
+The margin is measured, not guessed: ``WireMargin`` records, for every request, how long after
+its release its last byte was written (aiohttp's request trace), and the limiters build
+their schedule for ``1 + margin`` seconds with margin = the configured floor + the slowest of
+the recent release-to-wire delays. An idle process keeps the floor; a loaded one, whose
+requests leave tens of milliseconds late by varying amounts, slows down by that much instead
+of letting the provider see ``rate + 1`` in a second.
+
+Per chat, a send passes only if the chat is free *at the moment its global slot is released*
+(``KeyedInterval.try_pass``); the pass is recorded then, at ``now + interval + margin``. So a
+send holds both the global slot and the chat before it starts, and a send that waited long
+for its global slot cannot land less than ``interval`` after the chat's previous one. A send
+whose chat was taken meanwhile (two messages for one chat in one batch, or another process)
+gives its global slot up — it stays counted — and tries again when the chat is free.
+
 Redis: time comes from the Redis server (``TIME``), so processes on different hosts share
 one clock for the schedule; each process only sleeps the *duration* the script returns.
 State keys get a TTL so an idle limiter leaves nothing behind. Needs Redis >= 5 (a script
@@ -43,8 +57,13 @@ import asyncio
 import math
 import time
 from collections import deque
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Protocol
+
+import aiohttp
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -82,9 +101,91 @@ class RateLimiter(Protocol):
 
 
 class KeyedInterval(Protocol):
-    async def wait(self, key: str) -> None:
-        """Wait until ``key`` may pass: at most one pass per interval per key."""
+    async def ready(self, key: str) -> None:
+        """Wait until ``key`` is free as far as this process knows (nothing is reserved)."""
         ...
+
+    async def try_pass(self, key: str) -> float:
+        """Pass ``key`` now if it is free (0.0), else the seconds until it is (no pass)."""
+        ...
+
+
+Margin = Callable[[], float]
+"""Seconds added to every window and interval: see ``WireMargin``."""
+
+_RELEASED: ContextVar[float | None] = ContextVar("engage_released_at", default=None)
+
+
+def _mark_released(at: float) -> None:
+    """Note, in the acquiring task, when the limiter let it go (real monotonic time); the HTTP
+    client's trace (``WireMargin.trace``) measures from there to the request leaving."""
+    _RELEASED.set(at)
+
+
+class WireMargin:
+    """The limiters' safety margin, from measured release-to-wire delays.
+
+    ``margin()`` is ``floor`` plus the slowest delay among the last ``samples`` requests
+    (at most ``cap``): a sliding maximum kept in a monotonic deque, O(1) per request. Until
+    ``warm_up`` requests were measured it is at least ``cold``: the first requests of a process
+    also open their connections, and nothing is known yet about this machine's delays.
+    """
+
+    def __init__(self, *, floor: float = 0.01, cap: float = 0.25, samples: int = 256,
+                 cold: float = 0.1, warm_up: int = 32) -> None:
+        if not (0 <= floor <= cap and math.isfinite(cap)):
+            raise ValueError(f"need 0 <= floor <= cap, got {floor!r}, {cap!r}")
+        self.floor = float(floor)
+        self.cap = float(cap)
+        self._cold = cold
+        self._warm_up = warm_up
+        self._samples = samples
+        self._seen = 0
+        self._max: deque[tuple[int, float]] = deque()  # (sample number, delay), decreasing
+
+    def observe(self, delay: float) -> None:
+        delay = max(0.0, delay)
+        self._seen += 1
+        window = self._max
+        while window and window[-1][1] <= delay:
+            window.pop()
+        window.append((self._seen, delay))
+        while window[0][0] <= self._seen - self._samples:
+            window.popleft()
+
+    @property
+    def slowest(self) -> float:
+        return self._max[0][1] if self._max else 0.0
+
+    def __call__(self) -> float:
+        margin = self.floor + self.slowest
+        if self._seen < self._warm_up:
+            margin = max(margin, self._cold)
+        return min(self.cap, margin)
+
+    def trace(self) -> aiohttp.TraceConfig:
+        """An aiohttp trace that measures each released request until its last byte is
+        written (headers, then every chunk of the body: aiohttp writes the body in a task of
+        its own, which a busy event loop can hold back well after the headers)."""
+        config = aiohttp.TraceConfig()
+
+        async def written(session: aiohttp.ClientSession, context: SimpleNamespace,
+                          params: object) -> None:
+            if _RELEASED.get() is not None:
+                context.written = time.monotonic()
+
+        async def done(session: aiohttp.ClientSession, context: SimpleNamespace,
+                       params: object) -> None:
+            released = _RELEASED.get()
+            if released is not None and getattr(context, "written", None) is not None:
+                _RELEASED.set(None)  # one measurement per release (not a retry or a poll)
+                self.observe(context.written - released)
+
+        config.on_request_headers_sent.append(written)
+        config.on_request_chunk_sent.append(written)
+        config.on_request_end.append(done)
+        config.on_request_exception.append(done)
+        return config
 
 
 def _check_rate(rate: float, jitter: float) -> None:
@@ -114,13 +215,13 @@ class LocalRateLimiter:
     """
 
     def __init__(
-        self, rate: float, *, clock: Clock = SYSTEM_CLOCK, jitter: float = DEFAULT_JITTER
+        self, rate: float, *, clock: Clock = SYSTEM_CLOCK, jitter: float = DEFAULT_JITTER,
+        margin: Margin | None = None,
     ) -> None:
         _check_rate(rate, jitter)
         self.rate = float(rate)
         self._clock = clock
-        self._window = 1.0 + jitter
-        self._interval = self._window / self.rate
+        self._margin: Margin = margin if margin is not None else (lambda: jitter)
         self._limit = self.rate * (1 + 1e-9)  # absorbs float sums of fractional costs
         self._tat = -math.inf
         self._paused_until = -math.inf
@@ -131,6 +232,10 @@ class LocalRateLimiter:
         self._waiting: set[_Grant] = set()
         self._released: deque[tuple[float, float]] = deque()  # (release time, units)
         self._released_units = 0.0
+
+    @property
+    def _window(self) -> float:
+        return 1.0 + self._margin()
 
     async def acquire(self, cost: float = 1.0) -> None:
         grant = self._reserve(_check_cost(cost))
@@ -157,15 +262,17 @@ class LocalRateLimiter:
         clock, released = self._clock, self._released
         while True:
             now = clock.monotonic()
-            while released and released[0][0] <= now - self._window:
+            window = self._window
+            while released and released[0][0] <= now - window:
                 self._released_units -= released.popleft()[1]
             if not released:
                 self._released_units = 0.0
             if self._released_units + units <= self._limit:
                 released.append((now, units))
                 self._released_units += units
+                _mark_released(time.monotonic())
                 return
-            await clock.sleep(released[0][0] + self._window - now)
+            await clock.sleep(released[0][0] + window - now)
 
     def _reserve(self, cost: float) -> _Grant:
         start = max(self._clock.monotonic(), self._tat, self._paused_until)
@@ -185,7 +292,7 @@ class LocalRateLimiter:
         grants.append(grant)
         self._waiting.add(grant)
         self._units += units
-        self._tat = start + cost * self._interval
+        self._tat = start + cost * window / self.rate
         return grant
 
     async def pause(self, seconds: float) -> None:
@@ -210,7 +317,11 @@ class LocalRateLimiter:
 
 
 class LocalKeyedInterval:
-    """At most one pass per ``interval`` seconds per key, for one event loop.
+    """At most one pass per ``interval`` (+ margin) seconds per key, for one event loop.
+
+    ``try_pass`` decides and records in one synchronous step, so two tasks can never both
+    pass one key; ``ready`` only sleeps until the key's next free time (see the module
+    docstring for why the two are separate).
 
     Memory: once more than ``max_keys`` keys are held, keys that no longer delay anyone
     (their next free time has passed) are dropped; the next prune is then due at twice what
@@ -219,7 +330,8 @@ class LocalKeyedInterval:
     """
 
     def __init__(
-        self, interval: float, *, clock: Clock = SYSTEM_CLOCK, max_keys: int = 100_000
+        self, interval: float, *, clock: Clock = SYSTEM_CLOCK, max_keys: int = 100_000,
+        margin: Margin | None = None,
     ) -> None:
         if not (interval >= 0 and math.isfinite(interval)):
             raise ValueError(f"interval must be >= 0 seconds, got {interval!r}")
@@ -228,27 +340,49 @@ class LocalKeyedInterval:
         self.interval = float(interval)
         self.max_keys = max_keys
         self._clock = clock
+        self._margin: Margin = margin if margin is not None else (lambda: 0.0)
         self._next: dict[str, float] = {}  # key -> earliest time the next pass may go
         self._prune_at = max_keys
 
     def __len__(self) -> int:
         return len(self._next)
 
-    async def wait(self, key: str) -> None:
-        if self.interval <= 0:
-            return
+    async def ready(self, key: str) -> None:
         clock = self._clock
-        now = clock.monotonic()
-        slot = max(now, self._next.get(key, now))
-        self._next[key] = slot + self.interval
+        while (wait := self._next.get(key, -math.inf) - clock.monotonic()) > 0:
+            await clock.sleep(wait)
+
+    async def try_pass(self, key: str) -> float:
+        if self.interval <= 0:
+            return 0.0
+        now = self._clock.monotonic()
+        wait = self._next.get(key, -math.inf) - now
+        if wait > 0:
+            return wait
+        self._next[key] = now + self.interval + self._margin()
         if len(self._next) > self._prune_at:
             self._prune(now)
-        while (wait := slot - clock.monotonic()) > 0:
-            await clock.sleep(wait)
+        return 0.0
+
+    async def wait(self, key: str) -> None:
+        """Pass ``key`` as soon as it is free (for callers with no other limit to hold)."""
+        await pass_when_free(self, key, self._clock)
+
+    def hold_until(self, key: str, moment: float) -> None:
+        """Learnt elsewhere (another process passed ``key``): nobody here passes before."""
+        self._next[key] = max(self._next.get(key, -math.inf), moment)
 
     def _prune(self, now: float) -> None:
         self._next = {key: after for key, after in self._next.items() if after > now}
         self._prune_at = max(self.max_keys, 2 * len(self._next))
+
+
+async def pass_when_free(keyed: KeyedInterval, key: str, clock: Clock) -> None:
+    while True:
+        await keyed.ready(key)
+        if (wait := await keyed.try_pass(key)) <= 0:
+            return
+        await clock.sleep(wait)
 
 
 # Redis -------------------------------------------------------------------------------------
@@ -258,7 +392,9 @@ class LocalKeyedInterval:
 # number argument keeps only 14 significant digits.
 #
 # State hash KEYS[1]: tat, until (pause end), units (sum over the log), shift (total that
-# pauses moved waiting slots by). Log list KEYS[2]: "slot:units", in slot order.
+# pauses moved waiting slots by), rel (sum over the release log). Log list KEYS[2]:
+# "slot:units", in slot order. Release log KEYS[3]: "time:units" of the grants actually
+# handed out, in time order - the same release-time check as the local limiter's.
 
 _ACQUIRE_LUA = """
 local rate = tonumber(ARGV[1])
@@ -276,6 +412,40 @@ local tat = tonumber(st[1]) or 0
 local paused = tonumber(st[2]) or 0
 local used = tonumber(st[3]) or 0
 local shift = tonumber(st[4]) or 0
+local limit = rate * (1 + 1e-9)
+
+-- Hand the grant out now only if the units released in the trailing window leave room;
+-- otherwise the wait until the oldest release leaves the window (the caller asks again).
+local function head(key)
+  local entry = redis.call('LINDEX', key, 0)
+  if not entry then return nil, nil end
+  local sep = string.find(entry, ':', 1, true)
+  return tonumber(string.sub(entry, 1, sep - 1)), tonumber(string.sub(entry, sep + 1))
+end
+
+-- Hand the grant out now only if the units released in the trailing window leave room;
+-- otherwise the wait until the oldest release leaves the window (the caller asks again).
+local function release()
+  local rel = tonumber(redis.call('HGET', KEYS[1], 'rel')) or 0
+  while true do
+    local at, n = head(KEYS[3])
+    if not at then
+      rel = 0
+      break
+    end
+    if at > now - window then
+      if rel + units <= limit then break end
+      redis.call('HSET', KEYS[1], 'rel', string.format('%.17g', rel))
+      return at + window - now
+    end
+    redis.call('LPOP', KEYS[3])
+    rel = rel - n
+  end
+  redis.call('RPUSH', KEYS[3], string.format('%.0f:%s', now, ARGV[5]))
+  redis.call('HSET', KEYS[1], 'rel', string.format('%.17g', rel + units))
+  redis.call('PEXPIRE', KEYS[3], math.ceil(window / 1000) + 60000)
+  return 0
+end
 
 if held_slot then
   -- A caller woke up: its slot, moved by any pause since it reserved, still stands unless
@@ -285,27 +455,24 @@ if held_slot then
   local slot = held_slot + moved
   if slot >= paused then
     local wait = slot - now
-    if wait < 0 then wait = 0 end
+    if wait <= 0 then wait = release() end
     return {wait, held_shift, held_slot}
   end
 end
 
-local limit = rate * (1 + 1e-9)
 local start = math.max(now, tat, paused)
 while true do
-  local head = redis.call('LINDEX', KEYS[2], 0)
-  if not head then
+  local at, n = head(KEYS[2])
+  if not at then
     used = 0
     break
   end
-  local sep = string.find(head, ':', 1, true)
-  local at = tonumber(string.sub(head, 1, sep - 1))
   if at + window > start then
     if used + units <= limit then break end
     start = at + window
   end
   redis.call('LPOP', KEYS[2])
-  used = used - tonumber(string.sub(head, sep + 1))
+  used = used - n
 end
 
 redis.call('RPUSH', KEYS[2], string.format('%.0f:%s', start, ARGV[5]))
@@ -316,7 +483,9 @@ redis.call('HSET', KEYS[1], 'tat', string.format('%.0f', tat),
 local ttl = math.ceil((math.max(tat, paused, start + window) - now) / 1000) + 60000
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
-return {start - now, shift, start}
+local wait = start - now
+if wait <= 0 then wait = release() end
+return {wait, shift, start}
 """
 
 _PAUSE_LUA = """
@@ -372,11 +541,11 @@ _KEYED_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local after = tonumber(redis.call('GET', KEYS[1])) or 0
-local slot = math.max(now, after)
-local next_free = slot + tonumber(ARGV[1])
+if after > now then return after - now end
+local next_free = now + tonumber(ARGV[1])
 redis.call('SET', KEYS[1], string.format('%.0f', next_free),
            'PX', string.format('%.0f', math.ceil((next_free - now) / 1000) + 1000))
-return slot - now
+return 0
 """
 
 class RedisRateLimiter:
@@ -386,7 +555,8 @@ class RedisRateLimiter:
     ``acquire`` costs one script call when the slot is now, two when it has to wait: after
     sleeping, the caller asks again, so a pause that another process set meanwhile still
     holds it back (its slot was moved with the others) - the same re-check the local limiter
-    does in memory. Redis cannot tell a caller that has resumed from one still waking up,
+    does in memory - and the grant passes the release-time check against every process's
+    actual releases. Redis cannot tell a caller that has resumed from one still waking up,
     so a slot that came due just before a pause but was not yet taken is void: its caller
     reserves anew, behind the queue (rare: it needs a pause within one round trip).
     """
@@ -399,70 +569,98 @@ class RedisRateLimiter:
         *,
         clock: Clock = SYSTEM_CLOCK,
         jitter: float = DEFAULT_JITTER,
+        margin: Margin | None = None,
     ) -> None:
         _check_rate(rate, jitter)
         self.rate = float(rate)
         self.name = name
-        self.keys = [f"ratelimit:{{{name}}}", f"ratelimit:{{{name}}}:log"]
+        self.keys = [f"ratelimit:{{{name}}}", f"ratelimit:{{{name}}}:log",
+                     f"ratelimit:{{{name}}}:released"]
         self._clock = clock
-        self._window_us = round((1.0 + jitter) * 1_000_000)
-        self._interval_us = self._window_us / self.rate
+        self._margin: Margin = margin if margin is not None else (lambda: jitter)
         self._acquire = redis.register_script(_ACQUIRE_LUA)
         self._pause = redis.register_script(_PAUSE_LUA)
 
+    def _window_us(self) -> int:
+        return round((1.0 + self._margin()) * 1_000_000)
+
     async def acquire(self, cost: float = 1.0) -> None:
         cost = _check_cost(cost)
+        window = self._window_us()
         args = [
-            repr(self.rate), str(self._window_us), repr(self._interval_us),
+            repr(self.rate), str(window), repr(window / self.rate),
             repr(cost), repr(min(cost, self.rate)),
         ]
+        asked = time.monotonic()
         wait, shift, slot = await self._acquire(keys=self.keys, args=[*args, "", ""])
         while wait > 0:
             await self._clock.sleep(wait / 1_000_000)
+            asked = time.monotonic()
             wait, shift, slot = await self._acquire(keys=self.keys, args=[*args, slot, shift])
+        # Granted by Redis somewhere in the round trip that began at ``asked``: measure the
+        # wire margin from its start, so a slow reply counts as delay too.
+        _mark_released(asked)
 
     async def pause(self, seconds: float) -> None:
         if not seconds > 0:
             return
-        await self._pause(keys=self.keys, args=[math.ceil(seconds * 1_000_000), self._window_us])
+        await self._pause(keys=self.keys,
+                          args=[math.ceil(seconds * 1_000_000), self._window_us()])
 
 
 class RedisKeyedInterval:
     """One key per ``name`` and ``key`` holding its next free time, with a PX expiry just past
-    it, so only keys in use exist. The script reserves the slot and returns the wait."""
+    it, so only keys in use exist. The script passes the key (recording the next free time)
+    or returns the wait; this process remembers what it learnt, so ``ready`` waits for its
+    own earlier passes without asking Redis."""
 
     def __init__(
-        self, redis: Redis, name: str, interval: float, *, clock: Clock = SYSTEM_CLOCK
+        self, redis: Redis, name: str, interval: float, *, clock: Clock = SYSTEM_CLOCK,
+        margin: Margin | None = None,
     ) -> None:
         if not (interval >= 0 and math.isfinite(interval)):
             raise ValueError(f"interval must be >= 0 seconds, got {interval!r}")
         self.interval = float(interval)
         self.name = name
         self._clock = clock
-        self._interval_us = math.ceil(interval * 1_000_000)
+        self._margin: Margin = margin if margin is not None else (lambda: 0.0)
         self._script = redis.register_script(_KEYED_LUA)
+        self._known = LocalKeyedInterval(interval, clock=clock, margin=self._margin)
 
     def key_for(self, key: str) -> str:
         return f"interval:{self.name}:{key}"
 
+    async def ready(self, key: str) -> None:
+        await self._known.ready(key)
+
+    async def try_pass(self, key: str) -> float:
+        if self.interval <= 0:
+            return 0.0
+        spacing = math.ceil((self.interval + self._margin()) * 1_000_000)
+        wait = float(await self._script(keys=[self.key_for(key)], args=[spacing])) / 1_000_000
+        if wait <= 0:
+            await self._known.try_pass(key)
+        else:
+            self._known.hold_until(key, self._clock.monotonic() + wait)
+        return wait
+
     async def wait(self, key: str) -> None:
-        if self._interval_us <= 0:
-            return
-        wait = await self._script(keys=[self.key_for(key)], args=[self._interval_us])
-        if wait > 0:
-            await self._clock.sleep(wait / 1_000_000)
+        """Pass ``key`` as soon as it is free (for callers with no other limit to hold)."""
+        await pass_when_free(self, key, self._clock)
 
 
 def local_rate_limiter(
-    rate: float, *, clock: Clock = SYSTEM_CLOCK, jitter: float = DEFAULT_JITTER
+    rate: float, *, clock: Clock = SYSTEM_CLOCK, jitter: float = DEFAULT_JITTER,
+    margin: Margin | None = None,
 ) -> LocalRateLimiter:
-    return LocalRateLimiter(rate, clock=clock, jitter=jitter)
+    return LocalRateLimiter(rate, clock=clock, jitter=jitter, margin=margin)
 
 
 def local_keyed_interval(
-    interval: float, *, clock: Clock = SYSTEM_CLOCK, max_keys: int = 100_000
+    interval: float, *, clock: Clock = SYSTEM_CLOCK, max_keys: int = 100_000,
+    margin: Margin | None = None,
 ) -> LocalKeyedInterval:
-    return LocalKeyedInterval(interval, clock=clock, max_keys=max_keys)
+    return LocalKeyedInterval(interval, clock=clock, max_keys=max_keys, margin=margin)
 
 
 def redis_rate_limiter(
@@ -472,11 +670,13 @@ def redis_rate_limiter(
     *,
     clock: Clock = SYSTEM_CLOCK,
     jitter: float = DEFAULT_JITTER,
+    margin: Margin | None = None,
 ) -> RedisRateLimiter:
-    return RedisRateLimiter(redis, name, rate, clock=clock, jitter=jitter)
+    return RedisRateLimiter(redis, name, rate, clock=clock, jitter=jitter, margin=margin)
 
 
 def redis_keyed_interval(
-    redis: Redis, name: str, interval: float, *, clock: Clock = SYSTEM_CLOCK
+    redis: Redis, name: str, interval: float, *, clock: Clock = SYSTEM_CLOCK,
+    margin: Margin | None = None,
 ) -> RedisKeyedInterval:
-    return RedisKeyedInterval(redis, name, interval, clock=clock)
+    return RedisKeyedInterval(redis, name, interval, clock=clock, margin=margin)

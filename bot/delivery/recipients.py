@@ -20,6 +20,7 @@ from storage.models import (
     MessageStatus,
     TelegramAccount,
 )
+from storage.suppressions import remember_number_choice
 
 _COUNTED = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNKNOWN)
 
@@ -101,6 +102,25 @@ async def record_sms_opt_out(
             for c in categories
         ]
     )
+
+
+async def record_number_sms_opt_out(
+    customer_id: int, categories: Iterable[str], *, source: str, reference: str, now: datetime
+) -> None:
+    """Twilio's 21610: the holder of ``customer_id``'s number told our sender STOP. Like an SMS
+    STOP (``bot.sms.conversations``) it is the number's choice: remembered for the number
+    (whoever gets it later inherits it) and the opt-out of every customer on it now."""
+    categories = list(categories)
+    customer = await Customer.get_or_none(id=customer_id).only("id", "phone")
+    phone = customer.phone if customer is not None else None
+    if not phone:
+        await record_sms_opt_out(customer_id, categories, source=source, now=now)
+        return
+    await remember_number_choice(str(phone), categories, suppressed=True,
+                                 channel=Channel.SMS.value, source=source, reference=reference,
+                                 now=now)
+    for on_number in await Customer.filter(phone=phone).only("id"):
+        await record_sms_opt_out(on_number.id, categories, source=source, now=now)
 
 
 async def mark_phone_invalid(customer_id: int, *, now: datetime) -> None:

@@ -1,24 +1,33 @@
 """Channel senders: one small Protocol per channel, one adapter per provider, a console one.
 
-Adapters translate provider exceptions into ``bot.delivery.errors`` so nothing above them
-knows aiogram or twilio.
+Adapters translate every provider reply and every exception of a send into
+``bot.delivery.errors`` (see there for the three families), so nothing above them knows
+aiogram or twilio and no exception of a send reaches the dispatch loop. Each adapter's
+classification is one ordered table: the first row whose exception type matches decides.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TextIO
 
 import aiohttp
 from aiogram import Bot
 from aiogram.exceptions import (
+    ClientDecodeError,
+    TelegramAPIError,
     TelegramBadRequest,
+    TelegramConflictError,
+    TelegramEntityTooLarge,
     TelegramForbiddenError,
     TelegramMigrateToChat,
     TelegramNetworkError,
+    TelegramNotFound,
     TelegramRetryAfter,
     TelegramServerError,
+    TelegramUnauthorizedError,
 )
 from aiogram.methods import (
     AnswerCallbackQuery,
@@ -28,11 +37,12 @@ from aiogram.methods import (
     SendMessage,
 )
 from aiogram.methods.base import Response
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client as TwilioClient
 
 from bot.delivery.errors import (
+    ChannelUnavailable,
     ChatNotFound,
     InvalidRecipient,
     OutcomeUnknown,
@@ -43,7 +53,13 @@ from bot.delivery.errors import (
     SendError,
     Transient,
 )
+from bot.delivery.telegram_session import UnreadableReply
 from storage.phones import mask_phone
+
+CHANNEL_PAUSE_SECONDS = 30.0
+"""How long a channel rests after the provider refused *us* (credentials, address, proxy)."""
+FLOOD_WAIT_UNKNOWN_SECONDS = 5.0
+"""A 429 whose answer could not be read says nothing about how long to wait."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +93,67 @@ def pin_aiogram_responses() -> None:
         _PINNED.extend(Response[kind] for kind in returning)  # type: ignore[valid-type]
 
 
+def _bad_request(exc: TelegramAPIError) -> SendError:
+    if "chat not found" in exc.message.lower():
+        return ChatNotFound(exc.message, code="400")
+    return Rejected(exc.message, code="400")
+
+
+def _network(exc: TelegramAPIError) -> SendError:
+    # aiogram raises this for connection errors and for timeouts alike; a refused
+    # connection sent nothing, a timeout may have delivered.
+    if "timeout" in exc.message.lower():
+        return OutcomeUnknown(exc.message, code="timeout")
+    return Transient(exc.message, code="network")
+
+
+def _unreadable(exc: UnreadableReply) -> SendError:
+    """A proxy's page in place of the Bot API: the Bot API never judged this message."""
+    code = str(exc.status)
+    if exc.status == 429:
+        return RetryAfter(exc.message, seconds=FLOOD_WAIT_UNKNOWN_SECONDS, code=code)
+    if exc.status == 504:  # the proxy gave up waiting: Telegram may have sent it
+        return OutcomeUnknown(exc.message, code=code)
+    if exc.status >= 500:
+        return Transient(exc.message, code=code)
+    return ChannelUnavailable(exc.message, seconds=CHANNEL_PAUSE_SECONDS, code=code)
+
+
+_TELEGRAM_ERRORS: tuple[tuple[type[BaseException], Callable[..., SendError]], ...] = (
+    (TelegramRetryAfter, lambda e: RetryAfter("telegram flood control", seconds=e.retry_after,
+                                              code="429")),
+    (TelegramForbiddenError, lambda e: RecipientBlocked(e.message, code="403")),
+    (TelegramMigrateToChat, lambda e: ChatNotFound(f"chat migrated to {e.migrate_to_chat_id}",
+                                                   code="400")),
+    (TelegramBadRequest, _bad_request),
+    (TelegramEntityTooLarge, lambda e: Rejected(e.message, code="413")),
+    (TelegramUnauthorizedError, lambda e: ChannelUnavailable(
+        f"bot token refused: {e.message}", seconds=CHANNEL_PAUSE_SECONDS, code="401")),
+    (TelegramNotFound, lambda e: ChannelUnavailable(
+        f"no Bot API at this address for this token: {e.message}",
+        seconds=CHANNEL_PAUSE_SECONDS, code="404")),
+    (TelegramConflictError, lambda e: Transient(e.message, code="409")),
+    (UnreadableReply, _unreadable),
+    (TelegramServerError, lambda e: Transient(e.message, code="5xx")),
+    (TelegramNetworkError, _network),
+    (TelegramAPIError, lambda e: Rejected(e.message, code="4xx")),
+    # Accepted (2xx) but unreadable: it went out, we cannot tell its message id.
+    (ClientDecodeError, lambda e: OutcomeUnknown(f"unreadable answer: {e.message}",
+                                                 code="decode")),
+)
+
+
+def classify(table: tuple[tuple[type[BaseException], Callable[..., SendError]], ...],
+             exc: Exception) -> SendError:
+    """The first matching row's error; anything unforeseen is an unknown outcome (it may have
+    been sent), named by its type so it shows in last_error and the metrics."""
+    for kind, make in table:
+        if isinstance(exc, kind):
+            return make(exc)
+    return OutcomeUnknown(f"unexpected {type(exc).__name__}: {exc}"[:300],
+                          code=type(exc).__name__)
+
+
 class AiogramTelegram:
     """Sends through one aiogram ``Bot`` (its session points at ``telegram.api_base``)."""
 
@@ -87,25 +164,8 @@ class AiogramTelegram:
     async def send_text(self, chat_id: int, text: str) -> SendResult:
         try:
             message = await self._bot.send_message(chat_id, text)
-        except TelegramRetryAfter as exc:
-            raise RetryAfter("telegram flood control", seconds=exc.retry_after,
-                             code="429") from None
-        except TelegramForbiddenError as exc:
-            raise RecipientBlocked(exc.message, code="403") from None
-        except TelegramMigrateToChat as exc:
-            raise ChatNotFound(f"chat migrated to {exc.migrate_to_chat_id}", code="400") from None
-        except TelegramBadRequest as exc:
-            if "chat not found" in exc.message.lower():
-                raise ChatNotFound(exc.message, code="400") from None
-            raise Rejected(exc.message, code="400") from None
-        except TelegramServerError as exc:
-            raise Transient(exc.message, code="5xx") from None
-        except TelegramNetworkError as exc:
-            # aiogram raises this for connection errors and for timeouts alike; a refused
-            # connection sent nothing, a timeout may have delivered.
-            if "timeout" in exc.message.lower():
-                raise OutcomeUnknown(exc.message, code="timeout") from None
-            raise Transient(exc.message, code="network") from None
+        except Exception as exc:  # every one is classified; none escapes the send
+            raise classify(_TELEGRAM_ERRORS, exc) from exc
         return SendResult(provider_id=str(message.message_id))
 
 
@@ -113,6 +173,7 @@ class AiogramTelegram:
 _TWILIO_THROTTLE = {20429, 30022}
 _TWILIO_OPTED_OUT = {21610}
 _TWILIO_INVALID = {21211, 21614, 21612, 21408}
+_TWILIO_REFUSES_US = {20003, 20005, 20404}  # authenticate, account suspended, no account
 
 
 class TwilioSms:
@@ -127,8 +188,10 @@ class TwilioSms:
         messaging_service_sid: str = "",
         api_base: str = "",
         timeout: float = 15.0,
+        trace: aiohttp.TraceConfig | None = None,
     ) -> None:
-        self._http = AsyncTwilioHttpClient(timeout=timeout)
+        self._http = AsyncTwilioHttpClient(timeout=timeout,
+                                           trace_configs=[trace] if trace else None)
         self._client = TwilioClient(account_sid, auth_token, http_client=self._http)
         if api_base:
             self._client.api.base_url = api_base.rstrip("/")
@@ -152,30 +215,41 @@ class TwilioSms:
             kwargs["status_callback"] = callback_url
         try:
             message = await self._client.messages.create_async(**kwargs)
-        except TwilioRestException as exc:
-            raise _twilio_error(exc, to) from None
-        except TimeoutError:
-            raise OutcomeUnknown("twilio request timed out", code="timeout") from None
-        except (aiohttp.ClientConnectionError, OSError) as exc:
-            if isinstance(exc, aiohttp.ServerTimeoutError):
-                raise OutcomeUnknown("twilio request timed out", code="timeout") from None
-            raise Transient(f"twilio unreachable: {exc}", code="network") from None
-        segments = int(message.num_segments or 1)
+            segments = int(message.num_segments or 1)
+        except Exception as exc:  # every one is classified; none escapes the send
+            raise _twilio_error(exc, to) from exc
         return SendResult(provider_id=str(message.sid), segments=segments)
 
 
-def _twilio_error(exc: TwilioRestException, to: str) -> SendError:
-    code = int(exc.code or 0)
-    text = f"twilio {code or exc.status} for {mask_phone(to)}"
-    if code in _TWILIO_THROTTLE or exc.status == 429:
-        return RetryAfter(text, seconds=1.0, code=str(code or 429))
+def _twilio_error(exc: Exception, to: str) -> SendError:
+    if isinstance(exc, TwilioRestException | TwilioServiceException):
+        return _twilio_refusal(int(exc.status), int(exc.code or 0), to)
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return OutcomeUnknown("twilio request timed out", code="timeout")
+    if isinstance(exc, aiohttp.ClientConnectionError | OSError):
+        return Transient(f"twilio unreachable: {type(exc).__name__}: {exc}", code="network")
+    if isinstance(exc, ValueError):  # a 2xx answer that is not JSON: created, unreadable
+        return OutcomeUnknown("twilio answer unreadable", code="decode")
+    return classify((), exc)
+
+
+def _twilio_refusal(status: int, code: int, to: str) -> SendError:
+    text = f"twilio {code or status} for {mask_phone(to)}"
+    label = str(code or status)
+    if code in _TWILIO_THROTTLE or status == 429:
+        return RetryAfter(text, seconds=1.0, code=label)
     if code in _TWILIO_OPTED_OUT:
-        return RecipientOptedOut(text, code=str(code))
+        return RecipientOptedOut(text, code=label)
     if code in _TWILIO_INVALID:
-        return InvalidRecipient(text, code=str(code))
-    if exc.status >= 500:
-        return Transient(text, code=str(code or exc.status))
-    return Rejected(text, code=str(code or exc.status))
+        return InvalidRecipient(text, code=label)
+    if code in _TWILIO_REFUSES_US or status in (401, 403) or (status == 404 and code == 404):
+        # our credentials or account, or a 404 page that is not Twilio's: not this message
+        return ChannelUnavailable(text, seconds=CHANNEL_PAUSE_SECONDS, code=label)
+    if status == 504:  # a gateway timed out waiting for Twilio: it may have been created
+        return OutcomeUnknown(text, code=label)
+    if status >= 500:
+        return Transient(text, code=label)
+    return Rejected(text, code=label)
 
 
 class ConsoleChannel:

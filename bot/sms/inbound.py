@@ -7,9 +7,9 @@ is nothing to say; ``bot.sms.conversations`` decides which, once per MessageSid.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
+from functools import partial
 
 import aiohttp
 from aiohttp import web
@@ -18,7 +18,15 @@ from twilio.twiml.messaging_response import MessagingResponse
 from bot.sms.conversations import MAX_MEDIA, InboundMessage, SmsConversations
 from bot.sms.media import MediaRef, TwilioMedia
 from bot.sms.media_deletes import MediaDeleteMetrics, MediaDeletes
-from bot.web.keys import CLOCK, REGISTRY, SETTINGS, SMS_CONVERSATIONS, TEXTS, TWILIO_SIGNATURE
+from bot.web.keys import (
+    CLOCK,
+    REGISTRY,
+    SETTINGS,
+    SMS_CONVERSATIONS,
+    SUPERVISOR,
+    TEXTS,
+    TWILIO_SIGNATURE,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +71,8 @@ async def conversations_context(app: web.Application, *,
                                 sweep_media: bool = True) -> AsyncIterator[None]:
     """Cleanup context: the media client's HTTP session, the service that uses it, and (with
     ``twilio.delete_media``) the sweep of media deletes still pending — once now, then every
-    ``sms.media_sweep_interval_seconds`` (``sweep_media=False`` leaves it to the caller).
+    ``sms.media_sweep_interval_seconds`` (``sweep_media=False`` leaves it to the caller), as
+    the supervised task ``media-sweep``.
 
     At shutdown the sweep pass and the media deletions still running are awaited before the
     session closes.
@@ -86,13 +95,13 @@ async def conversations_context(app: web.Application, *,
         service = SmsConversations(settings, app[TEXTS], media, clock=app[CLOCK],
                                    deletes=deletes)
         app[SMS_CONVERSATIONS] = service
-        stop = asyncio.Event()
-        sweeper = (
-            deletes.start(stop, interval=settings.sms.media_sweep_interval_seconds)
-            if deletes is not None and sweep_media else None
-        )
+        sweeper = None
+        if deletes is not None and sweep_media:
+            interval = settings.sms.media_sweep_interval_seconds
+            sweeper = app[SUPERVISOR].spawn(
+                "media-sweep", partial(deletes.run, interval=interval),
+                stuck_after=2 * interval + 120)
         yield
-        stop.set()
         if sweeper is not None:
-            await sweeper
+            await sweeper.stop()
         await service.drain()

@@ -111,7 +111,7 @@ class MediaDeletes:
         self._retry = timedelta(seconds=settings.media_delete_retry_seconds)
         self._max_attempts = settings.media_delete_max_attempts
         self._max_age = timedelta(hours=settings.media_delete_max_age_hours)
-        self._pass: asyncio.Task[None] | None = None
+        self._pass: asyncio.Task[bool] | None = None
 
     def deletable(self, url: str) -> bool:
         """Media of our own Twilio account; any other URL is never sent our credentials."""
@@ -223,33 +223,34 @@ class MediaDeletes:
 
     # -- running it --------------------------------------------------------------------
 
-    def start(self, stop: asyncio.Event, *, interval: float) -> asyncio.Task[None]:
+    async def run(self, stop: asyncio.Event, beat: Callable[..., None], *,
+                  interval: float) -> None:
         """Sweep now (what an earlier process left behind), then every ``interval`` seconds
-        until ``stop`` is set; the returned task ends after the pass in flight."""
-        self._pass = asyncio.create_task(self._sweep_logged(), name="sms-media-sweep")
-        return asyncio.create_task(self._every(stop, interval), name="sms-media-sweeper")
+        until ``stop`` is set, calling ``beat`` after each pass that completed; ends after
+        the pass in flight. A pass failing on anything but the database raises (the
+        supervisor restarts the loop)."""
+        while True:
+            self._pass = asyncio.create_task(self._sweep_logged(), name="sms-media-sweep")
+            if await self._pass:
+                beat()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+            if stop.is_set():
+                return
 
     async def drain(self) -> None:
         """Wait for the sweep pass in flight, if any."""
         if self._pass is not None:
             await self._pass
 
-    async def _every(self, stop: asyncio.Event, interval: float) -> None:
-        while True:
-            await self.drain()
-            with suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
-            if stop.is_set():
-                return
-            self._pass = asyncio.create_task(self._sweep_logged(), name="sms-media-sweep")
-
-    async def _sweep_logged(self) -> None:
+    async def _sweep_logged(self) -> bool:
         try:
             result = await self.sweep()
         except (OSError, ConnectionError):
             log.warning("MMS media delete sweep failed: database unreachable, retrying later",
                         exc_info=True)
-            return
+            return False
         if result.deleted or result.failed or result.abandoned:
             log.info("MMS media delete sweep: %d deleted, %d to retry, %d given up",
                      result.deleted, result.failed, result.abandoned)
+        return True

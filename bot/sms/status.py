@@ -1,7 +1,8 @@
 """``POST /sms/status``: Twilio status callbacks move a message's status forward only.
 
-Callbacks may arrive late, twice or out of order, and none is sent for ``queued``; ranking
-the statuses makes every order and every repeat end in the same state.
+What a report means and how it is applied is ``bot.delivery.reports``; a report for a sid no
+message carries yet (the dispatcher writes sids per batch) is kept and applied when the
+outcome is written, so no callback is lost.
 """
 
 from __future__ import annotations
@@ -11,56 +12,32 @@ from datetime import datetime
 
 from aiohttp import web
 
-from bot.delivery.recipients import record_sms_opt_out
+from bot.delivery import reports
 from bot.web.keys import CLOCK, SETTINGS, TWILIO_SIGNATURE
-from storage.models import Message, MessageStatus
+from storage.models import Message
 
 log = logging.getLogger(__name__)
-
-_TWILIO_TO_OURS: dict[str, MessageStatus] = {
-    "sent": MessageStatus.SENT,
-    "delivered": MessageStatus.DELIVERED,
-    "read": MessageStatus.DELIVERED,
-    "undelivered": MessageStatus.UNDELIVERED,
-    "failed": MessageStatus.FAILED,
-}
-_RANK: dict[MessageStatus, int] = {
-    MessageStatus.SENT: 1,
-    MessageStatus.DELIVERED: 2,
-    MessageStatus.UNDELIVERED: 3,
-    MessageStatus.FAILED: 3,
-}
-
-
-def advances(current: MessageStatus, new: MessageStatus) -> bool:
-    """Whether a callback saying ``new`` moves a message that is ``current`` forward."""
-    return _RANK.get(new, 0) > _RANK.get(current, 0)
 
 
 async def status_callback(request: web.Request) -> web.Response:
     form = await request.app[TWILIO_SIGNATURE].verified_form(request)
-    sid = form.get("MessageSid", "")
-    twilio_status = form.get("MessageStatus", "").lower()
-    new = _TWILIO_TO_OURS.get(twilio_status)
+    sid = form.get("MessageSid", "")[:64]
+    new = reports.TWILIO_TO_OURS.get(form.get("MessageStatus", "").lower())
     if not sid or new is None:
         return web.Response(status=204)  # queued/accepted/sending: nothing to record
     now: datetime = request.app[CLOCK]()
+    categories = request.app[SETTINGS].sms.opt_out_categories
+    error_code = form.get("ErrorCode", "")
     msg = await Message.get_or_none(provider_id=sid)
     if msg is None:
-        log.info("status callback for unknown message %s", sid)
+        await reports.keep(sid, new, error_code, now=now)
+        # Written first, looked again second: if the dispatcher wrote the sid meanwhile, it
+        # may have looked for reports before ours was there - apply it here then.
+        msg = await Message.get_or_none(provider_id=sid)
+        if msg is None:
+            log.debug("status callback for a message not written yet (%s): kept", sid[:6])
+            return web.Response(status=204)
+        await reports.apply_kept([msg], now=now, opt_out_categories=categories)
         return web.Response(status=204)
-    if not advances(msg.status, new):
-        return web.Response(status=204)
-    updates: dict[str, object] = {"status": new, "updated_at": now}
-    if new is MessageStatus.DELIVERED:
-        updates["delivered_at"] = now
-    error_code = form.get("ErrorCode", "")
-    if error_code:
-        updates["last_error"] = f"sms: twilio {error_code}"
-    # Conditional on the status we read, so two concurrent callbacks cannot move it back.
-    changed = await Message.filter(id=msg.id, status=msg.status).update(**updates)
-    if changed and error_code == "21610":
-        settings = request.app[SETTINGS]
-        await record_sms_opt_out(msg.customer_id, settings.sms.opt_out_categories,
-                                 source="twilio:21610", now=now)
+    await reports.apply(msg, new, error_code, now=now, opt_out_categories=categories)
     return web.Response(status=204)

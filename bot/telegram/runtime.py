@@ -10,6 +10,7 @@ from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from aiogram import Bot, Dispatcher, F
@@ -19,6 +20,7 @@ from aiogram.fsm.storage.memory import MemoryStorage
 
 from bot.documents import UploadLimits
 from bot.settings import Settings
+from bot.supervisor import Beat, Supervised, Supervisor
 from bot.telegram import get_routers
 from bot.telegram.commands import register_commands
 from bot.telegram.context import ConversationContext, LinkedOnly
@@ -31,6 +33,9 @@ log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/telegram/webhook"
 PRUNE_EVERY = timedelta(hours=6)
+POLL_SECONDS = 25
+POLLING_STUCK_AFTER = 180.0
+"""A long poll returns within POLL_SECONDS (+10 s timeout); a batch is handled in seconds."""
 
 
 class KeyedIsolation(BaseEventIsolation):
@@ -135,19 +140,19 @@ class TelegramRuntime:
     bot: Bot
     dispatcher: Dispatcher
     feed: UpdateFeed
-    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    tasks: list[Supervised] = field(default_factory=list)
 
     async def stop(self) -> None:
-        self.stop_event.set()
         for task in self.tasks:
-            await task  # polling finishes the batch in hand (unconfirmed ones come again)
+            await task.stop()  # polling finishes the batch in hand (unconfirmed ones come again)
         await self.dispatcher.fsm.close()
 
 
-async def _prune_periodically(stop: asyncio.Event, clock: Callable[[], datetime]) -> None:
+async def _prune_periodically(stop: asyncio.Event, beat: Beat,
+                              clock: Callable[[], datetime]) -> None:
     while not stop.is_set():
         removed = await prune_processed(clock())
+        beat()
         if removed:
             log.info("forgot %d processed Telegram update ids", removed)
         try:
@@ -157,9 +162,11 @@ async def _prune_periodically(stop: asyncio.Event, clock: Callable[[], datetime]
 
 
 async def start(bot: Bot, settings: Settings, texts: Texts, *,
-                clock: Callable[[], datetime], sleep: Sleep = asyncio.sleep) -> TelegramRuntime:
+                clock: Callable[[], datetime], supervisor: Supervisor,
+                sleep: Sleep = asyncio.sleep) -> TelegramRuntime:
     """getMe (the username for /invite links), the command menus, then the webhook
-    registration or the polling task. Replies wait out short flood waits (``sleep``)."""
+    registration or the polling task (``update-feed``, supervised). Replies wait out short
+    flood waits (``sleep``)."""
     bot.session.middleware(ShortFloodWaits(sleep=sleep))
     storage, isolation = fsm_storage(settings)
     me = await bot.get_me()
@@ -175,10 +182,11 @@ async def start(bot: Bot, settings: Settings, texts: Texts, *,
         log.info("telegram webhook set for @%s", me.username)
     else:
         await bot.delete_webhook()
-        runtime.tasks.append(asyncio.create_task(
-            poll(runtime.feed, runtime.stop_event, allowed_updates=allowed),
-            name="telegram-polling"))
+        runtime.tasks.append(supervisor.spawn(
+            "update-feed", partial(poll, runtime.feed, allowed_updates=allowed,
+                                   poll_seconds=POLL_SECONDS),
+            stuck_after=POLLING_STUCK_AFTER))
         log.info("telegram long polling started for @%s", me.username)
-    runtime.tasks.append(asyncio.create_task(_prune_periodically(runtime.stop_event, clock),
-                                             name="telegram-prune"))
+    runtime.tasks.append(supervisor.spawn(
+        "telegram-prune", partial(_prune_periodically, clock=clock), stuck_after=None))
     return runtime

@@ -12,7 +12,12 @@ from contextlib import suppress
 from datetime import datetime, timedelta
 
 from aiogram import Bot, Dispatcher
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramRetryAfter
+from aiogram.exceptions import (
+    ClientDecodeError,
+    TelegramAPIError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+)
 from aiogram.methods import (
     GetUpdates,
 )
@@ -166,12 +171,18 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
-async def poll(feed: UpdateFeed, stop: asyncio.Event, *, allowed_updates: list[str],
-               poll_seconds: int = 25, backoff: float = 5.0) -> None:
+def _no_beat(**detail: str) -> None:
+    return None
+
+
+async def poll(feed: UpdateFeed, stop: asyncio.Event, beat: Callable[..., None] = _no_beat, *,
+               allowed_updates: list[str], poll_seconds: int = 25,
+               backoff: float = 5.0) -> None:
     """Long polling until ``stop``: a batch is confirmed (the next getUpdates ``offset``)
     only after every update in it was handled, so a crash loses nothing — the unconfirmed
-    batch comes again and ``UpdateFeed`` skips what was done. A failed batch is retried
-    from where it was after ``backoff`` seconds."""
+    batch comes again and ``UpdateFeed`` skips what was done. A failed getUpdates (an error,
+    a proxy's HTML page, an unreadable answer) or batch is retried from where it was after
+    ``backoff`` seconds; ``beat`` is called after every answered getUpdates."""
     offset: int | None = None
     while not stop.is_set():
         request = GetUpdates(offset=offset, timeout=poll_seconds, allowed_updates=allowed_updates)
@@ -186,11 +197,12 @@ async def poll(feed: UpdateFeed, stop: asyncio.Event, *, allowed_updates: list[s
             return
         try:
             updates = fetch.result()
-        except (TelegramAPIError, TelegramNetworkError) as exc:
-            log.warning("getUpdates failed (%s); retrying in %.0f s", type(exc).__name__,
-                        backoff)
+        except (TelegramAPIError, TelegramNetworkError, ClientDecodeError) as exc:
+            log.warning("getUpdates failed (%s: %s); retrying in %.0f s", type(exc).__name__,
+                        exc, backoff)
             await _wait(stop, backoff)
             continue
+        beat()
         if not updates:
             continue
         try:

@@ -2,32 +2,35 @@
 application (webhooks, operator API, /healthz, /metrics) together with the dispatcher.
 
 Nothing connects at import; ``build_app`` only describes. Connections open in the app's
-cleanup contexts at start-up and close, in reverse order, at shutdown.
+cleanup contexts at start-up and close, in reverse order, at shutdown. Every background loop
+(dispatch pipelines, campaign runner, scheduler leadership, media sweep, update feed) runs
+under the app's ``Supervisor`` and is reported by /healthz and /metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 
-from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from tortoise import Tortoise
 
-from bot.delivery.dispatcher import Dispatcher, Limits
+from bot.delivery.dispatcher import Dispatcher
+from bot.delivery.limits import WireMargins, limits_for
 from bot.delivery.metrics import DeliveryMetrics
 from bot.delivery.senders import AiogramTelegram, SmsGateway, TelegramGateway, TwilioSms
+from bot.delivery.telegram_session import build_bot
 from bot.settings import Settings
 from bot.sms.inbound import conversations_context, inbound_sms
 from bot.sms.signature import TwilioSignature
 from bot.sms.status import status_callback
+from bot.supervisor import Supervisor
 from bot.telegram import runtime as telegram_runtime
 from bot.telegram.updates import webhook_handler
 from bot.texts import Texts
@@ -40,6 +43,7 @@ from bot.web.keys import (
     DISPATCHER,
     REGISTRY,
     SETTINGS,
+    SUPERVISOR,
     TELEGRAM,
     TEXTS,
     TWILIO_SIGNATURE,
@@ -69,48 +73,30 @@ class Overrides:
     manage_database: bool = True
     run_campaigns: bool = True
     run_media_sweep: bool = True
+    supervisor: Supervisor | None = None
     extra_cleanup: list[Callable[[web.Application], AsyncIterator[None]]] = field(
         default_factory=list
     )
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """200 when the database answers and every background task runs and beats within its
+    threshold, else 503; the body says which, task by task."""
+    healthy, tasks = request.app[SUPERVISOR].report()
+    database = "up"
     try:
         await Tortoise.get_connection("default").execute_query("SELECT 1")
     except Exception as exc:  # any driver error means "not healthy"; report, don't crash
         log.warning("health check failed: %s", type(exc).__name__)
-        return web.json_response({"status": "unavailable", "database": "down"}, status=503)
-    return web.json_response({"status": "ok", "database": "up"})
+        database = "down"
+    ok = healthy and database == "up"
+    body = {"status": "ok" if ok else "unavailable", "database": database, "tasks": tasks}
+    return web.json_response(body, status=200 if ok else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
     body = generate_latest(request.app[REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-async def _limits(settings: Settings) -> tuple[Limits, Callable[[], object] | None]:
-    from bot.delivery import ratelimit
-
-    tg = settings.telegram
-    tw = settings.twilio
-    if settings.redis.url:
-        from redis.asyncio import Redis
-
-        redis = Redis.from_url(settings.redis.url)
-        limits = Limits(
-            telegram=ratelimit.redis_rate_limiter(redis, "engage:tg", tg.rate_per_second),
-            telegram_per_chat=ratelimit.redis_keyed_interval(
-                redis, "engage:tg-chat", tg.per_chat_interval_seconds),
-            sms=ratelimit.redis_rate_limiter(redis, "engage:sms", tw.segments_per_second),
-            sms_concurrency=tw.max_concurrent_requests,
-        )
-        return limits, redis.aclose
-    return Limits(
-        telegram=ratelimit.local_rate_limiter(tg.rate_per_second),
-        telegram_per_chat=ratelimit.local_keyed_interval(tg.per_chat_interval_seconds),
-        sms=ratelimit.local_rate_limiter(tw.segments_per_second),
-        sms_concurrency=tw.max_concurrent_requests,
-    ), None
 
 
 def build_app(settings: Settings, overrides: Overrides | None = None) -> web.Application:
@@ -119,6 +105,9 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
     app[SETTINGS] = settings
     app[CLOCK] = seams.clock
     app[REGISTRY] = CollectorRegistry()
+    app[SUPERVISOR] = supervisor = seams.supervisor or Supervisor()
+    supervisor.register_metrics(app[REGISTRY])
+    margins = WireMargins()
     app[TEXTS] = Texts.load()  # template errors stop start-up here
     app[TWILIO_SIGNATURE] = TwilioSignature(
         settings.twilio.auth_token.get_secret_value(), settings.twilio.public_base_url
@@ -134,14 +123,15 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
 
     async def telegram_bot(app: web.Application) -> AsyncIterator[None]:
         # One Bot (one HTTP session) per process, shared by the outbox sender and the bot.
-        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram.api_base))
-        app[BOT] = Bot(settings.telegram.token.get_secret_value(), session=session)
+        app[BOT] = build_bot(settings.telegram.token.get_secret_value(),
+                             settings.telegram.api_base, trace=margins.telegram.trace())
         yield
         await app[BOT].session.close()
 
     async def telegram_updates(app: web.Application) -> AsyncIterator[None]:
         app[TELEGRAM] = await telegram_runtime.start(app[BOT], settings, app[TEXTS],
-                                                     clock=seams.clock, sleep=seams.sleep)
+                                                     clock=seams.clock, supervisor=supervisor,
+                                                     sleep=seams.sleep)
         yield
         await app[TELEGRAM].stop()
 
@@ -158,10 +148,11 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
                 from_number=settings.twilio.from_number,
                 messaging_service_sid=settings.twilio.messaging_service_sid,
                 api_base=settings.twilio.api_base,
+                trace=margins.sms.trace(),
             )
             sms = twilio
             closers.append(twilio.close)
-        limits, close_redis = await _limits(settings)
+        limits, close_redis = limits_for(settings, margins)
         if close_redis is not None:
             closers.append(close_redis)
         dispatcher = Dispatcher(
@@ -170,18 +161,18 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
             skip_locked=settings.database.is_postgres,
         )
         app[DISPATCHER] = dispatcher
-        stop = asyncio.Event()
-        task = (
-            asyncio.create_task(dispatcher.run(stop), name="dispatcher")
-            if seams.run_dispatcher else None
-        )
+        delivery = settings.delivery
+        pipelines = [
+            supervisor.spawn(f"dispatcher-{n}", dispatcher.pipeline,
+                             stuck_after=float(delivery.lease_seconds + 30))
+            for n in range(1, delivery.pipelines + 1)
+        ] if seams.run_dispatcher else []
         if telegram is None and sms is None:
             log.warning("no channel configured (telegram.token, twilio.account_sid): "
                         "messages will be skipped with reason no_channel")
         yield
-        stop.set()
-        if task is not None:
-            await task  # the batch in flight finishes and is recorded
+        # Unsent claimed messages go back at once, sends on the wire finish (see dispatcher).
+        await asyncio.gather(*(pipeline.stop() for pipeline in pipelines))
         for close in reversed(closers):
             result = close()
             if asyncio.iscoroutine(result):
@@ -200,7 +191,7 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
             SchedulerSettings(schedule=settings.schedule, renewal=settings.renewal,
                               weather=settings.weather, loyalty=settings.loyalty,
                               care=settings.care),
-            settings.database, clock=seams.clock,
+            settings.database, clock=seams.clock, supervisor=supervisor,
         ))
     app.cleanup_ctx.extend(seams.extra_cleanup)
 
@@ -217,17 +208,31 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
     return app
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    """Run the application until ``stop`` is set (SIGTERM/SIGINT in ``engage run``)."""
+async def serve(settings: Settings, stop: asyncio.Event, sock: socket.socket | None = None,
+                ) -> None:
+    """Run the application until ``stop`` is set (SIGTERM/SIGINT in ``engage run``) on ``sock``
+    (bound by the caller, before the bot stack was imported) or ``web.host:web.port``; then shut
+    down within ``delivery.shutdown_seconds``: every background loop is told at once, the
+    dispatcher gives back what it has not sent, and whatever is still running when the time
+    is up is abandoned (a message it held returns to the queue when its lease expires)."""
     app = build_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, access_log_class=MaskedAccessLogger)
+    budget = settings.delivery.shutdown_seconds
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=budget / 2,
+                           access_log_class=MaskedAccessLogger)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.web.host, settings.web.port)
+        site: web.BaseSite = (web.SockSite(runner, sock) if sock is not None
+                              else web.TCPSite(runner, settings.web.host, settings.web.port))
         await site.start()
         freeze_startup_heap()
         log.info("engage listening on http://%s:%d", settings.web.host, settings.web.port)
         await stop.wait()
-        log.info("shutting down: finishing in-flight sends")
+        log.info("shutting down: unsent messages back to the queue, in-flight sends finish "
+                 "(at most %.0f s)", budget)
+        app[SUPERVISOR].begin_shutdown()
     finally:
-        await runner.cleanup()
+        try:
+            await asyncio.wait_for(runner.cleanup(), timeout=budget)
+        except TimeoutError:
+            log.error("shutdown took longer than delivery.shutdown_seconds (%.0f s): exiting "
+                      "with work unfinished; claimed messages return after their lease", budget)

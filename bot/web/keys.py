@@ -13,6 +13,7 @@ from bot.delivery.dispatcher import Dispatcher
 from bot.settings import Settings
 from bot.sms.conversations import SmsConversations
 from bot.sms.signature import TwilioSignature
+from bot.supervisor import Supervisor
 from bot.telegram.runtime import TelegramRuntime
 from bot.texts import Texts
 from bot.web.operators.runner import CampaignRunner
@@ -27,3 +28,4 @@ CAMPAIGN_RUNNER = web.AppKey("campaign_runner", CampaignRunner)
 BOT = web.AppKey("telegram_bot", Bot)
 TELEGRAM = web.AppKey("telegram", TelegramRuntime)
 SMS_CONVERSATIONS = web.AppKey("sms_conversations", SmsConversations)
+SUPERVISOR = web.AppKey("supervisor", Supervisor)

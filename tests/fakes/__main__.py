@@ -9,6 +9,12 @@ Twilio on 18081, the weather service on 18082 and a control API on 18083, and pr
 * ``GET /telegram/requests?method=sendMessage`` lists recorded Bot API calls;
 * ``POST /telegram/script`` ``{"method", "status", "description", "retry_after", "times"}``
   and ``POST /twilio/error`` ``{"code", "times"}`` inject provider faults;
+* ``POST /telegram/outage`` and ``POST /twilio/outage`` ``{"status": 502, "seconds": 3,
+  "times": null}`` answer with a proxy's HTML error page instead (``{"end": true}`` ends it);
+* ``POST /telegram/delay`` and ``POST /twilio/delay`` ``{"seconds": 2}`` delay every answer;
+* ``POST /twilio/callbacks`` ``{"statuses": ["sent", "delivered"], "before_answer": true,
+  "error_code": ""}`` posts signed status callbacks for every accepted message (``[]`` stops);
+  ``GET /twilio/callbacks`` lists the ones posted;
 * ``POST /weather/forecast`` ``{"lat", "lon", "days": [{"date": …, "precipitation_sum": …}]}``.
 
 ``python -m tests.fakes sms --url http://127.0.0.1:8080/sms/inbound --from 13800138000
@@ -23,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import gc
 import itertools
 import json
 import signal
@@ -93,6 +100,40 @@ def _control_app(tg: FakeTelegram, tw: FakeTwilio, wx: FakeWeather) -> web.Appli
         tw.script_error(int(body["code"]), times=int(body.get("times", 1)))
         return _json({"ok": True})
 
+    def outage(fake: FakeTelegram | FakeTwilio) -> Any:
+        async def handle(request: web.Request) -> web.Response:
+            body = await request.json()
+            if body.get("end"):
+                fake.end_proxy_error()
+            else:
+                fake.proxy_error(status=int(body.get("status", 502)),
+                                 seconds=body.get("seconds"), times=body.get("times"))
+            return _json({"ok": True})
+        return handle
+
+    def delay(fake: FakeTelegram | FakeTwilio) -> Any:
+        async def handle(request: web.Request) -> web.Response:
+            fake.delay = float((await request.json())["seconds"])
+            return _json({"ok": True})
+        return handle
+
+    routes.post("/telegram/outage")(outage(tg))
+    routes.post("/twilio/outage")(outage(tw))
+    routes.post("/telegram/delay")(delay(tg))
+    routes.post("/twilio/delay")(delay(tw))
+
+    @routes.post("/twilio/callbacks")
+    async def tw_callbacks(request: web.Request) -> web.Response:
+        body = await request.json()
+        tw.call_back(body.get("statuses", ["sent", "delivered"]),
+                     before_answer=bool(body.get("before_answer", True)),
+                     error_code=str(body.get("error_code", "")))
+        return _json({"ok": True})
+
+    @routes.get("/twilio/callbacks")
+    async def tw_callbacks_posted(request: web.Request) -> web.Response:
+        return _json(_plain(tw.callbacks))
+
     @routes.post("/weather/forecast")
     async def wx_forecast(request: web.Request) -> web.Response:
         body = await request.json()
@@ -113,6 +154,9 @@ def _settings_toml(tg: FakeTelegram, tw: FakeTwilio, wx: FakeWeather) -> str:
 
 
 async def _serve(port: int) -> None:
+    # The fakes keep every request, so the collector's full passes grow with them: a 200 ms
+    # pause would bunch the arrival times the fakes record (and rate tests measure).
+    gc.disable()
     tg, tw, wx = FakeTelegram(DEFAULT_TOKEN), FakeTwilio(ACCOUNT_SID, AUTH_TOKEN), FakeWeather()
     for offset, fake in enumerate((tg, tw, wx)):
         fake.port = port + offset

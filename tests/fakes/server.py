@@ -11,11 +11,16 @@ Lifecycle contract:
 * ``fx.base_url`` (``http://127.0.0.1:<port>``, no trailing slash) is valid once started;
 * ``close()`` first sets :attr:`FakeServer.closing`, which wakes every long poll and every
   injected delay, so shutdown never waits for a sleeping handler; it is idempotent.
+
+Outages: :meth:`FakeServer.proxy_error` makes the fake answer like a proxy or load balancer
+in front of a dead service — an HTML error page (``text/html``, e.g. ``502 Bad Gateway``) in
+place of the API's answer — for some seconds or some requests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from abc import ABC, abstractmethod
 from types import TracebackType
@@ -26,6 +31,9 @@ from aiohttp import web
 __all__ = ["FakeServer"]
 
 _HOST = "127.0.0.1"
+_PHRASES = {401: "Authorization Required", 403: "Forbidden", 404: "Not Found",
+            429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
+            503: "Service Temporarily Unavailable", 504: "Gateway Time-out"}
 
 
 class FakeServer(ABC):
@@ -40,6 +48,11 @@ class FakeServer(ABC):
         """Set when the fake is shutting down; long polls and delays end early on it."""
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
+        self._outage_status = 0
+        self._outage_until = 0.0
+        self._outage_left = 0
+        self.proxy_error_answers = 0
+        """Requests answered with an outage page."""
 
     @abstractmethod
     def build_app(self) -> web.Application:
@@ -104,6 +117,31 @@ class FakeServer(ABC):
         """Apply the configured per-request latency (cut short on close)."""
         if self.delay > 0:
             await self.wait(self.delay)
+
+    def proxy_error(self, *, status: int = 502, seconds: float | None = None,
+               times: int | None = None) -> None:
+        """Answer every request with an HTML ``status`` page for ``seconds`` from now or the
+        next ``times`` requests, whichever ends first (neither: until
+        :meth:`end_proxy_error`)."""
+        self._outage_status = status
+        self._outage_until = math.inf if seconds is None else self.now() + seconds
+        self._outage_left = -1 if times is None else times
+
+    def end_proxy_error(self) -> None:
+        self._outage_status = 0
+
+    def proxy_error_reply(self) -> web.Response | None:
+        """The outage page for this request, or None when the service answers."""
+        if not self._outage_status or self.now() >= self._outage_until or not self._outage_left:
+            return None
+        self._outage_left -= 1
+        self.proxy_error_answers += 1
+        status = self._outage_status
+        title = f"{status} {_PHRASES.get(status, 'Error')}"
+        page = (f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+                f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+                "</body>\r\n</html>\r\n")
+        return web.Response(status=status, text=page, content_type="text/html")
 
     @staticmethod
     def now() -> float:

@@ -327,6 +327,9 @@ class FakeTelegram(FakeServer):
         try:
             record.params = params = await _read_params(request)
             await self.inject_delay()
+            if (page := self.proxy_error_reply()) is not None:
+                record.status = page.status
+                return page
             if token != self.token:
                 raise _ApiError(401, "Unauthorized")
             self._check_chat(params)

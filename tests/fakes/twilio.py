@@ -20,6 +20,14 @@ Contract mimicked:
   ``DELETE`` of either path removes it and answers 204; one already gone answers 404
   (20404). :meth:`FakeTwilio.fail_media_deletes` makes the next DELETEs answer a 5xx.
 
+Status callbacks: :meth:`FakeTwilio.call_back` makes every accepted create post the given
+statuses (``sent``, ``delivered``…) to its ``StatusCallback`` URL, form-encoded and signed
+with ``X-Twilio-Signature`` exactly as Twilio signs (the URL as given in the create), either
+before the 201 is answered (``before_answer=True``: the sender cannot possibly have recorded
+the sid yet — the race real Twilio wins within a second or two) or right after it. ``target``
+replaces the URL's scheme and host for the actual POST (tests whose public URL is not
+reachable); the signature still covers the URL as given. Results are in ``callbacks``.
+
 Pointing the real SDK here (verified against twilio 9.13): ``Domain.absolute_url`` reads
 ``self.base_url`` on every request, so overriding the *domain* is enough::
 
@@ -39,6 +47,7 @@ rewrites the host name and would leave loopback.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import uuid
@@ -48,9 +57,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any, Final
+from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp import BasicAuth, hdrs, web
 from multidict import MultiDictProxy
+from twilio.request_validator import RequestValidator
 
 from tests.fakes.server import FakeServer
 
@@ -61,6 +73,7 @@ __all__ = [
     "ERROR_MESSAGES",
     "SDK_WARNING_FILTERS",
     "FakeTwilio",
+    "StatusCallback",
     "StoredMedia",
     "TwilioRequest",
     "count_segments",
@@ -149,6 +162,24 @@ class _ScriptedError:
     remaining: int
 
 
+@dataclass
+class StatusCallback:
+    """One status callback the fake posted, and the HTTP status it got back."""
+
+    sid: str
+    status: str
+    url: str
+    answer: int
+
+
+@dataclass
+class _CallbackPlan:
+    statuses: tuple[str, ...]
+    before_answer: bool
+    target: str | None
+    error_code: str
+
+
 class _RestError(Exception):
     def __init__(self, code: int, status: int | None = None, message: str | None = None) -> None:
         self.code = code
@@ -202,6 +233,10 @@ class FakeTwilio(FakeServer):
         self._failing_deletes: deque[_RestError] = deque()
         self._scripted: deque[_ScriptedError] = deque()
         self._recipient_errors: dict[str, _RestError] = {}
+        self.callbacks: list[StatusCallback] = []
+        self._callback_plan: _CallbackPlan | None = None
+        self._callback_session: aiohttp.ClientSession | None = None
+        self._callback_tasks: set[asyncio.Task[None]] = set()
 
     # -- application -------------------------------------------------------------------
 
@@ -215,9 +250,18 @@ class FakeTwilio(FakeServer):
         app.router.add_delete(media, self._delete_media)
         return app
 
+    async def close(self) -> None:
+        await asyncio.gather(*self._callback_tasks, return_exceptions=True)
+        if self._callback_session is not None:
+            await self._callback_session.close()
+            self._callback_session = None
+        await super().close()
+
     @web.middleware
     async def _auth_middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
         await self.inject_delay()
+        if (page := self.proxy_error_reply()) is not None:
+            return page
         try:
             self._authenticate(request)
             return await handler(request)
@@ -285,6 +329,40 @@ class FakeTwilio(FakeServer):
         self._failing_deletes.clear()
         self._recipient_errors.clear()
 
+    def call_back(self, statuses: tuple[str, ...] | list[str] = ("sent", "delivered"), *,
+                  before_answer: bool = True, target: str | None = None,
+                  error_code: str = "") -> None:
+        """Post ``statuses`` to each accepted message's StatusCallback (see the module
+        docstring); ``error_code`` goes with ``failed``/``undelivered``. ``()`` stops it."""
+        self._callback_plan = (_CallbackPlan(tuple(statuses), before_answer, target, error_code)
+                               if statuses else None)
+
+    async def _post_callbacks(self, plan: _CallbackPlan, message: dict[str, Any],
+                              url: str) -> None:
+        if self._callback_session is None:
+            self._callback_session = aiohttp.ClientSession()
+        validator = RequestValidator(self.auth_token)
+        actual = url
+        if plan.target:
+            parts = urlsplit(url)
+            actual = plan.target.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query
+                                                            else "")
+        for status in plan.statuses:
+            params = {"MessageSid": message["sid"], "SmsSid": message["sid"],
+                      "MessageStatus": status, "SmsStatus": status,
+                      "AccountSid": self.account_sid, "From": message["from"] or "",
+                      "To": message["to"], "ApiVersion": API_VERSION}
+            if plan.error_code and status in ("failed", "undelivered"):
+                params["ErrorCode"] = plan.error_code
+            headers = {"X-Twilio-Signature": validator.compute_signature(url, params)}
+            try:
+                async with self._callback_session.post(actual, data=params,
+                                                       headers=headers) as answer:
+                    code = answer.status
+            except aiohttp.ClientError:
+                code = 0
+            self.callbacks.append(StatusCallback(message["sid"], status, url, code))
+
     def add_media(self, message_sid: str, content: bytes, content_type: str) -> tuple[str, str]:
         """Attach media to a (usually inbound) message; returns ``(media_sid, media_url)``.
 
@@ -322,6 +400,15 @@ class FakeTwilio(FakeServer):
         message = self._message_resource(record)
         record.sid = message["sid"]
         self.messages[record.sid] = message
+        plan = self._callback_plan
+        if plan is not None and record.status_callback:
+            posting = self._post_callbacks(plan, message, record.status_callback)
+            if plan.before_answer:
+                await posting
+            else:
+                task = asyncio.ensure_future(posting)
+                self._callback_tasks.add(task)
+                task.add_done_callback(self._callback_tasks.discard)
         return web.json_response(message, status=201)
 
     async def _fetch_message(self, request: web.Request) -> web.Response:

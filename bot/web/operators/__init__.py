@@ -4,7 +4,6 @@ campaign runner (``runner``). ``setup(app, …)`` wires all of it into the compo
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
@@ -12,10 +11,13 @@ from aiohttp import web
 
 from bot.settings import Settings
 
+RUNNER_STUCK_AFTER = 300.0
+"""A campaign runner pass (one enqueue batch per sending campaign) takes seconds."""
+
 
 def setup(app: web.Application, settings: Settings, *, clock: Callable[[], datetime],
           run_campaigns: bool = True) -> None:
-    from bot.web.keys import CAMPAIGN_RUNNER
+    from bot.web.keys import CAMPAIGN_RUNNER, SUPERVISOR
     from bot.web.operators import api, console, openapi
     from bot.web.operators.runner import CampaignRunner
 
@@ -28,10 +30,8 @@ def setup(app: web.Application, settings: Settings, *, clock: Callable[[], datet
         return
 
     async def campaigns(app: web.Application) -> AsyncIterator[None]:
-        stop = asyncio.Event()
-        task = asyncio.create_task(runner.run(stop), name="campaign-runner")
+        task = app[SUPERVISOR].spawn("campaign-runner", runner.run, stuck_after=RUNNER_STUCK_AFTER)
         yield
-        stop.set()
-        await task  # the batch in flight commits (or rolls back) before shutdown
+        await task.stop()  # the batch in flight commits (or rolls back) before shutdown
 
     app.cleanup_ctx.append(campaigns)

@@ -14,9 +14,11 @@ Pause holds the campaign's messages that are still pending by moving their ``not
 ``HOLD_UNTIL`` (year 9999): the dispatcher's contract is untouched (it claims what is due,
 and held rows are never due), and nothing new is enqueued while paused. Resume makes held
 rows due now and enqueuing carries on from the cursor. Nothing is ever re-sent: rows already
-sent keep their status and the dedup key stops a second row. A message a dispatcher had
-already claimed at the moment of the pause finishes that attempt; if the attempt puts it back
-in the queue, the runner holds it again once the lease window has passed.
+sent keep their status and the dedup key stops a second row. A dispatcher checks the
+campaign again before every send (``bot.delivery.campaign_gate``): of the messages it had
+already claimed at the moment of the pause, only those on the wire go, the rest are held
+like the others. Anything put back in the queue otherwise is held again by the runner once
+the lease window has passed.
 
 Cancel turns every pending message of the campaign into ``skipped`` with reason
 ``cancelled`` and stops enqueuing for good.
@@ -28,7 +30,7 @@ import string
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
@@ -46,7 +48,7 @@ from bot.web.operators.access import Actor
 from bot.web.operators.audience import TELEGRAM_LINKED, AudienceFilter, where_clause
 from bot.web.operators.errors import Refusal
 from storage.models import Category, Customer, Message, MessageStatus
-from storage.operator_models import Campaign, CampaignStatus
+from storage.operator_models import CAMPAIGN_CANCELLED, HOLD_UNTIL, Campaign, CampaignStatus
 from storage.outbox import Outbound, enqueue
 from storage.phones import mask_phone
 from storage.sql import Params, execute, fetch
@@ -54,8 +56,7 @@ from storage.sql import Params, execute, fetch
 CAMPAIGN_KIND = "campaign"
 TEST_KIND = "campaign_test"
 TEMPLATE_KEY = "campaign"
-CANCELLED = "cancelled"  # Message.skip_reason of a cancelled campaign's unsent messages
-HOLD_UNTIL = datetime(9999, 1, 1, tzinfo=UTC)
+CANCELLED = CAMPAIGN_CANCELLED  # Message.skip_reason of a cancelled campaign's unsent messages
 PLACEHOLDERS = ("name", "company", "hotline")
 LIVE = (CampaignStatus.SCHEDULED, CampaignStatus.SENDING)
 
@@ -236,8 +237,9 @@ async def pause(actor: Actor, campaign_id: int, *, now: datetime) -> Campaign:
         campaign, before = await _transition(actor, campaign_id, "pause", LIVE, now)
         # Updating the campaign row first waits for a batch being enqueued (it holds the
         # row), so the hold below also covers the rows that batch wrote.
-        await Campaign.filter(id=campaign.id).update(status=CampaignStatus.PAUSED, updated_at=now)
-        campaign.status = CampaignStatus.PAUSED
+        await Campaign.filter(id=campaign.id).update(status=CampaignStatus.PAUSED, updated_at=now,
+                                                     paused_at=now)
+        campaign.status, campaign.paused_at = CampaignStatus.PAUSED, now
         await hold_pending(conn, campaign.id)
         await audit.record(actor, "campaign.pause", "campaign", campaign.id, before=before,
                            after=campaign_json(campaign), now=now)
@@ -516,9 +518,8 @@ async def stats(campaign: Campaign) -> dict[str, Any]:
             skipped[reason] = skipped.get(reason, 0) + n
         if row["channel"]:
             channels[str(row["channel"])] = channels.get(str(row["channel"]), 0) + n
-    held = 0
-    if campaign.status == CampaignStatus.PAUSED:
-        held = by_status[MessageStatus.PENDING.value]
+    held = await Message.filter(campaign_id=campaign.id, status=MessageStatus.PENDING,
+                                not_before__gte=HOLD_UNTIL).count()
     total = sum(by_status.values())
     finished = total - by_status["pending"] - by_status["claimed"]
     span = campaign.until_id or 0
@@ -529,8 +530,10 @@ async def stats(campaign: Campaign) -> dict[str, Any]:
         "campaign": campaign.id,
         "status": CampaignStatus(campaign.status).value,
         "enqueued": total,
-        "queued": by_status["pending"] + by_status["claimed"],
+        # waiting + held + the finished statuses add up to enqueued: no message twice
+        "queued": by_status["pending"] + by_status["claimed"] - held,
         "held": held,
+        "in_flight_at_pause": await _in_flight_at_pause(campaign),
         "sent": by_status["sent"],
         "delivered": by_status["delivered"],
         "failed": by_status["failed"] + by_status["undelivered"],
@@ -542,6 +545,15 @@ async def stats(campaign: Campaign) -> dict[str, Any]:
         "enqueue_progress": round(enqueue_progress, 4),
         "delivery_progress": round(finished / total, 4) if total else 0.0,
     }
+
+
+async def _in_flight_at_pause(campaign: Campaign) -> int | None:
+    """While paused: messages that went out after the pause was committed — those already
+    on the wire then (the dispatcher checks the campaign before every send)."""
+    if campaign.status != CampaignStatus.PAUSED or campaign.paused_at is None:
+        return None
+    return await Message.filter(campaign_id=campaign.id,
+                                sent_at__gt=campaign.paused_at).count()
 
 
 FAILURE_STATUSES = (MessageStatus.FAILED, MessageStatus.UNDELIVERED, MessageStatus.SKIPPED,

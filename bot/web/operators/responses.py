@@ -168,8 +168,11 @@ class CampaignStats(Out):
     campaign: int
     status: CampaignStatus
     enqueued: int
-    queued: int
-    held: int
+    queued: int = Field(description="waiting to be sent (not held); waiting + held + the "
+                        "finished statuses add up to enqueued")
+    held: int = Field(description="unsent messages a pause holds")
+    in_flight_at_pause: int | None = Field(description="while paused: messages already on "
+                                           "the wire when the pause was committed")
     sent: int
     delivered: int
     failed: int

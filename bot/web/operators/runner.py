@@ -154,14 +154,19 @@ class CampaignRunner:
             self._sweeps[campaign_id] = self._clock() + lease
         self._wake.set()
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, beat: Callable[..., None] = lambda **_: None,
+                  ) -> None:
+        """Pass after pass until ``stop``; ``beat`` after each completed pass (supervision).
+        An unreachable database costs a pass (tried again after the poll interval, no beat);
+        anything else is raised to the supervisor, which restarts the runner."""
         poll = self._settings.operator.campaign_poll_seconds
         while not stop.is_set():
             try:
                 busy = await self.tick()
+                beat()
             except Exception as exc:
                 if not is_unreachable(exc):
-                    raise
+                    raise  # for the supervisor: logged once as an ERROR, restarted
                 log.warning("campaign runner pass failed: database unreachable", exc_info=True)
                 busy = False
             if busy:
