@@ -115,7 +115,8 @@ async def _plan(settings: Settings, args: argparse.Namespace) -> int:
     try:
         # The given day is planned as if it were today (greetings included).
         ctx = PlanContext(day=args.date, today=args.date, schedule=settings.schedule,
-                          renewal=settings.renewal, care=settings.care)
+                          renewal=settings.renewal, care=settings.care,
+                          calendar=settings.holidays.calendar())
         result = await (dry_run(ctx) if args.dry_run else run_plan(ctx))
     finally:
         await storage_db.close()

@@ -144,7 +144,8 @@ class ScriptedForecast:
 
 def _plan_context(run: DemoRun) -> PlanContext:
     return PlanContext(day=run.day, today=run.day, schedule=run.settings.schedule,
-                       renewal=run.settings.renewal, care=run.settings.care)
+                       renewal=run.settings.renewal, care=run.settings.care,
+                       calendar=run.settings.holidays.calendar())
 
 
 async def link_console_chats(run: DemoRun) -> None:

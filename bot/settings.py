@@ -15,7 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from loyalty.config import LoyaltySettings
-from scheduler.config import CareSettings, RenewalSettings, ScheduleSettings, WeatherSettings
+from scheduler.config import (
+    CareSettings,
+    HolidaySettings,
+    OfficeHoursSettings,
+    RenewalSettings,
+    ScheduleSettings,
+    WeatherSettings,
+)
 from storage.config import DatabaseSettings
 
 Category = Literal["service", "reminder", "care", "marketing"]
@@ -170,6 +177,8 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = ScheduleSettings()
     renewal: RenewalSettings = RenewalSettings()
     care: CareSettings = CareSettings()
+    holidays: HolidaySettings = HolidaySettings()
+    office_hours: OfficeHoursSettings = OfficeHoursSettings()
     weather: WeatherSettings = WeatherSettings()
     loyalty: LoyaltySettings = LoyaltySettings()
     uploads: UploadSettings = UploadSettings()

@@ -10,6 +10,7 @@ National Day (e.g. National Day 2026: 1-7 October, with 20 September and 10 Octo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
@@ -129,14 +130,36 @@ class HolidayPeriod:
 
 
 class WorkCalendar:
-    """Mainland China's working days and long holiday periods, per the ``holidays`` library."""
+    """Mainland China's working days and long holiday periods, per the ``holidays`` library,
+    corrected by the operator's overrides.
 
-    def __init__(self) -> None:
+    The State Council publishes each year's schedule late in the year before, and the library
+    can lag behind it: ``days_off`` are official days off the library misses, ``working_days``
+    make-up working days (调休) it misses or days it wrongly lists as off. An override wins
+    over the library for that day; a day off added next to a long holiday lengthens it.
+    """
+
+    def __init__(self, *, days_off: Iterable[date] = (),
+                 working_days: Iterable[date] = ()) -> None:
         self._cal = China(language="en_US")  # type: ignore[no-untyped-call]
         self._periods: dict[int, tuple[HolidayPeriod, ...]] = {}
+        self._days_off = frozenset(days_off)
+        self._working_days = frozenset(working_days)
+        if clash := self._days_off & self._working_days:
+            raise ValueError(f"{min(clash)} cannot be both a day off and a working day")
 
     def is_working_day(self, day: date) -> bool:
+        if day in self._working_days:
+            return True
+        if day in self._days_off:
+            return False
         return bool(self._cal.is_working_day(day))
+
+    def next_working_day(self, day: date) -> date:
+        day += _ONE_DAY
+        while not self.is_working_day(day):
+            day += _ONE_DAY
+        return day
 
     def previous_working_day(self, day: date) -> date:
         day -= _ONE_DAY
@@ -202,7 +225,9 @@ def _find_periods(calendar: WorkCalendar, year: int) -> tuple[HolidayPeriod, ...
     return tuple(periods)
 
 
-@lru_cache(maxsize=1)
-def work_calendar() -> WorkCalendar:
-    """The shared calendar (building ``holidays.China`` per call would be wasteful)."""
-    return WorkCalendar()
+@lru_cache(maxsize=8)
+def work_calendar(days_off: tuple[date, ...] = (),
+                  working_days: tuple[date, ...] = ()) -> WorkCalendar:
+    """The shared calendar for one set of overrides (building ``holidays.China`` per call
+    would be wasteful)."""
+    return WorkCalendar(days_off=days_off, working_days=working_days)

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from scheduler.cn_calendar import WorkCalendar, work_calendar
 from storage.coverage import DEFAULT_LAPSED_DAYS
 
 BUILT_IN_FESTIVALS = frozenset(
@@ -85,6 +86,73 @@ class ScheduleSettings(BaseModel):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+class HolidaySettings(BaseModel):
+    """Corrections to the official holiday calendar of the ``holidays`` package."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    days_off: list[date] = Field(
+        default_factory=list, description="official days off the holidays package lacks")
+    working_days: list[date] = Field(
+        default_factory=list,
+        description="make-up working days (调休), or days the package wrongly lists as off")
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> HolidaySettings:
+        if clash := set(self.days_off) & set(self.working_days):
+            raise ValueError(f"{min(clash)} is both a day off and a working day")
+        return self
+
+    def calendar(self) -> WorkCalendar:
+        return work_calendar(tuple(sorted(self.days_off)), tuple(sorted(self.working_days)))
+
+
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _hours(value: str) -> str:
+    """``""`` (closed) or ``"HH:MM-HH:MM"`` with the opening before the closing."""
+    if value == "":
+        return value
+    try:
+        start, end = (time.fromisoformat(part.strip()) for part in value.split("-"))
+    except ValueError:
+        raise ValueError(f"{value!r}: write opening hours as HH:MM-HH:MM, or \"\" for closed"
+                         ) from None
+    if start >= end:
+        raise ValueError(f"{value!r}: the opening must be before the closing")
+    return f"{start:%H:%M}-{end:%H:%M}"
+
+
+class OfficeHoursSettings(BaseModel):
+    """When people answer (in ``schedule.timezone``): hand-offs, call-backs, response clocks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    monday: str = "09:00-18:00"
+    tuesday: str = "09:00-18:00"
+    wednesday: str = "09:00-18:00"
+    thursday: str = "09:00-18:00"
+    friday: str = "09:00-18:00"
+    saturday: str = ""
+    sunday: str = ""
+    closed_on_holidays: bool = Field(
+        default=True, description="closed on official days off; open on make-up working days")
+
+    @field_validator(*_WEEKDAYS)
+    @classmethod
+    def _check_hours(cls, value: str) -> str:
+        return _hours(value)
+
+    def hours_on(self, weekday: int) -> tuple[time, time] | None:
+        """Opening and closing on ``weekday`` (Monday 0) as written, None when closed."""
+        value: str = getattr(self, _WEEKDAYS[weekday])
+        if not value:
+            return None
+        start, end = value.split("-")
+        return time.fromisoformat(start), time.fromisoformat(end)
 
 
 class CareSettings(BaseModel):

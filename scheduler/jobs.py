@@ -21,8 +21,14 @@ from datetime import date, datetime
 
 from loyalty.config import LoyaltySettings
 from scheduler import points_expiry, runs, weather
-from scheduler.cn_calendar import WorkCalendar, work_calendar
-from scheduler.config import CareSettings, RenewalSettings, ScheduleSettings, WeatherSettings
+from scheduler.cn_calendar import WorkCalendar
+from scheduler.config import (
+    CareSettings,
+    HolidaySettings,
+    RenewalSettings,
+    ScheduleSettings,
+    WeatherSettings,
+)
 from scheduler.context import PlanContext, outbox_sink
 from scheduler.forecast import ForecastSource
 from scheduler.plan import PlanResult, run_plan
@@ -46,6 +52,7 @@ class SchedulerSettings:
     weather: WeatherSettings = field(default_factory=WeatherSettings)
     loyalty: LoyaltySettings = field(default_factory=LoyaltySettings)
     care: CareSettings = field(default_factory=CareSettings)
+    holidays: HolidaySettings = field(default_factory=HolidaySettings)
 
 
 class Jobs:
@@ -54,7 +61,7 @@ class Jobs:
         self.settings = settings
         self._clock = clock
         self._forecast = forecast
-        self._calendar = calendar or work_calendar()
+        self._calendar = calendar or settings.holidays.calendar()
 
     def now_local(self) -> datetime:
         moment = self._clock()

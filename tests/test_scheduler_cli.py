@@ -83,3 +83,29 @@ def test_plan_needs_a_valid_date(capsys: pytest.CaptureFixture[str]) -> None:
         main(["plan", "--date", "21/11/2026"])
     assert info.value.code == 2
     assert "not a date (YYYY-MM-DD)" in capsys.readouterr().err
+
+
+def test_holiday_overrides_in_the_config_move_the_holiday_reminder(
+    sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The package ends 2027's National Day on 5 October; the State Council's schedule (in the
+    config) runs it to the 7th, so a policy ending on the 7th gets the holiday reminder."""
+    async def add_policy() -> None:
+        await storage_db.upgrade(sqlite_url)
+        try:
+            owner = await factories.customer()
+            await factories.policy(owner, end=date(2027, 10, 7))
+        finally:
+            await storage_db.close()
+
+    asyncio.run(add_policy())
+
+    def holiday_reminders() -> str:
+        assert main(["plan", "--date", "2027-09-24", "--dry-run"]) == 0
+        lines = dict(line.split()[:2] for line in capsys.readouterr().out.splitlines()[1:7])
+        return lines["renewal_holiday"]
+
+    assert holiday_reminders() == "0"
+    (tmp_path / "config.toml").write_text(
+        '[holidays]\ndays_off = ["2027-10-06", "2027-10-07"]\n', encoding="utf-8")
+    assert holiday_reminders() == "1"
