@@ -414,6 +414,7 @@ class Task(TimestampMixin, Model):
     source = fields.CharField(max_length=16, description="telegram, sms or web")
     assignee = fields.CharField(max_length=64, default="")
     note = fields.TextField(default="")
+    due_at = fields.DatetimeField(null=True, description="when it should be done (UTC)")
     closed_at = fields.DatetimeField(null=True)
 
     class Meta:
