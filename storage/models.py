@@ -99,6 +99,11 @@ class TimestampMixin:
 # semicolons: keep semicolons out of model docstrings.
 
 
+# A place weather is forecast for. Built-in regions (``storage/regions.csv``, loaded by
+# migration 0015) are the provinces and prefecture-level cities, coded by their administrative
+# code (``310000`` Shanghai, ``440300`` Shenzhen); ``name`` is the short Chinese name used in
+# messages (深圳), ``full_name`` the official one (深圳市), ``alias`` an earlier short code
+# (``SZ``) that imports still accept. Operators may add their own areas (``builtin`` false).
 class Region(Model):
     id = fields.IntField(primary_key=True)
     code = fields.CharField(max_length=32, unique=True)
@@ -107,6 +112,12 @@ class Region(Model):
     latitude = fields.FloatField()
     longitude = fields.FloatField()
     timezone = fields.CharField(max_length=64, default="Asia/Shanghai")
+    full_name = fields.CharField(max_length=64, default="", db_default="")
+    parent = fields.CharField(max_length=32, default="", db_default="",
+                              description="the code of the region it lies in")
+    alias = fields.CharField(max_length=32, null=True, unique=True,
+                             description="an earlier code imports still accept")
+    builtin = fields.BooleanField(default=False, db_default=False)
 
     class Meta:
         table = "region"

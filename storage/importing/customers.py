@@ -34,8 +34,9 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from storage.choices import IMPORT, customer_chose
 from storage.identity import Match, mask_name, match
-from storage.models import Customer, Language, Region
+from storage.models import Customer, Language
 from storage.phones import mask_phone
+from storage.regions import RegionNames, RegionNotFound
 from storage.shared_phones import apply_counts, recount
 from storage.sql import Statements
 from storage.suppressions import apply_number_opt_outs
@@ -130,12 +131,11 @@ class CustomerImport:
         self._context = context
         self._phones = cells.Phones(context.default_region)
         self._zones = cells.TimeZones()
-        self._regions: dict[str, int] = {}
+        self._regions = RegionNames(())
         self._today = context.now.astimezone(context.local_tz).date()
 
     async def prepare(self, conn: BaseDBAsyncClient) -> None:
-        rows = await Region.all().using_db(conn).values_list("code", "id")
-        self._regions = {str(code).casefold(): int(pk) for code, pk in rows}
+        self._regions = await RegionNames.load(conn)
 
     def keys(self, record: CustomerRecord) -> tuple[str, ...]:
         """A later row about the same customer number or phone goes in a later batch."""
@@ -172,10 +172,10 @@ class CustomerImport:
         return value
 
     def _region(self, text: str) -> int:
-        region_id = self._regions.get(text.casefold())
-        if region_id is None:
-            raise RowError("region", f"unknown region code {text!r}")
-        return region_id
+        try:
+            return self._regions.resolve(text)
+        except RegionNotFound as exc:
+            raise RowError("region", str(exc)) from None
 
     async def write(self, conn: BaseDBAsyncClient,
                     batch: Sequence[Parsed[CustomerRecord]]) -> Outcome:
