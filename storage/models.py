@@ -64,7 +64,8 @@ class Channel(StrEnum):
 class Category(StrEnum):
     SERVICE = "service"  # claim updates, policy service: cannot be turned off
     REMINDER = "reminder"  # renewal
-    CARE = "care"  # birthday, festival, weather
+    CARE = "care"  # birthday, festival
+    ALERT = "alert"  # weather: a safety notice, outside the weekly cap, one a day at most
     MARKETING = "marketing"  # campaigns
 
 

@@ -1,11 +1,12 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
 from tortoise import fields
+from tortoise.fields.base import OnDelete
 
 from storage.regions import BuiltinRegion, builtin_regions
 from storage.sql import execute, fetch
 
-# Regions out of the box: every province-level unit and prefecture-level city (storage/regions.csv,
+# Regions out of the box, and the weather alerts each region was given: every province-level unit and prefecture-level city (storage/regions.csv,
 # see storage.regions_build) coded by its administrative code. A region an earlier install or
 # the demo created under a short code (SH, BJ, ...) becomes the built-in one: its code is now
 # the administrative code and the short code its alias, so its customers, campaign audiences
@@ -70,4 +71,17 @@ class Migration(migrations.Migration):
             field=fields.BooleanField(default=False, db_default=False),
         ),
         ops.RunPython(_load_builtin_regions),
+        ops.CreateModel(
+            name='WeatherAlert',
+            fields=[
+                ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('region', fields.ForeignKeyField('models.Region', source_field='region_id', db_constraint=True, to_field='id', related_name='weather_alerts', on_delete=OnDelete.CASCADE)),
+                ('day', fields.DateField()),
+                ('hazard', fields.CharField(max_length=16)),
+                ('first_seen_on', fields.DateField()),
+                ('last_seen_on', fields.DateField()),
+            ],
+            options={'table': 'weather_alert', 'app': 'models', 'unique_together': (('region', 'day', 'hazard'),), 'pk_attr': 'id', 'table_description': 'A hazard the forecast gave a region for a day, and on which plan days it was seen (a hazard seen on an earlier day was announced then and is not announced again).'},
+            bases=['Model'],
+        ),
     ]
