@@ -24,6 +24,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from storage.models import Region
 
 BUILTIN_FILE: Final = Path(__file__).with_name("regions.csv")
+# What follows a place name that is a district, county, town or street of that name
+_BELOW_CITY: Final = frozenset("区县镇乡街路道村")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,7 @@ class Named:
     full_name: str
     name_en: str
     alias: str | None = None
+    parent: str = ""
 
 
 class RegionNames:
@@ -82,13 +85,49 @@ class RegionNames:
             for level, key in zip(self._levels, keys, strict=True):
                 if key:
                     level.setdefault(key, set()).add(r.id)
+        self._chinese: dict[str, set[int]] = {}
+        for r in self._regions.values():
+            for key in {r.full_name, r.name}:
+                if len(key) >= 2:
+                    self._chinese.setdefault(key, set()).add(r.id)
+        self._longest = max((len(k) for k in self._chinese), default=0)
 
     @classmethod
     async def load(cls, conn: BaseDBAsyncClient | None = None) -> RegionNames:
         query = Region.all() if conn is None else Region.all().using_db(conn)
-        rows = await query.values_list("id", "code", "name", "full_name", "name_en", "alias")
+        rows = await query.values_list("id", "code", "name", "full_name", "name_en", "alias",
+                                       "parent")
         return cls(Named(int(i), str(c), str(n), str(f or ""), str(e or ""),
-                         str(a) if a else None) for i, c, n, f, e, a in rows)
+                         str(a) if a else None, str(p or "")) for i, c, n, f, e, a, p in rows)
+
+    def in_address(self, address: str) -> int | None:
+        """The region an address lies in: the city it names (广东省深圳市南山区 → 深圳), else the
+        province; a city outside the province named is never taken (北京朝阳区 is Beijing)."""
+        found: list[set[int]] = []
+        at, longest = 0, self._longest
+        while at < len(address):
+            for size in range(min(longest, len(address) - at), 1, -1):
+                ids = self._chinese.get(address[at:at + size])
+                # 朝阳区 is a district (of Beijing and of Changchun), not the city 朝阳
+                if ids and address[at + size:at + size + 1] not in _BELOW_CITY:
+                    found.append(ids)
+                    at += size
+                    break
+            else:
+                at += 1
+        provinces = {self._regions[i].code for ids in found for i in ids
+                     if not self._regions[i].parent}
+        cities = [[i for i in ids if self._regions[i].parent] for ids in found]
+        for candidates in cities:
+            fitting = [i for i in candidates if self._regions[i].parent in provinces]
+            if len(fitting) == 1 or (len(candidates) == 1 and not provinces):
+                return (fitting or candidates)[0]
+        if not provinces:
+            for candidates in cities:
+                if len(candidates) == 1:
+                    return candidates[0]
+        top = [ids for ids in found if len(ids) == 1]
+        return next(iter(top[0])) if top else None
 
     def __len__(self) -> int:
         return len(self._regions)

@@ -12,8 +12,10 @@ from types import SimpleNamespace
 import pytest
 from tortoise import connections
 
+from storage.choices import record_choice
 from storage.importer import import_csv
 from storage.models import Customer, Region
+from storage.plates import plate_prefixes, plate_region
 from storage.regions import RegionNames, builtin_regions, plain
 
 # Independent reference points (city centres per GeoNames / Wikipedia), to check the shipped
@@ -154,3 +156,113 @@ async def test_migration_adopts_a_short_code_region_of_an_earlier_install(db: st
     assert await Region.filter(code="island").count() == 1 and not other.builtin
     assert await Region.all().count() == len(builtin_regions()) + 1
     assert plain(shanghai.name_en) == "shanghai"
+
+
+# -- region inferred from a plate or an address ------------------------------------------------
+
+PROVINCE_PLATES = {
+    "京": "110000", "津": "120000", "沪": "310000", "渝": "500000", "冀": "130000",
+    "晋": "140000", "蒙": "150000", "辽": "210000", "吉": "220000", "黑": "230000",
+    "苏": "320000", "浙": "330000", "皖": "340000", "闽": "350000", "赣": "360000",
+    "鲁": "370000", "豫": "410000", "鄂": "420000", "湘": "430000", "粤": "440000",
+    "桂": "450000", "琼": "460000", "川": "510000", "贵": "520000", "云": "530000",
+    "藏": "540000", "陕": "610000", "甘": "620000", "青": "630000", "宁": "640000",
+    "新": "650000",
+}
+# The capital's letter of each province (A, but 闽D is Xiamen and 闽A Fuzhou all the same)
+CAPITALS = {
+    "冀A": "130100", "晋A": "140100", "蒙A": "150100", "辽A": "210100", "吉A": "220100",
+    "黑A": "230100", "苏A": "320100", "浙A": "330100", "皖A": "340100", "闽A": "350100",
+    "赣A": "360100", "鲁A": "370100", "豫A": "410100", "鄂A": "420100", "湘A": "430100",
+    "粤A": "440100", "桂A": "450100", "琼A": "460100", "川A": "510100", "贵A": "520100",
+    "云A": "530100", "藏A": "540100", "陕A": "610100", "甘A": "620100", "青A": "630100",
+    "宁A": "640100", "新A": "650100",
+}
+
+
+@pytest.mark.parametrize("province", sorted(PROVINCE_PLATES))
+def test_each_province_character_names_its_province_and_its_capital(province: str) -> None:
+    code = PROVINCE_PLATES[province]
+    # a letter the table does not cover (Z: none is a prefecture's) falls back to the province
+    assert plate_region(f"{province}Z·12345") in (code, "511400")  # 川Z is 眉山
+    if f"{province}A" in CAPITALS:
+        assert plate_region(f"{province}A12345") == CAPITALS[f"{province}A"]
+    else:  # a municipality: every letter is the city
+        assert plate_region(f"{province}A12345") == code
+
+
+@pytest.mark.parametrize(("plate", "code"), [
+    ("粤B·D12345", "440300"), ("粤b 12345", "440300"), ("沪A-88888", "310000"),
+    ("闽D12345", "350200"), ("鲁U12345", "370200"), ("川U12345", "513200"),
+    ("新A12345", "650100"), ("粤Z1234港", "440000"), ("京N12345", "110000"),
+    ("ABC123", None), ("", None)])
+def test_plate_prefix_names_city_where_covered(plate: str, code: str | None) -> None:
+    assert plate_region(plate) == code
+
+
+def test_plate_table_names_only_builtin_regions_under_their_province() -> None:
+    regions = {r.code: r for r in builtin_regions()}
+    for prefix, code in plate_prefixes().items():
+        assert code in regions, prefix
+        if len(prefix) == 2:
+            assert regions[code].parent == PROVINCE_PLATES[prefix[0]], prefix
+    cities = {r.code for r in regions.values() if r.parent}
+    assert cities - set(plate_prefixes().values()) == {"460300", "460400"}  # 三沙, 儋州
+
+
+@pytest.mark.parametrize(("address", "code"), [
+    ("广东省深圳市南山区科技园", "440300"), ("深圳南山", "440300"),
+    ("吉林省长春市朝阳区", "220100"), ("吉林省吉林市船营区", "220200"),
+    ("北京朝阳区建国路", "110000"), ("上海市浦东新区", "310000"),
+    ("青海省海南藏族自治州共和县", "632500"), ("海南省海口市", "460100"),
+    ("Room 5, somewhere", None)])
+async def test_address_names_the_city_else_the_province(db: str, address: str,
+                                                       code: str | None) -> None:
+    names = await RegionNames.load()
+    found = names.in_address(address)
+    assert (names.get(found).code if found is not None else None) == code
+
+
+async def test_import_infers_region_from_address_then_plate_and_never_over_a_choice(
+        db: str, tmp_path: Path) -> None:
+    customers = tmp_path / "customers.csv"
+    customers.write_text("customer_no,phone,name,region,address\n"
+                         "C1,13800138001,有代码,310000,广东省深圳市南山区\n"
+                         "C2,13800138002,有地址,,广东省深圳市南山区科技园\n"
+                         "C3,13800138003,只有车牌,,\n"
+                         "C4,13800138004,自己选了,,\n"
+                         "C5,13800138005,地址不明,,某某小区\n", encoding="utf-8")
+    policies = tmp_path / "policies.csv"
+    policies.write_text(
+        "number,customer_no,product,plate,start_date,end_date,premium\n"
+        "P1,C1,commercial,京A12345,2026-01-01,2026-12-31,3000\n"
+        "P2,C2,commercial,京A12346,2026-01-01,2026-12-31,3000\n"
+        "P3,C3,commercial,粤B·D1234,2026-01-01,2026-12-31,3000\n"
+        "P4,C4,commercial,川A12345,2026-01-01,2026-12-31,3000\n"
+        "P5,C5,commercial,琼C12345,2026-01-01,2026-12-31,3000\n", encoding="utf-8")
+    await import_csv("customers", customers, out=io.StringIO())
+    chose = await Customer.get(customer_no="C4")
+    await record_choice(chose.id, source="telegram", now=chose.created_at,
+                        region_id=(await Region.get(code="330100")).id)
+
+    await import_csv("policies", policies, out=io.StringIO())
+    await import_csv("customers", customers, out=io.StringIO())  # again: changes nothing
+
+    got = {c: (code, by) for c, code, by in await Customer.all().values_list(
+        "customer_no", "region__code", "region_set_by")}
+    assert got == {"C1": ("310000", "import"), "C2": ("440300", "address"),
+                   "C3": ("440300", "plate"), "C4": ("330100", "telegram"),
+                   "C5": ("460000", "plate")}  # 琼C: a county-level city, so the province
+
+
+async def test_an_imported_region_replaces_an_inferred_one(db: str, tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text("customer_no,phone,name,address\nC1,13800138001,甲,深圳市福田区\n",
+                    encoding="utf-8")
+    await import_csv("customers", path, out=io.StringIO())
+    path.write_text("customer_no,phone,name,region\nC1,13800138001,甲,杭州\n", encoding="utf-8")
+
+    await import_csv("customers", path, out=io.StringIO())
+
+    c = await Customer.get(customer_no="C1").prefetch_related("region")
+    assert (c.region.code, c.region_set_by) == ("330100", "import")
