@@ -164,20 +164,26 @@ class RegionNames:
         return hits[:limit]
 
     def suggest(self, text: str) -> str | None:
-        """The nearest name: a region whose name the text contains (深圳市南山区 → 深圳市),
-        else the closest spelling."""
+        """The nearest region's name to offer instead of ``text``: Chinese, with the English
+        name for text in Latin letters."""
+        found = self.nearest(text)
+        if found is None:
+            return None
+        chinese = found.full_name or found.name
+        latin = bool(plain(text)) and plain(text).isascii()
+        return f"{chinese} ({found.name_en})" if latin and found.name_en else chinese
+
+    def nearest(self, text: str) -> Named | None:
+        """A region whose name the text contains (深圳市南山区 → 深圳市), else the closest
+        spelling of a Chinese or English name."""
         for r in sorted(self._regions.values(), key=lambda r: -len(r.name)):
             if len(r.name) >= 2 and r.name in text:
-                return r.full_name or r.name
+                return r
         chinese = {r.full_name or r.name: r for r in self._regions.values()}
         chinese.update({r.name: r for r in self._regions.values()})
         close = difflib.get_close_matches(text, list(chinese), n=1, cutoff=0.5)
         if close:
-            r = chinese[close[0]]
-            return r.full_name or r.name
+            return chinese[close[0]]
         english = {plain(r.name_en): r for r in self._regions.values() if r.name_en}
         close = difflib.get_close_matches(plain(text), list(english), n=1, cutoff=0.75)
-        if close:
-            r = english[close[0]]
-            return f"{r.full_name or r.name} ({r.name_en})"
-        return None
+        return english[close[0]] if close else None

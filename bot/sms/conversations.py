@@ -73,6 +73,7 @@ from tortoise.transactions import in_transaction
 from bot.delivery.recipients import record_sms_opt_out
 from bot.documents import UploadLimits, UploadRejected, store_document
 from bot.settings import Settings
+from bot.sms import city as sms_city
 from bot.sms.keywords import Command, Parsed, parse
 from bot.sms.media import MediaRef, MediaUnavailable, MmsMedia
 from bot.sms.media_deletes import MediaDeletes, mask_sid
@@ -324,6 +325,11 @@ class SmsConversations:
             return await self._effect(row, command.value, checkin, delete_urls)
         if command is Command.CLAIM:
             return await self._claim(row, sender, parsed.argument, delete_urls)
+        if command is Command.CITY:
+            change = await sms_city.change(sender.ids, parsed.argument, lang, replies, now)
+            if change.act is None:
+                return await self._query(row, command.value, change.reply, delete_urls)
+            return await self._effect(row, command.value, change.act, delete_urls)
         if command is Command.HELP:
             reply = "" if parsed.from_twilio else replies.help(lang)
         elif command is Command.POLICY:

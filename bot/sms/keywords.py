@@ -6,8 +6,9 @@ closing punctuation, upper-cased — so ``stop``, ``Stop!``, ``ＳＴＯＰ`` an
 as the keyword.
 
 A keyword is the whole message, as carriers and Twilio match opt-out words: "STOP" opts
-out, "please don't stop" does not. Only CLAIM takes an argument, the claim number, which may
-follow the keyword directly (``理赔RDAA31001``) or after a space, colon or ``#``.
+out, "please don't stop" does not. CLAIM takes an argument, the claim number, which may
+follow the keyword directly (``理赔RDAA31001``) or after a space, colon or ``#``; so does CITY,
+the city's name (``城市 深圳``, ``CITY Shenzhen``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Command(StrEnum):
     CLAIM = "claim"
     POINTS = "points"
     CHECKIN = "checkin"
+    CITY = "city"  # 城市 深圳: the customer's own region for weather (bot.sms.city)
     MENU = "menu"  # anything we do not recognise
 
 
@@ -37,6 +39,7 @@ _WORDS: dict[Command, tuple[str, ...]] = {
     Command.CLAIM: ("CLAIM", "理赔"),
     Command.POINTS: ("POINTS", "积分"),
     Command.CHECKIN: ("CHECKIN", "CHECK IN", "签到"),
+    Command.CITY: ("CITY", "城市"),
 }
 KEYWORDS: dict[str, Command] = {word: cmd for cmd, words in _WORDS.items() for word in words}
 """Every keyword (normalised form) and its command."""
@@ -53,10 +56,14 @@ _CLAIM = re.compile(
 )
 
 
+# "城市 深圳", "城市深圳", "城市：深圳", "CITY Shenzhen"
+_CITY = re.compile(r"^(?:CITY(?:\s*[:#]\s*|\s+)|城市(?:\s*[:#]?\s*))(\S.{0,39})$")
+
+
 @dataclass(frozen=True, slots=True)
 class Parsed:
     command: Command
-    argument: str = ""  # the claim number for CLAIM, normalised; else empty
+    argument: str = ""  # the claim number for CLAIM, the city for CITY; else empty
     from_twilio: bool = False  # decided by Twilio's OptOutType, which already answered
 
 
@@ -77,4 +84,6 @@ def parse(body: str, opt_out_type: str = "") -> Parsed:
         return Parsed(command)
     if match := _CLAIM.match(text):
         return Parsed(Command.CLAIM, match.group(1))
+    if match := _CITY.match(text):
+        return Parsed(Command.CITY, match.group(1))
     return Parsed(Command.MENU)
