@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from functools import partial
 from typing import Any, Final
 
+from tortoise.transactions import in_transaction
+
 from scheduler.config import WeatherSettings
-from scheduler.context import PlanContext, Sink, feed
+from scheduler.context import PlanContext, Sink, feed, outbox_sink
 from scheduler.forecast import DayForecast, ForecastSource, ForecastUnavailable, Place
 from scheduler.selection import Selection, fetch, placeholders
 from scheduler.wording import hazard_advice, hazard_forecast, hazard_tip, localised
@@ -148,7 +150,26 @@ async def reached_regions(ctx: PlanContext) -> list[Region]:
 
 async def forecasts(source: ForecastSource, regions: Sequence[Region], start: date, end: date,
                     per_request: int, result: WeatherResult) -> list[DayForecast]:
-    """Every forecast that could be had; the regions that could not go into ``result``."""
+    """Every forecast that could be had; the regions that could not go into ``result``.
+    Regions at one coordinate (a custom area placed at its city's centre) are asked for once."""
+    groups: dict[tuple[float, float], list[Region]] = {}
+    for region in regions:
+        groups.setdefault((round(region.latitude, 4), round(region.longitude, 4)),
+                          []).append(region)
+    places = [group[0] for group in groups.values()]
+    failed = len(result.failed)
+    out = await _fetched(source, places, start, end, per_request, result)
+    shared = {group[0].code: group[1:] for group in groups.values() if len(group) > 1}
+    if shared:
+        out += [replace(day, place=other.code) for day in out
+                for other in shared.get(day.place, ())]
+        result.failed += [other.code for code in result.failed[failed:]
+                          for other in shared.get(code, ())]
+    return out
+
+
+async def _fetched(source: ForecastSource, regions: Sequence[Region], start: date, end: date,
+                   per_request: int, result: WeatherResult) -> list[DayForecast]:
     out: list[DayForecast] = []
     for batch in batches(regions, per_request):
         try:
@@ -268,4 +289,22 @@ async def queue(ctx: PlanContext, settings: WeatherSettings, source: ForecastSou
                                    partial(_notices, ctx, regions=by_id, alerts=alerts), sink)
     log.info("weather for %s: %d regions, %d with warnings, %d failed, %d notices queued",
              ctx.day, len(regions), len(alerts), len(result.failed), result.queued)
+    return result
+
+
+class _RollBack(Exception):
+    pass
+
+
+async def dry_run(ctx: PlanContext, settings: WeatherSettings,
+                  source: ForecastSource) -> WeatherResult:
+    """What ``queue`` would do — regions fetched, hazards, notices that would go — computed in
+    a transaction that is then rolled back: nothing is written (dedup is exact all the same)."""
+    result = WeatherResult()
+    try:
+        async with in_transaction():
+            result = await queue(ctx, settings, source, outbox_sink(ctx.batch_size))
+            raise _RollBack
+    except _RollBack:
+        pass
     return result

@@ -10,16 +10,19 @@ an unknown one suggests the nearest name.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import difflib
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.functions import Count
 
 from storage.models import Region
 
@@ -187,3 +190,121 @@ class RegionNames:
         english = {plain(r.name_en): r for r in self._regions.values() if r.name_en}
         close = difflib.get_close_matches(plain(text), list(english), n=1, cutoff=0.75)
         return english[close[0]] if close else None
+
+
+# -- listing and importing (engage regions, the operator API) ---------------------------------
+
+@dataclass(frozen=True, slots=True)
+class RegionRow:
+    code: str
+    name: str
+    name_en: str
+    latitude: float
+    longitude: float
+    timezone: str
+    parent: str
+    builtin: bool
+    customers: int
+
+
+async def region_rows(*, used: bool = False) -> list[RegionRow]:
+    """Every region with its number of customers (``used``: only those with customers)."""
+    query = Region.annotate(customer_count=Count("customers")).order_by("code")
+    if used:
+        query = query.filter(customer_count__gt=0)
+    return [RegionRow(r.code, r.name, r.name_en, r.latitude, r.longitude, r.timezone, r.parent,
+                      r.builtin, int(r.customer_count))  # type: ignore[attr-defined]
+            for r in await query]
+
+
+IMPORT_COLUMNS: Final = ("code", "name", "name_en", "full_name", "latitude", "longitude",
+                         "timezone", "parent")
+_REQUIRED: Final = ("code", "name", "latitude", "longitude")
+
+
+class RegionFileError(ValueError):
+    """A regions file that cannot be imported at all (missing, not UTF-8, no header, a
+    required column missing): nothing was written."""
+
+
+@dataclass(slots=True)
+class RegionImportReport:
+    created: int = 0
+    updated: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"regions: {self.created + self.updated} accepted ({self.created} created, "
+                f"{self.updated} updated), {len(self.problems)} rejected")
+
+
+async def import_regions(path: Path) -> RegionImportReport:
+    """Custom areas (districts, islands) from a CSV with ``IMPORT_COLUMNS``: upserted by code.
+    A built-in region cannot be changed this way; a bad row is reported as
+    ``line N: column: problem`` and the good rows still land."""
+    try:
+        text = await asyncio.to_thread(path.read_text, encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise RegionFileError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise RegionFileError(f"{path}: not UTF-8 text") from None
+    reader = csv.DictReader(text.splitlines())
+    header = [h.strip() for h in reader.fieldnames or []]
+    if missing := [c for c in _REQUIRED if c not in header]:
+        raise RegionFileError(f"{path}: missing column(s) {', '.join(missing)}")
+    reader.fieldnames = header
+    report = RegionImportReport()
+    known = dict(await Region.all().values_list("code", "builtin"))
+    for line, row in enumerate(reader, start=2):
+        try:
+            values = _region_values({k: (v or "").strip() for k, v in row.items() if k},
+                                    known)
+        except _RowProblem as exc:
+            report.problems.append(f"line {line}: {exc.column}: {exc}")
+            continue
+        code = values.pop("code")
+        _, created = await Region.update_or_create(values, code=code)
+        known[code] = False
+        if created:
+            report.created += 1
+        else:
+            report.updated += 1
+    return report
+
+
+class _RowProblem(ValueError):
+    def __init__(self, column: str, problem: str) -> None:
+        super().__init__(problem)
+        self.column = column
+
+
+def _region_values(row: dict[str, str], known: dict[str, bool]) -> dict[str, Any]:
+    code = row.get("code", "")
+    if not code or len(code) > 32:
+        raise _RowProblem("code", "required, at most 32 characters")
+    if known.get(code):
+        raise _RowProblem("code", f"{code} is a built-in region")
+    for column in ("name", "name_en", "full_name"):
+        if len(row.get(column, "")) > 64:
+            raise _RowProblem(column, "at most 64 characters")
+    if not row.get("name"):
+        raise _RowProblem("name", "required")
+    coordinates: dict[str, float] = {}
+    for column, limit in (("latitude", 90.0), ("longitude", 180.0)):
+        try:
+            coordinates[column] = float(row.get(column, ""))
+        except ValueError:
+            raise _RowProblem(column, f"not a number: {row.get(column, '')!r}") from None
+        if not -limit <= coordinates[column] <= limit:
+            raise _RowProblem(column, f"out of range (±{limit:g})")
+    zone = row.get("timezone") or "Asia/Shanghai"
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _RowProblem("timezone", f"unknown time zone {zone!r}") from None
+    parent = row.get("parent", "")
+    if parent and parent not in known:
+        raise _RowProblem("parent", f"unknown region {parent!r}")
+    return {"code": code, "name": row["name"], "name_en": row.get("name_en", ""),
+            "full_name": row.get("full_name", ""), "timezone": zone, "parent": parent,
+            "builtin": False, **coordinates}
