@@ -243,15 +243,25 @@ async def import_regions(path: Path) -> RegionImportReport:
     A built-in region cannot be changed this way; a bad row is reported as
     ``line N: column: problem`` and the good rows still land."""
     try:
-        text = await asyncio.to_thread(path.read_text, encoding="utf-8-sig")
+        data = await asyncio.to_thread(path.read_bytes)
     except FileNotFoundError:
         raise RegionFileError(f"{path}: no such file") from None
+    try:
+        return await import_region_data(data)
+    except RegionFileError as exc:
+        raise RegionFileError(f"{path}: {exc}") from None
+
+
+async def import_region_data(data: bytes) -> RegionImportReport:
+    """``import_regions`` for a file's bytes (an upload to the operator API)."""
+    try:
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise RegionFileError(f"{path}: not UTF-8 text") from None
+        raise RegionFileError("not UTF-8 text") from None
     reader = csv.DictReader(text.splitlines())
     header = [h.strip() for h in reader.fieldnames or []]
     if missing := [c for c in _REQUIRED if c not in header]:
-        raise RegionFileError(f"{path}: missing column(s) {', '.join(missing)}")
+        raise RegionFileError(f"missing column(s) {', '.join(missing)}")
     reader.fieldnames = header
     report = RegionImportReport()
     known = dict(await Region.all().values_list("code", "builtin"))

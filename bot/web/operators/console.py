@@ -36,6 +36,7 @@ from bot.web.operators import (
     dashboard,
     imports,
     paging,
+    regions,
     reviews,
     shared_phones,
     tasks,
@@ -624,6 +625,13 @@ async def shared_phone_release(request: web.Request, actor: Actor) -> web.Stream
     return _back(f"{PREFIX}/shared-phones", ok="shared_phone_release")
 
 
+@page(Role.VIEWER)
+async def regions_page(request: web.Request, actor: Actor) -> web.StreamResponse:
+    used = request.query.get("all", "") != "1"
+    rows = await regions.region_list(used=used, now=now_of(request))
+    return render(request, "regions.html", actor, regions=rows, used=used)
+
+
 @page(Role.ADMIN)
 async def imports_page(request: web.Request, actor: Actor) -> web.StreamResponse:
     return render(request, "imports.html", actor, result=None)
@@ -682,6 +690,7 @@ def setup(app: web.Application) -> None:
     r.add_post(f"{PREFIX}/tasks/{{id:\\d+}}/{{action:assign|close}}", task_action)
     r.add_get(f"{PREFIX}/shared-phones", shared_phones_page)
     r.add_post(f"{PREFIX}/shared-phones/{{id:\\d+}}/release", shared_phone_release)
+    r.add_get(f"{PREFIX}/regions", regions_page)
     r.add_get(f"{PREFIX}/imports", imports_page)
     r.add_post(f"{PREFIX}/imports", import_upload)
     r.add_static(f"{PREFIX}/static", Path(__file__).parent.parent / "static",
