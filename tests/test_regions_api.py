@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from datetime import date
 
+from aiohttp.test_utils import TestClient, TestServer
+
+from bot.web.app import Overrides, build_app
+from bot.web.operators.access import create_operator
 from storage.models import Category, Message, Region
 from storage.operator_models import Role
 from storage.scheduler_models import WeatherAlert
 from tests import factories as f
+from tests.fakes.weather import FakeWeather
 from tests.test_operators_api import Rig, console_login, rig  # noqa: F401  (fixture)
 
 
@@ -67,3 +72,28 @@ async def test_console_regions_page_shows_customers_and_last_alert(rig: Rig) -> 
     resp = await rig.client.get("/console/regions?all=1")
     assert 'data-code="110000"' in await resp.text()
     assert await Message.filter(kind="weather").count() == 1
+
+
+async def test_console_weather_dry_run_shows_hazards_and_writes_nothing(
+        db: str, fake_weather: FakeWeather) -> None:
+    settings = f.settings_for(db_url=db, weather={"api_base": fake_weather.base_url})
+    app = build_app(settings, Overrides(run_dispatcher=False, run_scheduler=False,
+                                        run_campaigns=False, manage_database=False,
+                                        clock=lambda: f.NOON_SHANGHAI))
+    _, token = await create_operator("值班", Role.AGENT, contact_phone=None)
+    shenzhen = await Region.get(code="440300")
+    for _ in range(2):
+        c = await f.customer(region=shenzhen)
+        await f.policy(c, end=date(2026, 12, 31))
+    fake_weather.set_forecast(shenzhen.latitude, shenzhen.longitude, [
+        {"date": "2026-07-02", "precipitation_sum": 70.0, "wind_gusts_10m_max": 25.0}])
+    async with TestClient(TestServer(app)) as client:
+        csrf = await console_login(client, token)
+        resp = await client.post("/console/regions/dry-run",
+                                 data={"date": "2026-07-01", "csrf_token": csrf})
+        html = await resp.text()
+    assert resp.status == 200
+    assert "2026-07-01 dry run: forecast for 1 regions with customers, 2 alerts would go" in html \
+        or "2026-07-01 试算：获取 1 个有客户的地区的预报，将发送 2 条预警" in html
+    assert "440300: 2026-07-02" in html
+    assert await Message.all().count() == 0 and await WeatherAlert.all().count() == 0

@@ -3,11 +3,16 @@ and the weather notices its customers got this week; custom areas imported from 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from tortoise.functions import Count
 
+from bot.settings import Settings
+from scheduler import weather
+from scheduler.context import PlanContext
+from scheduler.forecast import OpenMeteo
+from scheduler.weather import WeatherResult
 from storage.models import Message
 from storage.regions import RegionImportReport, region_rows
 from storage.scheduler_models import WeatherAlert
@@ -35,6 +40,18 @@ async def region_list(*, used: bool, now: datetime) -> list[dict[str, Any]]:
              "builtin": r.builtin, "customers": r.customers,
              "last_alert": last.get(r.code), "notices_week": int(notices.get(r.code, 0))}
             for r in rows]
+
+
+async def weather_dry_run(settings: Settings, day: date) -> WeatherResult:
+    """The weather job for ``day`` against the real forecast, rolled back (``engage weather
+    --dry-run``): regions, hazards and how many notices would go."""
+    source = OpenMeteo(settings.weather, timezone=settings.schedule.timezone)
+    try:
+        ctx = PlanContext(day=day, today=day, schedule=settings.schedule, care=settings.care,
+                          calendar=settings.holidays.calendar())
+        return await weather.dry_run(ctx, settings.weather, source)
+    finally:
+        await source.close()
 
 
 def import_json(report: RegionImportReport) -> dict[str, Any]:
