@@ -162,6 +162,8 @@ class Customer(TimestampMixin, Model):
 
     class Meta:
         table = "customer"
+        # the weather job finds a region's customers (and whether it has any) by it
+        indexes = (("region_id",),)
 
 
 class TelegramAccount(TimestampMixin, Model):

@@ -2,6 +2,7 @@ from tortoise import migrations
 from tortoise.migrations import operations as ops
 from tortoise import fields
 from tortoise.fields.base import OnDelete
+from tortoise.indexes import Index
 
 from storage.regions import BuiltinRegion, builtin_regions
 from storage.sql import execute, fetch
@@ -71,6 +72,10 @@ class Migration(migrations.Migration):
             field=fields.BooleanField(default=False, db_default=False),
         ),
         ops.RunPython(_load_builtin_regions),
+        ops.AddIndex(
+            model_name='Customer',
+            index=Index(fields=['region_id']),
+        ),
         ops.CreateModel(
             name='WeatherAlert',
             fields=[
