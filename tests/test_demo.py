@@ -361,6 +361,7 @@ def test_engage_demo_command_seeds_prints_a_summary_and_reruns_cleanly(
 
     assert "plan day 2026-11-21" in first
     assert "regions 12 (0 new)" in first
+    assert re.search(r"weather [1-9]\d* \(offline forecast\)", first)  # the scripted storm
     assert "customers 50 (50 new)" in first
     assert re.search(r"policies (\d+) \(\1 new\)", first)
     samples = first.split("Sample customers:")[1].split("\n\n")[0]
