@@ -54,11 +54,11 @@ from typing import Any, Final
 from scheduler.cn_calendar import HolidayPeriod, WorkCalendar
 from scheduler.config import RenewalSettings
 from scheduler.context import PlanContext, Sink, feed
-from scheduler.selection import Selection, json_rows
+from scheduler.selection import Selection
 from scheduler.wording import HOLIDAY_NAMES, Localised, localised_date, policy_list
 from storage.models import Category, PolicyStatus, Product
 from storage.outbox import Outbound
-from storage.sql import as_date
+from storage.sql import Fragment, as_date, is_postgres, json_rows
 
 log = logging.getLogger(__name__)
 
@@ -184,15 +184,15 @@ def policy_groups(end: date, statuses: Sequence[PolicyStatus]) -> Selection:
         return (f"{alias}.plate = p.plate AND {alias}.customer_id = p.customer_id "
                 f"AND {alias}.end_date = p.end_date")
 
-    everything = json_rows("g.id", "g.product", "g.number", f"({qualifies('g')})")
+    everything = json_rows("g.id", "g.product", "g.number", f"({qualifies('g')})",
+                           postgres=is_postgres())
     return Selection(
         columns="p.plate, p.end_date, p.customer_id, c.name, c.timezone, "
                 f"(SELECT {everything} FROM policy g WHERE {same_car('g')}) AS policies",
-        source="FROM policy p JOIN customer c ON c.id = p.customer_id "
-               f"WHERE p.end_date = ? AND {qualifies('p')} AND NOT EXISTS ("
-               f"SELECT 1 FROM policy r WHERE {same_car('r')} AND r.id < p.id "
-               f"AND {qualifies('r')})",
-        values=(end,),
+        source=Fragment("FROM policy p JOIN customer c ON c.id = p.customer_id "
+                        f"WHERE p.end_date = :end AND {qualifies('p')} AND NOT EXISTS ("
+                        f"SELECT 1 FROM policy r WHERE {same_car('r')} AND r.id < p.id "
+                        f"AND {qualifies('r')})", {"end": end}),
         key="p.id",
     )
 
