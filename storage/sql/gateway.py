@@ -28,6 +28,7 @@ from typing import Any
 
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.exceptions import IntegrityError, OperationalError
 
 Row = dict[str, Any]
 """A row as the driver hands it over, keyed by column name; callers turn it into a typed
@@ -228,8 +229,21 @@ async def execute(conn: BaseDBAsyncClient, sql: str,
     postgres = is_postgres(conn)
     text, values = bind(sql, params or {}, postgres=postgres)
     if postgres:
-        async with conn.acquire_connection() as raw:
-            status: str = await raw.execute(text, *values)
-        return rows_changed(status)
+        return await _execute_counted(conn, text, values)
     count, _ = await conn.execute_query(text, values)
     return int(count)
+
+
+async def _execute_counted(conn: BaseDBAsyncClient, text: str, values: list[Any]) -> int:
+    """On asyncpg's own connection, with its errors turned into Tortoise's as its client does
+    (a unique or foreign key violation is an ``IntegrityError`` on both backends)."""
+    import asyncpg  # PostgreSQL only: asyncpg present
+
+    async with conn.acquire_connection() as raw:
+        try:
+            status: str = await raw.execute(text, *values)
+        except (asyncpg.SyntaxOrAccessError, asyncpg.exceptions.DataError) as exc:
+            raise OperationalError(exc) from exc
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise IntegrityError(exc) from exc
+    return rows_changed(status)
