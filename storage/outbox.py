@@ -21,11 +21,11 @@ from storage.models import Category, Message, MessageStatus
 from storage.sql import (
     Fragment,
     Params,
+    Statements,
     fetch,
     in_list,
     insert_ignoring,
     is_postgres,
-    rows_changed,
     typed,
 )
 
@@ -157,17 +157,6 @@ def _literal(value: str | int) -> str:
     return f"'{value}'" if isinstance(value, str) else str(int(value))
 
 
-def _bulk_sql(postgres: bool) -> str:
-    columns = ", ".join(("created_at", "updated_at", *_BULK_DEFAULTS, *BULK_COLUMNS))
-    defaults = ", ".join(_literal(v) for v in _BULK_DEFAULTS.values())
-    if postgres:
-        unnest = ", ".join(f"${i}::{t}[]" for i, t in enumerate(_PG_TYPES, start=2))
-        return (f"INSERT INTO message ({columns}) SELECT $1, $1, {defaults}, u.* "
-                f"FROM unnest({unnest}) AS u ON CONFLICT (dedup_key) DO NOTHING")
-    marks = ", ".join("?" * len(BULK_COLUMNS))
-    return f"INSERT OR IGNORE INTO message ({columns}) VALUES (?, ?, {defaults}, {marks})"
-
-
 _OPTIONAL_COLUMNS = frozenset({"stale_after", "campaign_id"})
 
 
@@ -237,13 +226,7 @@ async def _insert_bulk(batch: list[Outbound]) -> int:
         fresh = [item for item in batch if item.dedup_key not in present]
         if not fresh:
             return 0
-        rows = _bulk_rows(fresh)
-        now = datetime.now(UTC)
-        async with conn.acquire_connection() as raw:
-            if postgres:
-                status: str = await raw.execute(_bulk_sql(True), now,
-                                                *[list(c) for c in zip(*rows, strict=True)])
-                return rows_changed(status)
-            before = raw.total_changes
-            await raw.executemany(_bulk_sql(False), [(now, now, *row) for row in rows])
-            return int(raw.total_changes - before)
+        return await Statements(conn).insert_new(
+            "message", BULK_COLUMNS, _PG_TYPES, _bulk_rows(fresh), conflict="dedup_key",
+            stamped=("created_at", "updated_at"), stamp=datetime.now(UTC),
+            literals={column: _literal(value) for column, value in _BULK_DEFAULTS.items()})

@@ -17,7 +17,7 @@ A unique key violated by a bulk write raises Tortoise's ``IntegrityError`` on bo
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -29,7 +29,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.models import Model
 
-from storage.sql.gateway import is_postgres
+from storage.sql.gateway import _execute_counted, is_postgres
 
 _NATIVE = (fields.IntField, fields.BigIntField, fields.SmallIntField, fields.CharField,
            fields.TextField)
@@ -161,6 +161,35 @@ class Statements:
             condition &= target.field(unless_set).isnull()
         sql = query.where(condition).get_sql()
         await self._conn.execute_many(sql, list(rows))
+
+
+    async def insert_new(self, table: str, columns: Sequence[str], types: Sequence[str],
+                         rows: Sequence[Sequence[Any]], *, conflict: str, stamped: Sequence[str],
+                         stamp: datetime, literals: Mapping[str, str]) -> int:
+        """Insert ``rows`` (values of ``columns``, of PostgreSQL types ``types``), each with
+        ``stamp`` in the ``stamped`` columns and the SQL ``literals`` (column → literal) as
+        they are; rows whose ``conflict`` key exists or repeats are left out. Returns how
+        many were inserted.
+
+        One ``INSERT … SELECT … FROM unnest(…)`` on PostgreSQL; ``executemany`` of
+        ``INSERT OR IGNORE`` on SQLite, counted by the connection's change counter."""
+        head = f"INTO {table} ({', '.join((*stamped, *literals, *columns))})"
+        fixed = ", ".join(literals.values())
+        if self._postgres:
+            stamps = ", ".join("$1" for _ in stamped)
+            arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=2))
+            sql = (f"INSERT {head} SELECT {stamps}, {fixed}, u.* FROM unnest({arrays}) AS u "
+                   f"ON CONFLICT ({conflict}) DO NOTHING")
+            return await _execute_counted(self._conn, sql,
+                                          [stamp, *_transpose(rows, len(columns))])
+        stamps = ", ".join("?" for _ in stamped)
+        marks = ", ".join("?" for _ in columns)
+        sql = f"INSERT OR IGNORE {head} VALUES ({stamps}, {fixed}, {marks})"
+        shared = (stamp,) * len(stamped)
+        async with self._conn.acquire_connection() as raw:
+            before = raw.total_changes
+            await raw.executemany(sql, [(*shared, *row) for row in rows])
+            return int(raw.total_changes - before)
 
 
 @asynccontextmanager
