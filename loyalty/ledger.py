@@ -644,17 +644,8 @@ async def _post_for_customer(op: str, customer_id: int, points: int, *, kind: En
         return await replayed(key, spec.fingerprint)
 
 
-async def credit(
-    customer_id: int,
-    points: int,
-    *,
-    kind: EntryKind,
-    key: str,
-    now: datetime,
-    settings: LoyaltySettings,
-    reason: str = "",
-    operator: str = "",
-) -> Posted:
+async def credit(customer_id: int, points: int, *, kind: EntryKind, key: str, now: datetime,
+                 settings: LoyaltySettings, reason: str = "", operator: str = "") -> Posted:
     """Credit points to a customer (creating the account on first use)."""
 
     async def post(conn: BaseDBAsyncClient, ref: AccountRef, spec: EntrySpec) -> Posted:
@@ -665,16 +656,8 @@ async def credit(
                                     one_statement=True)
 
 
-async def debit(
-    customer_id: int,
-    points: int,
-    *,
-    kind: EntryKind,
-    key: str,
-    now: datetime,
-    reason: str = "",
-    operator: str = "",
-) -> Posted:
+async def debit(customer_id: int, points: int, *, kind: EntryKind, key: str, now: datetime,
+                reason: str = "", operator: str = "") -> Posted:
     """Debit points first-expiring-first, or raise ``InsufficientPoints``."""
 
     async def post(conn: BaseDBAsyncClient, ref: AccountRef, spec: EntrySpec) -> Posted:

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tortoise.transactions import in_transaction
@@ -21,6 +22,7 @@ from scheduler.cn_calendar import WorkCalendar, work_calendar
 from scheduler.config import CareSettings, RenewalSettings, ScheduleSettings
 from scheduler.selection import Selection
 from storage.coverage import care_reaches
+from storage.models import Category
 from storage.outbox import Outbound, enqueue_bulk, insert_select
 from storage.sql import Fragment, Row, execute, is_postgres
 
@@ -149,6 +151,17 @@ class PlanContext:
         """When a customer in ``timezone`` gets the plan day's message: the day at ``moment``
         (``schedule.daily_plan_at``) in their own time zone."""
         return self._zones.at(self.day, moment or self.schedule.daily_plan_at, timezone)
+
+    def message(self, row: Row, *, key: str, kind: str, category: Category, template: str,
+                params: dict[str, Any], stale_after: Callable[[datetime], datetime],
+                moment: time | None = None) -> Outbound:
+        """A rule's message to the customer of a selected row (``customer_id``,
+        ``timezone``): sent on the plan day at ``moment`` in their time zone (``send_at``),
+        stale at ``stale_after(send time)``."""
+        sent = self.send_at(row["timezone"], moment)
+        return Outbound(dedup_key=key, kind=kind, category=category,
+                        customer_id=row["customer_id"], template_key=template, params=params,
+                        not_before=sent, stale_after=stale_after(sent))
 
     def care_reaches(self, customer: str = "c") -> Fragment:
         """SQL: customer care reaches customer ``customer`` on the plan day

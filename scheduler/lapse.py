@@ -23,10 +23,10 @@ from functools import partial
 from typing import Any
 
 from scheduler.context import PlanContext, Sink, feed
-from scheduler.renewal import car_group, policy_groups
+from scheduler.renewal import car_reminder, policy_groups
 from scheduler.selection import Selection
 from scheduler.wording import localised_date
-from storage.models import Category, PolicyStatus
+from storage.models import PolicyStatus
 from storage.outbox import Outbound
 from storage.sql import as_date
 
@@ -63,24 +63,12 @@ def selections(ctx: PlanContext) -> list[Selection]:
 
 
 def _messages(ctx: PlanContext, rows: list[dict[str, Any]]) -> Iterator[Outbound]:
+    stale = timedelta(days=ctx.renewal.lapse_stale_days)
     for row in rows:
-        send_at = ctx.send_at(row["timezone"])
-        group = car_group(row)
-        yield Outbound(
-            dedup_key=f"lapse:{group.anchor}",
-            kind=KIND,
-            category=Category.REMINDER,
-            customer_id=row["customer_id"],
-            template_key="lapse_rescue",
-            params={
-                "name": row["name"],
-                "plate": row["plate"],
-                "policy": group.policy,
-                "expired_on": localised_date(as_date(row["end_date"])),
-            },
-            not_before=send_at,
-            stale_after=send_at + timedelta(days=ctx.renewal.lapse_stale_days),
-        )
+        yield car_reminder(
+            ctx, row, key="lapse:{anchor}", kind=KIND, template="lapse_rescue",
+            params={"expired_on": localised_date(as_date(row["end_date"]))},
+            stale_after=lambda sent: sent + stale)
 
 
 async def queue(ctx: PlanContext, sink: Sink) -> int:

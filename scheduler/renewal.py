@@ -45,9 +45,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Any, Final
 
@@ -240,26 +240,32 @@ def holiday_selections(ctx: PlanContext) -> list[Selection]:
     return [expiring(end) for end, _ in due]
 
 
+def car_reminder(ctx: PlanContext, row: dict[str, Any], *, key: str, kind: str, template: str,
+                 params: dict[str, Any], stale_after: Callable[[datetime], datetime]) -> Outbound:
+    """A reminder about the car of a :func:`policy_groups` row: ``key`` is the dedup key with
+    ``{anchor}`` where the group's anchor goes, and ``params`` are added to the name, plate
+    and policy every such reminder has."""
+    group = car_group(row)
+    return ctx.message(row, key=key.format(anchor=group.anchor), kind=kind,
+                       category=Category.REMINDER, template=template,
+                       params={"name": row["name"], "plate": row["plate"],
+                               "policy": group.policy, **params},
+                       stale_after=stale_after)
+
+
+def _fixed(moment: datetime) -> Callable[[datetime], datetime]:
+    """A staleness moment that does not depend on the send time."""
+    return lambda _sent: moment
+
+
 def _reminders(ctx: PlanContext, rows: list[dict[str, Any]]) -> Iterator[Outbound]:
     for row in rows:
         end = as_date(row["end_date"])
-        group = car_group(row)
-        yield Outbound(
-            dedup_key=f"renewal:{group.anchor}:T-{(end - ctx.day).days}",
-            kind=KIND,
-            category=Category.REMINDER,
-            customer_id=row["customer_id"],
-            template_key="renewal_reminder",
-            params={
-                "name": row["name"],
-                "plate": row["plate"],
-                "expiry": localised_date(end),
-                "days_left": (end - ctx.today).days,
-                "policy": group.policy,
-            },
-            not_before=ctx.send_at(row["timezone"]),
-            stale_after=ctx.start_of(end + timedelta(days=1)),
-        )
+        yield car_reminder(
+            ctx, row, key=f"renewal:{{anchor}}:T-{(end - ctx.day).days}", kind=KIND,
+            template="renewal_reminder",
+            params={"expiry": localised_date(end), "days_left": (end - ctx.today).days},
+            stale_after=_fixed(ctx.start_of(end + timedelta(days=1))))
 
 
 def _holiday_reminders(ctx: PlanContext, rows: list[dict[str, Any]], *,
@@ -267,23 +273,11 @@ def _holiday_reminders(ctx: PlanContext, rows: list[dict[str, Any]], *,
     for row in rows:
         end = as_date(row["end_date"])
         period = periods[end]
-        group = car_group(row)
-        yield Outbound(
-            dedup_key=f"renewal_holiday:{group.anchor}:{period.code}:{period.first.year}",
-            kind=HOLIDAY_KIND,
-            category=Category.REMINDER,
-            customer_id=row["customer_id"],
-            template_key="renewal_holiday",
-            params={
-                "name": row["name"],
-                "plate": row["plate"],
-                "expiry": localised_date(end),
-                "holiday": HOLIDAY_NAMES[period.code],
-                "policy": group.policy,
-            },
-            not_before=ctx.send_at(row["timezone"]),
-            stale_after=ctx.start_of(period.first),
-        )
+        yield car_reminder(
+            ctx, row, key=f"renewal_holiday:{{anchor}}:{period.code}:{period.first.year}",
+            kind=HOLIDAY_KIND, template="renewal_holiday",
+            params={"expiry": localised_date(end), "holiday": HOLIDAY_NAMES[period.code]},
+            stale_after=_fixed(ctx.start_of(period.first)))
 
 
 async def queue(ctx: PlanContext, sink: Sink) -> int:

@@ -160,25 +160,16 @@ def _notices(ctx: PlanContext, rows: list[dict[str, Any]], *, regions: dict[int,
              alerts: dict[int, list[tuple[date, str]]]) -> Iterator[Outbound]:
     for row in rows:
         zone = row["timezone"]
-        sent = ctx.send_at(zone, ctx.schedule.weather_at)
         region = regions[row["region_id"]]
         for day, hazard in alerts.get(region.id, []):
-            yield Outbound(
-                dedup_key=f"weather:{region.code}:{day.isoformat()}:{hazard}:{row['customer_id']}",
-                kind=KIND,
-                category=Category.CARE,
-                customer_id=row["customer_id"],
-                template_key="weather_alert",
-                params={
-                    "name": row["name"],
-                    "region": localised(region.name, region.name_en),
-                    "date": localised_date(day),
-                    "hazard": HAZARD_NAMES[hazard],
-                    "advice": HAZARD_ADVICE[hazard],
-                },
-                not_before=sent,
-                stale_after=stale_after(ctx, day, sent, zone),
-            )
+            yield ctx.message(
+                row, key=f"weather:{region.code}:{day.isoformat()}:{hazard}:{row['customer_id']}",
+                kind=KIND, category=Category.CARE, template="weather_alert",
+                params={"name": row["name"], "region": localised(region.name, region.name_en),
+                        "date": localised_date(day), "hazard": HAZARD_NAMES[hazard],
+                        "advice": HAZARD_ADVICE[hazard]},
+                stale_after=partial(stale_after, ctx, day, timezone=zone),
+                moment=ctx.schedule.weather_at)
 
 
 async def queue(ctx: PlanContext, settings: WeatherSettings, source: ForecastSource,
