@@ -32,7 +32,6 @@ import logging
 from collections.abc import Iterator
 from datetime import date
 from functools import partial
-from typing import Any
 
 from scheduler.cn_calendar import (
     lunar_anniversary,
@@ -44,7 +43,7 @@ from scheduler.context import PlanContext, Sink, feed
 from scheduler.selection import Selection
 from storage.models import Category
 from storage.outbox import Outbound
-from storage.sql import Fragment, Params
+from storage.sql import Fragment, Params, Row
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +126,7 @@ def selections(ctx: PlanContext) -> list[Selection]:
     return found
 
 
-def _messages(ctx: PlanContext, rows: list[dict[str, Any]], *,
+def _messages(ctx: PlanContext, rows: list[Row], *,
               year: int) -> Iterator[Outbound]:
     zones = ctx.zones
     for row in rows:

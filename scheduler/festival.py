@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import partial
-from typing import Any, Final
+from typing import Final
 
 from scheduler.cn_calendar import lunar_to_solar
 from scheduler.config import FestivalSettings
@@ -36,6 +36,7 @@ from storage.outbox import Outbound
 from storage.sql import (
     Fragment,
     Params,
+    Row,
     current,
     fetch,
     is_postgres,
@@ -128,7 +129,7 @@ def dedup_prefix(day: date) -> str:
     return f"festival:{day.isoformat()}:"
 
 
-def _messages(ctx: PlanContext, rows: list[dict[str, Any]], *,
+def _messages(ctx: PlanContext, rows: list[Row], *,
               festival: Festival) -> Iterator[Outbound]:
     prefix = dedup_prefix(ctx.day)
     for row in rows:

@@ -20,7 +20,6 @@ import logging
 from collections.abc import Iterator
 from datetime import date, timedelta
 from functools import partial
-from typing import Any
 
 from scheduler.context import PlanContext, Sink, feed
 from scheduler.renewal import car_reminder, policy_groups
@@ -28,7 +27,7 @@ from scheduler.selection import Selection
 from scheduler.wording import localised_date
 from storage.models import PolicyStatus
 from storage.outbox import Outbound
-from storage.sql import as_date
+from storage.sql import Row, as_date
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +61,7 @@ def selections(ctx: PlanContext) -> list[Selection]:
     return [lapsed(lapsed_on(ctx.day, ctx.renewal.lapse_rescue_days))]
 
 
-def _messages(ctx: PlanContext, rows: list[dict[str, Any]]) -> Iterator[Outbound]:
+def _messages(ctx: PlanContext, rows: list[Row]) -> Iterator[Outbound]:
     stale = timedelta(days=ctx.renewal.lapse_stale_days)
     for row in rows:
         yield car_reminder(

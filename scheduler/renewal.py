@@ -58,7 +58,7 @@ from scheduler.selection import Selection
 from scheduler.wording import HOLIDAY_NAMES, Localised, localised_date, policy_list
 from storage.models import Category, PolicyStatus, Product
 from storage.outbox import Outbound
-from storage.sql import Fragment, as_date, is_postgres, json_rows
+from storage.sql import Fragment, Row, as_date, is_postgres, json_rows
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ class CarGroup:
     """The ``policy`` parameter: the qualifying policies, compulsory first."""
 
 
-def car_group(row: dict[str, Any]) -> CarGroup:
+def car_group(row: Row) -> CarGroup:
     """Read the ``policies`` column of a :func:`policy_groups` row."""
     order = list(Product)
     anchor = int(row["k"])
@@ -240,7 +240,7 @@ def holiday_selections(ctx: PlanContext) -> list[Selection]:
     return [expiring(end) for end, _ in due]
 
 
-def car_reminder(ctx: PlanContext, row: dict[str, Any], *, key: str, kind: str, template: str,
+def car_reminder(ctx: PlanContext, row: Row, *, key: str, kind: str, template: str,
                  params: dict[str, Any], stale_after: Callable[[datetime], datetime]) -> Outbound:
     """A reminder about the car of a :func:`policy_groups` row: ``key`` is the dedup key with
     ``{anchor}`` where the group's anchor goes, and ``params`` are added to the name, plate
@@ -258,7 +258,7 @@ def _fixed(moment: datetime) -> Callable[[datetime], datetime]:
     return lambda _sent: moment
 
 
-def _reminders(ctx: PlanContext, rows: list[dict[str, Any]]) -> Iterator[Outbound]:
+def _reminders(ctx: PlanContext, rows: list[Row]) -> Iterator[Outbound]:
     for row in rows:
         end = as_date(row["end_date"])
         yield car_reminder(
@@ -268,7 +268,7 @@ def _reminders(ctx: PlanContext, rows: list[dict[str, Any]]) -> Iterator[Outboun
             stale_after=_fixed(ctx.start_of(end + timedelta(days=1))))
 
 
-def _holiday_reminders(ctx: PlanContext, rows: list[dict[str, Any]], *,
+def _holiday_reminders(ctx: PlanContext, rows: list[Row], *,
                        periods: dict[date, HolidayPeriod]) -> Iterator[Outbound]:
     for row in rows:
         end = as_date(row["end_date"])

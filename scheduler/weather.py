@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import partial
-from typing import Any, Final
+from typing import Final
 
 from scheduler.config import WeatherSettings
 from scheduler.context import PlanContext, Sink, feed
@@ -34,7 +34,7 @@ from scheduler.selection import Selection
 from scheduler.wording import HAZARD_ADVICE, HAZARD_NAMES, localised, localised_date
 from storage.models import Category
 from storage.outbox import Outbound
-from storage.sql import Fragment, Params, current, fetch
+from storage.sql import Fragment, Params, Row, current, fetch
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ async def forecasts(source: ForecastSource, regions: Sequence[Region], start: da
     return out
 
 
-def _notices(ctx: PlanContext, rows: list[dict[str, Any]], *, regions: dict[int, Region],
+def _notices(ctx: PlanContext, rows: list[Row], *, regions: dict[int, Region],
              alerts: dict[int, list[tuple[date, str]]]) -> Iterator[Outbound]:
     for row in rows:
         zone = row["timezone"]

@@ -29,7 +29,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F, Q
@@ -45,7 +44,7 @@ from storage.models import (
 )
 from storage.outbox import Outbound, enqueue
 from storage.phones import InvalidPhone, mask_phone, normalise_phone
-from storage.sql import current, fetch
+from storage.sql import Row, current, fetch
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +136,7 @@ _SEEN_AND_LOOKUP = (
 )
 
 
-def _conversation(row: dict[str, Any], telegram_user_id: int) -> Conversation:
+def _conversation(row: Row, telegram_user_id: int) -> Conversation:
     linked = bool(row["linked"]) and row["customer_id"] is not None
     account = Account(int(row["id"]), telegram_user_id, row["customer_id"], linked,
                       str(row["language_code"] or ""))
