@@ -107,7 +107,7 @@ def as_decimal(value: Any) -> Decimal:
 _NAMED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|(?<![:\w]):([A-Za-z_]\w*)")
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=2048)
 def _translated(sql: str, postgres: bool) -> tuple[str, tuple[str, ...], frozenset[str]]:
     """``sql`` in the driver's placeholders, the names in binding order, and the set of names
     used."""
