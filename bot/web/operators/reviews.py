@@ -39,6 +39,11 @@ class AlreadyReviewed(DocumentError):
     code = "already_reviewed"
 
 
+class NoThumbnail(DocumentError):
+    code = "no_thumbnail"
+    status = 404
+
+
 class ReviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
