@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from aiohttp import web
@@ -86,7 +87,7 @@ def _moved(call: Call, campaign: Campaign) -> web.Response:
     return json_response(campaigns.campaign_json(campaign))
 
 
-def page_json(call: Call, found: Page[Any], items: list[dict[str, Any]]) -> web.Response:
+def page_json(call: Call, found: Page[Any], items: Sequence[Mapping[str, Any]]) -> web.Response:
     """One page of a list: its items, the list's total and the link to the next page (this
     request's URL with the next cursor)."""
     following = (str(call.request.rel_url.update_query(cursor=found.cursor))
