@@ -462,39 +462,35 @@ async def campaign_test(request: web.Request, actor: Actor) -> web.StreamRespons
 
 @page(Role.ADMIN)
 async def campaign_start(request: web.Request, actor: Actor) -> web.StreamResponse:
-    campaign_id = _int(request, "id")
-    await campaigns.start(actor, campaign_id, settings=request.app[SETTINGS],
-                          texts=request.app[TEXTS], now=now_of(request))
-    return _moved(request, campaign_id, "start")
+    return _moved(request, "start", await campaigns.start(
+        actor, _int(request, "id"), settings=request.app[SETTINGS], texts=request.app[TEXTS],
+        now=now_of(request)))
 
 
 @page(Role.ADMIN)
 async def campaign_pause(request: web.Request, actor: Actor) -> web.StreamResponse:
-    campaign_id = _int(request, "id")
-    await campaigns.pause(actor, campaign_id, now=now_of(request))
-    return _moved(request, campaign_id, "pause")
+    return _moved(request, "pause",
+                  await campaigns.pause(actor, _int(request, "id"), now=now_of(request)))
 
 
 @page(Role.ADMIN)
 async def campaign_resume(request: web.Request, actor: Actor) -> web.StreamResponse:
-    campaign_id = _int(request, "id")
-    await campaigns.resume(actor, campaign_id, now=now_of(request))
-    return _moved(request, campaign_id, "resume")
+    return _moved(request, "resume",
+                  await campaigns.resume(actor, _int(request, "id"), now=now_of(request)))
 
 
 @page(Role.ADMIN)
 async def campaign_cancel(request: web.Request, actor: Actor) -> web.StreamResponse:
-    campaign_id = _int(request, "id")
-    await campaigns.cancel(actor, campaign_id, now=now_of(request))
-    return _moved(request, campaign_id, "cancel")
+    return _moved(request, "cancel",
+                  await campaigns.cancel(actor, _int(request, "id"), now=now_of(request)))
 
 
-def _moved(request: web.Request, campaign_id: int, action: str) -> web.Response:
+def _moved(request: web.Request, action: str, campaign: Campaign) -> web.Response:
     """After a start, pause, resume or cancel: wake the runner, back to the campaign."""
     runner = request.app.get(CAMPAIGN_RUNNER)
     if runner is not None:
-        runner.wake(campaign_id)
-    return _back(f"{PREFIX}/campaigns/{campaign_id}", ok=f"campaign_{action}")
+        runner.wake(campaign.id)
+    return _back(f"{PREFIX}/campaigns/{campaign.id}", ok=f"campaign_{action}")
 
 
 # -- claims and documents ----------------------------------------------------------------------
