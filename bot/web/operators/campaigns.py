@@ -35,6 +35,7 @@ from typing import Any, Literal, cast
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.functions import Max
 from tortoise.transactions import in_transaction
 
@@ -285,14 +286,14 @@ async def cancel(actor: Actor, campaign_id: int, *, now: datetime) -> Campaign:
     return campaign
 
 
-async def hold_pending(conn: Any, campaign_id: int) -> int:
+async def hold_pending(conn: BaseDBAsyncClient, campaign_id: int) -> int:
     return await execute(conn, "UPDATE message SET not_before = :held WHERE campaign_id = "
                          ":campaign AND status = :pending AND not_before < :held",
                          {"held": HOLD_UNTIL, "campaign": campaign_id,
                           "pending": MessageStatus.PENDING.value})
 
 
-async def skip_pending(conn: Any, campaign_id: int, now: datetime) -> int:
+async def skip_pending(conn: BaseDBAsyncClient, campaign_id: int, now: datetime) -> int:
     return await execute(conn, "UPDATE message SET status = :skipped, skip_reason = :reason, "
                          "updated_at = :now WHERE campaign_id = :campaign AND status = :pending",
                          {"skipped": MessageStatus.SKIPPED.value, "reason": CANCELLED,
