@@ -127,13 +127,6 @@ async def adjust(actor: Actor, customer_id: int, data: AdjustIn, *, now: datetim
     return result
 
 
-async def get_reward(code: str) -> Reward:
-    reward = await Reward.get_or_none(code=code)
-    if reward is None:
-        raise RewardNotFound(f"no reward {code!r}")
-    return reward
-
-
 async def create_reward(actor: Actor, data: RewardIn, *, now: datetime,
                         settings: LoyaltySettings) -> Reward:
     _check_tier(data.min_tier, settings)

@@ -81,7 +81,7 @@ async def summary(now: datetime, timezone: str) -> DashboardJson:
 
 async def _insured(day: date) -> int:
     params = Params()
-    insured = insured_on(day).named(params)
+    insured = params.take(insured_on(day))
     rows = await fetch(connections.get("default"),
                        f"SELECT COUNT(*) AS n FROM customer c WHERE {insured}", params)
     return int(rows[0]["n"])
