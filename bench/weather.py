@@ -28,8 +28,8 @@ from scheduler import weather
 from scheduler.config import WeatherSettings
 from scheduler.context import PlanContext, outbox_sink
 from scheduler.forecast import OpenMeteo
-from scheduler.selection import connection, execute, placeholders
 from storage.models import Region
+from storage.sql import Params, current, execute
 from tests.fakes.weather import FakeWeather
 
 DAY = date(2026, 7, 1)
@@ -37,30 +37,30 @@ DAY = date(2026, 7, 1)
 
 async def spread(cities: list[int]) -> None:
     """Customer ``i`` lives in city ``i mod n``: one statement through a small mapping table."""
-    await connection().execute_script(
+    conn = current()
+    await conn.execute_script(
         "CREATE TABLE bench_city (k INTEGER PRIMARY KEY, region_id INTEGER)")
-    await execute(f"INSERT INTO bench_city (k, region_id) VALUES "
-                  f"{', '.join('(?, ?)' for _ in cities)}",
-                  [v for k, rid in enumerate(cities) for v in (k, rid)])
-    await execute("UPDATE customer SET region_id = (SELECT b.region_id FROM bench_city b "
-                  "WHERE b.k = customer.id % ?)", [len(cities)])
-    await connection().execute_script("DROP TABLE bench_city")
-    await connection().execute_script("ANALYZE")
+    params = Params()
+    rows = ", ".join(f"({params.add(k)}, {params.add(rid)})" for k, rid in enumerate(cities))
+    await execute(conn, f"INSERT INTO bench_city (k, region_id) VALUES {rows}", params)
+    await execute(conn, "UPDATE customer SET region_id = (SELECT b.region_id FROM bench_city b "
+                  "WHERE b.k = customer.id % :n)", {"n": len(cities)})
+    await conn.execute_script("DROP TABLE bench_city")
+    await conn.execute_script("ANALYZE")
 
 
 async def baseline(ctx: PlanContext, hazard_ids: list[int]) -> tuple[float, int]:
-    reach = ctx.care_reaches()
-    now = datetime(2026, 6, 30, 23, 0, tzinfo=UTC)
+    params = Params(now=datetime(2026, 6, 30, 23, 0, tzinfo=UTC))
     sql = ("INSERT INTO message (created_at, updated_at, dedup_key, kind, category, "
            "customer_id, channel_policy, template_key, params, not_before, status, skip_reason, "
-           "attempts, last_error, segments) SELECT ?, ?, 'bench:' || c.id, 'bench', 'alert', "
-           "c.id, 'telegram_then_sms', 'weather_notice', '{}', ?, 'pending', '', 0, '', 0 "
-           f"FROM customer c WHERE c.region_id IN ({placeholders(len(hazard_ids))}) "
-           f"AND {reach.sql}")
+           "attempts, last_error, segments) SELECT :now, :now, 'bench:' || c.id, 'bench', "
+           "'alert', c.id, 'telegram_then_sms', 'weather_notice', '{}', :now, 'pending', '', "
+           f"0, '', 0 FROM customer c WHERE c.region_id IN ({params.add_all(hazard_ids)}) "
+           f"AND {params.take(ctx.care_reaches())}")
     started = time.perf_counter()
-    rows = await execute(sql, [now, now, now, *hazard_ids, *reach.values])
+    rows = await execute(current(), sql, params)
     seconds = time.perf_counter() - started
-    await execute("DELETE FROM message WHERE kind = 'bench'")
+    await execute(current(), "DELETE FROM message WHERE kind = 'bench'")
     return seconds, rows
 
 

@@ -31,18 +31,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from functools import partial
-from typing import Any, Final
+from typing import Final
 
 from tortoise.transactions import in_transaction
 
 from scheduler.config import WeatherSettings
 from scheduler.context import PlanContext, Sink, feed, outbox_sink
 from scheduler.forecast import DayForecast, ForecastSource, ForecastUnavailable, Place
-from scheduler.selection import Selection, fetch, placeholders
+from scheduler.selection import Selection
 from scheduler.wording import hazard_advice, hazard_forecast, hazard_tip, localised
 from storage.models import Category
 from storage.outbox import Outbound
 from storage.scheduler_models import WeatherAlert
+from storage.sql import Fragment, Params, Row, current, fetch
 
 log = logging.getLogger(__name__)
 
@@ -125,24 +126,22 @@ def batches(items: Sequence[Region], size: int) -> Iterator[Sequence[Region]]:
 
 def reached_in(ctx: PlanContext, region_ids: Sequence[int]) -> Selection:
     """The customers of these regions care reaches on the plan day."""
-    reach = ctx.care_reaches()
-    return Selection(
-        columns="c.id AS customer_id, c.name, c.region_id, c.timezone",
-        source=f"FROM customer c WHERE c.region_id IN ({placeholders(len(region_ids))}) "
-               f"AND {reach.sql}",
-        values=(*region_ids, *reach.values),
-        key="c.id",
-    )
+    params = Params()
+    source = (f"FROM customer c WHERE c.region_id IN ({params.add_all(region_ids)}) "
+              f"AND {params.take(ctx.care_reaches())}")
+    return Selection(columns="c.id AS customer_id, c.name, c.region_id, c.timezone",
+                     source=Fragment(source, params), key="c.id")
 
 
 async def reached_regions(ctx: PlanContext) -> list[Region]:
     """Regions with at least one customer care reaches on the plan day."""
     reach = ctx.care_reaches()
     rows = await fetch(
+        current(),
         "SELECT r.id, r.code, r.name, r.name_en, r.latitude, r.longitude FROM region r "
         "WHERE EXISTS (SELECT 1 FROM customer c WHERE c.region_id = r.id "
         f"AND {reach.sql}) ORDER BY r.id",
-        reach.values,
+        reach.params,
     )
     return [Region(int(r["id"]), str(r["code"]), str(r["name"]), str(r["name_en"] or ""),
                    float(r["latitude"]), float(r["longitude"])) for r in rows]
@@ -191,30 +190,21 @@ async def _fetched(source: ForecastSource, regions: Sequence[Region], start: dat
     return out
 
 
-def notice(ctx: PlanContext, row: dict[str, Any], region: Region, alerts: Alerts) -> Outbound:
+def notice(ctx: PlanContext, row: Row, region: Region, alerts: Alerts) -> Outbound:
     """The one notice of a customer's day, about every hazard ``alerts`` lists."""
-    zone = row["timezone"]
-    sent = ctx.send_at(zone, ctx.schedule.weather_at)
     hazards = [h for _, found in alerts for h in found]
-    return Outbound(
-        dedup_key=f"weather:{ctx.day.isoformat()}:{row['customer_id']}",
-        kind=KIND,
-        category=Category.ALERT,
-        customer_id=row["customer_id"],
-        template_key=TEMPLATE,
-        params={
-            "name": row["name"],
-            "region": localised(region.name, region.name_en),
-            "forecast": hazard_forecast([((day - ctx.day).days, found) for day, found in alerts]),
-            "advice": hazard_advice(hazards),
-            "tip": hazard_tip(hazards),
-        },
-        not_before=sent,
-        stale_after=stale_after(ctx, alerts[0][0], sent, zone),
-    )
+    return ctx.message(
+        row, key=f"weather:{ctx.day.isoformat()}:{row['customer_id']}", kind=KIND,
+        category=Category.ALERT, template=TEMPLATE,
+        params={"name": row["name"], "region": localised(region.name, region.name_en),
+                "forecast": hazard_forecast([((day - ctx.day).days, found)
+                                             for day, found in alerts]),
+                "advice": hazard_advice(hazards), "tip": hazard_tip(hazards)},
+        stale_after=partial(stale_after, ctx, alerts[0][0], timezone=row["timezone"]),
+        moment=ctx.schedule.weather_at)
 
 
-def _notices(ctx: PlanContext, rows: list[dict[str, Any]], *, regions: dict[int, Region],
+def _notices(ctx: PlanContext, rows: list[Row], *, regions: dict[int, Region],
              alerts: dict[int, Alerts]) -> Iterator[Outbound]:
     for row in rows:
         region = regions[row["region_id"]]
