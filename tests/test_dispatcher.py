@@ -254,7 +254,8 @@ async def test_twilio_21610_opts_out_every_customer_on_the_number(rig: Rig) -> N
         "category", flat=True)
     assert set(withdrawn) == {"marketing", "care", "alert", "reminder"}
     assert await PhoneSuppression.filter(phone=c.phone, suppressed=True).values_list(
-        "channel", "source", "reference") == [("sms", "twilio:21610", f"message {first.id}")] * 3
+        "channel", "source", "reference") == [
+            ("sms", "twilio:21610", f"message {first.id}")] * len(withdrawn)
     theirs = await f.queued(spouse)
     await rig.dispatcher.dispatch_once()
     await theirs.refresh_from_db()
