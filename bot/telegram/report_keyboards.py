@@ -1,0 +1,104 @@
+"""The accident report's keyboards: every step's buttons end with "back" and "cancel"."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aiogram.types import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
+)
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from bot.telegram.callbacks import ReportAction, ReportCb
+from bot.telegram.i18n import Translator
+
+
+def _button(text: str, action: ReportAction, value: str = "") -> InlineKeyboardButton:
+    return InlineKeyboardButton(text=text, callback_data=ReportCb(action=action,
+                                                                  value=value).pack())
+
+
+def _with_exits(t: Translator, rows: list[list[InlineKeyboardButton]], *,
+                back: bool = True) -> InlineKeyboardMarkup:
+    exits = [_button(t("tg_button_back"), ReportAction.BACK)] if back else []
+    exits.append(_button(t("tg_button_cancel"), ReportAction.CANCEL))
+    return InlineKeyboardMarkup(inline_keyboard=[*rows, exits])
+
+
+def exits(t: Translator) -> InlineKeyboardMarkup:
+    return _with_exits(t, [])
+
+
+def safety(t: Translator) -> InlineKeyboardMarkup:
+    return _with_exits(t, [[_button(t("tg_report_danger_button"), ReportAction.DANGER)],
+                           [_button(t("tg_report_safe_button"), ReportAction.SAFE)]],
+                       back=False)
+
+
+def emergency(t: Translator) -> InlineKeyboardMarkup:
+    return _with_exits(t, [[_button(t("tg_report_go_button"), ReportAction.GO)]])
+
+
+def cars(t: Translator, items: Iterable[tuple[int, str]]) -> InlineKeyboardMarkup:
+    """``items``: (policy id, button text)."""
+    return _with_exits(t, [[_button(text, ReportAction.CAR, str(pid))] for pid, text in items])
+
+
+def when(t: Translator) -> InlineKeyboardMarkup:
+    return _with_exits(t, [[_button(t("tg_report_now_button"), ReportAction.NOW)],
+                           [_button(t("tg_report_pick_button"), ReportAction.PICK)]])
+
+
+def days(t: Translator, items: Iterable[tuple[str, str]]) -> InlineKeyboardMarkup:
+    """``items``: (ISO date, label), newest first, four a row."""
+    builder = InlineKeyboardBuilder()
+    for value, text in items:
+        builder.button(text=text, callback_data=ReportCb(action=ReportAction.DAY, value=value))
+    builder.adjust(4)
+    return _with_exits(t, builder.export())
+
+
+def hours(t: Translator, items: Iterable[int]) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for hour in items:
+        builder.button(text=f"{hour:02d}:00",
+                       callback_data=ReportCb(action=ReportAction.HOUR, value=f"{hour:02d}"))
+    builder.adjust(6)
+    return _with_exits(t, builder.export())
+
+
+def share_location(t: Translator) -> ReplyKeyboardMarkup:
+    return ReplyKeyboardMarkup(
+        keyboard=[[KeyboardButton(text=t("tg_report_location_button"), request_location=True)]],
+        resize_keyboard=True, one_time_keyboard=True,
+        input_field_placeholder=t("tg_report_where_placeholder"))
+
+
+def accident_types(t: Translator, kinds: Iterable[str]) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for kind in kinds:
+        builder.button(text=t(f"tg_report_type_{kind}"),
+                       callback_data=ReportCb(action=ReportAction.TYPE, value=kind))
+    builder.adjust(2)
+    return _with_exits(t, builder.export())
+
+
+def other_party(t: Translator) -> InlineKeyboardMarkup:
+    return _with_exits(t, [[_button(t("tg_report_no_party_button"), ReportAction.NO_PARTY)]])
+
+
+def photos(t: Translator, count: int) -> InlineKeyboardMarkup:
+    text = t("tg_report_photos_done_button", count=count) if count \
+        else t("tg_report_photos_skip_button")
+    return _with_exits(t, [[_button(text, ReportAction.PHOTOS_DONE)]])
+
+
+def phone(t: Translator) -> InlineKeyboardMarkup:
+    return _with_exits(t, [[_button(t("tg_report_phone_ok_button"), ReportAction.PHONE_OK)]])
+
+
+def confirm(t: Translator) -> InlineKeyboardMarkup:
+    return _with_exits(t, [[_button(t("tg_report_submit_button"), ReportAction.SUBMIT)]])
