@@ -118,8 +118,8 @@ async def start(customer_id: int, telegram_user_id: int, chat_id: int, *, timezo
 
 
 async def advance(draft: ReportDraft, step: Step, *, now: datetime, **answers: Any) -> None:
-    """Record answers and move to ``step`` (the customer is active: a reminder may come
-    again only after another silence)."""
+    """Record answers and move to ``step``; the silence the reminder and the expiry count
+    starts again now (a draft gets one reminder all the same)."""
     draft.data = {**draft.data, **answers}
     draft.step = step
     draft.touched_at = now
