@@ -54,9 +54,10 @@ async def rig(db: str) -> AsyncIterator[Rig]:
 
 async def _dead(rig: Rig) -> tuple[Claim, CoreDelivery]:
     claim = await reported(rig.clock)
-    document = await Document.create(claim=claim, customer_id=claim.customer_id, channel=Channel.TELEGRAM,
-                          mime_type="image/jpeg", size=1000, sha256="a" * 64, storage_key="a/a",
-                          original_name="photos:photo", created_at=rig.clock())
+    document = await Document.create(
+        claim=claim, customer_id=claim.customer_id, channel=Channel.TELEGRAM,
+        mime_type="image/jpeg", size=1000, sha256="a" * 64, storage_key="a/a",
+        original_name="photos:photo", created_at=rig.clock())
     row = await CoreDelivery.get(claim_id=claim.id)
     await CoreDelivery.filter(id=row.id).update(status=CoreDeliveryStatus.DEAD, attempts=8,
                                                 dead_at=rig.clock(),
