@@ -7,11 +7,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
+from bot.accident.sweep import SweepResult, sweep
 from bot.telegram import report
 from bot.telegram.runtime import build_dispatcher
 from bot.telegram.updates import UpdateFeed
 from storage.accident_models import CoreDelivery, DraftStatus, ReportDraft
-from storage.models import Claim, ClaimEvent, ClaimStatus, Customer, Document, Policy
+from storage.models import Claim, ClaimEvent, ClaimStatus, Customer, Document, Message, Policy
 from tests import factories as f
 from tests.test_telegram_support import BOT_USERNAME, Rig, User, button_data, inline_buttons
 from tests.test_telegram_uploads import jpeg, photo
@@ -274,3 +275,48 @@ async def test_an_unlinked_user_is_asked_to_link_first(tg: Rig) -> None:
     await tg.send(user, "/report")
     assert tg.last_text(user.id) == tg.t("zh-CN")("tg_link_first")
     assert await ReportDraft.all().count() == 0
+
+
+async def test_an_abandoned_draft_is_reminded_once_then_expires(tg: Rig) -> None:
+    owner, user = await tg.linked(language="en")
+    policy = await _car(owner)
+    settings = tg.settings.report
+    await tg.send(user, "/report")
+    await tg.press(user, "rpt:safe:")
+    tg.clock.advance(minutes=20)
+    await tg.press(user, f"rpt:car:{policy.id}")  # an answer: the silence starts again
+    tg.clock.advance(minutes=29)
+    assert await sweep(settings, now=tg.clock()) == SweepResult(0, 0)
+    tg.clock.advance(minutes=2)
+    assert await sweep(settings, now=tg.clock()) == SweepResult(1, 0)
+    tg.clock.advance(hours=2)
+    assert await sweep(settings, now=tg.clock()) == SweepResult(0, 0)  # one reminder only
+    [reminder] = await Message.filter(customer_id=owner.id, kind="report_reminder")
+    assert (reminder.channel_policy, reminder.category) == ("telegram_only", "service")
+    tg.clock.advance(hours=21, minutes=28)  # 23 h 59 min after the last answer: still open
+    assert await sweep(settings, now=tg.clock()) == SweepResult(0, 0)
+    tg.clock.advance(minutes=2)
+    assert await sweep(settings, now=tg.clock()) == SweepResult(0, 1)
+    assert await sweep(settings, now=tg.clock()) == SweepResult(0, 0)
+    draft = await _draft(owner)
+    assert (draft.status, draft.open_for) == (DraftStatus.EXPIRED, None)
+    assert await Message.filter(customer_id=owner.id, kind="report_expired").count() == 1
+    await tg.press(user, "rpt:now:")  # the old buttons are spent
+    assert tg.sent(None, "answerCallbackQuery")[-1]["text"] == tg.t("en")("tg_button_expired")
+    await tg.send(user, "Century Avenue 100")  # an answer to the expired report
+    assert tg.last_text(user.id) == tg.t("en")("tg_report_gone")
+    await tg.send(user, "/report")
+    assert tg.last_text(user.id) == tg.t("en")("tg_report_safety")
+    assert await ReportDraft.filter(customer_id=owner.id, status=DraftStatus.OPEN).count() == 1
+
+
+async def test_the_reminder_reaches_the_chat_through_the_outbox(tg: Rig) -> None:
+    owner, user = await tg.linked(language="en")
+    await _car(owner)
+    await tg.send(user, "/report")
+    tg.clock.advance(minutes=31)
+    await sweep(tg.settings.report, now=tg.clock())
+    [reminder] = await Message.filter(kind="report_reminder")
+    assert reminder.template_key == "report_reminder" and reminder.not_before == tg.clock()
+    assert tg.texts.render("report_reminder", "en", {}).startswith(
+        "Your accident report is not finished")

@@ -423,13 +423,13 @@ async def retry_accident_report(call: Call) -> web.StreamResponse:
                                                       now=call.now))
 
 
-@API.route("PUT", "/accident-reports/{reference}/claim-number", role=G, tag="claims",
+@API.route("PUT", "/accident-reports/{number}/claim-number", role=G, tag="claims",
            body=accident_reports.CoreNumberIn, response=out.CoreNumberSet,
-           summary="The core system's claim number for a report: the claim takes it and the "
-                   "customer is told (idempotent)")
+           summary="The core system's claim number for a report (by the reference Engage "
+                   "gave it): the claim takes it and the customer is told (idempotent)")
 async def put_core_claim_number(call: Call) -> web.StreamResponse:
     claim, changed = await accident_reports.set_core_number(
-        call.actor, call.request.match_info["reference"], call.body, now=call.now)
+        call.actor, call.request.match_info["number"], call.body, now=call.now)
     return json_response({**claims.claim_json(claim), "changed": changed})
 
 
