@@ -63,6 +63,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -77,6 +78,7 @@ from bot.sms.keywords import Command, Parsed, parse
 from bot.sms.media import MediaRef, MediaUnavailable, MmsMedia
 from bot.sms.media_deletes import MediaDeletes, mask_sid
 from bot.sms.replies import Replies
+from bot.sms.report import report_by_sms
 from bot.texts import Texts
 from loyalty.earning import check_in
 from loyalty.ledger import get_balance
@@ -324,6 +326,10 @@ class SmsConversations:
             return await self._effect(row, command.value, checkin, delete_urls)
         if command is Command.CLAIM:
             return await self._claim(row, sender, parsed.argument, delete_urls)
+        if command is Command.REPORT:
+            return await self._effect(row, command.value, partial(
+                report_by_sms, sender.id, sender.phone, lang, sender.timezone, replies, now=now),
+                delete_urls)
         if command is Command.HELP:
             reply = "" if parsed.from_twilio else replies.help(lang)
         elif command is Command.POLICY:
