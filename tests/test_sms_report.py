@@ -14,8 +14,11 @@ from bot.sms.keywords import Command, Parsed, parse
 from bot.sms.report import REPORT_TASK
 from storage.models import InboundSms, Task, TaskStatus
 from tests import factories as f
-from tests.test_sms_inbound import make_rig  # noqa: F401 (the fixture)
-from tests.test_sms_inbound import SmsRig, new_sid
+from tests.test_sms_inbound import (
+    SmsRig,
+    make_rig,  # noqa: F401 (the fixture)
+    new_sid,
+)
 
 
 @pytest.fixture
