@@ -55,7 +55,7 @@ async def test_a_full_report_with_photos_and_location_becomes_a_reported_claim(t
     await tg.press(user, "rpt:pick:")
     days = button_data(tg.last(user.id))
     assert days[0] == "rpt:day:2026-11-21" and days[30] == "rpt:day:2026-10-22"
-    assert days[31:] == ["rpt:back:", "rpt:cancel:"]
+    assert days[31:] == ["rpt:back:when_day", "rpt:cancel:"]
     await tg.press(user, "rpt:day:2026-11-20")
     assert len(button_data(tg.last(user.id))) == 24 + 2  # a past day: every hour
     await tg.press(user, "rpt:hour:18")
@@ -83,7 +83,7 @@ async def test_a_full_report_with_photos_and_location_becomes_a_reported_claim(t
     assert "沪A12345" in summary and "2026-11-20 18:00" in summary
     assert "SUE88888" not in summary and "苏E88888" in summary
     assert "location 31.23040, 121.47370" in summary
-    assert button_data(tg.last(user.id)) == ["rpt:submit:", "rpt:back:", "rpt:cancel:"]
+    assert button_data(tg.last(user.id)) == ["rpt:submit:", "rpt:back:confirm", "rpt:cancel:"]
     await tg.press(user, "rpt:submit:")
 
     claim = await Claim.get(customer_id=owner.id)
@@ -146,9 +146,11 @@ async def test_back_returns_to_the_previous_step_and_cancel_ends_the_report(tg: 
     policy = await _car(owner)
     t = tg.t("en")
     await _to_where(tg, user, policy)
-    await tg.press(user, "rpt:back:")
+    await tg.press(user, "rpt:back:where")
     assert tg.last_text(user.id) == t("tg_report_when", days=30)
-    await tg.press(user, "rpt:back:")
+    await tg.press(user, "rpt:back:where")  # a second tap on the same old button: nothing
+    assert tg.sent(None, "answerCallbackQuery")[-1]["text"] == t("tg_button_expired")
+    await tg.press(user, "rpt:back:when")
     assert tg.last_text(user.id) == t("tg_report_car")
     await tg.press(user, "rpt:cancel:")
     assert tg.last_text(user.id) == t("tg_report_cancelled", hotline="95500")

@@ -17,12 +17,14 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiogram import Bot, Dispatcher, F, Router
 from aiogram.dispatcher.event.bases import SkipHandler
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, StateFilter, or_f
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -145,7 +147,7 @@ async def _ask_hour(turn: Turn, draft: ReportDraft) -> None:
 
 
 async def _ask_where(turn: Turn, draft: ReportDraft) -> None:
-    await turn.say(turn.t("tg_report_where"), reply_markup=kb.exits(turn.t))
+    await turn.say(turn.t("tg_report_where"), reply_markup=kb.exits(turn.t, Step.WHERE))
     await turn.say(turn.t("tg_report_where_button_hint"), reply_markup=kb.share_location(turn.t))
 
 
@@ -293,17 +295,26 @@ async def pressed(query: CallbackQuery, callback_data: ReportCb, bot: Bot, state
                   clock: Callable[[], datetime]) -> None:
     turn = _turn(bot, query.from_user.id, t, customer, settings, clock, state)
     draft = await drafts.open_draft(customer.id)
-    action = callback_data.action
-    if draft is None or (action not in (ReportAction.BACK, ReportAction.CANCEL)
-                         and action not in ACTIONS[Step(draft.step)]):
+    if draft is None or _stale(callback_data, Step(draft.step)):
         await query.answer(t("tg_button_expired"), show_alert=True)
         return
     await query.answer()
     if isinstance(query.message, Message):  # the buttons answered are spent
-        await bot.edit_message_reply_markup(chat_id=turn.chat_id,
-                                            message_id=query.message.message_id,
-                                            reply_markup=None)
-    await ANSWERS[action](turn, draft, callback_data.value)
+        with suppress(TelegramBadRequest):  # too old to edit, or edited already
+            await bot.edit_message_reply_markup(chat_id=turn.chat_id,
+                                                message_id=query.message.message_id,
+                                                reply_markup=None)
+    await ANSWERS[callback_data.action](turn, draft, callback_data.value)
+
+
+def _stale(data: ReportCb, step: Step) -> bool:
+    """A button of another step than the draft's (an old message, a double tap); cancel
+    works from anywhere."""
+    if data.action is ReportAction.CANCEL:
+        return False
+    if data.action is ReportAction.BACK:
+        return data.value != step.value
+    return data.action not in ACTIONS[step]
 
 
 async def _back(turn: Turn, draft: ReportDraft, value: str) -> None:

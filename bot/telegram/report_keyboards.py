@@ -12,6 +12,7 @@ from aiogram.types import (
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from bot.accident.drafts import Step
 from bot.telegram.callbacks import ReportAction, ReportCb
 from bot.telegram.i18n import Translator
 
@@ -21,35 +22,38 @@ def _button(text: str, action: ReportAction, value: str = "") -> InlineKeyboardB
                                                                   value=value).pack())
 
 
-def _with_exits(t: Translator, rows: list[list[InlineKeyboardButton]], *,
+def _with_exits(t: Translator, rows: list[list[InlineKeyboardButton]], step: Step, *,
                 back: bool = True) -> InlineKeyboardMarkup:
-    exits = [_button(t("tg_button_back"), ReportAction.BACK)] if back else []
+    """``step``: the step the keyboard is shown for; "back" carries it, so a second tap on an
+    old "back" does not go back twice."""
+    exits = [_button(t("tg_button_back"), ReportAction.BACK, step.value)] if back else []
     exits.append(_button(t("tg_button_cancel"), ReportAction.CANCEL))
     return InlineKeyboardMarkup(inline_keyboard=[*rows, exits])
 
 
-def exits(t: Translator) -> InlineKeyboardMarkup:
-    return _with_exits(t, [])
+def exits(t: Translator, step: Step) -> InlineKeyboardMarkup:
+    return _with_exits(t, [], step)
 
 
 def safety(t: Translator) -> InlineKeyboardMarkup:
     return _with_exits(t, [[_button(t("tg_report_danger_button"), ReportAction.DANGER)],
                            [_button(t("tg_report_safe_button"), ReportAction.SAFE)]],
-                       back=False)
+                       Step.SAFETY, back=False)
 
 
 def emergency(t: Translator) -> InlineKeyboardMarkup:
-    return _with_exits(t, [[_button(t("tg_report_go_button"), ReportAction.GO)]])
+    return _with_exits(t, [[_button(t("tg_report_go_button"), ReportAction.GO)]], Step.EMERGENCY)
 
 
 def cars(t: Translator, items: Iterable[tuple[int, str]]) -> InlineKeyboardMarkup:
     """``items``: (policy id, button text)."""
-    return _with_exits(t, [[_button(text, ReportAction.CAR, str(pid))] for pid, text in items])
+    return _with_exits(t, [[_button(text, ReportAction.CAR, str(pid))] for pid, text in items],
+                       Step.CAR)
 
 
 def when(t: Translator) -> InlineKeyboardMarkup:
     return _with_exits(t, [[_button(t("tg_report_now_button"), ReportAction.NOW)],
-                           [_button(t("tg_report_pick_button"), ReportAction.PICK)]])
+                           [_button(t("tg_report_pick_button"), ReportAction.PICK)]], Step.WHEN)
 
 
 def days(t: Translator, items: Iterable[tuple[str, str]]) -> InlineKeyboardMarkup:
@@ -58,7 +62,7 @@ def days(t: Translator, items: Iterable[tuple[str, str]]) -> InlineKeyboardMarku
     for value, text in items:
         builder.button(text=text, callback_data=ReportCb(action=ReportAction.DAY, value=value))
     builder.adjust(4)
-    return _with_exits(t, builder.export())
+    return _with_exits(t, builder.export(), Step.WHEN_DAY)
 
 
 def hours(t: Translator, items: Iterable[int]) -> InlineKeyboardMarkup:
@@ -67,7 +71,7 @@ def hours(t: Translator, items: Iterable[int]) -> InlineKeyboardMarkup:
         builder.button(text=f"{hour:02d}:00",
                        callback_data=ReportCb(action=ReportAction.HOUR, value=f"{hour:02d}"))
     builder.adjust(6)
-    return _with_exits(t, builder.export())
+    return _with_exits(t, builder.export(), Step.WHEN_HOUR)
 
 
 def share_location(t: Translator) -> ReplyKeyboardMarkup:
@@ -83,22 +87,25 @@ def accident_types(t: Translator, kinds: Iterable[str]) -> InlineKeyboardMarkup:
         builder.button(text=t(f"tg_report_type_{kind}"),
                        callback_data=ReportCb(action=ReportAction.TYPE, value=kind))
     builder.adjust(2)
-    return _with_exits(t, builder.export())
+    return _with_exits(t, builder.export(), Step.WHAT)
 
 
 def other_party(t: Translator) -> InlineKeyboardMarkup:
-    return _with_exits(t, [[_button(t("tg_report_no_party_button"), ReportAction.NO_PARTY)]])
+    return _with_exits(t, [[_button(t("tg_report_no_party_button"), ReportAction.NO_PARTY)]],
+                       Step.OTHER_PARTY)
 
 
 def photos(t: Translator, count: int) -> InlineKeyboardMarkup:
     text = t("tg_report_photos_done_button", count=count) if count \
         else t("tg_report_photos_skip_button")
-    return _with_exits(t, [[_button(text, ReportAction.PHOTOS_DONE)]])
+    return _with_exits(t, [[_button(text, ReportAction.PHOTOS_DONE)]], Step.PHOTOS)
 
 
 def phone(t: Translator) -> InlineKeyboardMarkup:
-    return _with_exits(t, [[_button(t("tg_report_phone_ok_button"), ReportAction.PHONE_OK)]])
+    return _with_exits(t, [[_button(t("tg_report_phone_ok_button"), ReportAction.PHONE_OK)]],
+                       Step.PHONE)
 
 
 def confirm(t: Translator) -> InlineKeyboardMarkup:
-    return _with_exits(t, [[_button(t("tg_report_submit_button"), ReportAction.SUBMIT)]])
+    return _with_exits(t, [[_button(t("tg_report_submit_button"), ReportAction.SUBMIT)]],
+                       Step.CONFIRM)
