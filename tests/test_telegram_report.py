@@ -4,12 +4,18 @@ policy, a policy not in force, one open draft, the daily limit) and the Claim it
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, date, datetime
 from typing import Any
 
+import pytest
+from aiogram.fsm.storage.redis import RedisStorage
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 from bot.accident.sweep import SweepResult, sweep
+from bot.settings import RedisSettings
 from bot.telegram import report
-from bot.telegram.runtime import build_dispatcher
+from bot.telegram.runtime import build_dispatcher, fsm_storage
 from bot.telegram.updates import UpdateFeed
 from storage.accident_models import CoreDelivery, DraftStatus, ReportDraft
 from storage.models import Claim, ClaimEvent, ClaimStatus, Customer, Document, Message, Policy
@@ -322,3 +328,39 @@ async def test_the_reminder_reaches_the_chat_through_the_outbox(tg: Rig) -> None
     assert reminder.template_key == "report_reminder" and reminder.not_before == tg.clock()
     assert tg.texts.render("report_reminder", "en", {}).startswith(
         "Your accident report is not finished")
+
+
+REDIS_URL = os.environ.get("ENGAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+async def test_with_redis_another_process_continues_the_report(tg: Rig) -> None:
+    """``redis.url`` set: the conversation state is shared, so a second process takes the
+    next answer without restoring anything."""
+    settings = tg.settings.model_copy(update={"redis": RedisSettings(url=REDIS_URL)})
+    first, first_isolation = fsm_storage(settings)
+    second, second_isolation = fsm_storage(settings)
+    assert isinstance(first, RedisStorage)
+    try:
+        await first.redis.ping()
+    except (RedisConnectionError, OSError) as exc:
+        await first.close()
+        await second.close()
+        pytest.skip(f"Redis not reachable at {REDIS_URL} ({exc}); CI provides one")
+    owner, user = await tg.linked(language="en")
+    policy = await _car(owner)
+    try:
+        for storage, isolation in ((first, first_isolation), (second, second_isolation)):
+            dispatcher = build_dispatcher(tg.settings, tg.texts, clock=tg.clock,
+                                          storage=storage, isolation=isolation,
+                                          bot_username=BOT_USERNAME)
+            tg.feed = UpdateFeed(dispatcher, tg.bot, tg.clock)
+            if storage is first:
+                await _to_where(tg, user, policy)
+            else:
+                await tg.send(user, location={"latitude": 31.2, "longitude": 121.5})
+        assert tg.last_text(user.id) == tg.t("en")("tg_report_what")
+        await tg.press(user, "rpt:cancel:")
+    finally:
+        await first.close()
+        await second.close()
+    assert (await _draft(owner)).status == DraftStatus.CANCELLED
