@@ -109,7 +109,9 @@ async def test_a_full_report_with_photos_and_location_becomes_a_reported_claim(t
     assert accident["occurred_at"] == datetime(2026, 11, 20, 10, tzinfo=UTC).isoformat()
     assert accident["location"]["latitude"] == 31.2304
     assert (accident["type"], accident["other_party_plate"]) == ("rear_end", "苏E88888")
-    assert sorted(delivery.payload["documents"]) == sorted(d.id for d in docs)
+    assert [d["path"] for d in delivery.payload["documents"]] == [
+        f"/api/v1/documents/{d.id}/file" for d in sorted(docs, key=lambda d: d.id)]
+    assert delivery.payload["documents"][0]["sha256"] == min(docs, key=lambda d: d.id).sha256
     draft = await _draft(owner)
     assert (draft.status, draft.open_for, draft.claim_id) == (
         DraftStatus.SUBMITTED, None, claim.id)

@@ -227,9 +227,10 @@ async def submit(draft: ReportDraft, *, description: str, max_per_day: int,
             if documents else 0
         await ClaimEvent.create(claim_id=claim.id, status=ClaimStatus.REPORTED, occurred_at=now,
                                 note="Telegram")
+        kept = await Document.filter(claim_id=claim.id).order_by("id")
         await CoreDelivery.create(
             claim_id=claim.id, reference=claim.number, idempotency_key=uuid.uuid4().hex,
-            payload=core_payload(claim, policy, customer, data, documents),
+            payload=core_payload(claim, policy, customer, data, kept),
             status=CoreDeliveryStatus.PENDING, next_attempt_at=now, created_at=now)
         await ReportDraft.filter(id=draft.id).update(
             status=DraftStatus.SUBMITTED, open_for=None, closed_at=now, claim_id=claim.id)
@@ -249,8 +250,9 @@ async def _new_claim(customer: Customer, policy: Policy, description: str,
 
 
 def core_payload(claim: Claim, policy: Policy, customer: Customer, data: dict[str, Any],
-                 documents: list[int]) -> dict[str, Any]:
-    """What the core system's intake receives (the idempotency key is added at sending)."""
+                 documents: list[Document]) -> dict[str, Any]:
+    """What the core system's intake receives (the idempotency key is added at sending).
+    Photos are listed, not sent: the intake fetches each from the operator API (``path``)."""
     where = data.get("where") or {}
     return {
         "reference": claim.number,
@@ -270,5 +272,7 @@ def core_payload(claim: Claim, policy: Policy, customer: Customer, data: dict[st
                          "address": str(where.get("address") or "")},
             "other_party_plate": data.get("other_plate") or None,
         },
-        "documents": documents,
+        "documents": [{"id": d.id, "mime_type": d.mime_type, "size": d.size,
+                       "sha256": d.sha256, "path": f"/api/v1/documents/{d.id}/file"}
+                      for d in documents],
     }
