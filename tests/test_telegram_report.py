@@ -366,3 +366,35 @@ async def test_with_redis_another_process_continues_the_report(tg: Rig) -> None:
         await first.close()
         await second.close()
     assert (await _draft(owner)).status == DraftStatus.CANCELLED
+
+
+async def test_report_photos_go_through_the_upload_checks(tg: Rig) -> None:
+    owner, user = await tg.linked(language="en")
+    policy = await _car(owner)
+    t = tg.t("en")
+    await _to_where(tg, user, policy)
+    content = jpeg(3)
+    tg.fake.add_file("EARLY", content)
+    await tg.send(user, photo=photo("EARLY", len(content)))  # not the photo step yet
+    assert tg.last_text(user.id) == t("tg_report_photos_later")
+    await tg.send(user, "Century Avenue 100")
+    await tg.press(user, "rpt:type:scrape")
+    await tg.press(user, "rpt:noparty:")
+    tg.fake.add_file("P1", content)
+    await tg.send(user, photo=photo("P1", len(content)))
+    assert tg.last_text(user.id) == t("tg_report_photo_received", count=1)
+    tg.fake.add_file("P1-again", content)
+    await tg.send(user, photo=photo("P1-again", len(content)))
+    assert tg.last_text(user.id) == t("tg_report_photo_duplicate")
+    tg.fake.add_file("TXT", b"not a picture at all")
+    await tg.send(user, document={"file_id": "TXT", "file_unique_id": "uTXT",
+                                  "file_name": "scene.jpg", "mime_type": "image/jpeg",
+                                  "file_size": 20})
+    assert tg.last_text(user.id) == t("tg_upload_unsupported")
+    await tg.send(user, document={"file_id": "BIG", "file_unique_id": "uBIG",
+                                  "file_name": "video.jpg", "mime_type": "image/jpeg",
+                                  "file_size": 20 * 1024 * 1024 + 1})
+    assert tg.last_text(user.id) == t("tg_upload_too_large", max_mb=20)
+    assert len(tg.fake.requests_for("getFile")) == 3  # the early photo was never fetched
+    assert len((await _draft(owner)).data["documents"]) == 1
+    assert await Document.filter(customer_id=owner.id).count() == 1
