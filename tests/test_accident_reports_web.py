@@ -72,6 +72,7 @@ async def test_the_console_shows_the_report_and_a_dead_letter_it_can_retry(rig: 
     assert claim.number in claims_page
     claim_page = await (await rig.client.get(f"/console/claims/{claim.number}")).text()
     assert f'id="document-{rig.document}"' in claim_page and "剐蹭" in claim_page
+    assert f"报案号 {claim.number}" in claim_page and "死信" in claim_page
     page = await (await rig.client.get("/console/accident-reports?status=dead")).text()
     assert f'data-id="{row.id}" data-status="dead"' in page
     assert "HTTP 503: maintenance" in page

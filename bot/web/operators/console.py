@@ -55,7 +55,7 @@ from bot.web.operators.http import SESSION_COOKIE, field_path, now_of, validatio
 from bot.web.operators.paging import Page
 from loyalty.config import REWARD_KINDS
 from loyalty.errors import LoyaltyError
-from storage.accident_models import CoreDeliveryStatus
+from storage.accident_models import CoreDelivery, CoreDeliveryStatus
 from storage.loyalty_models import Reward
 from storage.models import Claim, ClaimEvent, ClaimStatus, Document, Language, Product, TaskStatus
 from storage.operator_models import Campaign, CampaignStatus, Role
@@ -474,7 +474,9 @@ async def claim_page(request: web.Request, actor: Actor) -> web.StreamResponse:
     claim = await claims.get_claim(request.match_info["number"])
     events = await ClaimEvent.filter(claim_id=claim.id).order_by("occurred_at", "id")
     documents = await Document.filter(claim_id=claim.id).order_by("id")
-    return render(request, "claim.html", actor, claim=claim, events=events, documents=documents)
+    delivery = await CoreDelivery.get_or_none(claim_id=claim.id)
+    return render(request, "claim.html", actor, claim=claim, events=events, documents=documents,
+                  delivery=delivery)
 
 
 @page(Role.AGENT)
