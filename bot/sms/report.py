@@ -22,7 +22,7 @@ CALLBACK_WITHIN = timedelta(minutes=15)
 async def report_by_sms(customer_id: int, phone: str, language: str, timezone: str,
                         replies: Replies, *, now: datetime) -> str:
     """Open (or keep) the call-back task; the reply. Runs inside the inbound message's
-    transaction (``SmsConversations._effect``), so a redelivered SMS changes nothing."""
+    transaction (``SmsConversations.claimed``), so a redelivered SMS changes nothing."""
     open_task = await Task.filter(customer_id=customer_id, kind=REPORT_TASK,
                                   status__in=[TaskStatus.OPEN, TaskStatus.ASSIGNED]).first()
     if open_task is None:
