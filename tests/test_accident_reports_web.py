@@ -5,7 +5,8 @@ the drafts sweep are supervised tasks on /healthz and /metrics."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -20,7 +21,8 @@ from storage.accident_models import CoreDelivery, CoreDeliveryStatus
 from storage.models import Channel, Claim, Document, Message
 from storage.operator_models import AuditLog, Role
 from tests import factories as f
-from tests.test_core_reports import Clock, reported
+from tests.fakes.core import FakeCore
+from tests.test_core_reports import SECRET, Clock, reported
 from tests.test_operators_api import console_login
 
 Client = TestClient[web.Request, web.Application]
@@ -146,3 +148,33 @@ async def test_the_delivery_loop_and_the_drafts_sweep_are_supervised(db: str) ->
         metrics = await (await client.get("/metrics")).text()
         assert "engage_core_reports_dead" in metrics
         assert 'engage_task_up{task="core-reports"}' in metrics
+
+
+async def until(check: Callable[[], Awaitable[bool]], limit: float = 30.0) -> None:
+    """Wait for a background loop's effect (a deadline, not a sleep-and-hope)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not await check():
+        assert loop.time() < deadline, "condition not reached"
+        await asyncio.sleep(0.05)
+
+
+async def test_the_running_app_delivers_a_confirmed_report(db: str) -> None:
+    clock = Clock()
+    async with FakeCore(SECRET, now=lambda: clock().timestamp()) as core:
+        settings = f.settings_for(db_url=db, core={
+            "report_webhook_url": core.url, "report_webhook_secret": SECRET,
+            "poll_interval_seconds": 0.05})
+        app = build_app(settings, Overrides(
+            run_dispatcher=False, run_scheduler=False, run_campaigns=False,
+            manage_database=False, clock=clock))
+        async with TestClient(TestServer(app)):
+            claim = await reported(clock)
+
+            async def delivered() -> bool:
+                row = await CoreDelivery.get(claim_id=claim.id)
+                return row.status == CoreDeliveryStatus.DELIVERED
+
+            await until(delivered)
+        assert core.refused == [] and len(core.received) == 1
+        assert (await Claim.get(id=claim.id)).number == "CLM00000001"
