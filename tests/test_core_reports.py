@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from bot.accident import drafts
 from bot.accident.core import CoreMetrics, CoreReports, assign_core_number, retry
+from bot.cli import main
 from bot.settings import CoreSettings
 from storage.accident_models import CoreDelivery, CoreDeliveryStatus
 from storage.models import Claim, Message
@@ -236,7 +238,20 @@ async def test_nothing_is_sent_while_no_url_is_configured(db: str, clock: Clock)
     assert (await CoreDelivery.first()).status == CoreDeliveryStatus.PENDING  # type: ignore[union-attr]
 
 
-def test_the_settings_refuse_a_url_without_a_secret() -> None:
-    with pytest.raises(ValueError, match="report_webhook_secret"):
-        CoreSettings(report_webhook_url="https://core.example.com/claims/reports")
+@pytest.mark.parametrize(("toml", "expected"), [
+    ('[core]\nreport_webhook_url = "https://core.example.com/r"\n',
+     "core.report_webhook_secret: required when report_webhook_url is set"),
+    ('[core]\nreport_webhook_url = "core.example.com"\nreport_webhook_secret = "s"\n',
+     "core.report_webhook_url: must start with http:// or https://"),
+    ('[report]\nreminder_minutes = 1500\n',
+     "report.reminder_minutes: must be shorter than expire_hours"),
+    ('[report]\nmax_per_day = 0\n', "report.max_per_day"),
+])
+def test_a_report_setting_mistake_is_one_line_naming_the_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], toml: str, expected: str) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(toml, encoding="utf-8")
+    assert main(["--config", str(cfg), "db", "upgrade"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and expected in err
     assert CoreSettings().enabled is False
