@@ -206,8 +206,7 @@ def place_text(t: Translator, where: dict[str, Any]) -> str:
 def what_text(t: Translator, data: dict[str, Any]) -> str:
     kind = t(f"tg_report_type_{data.get('type') or 'other'}")
     details = str(data.get("description") or "")
-    return f"{kind}：{details}" if details and t.lang != "en" else (
-        f"{kind}: {details}" if details else kind)
+    return t("tg_report_what_detail", kind=kind, details=details) if details else kind
 
 
 def summary(t: Translator, data: dict[str, Any], customer: Policyholder) -> str:
