@@ -620,13 +620,16 @@ async def restore(dispatcher: Dispatcher, bot: Bot) -> int:
 
 
 def get_router() -> Router:
+    """The entry and the buttons; the answers in a child router whose one state check is all
+    that every other message pays (it sits before most features)."""
     router = Router(name=__name__)
-    in_report = StateFilter(ReportFlow.active)
     router.message.register(start_report, or_f(Command("report"), MenuButton("tg_menu_report")),
                             flags=LINKED)
     router.callback_query.register(pressed, ReportCb.filter(), flags=LINKED)
-    router.message.register(location, in_report, Magic(F.location | F.venue), flags=LINKED)
-    router.message.register(photo, in_report, Magic(F.photo | F.document), flags=LINKED)
-    router.message.register(typed, in_report, Magic(F.text), Magic(~F.text.startswith("/")),
-                            flags=LINKED)
+    answers = Router(name=f"{__name__}.answers")
+    answers.message.filter(StateFilter(ReportFlow.active))
+    answers.message.register(location, Magic(F.location | F.venue), flags=LINKED)
+    answers.message.register(photo, Magic(F.photo | F.document), flags=LINKED)
+    answers.message.register(typed, Magic(F.text), Magic(~F.text.startswith("/")), flags=LINKED)
+    router.include_router(answers)
     return router
