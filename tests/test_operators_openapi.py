@@ -13,12 +13,14 @@ from openapi_spec_validator import validate
 
 from bot.web.operators.access import create_operator
 from bot.web.operators.api import API
+from storage.accident_models import CoreDelivery, CoreDeliveryStatus
 from storage.choices import TELEGRAM, record_choice
 from storage.models import SharedPhone, Task
 from storage.operator_models import Role
 from storage.shared_phones import recount
 from tests import factories as f
 from tests import test_operators_api
+from tests.test_core_reports import reported
 from tests.test_operators_api import Rig, _campaign, _claim, _document
 
 rig = test_operators_api.rig  # the API rig: an operator per role, uploads, a set clock
@@ -93,6 +95,9 @@ async def test_every_answer_is_what_the_document_says(rig: Rig) -> None:
     shared = await SharedPhone.get(phone="+8613700001111")
     _, campaign = await rig.call("POST", "/api/v1/campaigns", json=_campaign())
     cid = campaign["id"]
+    report = await reported(rig.clock)
+    await CoreDelivery.filter(claim_id=report.id).update(status=CoreDeliveryStatus.DEAD)
+    delivery = await CoreDelivery.get(claim_id=report.id)
     csv_text = "phone,name\n13600009999,新客户\n"
     event = {"external_id": "core-1", "status": "surveyed",
              "occurred_at": "2026-11-21T10:00:00+08:00"}
@@ -132,6 +137,10 @@ async def test_every_answer_is_what_the_document_says(rig: Rig) -> None:
         ("POST", "/api/v1/rewards", {"json": reward}),
         ("PATCH", "/api/v1/rewards/tea", {"json": {"stock": 10}}),
         ("POST", "/api/v1/rewards/tea/retire", {}),
+        ("GET", "/api/v1/accident-reports", {"params": {"status": "dead"}}),
+        ("POST", f"/api/v1/accident-reports/{delivery.id}/retry", {}),
+        ("PUT", f"/api/v1/accident-reports/{report.number}/claim-number",
+         {"json": {"claim_number": "CORE-0001"}}),
         ("GET", "/api/v1/tasks", {}),
         ("POST", f"/api/v1/tasks/{task.id}/assign", {"json": {"assignee": "小王"}}),
         ("POST", f"/api/v1/tasks/{task.id}/close", {"json": {"note": "已回电"}}),
@@ -141,7 +150,7 @@ async def test_every_answer_is_what_the_document_says(rig: Rig) -> None:
                                      "data": csv_text.encode(),
                                      "headers": {"Content-Type": "text/csv"}}),
     ]
-    covered = {(m, re.sub(r"/(\d+|tea|C2026001)(?=/|$)", "/{x}", p)) for m, p, _ in calls}
+    covered = {(m, re.sub(r"/(\d+|tea|C2026001|BA\w+)(?=/|$)", "/{x}", p)) for m, p, _ in calls}
     routes = {(e.method, re.sub(r"{\w+}", "{x}", e.path)) for e in API.endpoints}
     assert covered == routes, routes ^ covered
     for method, path, kw in calls:

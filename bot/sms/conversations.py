@@ -86,6 +86,7 @@ from bot.sms.keywords import Command, Parsed, parse
 from bot.sms.media import MediaRef, MediaUnavailable, MmsMedia
 from bot.sms.media_deletes import MediaDeletes, mask_sid
 from bot.sms.replies import Replies
+from bot.sms.report import report_by_sms
 from bot.texts import Texts
 from loyalty.earning import check_in
 from loyalty.ledger import get_balance
@@ -221,6 +222,7 @@ class SmsConversations:
             Command.CLAIM: self._claim,
             Command.POINTS: self._points,
             Command.CHECKIN: self._checkin,
+            Command.REPORT: self._report,
             Command.MENU: self._menu,
         }
 
@@ -391,6 +393,13 @@ class SmsConversations:
     async def _opt_turn(self, turn: Turn) -> str:
         return await self._opt(turn.row, turn.sender.phone, turn.language, turn.parsed,
                                turn.delete_urls)
+
+    async def _report(self, turn: Turn) -> str:
+        sender = turn.sender
+        async with self.claimed(turn.row, Command.REPORT.value, turn.delete_urls) as claim:
+            claim.reply = await report_by_sms(sender.id, sender.phone, turn.language,
+                                              sender.timezone, turn.replies, now=turn.now)
+        return claim.reply
 
     async def _opt(self, row: dict[str, Any], phone: str, language: str, parsed: Parsed,
                    delete_urls: Sequence[str]) -> str:

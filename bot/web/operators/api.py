@@ -21,6 +21,7 @@ from bot.web.bodies import read_form
 from bot.web.errors import FieldProblem, InvalidBody, answer_under, json_errors
 from bot.web.keys import CAMPAIGN_RUNNER
 from bot.web.operators import (
+    accident_reports,
     campaigns,
     catalogue,
     claims,
@@ -35,6 +36,7 @@ from bot.web.operators import responses as out
 from bot.web.operators.audience import AudienceFilter
 from bot.web.operators.http import Api, Call, json_response
 from bot.web.operators.paging import Page, PageOf, PageQuery, page
+from storage.accident_models import CoreDeliveryStatus
 from storage.loyalty_models import Reward
 from storage.models import ClaimEvent, ClaimStatus, Document, TaskStatus
 from storage.operator_models import AuditLog, Campaign, CampaignStatus, Role
@@ -53,6 +55,10 @@ class ClaimQuery(PageQuery):
 class CustomerQuery(PageQuery):
     q: str = Field(min_length=1, max_length=40,
                    description="phone (whole, last digits, or masked), policy number or plate")
+
+
+class AccidentReportQuery(PageQuery):
+    status: CoreDeliveryStatus | None = None
 
 
 class TaskQuery(PageQuery):
@@ -401,6 +407,34 @@ async def retire_reward(call: Call) -> web.StreamResponse:
     reward = await catalogue.retire_reward(call.actor, call.request.match_info["code"],
                                            now=call.now)
     return json_response(catalogue.reward_json(reward))
+
+
+@API.route("GET", "/accident-reports", role=V, query=AccidentReportQuery, tag="claims",
+           summary="Accident reports made in Telegram and their delivery to the core system, "
+                   "newest first", response=PageOf[out.AccidentReportOut])
+async def list_accident_reports(call: Call) -> web.StreamResponse:
+    q: AccidentReportQuery = call.query
+    found, numbers = await accident_reports.list_deliveries(q.status, limit=q.limit,
+                                                            cursor=q.cursor)
+    return page_json(call, found, [accident_reports.delivery_json(r, numbers.get(r.claim_id))
+                                   for r in found.rows])
+
+
+@API.route("POST", "/accident-reports/{id}/retry", role=G, tag="claims",
+           summary="Send a dead letter to the core system again", response=out.AccidentReportOut)
+async def retry_accident_report(call: Call) -> web.StreamResponse:
+    return json_response(await accident_reports.retry(call.actor, call.int_param("id"),
+                                                      now=call.now))
+
+
+@API.route("PUT", "/accident-reports/{number}/claim-number", role=G, tag="claims",
+           body=accident_reports.CoreNumberIn, response=out.CoreNumberSet,
+           summary="The core system's claim number for a report (by the reference Engage "
+                   "gave it): the claim takes it and the customer is told (idempotent)")
+async def put_core_claim_number(call: Call) -> web.StreamResponse:
+    claim, changed = await accident_reports.set_core_number(
+        call.actor, call.request.match_info["number"], call.body, now=call.now)
+    return json_response({**claims.claim_json(claim), "changed": changed})
 
 
 # -- tasks and imports ----------------------------------------------------------------------

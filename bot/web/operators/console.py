@@ -37,6 +37,7 @@ from bot.web.errors import (
 )
 from bot.web.keys import CAMPAIGN_RUNNER, SETTINGS, TEXTS
 from bot.web.operators import (
+    accident_reports,
     campaigns,
     catalogue,
     claims,
@@ -61,6 +62,7 @@ from bot.web.operators.errors import Refusal
 from bot.web.operators.http import SESSION_COOKIE, field_path, now_of, validation_details
 from bot.web.operators.paging import Page
 from loyalty.config import REWARD_KINDS
+from storage.accident_models import CoreDelivery, CoreDeliveryStatus
 from storage.loyalty_models import Reward
 from storage.models import Claim, ClaimEvent, ClaimStatus, Document, Language, Product, TaskStatus
 from storage.operator_models import Campaign, CampaignStatus, Role
@@ -515,7 +517,9 @@ async def claim_page(request: web.Request, actor: Actor) -> web.StreamResponse:
     claim = await claims.get_claim(request.match_info["number"])
     events = await ClaimEvent.filter(claim_id=claim.id).order_by("occurred_at", "id")
     documents = await Document.filter(claim_id=claim.id).order_by("id")
-    return render(request, "claim.html", actor, claim=claim, events=events, documents=documents)
+    delivery = await CoreDelivery.get_or_none(claim_id=claim.id)
+    return render(request, "claim.html", actor, claim=claim, events=events, documents=documents,
+                  delivery=delivery)
 
 
 @page(Role.AGENT)
@@ -641,6 +645,23 @@ async def task_close(request: web.Request, actor: Actor) -> web.StreamResponse:
 
 
 @page(Role.VIEWER)
+async def accident_reports_page(request: web.Request, actor: Actor) -> web.StreamResponse:
+    status = request.query.get("status", "")
+    chosen = CoreDeliveryStatus(status) if status in {s.value for s in CoreDeliveryStatus} \
+        else None
+    found, numbers = await accident_reports.list_deliveries(chosen, limit=PAGE_SIZE,
+                                                            cursor=_cursor(request))
+    return render(request, "accident_reports.html", actor, rows=found.rows, numbers=numbers,
+                  status=status, statuses=list(CoreDeliveryStatus), pager=_pager(request, found))
+
+
+@page(Role.AGENT)
+async def accident_report_retry(request: web.Request, actor: Actor) -> web.StreamResponse:
+    await accident_reports.retry(actor, _int(request, "id"), now=now_of(request))
+    return _back(f"{PREFIX}/accident-reports", ok="accident_report_retry")
+
+
+@page(Role.VIEWER)
 async def shared_phones_page(request: web.Request, actor: Actor) -> web.StreamResponse:
     state = request.query.get("state", "")
     held = {"held": True, "released": False}.get(state)
@@ -717,6 +738,8 @@ def setup(app: web.Application) -> None:
     r.add_post(f"{PREFIX}/tasks/{{id:\\d+}}/assign", task_assign)
     r.add_post(f"{PREFIX}/tasks/{{id:\\d+}}/close", task_close)
     r.add_get(f"{PREFIX}/shared-phones", shared_phones_page)
+    r.add_get(f"{PREFIX}/accident-reports", accident_reports_page)
+    r.add_post(f"{PREFIX}/accident-reports/{{id:\\d+}}/retry", accident_report_retry)
     r.add_post(f"{PREFIX}/shared-phones/{{id:\\d+}}/release", shared_phone_release)
     r.add_get(f"{PREFIX}/imports", imports_page)
     r.add_post(f"{PREFIX}/imports", import_upload)

@@ -386,6 +386,24 @@ class TaskOut(Out):
     closed_at: datetime | None
 
 
+class AccidentReportOut(Out):
+    id: int
+    reference: str = Field(description="the reference the customer was given")
+    claim_number: str | None = Field(description="the claim's number now")
+    status: str = Field(description="pending, sending, delivered or dead")
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str
+    core_claim_number: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    dead_at: datetime | None
+
+
+class CoreNumberSet(ClaimOut):
+    changed: bool = Field(description="false when the report already had this number")
+
+
 class ImportResult(Out):
     kind: Literal["customers", "policies", "claims", "payments"]
     file: str
