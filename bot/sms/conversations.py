@@ -29,7 +29,7 @@ is: STOP and START are remembered for the number (``storage.suppressions``: they
 whoever gets it later) and apply to every customer on it, POLICY lists all their cars, CLAIM
 finds the newest claim (or the named one) among theirs, and MMS documents go to the named or
 newest open claim of any of them (unattached ones are kept under the first customer and follow
-the claim later named). Points and check-in are one person's: the reply points to Telegram. A
+the claim later named). Points, check-in and redeeming are one person's: the reply says so. A
 number three or more customers share that no operator has released (``storage.shared_phones``)
 is often a salesperson's: only HELP, STOP and START are answered there; anything else gets a
 kind refusal, and MMS media are not downloaded (only deleted).
@@ -76,6 +76,8 @@ from bot.settings import Settings
 from bot.sms.keywords import Command, Parsed, parse
 from bot.sms.media import MediaRef, MediaUnavailable, MmsMedia
 from bot.sms.media_deletes import MediaDeletes, mask_sid
+from bot.sms.redeem import COMMANDS as REDEEM_COMMANDS
+from bot.sms.redeem import Asker, SmsRedemptions
 from bot.sms.replies import Replies
 from bot.texts import Texts
 from loyalty.earning import check_in
@@ -163,6 +165,7 @@ class SmsConversations:
         """``deletes``: how media are removed from Twilio once stored; None keeps them there."""
         self._settings = settings
         self._replies = Replies(texts, settings.sms)
+        self._redemptions = SmsRedemptions(self._replies, settings.loyalty)
         self._media = media
         self._deletes = deletes
         self._clock = clock
@@ -309,9 +312,16 @@ class SmsConversations:
         command = parsed.command
         if command in (Command.STOP, Command.START):
             return await self._opt(row, sender.phone, lang, parsed, delete_urls)
-        if command in (Command.CHECKIN, Command.POINTS) and sender.shared:
+        if command in (Command.CHECKIN, Command.POINTS, *REDEEM_COMMANDS) and sender.shared:
             return await self._query(row, command.value, replies.shared_personal(lang),
                                      delete_urls)
+        if command in REDEEM_COMMANDS:  # bot.sms.redeem: queries, or effects to claim with
+            answer = await self._redemptions.answer(
+                parsed, Asker(sender.id, sender.phone, lang, sender.timezone),
+                row["message_sid"], now)
+            if answer.act is not None:
+                return await self._effect(row, command.value, answer.act, delete_urls)
+            return await self._query(row, command.value, answer.reply, delete_urls)
         if command is Command.CHECKIN:
 
             async def checkin() -> str:
