@@ -366,6 +366,17 @@ async def adjust_points(call: Call) -> web.StreamResponse:
     return json_response(result, status=200 if result["replayed"] else 201)
 
 
+@API.route("POST", "/customers/{id}/redemptions", role=G, body=catalogue.RedeemIn,
+           tag="loyalty", summary="Redeem a reward for a customer who called (audited; the "
+                                  "voucher is sent to the customer's channel)",
+           statuses={201: "redeemed", 200: "already redeemed (a replay of request_key)"},
+           response=out.OperatorRedemption)
+async def redeem_for_customer(call: Call) -> web.StreamResponse:
+    result = await catalogue.redeem_for(call.actor, call.int_param("id"), call.body,
+                                        now=call.now, settings=call.settings.loyalty)
+    return json_response(result, status=200 if result["replayed"] else 201)
+
+
 @API.route("GET", "/rewards", role=V, summary="The rewards catalogue", tag="loyalty",
            response=list[out.RewardOut])
 async def list_rewards(call: Call) -> web.StreamResponse:

@@ -54,6 +54,7 @@ from bot.web.operators.http import SESSION_COOKIE, field_path, now_of, validatio
 from bot.web.operators.paging import Page
 from loyalty.config import REWARD_KINDS
 from loyalty.errors import LoyaltyError
+from loyalty.rewards import offers_for
 from storage.loyalty_models import Reward
 from storage.models import Claim, ClaimEvent, ClaimStatus, Document, Language, Product, TaskStatus
 from storage.operator_models import Campaign, CampaignStatus, Role
@@ -513,8 +514,13 @@ async def customer_page(request: web.Request, actor: Actor) -> web.StreamRespons
     zh = language_of(request, actor) == "zh-CN"
     tier_names = {tier.code: tier.name_zh if zh else tier.name_en
                   for tier in request.app[SETTINGS].loyalty.tiers}
+    offers = []
+    if actor.may(Role.AGENT):
+        found = await offers_for(data["customer"]["id"], now=now_of(request),
+                                 settings=request.app[SETTINGS].loyalty)
+        offers = [o for o in found if o.blocked is None]
     return render(request, "customer.html", actor, data=data, tier_names=tier_names,
-                  request_key=secrets.token_hex(8))
+                  request_key=secrets.token_hex(8), offers=offers, zh=zh)
 
 
 @page(Role.ADMIN)
@@ -531,6 +537,24 @@ async def customer_points(request: web.Request, actor: Actor) -> web.StreamRespo
     await catalogue.adjust(actor, customer_id, data, now=now_of(request),
                            settings=request.app[SETTINGS].loyalty)
     return _back(f"{PREFIX}/customers/{customer_id}", ok="points_adjusted")
+
+
+@page(Role.AGENT)
+async def customer_redeem(request: web.Request, actor: Actor) -> web.StreamResponse:
+    """A redemption for a customer on the phone: ``offer`` is ``<reward code>:<1 if free>``."""
+    form = await read_form(request)
+    customer_id = _int(request, "id")
+    code, _, free = str(form.get("offer", "")).partition(":")
+    try:
+        data = catalogue.RedeemIn.model_validate({
+            "reward_code": code, "free": free == "1",
+            "request_key": form.get("request_key", "")})
+    except ValidationError as exc:
+        return _back(f"{PREFIX}/customers/{customer_id}", err="invalid_request",
+                     field=validation_details(exc)[0]["path"])
+    await catalogue.redeem_for(actor, customer_id, data, now=now_of(request),
+                               settings=request.app[SETTINGS].loyalty)
+    return _back(f"{PREFIX}/customers/{customer_id}", ok="voucher_redeemed")
 
 
 @page(Role.VIEWER)
@@ -675,6 +699,7 @@ def setup(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/customers", customers_page)
     r.add_get(f"{PREFIX}/customers/{{id:\\d+}}", customer_page)
     r.add_post(f"{PREFIX}/customers/{{id:\\d+}}/points", customer_points)
+    r.add_post(f"{PREFIX}/customers/{{id:\\d+}}/redeem", customer_redeem)
     r.add_get(f"{PREFIX}/rewards", rewards_page)
     r.add_post(f"{PREFIX}/rewards", reward_create)
     r.add_post(f"{PREFIX}/rewards/{{code}}", reward_update)

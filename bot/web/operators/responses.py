@@ -354,6 +354,17 @@ class PointsAdjusted(Out):
     replayed: bool
 
 
+class OperatorRedemption(Out):
+    voucher_id: int
+    code: str
+    reward_code: str
+    points_cost: int
+    free: bool
+    expires_at: str
+    balance: int
+    replayed: bool
+
+
 class RewardOut(Out):
     code: str
     kind: str
