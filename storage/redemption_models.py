@@ -1,4 +1,4 @@
-"""Redemptions asked for by SMS and waiting for their confirmation code.
+"""Redemptions asked for by SMS and waiting for their confirmation code, and erasures.
 
 ``兑换2`` by SMS writes one row with a 4-digit code valid ten minutes; ``确认 4821`` finds the
 customer's newest open row, checks the code and redeems through ``loyalty.vouchers.redeem``
@@ -48,3 +48,20 @@ class SmsRedemption(Model):
     class Meta:
         table = "sms_redemption"
         indexes = (("customer_id", "status"),)
+
+
+class Erasure(Model):
+    """A customer erased on request (PIPL): the record stays as a pseudonym for the totals."""
+
+    id = fields.IntField(primary_key=True)
+    customer: fields.OneToOneRelation[Customer] = fields.OneToOneField(
+        "models.Customer", related_name="erasure", on_delete=fields.RESTRICT
+    )
+    customer_id: int
+    requested_by = fields.CharField(max_length=64)
+    documents = fields.IntField(default=0, description="document files deleted")
+    inbound = fields.IntField(default=0, description="inbound messages deleted")
+    erased_at = fields.DatetimeField()
+
+    class Meta:
+        table = "customer_erasure"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 from typing import Any, Literal
 
 from aiohttp import web
@@ -24,6 +25,7 @@ from bot.web.operators import (
     customers,
     dashboard,
     imports,
+    privacy,
     reviews,
     shared_phones,
     tasks,
@@ -68,6 +70,12 @@ class AuditQuery(PageQuery):
 class SharedPhoneQuery(PageQuery):
     held: bool | None = Field(default=None, description="true: still to check; false: "
                                                         "released; absent: both")
+
+
+class ConsentQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: int | None = Field(default=None, ge=1, description="one customer; absent: all")
 
 
 class ImportQuery(BaseModel):
@@ -375,6 +383,53 @@ async def redeem_for_customer(call: Call) -> web.StreamResponse:
     result = await catalogue.redeem_for(call.actor, call.int_param("id"), call.body,
                                         now=call.now, settings=call.settings.loyalty)
     return json_response(result, status=200 if result["replayed"] else 201)
+
+
+@API.route("GET", "/customers/{id}/export", role=A, tag="privacy",
+           summary="Everything held about the customer (PIPL access request); audited",
+           response=out.CustomerExport)
+async def export_customer(call: Call) -> web.StreamResponse:
+    data = await privacy.export(call.actor, call.int_param("id"), now=call.now,
+                                uploads=Path(call.settings.uploads.directory), as_zip=False)
+    return json_response(data)
+
+
+@API.route("GET", "/customers/{id}/export.zip", role=A, tag="privacy", produces="application/zip",
+           summary="The export as a ZIP: export.json and the document files; audited")
+async def export_customer_zip(call: Call) -> web.StreamResponse:
+    customer_id = call.int_param("id")
+    data = await privacy.export(call.actor, customer_id, now=call.now,
+                                uploads=Path(call.settings.uploads.directory), as_zip=True)
+    return web.Response(body=data, content_type="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="customer-{customer_id}.zip"',
+        "Cache-Control": "private, no-store"})
+
+
+@API.route("POST", "/customers/{id}/erase", role=A, tag="privacy",
+           summary="Erase the customer (PIPL): pseudonymise, delete documents and inbound "
+                   "messages, suppress the phone; 409 legal_hold lists open claims and "
+                   "complaints; idempotent; audited", response=out.ErasureOut)
+async def erase_customer(call: Call) -> web.StreamResponse:
+    try:
+        result = await privacy.erase(call.actor, call.int_param("id"), now=call.now,
+                                     uploads=Path(call.settings.uploads.directory))
+    except privacy.LegalHold as hold:
+        return error(hold.status, hold.code, str(hold), blockers=hold.blockers)
+    return json_response(result)
+
+
+@API.route("GET", "/consents.csv", role=A, query=ConsentQuery, tag="privacy",
+           summary="Consent evidence as CSV: every change with channel, category, source, "
+                   "reference (MessageSid) and time", produces="text/csv")
+async def consent_evidence(call: Call) -> web.StreamResponse:
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": 'attachment; filename="consents.csv"'})
+    await response.prepare(call.request)
+    async for chunk in privacy.consent_csv(call.query.customer_id):
+        await response.write(chunk)
+    await response.write_eof()
+    return response
 
 
 @API.route("GET", "/rewards", role=V, summary="The rewards catalogue", tag="loyalty",

@@ -31,4 +31,17 @@ class Migration(migrations.Migration):
             options={'table': 'sms_redemption', 'app': 'models', 'indexes': [Index(fields=['customer_id', 'status'])], 'pk_attr': 'id', 'table_description': 'A reward an SMS customer chose, waiting for the confirmation code sent back to them.'},
             bases=['Model'],
         ),
+        ops.CreateModel(
+            name='Erasure',
+            fields=[
+                ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('customer', fields.OneToOneField('models.Customer', source_field='customer_id', db_constraint=True, to_field='id', related_name='erasure', on_delete=OnDelete.RESTRICT)),
+                ('requested_by', fields.CharField(max_length=64)),
+                ('documents', fields.IntField(default=0, description='document files deleted')),
+                ('inbound', fields.IntField(default=0, description='inbound messages deleted')),
+                ('erased_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'customer_erasure', 'app': 'models', 'pk_attr': 'id', 'table_description': 'A customer erased on request (PIPL): the record stays as a pseudonym for the totals.'},
+            bases=['Model'],
+        ),
     ]
