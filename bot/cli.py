@@ -135,6 +135,35 @@ async def _plan(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _retention(settings: Settings, args: argparse.Namespace) -> int:
+    from scheduler.jobs import retention_cutoffs
+    from storage import retention
+
+    keep = settings.retention
+    await storage_db.upgrade(settings.database.url, pool_max=settings.database.pool_max)
+    try:
+        report = await retention.run(retention_cutoffs(datetime.now(UTC), keep),
+                                     uploads=Path(settings.uploads.directory),
+                                     batch=keep.batch_size, max_batches=keep.max_batches,
+                                     dry_run=args.dry_run)
+    finally:
+        await storage_db.close()
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"retention{' (dry run: nothing changed)' if args.dry_run else ''}: claim documents "
+          f"after {keep.documents_days_after_close} days, inbound bodies after "
+          f"{keep.inbound_days}, message parameters after {keep.message_params_days}")
+    print(f"  documents        {report.documents:>10} {verb}")
+    if not args.dry_run:
+        print(f"  files            {report.files:>10} ({report.bytes} bytes)")
+    print(f"  inbound bodies   {report.inbound_bodies:>10} {verb}")
+    print(f"  message params   {report.message_params:>10} {verb}")
+    for line in report.sample:
+        print(f"  {verb}: {line}")
+    if not report.complete:
+        print(f"  more is due: stopped after {keep.max_batches} batches per kind")
+    return 0
+
+
 async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
@@ -341,6 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--dry-run", action="store_true",
                       help="write nothing; print what would be queued")
     plan.set_defaults(func=_plan)
+
+    retention = sub.add_parser("retention", help="remove what is past its retention time "
+                               "now (claim documents, inbound bodies, message parameters)")
+    retention.add_argument("--dry-run", action="store_true",
+                           help="change nothing; count and list what would go")
+    retention.set_defaults(func=_retention)
 
     database = sub.add_parser("db", help="database maintenance")
     db_sub = database.add_subparsers(dest="db_command", required=True, metavar="ACTION")

@@ -20,6 +20,7 @@ from scheduler.config import (
     HolidaySettings,
     OfficeHoursSettings,
     RenewalSettings,
+    RetentionSettings,
     ScheduleSettings,
     WeatherSettings,
 )
@@ -184,6 +185,7 @@ class Settings(BaseSettings):
     uploads: UploadSettings = UploadSettings()
     web: WebSettings = WebSettings()
     operator: OperatorSettings = OperatorSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @classmethod
     def settings_customise_sources(

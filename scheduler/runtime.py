@@ -30,7 +30,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from scheduler.forecast import ForecastSource, OpenMeteo
-from scheduler.jobs import PLAN, POINTS, WEATHER, Clock, Jobs, SchedulerSettings
+from scheduler.jobs import PLAN, POINTS, RETENTION, WEATHER, Clock, Jobs, SchedulerSettings
 from scheduler.leader import AdvisoryLock, Leadership, SingleProcess, asyncpg_dsn
 from storage.config import DatabaseSettings
 
@@ -89,7 +89,7 @@ class SchedulerRuntime:
         self._scheduler: AsyncIOScheduler | None = None
         self._watch: Stoppable | None = None
         self._running: set[asyncio.Task[Any]] = set()
-        self._locks = {name: asyncio.Lock() for name in (PLAN, WEATHER, POINTS)}
+        self._locks = {name: asyncio.Lock() for name in (PLAN, WEATHER, POINTS, RETENTION)}
 
     @property
     def is_leader(self) -> bool:
@@ -157,7 +157,8 @@ class SchedulerRuntime:
                           "misfire_grace_time": schedule.misfire_grace_seconds},
         )
         for name, at in ((PLAN, schedule.daily_plan_at), (WEATHER, schedule.weather_at),
-                         (POINTS, schedule.points_expiry_at)):
+                         (POINTS, schedule.points_expiry_at),
+                         (RETENTION, self.settings.retention.run_at)):
             scheduler.add_job(self.run_job, CronTrigger(hour=at.hour, minute=at.minute,
                                                         second=at.second, timezone=schedule.tz),
                               args=[name], id=name, name=f"engage {name}")
@@ -166,7 +167,7 @@ class SchedulerRuntime:
         log.info("this process leads the scheduler: plan %s, weather %s, points %s (%s)",
                  schedule.daily_plan_at, schedule.weather_at, schedule.points_expiry_at,
                  schedule.timezone)
-        for name in (POINTS, WEATHER, PLAN):  # catch-up: each job knows its due days
+        for name in (POINTS, WEATHER, PLAN, RETENTION):  # catch-up: each knows its due days
             task = asyncio.create_task(self.run_job(name), name=f"scheduler-catch-up-{name}")
             self._running.add(task)
             task.add_done_callback(self._running.discard)
@@ -198,6 +199,8 @@ class SchedulerRuntime:
                         self._schedule_weather_retry()
                 elif name == POINTS:
                     await self.jobs.points()
+                elif name == RETENTION:
+                    await self.jobs.retention()
                 else:
                     raise ValueError(f"unknown scheduler job {name!r}")
         finally:

@@ -26,6 +26,7 @@ another customer's document also points to (files are stored by content).
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -64,7 +65,7 @@ from storage.models import (
 )
 from storage.operator_models import AuditLog
 from storage.phones import mask_phone
-from storage.redemption_models import Erasure, SmsRedemption
+from storage.privacy_models import Erasure, SmsRedemption
 from storage.shared_phones import recount
 from storage.suppressions import remember_number_choice
 
@@ -268,7 +269,7 @@ async def erase_customer(customer_id: int, *, by: Requester, now: datetime,
         # Files are stored by content: one another customer also sent stays for them.
         shared = set(await Document.filter(storage_key__in=keys).values_list(
             "storage_key", flat=True)) if keys else set()
-    result.files_failed = _remove_files(uploads, keys - shared)
+    result.files_failed = await asyncio.to_thread(_remove_files, uploads, keys - shared)
     log.info("customer %d erased: %d documents, %d inbound messages, phone %s suppressed",
              customer_id, result.documents, result.inbound, mask_phone(locked.phone))
     return result

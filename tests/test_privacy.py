@@ -43,7 +43,7 @@ from storage.models import (
 )
 from storage.operator_models import AuditLog, Role
 from storage.privacy import pseudonym
-from storage.redemption_models import Erasure, SmsRedemption
+from storage.privacy_models import Erasure, SmsRedemption
 from storage.suppressions import remember_number_choice
 from tests import factories as f
 from tests import test_operators_api as api

@@ -22,7 +22,7 @@ from loyalty.earning import adjust_points
 from loyalty.rewards import seed_rewards
 from storage.loyalty_models import EntryKind, LedgerEntry, LoyaltyAccount, Reward, Voucher
 from storage.models import Customer, InboundSms, Message
-from storage.redemption_models import PendingStatus, SmsRedemption
+from storage.privacy_models import PendingStatus, SmsRedemption
 from tests import factories as f
 from tests import test_sms_inbound as inbound
 from tests.test_sms_inbound import SmsRig, new_sid

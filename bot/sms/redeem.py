@@ -33,7 +33,7 @@ from loyalty.notifications import format_date, is_english, reward_name, voucher_
 from loyalty.rewards import Offer, get_reward, offers_for
 from loyalty.vouchers import customer_vouchers, redeem
 from storage.loyalty_models import Voucher, VoucherStatus
-from storage.redemption_models import PendingStatus, SmsRedemption
+from storage.privacy_models import PendingStatus, SmsRedemption
 
 log = logging.getLogger(__name__)
 

@@ -190,7 +190,8 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
         app.cleanup_ctx.append(scheduler_runtime.cleanup_context(
             SchedulerSettings(schedule=settings.schedule, renewal=settings.renewal,
                               weather=settings.weather, loyalty=settings.loyalty,
-                              care=settings.care, holidays=settings.holidays),
+                              care=settings.care, holidays=settings.holidays,
+                              retention=settings.retention, uploads=settings.uploads.directory),
             settings.database, clock=seams.clock, supervisor=supervisor,
         ))
     app.cleanup_ctx.extend(seams.extra_cleanup)

@@ -3,7 +3,7 @@ from tortoise.migrations import operations as ops
 from tortoise import fields
 from tortoise.fields.base import OnDelete
 from tortoise.indexes import Index
-from storage.redemption_models import PendingStatus
+from storage.privacy_models import PendingStatus
 
 class Migration(migrations.Migration):
     dependencies = [('models', '0014_task_due_at')]
@@ -42,6 +42,16 @@ class Migration(migrations.Migration):
                 ('erased_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
             ],
             options={'table': 'customer_erasure', 'app': 'models', 'pk_attr': 'id', 'table_description': 'A customer erased on request (PIPL): the record stays as a pseudonym for the totals.'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='RetentionCursor',
+            fields=[
+                ('name', fields.CharField(primary_key=True, max_length=32)),
+                ('last_id', fields.BigIntField(default=0)),
+                ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
+            ],
+            options={'table': 'retention_cursor', 'app': 'models', 'pk_attr': 'name', 'table_description': 'How far a retention pass over a large table has come (by id).'},
             bases=['Model'],
         ),
     ]

@@ -1,4 +1,4 @@
-"""Redemptions asked for by SMS and waiting for their confirmation code, and erasures.
+"""Privacy and reach: SMS redemptions waiting for their code, erasures, retention progress.
 
 ``兑换2`` by SMS writes one row with a 4-digit code valid ten minutes; ``确认 4821`` finds the
 customer's newest open row, checks the code and redeems through ``loyalty.vouchers.redeem``
@@ -65,3 +65,14 @@ class Erasure(Model):
 
     class Meta:
         table = "customer_erasure"
+
+
+class RetentionCursor(Model):
+    """How far a retention pass over a large table has come (by id)."""
+
+    name = fields.CharField(max_length=32, primary_key=True)
+    last_id = fields.BigIntField(default=0)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "retention_cursor"
