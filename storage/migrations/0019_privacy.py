@@ -54,4 +54,16 @@ class Migration(migrations.Migration):
             options={'table': 'retention_cursor', 'app': 'models', 'pk_attr': 'name', 'table_description': 'How far a retention pass over a large table has come (by id).'},
             bases=['Model'],
         ),
+        ops.AddIndex(
+            model_name='InboundSms',
+            index=Index(fields=['customer_id']),
+        ),
+        ops.AddIndex(
+            model_name='InboundSms',
+            index=Index(fields=['created_at']),
+        ),
+        ops.AddIndex(
+            model_name='Task',
+            index=Index(fields=['customer_id']),
+        ),
     ]
