@@ -70,8 +70,12 @@ def retention_cutoffs(now: datetime, keep: RetentionSettings) -> retention.Cutof
 
 class Jobs:
     def __init__(self, settings: SchedulerSettings, *, clock: Clock, forecast: ForecastSource,
-                 calendar: WorkCalendar | None = None) -> None:
+                 calendar: WorkCalendar | None = None,
+                 on_retention: Callable[[retention.RetentionReport], None] | None = None,
+                 ) -> None:
+        """``on_retention``: told each retention pass's report (the /metrics counters)."""
         self.settings = settings
+        self._on_retention = on_retention
         self._clock = clock
         self._forecast = forecast
         self._calendar = calendar or settings.holidays.calendar()
@@ -115,6 +119,8 @@ class Jobs:
                                      dry_run=dry_run)
         if not dry_run:
             await runs.record(RETENTION, today, at=self._clock(), counts=report.counts())
+            if self._on_retention is not None:
+                self._on_retention(report)
         return report
 
     async def weather(self) -> weather.WeatherResult | None:

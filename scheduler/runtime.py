@@ -33,6 +33,7 @@ from scheduler.forecast import ForecastSource, OpenMeteo
 from scheduler.jobs import PLAN, POINTS, RETENTION, WEATHER, Clock, Jobs, SchedulerSettings
 from scheduler.leader import AdvisoryLock, Leadership, SingleProcess, asyncpg_dsn
 from storage.config import DatabaseSettings
+from storage.retention import RetentionReport
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,8 @@ def leadership_for(database: DatabaseSettings) -> Leadership:
 
 class SchedulerRuntime:
     def __init__(self, settings: SchedulerSettings, *, clock: Clock, leadership: Leadership,
-                 forecast: ForecastSource | None = None, sleep: Sleep = asyncio.sleep) -> None:
+                 forecast: ForecastSource | None = None, sleep: Sleep = asyncio.sleep,
+                 on_retention: Callable[[RetentionReport], None] | None = None) -> None:
         self.settings = settings
         self._clock = clock
         self._leadership = leadership
@@ -84,7 +86,7 @@ class SchedulerRuntime:
         if forecast is None:
             self._own_forecast = OpenMeteo(settings.weather, timezone=settings.schedule.timezone)
             forecast = self._own_forecast
-        self.jobs = Jobs(settings, clock=clock, forecast=forecast)
+        self.jobs = Jobs(settings, clock=clock, forecast=forecast, on_retention=on_retention)
         self._sleep = sleep
         self._scheduler: AsyncIOScheduler | None = None
         self._watch: Stoppable | None = None
@@ -243,12 +245,13 @@ def _report_failure(task: asyncio.Task[None]) -> None:
 
 def cleanup_context(settings: SchedulerSettings, database: DatabaseSettings, *, clock: Clock,
                     forecast: ForecastSource | None = None, supervisor: Spawner | None = None,
+                    on_retention: Callable[[RetentionReport], None] | None = None,
                     ) -> Callable[[web.Application], AsyncIterator[None]]:
     """An aiohttp cleanup context running the scheduler for the application's lifetime."""
 
     async def run_scheduler(app: web.Application) -> AsyncIterator[None]:
         runtime = SchedulerRuntime(settings, clock=clock, leadership=leadership_for(database),
-                                   forecast=forecast)
+                                   forecast=forecast, on_retention=on_retention)
         await runtime.start(supervisor)
         yield
         await runtime.stop()

@@ -9,9 +9,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from bot.cli import main
 from bot.documents import UploadLimits, store_document
+from bot.retention_metrics import RetentionMetrics
 from scheduler.config import RetentionSettings
 from scheduler.forecast import StaticForecast
 from scheduler.jobs import RETENTION, Jobs, SchedulerSettings, retention_cutoffs
@@ -136,8 +138,9 @@ async def test_daily_job_runs_once_a_day_from_its_time(db: str, tmp_path: Path) 
     uploads = tmp_path / "uploads"
     await seed(uploads)
     clock_now = [NOW.replace(hour=18, minute=59)]  # 02:59 in Shanghai: not yet
+    registry = CollectorRegistry()
     jobs = Jobs(SchedulerSettings(uploads=uploads), clock=lambda: clock_now[0],
-                forecast=StaticForecast())
+                forecast=StaticForecast(), on_retention=RetentionMetrics(registry).observe)
     assert await jobs.retention() is None
     assert await Document.all().count() == 7
     clock_now[0] = NOW.replace(hour=19, minute=0)  # 03:00 in Shanghai
@@ -146,6 +149,12 @@ async def test_daily_job_runs_once_a_day_from_its_time(db: str, tmp_path: Path) 
     [run] = await SchedulerRun.filter(job=RETENTION)
     assert run.counts["documents"] == 4
     assert await jobs.retention() is None  # once a day
+    # /metrics: what went, and whether everything due did
+    assert registry.get_sample_value("engage_retention_removed_total",
+                                     {"kind": "documents"}) == 4
+    assert registry.get_sample_value("engage_retention_removed_total",
+                                     {"kind": "message_params"}) == 1
+    assert registry.get_sample_value("engage_retention_last_run_complete") == 1
 
 
 def test_cli_dry_run_lists_and_changes_nothing(engage_url: str, tmp_path: Path,
