@@ -47,7 +47,7 @@ from storage.privacy_models import Erasure, SmsRedemption
 from storage.suppressions import remember_number_choice
 from tests import factories as f
 from tests import test_operators_api as api
-from tests.test_operators_api import Rig
+from tests.test_operators_api import Rig, console_login
 from tests.test_sms_inbound import png
 
 S = LoyaltySettings()
@@ -299,3 +299,39 @@ def test_cli_refuses_a_shared_phone_and_an_open_claim(engage_url: str, tmp_path:
     assert "2 customers have phone +86*******0001" in capsys.readouterr().err
     assert main(["customer", "erase", "--customer-no", "C900", "--yes"]) == 2
     assert "cannot be erased while these are open: claim RD" in capsys.readouterr().err
+
+
+async def test_console_admin_exports_and_erases_from_the_customer_page(rig: Rig) -> None:
+    c = await seeded(rig.uploads)
+    held = await seeded(rig.uploads, phone="+8613912340003", customer_no="C902",
+                        claim_status=ClaimStatus.REPORTED)
+    csrf = await console_login(rig.client, rig.tokens[Role.ADMIN])
+    page = await (await rig.client.get(f"/console/customers/{c.id}?lang=en")).text()
+    assert f'href="/api/v1/customers/{c.id}/export.zip"' in page and 'id="erase-form"' in page
+    resp = await rig.client.get(f"/api/v1/customers/{c.id}/export.zip")  # the session works
+    assert resp.status == 200 and resp.content_type == "application/zip"
+    url = f"/console/customers/{c.id}/erase"
+    resp = await rig.client.post(url, data={"csrf_token": csrf, "confirm": "yes"},
+                                 allow_redirects=False)
+    assert resp.headers["Location"].endswith("err=erase_unconfirmed")
+    assert not await Erasure.exists()
+    resp = await rig.client.post(url, data={"csrf_token": csrf, "confirm": str(c.id)},
+                                 allow_redirects=False)
+    assert resp.headers["Location"].endswith("ok=customer_erased")
+    assert (await Customer.get(id=c.id)).name == pseudonym(c.id)
+    page = await (await rig.client.get(f"/console/customers/{c.id}?lang=en")).text()
+    assert 'id="erased"' in page and 'id="erase-form"' not in page
+    page = await (await rig.client.get(f"/console/customers/{held.id}?lang=en")).text()
+    assert 'id="blockers"' in page and f"claim RD{held.id:06d} (reported)" in page
+    assert 'id="erase-form"' not in page
+
+
+async def test_console_agent_sees_no_privacy_actions(rig: Rig) -> None:
+    c = await seeded(rig.uploads)
+    csrf = await console_login(rig.client, rig.tokens[Role.AGENT])
+    page = await (await rig.client.get(f"/console/customers/{c.id}")).text()
+    assert 'id="privacy"' not in page
+    resp = await rig.client.post(f"/console/customers/{c.id}/erase",
+                                 data={"csrf_token": csrf, "confirm": str(c.id)})
+    assert resp.status == 403
+    assert not await Erasure.exists()

@@ -13,6 +13,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
@@ -36,6 +37,7 @@ from bot.web.operators import (
     dashboard,
     imports,
     paging,
+    privacy,
     reviews,
     shared_phones,
     tasks,
@@ -58,6 +60,8 @@ from loyalty.rewards import offers_for
 from storage.loyalty_models import Reward
 from storage.models import Claim, ClaimEvent, ClaimStatus, Document, Language, Product, TaskStatus
 from storage.operator_models import Campaign, CampaignStatus, Role
+from storage.privacy import erasure_blockers
+from storage.privacy_models import Erasure
 
 log = logging.getLogger(__name__)
 
@@ -519,8 +523,13 @@ async def customer_page(request: web.Request, actor: Actor) -> web.StreamRespons
         found = await offers_for(data["customer"]["id"], now=now_of(request),
                                  settings=request.app[SETTINGS].loyalty)
         offers = [o for o in found if o.blocked is None]
+    erased = blockers = None
+    if actor.may(Role.ADMIN):
+        erased = await Erasure.get_or_none(customer_id=data["customer"]["id"])
+        blockers = await erasure_blockers(data["customer"]["id"])
     return render(request, "customer.html", actor, data=data, tier_names=tier_names,
-                  request_key=secrets.token_hex(8), offers=offers, zh=zh)
+                  request_key=secrets.token_hex(8), offers=offers, zh=zh, erased=erased,
+                  blockers=blockers)
 
 
 @page(Role.ADMIN)
@@ -555,6 +564,18 @@ async def customer_redeem(request: web.Request, actor: Actor) -> web.StreamRespo
     await catalogue.redeem_for(actor, customer_id, data, now=now_of(request),
                                settings=request.app[SETTINGS].loyalty)
     return _back(f"{PREFIX}/customers/{customer_id}", ok="voucher_redeemed")
+
+
+@page(Role.ADMIN)
+async def customer_erase(request: web.Request, actor: Actor) -> web.StreamResponse:
+    """Erasure from the customer page: the admin types the customer's id to confirm."""
+    form = await read_form(request)
+    customer_id = _int(request, "id")
+    if str(form.get("confirm", "")).strip() != str(customer_id):
+        return _back(f"{PREFIX}/customers/{customer_id}", err="erase_unconfirmed")
+    await privacy.erase(actor, customer_id, now=now_of(request),
+                        uploads=Path(request.app[SETTINGS].uploads.directory))
+    return _back(f"{PREFIX}/customers/{customer_id}", ok="customer_erased")
 
 
 @page(Role.VIEWER)
@@ -700,6 +721,7 @@ def setup(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/customers/{{id:\\d+}}", customer_page)
     r.add_post(f"{PREFIX}/customers/{{id:\\d+}}/points", customer_points)
     r.add_post(f"{PREFIX}/customers/{{id:\\d+}}/redeem", customer_redeem)
+    r.add_post(f"{PREFIX}/customers/{{id:\\d+}}/erase", customer_erase)
     r.add_get(f"{PREFIX}/rewards", rewards_page)
     r.add_post(f"{PREFIX}/rewards", reward_create)
     r.add_post(f"{PREFIX}/rewards/{{code}}", reward_update)
