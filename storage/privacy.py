@@ -85,9 +85,9 @@ class CustomerNotFound(Exception):
 class ErasureRefused(Exception):
     """A legal hold: ``blockers`` names each open claim and unresolved complaint."""
 
-    def __init__(self, customer_id: int, blockers: Sequence[str]) -> None:
+    def __init__(self, customer_id: int, blockers: Sequence[Blocker]) -> None:
         self.customer_id = customer_id
-        self.blockers = list(blockers)
+        self.blockers = [str(b) for b in blockers]
         super().__init__(f"customer {customer_id} cannot be erased while these are open: "
                          + ", ".join(self.blockers))
 
@@ -222,16 +222,31 @@ async def audit(by: Requester, action: str, customer_id: int, *, now: datetime,
 # -- erasure -----------------------------------------------------------------------------
 
 
-async def erasure_blockers(customer_id: int) -> list[str]:
-    """What holds the data: open claims (by number) and unresolved complaints (by task)."""
+@dataclass(frozen=True, slots=True)
+class Blocker:
+    """An open claim (``reference`` its number) or an unresolved complaint (the task id)."""
+
+    kind: str  # "claim" or "complaint"
+    reference: str
+    status: str
+
+    def __str__(self) -> str:
+        if self.kind == "claim":
+            return f"claim {self.reference} ({self.status})"
+        return f"complaint task {self.reference}"
+
+
+async def erasure_blockers(customer_id: int) -> list[Blocker]:
+    """What holds the data: open claims and unresolved complaints."""
     claims = await Claim.filter(customer_id=customer_id,
                                 status__in=list(OPEN_CLAIM_STATUSES)).order_by("id").values_list(
         "number", "status")
     complaints = await Task.filter(customer_id=customer_id, kind__in=list(COMPLAINT_TASK_KINDS)
                                    ).exclude(status=TaskStatus.CLOSED).order_by("id").values_list(
-        "id", flat=True)
-    return ([f"claim {number} ({status})" for number, status in claims]
-            + [f"complaint task {task_id}" for task_id in complaints])
+        "id", "status")
+    return ([Blocker("claim", str(number), _plain(status)) for number, status in claims]
+            + [Blocker("complaint", str(task_id), _plain(status))
+               for task_id, status in complaints])
 
 
 async def erase_customer(customer_id: int, *, by: Requester, now: datetime,
