@@ -5,8 +5,9 @@
   never filed to a claim count from their upload. Rows go in one transaction per batch; files
   go after it commits, except one another document still points to (files are stored by
   content).
-* Inbound SMS bodies received before ``inbound_before``: the body is emptied, the row (the
-  MessageSid's idempotency record, keyword and our reply) stays.
+* Inbound SMS received before ``inbound_before``: the body and our reply (which may list
+  plates or a voucher code) are emptied; the row (the MessageSid's idempotency record and the
+  keyword) stays.
 * Parameters (names, plates) of messages created before ``params_before``: emptied, status
   and counts stay. The messages table is large, so the pass walks it by id from where the
   last one stopped (``RetentionCursor``); a message still waiting to be sent when the pass
@@ -127,7 +128,7 @@ def _unlink(uploads: Path, keys: Iterable[str]) -> tuple[int, int]:
 
 async def _inbound(cutoff: datetime, batch: int, max_batches: int, dry_run: bool,
                    report: RetentionReport) -> None:
-    due = InboundSms.filter(created_at__lt=cutoff).exclude(body="")
+    due = InboundSms.filter(Q(created_at__lt=cutoff), ~(Q(body="") & Q(reply="")))
     if dry_run:
         report.inbound_bodies = await due.count()
         return
@@ -135,7 +136,7 @@ async def _inbound(cutoff: datetime, batch: int, max_batches: int, dry_run: bool
         ids = await due.order_by("id").limit(batch).values_list("id", flat=True)
         if not ids:
             return
-        report.inbound_bodies += await InboundSms.filter(id__in=ids).update(body="")
+        report.inbound_bodies += await InboundSms.filter(id__in=ids).update(body="", reply="")
         report.batches += 1
     report.complete = report.complete and not await due.exists()
 

@@ -109,8 +109,9 @@ async def test_each_kind_goes_on_its_date_and_totals_stay(db: str, tmp_path: Pat
     left = set(await Document.all().values_list("id", flat=True))
     assert left == {ids["recent_closed"], ids["open"], ids["unfiled_new"]}
     assert len(list(uploads.rglob("*.png"))) == 3  # image(4) stays for the open claim
-    bodies = dict(await InboundSms.all().values_list("message_sid", "body"))
-    assert bodies == {"SMold": "", "SMnew": "body SMnew"}
+    kept = {sid: (body, reply) for sid, body, reply in await InboundSms.all().values_list(
+        "message_sid", "body", "reply")}
+    assert kept == {"SMold": ("", ""), "SMnew": ("body SMnew", "r")}
     params = sorted((str(s), bool(p)) for s, p in await Message.all().values_list(
         "status", "params"))
     assert params == [("delivered", False), ("pending", True), ("sent", True)]
