@@ -484,7 +484,7 @@ class InboundSms(Model):
 
     class Meta:
         table = "sms_inbound"
-        indexes = (("customer_id",), ("created_at",))  # erasure, retention
+        indexes = (("customer_id",), ("from_phone",), ("created_at",))  # erasure, retention
 
 
 class SmsMediaPending(Model):

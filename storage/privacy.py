@@ -268,6 +268,9 @@ async def erase_customer(customer_id: int, *, by: Requester, now: datetime,
         files = await document_files(customer_id)
         result.documents = await Document.filter(customer_id=customer_id).delete()
         result.inbound = await InboundSms.filter(customer_id=customer_id).delete()
+        if locked.phone and not await Customer.filter(phone=locked.phone).exclude(
+                id=customer_id).exists():  # what the number sent before it was theirs
+            result.inbound += await InboundSms.filter(from_phone=locked.phone).delete()
         await _forget_links(locked)
         await _clear_records(customer_id, result)
         if locked.phone:

@@ -60,6 +60,10 @@ class Migration(migrations.Migration):
         ),
         ops.AddIndex(
             model_name='InboundSms',
+            index=Index(fields=['from_phone']),
+        ),
+        ops.AddIndex(
+            model_name='InboundSms',
             index=Index(fields=['created_at']),
         ),
         ops.AddIndex(
