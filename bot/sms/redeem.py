@@ -10,20 +10,20 @@ gets one voucher. The code comes back in the reply (no outbox notice follows, as
 Telegram), with its expiry.
 
 Choosing and confirming are effects: they run inside the transaction that claims the
-MessageSid (``SmsConversations._effect``), so a replayed webhook changes nothing and gets
-the stored reply. The list and ``券`` are queries.
+MessageSid (``SmsConversations.claimed``), so a replayed webhook changes nothing and gets
+the stored reply. The list and ``券`` are queries (``SmsConversations.query``).
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from bot.delivery.segments import count_segments
-from bot.sms.keywords import Command, Parsed
+from bot.sms.keywords import Command
 from bot.sms.replies import Replies
 from loyalty.codes import display
 from loyalty.config import LoyaltySettings
@@ -35,32 +35,15 @@ from loyalty.vouchers import customer_vouchers, redeem
 from storage.loyalty_models import Voucher, VoucherStatus
 from storage.privacy_models import PendingStatus, SmsRedemption
 
+if TYPE_CHECKING:
+    from bot.sms.conversations import Handler, SmsConversations, Turn
+
 log = logging.getLogger(__name__)
 
-COMMANDS = frozenset({Command.REDEEM, Command.CONFIRM, Command.VOUCHERS})
 CONFIRM_MINUTES = 10
 MAX_WRONG_CODES = 5  # then the request is void: a 4-digit code is not for guessing
 MAX_SEGMENTS = 2
 _REASONS = ("insufficient_points", "out_of_stock", "limit_reached", "tier")
-
-
-@dataclass(frozen=True, slots=True)
-class Asker:
-    """The one customer the number belongs to (points are personal)."""
-
-    customer_id: int
-    phone: str
-    language: str
-    timezone: str
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """Either a reply with no effect, or an effect that returns the reply (run by the caller
-    inside the transaction that claims the MessageSid)."""
-
-    reply: str = ""
-    act: Callable[[], Awaitable[str]] | None = None
 
 
 def new_confirmation_code() -> str:
@@ -86,39 +69,57 @@ def _fit(replies: Replies, key: str, more_key: str, language: str, items: Sequen
 
 
 class SmsRedemptions:
-    def __init__(self, replies: Replies, settings: LoyaltySettings, *,
+    """The handlers of REDEEM, CONFIRM and VOUCHERS, answering through the conversation's
+    ``query`` and ``claimed`` (``bot.sms.conversations``)."""
+
+    def __init__(self, conversation: SmsConversations, settings: LoyaltySettings, *,
                  new_code: Callable[[], str] = new_confirmation_code) -> None:
-        self._replies = replies
+        self._conversation = conversation
         self._settings = settings
         self._new_code = new_code
 
-    async def answer(self, parsed: Parsed, asker: Asker, message_sid: str,
-                     now: datetime) -> Answer:
-        replies = self._replies.to_number(asker.phone)
-        if parsed.command is Command.VOUCHERS:
-            return Answer(await self._vouchers(replies, asker, now))
-        if parsed.command is Command.CONFIRM:
-            return Answer(act=lambda: self._confirm(replies, asker, parsed.argument, now))
-        offers = await self._available(asker, now)
-        if not parsed.argument:
-            return Answer(await self._list(replies, asker, offers))
-        number = int(parsed.argument)
-        if not 1 <= number <= len(offers):
-            return Answer(replies.say("sms_redeem_no_such_item", asker.language, number=number))
-        offer = offers[number - 1]
-        return Answer(act=lambda: self._choose(replies, asker, offer, message_sid, now))
+    def handlers(self) -> dict[Command, Handler]:
+        return {Command.REDEEM: self.redeem, Command.CONFIRM: self.confirm,
+                Command.VOUCHERS: self.vouchers}
 
-    async def _available(self, asker: Asker, now: datetime) -> list[Offer]:
+    async def vouchers(self, turn: Turn) -> str:
+        return await self._query(turn, await self._vouchers(turn))
+
+    async def redeem(self, turn: Turn) -> str:
+        """The list (no argument), or the chosen item's confirmation code (an effect)."""
+        offers = await self._available(turn)
+        if not turn.parsed.argument:
+            return await self._query(turn, await self._list(turn, offers))
+        number = int(turn.parsed.argument)
+        if not 1 <= number <= len(offers):
+            return await self._query(turn, turn.replies.say(
+                "sms_redeem_no_such_item", turn.language, number=number))
+        async with self._conversation.claimed(turn.row, Command.REDEEM.value,
+                                              turn.delete_urls) as claim:
+            claim.reply = await self._choose(turn, offers[number - 1])
+        return claim.reply
+
+    async def confirm(self, turn: Turn) -> str:
+        async with self._conversation.claimed(turn.row, Command.CONFIRM.value,
+                                              turn.delete_urls) as claim:
+            claim.reply = await self._confirm(turn, turn.parsed.argument)
+        return claim.reply
+
+    async def _query(self, turn: Turn, reply: str) -> str:
+        return await self._conversation.query(turn.row, turn.parsed.command.value, reply,
+                                              turn.delete_urls)
+
+    async def _available(self, turn: Turn) -> list[Offer]:
         """What the customer can redeem now, in ``/rewards`` order: the numbers of the list."""
-        offers = await offers_for(asker.customer_id, now=now, settings=self._settings)
+        offers = await offers_for(turn.sender.id, now=turn.now, settings=self._settings)
         return [offer for offer in offers if offer.blocked is None]
 
     def _name(self, language: str, offer: Offer) -> str:
         return offer.name_en if is_english(language) else offer.name_zh
 
-    async def _list(self, replies: Replies, asker: Asker, offers: Sequence[Offer]) -> str:
-        lang = asker.language
-        balance = await get_balance(asker.customer_id)
+    async def _list(self, turn: Turn, offers: Sequence[Offer]) -> str:
+        lang, replies = turn.language, turn.replies
+        balance = await get_balance(turn.sender.id)
         if not offers:
             return replies.say("sms_redeem_none", lang, balance=balance)
         items = [
@@ -131,31 +132,31 @@ class SmsRedemptions:
         ]
         return _fit(replies, "sms_redeem_list", "sms_redeem_more", lang, items, balance=balance)
 
-    async def _choose(self, replies: Replies, asker: Asker, offer: Offer, message_sid: str,
-                      now: datetime) -> str:
+    async def _choose(self, turn: Turn, offer: Offer) -> str:
         """A new request replaces the customer's open one: only the newest code is valid."""
-        await SmsRedemption.filter(customer_id=asker.customer_id,
+        now, lang = turn.now, turn.language
+        await SmsRedemption.filter(customer_id=turn.sender.id,
                                    status=PendingStatus.OPEN).update(
             status=PendingStatus.VOID, closed_at=now)
         code = self._new_code()
         await SmsRedemption.create(
-            customer_id=asker.customer_id, message_sid=message_sid,
+            customer_id=turn.sender.id, message_sid=turn.row["message_sid"],
             reward_code=offer.reward_code, entitlement=offer.entitlement,
             points_cost=offer.points_cost, code=code, created_at=now,
             expires_at=now + timedelta(minutes=CONFIRM_MINUTES))
-        name = self._name(asker.language, offer)
+        name = self._name(lang, offer)
         if offer.entitlement:
-            return replies.say("sms_redeem_confirm_free", asker.language, name=name, code=code)
-        return replies.say("sms_redeem_confirm", asker.language, name=name,
-                           cost=offer.points_cost, code=code)
+            return turn.replies.say("sms_redeem_confirm_free", lang, name=name, code=code)
+        return turn.replies.say("sms_redeem_confirm", lang, name=name, cost=offer.points_cost,
+                                code=code)
 
-    async def _confirm(self, replies: Replies, asker: Asker, code: str, now: datetime) -> str:
-        lang = asker.language
+    async def _confirm(self, turn: Turn, code: str) -> str:
+        lang, replies, now, customer_id = turn.language, turn.replies, turn.now, turn.sender.id
         pending = await SmsRedemption.filter(
-            customer_id=asker.customer_id, status=PendingStatus.OPEN,
+            customer_id=customer_id, status=PendingStatus.OPEN,
         ).order_by("-id").select_for_update().first()
         if pending is None:
-            return await self._confirmed_before(replies, asker, code)
+            return await self._confirmed_before(turn, code)
         if pending.expires_at <= now:
             await self._close(pending, PendingStatus.VOID, now)
             return replies.say("sms_redeem_expired", lang)
@@ -168,7 +169,7 @@ class SmsRedemptions:
         reward = await get_reward(pending.reward_code)
         try:
             redemption = await redeem(
-                asker.customer_id, pending.reward_code, request_key=f"sms:{pending.id}",
+                customer_id, pending.reward_code, request_key=f"sms:{pending.id}",
                 now=now, settings=self._settings, entitlement=pending.entitlement,
                 notify=False)
         except LoyaltyError as refusal:
@@ -180,17 +181,17 @@ class SmsRedemptions:
                                reason=replies.word(key, lang))
         pending.voucher_id = redemption.voucher.id
         await self._close(pending, PendingStatus.CONFIRMED, now)
-        return self._done(replies, asker, redemption.voucher, reward_name(reward, lang))
+        return self._done(turn, redemption.voucher, reward_name(reward, lang))
 
-    async def _confirmed_before(self, replies: Replies, asker: Asker, code: str) -> str:
+    async def _confirmed_before(self, turn: Turn, code: str) -> str:
         """``确认`` again with the code that already redeemed: the same voucher, once more."""
-        latest = await SmsRedemption.filter(customer_id=asker.customer_id).exclude(
+        latest = await SmsRedemption.filter(customer_id=turn.sender.id).exclude(
             status=PendingStatus.OPEN).order_by("-id").first()
         if (latest is None or latest.status != PendingStatus.CONFIRMED
                 or latest.code != code or latest.voucher_id is None):
-            return replies.say("sms_redeem_nothing_to_confirm", asker.language)
+            return turn.replies.say("sms_redeem_nothing_to_confirm", turn.language)
         voucher = await Voucher.get(id=latest.voucher_id).prefetch_related("reward")
-        return self._done(replies, asker, voucher, reward_name(voucher.reward, asker.language))
+        return self._done(turn, voucher, reward_name(voucher.reward, turn.language))
 
     @staticmethod
     async def _close(pending: SmsRedemption, status: PendingStatus, now: datetime) -> None:
@@ -198,15 +199,15 @@ class SmsRedemptions:
         await pending.save(update_fields=["status", "closed_at", "voucher_id"])
 
     @staticmethod
-    def _done(replies: Replies, asker: Asker, voucher: Voucher, name: str) -> str:
-        until = voucher_valid_until(voucher, asker.timezone)
-        return replies.say("sms_redeem_done", asker.language, name=name,
-                           code=display(voucher.code),
-                           expires=format_date(until, asker.language))
+    def _done(turn: Turn, voucher: Voucher, name: str) -> str:
+        until = voucher_valid_until(voucher, turn.sender.timezone)
+        return turn.replies.say("sms_redeem_done", turn.language, name=name,
+                                code=display(voucher.code),
+                                expires=format_date(until, turn.language))
 
-    async def _vouchers(self, replies: Replies, asker: Asker, now: datetime) -> str:
-        lang = asker.language
-        views = [v for v in await customer_vouchers(asker.customer_id, now=now)
+    async def _vouchers(self, turn: Turn) -> str:
+        lang, replies = turn.language, turn.replies
+        views = [v for v in await customer_vouchers(turn.sender.id, now=turn.now)
                  if v.status == VoucherStatus.ISSUED]
         if not views:
             return replies.say("sms_vouchers_none", lang)
