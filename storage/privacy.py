@@ -6,7 +6,8 @@ Export
 the profile, Telegram links, policies, claims with their timeline, payments, the documents
 list, every consent row with its source and the number's remembered choices, messages sent
 (status and parameters), inbound SMS with our replies, the loyalty account, ledger entries,
-vouchers, check-ins, tasks and SMS redemptions. ``export_zip`` adds the document files.
+vouchers, check-ins, tasks, SMS redemptions and what operators did about them (the audit log).
+``export_zip`` adds the document files.
 
 Erasure
 -------
@@ -184,6 +185,8 @@ async def export_customer(customer_id: int, *, now: datetime) -> dict[str, Any]:
         "tasks": await _rows(Task.filter(customer_id=customer_id)),
         "sms_redemptions": await _rows(SmsRedemption.filter(customer_id=customer_id), "code"),
         "telegram_link_attempts": await _rows(LinkAttempt.filter(phone=phone)) if phone else [],
+        "operator_actions": await _rows(AuditLog.filter(target_type="customer",
+                                                        target_id=str(customer_id))),
     }
 
 

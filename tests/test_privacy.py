@@ -120,8 +120,13 @@ async def test_export_holds_every_kind_of_record_and_the_files_audited(rig: Rig)
         [document] = [n for n in names if n.startswith("documents/")]
         assert archive.read(document) == png()
         assert json.loads(archive.read("export.json"))["customer"]["id"] == c.id
+    await rig.call("POST", f"/api/v1/customers/{c.id}/points",
+                   json={"points": 5, "reason": "补偿", "request_key": "k"})
+    _, export = await rig.call("GET", f"/api/v1/customers/{c.id}/export")
+    assert [a["action"] for a in export["operator_actions"]] == [
+        "customer.export", "customer.export", "points.adjust"]  # this export is logged after
     exports = await AuditLog.filter(action="customer.export").order_by("id")
-    assert [(e.operator_name, e.target_id) for e in exports] == [("op-admin", str(c.id))] * 2
+    assert [(e.operator_name, e.target_id) for e in exports] == [("op-admin", str(c.id))] * 3
     status, _ = await rig.call("GET", f"/api/v1/customers/{c.id}/export", Role.AGENT)
     assert status == 403
 

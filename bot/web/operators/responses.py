@@ -388,6 +388,7 @@ class CustomerExport(Out):
     tasks: list[dict[str, Any]]
     sms_redemptions: list[dict[str, Any]]
     telegram_link_attempts: list[dict[str, Any]]
+    operator_actions: list[dict[str, Any]]
 
 
 class ErasureOut(Out):
