@@ -202,6 +202,8 @@ async def test_erasure_keeps_every_total_removes_the_person_and_files_and_is_ide
     assert export["customer"]["name"] == pseudonym(c.id)
     assert export["documents"] == [] and export["inbound_sms"] == []
     assert "周八" not in json.dumps(export, ensure_ascii=False)
+    _, profile = await rig.call("GET", f"/api/v1/customers/{c.id}")
+    assert profile["customer"]["phone_shared"] == 0  # erased records share no number
 
 
 async def test_erasure_is_refused_while_a_claim_is_open_listing_it(rig: Rig) -> None:
