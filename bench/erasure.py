@@ -32,6 +32,7 @@ from scheduler.config import RetentionSettings
 from scheduler.jobs import retention_cutoffs
 from storage import privacy, retention
 from storage.models import Message
+from storage.sql import execute
 
 NOW = datetime(2027, 6, 1, 2, 0, tzinfo=UTC)
 
@@ -78,8 +79,8 @@ async def bare_renames(ids: range) -> float:
     start = time.perf_counter()
     for customer_id in ids:
         async with conn._in_transaction() as tx:
-            await tx.execute_query("UPDATE customer SET name = $1 WHERE id = $2",
-                                   [f"X{customer_id}", customer_id])
+            await execute(tx, "UPDATE customer SET name = :name WHERE id = :id",
+                          {"name": f"X{customer_id}", "id": customer_id})
     return time.perf_counter() - start
 
 
@@ -117,9 +118,9 @@ async def main(customers: int, messages: int, erase: int, admin: str) -> None:
               f" message params of {total:,}, {report.inbound_bodies:,} inbound bodies, "
               f"{report.batches:,} batches, {took:.1f} s)")
         conn = connections.get("default")
-        await conn.execute_query("UPDATE message SET params = jsonb_build_object('n', id)")
+        await execute(conn, "UPDATE message SET params = jsonb_build_object('n', id)")
         start = time.perf_counter()
-        await conn.execute_query("UPDATE message SET params = '{}'::jsonb")
+        await execute(conn, "UPDATE message SET params = '{}'::jsonb")
         bare = time.perf_counter() - start
         print(f"  bare UPDATE  {rate(total, bare):>10,.0f} rows/s  ({bare:.1f} s, one statement)")
         print(f"  ratio        {took / bare:>10.1f}x the bare UPDATE")

@@ -10,7 +10,6 @@ and retired, never deleted: vouchers refer to them.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tortoise.exceptions import IntegrityError
@@ -19,6 +18,7 @@ from tortoise.transactions import in_transaction
 from bot.web.operators import audit
 from bot.web.operators.access import Actor
 from bot.web.operators.errors import Refusal
+from bot.web.operators.rows import OperatorRedemptionJson, PointsAdjustedJson, RewardJson
 from loyalty.codes import display
 from loyalty.config import LoyaltySettings, RewardKind
 from loyalty.earning import adjust_points
@@ -106,7 +106,7 @@ class RewardPatch(_RewardFields):
     """Only the fields present change (``stock: null`` makes the stock unlimited)."""
 
 
-def reward_json(reward: Reward) -> dict[str, Any]:
+def reward_json(reward: Reward) -> RewardJson:
     return {
         "code": reward.code, "kind": reward.kind, "name_zh": reward.name_zh,
         "name_en": reward.name_en, "points_cost": reward.points_cost,
@@ -124,14 +124,14 @@ def _check_tier(tier: str | None, settings: LoyaltySettings) -> None:
 
 
 async def adjust(actor: Actor, customer_id: int, data: AdjustIn, *, now: datetime,
-                 settings: LoyaltySettings) -> dict[str, Any]:
+                 settings: LoyaltySettings) -> PointsAdjustedJson:
     if not await Customer.exists(id=customer_id):
         raise CustomerMissing(f"no customer {customer_id}")
     before = await get_balance(customer_id)
     posted = await adjust_points(customer_id, data.points, reason=data.reason.strip(),
                                  operator=actor.name, key=f"{actor.operator.id}:{data.request_key}",
                                  now=now, settings=settings)
-    result = {"entry_id": posted.entry_id, "points": posted.amount,
+    result: PointsAdjustedJson = {"entry_id": posted.entry_id, "points": posted.amount,
               "balance": posted.balance_after, "replayed": posted.replayed}
     if not posted.replayed:
         await audit.record(actor, "points.adjust", "customer", customer_id,
@@ -142,7 +142,7 @@ async def adjust(actor: Actor, customer_id: int, data: AdjustIn, *, now: datetim
 
 
 async def redeem_for(actor: Actor, customer_id: int, data: RedeemIn, *, now: datetime,
-                     settings: LoyaltySettings) -> dict[str, Any]:
+                     settings: LoyaltySettings) -> OperatorRedemptionJson:
     """Redeem for a customer who called: the same ``redeem`` as Telegram and SMS (eligibility,
     stock, limits, the ledger debit), audited in its transaction; the voucher code reaches
     the customer through the outbox on their channel (``voucher_issued``)."""
@@ -154,23 +154,17 @@ async def redeem_for(actor: Actor, customer_id: int, data: RedeemIn, *, now: dat
                             request_key=f"operator:{actor.operator.id}:{data.request_key}",
                             now=now, settings=settings, entitlement=data.free, notify=True)
         voucher = done.voucher
-        result = {"voucher_id": voucher.id, "code": display(voucher.code),
-                  "reward_code": data.reward_code, "points_cost": voucher.points_cost,
-                  "free": voucher.entitlement, "expires_at": voucher.expires_at.isoformat(),
-                  "balance": await get_balance(customer_id), "replayed": done.replayed}
+        result: OperatorRedemptionJson = {
+            "voucher_id": voucher.id, "code": display(voucher.code),
+            "reward_code": data.reward_code, "points_cost": voucher.points_cost,
+            "free": voucher.entitlement, "expires_at": voucher.expires_at.isoformat(),
+            "balance": await get_balance(customer_id), "replayed": done.replayed}
         if not done.replayed:
             await audit.record(actor, "voucher.redeem", "customer", customer_id,
                                before={"balance": before},
                                after={k: v for k, v in result.items() if k != "replayed"},
                                now=now)
     return result
-
-
-async def get_reward(code: str) -> Reward:
-    reward = await Reward.get_or_none(code=code)
-    if reward is None:
-        raise RewardNotFound(f"no reward {code!r}")
-    return reward
 
 
 async def create_reward(actor: Actor, data: RewardIn, *, now: datetime,

@@ -12,6 +12,7 @@ from typing import Any
 
 from bot.web.operators.access import Actor
 from bot.web.operators.errors import Refusal
+from bot.web.operators.rows import ErasureJson
 from storage import privacy
 
 
@@ -27,8 +28,7 @@ class LegalHold(Refusal):
     status = 409
 
     def __init__(self, refused: privacy.ErasureRefused) -> None:
-        self.blockers = refused.blockers
-        super().__init__(str(refused))
+        super().__init__(str(refused), blockers=refused.blockers)
 
 
 def requester(actor: Actor) -> privacy.Requester:
@@ -50,7 +50,7 @@ async def export(actor: Actor, customer_id: int, *, now: datetime, uploads: Path
 
 
 async def erase(actor: Actor, customer_id: int, *, now: datetime,
-                uploads: Path) -> dict[str, Any]:
+                uploads: Path) -> ErasureJson:
     try:
         result = await privacy.erase_customer(customer_id, by=requester(actor), now=now,
                                               uploads=uploads)
@@ -58,7 +58,11 @@ async def erase(actor: Actor, customer_id: int, *, now: datetime,
         raise CustomerNotFound(str(exc)) from None
     except privacy.ErasureRefused as exc:
         raise LegalHold(exc) from None
-    return result.as_json()
+    return {"customer_id": result.customer_id, "already_erased": result.already,
+            "documents_deleted": result.documents, "inbound_deleted": result.inbound,
+            "messages_cleared": result.messages_cleared,
+            "messages_skipped": result.messages_skipped,
+            "files_not_removed": len(result.files_failed)}
 
 
 async def consent_csv(customer_id: int | None) -> AsyncIterator[bytes]:
