@@ -20,6 +20,7 @@ from scheduler.config import (
     HolidaySettings,
     OfficeHoursSettings,
     RenewalSettings,
+    RetentionSettings,
     ScheduleSettings,
     WeatherSettings,
 )
@@ -230,6 +231,7 @@ class Settings(BaseSettings):
     operator: OperatorSettings = OperatorSettings()
     report: ReportSettings = ReportSettings()
     core: CoreSettings = CoreSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @classmethod
     def settings_customise_sources(

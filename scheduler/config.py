@@ -212,3 +212,20 @@ class WeatherSettings(BaseModel):
     snow_cm: float = 1.0
     gust_ms: float = 17.0
     freeze_c: float = -5.0
+
+
+class RetentionSettings(BaseModel):
+    """How long personal data is kept (``storage.retention``), and the daily job's pace."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    documents_days_after_close: int = Field(default=730, ge=1, description="claim documents, "
+                                            "counted from the claim's closing")
+    inbound_days: int = Field(default=365, ge=1, description="inbound SMS bodies")
+    message_params_days: int = Field(default=180, ge=1, description="names and plates in "
+                                     "sent messages (status and counts stay)")
+    run_at: time = time(3, 0)
+    batch_size: int = Field(default=500, ge=1, le=10_000, description="rows per transaction")
+    max_batches: int = Field(default=200, ge=1, description="per kind and run: the rest "
+                             "waits for the next day")
+

@@ -419,7 +419,7 @@ class Task(TimestampMixin, Model):
 
     class Meta:
         table = "task"
-        indexes = (("status", "created_at"),)
+        indexes = (("status", "created_at"), ("customer_id",))
 
 
 class ProcessedUpdate(Model):
@@ -484,6 +484,7 @@ class InboundSms(Model):
 
     class Meta:
         table = "sms_inbound"
+        indexes = (("customer_id",), ("from_phone",), ("created_at",))  # erasure, retention
 
 
 class SmsMediaPending(Model):

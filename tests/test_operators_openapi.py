@@ -15,6 +15,7 @@ from bot.web.operators.access import create_operator
 from bot.web.operators.api import API
 from storage.accident_models import CoreDelivery, CoreDeliveryStatus
 from storage.choices import TELEGRAM, record_choice
+from storage.loyalty_models import Reward
 from storage.models import SharedPhone, Task
 from storage.operator_models import Role
 from storage.shared_phones import recount
@@ -89,6 +90,8 @@ async def test_every_answer_is_what_the_document_says(rig: Rig) -> None:
     customer = await f.customer(name="郑一", phone="+8613600001234")
     await record_choice(customer.id, source=TELEGRAM, now=rig.clock.now, language="en")
     task = await Task.create(kind="renewal_callback", customer=customer, source="sms")
+    await Reward.create(code="pen", kind="gift", name_zh="笔", name_en="Pen", points_cost=10)
+    erasable = await f.customer(name="钱二")
     for name in ("王一", "王二", "王三"):
         await f.customer(name=name, phone="+8613700001111")
     await recount(["+8613700001111"], rig.clock.now)
@@ -133,6 +136,12 @@ async def test_every_answer_is_what_the_document_says(rig: Rig) -> None:
         ("GET", f"/api/v1/customers/{customer.id}", {}),
         ("POST", f"/api/v1/customers/{customer.id}/points",
          {"json": {"points": 50, "reason": "补偿", "request_key": "k1"}}),
+        ("POST", f"/api/v1/customers/{customer.id}/redemptions",
+         {"json": {"reward_code": "pen", "request_key": "r1"}}),
+        ("GET", f"/api/v1/customers/{customer.id}/export", {}),
+        ("GET", f"/api/v1/customers/{customer.id}/export.zip", {}),
+        ("POST", f"/api/v1/customers/{erasable.id}/erase", {}),
+        ("GET", "/api/v1/consents.csv", {}),
         ("GET", "/api/v1/rewards", {}),
         ("POST", "/api/v1/rewards", {"json": reward}),
         ("PATCH", "/api/v1/rewards/tea", {"json": {"stock": 10}}),

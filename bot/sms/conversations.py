@@ -37,7 +37,7 @@ is: STOP and START are remembered for the number (``storage.suppressions``: they
 whoever gets it later) and apply to every customer on it, POLICY lists all their cars, CLAIM
 finds the newest claim (or the named one) among theirs, and MMS documents go to the named or
 newest open claim of any of them (unattached ones are kept under the first customer and follow
-the claim later named). Points and check-in are one person's: the reply points to Telegram. A
+the claim later named). Points, check-in and redeeming are one person's: the reply says so. A
 number three or more customers share that no operator has released (``storage.shared_phones``)
 is often a salesperson's: only HELP, STOP and START are answered there; anything else gets a
 kind refusal, and MMS media are not downloaded (only deleted).
@@ -85,6 +85,7 @@ from bot.settings import Settings
 from bot.sms.keywords import Command, Parsed, parse
 from bot.sms.media import MediaRef, MediaUnavailable, MmsMedia
 from bot.sms.media_deletes import MediaDeletes, mask_sid
+from bot.sms.redeem import SmsRedemptions
 from bot.sms.replies import Replies
 from bot.sms.report import report_by_sms
 from bot.texts import Texts
@@ -116,7 +117,8 @@ MAX_MEDIA = 10  # Twilio's own limit per message
 # What a number a salesperson may hold for many customers is still answered: nobody's data.
 _ON_HELD_NUMBERS = frozenset({Command.HELP, Command.STOP, Command.START})
 # One person's own: not answered on a number several customers share.
-_PERSONAL = frozenset({Command.CHECKIN, Command.POINTS})
+_PERSONAL = frozenset({Command.CHECKIN, Command.POINTS, Command.REDEEM, Command.CONFIRM,
+                       Command.VOUCHERS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +226,7 @@ class SmsConversations:
             Command.CHECKIN: self._checkin,
             Command.REPORT: self._report,
             Command.MENU: self._menu,
+            **SmsRedemptions(self, settings.loyalty).handlers(),  # bot.sms.redeem
         }
 
     @property

@@ -30,6 +30,7 @@ from bot.delivery.limits import WireMargins, limits_for
 from bot.delivery.metrics import DeliveryMetrics
 from bot.delivery.senders import AiogramTelegram, SmsGateway, TelegramGateway, TwilioSms
 from bot.delivery.telegram_session import build_bot
+from bot.retention_metrics import RetentionMetrics
 from bot.settings import Settings
 from bot.sms.inbound import conversations_context, inbound_sms
 from bot.sms.signature import TwilioSignature
@@ -217,8 +218,10 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
         app.cleanup_ctx.append(scheduler_runtime.cleanup_context(
             SchedulerSettings(schedule=settings.schedule, renewal=settings.renewal,
                               weather=settings.weather, loyalty=settings.loyalty,
-                              care=settings.care, holidays=settings.holidays),
+                              care=settings.care, holidays=settings.holidays,
+                              retention=settings.retention, uploads=settings.uploads.directory),
             settings.database, clock=seams.clock, supervisor=supervisor,
+            on_retention=RetentionMetrics(app[REGISTRY]).observe,
         ))
     app.cleanup_ctx.extend(seams.extra_cleanup)
 

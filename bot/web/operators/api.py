@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from aiohttp import web
@@ -28,6 +29,7 @@ from bot.web.operators import (
     customers,
     dashboard,
     imports,
+    privacy,
     reviews,
     shared_phones,
     tasks,
@@ -77,6 +79,12 @@ class AuditQuery(PageQuery):
 class SharedPhoneQuery(PageQuery):
     held: bool | None = Field(default=None, description="true: still to check; false: "
                                                         "released; absent: both")
+
+
+class ConsentQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: int | None = Field(default=None, ge=1, description="one customer; absent: all")
 
 
 class ImportQuery(BaseModel):
@@ -374,6 +382,60 @@ async def adjust_points(call: Call) -> web.StreamResponse:
     result = await catalogue.adjust(call.actor, call.int_param("id"), call.body, now=call.now,
                                     settings=call.settings.loyalty)
     return json_response(result, status=200 if result["replayed"] else 201)
+
+
+@API.route("POST", "/customers/{id}/redemptions", role=G, body=catalogue.RedeemIn,
+           tag="loyalty", summary="Redeem a reward for a customer who called (audited; the "
+                                  "voucher is sent to the customer's channel)",
+           statuses={201: "redeemed", 200: "already redeemed (a replay of request_key)"},
+           response=out.OperatorRedemption)
+async def redeem_for_customer(call: Call) -> web.StreamResponse:
+    result = await catalogue.redeem_for(call.actor, call.int_param("id"), call.body,
+                                        now=call.now, settings=call.settings.loyalty)
+    return json_response(result, status=200 if result["replayed"] else 201)
+
+
+@API.route("GET", "/customers/{id}/export", role=A, tag="privacy",
+           summary="Everything held about the customer (PIPL access request); audited",
+           response=out.CustomerExport)
+async def export_customer(call: Call) -> web.StreamResponse:
+    data = await privacy.export(call.actor, call.int_param("id"), now=call.now,
+                                uploads=Path(call.settings.uploads.directory), as_zip=False)
+    return json_response(data)
+
+
+@API.route("GET", "/customers/{id}/export.zip", role=A, tag="privacy", produces="application/zip",
+           summary="The export as a ZIP: export.json and the document files; audited")
+async def export_customer_zip(call: Call) -> web.StreamResponse:
+    customer_id = call.int_param("id")
+    data = await privacy.export(call.actor, customer_id, now=call.now,
+                                uploads=Path(call.settings.uploads.directory), as_zip=True)
+    return web.Response(body=data, content_type="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="customer-{customer_id}.zip"',
+        "Cache-Control": "private, no-store"})
+
+
+@API.route("POST", "/customers/{id}/erase", role=A, tag="privacy",
+           summary="Erase the customer (PIPL): pseudonymise, delete documents and inbound "
+                   "messages, suppress the phone; 409 legal_hold lists open claims and "
+                   "complaints; idempotent; audited", response=out.ErasureOut)
+async def erase_customer(call: Call) -> web.StreamResponse:
+    return json_response(await privacy.erase(call.actor, call.int_param("id"), now=call.now,
+                                             uploads=Path(call.settings.uploads.directory)))
+
+
+@API.route("GET", "/consents.csv", role=A, query=ConsentQuery, tag="privacy",
+           summary="Consent evidence as CSV: every change with channel, category, source, "
+                   "reference (MessageSid) and time", produces="text/csv")
+async def consent_evidence(call: Call) -> web.StreamResponse:
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": 'attachment; filename="consents.csv"'})
+    await response.prepare(call.request)
+    async for chunk in privacy.consent_csv(call.query.customer_id):
+        await response.write(chunk)
+    await response.write_eof()
+    return response
 
 
 @API.route("GET", "/rewards", role=V, summary="The rewards catalogue", tag="loyalty",

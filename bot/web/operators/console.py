@@ -13,6 +13,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
@@ -45,6 +46,7 @@ from bot.web.operators import (
     dashboard,
     imports,
     paging,
+    privacy,
     reviews,
     shared_phones,
     tasks,
@@ -62,10 +64,13 @@ from bot.web.operators.errors import Refusal
 from bot.web.operators.http import SESSION_COOKIE, field_path, now_of, validation_details
 from bot.web.operators.paging import Page
 from loyalty.config import REWARD_KINDS
+from loyalty.rewards import offers_for
 from storage.accident_models import CoreDelivery, CoreDeliveryStatus
 from storage.loyalty_models import Reward
 from storage.models import Claim, ClaimEvent, ClaimStatus, Document, Language, Product, TaskStatus
 from storage.operator_models import Campaign, CampaignStatus, Role
+from storage.privacy import erasure_blockers
+from storage.privacy_models import Erasure
 
 log = logging.getLogger(__name__)
 
@@ -555,8 +560,18 @@ async def customer_page(request: web.Request, actor: Actor) -> web.StreamRespons
     zh = language_of(request, actor) == "zh-CN"
     tier_names = {tier.code: tier.name_zh if zh else tier.name_en
                   for tier in request.app[SETTINGS].loyalty.tiers}
+    offers = []
+    if actor.may(Role.AGENT):
+        found = await offers_for(data["customer"]["id"], now=now_of(request),
+                                 settings=request.app[SETTINGS].loyalty)
+        offers = [o for o in found if o.blocked is None]
+    erased = blockers = None
+    if actor.may(Role.ADMIN):
+        erased = await Erasure.get_or_none(customer_id=data["customer"]["id"])
+        blockers = await erasure_blockers(data["customer"]["id"])
     return render(request, "customer.html", actor, data=data, tier_names=tier_names,
-                  request_key=secrets.token_hex(8))
+                  request_key=secrets.token_hex(8), offers=offers, zh=zh, erased=erased,
+                  blockers=blockers)
 
 
 @page(Role.ADMIN)
@@ -570,6 +585,32 @@ async def customer_points(request: web.Request, actor: Actor) -> web.StreamRespo
     await catalogue.adjust(actor, customer_id, data, now=now_of(request),
                            settings=request.app[SETTINGS].loyalty)
     return _back(f"{PREFIX}/customers/{customer_id}", ok="points_adjusted")
+
+
+@page(Role.AGENT)
+async def customer_redeem(request: web.Request, actor: Actor) -> web.StreamResponse:
+    """A redemption for a customer on the phone: ``offer`` is ``<reward code>:<1 if free>``."""
+    form = await read_form(request)
+    customer_id = _int(request, "id")
+    code, _, free = str(form.get("offer", "")).partition(":")
+    data = validated(catalogue.RedeemIn, {
+        "reward_code": code, "free": free == "1", "request_key": form.get("request_key", "")},
+        err="invalid_request", back=f"{PREFIX}/customers/{customer_id}")
+    await catalogue.redeem_for(actor, customer_id, data, now=now_of(request),
+                               settings=request.app[SETTINGS].loyalty)
+    return _back(f"{PREFIX}/customers/{customer_id}", ok="voucher_redeemed")
+
+
+@page(Role.ADMIN)
+async def customer_erase(request: web.Request, actor: Actor) -> web.StreamResponse:
+    """Erasure from the customer page: the admin types the customer's id to confirm."""
+    form = await read_form(request)
+    customer_id = _int(request, "id")
+    if str(form.get("confirm", "")).strip() != str(customer_id):
+        raise FormInvalid("erase_unconfirmed", back=f"{PREFIX}/customers/{customer_id}")
+    await privacy.erase(actor, customer_id, now=now_of(request),
+                        uploads=Path(request.app[SETTINGS].uploads.directory))
+    return _back(f"{PREFIX}/customers/{customer_id}", ok="customer_erased")
 
 
 @page(Role.VIEWER)
@@ -731,6 +772,8 @@ def setup(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/customers", customers_page)
     r.add_get(f"{PREFIX}/customers/{{id:\\d+}}", customer_page)
     r.add_post(f"{PREFIX}/customers/{{id:\\d+}}/points", customer_points)
+    r.add_post(f"{PREFIX}/customers/{{id:\\d+}}/redeem", customer_redeem)
+    r.add_post(f"{PREFIX}/customers/{{id:\\d+}}/erase", customer_erase)
     r.add_get(f"{PREFIX}/rewards", rewards_page)
     r.add_post(f"{PREFIX}/rewards", reward_create)
     r.add_post(f"{PREFIX}/rewards/{{code}}", reward_update)

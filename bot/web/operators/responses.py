@@ -354,6 +354,53 @@ class PointsAdjusted(Out):
     replayed: bool
 
 
+class OperatorRedemption(Out):
+    voucher_id: int
+    code: str
+    reward_code: str
+    points_cost: int
+    free: bool
+    expires_at: str
+    balance: int
+    replayed: bool
+
+
+class CustomerExport(Out):
+    """Every record held about the customer, each list as the stored rows."""
+
+    exported_at: str
+    customer: dict[str, Any]
+    erased: list[dict[str, Any]]
+    telegram_accounts: list[dict[str, Any]]
+    policies: list[dict[str, Any]]
+    claims: list[dict[str, Any]]
+    claim_events: list[dict[str, Any]]
+    payments: list[dict[str, Any]]
+    documents: list[dict[str, Any]]
+    consents: list[dict[str, Any]]
+    number_choices: list[dict[str, Any]]
+    messages: list[dict[str, Any]]
+    inbound_sms: list[dict[str, Any]]
+    loyalty_account: list[dict[str, Any]]
+    ledger_entries: list[dict[str, Any]]
+    vouchers: list[dict[str, Any]]
+    check_ins: list[dict[str, Any]]
+    tasks: list[dict[str, Any]]
+    sms_redemptions: list[dict[str, Any]]
+    telegram_link_attempts: list[dict[str, Any]]
+    operator_actions: list[dict[str, Any]]
+
+
+class ErasureOut(Out):
+    customer_id: int
+    already_erased: bool
+    documents_deleted: int
+    inbound_deleted: int
+    messages_cleared: int
+    messages_skipped: int
+    files_not_removed: int
+
+
 class RewardOut(Out):
     code: str
     kind: str
