@@ -177,6 +177,13 @@ class RenewalSettings(BaseModel):
     lapse_rescue_days: int = Field(default=3, ge=1, le=90)
     lapse_stale_days: int = Field(default=7, ge=1, le=90)
     holiday_lead_working_days: int = Field(default=3, ge=1, le=15)
+    claim_by_day: int = Field(default=5, ge=1, le=28, description="day of the month by which "
+                              "the month's 61–90-day list must be claimed")
+    callback_due_working_hours: float = Field(
+        default=4, gt=0, le=80, description="a call-back a customer asks for is due within "
+        "this many working hours (office hours and the holiday calendar)")
+    answer_days: int = Field(default=7, ge=1, le=30, description="SMS replies 续保/XB and 已续 "
+                             "act on the reminder sent at most this many days before")
 
     @field_validator("offsets")
     @classmethod

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
@@ -36,6 +36,7 @@ from bot.web.operators import (
     dashboard,
     imports,
     paging,
+    renewals,
     reviews,
     shared_phones,
     tasks,
@@ -57,6 +58,7 @@ from loyalty.errors import LoyaltyError
 from storage.loyalty_models import Reward
 from storage.models import Claim, ClaimEvent, ClaimStatus, Document, Language, Product, TaskStatus
 from storage.operator_models import Campaign, CampaignStatus, Role
+from storage.renewal_desk import CallResult, Reason
 
 log = logging.getLogger(__name__)
 
@@ -641,6 +643,96 @@ async def import_upload(request: web.Request, actor: Actor) -> web.StreamRespons
     return render(request, "imports.html", actor, result=result)
 
 
+# -- renewal desk --------------------------------------------------------------------------------
+
+
+def _local_today(request: web.Request) -> date:
+    return now_of(request).astimezone(ZoneInfo(request.app[SETTINGS].schedule.timezone)).date()
+
+
+@page(Role.VIEWER)
+async def renewals_page(request: web.Request, actor: Actor) -> web.StreamResponse:
+    query = {k: v for k, v in request.query.items() if k in ("tab", "branch", "agent", "state")}
+    try:
+        q = renewals.WorklistQuery.model_validate({**query, "cursor": _cursor(request)})
+    except ValidationError:
+        q = renewals.WorklistQuery()
+    today = _local_today(request)
+    rows, found = await renewals.worklist(actor, q, today=today, limit=PAGE_SIZE)
+    settings = request.app[SETTINGS].renewal
+    window = renewals.window_of(today)
+    return render(request, "renewals.html", actor, rows=rows, q=q, tabs=list(renewals.Tab),
+                  states=list(renewals.RowState), outcomes=renewals.OPERATOR_OUTCOMES,
+                  reasons=list(Reason), results=list(CallResult),
+                  branch=renewals.default_branch(actor, q.branch), today=today,
+                  window=window, deadline=renewals.claim_deadline(today, settings.claim_by_day),
+                  pager=_pager(request, found), assigns=renewals.may_assign(actor))
+
+
+@page(Role.VIEWER)
+async def renewal_window_page(request: web.Request, actor: Actor) -> web.StreamResponse:
+    today = _local_today(request)
+    branch = request.query.get("branch", "")[:32]
+    rows, found = await renewals.unclaimed_in_window(actor, today, branch=branch, today=today,
+                                                     limit=PAGE_SIZE, cursor=_cursor(request))
+    deadline = renewals.claim_deadline(today, request.app[SETTINGS].renewal.claim_by_day)
+    return render(request, "renewal_window.html", actor, rows=rows, today=today,
+                  window=renewals.window_of(today), deadline=deadline, late=today > deadline,
+                  branch=renewals.default_branch(actor, branch), pager=_pager(request, found),
+                  assigns=renewals.may_assign(actor))
+
+
+def _back_to_list(form: Mapping[str, Any]) -> str:
+    back = str(form.get("back", ""))
+    return back if back.startswith(f"{PREFIX}/renewals") else f"{PREFIX}/renewals"
+
+
+def _with(url: str, **query: str) -> str:
+    return str(URL(url).update_query(**query))
+
+
+@page(Role.AGENT)
+async def renewal_claim(request: web.Request, actor: Actor) -> web.StreamResponse:
+    form = await read_form(request)
+    back = _back_to_list(form)
+    ids = [int(v) for v in form.getall("policy_id", []) if isinstance(v, str) and v.isdigit()]
+    if not ids:
+        return redirect(_with(back, err="no_selection"))
+    try:
+        data = renewals.ClaimIn(policy_ids=ids, assignee=str(form.get("assignee", "")).strip())
+    except ValidationError:
+        return redirect(_with(back, err="no_selection"))
+    await renewals.claim(actor, data, now=now_of(request))
+    return redirect(_with(back, ok="renewal_claim"))
+
+
+@page(Role.AGENT)
+async def renewal_call(request: web.Request, actor: Actor) -> web.StreamResponse:
+    form = await read_form(request)
+    back = _back_to_list(form)
+    try:
+        data = renewals.CallIn.model_validate({"result": form.get("result", ""),
+                                               "note": str(form.get("note", ""))[:2000]})
+    except ValidationError:
+        return redirect(_with(back, err="invalid_call"))
+    await renewals.log_call(actor, _int(request, "id"), data, now=now_of(request))
+    return redirect(_with(back, ok="renewal_call"))
+
+
+@page(Role.AGENT)
+async def renewal_outcome(request: web.Request, actor: Actor) -> web.StreamResponse:
+    form = await read_form(request)
+    back = _back_to_list(form)
+    try:
+        data = renewals.OutcomeIn.model_validate({
+            "outcome": form.get("outcome", ""), "reason": form.get("reason") or None,
+            "note": str(form.get("note", ""))[:200]})
+    except ValidationError:
+        return redirect(_with(back, err="invalid_outcome"))
+    await renewals.set_outcome(actor, _int(request, "id"), data, now=now_of(request))
+    return redirect(_with(back, ok="renewal_outcome"))
+
+
 def _int(request: web.Request, name: str) -> int:
     value = request.match_info[name]
     if not value.isdigit():
@@ -680,6 +772,11 @@ def setup(app: web.Application) -> None:
     r.add_post(f"{PREFIX}/rewards/{{code}}", reward_update)
     r.add_get(f"{PREFIX}/tasks", tasks_page)
     r.add_post(f"{PREFIX}/tasks/{{id:\\d+}}/{{action:assign|close}}", task_action)
+    r.add_get(f"{PREFIX}/renewals", renewals_page)
+    r.add_get(f"{PREFIX}/renewals/window", renewal_window_page)
+    r.add_post(f"{PREFIX}/renewals/claim", renewal_claim)
+    r.add_post(f"{PREFIX}/renewals/{{id:\\d+}}/call", renewal_call)
+    r.add_post(f"{PREFIX}/renewals/{{id:\\d+}}/outcome", renewal_outcome)
     r.add_get(f"{PREFIX}/shared-phones", shared_phones_page)
     r.add_post(f"{PREFIX}/shared-phones/{{id:\\d+}}/release", shared_phone_release)
     r.add_get(f"{PREFIX}/imports", imports_page)
