@@ -77,6 +77,7 @@ def _messages(ctx: PlanContext, rows: list[dict[str, Any]]) -> Iterator[Outbound
                 "plate": row["plate"],
                 "policy": group.policy,
                 "expired_on": localised_date(as_date(row["end_date"])),
+                "policy_id": group.anchor,
             },
             not_before=send_at,
             stale_after=send_at + timedelta(days=ctx.renewal.lapse_stale_days),

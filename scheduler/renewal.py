@@ -34,6 +34,11 @@ regular reminder: moving earlier keeps the "renew before the holiday" advice tru
 more lead time, where skipping would lose the one message that mentions the holiday. It is
 stale once the holiday starts.
 
+Wording by offset (``reminder_template``): ``renewal_reminder_early`` from 45 days out (the
+gentle two-month notice), ``renewal_reminder_urgent`` at 3 days or fewer, ``renewal_reminder``
+(the weekly reminder of the last month) in between. Every reminder names its car's ``policy_id``
+(the anchor): the Telegram answer buttons and the SMS replies act on it.
+
 Reminders go at ``schedule.daily_plan_at`` in the customer's own time zone.
 
 Catching up a missed day: a reminder is still sent if the policy has not expired yet, unless a
@@ -66,14 +71,23 @@ KIND = "renewal"
 HOLIDAY_KIND = "renewal_holiday"
 MAX_HOLIDAY_SHIFT: Final = 5
 _HOLIDAY_HORIZON: Final = timedelta(days=90)
+GENTLE_FROM: Final = 45
+URGENT_UNTIL: Final = 3
+
+
+STOPPED_BY: Final = ("renewed_elsewhere", "not_renewing", "sold_scrapped")
+"""Renewal desk outcomes after which no reminder or rescue goes out (the customer told us)."""
 
 
 def waiting(alias: str) -> str:
-    """SQL: policy ``alias`` is still waiting for its renewal: nothing recorded against it, no
-    newer policy for the same car and product (the plate index serves the NOT EXISTS)."""
+    """SQL: policy ``alias`` is still waiting for its renewal: nothing recorded against it (no
+    renewal, no cancellation, no answer in ``STOPPED_BY``), no newer policy for the same car
+    and product (the plate index serves the NOT EXISTS)."""
     newer = f"{alias}_newer"
+    stopped = ", ".join(f"'{outcome}'" for outcome in STOPPED_BY)
     return (
-        f"{alias}.renewed_by_id IS NULL AND {alias}.cancelled_at IS NULL AND NOT EXISTS ("
+        f"{alias}.renewed_by_id IS NULL AND {alias}.cancelled_at IS NULL "
+        f"AND {alias}.outcome NOT IN ({stopped}) AND NOT EXISTS ("
         f"SELECT 1 FROM policy {newer} WHERE {newer}.plate = {alias}.plate "
         f"AND {newer}.product = {alias}.product AND {newer}.id <> {alias}.id "
         f"AND {newer}.end_date > {alias}.end_date AND {newer}.status <> 'cancelled')"
@@ -87,6 +101,17 @@ class HolidayReminder:
 
 
 # -- decisions (pure) -------------------------------------------------------------------------
+
+
+def reminder_template(offset: int) -> str:
+    """The wording of the reminder ``offset`` days before expiry: gentle from
+    ``GENTLE_FROM`` days (the two-month notice), urgent up to ``URGENT_UNTIL`` days, the
+    weekly reminder of the last month in between."""
+    if offset >= GENTLE_FROM:
+        return "renewal_reminder_early"
+    if offset <= URGENT_UNTIL:
+        return "renewal_reminder_urgent"
+    return "renewal_reminder"
 
 
 def regular_days(end: date, offsets: Sequence[int]) -> list[date]:
@@ -249,13 +274,14 @@ def _reminders(ctx: PlanContext, rows: list[dict[str, Any]]) -> Iterator[Outboun
             kind=KIND,
             category=Category.REMINDER,
             customer_id=row["customer_id"],
-            template_key="renewal_reminder",
+            template_key=reminder_template((end - ctx.day).days),
             params={
                 "name": row["name"],
                 "plate": row["plate"],
                 "expiry": localised_date(end),
                 "days_left": (end - ctx.today).days,
                 "policy": group.policy,
+                "policy_id": group.anchor,
             },
             not_before=ctx.send_at(row["timezone"]),
             stale_after=ctx.start_of(end + timedelta(days=1)),
@@ -280,6 +306,7 @@ def _holiday_reminders(ctx: PlanContext, rows: list[dict[str, Any]], *,
                 "expiry": localised_date(end),
                 "holiday": HOLIDAY_NAMES[period.code],
                 "policy": group.policy,
+                "policy_id": group.anchor,
             },
             not_before=ctx.send_at(row["timezone"]),
             stale_after=ctx.start_of(period.first),

@@ -63,6 +63,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -73,6 +74,7 @@ from tortoise.transactions import in_transaction
 from bot.delivery.recipients import record_sms_opt_out
 from bot.documents import UploadLimits, UploadRejected, store_document
 from bot.settings import Settings
+from bot.sms import renewal_replies
 from bot.sms.keywords import Command, Parsed, parse
 from bot.sms.media import MediaRef, MediaUnavailable, MmsMedia
 from bot.sms.media_deletes import MediaDeletes, mask_sid
@@ -324,6 +326,10 @@ class SmsConversations:
             return await self._effect(row, command.value, checkin, delete_urls)
         if command is Command.CLAIM:
             return await self._claim(row, sender, parsed.argument, delete_urls)
+        if command in renewal_replies.ANSWERS:
+            return await self._effect(row, command.value, partial(
+                renewal_replies.reply, self._settings, replies, command,
+                customer_ids=sender.ids, language=lang, now=now), delete_urls)
         if command is Command.HELP:
             reply = "" if parsed.from_twilio else replies.help(lang)
         elif command is Command.POLICY:

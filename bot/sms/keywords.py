@@ -26,6 +26,8 @@ class Command(StrEnum):
     CLAIM = "claim"
     POINTS = "points"
     CHECKIN = "checkin"
+    RENEW = "renew"  # call me about renewing (bot.sms.renewal_replies)
+    RENEWED = "renewed"  # renewed with another insurer
     MENU = "menu"  # anything we do not recognise
 
 
@@ -37,6 +39,8 @@ _WORDS: dict[Command, tuple[str, ...]] = {
     Command.CLAIM: ("CLAIM", "理赔"),
     Command.POINTS: ("POINTS", "积分"),
     Command.CHECKIN: ("CHECKIN", "CHECK IN", "签到"),
+    Command.RENEW: ("XB", "续保"),
+    Command.RENEWED: ("已续", "已续保"),
 }
 KEYWORDS: dict[str, Command] = {word: cmd for cmd, words in _WORDS.items() for word in words}
 """Every keyword (normalised form) and its command."""

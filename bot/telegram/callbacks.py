@@ -85,3 +85,12 @@ class LanguageCb(CallbackData, prefix="lang"):
 
 class UnlinkCb(CallbackData, prefix="unl"):
     confirm: bool
+
+
+class RenewalCb(CallbackData, prefix="rnw"):
+    """A button under a renewal reminder or lapse rescue: ``answer`` is a
+    ``bot.renewal_answers.Answer`` value, or ``why`` with the ``reason`` picked."""
+
+    answer: str
+    policy: int
+    reason: str = ""
