@@ -184,6 +184,24 @@ class RenewalSettings(BaseModel):
         "this many working hours (office hours and the holiday calendar)")
     answer_days: int = Field(default=7, ge=1, le=30, description="SMS replies 续保/XB and 已续 "
                              "act on the reminder sent at most this many days before")
+    escalate_owner_days: int = Field(default=10, ge=1, le=90, description="unresolved this "
+                                     "many days before expiry: the owner and branch admins "
+                                     "are prompted")
+    escalate_manager_days: int = Field(default=5, ge=1, le=90, description="the branch "
+                                       "manager confirms or reassigns")
+    escalate_head_office_days: int = Field(default=2, ge=0, le=90, description="unclaimed "
+                                           "ones go to the head-office pool")
+    head_office_pool: str = Field(default="head_office", min_length=1, max_length=64,
+                                  description="the owner name of the head-office pool")
+    escalate_every_minutes: int = Field(default=15, ge=1, le=1440)
+
+    @model_validator(mode="after")
+    def _levels_in_order(self) -> RenewalSettings:
+        if not (self.escalate_owner_days > self.escalate_manager_days
+                > self.escalate_head_office_days):
+            raise ValueError("escalate_owner_days > escalate_manager_days > "
+                             "escalate_head_office_days")
+        return self
 
     @field_validator("offsets")
     @classmethod

@@ -30,7 +30,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from scheduler.forecast import ForecastSource, OpenMeteo
-from scheduler.jobs import PLAN, POINTS, WEATHER, Clock, Jobs, SchedulerSettings
+from scheduler.jobs import PLAN, POINTS, RENEWAL_DESK, WEATHER, Clock, Jobs, SchedulerSettings
 from scheduler.leader import AdvisoryLock, Leadership, SingleProcess, asyncpg_dsn
 from storage.config import DatabaseSettings
 
@@ -89,7 +89,7 @@ class SchedulerRuntime:
         self._scheduler: AsyncIOScheduler | None = None
         self._watch: Stoppable | None = None
         self._running: set[asyncio.Task[Any]] = set()
-        self._locks = {name: asyncio.Lock() for name in (PLAN, WEATHER, POINTS)}
+        self._locks = {name: asyncio.Lock() for name in (PLAN, WEATHER, POINTS, RENEWAL_DESK)}
 
     @property
     def is_leader(self) -> bool:
@@ -161,12 +161,15 @@ class SchedulerRuntime:
             scheduler.add_job(self.run_job, CronTrigger(hour=at.hour, minute=at.minute,
                                                         second=at.second, timezone=schedule.tz),
                               args=[name], id=name, name=f"engage {name}")
+        scheduler.add_job(self.run_job, "interval",
+                          minutes=self.settings.renewal.escalate_every_minutes,
+                          args=[RENEWAL_DESK], id=RENEWAL_DESK, name=f"engage {RENEWAL_DESK}")
         scheduler.start()
         self._scheduler = scheduler
         log.info("this process leads the scheduler: plan %s, weather %s, points %s (%s)",
                  schedule.daily_plan_at, schedule.weather_at, schedule.points_expiry_at,
                  schedule.timezone)
-        for name in (POINTS, WEATHER, PLAN):  # catch-up: each job knows its due days
+        for name in (POINTS, WEATHER, PLAN, RENEWAL_DESK):  # catch-up: each knows its due days
             task = asyncio.create_task(self.run_job(name), name=f"scheduler-catch-up-{name}")
             self._running.add(task)
             task.add_done_callback(self._running.discard)
@@ -198,6 +201,8 @@ class SchedulerRuntime:
                         self._schedule_weather_retry()
                 elif name == POINTS:
                     await self.jobs.points()
+                elif name == RENEWAL_DESK:
+                    await self.jobs.renewal_desk()
                 else:
                     raise ValueError(f"unknown scheduler job {name!r}")
         finally:

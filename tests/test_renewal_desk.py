@@ -274,9 +274,13 @@ async def test_console_worklist_claims_logs_and_records_in_both_languages(rig: R
     policy = await expiring(12, agent="王五", original_agent="王五")
     other = await expiring(13)
     _, token = await create_operator("小李", Role.AGENT, branch="310100")
+    await Task.create(kind="renewal_escalation", customer_id=policy.customer_id,
+                      policy_id=policy.id, source="schedule", assignee="小李",
+                      status=TaskStatus.ASSIGNED, result="owner")
     csrf = await console_login(rig.client, token)
     page = await (await rig.client.get("/console/renewals?lang=zh-CN")).text()
     assert "30天内到期" in page and policy.number in page and "公共池" in page
+    assert "您有 1 条续保督办待处理" in page and "T-10 提醒责任人" in page
     assert "原业务员" not in page
     resp = await rig.client.post("/console/renewals/claim", data={
         "csrf_token": csrf, "policy_id": [str(policy.id), str(other.id)],
@@ -295,6 +299,6 @@ async def test_console_worklist_claims_logs_and_records_in_both_languages(rig: R
     page = await (await rig.client.get("/console/renewals?lang=en")).text()
     assert "Due in ≤ 30 days" in page and "not renewing · price" in page
     assert "original agent 王五" in page and "Renewal call · closed" in page
-    assert re.search(r"<summary>1</summary>", page)
+    assert re.search(r"<summary>2</summary>", page)
     window = await (await rig.client.get("/console/renewals/window?lang=en")).text()
     assert "must be claimed by 2026-11-05" in window and "The claim deadline has passed" in window

@@ -661,7 +661,9 @@ async def renewals_page(request: web.Request, actor: Actor) -> web.StreamRespons
     rows, found = await renewals.worklist(actor, q, today=today, limit=PAGE_SIZE)
     settings = request.app[SETTINGS].renewal
     window = renewals.window_of(today)
+    prompts = await renewals.open_prompts(actor)
     return render(request, "renewals.html", actor, rows=rows, q=q, tabs=list(renewals.Tab),
+                  prompts=prompts,
                   states=list(renewals.RowState), outcomes=renewals.OPERATOR_OUTCOMES,
                   reasons=list(Reason), results=list(CallResult),
                   branch=renewals.default_branch(actor, q.branch), today=today,

@@ -262,6 +262,12 @@ async def _contacts(policies: Sequence[Policy]) -> dict[int, list[dict[str, Any]
     return found
 
 
+async def open_prompts(actor: Actor) -> int:
+    """Escalation prompts (T-10, T-5, overdue call-backs) waiting for this operator."""
+    return await Task.filter(kind=TaskKind.ESCALATION.value, assignee=actor.name,
+                             status__in=OPEN_TASK).count()
+
+
 # -- claiming --------------------------------------------------------------------------------
 
 
