@@ -232,6 +232,8 @@ class Policy(TimestampMixin, Model):
     outcome_note = fields.CharField(max_length=200, default="", db_default="")
     outcome_by = fields.CharField(max_length=64, default="", db_default="")
     outcome_at = fields.DatetimeField(null=True)
+    renewal_gap_days = fields.SmallIntField(null=True, description="days from its expiry to "
+                                            "the start of the policy that renewed it")
 
     class Meta:
         table = "policy"

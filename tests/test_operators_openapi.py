@@ -144,6 +144,8 @@ async def test_every_answer_is_what_the_document_says(rig: Rig) -> None:
         ("POST", f"/api/v1/renewals/{renewing.id}/outcome", {"json": {"outcome": "unreachable"}}),
         ("GET", "/api/v1/renewals/worklist", {"params": {"branch": "*"}}),
         ("GET", "/api/v1/renewals/claim-window", {}),
+        ("GET", "/api/v1/renewals/kpis", {}),
+        ("GET", "/api/v1/renewals/kpis.csv", {}),
         ("GET", "/api/v1/shared-phones", {"params": {"held": "true", "limit": "5"}}),
         ("POST", f"/api/v1/shared-phones/{shared.id}/release", {}),
         ("POST", "/api/v1/imports", {"params": {"kind": "customers"},

@@ -70,6 +70,7 @@ async def test_import_records_agent_branch_and_keeps_the_original_agent_through_
     assert (new.agent, new.original_agent) == ("赵六", "王五")
     assert old.agent == "王五"  # an empty cell keeps what is recorded
     assert (old.renewed_by_id, old.outcome, old.outcome_by) == (new.id, "renewed", "import")
+    assert old.renewal_gap_days == 1  # renewed without a day uncovered
     assert old.outcome_at is not None
 
 

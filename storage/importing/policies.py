@@ -120,6 +120,8 @@ class PolicyImport:
         inserts: list[list[Any]] = []
         updates: list[list[Any]] = []
         links: list[tuple[str, str]] = []  # (renewal, renewed) still to be linked
+        ends = {row[1]: row[7] for row in existing.values()}  # policy number: end date
+        starts: dict[str, date] = {}  # this batch's renewals: start date
         arrived: set[str] = set()  # numbers of this batch's rows accepted so far
         claimed: set[str] = set()  # policies renewed by this batch's rows so far
         for item in batch:
@@ -142,6 +144,8 @@ class PolicyImport:
                 if link:
                     links.append((record.number, record.renews))
             arrived.add(record.number)
+            ends[record.number] = record.end_date
+            starts[record.number] = record.start_date
             if current is None:
                 status = record.status or PolicyStatus.ACTIVE
                 original = (originals.get(record.renews, "") if record.renews else "") \
@@ -183,10 +187,11 @@ class PolicyImport:
                 Policy, "number", {n for pair in links for n in pair}, ("number", "id")))
             await statements.update(
                 Policy, ("renewed_by_id", "status", "renewed_at", "updated_at", "outcome",
-                         "outcome_reason", "outcome_note", "outcome_by", "outcome_at"),
+                         "outcome_reason", "outcome_note", "outcome_by", "outcome_at",
+                         "renewal_gap_days"),
                 [[ids[renewal], str(PolicyStatus.RENEWED), stamp, stamp,
-                  str(RenewalOutcome.RENEWED), "", "", "import", stamp, ids[old]]
-                 for renewal, old in links])
+                  str(RenewalOutcome.RENEWED), "", "", "import", stamp,
+                  _gap(ends.get(old), starts[renewal]), ids[old]] for renewal, old in links])
         return outcome
 
 
@@ -201,6 +206,13 @@ async def _owners(statements: Statements,
     for phone, pk in await statements.select_in(Customer, "phone", phones, ("phone", "id")):
         owners.setdefault(phone, []).append(pk)
     return owners
+
+
+def _gap(end: date | None, start: date) -> int | None:
+    """Days from a policy's expiry to its renewal's start (1: no gap), kept in a small int."""
+    if end is None:
+        return None
+    return max(-32768, min(32767, (start - end).days))
 
 
 async def _original_agents(statements: Statements, renewed: set[str]) -> dict[str, str]:

@@ -35,6 +35,9 @@ class Migration(migrations.Migration):
         ops.AddField(model_name='Policy', name='outcome_by', field=_char(64)),
         ops.AddField(model_name='Policy', name='outcome_at',
                      field=fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+        ops.AddField(model_name='Policy', name='renewal_gap_days',
+                     field=fields.SmallIntField(null=True, description='days from its expiry to '
+                                                'the start of the policy that renewed it')),
         ops.AddIndex(model_name='Policy', index=Index(fields=['branch', 'end_date'])),
         ops.AddField(model_name='Operator', name='branch',
                      field=_char(32, 'the branch whose renewals they work')),

@@ -26,6 +26,7 @@ from bot.web.operators import (
     customers,
     dashboard,
     imports,
+    renewal_kpis,
     renewals,
     reviews,
     shared_phones,
@@ -532,6 +533,24 @@ async def renewal_outcome(call: Call) -> web.StreamResponse:
     policy = await renewals.set_outcome(call.actor, call.int_param("id"), call.body,
                                         now=call.now)
     return json_response(renewals.policy_json(policy, _today(call)))
+
+
+@API.route("GET", "/renewals/kpis", role=V, tag="renewals",
+           summary="Renewal rate by expiry month (12 months), branch, agent, product and "
+                   "channel; reach per channel; contacts; lapse reasons; win-backs; call-backs",
+           response=out.RenewalKpisOut)
+async def renewal_kpis_json(call: Call) -> web.StreamResponse:
+    return json_response(await renewal_kpis.report(_today(call), call.settings))
+
+
+@API.route("GET", "/renewals/kpis.csv", role=V, tag="renewals",
+           summary="The renewal KPIs as one CSV table (section, key, count, part, rate)",
+           produces="text/csv")
+async def renewal_kpis_csv(call: Call) -> web.StreamResponse:
+    today = _today(call)
+    text = renewal_kpis.to_csv(await renewal_kpis.report(today, call.settings))
+    return web.Response(text=text, content_type="text/csv", charset="utf-8", headers={
+        "Content-Disposition": f'attachment; filename="renewal-kpis-{today}.csv"'})
 
 
 def setup(app: web.Application) -> None:

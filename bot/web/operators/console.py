@@ -26,6 +26,7 @@ from yarl import URL
 
 from bot.telegram.claim_documents import kind_of
 from bot.texts import LANGUAGES, Texts
+from bot.web import charts
 from bot.web.bodies import UnreadableBody, read_form
 from bot.web.keys import CAMPAIGN_RUNNER, SETTINGS, TEXTS
 from bot.web.operators import (
@@ -36,6 +37,7 @@ from bot.web.operators import (
     dashboard,
     imports,
     paging,
+    renewal_kpis,
     renewals,
     reviews,
     shared_phones,
@@ -684,6 +686,31 @@ async def renewal_window_page(request: web.Request, actor: Actor) -> web.StreamR
                   assigns=renewals.may_assign(actor))
 
 
+@page(Role.VIEWER)
+async def renewal_kpis_page(request: web.Request, actor: Actor) -> web.StreamResponse:
+    today = _local_today(request)
+    data = await renewal_kpis.report(today, request.app[SETTINGS])
+    return render(request, "renewal_kpis.html", actor, data=data,
+                  charts=renewal_kpis.CHARTS)
+
+
+@page(Role.VIEWER)
+async def renewal_kpi_chart(request: web.Request, actor: Actor) -> web.StreamResponse:
+    name = request.match_info["name"]
+    if name not in renewal_kpis.CHARTS:
+        raise web.HTTPNotFound()
+    data = await renewal_kpis.report(_local_today(request), request.app[SETTINGS])
+    strings = Strings(request.app[TEXTS], language_of(request, actor))
+    titles = ("title_months", "title_branch", "title_reach", "title_reasons", "series_rate",
+              "series_reached", "series_count")
+    words = {**{key: strings(f"kpi_{key}") for key in titles}, **{f"channel_{k}": v
+                                          for k, v in strings.labels("channel").items()},
+             **{f"reason_{k}": v for k, v in strings.labels("renewal_reason").items()},
+             **{f"reason_{k}": v for k, v in strings.labels("renewal_outcome").items()
+                if k != "not_renewing"}, "reason_none": strings("kpi_no_outcome")}
+    return charts.svg_response(renewal_kpis.chart(name, data, words))
+
+
 def _back_to_list(form: Mapping[str, Any]) -> str:
     back = str(form.get("back", ""))
     return back if back.startswith(f"{PREFIX}/renewals") else f"{PREFIX}/renewals"
@@ -776,6 +803,8 @@ def setup(app: web.Application) -> None:
     r.add_post(f"{PREFIX}/tasks/{{id:\\d+}}/{{action:assign|close}}", task_action)
     r.add_get(f"{PREFIX}/renewals", renewals_page)
     r.add_get(f"{PREFIX}/renewals/window", renewal_window_page)
+    r.add_get(f"{PREFIX}/renewals/kpis", renewal_kpis_page)
+    r.add_get(f"{PREFIX}/renewals/kpis/{{name}}.svg", renewal_kpi_chart)
     r.add_post(f"{PREFIX}/renewals/claim", renewal_claim)
     r.add_post(f"{PREFIX}/renewals/{{id:\\d+}}/call", renewal_call)
     r.add_post(f"{PREFIX}/renewals/{{id:\\d+}}/outcome", renewal_outcome)

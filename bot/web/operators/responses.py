@@ -459,3 +459,61 @@ class RenewalRowOut(RenewalPolicyOut):
 
 class RenewalClaimOut(Out):
     claimed: list[RenewalPolicyOut]
+
+
+class KpiMonthOut(Out):
+    month: str = Field(description="YYYY-MM of expiry")
+    expired: int
+    renewed: int = Field(description="renewed within 30 days after expiry")
+    rate: float | None
+    won_back: int = Field(description="renewed after a lapse")
+    contacted_twice: int = Field(description="contacted at least twice before expiry")
+
+
+class KpiGroupOut(Out):
+    key: str
+    expired: int
+    renewed: int
+    rate: float | None
+
+
+class KpiReachOut(Out):
+    channel: str = Field(description="telegram, sms, or none (skipped)")
+    due: int
+    reached: int
+    rate: float | None
+
+
+class KpiReasonOut(Out):
+    outcome: str = Field(description="empty: no outcome recorded")
+    reason: str
+    count: int
+
+
+class KpiCallbacksOut(Out):
+    asked: int
+    answered: int
+    on_time: int = Field(description="closed by their due time")
+    median_working_hours: float | None
+
+
+class KpiTotalsOut(Out):
+    expired: int
+    renewed: int
+    rate: float | None
+    won_back: int
+    contacted_twice: int
+
+
+class RenewalKpisOut(Out):
+    as_of: date
+    first_expiry: date
+    totals: KpiTotalsOut
+    months: list[KpiMonthOut]
+    by_branch: list[KpiGroupOut]
+    by_agent: list[KpiGroupOut] = Field(description="by the original agent")
+    by_product: list[KpiGroupOut]
+    by_channel: list[KpiGroupOut] = Field(description="by the channel of the last contact")
+    reach: list[KpiReachOut]
+    lapse_reasons: list[KpiReasonOut]
+    callbacks: KpiCallbacksOut
