@@ -194,6 +194,8 @@ class RenewalSettings(BaseModel):
     head_office_pool: str = Field(default="head_office", min_length=1, max_length=64,
                                   description="the owner name of the head-office pool")
     escalate_every_minutes: int = Field(default=15, ge=1, le=1440)
+    lapse_follow_ups: int = Field(default=3, ge=0, le=12, description="monthly follow-up "
+                                  "tasks for a lapsed policy without an outcome")
 
     @model_validator(mode="after")
     def _levels_in_order(self) -> RenewalSettings:

@@ -18,6 +18,10 @@ in. Unresolved: still waiting for renewal, not expired, no outcome other than
 operator prompted gets one message a day per level on their own phone when they have one
 (``engage operator add --phone``), through the outbox like every message.
 
+A lapsed policy without an outcome gets a ``lapse_follow_up`` task each month after its
+expiry, ``renewal.lapse_follow_ups`` times (``lapse_follow_up:{policy}:{month}``): the lapse
+list the branch works through; winning it back shows in the KPIs as a win-back.
+
 A customer's call-back still open after its ``due_at`` (``renewal.callback_due_working_hours``
 of office time) is escalated to the branch manager once (``escalation:callback:{task}``).
 """
@@ -39,6 +43,7 @@ from storage.renewal_desk import OPEN_TASK, Outcome, TaskKind, responsible, task
 log = logging.getLogger(__name__)
 
 KIND = "renewal_escalation"
+LAPSE_FOLLOW_UP = "lapse_follow_up"
 UNRESOLVED = ("", Outcome.UNREACHABLE.value)
 
 
@@ -95,6 +100,7 @@ async def run(*, now: datetime, today: date, settings: RenewalSettings,
     for window in windows(today, settings):
         counts[window.level.value] = await _level(window, staff, settings, now, notify)
     counts[Level.CALLBACK_OVERDUE.value] = await _overdue_callbacks(now, staff, notify)
+    counts[LAPSE_FOLLOW_UP] = await _lapse_follow_ups(today, settings)
     await _messages(notify, today, send_at)
     if any(counts.values()):
         log.info("renewal escalation on %s: %s", today, counts)
@@ -160,6 +166,41 @@ async def _overdue_callbacks(now: datetime, staff: _Staff,
             created += 1
             if manager:
                 notify[(staff.by_name[manager].id, Level.CALLBACK_OVERDUE)] += 1
+    return created
+
+
+def months_after(end: date, today: date) -> int:
+    """Whole months from ``end`` to ``today`` (the 31 Jan + 1 month is 28/29 Feb)."""
+    months = (today.year - end.year) * 12 + today.month - end.month
+    return months - 1 if today.day < end.day and not _month_end(today) else months
+
+
+def _month_end(day: date) -> bool:
+    return (day + timedelta(days=1)).month != day.month
+
+
+async def _lapse_follow_ups(today: date, settings: RenewalSettings) -> int:
+    """A follow-up task for each lapsed policy without an outcome, once a month after its
+    expiry, ``lapse_follow_ups`` times, for its responsible person (or the branch pool)."""
+    if settings.lapse_follow_ups == 0:
+        return 0
+    oldest = today - timedelta(days=31 * settings.lapse_follow_ups + 31)
+    lapsed = await Policy.filter(
+        end_date__gte=oldest, end_date__lt=today, renewed_by_id=None, cancelled_at=None,
+        status__in=(PolicyStatus.ACTIVE, PolicyStatus.EXPIRED), outcome__in=UNRESOLVED,
+    ).order_by("end_date", "id")
+    created = 0
+    for policy in lapsed:
+        month = min(months_after(policy.end_date, today), settings.lapse_follow_ups)
+        if month < 1:
+            continue
+        owner = responsible(policy)
+        task = await task_once(
+            f"lapse_follow_up:{policy.id}:{month}", kind=TaskKind.FOLLOW_UP,
+            customer_id=policy.customer_id, policy_id=policy.id, source="schedule",
+            assignee=owner, result=f"month_{month}",
+            status=TaskStatus.ASSIGNED if owner else TaskStatus.OPEN)
+        created += task is not None
     return created
 
 

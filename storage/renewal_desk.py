@@ -50,6 +50,7 @@ class TaskKind(StrEnum):
     CALL = "renewal_call"  # a call an operator logged, with its result
     ANSWER = "renewal_answer"  # the customer answered a reminder (a button, an SMS reply)
     ESCALATION = "renewal_escalation"  # T-10 / T-5 / T-2 prompts
+    FOLLOW_UP = "lapse_follow_up"  # a lapsed policy without an outcome, monthly
 
 
 class CallResult(StrEnum):

@@ -12,7 +12,7 @@ import pytest
 
 from bot.web.operators.access import create_operator
 from scheduler.config import RenewalSettings
-from scheduler.renewal_escalation import run, windows
+from scheduler.renewal_escalation import months_after, run, windows
 from storage.models import Message, Policy, Task, TaskStatus
 from storage.operator_models import Operator, Role
 from tests import factories as f
@@ -67,7 +67,8 @@ async def test_each_level_prompts_its_people_once(db: str) -> None:
     kept = await policy(1, claimed_by="小李")
     expired = await policy(-1)
     counts = await run(now=NOW, today=TODAY, settings=SETTINGS, send_at=NOW)
-    assert counts == {"owner": 3, "manager": 2, "head_office": 1, "callback_overdue": 0}
+    assert counts == {"owner": 3, "manager": 2, "head_office": 1, "callback_overdue": 0,
+                      "lapse_follow_up": 0}
     assert await escalations() == {
         (claimed.id, "owner"): "小李", (pool.id, "owner"): "周管理",
         (unreachable.id, "owner"): "王五", (confirm.id, "manager"): "钱经理",
@@ -117,3 +118,30 @@ async def test_a_call_back_past_its_due_time_goes_to_the_manager_once(db: str) -
                       send_at=NOW)
     assert again["callback_overdue"] == 1  # the second call-back is now late too
     assert await Task.filter(kind="renewal_escalation").count() == 2
+
+
+def test_months_after_expiry_count_whole_months() -> None:
+    assert [months_after(date(2026, 9, 20), day) for day in (
+        date(2026, 10, 19), date(2026, 10, 20), date(2026, 11, 23))] == [0, 1, 2]
+    assert months_after(date(2026, 1, 31), date(2026, 2, 28)) == 1  # the month's last day
+
+
+async def test_a_lapsed_policy_gets_a_follow_up_each_month_up_to_the_count(db: str) -> None:
+    lapsed = await policy(-64, claimed_by="小李")  # ended 2026-09-20
+    answered = await policy(-64, outcome="renewed_elsewhere")
+    await policy(-64, renewed_by_id=answered.id)
+
+    async def follow(day: date) -> list[str]:
+        await run(now=NOW, today=day, settings=SETTINGS, send_at=NOW)
+        return [t.result for t in await Task.filter(kind="lapse_follow_up").order_by("id")]
+
+    assert await follow(TODAY) == ["month_2"]  # catching up: the current month only
+    assert await follow(TODAY) == ["month_2"]
+    assert await follow(date(2026, 12, 20)) == ["month_2", "month_3"]
+    assert await follow(date(2027, 1, 25)) == ["month_2", "month_3"]  # three at most
+    [first, _] = await Task.filter(kind="lapse_follow_up").order_by("id")
+    assert (first.policy_id, first.assignee, first.status) == (
+        lapsed.id, "小李", TaskStatus.ASSIGNED)
+    none = RenewalSettings(lapse_follow_ups=0)
+    assert (await run(now=NOW, today=date(2026, 12, 21), settings=none,
+                      send_at=NOW))["lapse_follow_up"] == 0
