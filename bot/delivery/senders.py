@@ -54,7 +54,7 @@ from bot.delivery.errors import (
     SendError,
     Transient,
 )
-from bot.delivery.telegram_session import UnreadableReply
+from bot.delivery.telegram_session import UnreadableReply, lean_sends
 from storage.phones import mask_phone
 
 CHANNEL_PAUSE_SECONDS = 30.0
@@ -161,15 +161,20 @@ class AiogramTelegram:
 
     def __init__(self, bot: Bot) -> None:
         self._bot = bot
+        self._lean = lean_sends(bot)
         pin_aiogram_responses()
 
     async def send_text(self, chat_id: int, text: str,
                         markup: InlineKeyboardMarkup | None = None) -> SendResult:
         try:
-            message = await self._bot.send_message(chat_id, text, reply_markup=markup)
+            if self._lean is not None and markup is None:
+                message_id = await self._lean.send_text(self._bot, chat_id, text)
+            else:  # buttons (renewal answers) go through aiogram's own model
+                message_id = (await self._bot.send_message(
+                    chat_id, text, reply_markup=markup)).message_id
         except Exception as exc:  # every one is classified; none escapes the send
             raise classify(_TELEGRAM_ERRORS, exc) from exc
-        return SendResult(provider_id=str(message.message_id))
+        return SendResult(provider_id=str(message_id))
 
 
 # Twilio error codes, https://www.twilio.com/docs/api/errors
