@@ -39,6 +39,13 @@ gentle two-month notice), ``renewal_reminder_urgent`` at 3 days or fewer, ``rene
 (the weekly reminder of the last month) in between. Every reminder names its car's ``policy_id``
 (the anchor): the Telegram answer buttons and the SMS replies act on it.
 
+Claims-based pricing hint (``renewal.claims_hint``, off by default): the reminder at its
+``offset`` (T-30) reads the number of claims reported in the policy year on the car's policies
+(rejected and withdrawn ones aside) and, by the configured bands, says the no-claims discount
+continues (``renewal_reminder_ncd_continues``), is lost (``…_ncd_lost``) or what surcharge to
+expect (``…_surcharge`` with ``percent``). Wording in bot/texts/messages.toml, for the insurer
+to review.
+
 Reminders go at ``schedule.daily_plan_at`` in the customer's own time zone.
 
 Catching up a missed day: a reminder is still sent if the policy has not expired yet, unless a
@@ -57,7 +64,7 @@ from functools import partial
 from typing import Any, Final
 
 from scheduler.cn_calendar import HolidayPeriod, WorkCalendar
-from scheduler.config import RenewalSettings
+from scheduler.config import ClaimsHintSettings, RenewalSettings
 from scheduler.context import PlanContext, Sink, feed
 from scheduler.selection import Selection, json_rows
 from scheduler.wording import HOLIDAY_NAMES, Localised, localised_date, policy_list
@@ -188,7 +195,8 @@ def schedule_for(end: date, settings: RenewalSettings,
 # -- selection and queueing ----------------------------------------------------------------------
 
 
-def policy_groups(end: date, statuses: Sequence[PolicyStatus]) -> Selection:
+def policy_groups(end: date, statuses: Sequence[PolicyStatus], *,
+                  claims: bool = False) -> Selection:
     """One row per car with policies ending on ``end`` that are in one of ``statuses`` and
     still waiting for renewal; read it with :func:`car_group`.
 
@@ -210,9 +218,15 @@ def policy_groups(end: date, statuses: Sequence[PolicyStatus]) -> Selection:
                 f"AND {alias}.end_date = p.end_date")
 
     everything = json_rows("g.id", "g.product", "g.number", f"({qualifies('g')})")
+    # claims reported in the policy year on any policy of the car, rejected and withdrawn
+    # ones aside (for the claims-based pricing hint)
+    counted = (", (SELECT COUNT(*) FROM claim cl JOIN policy h ON h.id = cl.policy_id "
+               f"WHERE {same_car('h')} AND cl.status NOT IN ('rejected', 'withdrawn') "
+               "AND cl.reported_at >= p.start_date) AS claims") if claims else ""
     return Selection(
         columns="p.plate, p.end_date, p.customer_id, c.name, c.timezone, "
-                f"(SELECT {everything} FROM policy g WHERE {same_car('g')}) AS policies",
+                f"(SELECT {everything} FROM policy g WHERE {same_car('g')}) AS policies"
+                f"{counted}",
         source="FROM policy p JOIN customer c ON c.id = p.customer_id "
                f"WHERE p.end_date = ? AND {qualifies('p')} AND NOT EXISTS ("
                f"SELECT 1 FROM policy r WHERE {same_car('r')} AND r.id < p.id "
@@ -245,19 +259,33 @@ def car_group(row: dict[str, Any]) -> CarGroup:
     return CarGroup(anchor, policy_list(named))
 
 
-def expiring(end: date) -> Selection:
+def expiring(end: date, *, claims: bool = False) -> Selection:
     """Cars whose active policies expire on ``end`` and still wait for renewal.
 
     One selection per expiry date: an equality on the ``(status, end_date)`` index reads just
     that day's policies (an ``IN`` list of dates can tempt the planner into a primary-key scan
     of the whole table to serve ``ORDER BY id LIMIT n``).
     """
-    return policy_groups(end, (PolicyStatus.ACTIVE,))
+    return policy_groups(end, (PolicyStatus.ACTIVE,), claims=claims)
 
 
 def selections(ctx: PlanContext) -> list[Selection]:
     offsets = offsets_due(ctx.day, ctx.today, ctx.renewal.offsets)
-    return [expiring(ctx.day + timedelta(days=k)) for k in offsets]
+    hint = ctx.renewal.claims_hint
+    return [expiring(ctx.day + timedelta(days=k), claims=hint.enabled and k == hint.offset)
+            for k in offsets]
+
+
+def claims_template(offset: int, claims: int | None,
+                    settings: ClaimsHintSettings) -> tuple[str, dict[str, int]] | None:
+    """The reminder with the claims-based pricing hint, and its extra parameter, when the
+    hint is on for this offset and a band covers the car's claims count."""
+    if not settings.enabled or offset != settings.offset or claims is None:
+        return None
+    band = settings.band(claims)
+    if band is None:
+        return None
+    return f"renewal_reminder_{band.hint}", {"percent": band.percent}
 
 
 def holiday_selections(ctx: PlanContext) -> list[Selection]:
@@ -269,12 +297,17 @@ def _reminders(ctx: PlanContext, rows: list[dict[str, Any]]) -> Iterator[Outboun
     for row in rows:
         end = as_date(row["end_date"])
         group = car_group(row)
+        offset = (end - ctx.day).days
+        claims = row.get("claims")
+        hinted = claims_template(offset, None if claims is None else int(claims),
+                                 ctx.renewal.claims_hint)
+        template, extra = hinted or (reminder_template(offset), {})
         yield Outbound(
-            dedup_key=f"renewal:{group.anchor}:T-{(end - ctx.day).days}",
+            dedup_key=f"renewal:{group.anchor}:T-{offset}",
             kind=KIND,
             category=Category.REMINDER,
             customer_id=row["customer_id"],
-            template_key=reminder_template((end - ctx.day).days),
+            template_key=template,
             params={
                 "name": row["name"],
                 "plate": row["plate"],
@@ -282,6 +315,7 @@ def _reminders(ctx: PlanContext, rows: list[dict[str, Any]]) -> Iterator[Outboun
                 "days_left": (end - ctx.today).days,
                 "policy": group.policy,
                 "policy_id": group.anchor,
+                **extra,
             },
             not_before=ctx.send_at(row["timezone"]),
             stale_after=ctx.start_of(end + timedelta(days=1)),

@@ -15,9 +15,20 @@ from bot.settings import Settings
 from bot.sms.replies import Replies
 from bot.telegram.callbacks import RenewalCb
 from bot.texts import Texts
-from scheduler import recheck
+from scheduler import recheck, renewal
+from scheduler.config import ClaimsHintSettings, RenewalSettings
+from scheduler.context import PlanContext, outbox_sink
 from scheduler.renewal import reminder_template
-from storage.models import Customer, Message, MessageStatus, Policy, Product, Task, TaskStatus
+from storage.models import (
+    Claim,
+    Customer,
+    Message,
+    MessageStatus,
+    Policy,
+    Product,
+    Task,
+    TaskStatus,
+)
 from tests import factories as f
 from tests import test_dispatcher, test_sms_inbound
 from tests.test_dispatcher import Rig as DispatchRig
@@ -213,7 +224,9 @@ def test_each_offset_has_its_tone() -> None:
 
 
 @pytest.mark.parametrize("key", ["renewal_reminder_early", "renewal_reminder",
-                                 "renewal_reminder_urgent", "renewal_holiday", "lapse_rescue"])
+                                 "renewal_reminder_urgent", "renewal_holiday", "lapse_rescue",
+                                 "renewal_reminder_ncd_continues", "renewal_reminder_ncd_lost",
+                                 "renewal_reminder_surcharge"])
 @pytest.mark.parametrize("language", ["zh-CN", "en"])
 def test_renewal_sms_wordings_fit_one_segment_in_chinese(key: str, language: str) -> None:
     """In Chinese one UCS-2 segment; in English the plate makes it UCS-2 too: two at most."""
@@ -221,8 +234,57 @@ def test_renewal_sms_wordings_fit_one_segment_in_chinese(key: str, language: str
     day = {"zh-CN": "2026年12月31日", "en": "31 Dec 2026"}
     holiday = {"zh-CN": "国庆节", "en": "National Day"}
     params = {"name": "欧阳娜娜", "plate": "沪A·D12345", "expiry": day, "days_left": 2,
-              "policy": "交强险 P1、商业险 P2", "holiday": holiday, "expired_on": day}
+              "policy": "交强险 P1、商业险 P2", "holiday": holiday, "expired_on": day,
+              "percent": 30}
     replies = Replies(texts, Settings().sms, to="+8613800138000")
     body = replies.say(key, language, **params)
     assert count_segments(body) <= (1 if language == "zh-CN" else 2), body
     assert texts.render(key, language, params)  # the Telegram wording renders too
+
+
+# -- the claims-based pricing hint ---------------------------------------------------------------
+
+
+async def _claims(policy: Policy, count: int, status: str = "reported") -> None:
+    for _ in range(count):
+        await Claim.create(number=f"C{policy.id}-{await Claim.all().count()}", policy=policy,
+                           customer_id=policy.customer_id, status=status,
+                           reported_at=datetime(2026, 6, 1, tzinfo=UTC))
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_the_t30_reminder_says_what_the_claims_mean_when_the_hint_is_on(
+        db: str, enabled: bool) -> None:
+    day = date(2026, 11, 1)
+    end = day + timedelta(days=30)
+    cases = {0: "renewal_reminder_ncd_continues", 2: "renewal_reminder_ncd_lost",
+             3: "renewal_reminder_surcharge", 6: "renewal_reminder_surcharge"}
+    made: dict[int, Policy] = {}
+    for count in cases:
+        owner = await f.customer()
+        compulsory, commercial = await car(owner, end=end, plate=f"沪C{count:05d}")
+        await _claims(commercial, count)
+        await _claims(compulsory, 1, status="withdrawn")  # not counted
+        made[count] = compulsory
+    settings = RenewalSettings(claims_hint=ClaimsHintSettings(enabled=enabled))
+    await renewal.queue(PlanContext(day=day, today=day, renewal=settings), outbox_sink(100))
+    found = {m.dedup_key: m for m in await Message.filter(kind="renewal")}
+    for count, template in cases.items():
+        message = found[f"renewal:{made[count].id}:T-30"]
+        assert message.template_key == (template if enabled else "renewal_reminder"), count
+        if enabled and count >= 3:
+            assert message.params["percent"] == {3: 10, 6: 30}[count]
+    # the other reminders never carry it
+    later = day + timedelta(days=7)
+    await renewal.queue(PlanContext(day=later, today=later, renewal=settings), outbox_sink(100))
+    assert {m.template_key for m in await Message.filter(dedup_key__endswith=":T-23")} == {
+        "renewal_reminder"}
+
+
+def test_claims_hint_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="overlap"):
+        ClaimsHintSettings(bands=[{"claims_from": 0, "claims_to": 2, "hint": "ncd_lost"},
+                                  {"claims_from": 2, "hint": "surcharge", "percent": 10}])
+    with pytest.raises(ValueError, match="not one of the offsets"):
+        RenewalSettings(claims_hint=ClaimsHintSettings(enabled=True, offset=31))
+    assert ClaimsHintSettings().band(12) == ClaimsHintSettings().bands[-1]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from storage.models import Customer, Message, MessageStatus, Policy, Product, Task, TaskStatus
@@ -138,3 +138,14 @@ async def test_the_kpi_page_shows_the_figures_and_charts_in_both_languages(rig: 
     assert "短信" in await (await rig.client.get(
         "/console/renewals/kpis/reach.svg?lang=zh-CN")).text()
     assert (await rig.client.get("/console/renewals/kpis/nope.svg")).status == 404
+
+
+async def test_a_days_report_is_computed_once_for_five_minutes(rig: Rig) -> None:
+    await fixtures()
+    _, first = await rig.call("GET", "/api/v1/renewals/kpis", Role.VIEWER)
+    await expired("2026-05-05", branch="310100")
+    _, cached = await rig.call("GET", "/api/v1/renewals/kpis", Role.VIEWER)
+    assert cached["totals"]["expired"] == first["totals"]["expired"] == 5
+    rig.clock.now += timedelta(minutes=5)
+    _, fresh = await rig.call("GET", "/api/v1/renewals/kpis", Role.VIEWER)
+    assert fresh["totals"]["expired"] == 6

@@ -540,7 +540,7 @@ async def renewal_outcome(call: Call) -> web.StreamResponse:
                    "channel; reach per channel; contacts; lapse reasons; win-backs; call-backs",
            response=out.RenewalKpisOut)
 async def renewal_kpis_json(call: Call) -> web.StreamResponse:
-    return json_response(await renewal_kpis.report(_today(call), call.settings))
+    return json_response(await call.request.app[renewal_kpis.REPORTS].get(_today(call)))
 
 
 @API.route("GET", "/renewals/kpis.csv", role=V, tag="renewals",
@@ -548,7 +548,7 @@ async def renewal_kpis_json(call: Call) -> web.StreamResponse:
            produces="text/csv")
 async def renewal_kpis_csv(call: Call) -> web.StreamResponse:
     today = _today(call)
-    text = renewal_kpis.to_csv(await renewal_kpis.report(today, call.settings))
+    text = renewal_kpis.to_csv(await call.request.app[renewal_kpis.REPORTS].get(today))
     return web.Response(text=text, content_type="text/csv", charset="utf-8", headers={
         "Content-Disposition": f'attachment; filename="renewal-kpis-{today}.csv"'})
 

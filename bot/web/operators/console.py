@@ -689,7 +689,7 @@ async def renewal_window_page(request: web.Request, actor: Actor) -> web.StreamR
 @page(Role.VIEWER)
 async def renewal_kpis_page(request: web.Request, actor: Actor) -> web.StreamResponse:
     today = _local_today(request)
-    data = await renewal_kpis.report(today, request.app[SETTINGS])
+    data = await request.app[renewal_kpis.REPORTS].get(today)
     return render(request, "renewal_kpis.html", actor, data=data,
                   charts=renewal_kpis.CHARTS)
 
@@ -699,7 +699,7 @@ async def renewal_kpi_chart(request: web.Request, actor: Actor) -> web.StreamRes
     name = request.match_info["name"]
     if name not in renewal_kpis.CHARTS:
         raise web.HTTPNotFound()
-    data = await renewal_kpis.report(_local_today(request), request.app[SETTINGS])
+    data = await request.app[renewal_kpis.REPORTS].get(_local_today(request))
     strings = Strings(request.app[TEXTS], language_of(request, actor))
     titles = ("title_months", "title_branch", "title_reach", "title_reasons", "series_rate",
               "series_reached", "series_count")

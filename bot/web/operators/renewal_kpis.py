@@ -1,6 +1,9 @@
 """The renewal KPIs page, API and CSV: the figures of ``storage.renewal_kpis`` over the last
 12 expiry months, and their charts (``bot.web.charts``: SVG rendered on the server).
 
+The report of a day is kept for five minutes (``ReportCache``): figures of past expiries
+change slowly, and on a large book the report takes seconds (see bench/renewal_kpis.py).
+
 Reach: renewal messages due (planned) in the window per channel, reached = delivered, or sent
 for Telegram (which reports no delivery); skipped ones count under ``none``. Call-back
 response time is in working hours (``[office_hours]`` and the holiday calendar), asked to
@@ -9,13 +12,17 @@ closed.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from aiohttp import web
 
 from bot.settings import Settings
 from bot.web import charts
@@ -67,6 +74,37 @@ async def report(today: date, settings: Settings) -> dict[str, Any]:
                           for o, r, n in await kpis.lapse_reasons(first, today)],
         "callbacks": _callbacks(await kpis.callbacks(since), settings),
     }
+
+
+class ReportCache:
+    """The report of one day, kept for ``REPORT_TTL``: a KPI page and its four chart images
+    (and the CSV) are one computation, not six. Computed by one request at a time."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], datetime]) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._kept: tuple[date, datetime, dict[str, Any]] | None = None
+
+    def _fresh(self, today: date) -> dict[str, Any] | None:
+        kept = self._kept
+        if kept is not None and kept[0] == today and self._clock() - kept[1] < REPORT_TTL:
+            return kept[2]
+        return None
+
+    async def get(self, today: date) -> dict[str, Any]:
+        if (data := self._fresh(today)) is not None:
+            return data
+        async with self._lock:
+            if (data := self._fresh(today)) is not None:
+                return data
+            data = await report(today, self._settings)
+            self._kept = (today, self._clock(), data)
+            return data
+
+
+REPORT_TTL = timedelta(minutes=5)
+REPORTS = web.AppKey("renewal_kpi_reports", ReportCache)
 
 
 def _reach(rows: list[tuple[str, str, int]]) -> list[dict[str, Any]]:
