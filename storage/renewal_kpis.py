@@ -36,17 +36,38 @@ _RENEWED = ("CASE WHEN p.renewed_by_id IS NOT NULL AND COALESCE(p.renewal_gap_da
 _WON_BACK = ("CASE WHEN p.renewed_by_id IS NOT NULL AND COALESCE(p.renewal_gap_days, 0) > 1 "
              "THEN 1 ELSE 0 END")
 _SENT = "m.status IN ('sent', 'delivered')"
-_CONTACTS = (
-    f"(SELECT COUNT(*) FROM message m WHERE m.customer_id = p.customer_id "
-    f"AND m.kind IN ({MESSAGE_KINDS}) AND {_SENT} AND m.created_at >= p.start_date "
-    f"AND m.created_at < p.end_date) + (SELECT COUNT(*) FROM task t WHERE t.policy_id = p.id "
-    f"AND t.kind IN ({CONTACT_TASKS}) AND t.created_at < p.end_date)"
+
+
+def _expired(alias: str) -> str:
+    return _EXPIRED.replace("p.", f"{alias}.")
+
+
+# Per expired policy, joined rather than correlated (a hash join over the window on
+# PostgreSQL instead of an index probe per policy): its renewal messages in the policy year
+# before the expiry day, and its contact tasks before then.
+_MESSAGES = (
+    "SELECT q.id AS pid, COUNT(*) AS n FROM policy q JOIN message m "
+    f"ON m.customer_id = q.customer_id AND m.kind IN ({MESSAGE_KINDS}) AND {_SENT} "
+    f"AND m.created_at >= q.start_date AND m.created_at < q.end_date WHERE {_expired('q')} "
+    "GROUP BY q.id"
 )
-_LAST_CHANNEL = (
-    f"(SELECT m.channel FROM message m WHERE m.customer_id = p.customer_id "
-    f"AND m.kind IN ({MESSAGE_KINDS}) AND {_SENT} AND m.created_at < p.end_date "
-    "ORDER BY m.created_at DESC, m.id DESC LIMIT 1)"
+_TASKS = (
+    "SELECT t.policy_id AS pid, COUNT(*) AS n FROM task t JOIN policy q ON q.id = t.policy_id "
+    f"WHERE t.kind IN ({CONTACT_TASKS}) AND t.created_at < q.end_date AND {_expired('q')} "
+    "GROUP BY t.policy_id"
 )
+_CONTACTS = "COALESCE(mc.n, 0) + COALESCE(tc.n, 0)"
+_CONTACT_JOINS = (f"LEFT JOIN ({_MESSAGES}) mc ON mc.pid = p.id "
+                  f"LEFT JOIN ({_TASKS}) tc ON tc.pid = p.id")
+# the newest renewal message sent before the expiry day, per expired policy
+_LAST_JOIN = (
+    "LEFT JOIN (SELECT r.pid, r.channel FROM (SELECT q.id AS pid, m.channel AS channel, "
+    "ROW_NUMBER() OVER (PARTITION BY q.id ORDER BY m.created_at DESC, m.id DESC) AS rn "
+    f"FROM policy q JOIN message m ON m.customer_id = q.customer_id "
+    f"AND m.kind IN ({MESSAGE_KINDS}) AND {_SENT} AND m.created_at < q.end_date "
+    f"WHERE {_expired('q')}) r WHERE r.rn = 1) lc ON lc.pid = p.id"
+)
+_LAST_CHANNEL = "lc.channel"
 DIMENSIONS = {
     "branch": "p.branch",
     "agent": "CASE WHEN p.original_agent <> '' THEN p.original_agent ELSE p.agent END",
@@ -87,7 +108,8 @@ async def by_day(first: date, today: date) -> list[DayCount]:
         f"SELECT p.end_date AS day, COUNT(*) AS expired, SUM({_RENEWED}) AS renewed, "
         f"SUM({_WON_BACK}) AS won_back, "
         f"SUM(CASE WHEN {_CONTACTS} >= 2 THEN 1 ELSE 0 END) AS twice "
-        f"FROM policy p WHERE {_EXPIRED} GROUP BY p.end_date ORDER BY p.end_date"),
+        f"FROM policy p {_CONTACT_JOINS} WHERE {_EXPIRED} "
+        "GROUP BY p.end_date ORDER BY p.end_date"),
         {"first": first, "today": today})
     return [DayCount(as_date(r["day"]), int(r["expired"]), int(r["renewed"] or 0),
                      int(r["won_back"] or 0), int(r["twice"] or 0)) for r in rows]
@@ -99,7 +121,7 @@ async def by_group(dimension: str, first: date, today: date) -> list[GroupCount]
     rows = await fetch(_conn(), (
         f"SELECT g.k AS k, COUNT(*) AS expired, SUM(g.renewed) AS renewed FROM ("
         f"SELECT COALESCE({key}, '') AS k, {_RENEWED} AS renewed FROM policy p "
-        f"WHERE {_EXPIRED}) g "
+        f"{_LAST_JOIN if dimension == 'channel' else ''} WHERE {_EXPIRED}) g "
         "GROUP BY g.k ORDER BY COUNT(*) DESC, g.k"),
         {"first": first, "today": today})
     return [GroupCount(str(r["k"] or ""), int(r["expired"]), int(r["renewed"] or 0))
