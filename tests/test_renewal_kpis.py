@@ -138,6 +138,9 @@ async def test_the_kpi_page_shows_the_figures_and_charts_in_both_languages(rig: 
     assert "短信" in await (await rig.client.get(
         "/console/renewals/kpis/reach.svg?lang=zh-CN")).text()
     assert (await rig.client.get("/console/renewals/kpis/nope.svg")).status == 404
+    # the page's CSV link works with the console session
+    resp = await rig.client.get("/api/v1/renewals/kpis.csv")
+    assert resp.status == 200 and "renewal_rate_by_month,2026-03,4,2,0.5" in await resp.text()
 
 
 async def test_a_days_report_is_computed_once_for_five_minutes(rig: Rig) -> None:
