@@ -101,6 +101,18 @@ async def answer(settings: Settings, customer_id: int, policy_id: int, choice: A
     return Result.DONE
 
 
+async def note_insurer(customer_id: int, policy_id: int, insurer: str) -> bool:
+    """Record which insurer the car was renewed with, on its policies recorded as renewed
+    elsewhere (a second tap changes nothing); whether there were any."""
+    policies = [p for p in await car_policies(customer_id, policy_id)
+                if p.outcome == Outcome.RENEWED_ELSEWHERE]
+    for policy in policies:
+        if policy.outcome_note != insurer:
+            policy.outcome_note = insurer[:200]
+            await policy.save(update_fields=["outcome_note", "updated_at"])
+    return bool(policies)
+
+
 async def last_reminder(customer_ids: list[int], *, now: datetime,
                         days: int) -> Message | None:
     """The newest renewal reminder or lapse rescue sent to one of ``customer_ids`` within

@@ -157,6 +157,25 @@ async def test_renewed_elsewhere_and_sold_record_their_outcome(tg: Rig) -> None:
     assert tg.last_text(user.id) == tg.t("zh-CN")("tg_renewal_answer_settled")
 
 
+async def test_renewed_elsewhere_may_name_the_insurer(tg: Rig) -> None:
+    owner, user = await tg.linked(language="en")
+    compulsory, commercial = await car(owner)
+    await tg.press(user, cb("else", compulsory), message_id=1)
+    assert button_data(tg.last(user.id)) == [
+        cb("ins", compulsory, code) for code in ("picc", "pingan", "cpic", "other")]
+    await tg.press(user, cb("ins", compulsory, "pingan"), message_id=2)
+    assert tg.last_text(user.id) == tg.t("en")("tg_renewal_insurer_noted")
+    assert {(p.outcome, p.outcome_note) for p in await Policy.all()} == {
+        ("renewed_elsewhere", "平安")}
+    # not for a car without that outcome, nor a made-up insurer
+    other, _ = await car(owner, plate="沪D77777")
+    await tg.press(user, cb("ins", other, "picc"), message_id=3)
+    await tg.press(user, cb("ins", compulsory, "acme"), message_id=4)
+    assert {(p.plate, p.outcome_note) for p in await Policy.all()} == {
+        ("沪A55555", "平安"), ("沪D77777", "")}
+    assert commercial.id in {p.id for p in await Policy.filter(outcome_note="平安")}
+
+
 async def test_a_button_naming_another_customers_policy_changes_nothing(tg: Rig) -> None:
     _, user = await tg.linked()
     stranger = await f.customer()

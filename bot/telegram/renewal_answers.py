@@ -13,10 +13,10 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from aiogram import Bot, Router
+from aiogram import Bot, F, Router
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.renewal_answers import Answer, Result, answer
+from bot.renewal_answers import Answer, Result, answer, note_insurer
 from bot.settings import Settings
 from bot.telegram.accounts import Policyholder
 from bot.telegram.callbacks import RenewalCb
@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 REMINDER_KINDS = frozenset({"renewal", "renewal_holiday", "lapse_rescue"})
 WHY = "why"
+INSURER = "ins"
+INSURERS = ("picc", "pingan", "cpic", "other")
+"""Buttons after 已在其他公司续保: with whom (optional), kept as its Chinese name."""
 _FIRST_ROW = (Answer.CALLBACK,)
 _SECOND_ROW = (Answer.ELSEWHERE, Answer.NOT_RENEWING, Answer.SOLD)
 _REPLIES = {Answer.CALLBACK: "tg_renewal_answer_callback_done",
@@ -63,6 +66,24 @@ def reasons_keyboard(t: Translator, policy: int) -> InlineKeyboardMarkup:
         for reason in Reason])
 
 
+def insurers_keyboard(t: Translator, policy: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[
+        [InlineKeyboardButton(text=t(f"tg_insurer_{code}"),
+                              callback_data=RenewalCb(answer=INSURER, policy=policy,
+                                                      reason=code).pack())
+         for code in INSURERS]])
+
+
+async def on_insurer(query: CallbackQuery, callback_data: RenewalCb, bot: Bot,
+                     customer: Policyholder, t: Translator) -> None:
+    await query.answer()
+    if callback_data.reason not in INSURERS:
+        return
+    name = t.texts.render(f"tg_insurer_{callback_data.reason}", "zh-CN", {})
+    if await note_insurer(customer.id, callback_data.policy, name):
+        await bot.send_message(query.from_user.id, t("tg_renewal_insurer_noted"))
+
+
 async def on_answer(query: CallbackQuery, callback_data: RenewalCb, bot: Bot,
                     customer: Policyholder, t: Translator, settings: Settings,
                     clock: Callable[[], datetime]) -> None:
@@ -89,11 +110,16 @@ async def on_answer(query: CallbackQuery, callback_data: RenewalCb, bot: Bot,
         await bot.send_message(chat, t("tg_renewal_answer_settled"))
     elif result is Result.ALREADY:
         await bot.send_message(chat, t("tg_renewal_answer_already"))
+    elif choice is Answer.ELSEWHERE:  # with whom, if they care to say
+        await bot.send_message(chat, t(_REPLIES[choice], hotline=settings.company.hotline),
+                               reply_markup=insurers_keyboard(t, callback_data.policy))
     else:
         await bot.send_message(chat, t(_REPLIES[choice], hotline=settings.company.hotline))
 
 
 def get_router() -> Router:
     router = Router(name=__name__)
+    router.callback_query.register(on_insurer, RenewalCb.filter(F.answer == INSURER),
+                                   flags=LINKED)
     router.callback_query.register(on_answer, RenewalCb.filter(), flags=LINKED)
     return router
