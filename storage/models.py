@@ -443,7 +443,7 @@ class Task(TimestampMixin, Model):
 
     class Meta:
         table = "task"
-        indexes = (("status", "created_at"),)
+        indexes = (("status", "created_at"), ("policy_id", "created_at"))
 
 
 class ProcessedUpdate(Model):

@@ -50,6 +50,7 @@ class Migration(migrations.Migration):
                                             description='one task per key: a button tapped '
                                                         'twice, an update replayed, a day '
                                                         'planned again')),
+        ops.AddIndex(model_name='Task', index=Index(fields=['policy_id', 'created_at'])),
         ops.AddField(model_name='Task', name='result',
                      field=_char(32, "a logged call's result, an escalation's level")),
     ]
