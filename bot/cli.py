@@ -201,12 +201,15 @@ async def _operator_add(settings: Settings, args: argparse.Namespace) -> int:
         operator, token = await create_operator(
             args.name, Role(args.role),
             language=args.language or settings.operator.default_language,
-            contact_phone=args.phone, default_region=settings.company.default_phone_region)
+            contact_phone=args.phone, default_region=settings.company.default_phone_region,
+            branch=args.branch or "", manager=args.manager)
     except (InvalidOperator, OperatorExists) as exc:
         raise UsageError(str(exc)) from None
     finally:
         await storage_db.close()
-    print(f"operator {operator.id} {operator.name!r} with role {operator.role}")
+    where = f", branch {operator.branch}" if operator.branch else ""
+    manages = " (manager)" if operator.manager else ""
+    print(f"operator {operator.id} {operator.name!r} with role {operator.role}{where}{manages}")
     print("bearer token (shown only this once, store it now):")
     print(token)
     return 0
@@ -407,6 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
     operator_add.add_argument("--phone", help="own contact for campaign test sends")
     operator_add.add_argument("--language", choices=["zh-CN", "en"],
                               help="console language (default: operator.default_language)")
+    operator_add.add_argument("--branch", help="branch code whose renewals they work "
+                              "(policies' branch column), e.g. 310100")
+    operator_add.add_argument("--manager", action="store_true",
+                              help="the branch's manager: confirms and reassigns renewals")
     operator_add.set_defaults(func=_operator_add)
 
     customer = sub.add_parser("customer", help="a person's data: export, erasure, consents")

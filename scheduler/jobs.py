@@ -21,7 +21,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from loyalty.config import LoyaltySettings
-from scheduler import points_expiry, runs, weather
+from scheduler import points_expiry, renewal_escalation, runs, weather
 from scheduler.cn_calendar import WorkCalendar
 from scheduler.config import (
     CareSettings,
@@ -45,6 +45,7 @@ WEATHER = "weather"
 POINTS = "points"
 TIER_REVIEW = "tier_review"
 RETENTION = "retention"
+RENEWAL_DESK = "renewal_desk"
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,14 @@ class Jobs:
             await runs.record(POINTS, day, at=self._clock(), counts=counts)
             done.append((day, counts))
         return done
+
+    async def renewal_desk(self) -> dict[str, int]:
+        """Renewal escalation (T-10, T-5, T-2 and overdue call-backs): each prompt once, so
+        it runs every ``renewal.escalate_every_minutes`` and at start-up."""
+        now = self.now_local()
+        return await renewal_escalation.run(now=self._clock(), today=now.date(),
+                                            settings=self.settings.renewal,
+                                            send_at=self._clock())
 
     async def _tier_review(self, day: date) -> dict[str, int]:
         """The annual review as of ``day``, unless already held (its own run record)."""

@@ -30,7 +30,16 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from scheduler.forecast import ForecastSource, OpenMeteo
-from scheduler.jobs import PLAN, POINTS, RETENTION, WEATHER, Clock, Jobs, SchedulerSettings
+from scheduler.jobs import (
+    PLAN,
+    POINTS,
+    RENEWAL_DESK,
+    RETENTION,
+    WEATHER,
+    Clock,
+    Jobs,
+    SchedulerSettings,
+)
 from scheduler.leader import AdvisoryLock, Leadership, SingleProcess, asyncpg_dsn
 from storage.config import DatabaseSettings
 from storage.retention import RetentionReport
@@ -91,7 +100,8 @@ class SchedulerRuntime:
         self._scheduler: AsyncIOScheduler | None = None
         self._watch: Stoppable | None = None
         self._running: set[asyncio.Task[Any]] = set()
-        self._locks = {name: asyncio.Lock() for name in (PLAN, WEATHER, POINTS, RETENTION)}
+        self._locks = {name: asyncio.Lock() for name in (PLAN, WEATHER, POINTS, RETENTION,
+                                                         RENEWAL_DESK)}
 
     @property
     def is_leader(self) -> bool:
@@ -164,12 +174,16 @@ class SchedulerRuntime:
             scheduler.add_job(self.run_job, CronTrigger(hour=at.hour, minute=at.minute,
                                                         second=at.second, timezone=schedule.tz),
                               args=[name], id=name, name=f"engage {name}")
+        scheduler.add_job(self.run_job, "interval",
+                          minutes=self.settings.renewal.escalate_every_minutes,
+                          args=[RENEWAL_DESK], id=RENEWAL_DESK, name=f"engage {RENEWAL_DESK}")
         scheduler.start()
         self._scheduler = scheduler
         log.info("this process leads the scheduler: plan %s, weather %s, points %s (%s)",
                  schedule.daily_plan_at, schedule.weather_at, schedule.points_expiry_at,
                  schedule.timezone)
-        for name in (POINTS, WEATHER, PLAN, RETENTION):  # catch-up: each knows its due days
+        # catch-up: each knows its due days
+        for name in (POINTS, WEATHER, PLAN, RETENTION, RENEWAL_DESK):
             task = asyncio.create_task(self.run_job(name), name=f"scheduler-catch-up-{name}")
             self._running.add(task)
             task.add_done_callback(self._running.discard)
@@ -203,6 +217,8 @@ class SchedulerRuntime:
                     await self.jobs.points()
                 elif name == RETENTION:
                     await self.jobs.retention()
+                elif name == RENEWAL_DESK:
+                    await self.jobs.renewal_desk()
                 else:
                     raise ValueError(f"unknown scheduler job {name!r}")
         finally:

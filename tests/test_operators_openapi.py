@@ -5,6 +5,7 @@ shape), and true: every route's real answer validates against the schema it docu
 from __future__ import annotations
 
 import re
+from datetime import date
 from fnmatch import fnmatch
 from typing import Any
 
@@ -92,6 +93,9 @@ async def test_every_answer_is_what_the_document_says(rig: Rig) -> None:
     task = await Task.create(kind="renewal_callback", customer=customer, source="sms")
     await Reward.create(code="pen", kind="gift", name_zh="笔", name_en="Pen", points_cost=10)
     erasable = await f.customer(name="钱二")
+    renewing = await f.policy(customer, end=date(2026, 12, 1), branch="310100")
+    await Task.create(kind="renewal_callback", customer=customer, policy=renewing,
+                      source="telegram")
     for name in ("王一", "王二", "王三"):
         await f.customer(name=name, phone="+8613700001111")
     await recount(["+8613700001111"], rig.clock.now)
@@ -153,6 +157,13 @@ async def test_every_answer_is_what_the_document_says(rig: Rig) -> None:
         ("GET", "/api/v1/tasks", {}),
         ("POST", f"/api/v1/tasks/{task.id}/assign", {"json": {"assignee": "小王"}}),
         ("POST", f"/api/v1/tasks/{task.id}/close", {"json": {"note": "已回电"}}),
+        ("POST", "/api/v1/renewals/claim", {"json": {"policy_ids": [renewing.id]}}),
+        ("POST", f"/api/v1/renewals/{renewing.id}/call", {"json": {"result": "reached"}}),
+        ("POST", f"/api/v1/renewals/{renewing.id}/outcome", {"json": {"outcome": "unreachable"}}),
+        ("GET", "/api/v1/renewals/worklist", {"params": {"branch": "*"}}),
+        ("GET", "/api/v1/renewals/claim-window", {}),
+        ("GET", "/api/v1/renewals/kpis", {}),
+        ("GET", "/api/v1/renewals/kpis.csv", {}),
         ("GET", "/api/v1/shared-phones", {"params": {"held": "true", "limit": "5"}}),
         ("POST", f"/api/v1/shared-phones/{shared.id}/release", {}),
         ("POST", "/api/v1/imports", {"params": {"kind": "customers"},

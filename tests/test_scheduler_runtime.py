@@ -11,7 +11,7 @@ import pytest
 
 from scheduler.config import ScheduleSettings
 from scheduler.forecast import DayForecast
-from scheduler.jobs import PLAN, POINTS, RETENTION, WEATHER, SchedulerSettings
+from scheduler.jobs import PLAN, POINTS, RENEWAL_DESK, RETENTION, WEATHER, SchedulerSettings
 from scheduler.leader import AdvisoryLock, SingleProcess, asyncpg_dsn
 from scheduler.runtime import SchedulerRuntime
 from storage.models import Message, Region
@@ -50,7 +50,8 @@ async def test_leader_wires_three_coalesced_cron_jobs_and_catches_up_at_start(db
         scheduler = runtime.scheduler
         assert scheduler is not None
         jobs = {job.id: job for job in scheduler.get_jobs()}
-        assert set(jobs) == {PLAN, WEATHER, POINTS, RETENTION}
+        assert set(jobs) == {PLAN, WEATHER, POINTS, RETENTION, RENEWAL_DESK}
+        assert jobs[RENEWAL_DESK].trigger.interval == timedelta(minutes=15)
         for job_id, (hour, minute) in {PLAN: (8, 30), WEATHER: (7, 0), POINTS: (1, 0),
                                        RETENTION: (3, 0)}.items():
             job = jobs[job_id]

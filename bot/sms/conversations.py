@@ -82,6 +82,7 @@ from tortoise.transactions import in_transaction
 from bot.delivery.recipients import record_sms_opt_out
 from bot.documents import UploadLimits, UploadRejected, store_document
 from bot.settings import Settings
+from bot.sms import renewal_replies
 from bot.sms.keywords import Command, Parsed, parse
 from bot.sms.media import MediaRef, MediaUnavailable, MmsMedia
 from bot.sms.media_deletes import MediaDeletes, mask_sid
@@ -227,6 +228,8 @@ class SmsConversations:
             Command.REPORT: self._report,
             Command.MENU: self._menu,
             **SmsRedemptions(self, settings.loyalty).handlers(),  # bot.sms.redeem
+            Command.RENEW: self._renewal_answer,
+            Command.RENEWED: self._renewal_answer,
         }
 
     @property
@@ -391,6 +394,14 @@ class SmsConversations:
             claim.reply = turn.replies.checked_in(
                 turn.language, awarded=result.awarded, points=result.points,
                 bonus=result.bonus, streak=result.streak, balance=balance)
+        return claim.reply
+
+    async def _renewal_answer(self, turn: Turn) -> str:
+        """XB/续保 or 已续 to a renewal reminder (``bot.sms.renewal_replies``)."""
+        async with self.claimed(turn.row, turn.parsed.command.value, turn.delete_urls) as claim:
+            claim.reply = await renewal_replies.reply(
+                self._settings, turn.replies, turn.parsed.command,
+                customer_ids=turn.sender.ids, language=turn.language, now=turn.now)
         return claim.reply
 
     async def _opt_turn(self, turn: Turn) -> str:

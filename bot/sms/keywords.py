@@ -31,6 +31,8 @@ class Command(StrEnum):
     REDEEM = "redeem"  # argument: the item's number in the list, or none for the list
     CONFIRM = "confirm"  # argument: the 4-digit code of a redemption
     VOUCHERS = "vouchers"
+    RENEW = "renew"  # call me about renewing (bot.sms.renewal_replies)
+    RENEWED = "renewed"  # renewed with another insurer
     MENU = "menu"  # anything we do not recognise
 
 
@@ -45,6 +47,8 @@ _WORDS: dict[Command, tuple[str, ...]] = {
     Command.REPORT: ("REPORT", "报案", "出险"),
     Command.REDEEM: ("REDEEM", "兑换"),
     Command.VOUCHERS: ("VOUCHERS", "VOUCHER", "券", "优惠券", "我的券"),
+    Command.RENEW: ("XB", "续保"),
+    Command.RENEWED: ("已续", "已续保"),
 }
 KEYWORDS: dict[str, Command] = {word: cmd for cmd, words in _WORDS.items() for word in words}
 """Every keyword (normalised form) and its command."""

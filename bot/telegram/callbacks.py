@@ -108,3 +108,10 @@ class ReportAction(StrEnum):
 class ReportCb(CallbackData, prefix="rpt"):
     action: ReportAction
     value: str = ""
+class RenewalCb(CallbackData, prefix="rnw"):
+    """A button under a renewal reminder or lapse rescue: ``answer`` is a
+    ``bot.renewal_answers.Answer`` value, or ``why`` with the ``reason`` picked."""
+
+    answer: str
+    policy: int
+    reason: str = ""

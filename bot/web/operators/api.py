@@ -12,8 +12,10 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Mapping, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,6 +32,8 @@ from bot.web.operators import (
     dashboard,
     imports,
     privacy,
+    renewal_kpis,
+    renewals,
     reviews,
     shared_phones,
     tasks,
@@ -567,6 +571,86 @@ async def read_upload(request: web.Request) -> tuple[bytes | None, str]:
         return None, ""
     data = await request.read()
     return (data or None), "upload.csv"
+
+
+# -- renewal desk ----------------------------------------------------------------------------
+
+
+class ClaimWindowQuery(PageQuery):
+    month: date | None = Field(default=None, description="any day of the month (default: "
+                                                         "this month)")
+    branch: str = Field(default="", max_length=32,
+                        description="a branch code; default: the operator's own, * for all")
+
+
+def _today(call: Call) -> date:
+    return call.now.astimezone(ZoneInfo(call.settings.schedule.timezone)).date()
+
+
+@API.route("GET", "/renewals/worklist", role=V, query=renewals.WorklistQuery, tag="renewals",
+           summary="Policies to renew by tab (30, 60, 90 days, lapsed), soonest first, with "
+                   "their owner, outcome and every contact so far",
+           response=PageOf[out.RenewalRowOut])
+async def renewal_worklist(call: Call) -> web.StreamResponse:
+    items, found = await renewals.worklist(call.actor, call.query, today=_today(call),
+                                           limit=call.query.limit)
+    return page_json(call, found, items)
+
+
+@API.route("GET", "/renewals/claim-window", role=V, query=ClaimWindowQuery, tag="renewals",
+           summary="The month's 61–90-day claim list still unclaimed (for the branch manager)",
+           response=PageOf[out.RenewalRowOut])
+async def renewal_claim_window(call: Call) -> web.StreamResponse:
+    q: ClaimWindowQuery = call.query
+    today = _today(call)
+    items, found = await renewals.unclaimed_in_window(
+        call.actor, q.month or today, branch=q.branch, today=today, limit=q.limit,
+        cursor=q.cursor)
+    return page_json(call, found, items)
+
+
+@API.route("POST", "/renewals/claim", role=G, body=renewals.ClaimIn, tag="renewals",
+           summary="Claim (认领) policies for yourself, or assign them (managers, admins)",
+           response=out.RenewalClaimOut)
+async def renewal_claim(call: Call) -> web.StreamResponse:
+    claimed = await renewals.claim(call.actor, call.body, now=call.now)
+    today = _today(call)
+    return json_response({"claimed": [renewals.policy_json(p, today) for p in claimed]})
+
+
+@API.route("POST", "/renewals/{id}/call", role=G, body=renewals.CallIn, tag="renewals",
+           summary="Log a call about a policy's renewal, with its result",
+           statuses={201: "logged"}, response=out.TaskOut)
+async def renewal_call(call: Call) -> web.StreamResponse:
+    task = await renewals.log_call(call.actor, call.int_param("id"), call.body, now=call.now)
+    return json_response(tasks.task_json(task), status=201)
+
+
+@API.route("POST", "/renewals/{id}/outcome", role=G, body=renewals.OutcomeIn, tag="renewals",
+           summary="Record how a policy's renewal ended (renewed is recorded by the import)",
+           response=out.RenewalPolicyOut)
+async def renewal_outcome(call: Call) -> web.StreamResponse:
+    policy = await renewals.set_outcome(call.actor, call.int_param("id"), call.body,
+                                        now=call.now)
+    return json_response(renewals.policy_json(policy, _today(call)))
+
+
+@API.route("GET", "/renewals/kpis", role=V, tag="renewals",
+           summary="Renewal rate by expiry month (12 months), branch, agent, product and "
+                   "channel; reach per channel; contacts; lapse reasons; win-backs; call-backs",
+           response=out.RenewalKpisOut)
+async def renewal_kpis_json(call: Call) -> web.StreamResponse:
+    return json_response(await call.request.app[renewal_kpis.REPORTS].get(_today(call)))
+
+
+@API.route("GET", "/renewals/kpis.csv", role=V, tag="renewals",
+           summary="The renewal KPIs as one CSV table (section, key, count, part, rate)",
+           produces="text/csv")
+async def renewal_kpis_csv(call: Call) -> web.StreamResponse:
+    today = _today(call)
+    text = renewal_kpis.to_csv(await call.request.app[renewal_kpis.REPORTS].get(today))
+    return web.Response(text=text, content_type="text/csv", charset="utf-8", headers={
+        "Content-Disposition": f'attachment; filename="renewal-kpis-{today}.csv"'})
 
 
 def setup(app: web.Application) -> None:

@@ -462,3 +462,123 @@ class ImportResult(Out):
     problems_truncated: bool
     notes: list[str]
     summary: str
+
+
+# -- renewal desk --------------------------------------------------------------------------------
+
+
+class RenewalPolicyOut(Out):
+    id: int
+    number: str
+    product: Product
+    plate: str
+    end_date: date
+    days_left: int = Field(description="negative once expired")
+    status: PolicyStatus
+    branch: str
+    agent: str = Field(description="the agent on this policy, as imported")
+    original_agent: str = Field(description="whom the business is attributed to for life")
+    owner: str = Field(description="who claimed its renewal")
+    responsible: str = Field(description="the owner, else the agent; empty: the branch pool")
+    claimed_at: datetime | None
+    outcome: str = Field(description="renewed, renewed_elsewhere, not_renewing, "
+                                     "sold_scrapped, unreachable, or empty")
+    outcome_reason: str = Field(description="price, service, claim_experience, "
+                                            "sold_scrapped, other (for not_renewing)")
+    outcome_note: str
+    outcome_by: str = Field(description="an operator, import, or customer:telegram/sms")
+    outcome_at: datetime | None
+
+
+class RenewalCustomerOut(Out):
+    id: int
+    name: str
+    phone: str = Field(description="masked")
+
+
+class RenewalCarPolicyOut(Out):
+    id: int
+    number: str
+    product: Product
+    end_date: date
+    status: PolicyStatus
+
+
+class RenewalContactOut(Out):
+    type: Literal["message", "task"]
+    kind: str
+    at: datetime
+    channel: str | None
+    status: str = Field(description="a message's delivery status, a task's status")
+    by: str
+    result: str
+    note: str
+
+
+class RenewalRowOut(RenewalPolicyOut):
+    customer: RenewalCustomerOut
+    car: list[RenewalCarPolicyOut] = Field(description="every policy of the customer's car")
+    contacts: list[RenewalContactOut]
+    contact_count: int
+
+
+class RenewalClaimOut(Out):
+    claimed: list[RenewalPolicyOut]
+
+
+class KpiMonthOut(Out):
+    month: str = Field(description="YYYY-MM of expiry")
+    expired: int
+    renewed: int = Field(description="renewed within 30 days after expiry")
+    rate: float | None
+    won_back: int = Field(description="renewed after a lapse")
+    contacted_twice: int = Field(description="contacted at least twice before expiry")
+
+
+class KpiGroupOut(Out):
+    key: str
+    expired: int
+    renewed: int
+    rate: float | None
+
+
+class KpiReachOut(Out):
+    channel: str = Field(description="telegram, sms, or none (skipped)")
+    due: int
+    reached: int
+    rate: float | None
+
+
+class KpiReasonOut(Out):
+    outcome: str = Field(description="empty: no outcome recorded")
+    reason: str
+    count: int
+
+
+class KpiCallbacksOut(Out):
+    asked: int
+    answered: int
+    on_time: int = Field(description="closed by their due time")
+    median_working_hours: float | None
+
+
+class KpiTotalsOut(Out):
+    expired: int
+    renewed: int
+    rate: float | None
+    won_back: int
+    contacted_twice: int
+
+
+class RenewalKpisOut(Out):
+    as_of: date
+    first_expiry: date
+    totals: KpiTotalsOut
+    months: list[KpiMonthOut]
+    by_branch: list[KpiGroupOut]
+    by_agent: list[KpiGroupOut] = Field(description="by the original agent")
+    by_product: list[KpiGroupOut]
+    by_channel: list[KpiGroupOut] = Field(description="by the channel of the last contact")
+    reach: list[KpiReachOut]
+    lapse_reasons: list[KpiReasonOut]
+    callbacks: KpiCallbacksOut
