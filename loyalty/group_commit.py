@@ -19,8 +19,9 @@ transaction, so a commit is paid once per group:
   a crash with the same key gets its posting exactly once.
 
 Postings of a group take their account locks in account order (``Job.order``), so two
-groups in flight (PostgreSQL runs ``groups`` of them at once on the pool) cannot deadlock
-over accounts; a group never holds two postings with the same key.
+groups in flight (a queue with ``groups`` > 1 runs that many at once, on a pool) cannot
+deadlock over accounts; a group never holds two postings with the same key. The ledger uses
+a queue on SQLite only (``loyalty.ledger.posting_queue`` says why).
 
 Only postings made outside any transaction come here: a caller inside its own transaction
 (a redemption atomic with its voucher) posts in that transaction, never through the queue.
