@@ -23,6 +23,9 @@ groups in flight (a queue with ``groups`` > 1 runs that many at once, on a pool)
 deadlock over accounts; a group never holds two postings with the same key. The ledger uses
 a queue on SQLite only (``loyalty.ledger.posting_queue`` says why).
 
+A caller cancelled while its posting is in a group does not stop it: it commits with the
+group (as a transaction cancelled during its commit may), and a retry with the key replays.
+
 Only postings made outside any transaction come here: a caller inside its own transaction
 (a redemption atomic with its voucher) posts in that transaction, never through the queue.
 """
@@ -128,9 +131,9 @@ class GroupCommit(Generic[T]):
             while group := self._next_group():
                 try:
                     outcomes = await self._run(group)
-                except Exception:
-                    log.warning("a group of %d postings rolled back; each is made on its own",
-                                len(group), exc_info=True)
+                except Exception as exc:  # each caller meets its own error, if any, alone
+                    log.info("a group of %d postings rolled back (%s); each is made on its own",
+                             len(group), type(exc).__name__)
                     outcomes = [_ALONE] * len(group)
                 self._answer(group, outcomes)
         except asyncio.CancelledError:  # the loop is closing: callers fall back on their own
