@@ -25,7 +25,9 @@ because it is the part the benchmark measures. ``created_at``/``updated_at`` the
 bookkeeping stamped from the ORM's clock, as its ``auto_now`` fields are; every business
 time (``occurred_at``, lot dates) comes from the caller's ``now``. Functions named
 ``post_*`` run inside the caller's transaction (pass the connection from
-``in_transaction()``); the others open their own.
+``in_transaction()``); the others open their own, except that on SQLite standalone
+``credit``/``debit`` calls share one with the postings made at the same time
+(``posting_queue``, ``loyalty.group_commit``).
 """
 
 from __future__ import annotations
