@@ -28,6 +28,7 @@ PAIRS: list[tuple[type, type[BaseModel]]] = [
     (rows.SharedPhoneJson, out.SharedPhoneOut), (rows.PointsAdjustedJson, out.PointsAdjusted),
     (rows.RewardJson, out.RewardOut), (rows.TaskJson, out.TaskOut),
     (rows.ImportJson, out.ImportResult),
+    (rows.OperatorRedemptionJson, out.OperatorRedemption), (rows.ErasureJson, out.ErasureOut),
 ]
 
 

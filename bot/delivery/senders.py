@@ -37,6 +37,7 @@ from aiogram.methods import (
     SendMessage,
 )
 from aiogram.methods.base import Response
+from aiogram.types import InlineKeyboardMarkup
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client as TwilioClient
@@ -69,7 +70,8 @@ class SendResult:
 
 
 class TelegramGateway(Protocol):
-    async def send_text(self, chat_id: int, text: str) -> SendResult: ...
+    async def send_text(self, chat_id: int, text: str,
+                        markup: InlineKeyboardMarkup | None = None) -> SendResult: ...
 
 
 class SmsGateway(Protocol):
@@ -162,12 +164,14 @@ class AiogramTelegram:
         self._lean = lean_sends(bot)
         pin_aiogram_responses()
 
-    async def send_text(self, chat_id: int, text: str) -> SendResult:
+    async def send_text(self, chat_id: int, text: str,
+                        markup: InlineKeyboardMarkup | None = None) -> SendResult:
         try:
-            if self._lean is not None:
+            if self._lean is not None and markup is None:
                 message_id = await self._lean.send_text(self._bot, chat_id, text)
-            else:
-                message_id = (await self._bot.send_message(chat_id, text)).message_id
+            else:  # buttons (renewal answers) go through aiogram's own model
+                message_id = (await self._bot.send_message(
+                    chat_id, text, reply_markup=markup)).message_id
         except Exception as exc:  # every one is classified; none escapes the send
             raise classify(_TELEGRAM_ERRORS, exc) from exc
         return SendResult(provider_id=str(message_id))
@@ -270,7 +274,8 @@ class ConsoleChannel:
             print(f"[{channel} → {to}] {text}", file=self._out)
             return SendResult(provider_id=f"console-{self._counter}")
 
-    async def send_text(self, chat_id: int, text: str) -> SendResult:
+    async def send_text(self, chat_id: int, text: str,
+                        markup: InlineKeyboardMarkup | None = None) -> SendResult:
         return await self._print("telegram", f"chat {chat_id}", text)
 
     async def send(self, to: str, body: str, *, callback_url: str | None) -> SendResult:

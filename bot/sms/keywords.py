@@ -6,8 +6,9 @@ closing punctuation, upper-cased — so ``stop``, ``Stop!``, ``ＳＴＯＰ`` an
 as the keyword.
 
 A keyword is the whole message, as carriers and Twilio match opt-out words: "STOP" opts
-out, "please don't stop" does not. Only CLAIM takes an argument, the claim number, which may
-follow the keyword directly (``理赔RDAA31001``) or after a space, colon or ``#``.
+out, "please don't stop" does not. CLAIM takes the claim number, REDEEM the number of an item
+in its list and CONFIRM a 4-digit code; the argument may follow the keyword directly
+(``理赔RDAA31001``, ``兑换2``) or after a space, colon or ``#``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ class Command(StrEnum):
     CLAIM = "claim"
     POINTS = "points"
     CHECKIN = "checkin"
+    REPORT = "report"  # an accident: hotline and a call-back (bot.sms.report)
+    REDEEM = "redeem"  # argument: the item's number in the list, or none for the list
+    CONFIRM = "confirm"  # argument: the 4-digit code of a redemption
+    VOUCHERS = "vouchers"
+    RENEW = "renew"  # call me about renewing (bot.sms.renewal_replies)
+    RENEWED = "renewed"  # renewed with another insurer
     MENU = "menu"  # anything we do not recognise
 
 
@@ -37,6 +44,11 @@ _WORDS: dict[Command, tuple[str, ...]] = {
     Command.CLAIM: ("CLAIM", "理赔"),
     Command.POINTS: ("POINTS", "积分"),
     Command.CHECKIN: ("CHECKIN", "CHECK IN", "签到"),
+    Command.REPORT: ("REPORT", "报案", "出险"),
+    Command.REDEEM: ("REDEEM", "兑换"),
+    Command.VOUCHERS: ("VOUCHERS", "VOUCHER", "券", "优惠券", "我的券"),
+    Command.RENEW: ("XB", "续保"),
+    Command.RENEWED: ("已续", "已续保"),
 }
 KEYWORDS: dict[str, Command] = {word: cmd for cmd, words in _WORDS.items() for word in words}
 """Every keyword (normalised form) and its command."""
@@ -53,10 +65,15 @@ _CLAIM = re.compile(
 )
 
 
+# "兑换2", "兑换 2", "REDEEM 2", "REDEEM2"; "确认 4821", "确认4821", "CONFIRM 4821".
+_REDEEM = re.compile(r"^(?:REDEEM|兑换)\s*[:#]?\s*(\d{1,2})$")
+_CONFIRM = re.compile(r"^(?:CONFIRM|确认)\s*[:#]?\s*(\d{4})$")
+
+
 @dataclass(frozen=True, slots=True)
 class Parsed:
     command: Command
-    argument: str = ""  # the claim number for CLAIM, normalised; else empty
+    argument: str = ""  # CLAIM's number, REDEEM's item or CONFIRM's code; else empty
     from_twilio: bool = False  # decided by Twilio's OptOutType, which already answered
 
 
@@ -77,4 +94,7 @@ def parse(body: str, opt_out_type: str = "") -> Parsed:
         return Parsed(command)
     if match := _CLAIM.match(text):
         return Parsed(Command.CLAIM, match.group(1))
+    for command, pattern in ((Command.REDEEM, _REDEEM), (Command.CONFIRM, _CONFIRM)):
+        if match := pattern.match(text):
+            return Parsed(command, match.group(1))
     return Parsed(Command.MENU)

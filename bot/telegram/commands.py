@@ -9,7 +9,7 @@ from bot.texts import Texts
 
 # The command contract of issue 6: names are fixed, descriptions come from the texts.
 COMMANDS: tuple[str, ...] = (
-    "start", "policies", "claims", "claim", "upload", "points", "rewards", "vouchers",
+    "start", "report", "policies", "claims", "claim", "upload", "points", "rewards", "vouchers",
     "checkin", "invite", "settings", "language", "help", "unlink",
 )
 # Telegram's language_code scopes are two-letter ISO 639-1 codes.

@@ -9,6 +9,7 @@ from aiogram import Bot
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from bot.accident.core import CoreReports
 from bot.delivery.dispatcher import Dispatcher
 from bot.settings import Settings
 from bot.sms.conversations import SmsConversations
@@ -29,3 +30,4 @@ BOT = web.AppKey("telegram_bot", Bot)
 TELEGRAM = web.AppKey("telegram", TelegramRuntime)
 SMS_CONVERSATIONS = web.AppKey("sms_conversations", SmsConversations)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
+CORE_REPORTS = web.AppKey("core_reports", CoreReports)

@@ -18,12 +18,13 @@ RUNNER_STUCK_AFTER = 300.0
 def setup(app: web.Application, settings: Settings, *, clock: Callable[[], datetime],
           run_campaigns: bool = True) -> None:
     from bot.web.keys import CAMPAIGN_RUNNER, SUPERVISOR
-    from bot.web.operators import api, console, openapi
+    from bot.web.operators import api, console, openapi, renewal_kpis
     from bot.web.operators.runner import CampaignRunner
 
     api.setup(app)
     app.router.add_routes([openapi.route(api.API)])
     console.setup(app)
+    app[renewal_kpis.REPORTS] = renewal_kpis.ReportCache(settings, clock)
     runner = CampaignRunner(settings, clock=clock)
     app[CAMPAIGN_RUNNER] = runner
     if not run_campaigns:
