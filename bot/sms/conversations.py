@@ -82,6 +82,7 @@ from tortoise.transactions import in_transaction
 from bot.delivery.recipients import record_sms_opt_out
 from bot.documents import UploadLimits, UploadRejected, store_document
 from bot.settings import Settings
+from bot.sms import city as sms_city
 from bot.sms import renewal_replies
 from bot.sms.keywords import Command, Parsed, parse
 from bot.sms.media import MediaRef, MediaUnavailable, MmsMedia
@@ -225,6 +226,7 @@ class SmsConversations:
             Command.CLAIM: self._claim,
             Command.POINTS: self._points,
             Command.CHECKIN: self._checkin,
+            Command.CITY: self._city,
             Command.REPORT: self._report,
             Command.MENU: self._menu,
             **SmsRedemptions(self, settings.loyalty).handlers(),  # bot.sms.redeem
@@ -394,6 +396,15 @@ class SmsConversations:
             claim.reply = turn.replies.checked_in(
                 turn.language, awarded=result.awarded, points=result.points,
                 bonus=result.bonus, streak=result.streak, balance=balance)
+        return claim.reply
+
+    async def _city(self, turn: Turn) -> str:
+        change = await sms_city.change(turn.sender.ids, turn.parsed.argument, turn.language,
+                                       turn.replies, turn.now)
+        if change.act is None:  # a question or an unknown city: nothing changes
+            return await self._reply(turn, change.reply)
+        async with self.claimed(turn.row, Command.CITY.value, turn.delete_urls) as claim:
+            claim.reply = await change.act()
         return claim.reply
 
     async def _renewal_answer(self, turn: Turn) -> str:

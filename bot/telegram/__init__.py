@@ -15,6 +15,7 @@ from aiogram import Router
 
 def get_routers() -> list[Router]:
     from bot.telegram import (
+        city,
         claims,
         errors,
         fallback,
@@ -47,6 +48,7 @@ def get_routers() -> list[Router]:
         vouchers.get_router(),
         invite.get_router(),
         preferences.get_router(),
+        city.get_router(),
         help_screen.get_router(),
         uploads.get_router(),
         fallback.get_router(),
