@@ -150,6 +150,33 @@ class OperatorSettings(_Section):
     sms_currency: str = "USD"
 
 
+class QuickReply(_Section):
+    title: str = Field(min_length=1, max_length=40)
+    text: str = Field(min_length=1, max_length=1000)
+
+
+class ConversationSettings(_Section):
+    """The conversations desk: hand-off to a person, the first-response clock, quick replies."""
+
+    first_response_minutes: int = Field(
+        default=5, ge=1, le=1440,
+        description="a person's first reply is due within this much office time after a "
+        "hand-off; later ones are highlighted and counted",
+    )
+    misunderstood_window_minutes: int = Field(
+        default=30, ge=1, le=1440,
+        description="two free texts the bot does not understand this close together hand "
+        "the conversation to a person",
+    )
+    poll_seconds: float = Field(default=5.0, ge=1, le=60,
+                                description="how often the console inbox looks for news")
+    quick_replies: list[QuickReply] = [
+        QuickReply(title="问候", text="您好，我是客服，很高兴为您服务。请问有什么可以帮您？"),
+        QuickReply(title="稍候", text="好的，我查询一下，请稍候。"),
+        QuickReply(title="结束", text="感谢您的耐心，如还有问题随时联系我们。"),
+    ]
+
+
 class RedisSettings(_Section):
     url: str = ""
 
@@ -184,6 +211,7 @@ class Settings(BaseSettings):
     uploads: UploadSettings = UploadSettings()
     web: WebSettings = WebSettings()
     operator: OperatorSettings = OperatorSettings()
+    conversations: ConversationSettings = ConversationSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -6,19 +6,21 @@ Idempotency and concurrency
 row owns the message; everyone else returns the reply stored in it. Two shapes, both correct
 on SQLite and PostgreSQL without any waiting loop:
 
-* **Queries** (HELP, POLICY, CLAIM, POINTS, the menu, unknown senders) change nothing, so the
-  reply is computed first and inserted *with* the row in one INSERT. The row and its reply
+* **Queries** (HELP, POLICY, CLAIM, POINTS) change nothing, so the reply is computed first
+  and inserted *with* the row in one INSERT. The row and its reply
   appear atomically; a loser's INSERT fails on the unique key and reads the reply. A query
   that came as an MMS has one effect, the media deletes it records (below), and takes the
   second shape.
-* **Effects** (STOP, START, CHECKIN, filing documents) run in one transaction that starts by
-  inserting the row — claiming the MessageSid — then applies the effect and writes the
-  reply, and commits all of it together. A concurrent duplicate's INSERT cannot succeed or
-  fail before that commit: PostgreSQL makes an INSERT on a unique key wait for the
-  uncommitted row's transaction (error if it commits, success if it rolls back); SQLite has
-  one writer (in one process Tortoise's connection lock serialises transactions; across
-  processes the second writer waits in the busy handler). So a loser never sees a row without
-  its reply, and a winner that fails leaves no row, letting the retry do the work.
+* **Effects** (STOP, START, CHECKIN, filing documents, and free text, the hand-off keyword
+  and unknown senders, which are recorded in the conversation: ``bot.sms.desk``) run in one
+  transaction that starts by inserting the row — claiming the MessageSid — then applies the
+  effect and writes the reply, and commits all of it together. A concurrent duplicate's
+  INSERT cannot succeed or fail before that commit: PostgreSQL makes an INSERT on a unique
+  key wait for the uncommitted row's transaction (error if it commits, success if it rolls
+  back); SQLite has one writer (in one process Tortoise's connection lock serialises
+  transactions; across processes the second writer waits in the busy handler). So a loser
+  never sees a row without its reply, and a winner that fails leaves no row, letting the
+  retry do the work.
 
 A retry arriving after the first finished takes the same paths and gets the stored reply.
 
@@ -63,6 +65,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -71,8 +74,10 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from bot.delivery.recipients import record_sms_opt_out
+from bot.desk.threads import Desk
 from bot.documents import UploadLimits, UploadRejected, store_document
 from bot.settings import Settings
+from bot.sms.desk import SmsDesk
 from bot.sms.keywords import Command, Parsed, parse
 from bot.sms.media import MediaRef, MediaUnavailable, MmsMedia
 from bot.sms.media_deletes import MediaDeletes, mask_sid
@@ -170,6 +175,7 @@ class SmsConversations:
                                     max_pixels=settings.uploads.max_pixels,
                                     directory=settings.uploads.directory)
         self._background: set[asyncio.Task[None]] = set()
+        self._desk = SmsDesk(Desk(settings), self._replies, settings.schedule.timezone)
 
     @property
     def replies(self) -> Replies:
@@ -206,8 +212,8 @@ class SmsConversations:
                 # Kept for the number: it holds once a customer has it.
                 return await self._opt(row, phone, Replies.language_for(phone), parsed,
                                        delete_urls)
-            return await self._query(row, "unknown", self._replies.unknown_sender(phone),
-                                     delete_urls)
+            return await self._effect(row, "unknown", partial(
+                self._desk.unknown, phone, message.body, now=now), delete_urls)
         row["customer_id"] = sender.id
         if sender.held and (message.media or parsed.command not in _ON_HELD_NUMBERS):
             return await self._query(row, "shared",
@@ -324,6 +330,10 @@ class SmsConversations:
             return await self._effect(row, command.value, checkin, delete_urls)
         if command is Command.CLAIM:
             return await self._claim(row, sender, parsed.argument, delete_urls)
+        if command in (Command.AGENT, Command.MENU):  # the conversations desk (bot.sms.desk)
+            return await self._effect(row, command.value, partial(
+                self._desk.converse, sender.id, sender.phone, lang, row["body"],
+                agent=command is Command.AGENT, now=now), delete_urls)
         if command is Command.HELP:
             reply = "" if parsed.from_twilio else replies.help(lang)
         elif command is Command.POLICY:

@@ -26,6 +26,7 @@ class Command(StrEnum):
     CLAIM = "claim"
     POINTS = "points"
     CHECKIN = "checkin"
+    AGENT = "agent"  # a person, please (bot.desk)
     MENU = "menu"  # anything we do not recognise
 
 
@@ -37,6 +38,7 @@ _WORDS: dict[Command, tuple[str, ...]] = {
     Command.CLAIM: ("CLAIM", "理赔"),
     Command.POINTS: ("POINTS", "积分"),
     Command.CHECKIN: ("CHECKIN", "CHECK IN", "签到"),
+    Command.AGENT: ("人工", "转人工", "人工客服", "客服", "联系客服", "AGENT", "HUMAN"),
 }
 KEYWORDS: dict[str, Command] = {word: cmd for cmd, words in _WORDS.items() for word in words}
 """Every keyword (normalised form) and its command."""

@@ -15,6 +15,7 @@ from aiogram import Router
 def get_routers() -> list[Router]:
     from bot.telegram import (
         claims,
+        desk,
         errors,
         fallback,
         invite,
@@ -43,6 +44,7 @@ def get_routers() -> list[Router]:
         invite.get_router(),
         preferences.get_router(),
         help_screen.get_router(),
+        desk.get_router(),
         uploads.get_router(),
         fallback.get_router(),
     ]

@@ -10,6 +10,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from bot.delivery.dispatcher import Dispatcher
+from bot.desk.threads import Desk
 from bot.settings import Settings
 from bot.sms.conversations import SmsConversations
 from bot.sms.signature import TwilioSignature
@@ -29,3 +30,4 @@ BOT = web.AppKey("telegram_bot", Bot)
 TELEGRAM = web.AppKey("telegram", TelegramRuntime)
 SMS_CONVERSATIONS = web.AppKey("sms_conversations", SmsConversations)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
+DESK = web.AppKey("desk", Desk)

@@ -17,10 +17,12 @@ RUNNER_STUCK_AFTER = 300.0
 
 def setup(app: web.Application, settings: Settings, *, clock: Callable[[], datetime],
           run_campaigns: bool = True) -> None:
-    from bot.web.keys import CAMPAIGN_RUNNER, SUPERVISOR
+    from bot.desk.threads import Desk
+    from bot.web.keys import CAMPAIGN_RUNNER, DESK, SUPERVISOR
     from bot.web.operators import api, console, openapi
     from bot.web.operators.runner import CampaignRunner
 
+    app[DESK] = Desk(settings)
     api.setup(app)
     app.router.add_routes([openapi.route(api.API)])
     console.setup(app)

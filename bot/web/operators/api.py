@@ -16,7 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.web.bodies import read_form
-from bot.web.keys import CAMPAIGN_RUNNER
+from bot.web.keys import CAMPAIGN_RUNNER, DESK
 from bot.web.operators import (
     campaigns,
     catalogue,
@@ -24,6 +24,7 @@ from bot.web.operators import (
     customers,
     dashboard,
     imports,
+    inbox,
     reviews,
     shared_phones,
     tasks,
@@ -467,6 +468,84 @@ async def read_upload(request: web.Request) -> tuple[bytes | None, str]:
         return None, ""
     data = await request.read()
     return (data or None), "upload.csv"
+
+
+# -- conversations ------------------------------------------------------------------------------
+
+
+class InboxQuery(PageQuery):
+    view: inbox.View = Field(default="waiting", description="waiting: handed off, nobody has "
+                             "it; mine: held by the caller; all: every thread")
+
+
+class ThreadQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    after: int = Field(default=0, ge=0, description="only messages after this message id")
+
+
+class PreviewQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(max_length=1000)
+
+
+@API.route("GET", "/conversations", role=V, query=InboxQuery, tag="conversations",
+           summary="The inbox: waiting and mine oldest hand-off first, all latest first",
+           response=PageOf[out.ConversationOut])
+async def list_conversations(call: Call) -> web.StreamResponse:
+    q: InboxQuery = call.query
+    items, found = await inbox.list_threads(call.actor, q.view, call.request.app[DESK],
+                                            call.now, limit=q.limit, cursor=q.cursor)
+    return page_json(call, found, items)
+
+
+@API.route("GET", "/conversations/counts", role=V, tag="conversations",
+           summary="Waiting and mine, their unread messages, and how many are overdue",
+           response=out.InboxCounts)
+async def conversation_counts(call: Call) -> web.StreamResponse:
+    return json_response(await inbox.counts(call.actor, call.request.app[DESK], call.now))
+
+
+@API.route("GET", "/conversations/{id}", role=V, query=ThreadQuery, tag="conversations",
+           summary="One thread and its latest messages (or those after a message id)",
+           response=out.ThreadOut)
+async def get_conversation(call: Call) -> web.StreamResponse:
+    return json_response(await inbox.thread_json(call.int_param("id"), call.request.app[DESK],
+                                                 call.now, after=call.query.after))
+
+
+@API.route("GET", "/conversations/{id}/preview", role=G, query=PreviewQuery,
+           tag="conversations", summary="Where a reply goes, and its SMS segment count",
+           response=out.ReplyPreview)
+async def preview_reply(call: Call) -> web.StreamResponse:
+    thread = await inbox.get_thread(call.int_param("id"))
+    return json_response(await inbox.reply_preview(thread, call.query.text, call.settings))
+
+
+@API.route("POST", "/conversations/{id}/messages", role=G, body=inbox.ReplyIn,
+           tag="conversations", response=out.ConversationMessageOut,
+           summary="Reply: queued as a service message on the customer's last channel")
+async def reply_conversation(call: Call) -> web.StreamResponse:
+    message = await inbox.reply(call.actor, call.int_param("id"), call.body, now=call.now)
+    return json_response(inbox.message_json(message, call.actor.name))
+
+
+@API.route("POST", "/conversations/{id}/assign", role=G, body=inbox.AssignIn,
+           tag="conversations", summary="Assign to the caller or a colleague",
+           response=out.ConversationOut)
+async def assign_conversation(call: Call) -> web.StreamResponse:
+    thread = await inbox.assign(call.actor, call.int_param("id"), call.body, now=call.now)
+    [row] = await inbox.threads_json([thread], call.request.app[DESK], call.now)
+    return json_response(row)
+
+
+@API.route("POST", "/conversations/{id}/resolve", role=G, tag="conversations",
+           summary="Resolve: the bot answers the customer again", response=out.ConversationOut)
+async def resolve_conversation(call: Call) -> web.StreamResponse:
+    thread = await inbox.resolve(call.actor, call.int_param("id"), now=call.now)
+    [row] = await inbox.threads_json([thread], call.request.app[DESK], call.now)
+    return json_response(row)
 
 
 def setup(app: web.Application) -> None:

@@ -386,6 +386,54 @@ class TaskOut(Out):
     closed_at: datetime | None
 
 
+class ConversationOut(Out):
+    id: int
+    customer_id: int | None
+    name: str = Field(description="the customer's name; empty for an unknown number")
+    phone: str = Field(description="masked")
+    status: Literal["bot", "waiting", "held"]
+    handoff_reason: str
+    assignee: str
+    last_channel: str = Field(description="where a reply goes: telegram or sms")
+    unread: int
+    waiting_since: datetime | None
+    first_response_at: datetime | None
+    waited_minutes: int | None = Field(description="office time without a first reply")
+    overdue: bool = Field(description="beyond conversations.first_response_minutes")
+    last_message_at: datetime
+    answerable: bool = Field(description="false for unknown senders (no customer record)")
+
+
+class ConversationMessageOut(Out):
+    id: int
+    direction: Literal["in", "out"]
+    author: Literal["customer", "bot", "operator"]
+    operator: str
+    channel: str
+    kind: str
+    body: str
+    created_at: datetime
+
+
+class ThreadOut(ConversationOut):
+    messages: list[ConversationMessageOut]
+
+
+class InboxCounts(Out):
+    waiting: int
+    mine: int
+    waiting_unread: int
+    mine_unread: int
+    overdue: int
+
+
+class ReplyPreview(Out):
+    channel: str
+    segments: int | None = Field(description="SMS segments of the signed text; null for "
+                                 "Telegram")
+    encoding: Literal["GSM-7", "UCS-2"] | None
+
+
 class ImportResult(Out):
     kind: Literal["customers", "policies", "claims", "payments"]
     file: str

@@ -1,0 +1,108 @@
+"""The conversations desk: one thread per customer across Telegram and SMS, and its messages.
+
+A thread is keyed by whom it is with (``Conversation.key``): ``c:<customer id>`` for a
+customer, ``p:<phone>`` for an SMS number no customer has, ``t:<telegram user id>`` for a
+Telegram user not linked to one. While a person holds it (``waiting`` or ``held``) the bot
+keeps quiet on free text; resolving it gives it back to the bot.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.models import Model
+
+from storage.models import Channel, Customer
+from storage.operator_models import Operator
+
+
+class ConversationStatus(StrEnum):
+    BOT = "bot"  # the bot answers
+    WAITING = "waiting"  # handed off, in the queue for a person
+    HELD = "held"  # a person has it
+
+
+class HandoffReason(StrEnum):
+    KEYWORD = "keyword"  # 人工, 客服, agent, human…
+    BUTTON = "button"  # 联系客服 in the menu or /help
+    MISUNDERSTOOD = "misunderstood"  # the bot did not understand twice in a row
+    OPERATOR = "operator"  # an operator answered or took it
+
+
+class Direction(StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+class Author(StrEnum):
+    CUSTOMER = "customer"
+    BOT = "bot"
+    OPERATOR = "operator"
+
+
+# Model docstrings become SQL table comments: no semicolons in them.
+
+
+class Conversation(Model):
+    """One thread with a customer (or an unknown sender) across channels."""
+
+    id = fields.IntField(primary_key=True)
+    key = fields.CharField(max_length=40, unique=True,
+                           description="c:<customer>, p:<phone> or t:<telegram user>")
+    customer: fields.ForeignKeyNullableRelation[Customer] = fields.ForeignKeyField(
+        "models.Customer", related_name="conversations", null=True, on_delete=fields.CASCADE
+    )
+    customer_id: int | None
+    phone = fields.CharField(max_length=20, default="", description="E.164, unknown senders")
+    telegram_user_id = fields.BigIntField(null=True)
+    status = fields.CharEnumField(ConversationStatus, max_length=16,
+                                  default=ConversationStatus.BOT)
+    handoff_reason = fields.CharField(max_length=16, default="")
+    assignee: fields.ForeignKeyNullableRelation[Operator] = fields.ForeignKeyField(
+        "models.Operator", related_name="conversations", null=True, on_delete=fields.SET_NULL
+    )
+    assignee_id: int | None
+    last_channel = fields.CharEnumField(Channel, max_length=16)
+    waiting_since = fields.DatetimeField(null=True, description="handed off at")
+    first_response_at = fields.DatetimeField(null=True,
+                                             description="a person's first reply since then")
+    unread = fields.IntField(default=0, description="customer messages no operator opened")
+    misunderstood = fields.SmallIntField(default=0,
+                                         description="free texts in a row the bot did not get")
+    last_inbound_at = fields.DatetimeField(null=True)
+    last_message_at = fields.DatetimeField()
+    resolved_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "conversation"
+        indexes = (("status", "waiting_since"), ("assignee_id", "status"),
+                   ("last_message_at",))
+
+
+class ConversationMessage(Model):
+    """A message of a thread: the customer's, the bot's answer or an operator's reply."""
+
+    id = fields.BigIntField(primary_key=True)
+    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name="messages", on_delete=fields.CASCADE
+    )
+    conversation_id: int
+    direction = fields.CharEnumField(Direction, max_length=3)
+    author = fields.CharEnumField(Author, max_length=16)
+    operator: fields.ForeignKeyNullableRelation[Operator] = fields.ForeignKeyField(
+        "models.Operator", related_name="conversation_messages", null=True,
+        on_delete=fields.SET_NULL
+    )
+    operator_id: int | None
+    channel = fields.CharEnumField(Channel, max_length=16)
+    kind = fields.CharField(max_length=16, default="text",
+                            description="text, sticker, voice, location, photo…")
+    body = fields.TextField(default="")
+    outbox_id = fields.BigIntField(null=True, description="the outbox message of a reply")
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "conversation_message"
+        indexes = (("conversation_id", "id"),)
