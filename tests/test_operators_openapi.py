@@ -11,10 +11,13 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
+from bot.desk.threads import Desk, Sender
+from bot.settings import Settings
 from bot.web.operators.access import create_operator
 from bot.web.operators.api import API
 from storage.choices import TELEGRAM, record_choice
-from storage.models import SharedPhone, Task
+from storage.desk_models import HandoffReason
+from storage.models import Channel, SharedPhone, Task
 from storage.operator_models import Role
 from storage.shared_phones import recount
 from tests import factories as f
@@ -91,6 +94,9 @@ async def test_every_answer_is_what_the_document_says(rig: Rig) -> None:
         await f.customer(name=name, phone="+8613700001111")
     await recount(["+8613700001111"], rig.clock.now)
     shared = await SharedPhone.get(phone="+8613700001111")
+    talk = await Desk(Settings()).inbound(Sender.of_customer(customer.id), Channel.SMS, "人工",
+                                          handoff=HandoffReason.KEYWORD, now=rig.clock.now)
+    tid = talk.conversation_id
     _, campaign = await rig.call("POST", "/api/v1/campaigns", json=_campaign())
     cid = campaign["id"]
     csv_text = "phone,name\n13600009999,新客户\n"
@@ -135,6 +141,13 @@ async def test_every_answer_is_what_the_document_says(rig: Rig) -> None:
         ("GET", "/api/v1/tasks", {}),
         ("POST", f"/api/v1/tasks/{task.id}/assign", {"json": {"assignee": "小王"}}),
         ("POST", f"/api/v1/tasks/{task.id}/close", {"json": {"note": "已回电"}}),
+        ("GET", "/api/v1/conversations", {"params": {"view": "waiting"}}),
+        ("GET", "/api/v1/conversations/counts", {}),
+        ("GET", f"/api/v1/conversations/{tid}", {}),
+        ("GET", f"/api/v1/conversations/{tid}/preview", {"params": {"text": "您好"}}),
+        ("POST", f"/api/v1/conversations/{tid}/messages", {"json": {"text": "您好"}}),
+        ("POST", f"/api/v1/conversations/{tid}/assign", {"json": {}}),
+        ("POST", f"/api/v1/conversations/{tid}/resolve", {}),
         ("GET", "/api/v1/shared-phones", {"params": {"held": "true", "limit": "5"}}),
         ("POST", f"/api/v1/shared-phones/{shared.id}/release", {}),
         ("POST", "/api/v1/imports", {"params": {"kind": "customers"},
