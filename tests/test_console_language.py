@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from html.parser import HTMLParser
 from typing import Any
@@ -17,9 +17,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.delivery import policy
+from bot.desk.threads import Desk, Sender
 from bot.texts import LANGUAGES, Texts
 from bot.web.app import Overrides, build_app
-from bot.web.operators import campaigns
+from bot.web.operators import campaigns, inbox
 from bot.web.operators.access import create_operator
 from bot.web.operators.console import Strings
 from bot.web.operators.errors import Refusal
@@ -28,6 +29,7 @@ from loyalty.config import REWARD_KINDS
 from loyalty.errors import LoyaltyError
 from scheduler import birthday, festival, lapse, points_expiry, recheck, renewal, weather
 from storage import choices, shared_phones
+from storage.desk_models import Author, ConversationStatus, HandoffReason
 from storage.loyalty_models import EntryKind
 from storage.models import (
     Category,
@@ -58,7 +60,7 @@ MESSAGE_KINDS = {birthday.KIND, festival.KIND, weather.KIND, renewal.KIND, renew
                  notifications.VOUCHER_USED, notifications.TIER_UPGRADE,
                  notifications.POINTS_SUMMARY, notifications.POINTS_EXPIRING,
                  campaigns.CAMPAIGN_KIND, campaigns.TEST_KIND, "claim_update",
-                 "document_rejected", "link_code"}
+                 "document_rejected", "link_code", inbox.REPLY_KIND}
 REASONS = {policy.NO_CHANNEL, policy.OPTED_OUT, policy.CAPPED, policy.STALE,
            policy.INVALID_PHONE, policy.SHARED_PHONE, policy.NO_CONSENT, policy.CONTENT,
            "no_customer", "attempts_exhausted", "rejected", "error", campaigns.CANCELLED,
@@ -98,6 +100,10 @@ GROUPS: dict[str, set[str]] = {
     "role": {r.value for r in Role},
     "reward_kind": set(REWARD_KINDS),
     "set_by": {choices.IMPORT, choices.TELEGRAM, choices.SMS},
+    "inbox_status": {s.value for s in ConversationStatus},
+    "inbox_author": {a.value for a in Author},
+    "inbox_kind": {"text", "sticker", "voice", "audio", "video", "video_note", "animation",
+                   "photo", "document", "location", "venue", "contact"},
 }
 # every stored code a page may show; a Chinese page showing one of these as text shows a code
 RAW = set().union(*GROUPS.values()) - {"*"}
@@ -159,6 +165,7 @@ class Rig:
     campaigns: dict[str, int]
     claims: list[str]
     customer: int
+    conversations: list[int] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -234,6 +241,24 @@ async def _fill(rig: Rig, headers: dict[str, str]) -> None:
         "code": "car_wash", "kind": "car_wash", "name_zh": "精致洗车", "name_en": "Car wash",
         "points_cost": 300})
     await _campaigns(rig, headers)
+    await _conversations(rig, who, headers)
+
+
+async def _conversations(rig: Rig, who: Customer, headers: dict[str, str]) -> None:
+    """A thread waiting, one held with an operator's reply, one with an unknown number."""
+    desk = Desk(f.settings_for())
+    now = rig.clock.now
+    held = await desk.inbound(Sender.of_customer(who.id), Channel.TELEGRAM, "人工", now=now,
+                              handoff=HandoffReason.KEYWORD)
+    await desk.inbound(Sender.of_customer(who.id), Channel.TELEGRAM, "", kind="sticker",
+                       now=now)
+    await rig.client.post(f"/api/v1/conversations/{held.conversation_id}/messages",
+                          headers=headers, json={"text": "您好"})
+    waiting = await desk.inbound(Sender.of_customer((await f.customer()).id), Channel.SMS,
+                                 "在吗", now=now, handoff=HandoffReason.KEYWORD)
+    unknown = await desk.inbound(Sender.of_phone("+8613912340000"), Channel.SMS, "你好", now=now)
+    rig.conversations = [held.conversation_id, waiting.conversation_id,
+                         unknown.conversation_id]
 
 
 async def _campaigns(rig: Rig, headers: dict[str, str]) -> None:
@@ -270,7 +295,9 @@ def pages(rig: Rig) -> list[str]:
             "/console/shared-phones", "/console/shared-phones?state=held",
             "/console/shared-phones?state=released",
             "/console/campaigns/999999", f"/console/customers/{rig.customer}?err=csrf",
-            f"/console/customers/{rig.customer}?err=invalid_adjustment&field=points"]
+            f"/console/customers/{rig.customer}?err=invalid_adjustment&field=points",
+            "/console/inbox", "/console/inbox?view=mine", "/console/inbox?view=all",
+            *(f"/console/inbox/{cid}" for cid in rig.conversations)]
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

@@ -188,3 +188,34 @@ async def test_an_unknown_sender_cannot_be_answered_and_a_viewer_cannot_reply(
                                   json={"text": "   "})
     assert status == 422
     assert await Message.all().count() == 0
+
+
+async def test_the_console_inbox_lists_highlights_and_answers_a_thread(rig: Desk_) -> None:
+    from tests.test_operators_api import console_login
+
+    owner = await f.customer(name="王五", language="zh-CN")
+    rig.clock.now = MONDAY_10 - timedelta(hours=1, minutes=30)  # 08:30, before opening
+    tid = await rig.handed_off(owner, Channel.SMS, "我要投诉理赔太慢")
+    rig.clock.now = MONDAY_10  # 60 minutes of office time later: overdue
+    csrf = await console_login(rig.client, rig.tokens["小李"])
+    page = await (await rig.client.get("/console/inbox?lang=zh-CN")).text()
+    assert f'<tr id="thread-{tid}" class="overdue has-unread">' in page
+    assert "王五" in page and "60分钟" in page and 'id="count-overdue"' in page
+
+    thread = await rig.client.get(f"/console/inbox/{tid}?lang=zh-CN")
+    html = await thread.text()
+    assert thread.status == 200
+    assert "我要投诉理赔太慢" in html and 'id="reply-form"' in html
+    assert "您好，我是客服，很高兴为您服务。请问有什么可以帮您？" in html  # a quick reply
+    assert (await Conversation.get(id=tid)).unread == 0  # opened: read
+
+    resp = await rig.client.post(f"/console/inbox/{tid}/reply", allow_redirects=False, data={
+        "csrf_token": csrf, "text": "王先生您好，已为您加急处理。", "request_key": "form-1"})
+    assert resp.status == 303 and resp.headers["Location"].endswith("ok=conversation_reply")
+    [queued] = await Message.filter(customer_id=owner.id)
+    assert (queued.channel_policy, queued.params) == (
+        "sms_only", {"body": "王先生您好，已为您加急处理。"})
+    resp = await rig.client.post(f"/console/inbox/{tid}/resolve", allow_redirects=False,
+                                 data={"csrf_token": csrf})
+    assert resp.status == 303
+    assert (await Conversation.get(id=tid)).status is ConversationStatus.BOT
