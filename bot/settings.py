@@ -177,6 +177,28 @@ class ConversationSettings(_Section):
     ]
 
 
+class ComplaintSettings(_Section):
+    """Complaints on the 2020 banking and insurance complaint rules' clock (calendar days)."""
+
+    decision_days: int = Field(default=15, ge=1, le=90,
+                               description="a decision is due this many days after receipt")
+    extended_days: int = Field(default=30, ge=1, le=120,
+                               description="... after an extension for a complex case")
+    further_days: int = Field(default=30, ge=1, le=120,
+                              description="a further extension (an admin approves it)")
+    remind_days_before: int = Field(default=3, ge=0, le=30,
+                                    description="the handler is reminded this long before")
+    sweep_minutes: float = Field(default=30.0, gt=0, le=1440,
+                                 description="how often reminders and overdue are checked")
+    redress_zh: str = Field(
+        default="如对处理结果不满意，您可以申请调解，或依法申请仲裁、提起诉讼，也可向金融监管部门反映。",
+        min_length=1, max_length=300)
+    redress_en: str = Field(
+        default="If you disagree with this decision you may ask for mediation, apply for "
+        "arbitration or go to court, or contact the financial regulator.",
+        min_length=1, max_length=300)
+
+
 class RedisSettings(_Section):
     url: str = ""
 
@@ -212,6 +234,7 @@ class Settings(BaseSettings):
     web: WebSettings = WebSettings()
     operator: OperatorSettings = OperatorSettings()
     conversations: ConversationSettings = ConversationSettings()
+    complaints: ComplaintSettings = ComplaintSettings()
 
     @classmethod
     def settings_customise_sources(

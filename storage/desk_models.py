@@ -106,3 +106,68 @@ class ConversationMessage(Model):
     class Meta:
         table = "conversation_message"
         indexes = (("conversation_id", "id"),)
+
+
+class ComplaintStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Complaint(Model):
+    """A complaint on the regulator's clock, from receipt to the decision sent to the customer."""
+
+    id = fields.IntField(primary_key=True)
+    reference = fields.CharField(max_length=20, unique=True, description="TS20261204-0001")
+    customer: fields.ForeignKeyRelation[Customer] = fields.ForeignKeyField(
+        "models.Customer", related_name="complaints", on_delete=fields.RESTRICT
+    )
+    customer_id: int
+    conversation: fields.ForeignKeyNullableRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name="complaints", null=True, on_delete=fields.SET_NULL
+    )
+    conversation_id: int | None
+    channel = fields.CharEnumField(Channel, max_length=16, description="where it was received")
+    category = fields.CharField(max_length=24)
+    policy_id = fields.IntField(null=True, description="the customer's own policy it is about")
+    claim_id = fields.IntField(null=True, description="the customer's own claim it is about")
+    description = fields.TextField(default="")
+    staff_complained = fields.CharField(max_length=64, default="",
+                                        description="the staff member complained about")
+    handler: fields.ForeignKeyNullableRelation[Operator] = fields.ForeignKeyField(
+        "models.Operator", related_name="complaints", null=True, on_delete=fields.SET_NULL
+    )
+    handler_id: int | None
+    status = fields.CharEnumField(ComplaintStatus, max_length=16, default=ComplaintStatus.OPEN)
+    received_at = fields.DatetimeField()
+    due_at = fields.DatetimeField(description="the end of the day the decision is due")
+    extension = fields.SmallIntField(default=0, description="0, 1 (30 days), 2 (a further 30)")
+    reminded_at = fields.DatetimeField(null=True)
+    escalated_at = fields.DatetimeField(null=True)
+    outcome = fields.TextField(default="")
+    closed_by = fields.CharField(max_length=64, default="")
+    closed_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "complaint"
+        indexes = (("status", "due_at"), ("customer_id",), ("received_at",))
+
+
+class ComplaintExtension(Model):
+    """An extension of a complaint's deadline: who asked, why, and for the further 30 days the
+    admin who approved it (until then it is pending)."""
+
+    id = fields.IntField(primary_key=True)
+    complaint: fields.ForeignKeyRelation[Complaint] = fields.ForeignKeyField(
+        "models.Complaint", related_name="extensions", on_delete=fields.CASCADE
+    )
+    complaint_id: int
+    level = fields.SmallIntField()
+    reason = fields.TextField()
+    requested_by = fields.CharField(max_length=64)
+    requested_at = fields.DatetimeField()
+    approved_by = fields.CharField(max_length=64, default="")
+    approved_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "complaint_extension"
+        unique_together = (("complaint_id", "level"),)

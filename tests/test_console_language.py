@@ -17,10 +17,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.delivery import policy
+from bot.desk.complaints import CATEGORIES
 from bot.desk.threads import Desk, Sender
 from bot.texts import LANGUAGES, Texts
 from bot.web.app import Overrides, build_app
-from bot.web.operators import campaigns, inbox
+from bot.web.operators import campaigns, complaints, inbox
 from bot.web.operators.access import create_operator
 from bot.web.operators.console import Strings
 from bot.web.operators.errors import Refusal
@@ -29,7 +30,7 @@ from loyalty.config import REWARD_KINDS
 from loyalty.errors import LoyaltyError
 from scheduler import birthday, festival, lapse, points_expiry, recheck, renewal, weather
 from storage import choices, shared_phones
-from storage.desk_models import Author, ConversationStatus, HandoffReason
+from storage.desk_models import Author, ComplaintStatus, ConversationStatus, HandoffReason
 from storage.loyalty_models import EntryKind
 from storage.models import (
     Category,
@@ -60,7 +61,8 @@ MESSAGE_KINDS = {birthday.KIND, festival.KIND, weather.KIND, renewal.KIND, renew
                  notifications.VOUCHER_USED, notifications.TIER_UPGRADE,
                  notifications.POINTS_SUMMARY, notifications.POINTS_EXPIRING,
                  campaigns.CAMPAIGN_KIND, campaigns.TEST_KIND, "claim_update",
-                 "document_rejected", "link_code", inbox.REPLY_KIND}
+                 "document_rejected", "link_code", inbox.REPLY_KIND,
+                 complaints.RECEIVED_KIND, complaints.DECISION_KIND}
 REASONS = {policy.NO_CHANNEL, policy.OPTED_OUT, policy.CAPPED, policy.STALE,
            policy.INVALID_PHONE, policy.SHARED_PHONE, policy.NO_CONSENT, policy.CONTENT,
            "no_customer", "attempts_exhausted", "rejected", "error", campaigns.CANCELLED,
@@ -86,7 +88,7 @@ GROUPS: dict[str, set[str]] = {
     "category": {c.value for c in Category},
     "channel": {c.value for c in Channel} | {"*"},
     "task": {s.value for s in TaskStatus},
-    "task_kind": {"renewal_callback"},
+    "task_kind": {"renewal_callback", complaints.REMINDER_TASK, complaints.OVERDUE_TASK},
     "document": {s.value for s in DocumentStatus},
     "tg_doc": DOCUMENT_KINDS,
     "tg_entry": {k.value for k in EntryKind},
@@ -102,6 +104,8 @@ GROUPS: dict[str, set[str]] = {
     "set_by": {choices.IMPORT, choices.TELEGRAM, choices.SMS},
     "inbox_status": {s.value for s in ConversationStatus},
     "inbox_author": {a.value for a in Author},
+    "complaint_category": set(CATEGORIES),
+    "complaint_status": {s.value for s in ComplaintStatus},
     "inbox_kind": {"text", "sticker", "voice", "audio", "video", "video_note", "animation",
                    "photo", "document", "location", "venue", "contact"},
 }
@@ -166,6 +170,7 @@ class Rig:
     claims: list[str]
     customer: int
     conversations: list[int] = field(default_factory=list)
+    complaints: list[int] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -259,6 +264,20 @@ async def _conversations(rig: Rig, who: Customer, headers: dict[str, str]) -> No
     unknown = await desk.inbound(Sender.of_phone("+8613912340000"), Channel.SMS, "你好", now=now)
     rig.conversations = [held.conversation_id, waiting.conversation_id,
                          unknown.conversation_id]
+    made = await rig.client.post(
+        f"/api/v1/conversations/{held.conversation_id}/complaint", headers=headers,
+        json={"category": "sales_conduct", "description": "乱收费", "staff_complained": "钱七"})
+    first = int((await made.json())["id"])
+    for reason in ("复杂", "更复杂"):
+        await rig.client.post(f"/api/v1/complaints/{first}/extend", headers=headers,
+                              json={"reason": reason})
+    made = await rig.client.post(
+        f"/api/v1/conversations/{waiting.conversation_id}/complaint", headers=headers,
+        json={"category": "privacy", "description": "泄露信息"})
+    second = int((await made.json())["id"])
+    await rig.client.post(f"/api/v1/complaints/{second}/close", headers=headers,
+                          json={"outcome": "已核实并整改"})
+    rig.complaints = [first, second]
 
 
 async def _campaigns(rig: Rig, headers: dict[str, str]) -> None:
@@ -297,7 +316,10 @@ def pages(rig: Rig) -> list[str]:
             "/console/campaigns/999999", f"/console/customers/{rig.customer}?err=csrf",
             f"/console/customers/{rig.customer}?err=invalid_adjustment&field=points",
             "/console/inbox", "/console/inbox?view=mine", "/console/inbox?view=all",
-            *(f"/console/inbox/{cid}" for cid in rig.conversations)]
+            *(f"/console/inbox/{cid}" for cid in rig.conversations),
+            "/console/complaints", "/console/complaints?state=all",
+            "/console/complaints?state=closed", "/console/tasks",
+            *(f"/console/complaints/{cid}" for cid in rig.complaints)]
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

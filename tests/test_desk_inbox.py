@@ -76,7 +76,8 @@ async def rig(db: str, fake_telegram: FakeTelegram, fake_twilio: FakeTwilio,
                                         manage_database=False, run_media_sweep=False,
                                         clock=clock))
     tokens = {}
-    for name, role in (("小李", Role.AGENT), ("小王", Role.AGENT), ("访客", Role.VIEWER)):
+    for name, role in (("小李", Role.AGENT), ("小王", Role.AGENT), ("访客", Role.VIEWER),
+                       ("管理员", Role.ADMIN)):
         _, tokens[name] = await create_operator(name, role)
     try:
         async with TestClient(TestServer(app)) as client:

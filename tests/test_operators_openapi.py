@@ -97,6 +97,7 @@ async def test_every_answer_is_what_the_document_says(rig: Rig) -> None:
     talk = await Desk(Settings()).inbound(Sender.of_customer(customer.id), Channel.SMS, "人工",
                                           handoff=HandoffReason.KEYWORD, now=rig.clock.now)
     tid = talk.conversation_id
+    cpid = 1  # the complaint the conversation becomes below
     _, campaign = await rig.call("POST", "/api/v1/campaigns", json=_campaign())
     cid = campaign["id"]
     csv_text = "phone,name\n13600009999,新客户\n"
@@ -148,6 +149,16 @@ async def test_every_answer_is_what_the_document_says(rig: Rig) -> None:
         ("POST", f"/api/v1/conversations/{tid}/messages", {"json": {"text": "您好"}}),
         ("POST", f"/api/v1/conversations/{tid}/assign", {"json": {}}),
         ("POST", f"/api/v1/conversations/{tid}/resolve", {}),
+        ("POST", f"/api/v1/conversations/{tid}/complaint",
+         {"json": {"category": "other", "description": "等太久"}}),
+        ("GET", "/api/v1/complaints", {}),
+        ("GET", "/api/v1/complaints/register.csv", {"params": {"received_from": "2026-11-01"}}),
+        ("POST", f"/api/v1/complaints/{cpid}/assign", {"json": {}}),
+        ("POST", f"/api/v1/complaints/{cpid}/extend", {"json": {"reason": "复杂"}}),
+        ("POST", f"/api/v1/complaints/{cpid}/extend", {"json": {"reason": "更复杂"}}),
+        ("POST", f"/api/v1/complaints/{cpid}/approve", {}),
+        ("GET", f"/api/v1/complaints/{cpid}", {}),
+        ("POST", f"/api/v1/complaints/{cpid}/close", {"json": {"outcome": "已致歉"}}),
         ("GET", "/api/v1/shared-phones", {"params": {"held": "true", "limit": "5"}}),
         ("POST", f"/api/v1/shared-phones/{shared.id}/release", {}),
         ("POST", "/api/v1/imports", {"params": {"kind": "customers"},

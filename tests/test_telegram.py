@@ -82,6 +82,7 @@ def _expected(command: str, t: Translator, owner: Customer, policy: Policy,
         # Saturday noon: a person answers from Monday morning
         "agent": t("tg_desk_handoff_closed",
                    when="Mon 23 Nov 09:00" if t.lang == "en" else "11月23日 09:00"),
+        "complaint": t("tg_complaint_choose_category"),
     }[command]
 
 

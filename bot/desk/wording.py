@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from bot.desk.threads import Outcome
 
 _EN_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_EN_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
+EN_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
               "Dec")
 
 
@@ -16,7 +16,7 @@ def opening_time(moment: datetime, language: str, timezone: str) -> str:
     """``12月7日 09:00`` or ``Mon 7 Dec 09:00`` (not locale-dependent)."""
     local = moment.astimezone(ZoneInfo(timezone))
     if language == "en":
-        return (f"{_EN_DAYS[local.weekday()]} {local.day} {_EN_MONTHS[local.month - 1]} "
+        return (f"{_EN_DAYS[local.weekday()]} {local.day} {EN_MONTHS[local.month - 1]} "
                 f"{local:%H:%M}")
     return f"{local.month}月{local.day}日 {local:%H:%M}"
 

@@ -175,7 +175,7 @@ class SmsConversations:
                                     max_pixels=settings.uploads.max_pixels,
                                     directory=settings.uploads.directory)
         self._background: set[asyncio.Task[None]] = set()
-        self._desk = SmsDesk(Desk(settings), self._replies, settings.schedule.timezone)
+        self._desk = SmsDesk(Desk(settings), self._replies, settings)
 
     @property
     def replies(self) -> Replies:
@@ -330,6 +330,10 @@ class SmsConversations:
             return await self._effect(row, command.value, checkin, delete_urls)
         if command is Command.CLAIM:
             return await self._claim(row, sender, parsed.argument, delete_urls)
+        if command is Command.COMPLAINT:  # bot.sms.desk
+            return await self._effect(row, command.value, partial(
+                self._desk.complaint, sender.id, sender.phone, lang, row["body"], now=now),
+                delete_urls)
         if command in (Command.AGENT, Command.MENU):  # the conversations desk (bot.sms.desk)
             return await self._effect(row, command.value, partial(
                 self._desk.converse, sender.id, sender.phone, lang, row["body"],

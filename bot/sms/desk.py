@@ -1,6 +1,7 @@
 """SMS free text and the hand-off keyword (人工, 转人工, 客服, AGENT, HUMAN) in the customer's
 conversation (``bot.desk``): recorded with the bot's reply, answered with the keyword menu as
-before — or with when a person will answer, or nothing while a person has it.
+before — or with when a person will answer, or nothing while a person has it. And 投诉: a
+complaint filed at once with its reference and due date (``bot.desk.complaints``).
 
 Called inside the transaction that claims the MessageSid (``SmsConversations._effect``), so a
 redelivered webhook records nothing twice and gets the stored reply.
@@ -8,20 +9,42 @@ redelivered webhook records nothing twice and gets the stored reply.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
+from bot.desk.complaints import Filing, due_day, file_complaint
 from bot.desk.threads import Desk, Sender, Verdict
 from bot.desk.wording import handoff_text
+from bot.settings import Settings
 from bot.sms.replies import Replies
 from storage.desk_models import HandoffReason
 from storage.models import Channel
 
+_COMPLAINT_WORD = re.compile(r"^\s*(?:我要)?投诉\s*[:：#]?\s*|^\s*complaint\s*[:：#]?\s*",
+                             re.IGNORECASE)
+
 
 class SmsDesk:
-    def __init__(self, desk: Desk, replies: Replies, timezone: str) -> None:
+    def __init__(self, desk: Desk, replies: Replies, settings: Settings) -> None:
         self._desk = desk
         self._replies = replies
-        self._timezone = timezone
+        self._settings = settings
+        self._timezone = settings.schedule.timezone
+
+    async def complaint(self, customer_id: int, phone: str, language: str, body: str, *,
+                        now: datetime) -> str:
+        """``投诉 <what happened>`` files a complaint (category other) and answers with its
+        reference and due date; ``投诉`` alone asks for what happened."""
+        replies = self._replies.to_number(phone)
+        description = _COMPLAINT_WORD.sub("", body, count=1).strip()
+        if not description:
+            return replies.say("sms_complaint_how", language,
+                              days=self._settings.complaints.decision_days)
+        complaint = await file_complaint(
+            Filing(customer_id, Channel.SMS, "other", description), now=now,
+            settings=self._settings.complaints, timezone=self._timezone)
+        return replies.say("sms_complaint_received", language, reference=complaint.reference,
+                           due=due_day(complaint, language, self._timezone))
 
     async def converse(self, customer_id: int, phone: str, language: str, body: str, *,
                        agent: bool, now: datetime) -> str:

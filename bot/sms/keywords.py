@@ -6,8 +6,9 @@ closing punctuation, upper-cased — so ``stop``, ``Stop!``, ``ＳＴＯＰ`` an
 as the keyword.
 
 A keyword is the whole message, as carriers and Twilio match opt-out words: "STOP" opts
-out, "please don't stop" does not. Only CLAIM takes an argument, the claim number, which may
-follow the keyword directly (``理赔RDAA31001``) or after a space, colon or ``#``.
+out, "please don't stop" does not. Two take an argument: CLAIM the claim number, which may
+follow the keyword directly (``理赔RDAA31001``) or after a space, colon or ``#``, and
+COMPLAINT (``投诉 …``) what happened.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Command(StrEnum):
     POINTS = "points"
     CHECKIN = "checkin"
     AGENT = "agent"  # a person, please (bot.desk)
+    COMPLAINT = "complaint"  # 投诉 [what happened] (bot.sms.desk)
     MENU = "menu"  # anything we do not recognise
 
 
@@ -39,6 +41,7 @@ _WORDS: dict[Command, tuple[str, ...]] = {
     Command.POINTS: ("POINTS", "积分"),
     Command.CHECKIN: ("CHECKIN", "CHECK IN", "签到"),
     Command.AGENT: ("人工", "转人工", "人工客服", "客服", "联系客服", "AGENT", "HUMAN"),
+    Command.COMPLAINT: ("投诉", "我要投诉", "COMPLAINT"),
 }
 KEYWORDS: dict[str, Command] = {word: cmd for cmd, words in _WORDS.items() for word in words}
 """Every keyword (normalised form) and its command."""
@@ -54,11 +57,15 @@ _CLAIM = re.compile(
     r"^(?:CLAIM(?:\s*[:#]\s*|\s+)|理赔(?:\s*[:#]?\s*))([A-Z0-9][A-Z0-9\-]{0,39})$"
 )
 
+# "投诉 理赔三周没有进展", "我要投诉：…", "COMPLAINT no call back" (the text is the argument).
+_COMPLAINT = re.compile(r"^(?:(?:我要)?投诉\s*[:#]?\s*|COMPLAINT(?:\s*[:#]\s*|\s+))(.+)$",
+                        re.DOTALL)
+
 
 @dataclass(frozen=True, slots=True)
 class Parsed:
     command: Command
-    argument: str = ""  # the claim number for CLAIM, normalised; else empty
+    argument: str = ""  # the claim number for CLAIM, normalised; what happened for COMPLAINT
     from_twilio: bool = False  # decided by Twilio's OptOutType, which already answered
 
 
@@ -79,4 +86,6 @@ def parse(body: str, opt_out_type: str = "") -> Parsed:
         return Parsed(command)
     if match := _CLAIM.match(text):
         return Parsed(Command.CLAIM, match.group(1))
+    if match := _COMPLAINT.match(text):
+        return Parsed(Command.COMPLAINT, match.group(1))
     return Parsed(Command.MENU)

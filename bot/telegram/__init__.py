@@ -15,6 +15,7 @@ from aiogram import Router
 def get_routers() -> list[Router]:
     from bot.telegram import (
         claims,
+        complaints,
         desk,
         errors,
         fallback,
@@ -45,6 +46,7 @@ def get_routers() -> list[Router]:
         preferences.get_router(),
         help_screen.get_router(),
         desk.get_router(),
+        complaints.get_router(),
         uploads.get_router(),
         fallback.get_router(),
     ]

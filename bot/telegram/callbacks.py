@@ -85,3 +85,17 @@ class LanguageCb(CallbackData, prefix="lang"):
 
 class UnlinkCb(CallbackData, prefix="unl"):
     confirm: bool
+
+
+class ComplaintAction(StrEnum):
+    CATEGORY = "cat"  # value: the category
+    POLICY = "pol"  # id: one of the customer's policies
+    CLAIM = "clm"  # id: one of the customer's claims
+    NONE = "none"  # about nothing in particular
+    CANCEL = "x"
+
+
+class ComplaintCb(CallbackData, prefix="cmp"):
+    action: ComplaintAction
+    id: int = 0
+    value: str = ""

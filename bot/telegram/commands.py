@@ -11,6 +11,7 @@ from bot.texts import Texts
 COMMANDS: tuple[str, ...] = (
     "start", "policies", "claims", "claim", "upload", "points", "rewards", "vouchers",
     "checkin", "invite", "settings", "language", "help", "unlink", "agent",
+    "complaint",
 )
 # Telegram's language_code scopes are two-letter ISO 639-1 codes.
 SCOPES: dict[str, str] = {"zh": "zh-CN", "en": "en"}

@@ -1,7 +1,7 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
 from storage.models import Channel
-from storage.desk_models import Author, ConversationStatus, Direction
+from storage.desk_models import Author, ComplaintStatus, ConversationStatus, Direction
 from tortoise.fields.base import OnDelete
 from tortoise import fields
 from tortoise.indexes import Index
@@ -51,6 +51,48 @@ class Migration(migrations.Migration):
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
             ],
             options={'table': 'conversation_message', 'app': 'models', 'indexes': [Index(fields=['conversation_id', 'id'])], 'pk_attr': 'id', 'table_description': 'A message of a thread: the customer\'s, the bot\'s answer or an operator\'s reply.'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='Complaint',
+            fields=[
+                ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('reference', fields.CharField(unique=True, description='TS20261204-0001', max_length=20)),
+                ('customer', fields.ForeignKeyField('models.Customer', source_field='customer_id', db_constraint=True, to_field='id', related_name='complaints', on_delete=OnDelete.RESTRICT)),
+                ('conversation', fields.ForeignKeyField('models.Conversation', source_field='conversation_id', null=True, db_constraint=True, to_field='id', related_name='complaints', on_delete=OnDelete.SET_NULL)),
+                ('channel', fields.CharEnumField(description='where it was received', enum_type=Channel, max_length=16)),
+                ('category', fields.CharField(max_length=24)),
+                ('policy_id', fields.IntField(null=True, description='the customer\'s own policy it is about')),
+                ('claim_id', fields.IntField(null=True, description='the customer\'s own claim it is about')),
+                ('description', fields.TextField(default='')),
+                ('staff_complained', fields.CharField(default='', description='the staff member complained about', max_length=64)),
+                ('handler', fields.ForeignKeyField('models.Operator', source_field='handler_id', null=True, db_constraint=True, to_field='id', related_name='complaints', on_delete=OnDelete.SET_NULL)),
+                ('status', fields.CharEnumField(default=ComplaintStatus.OPEN, description='OPEN: open\nCLOSED: closed', enum_type=ComplaintStatus, max_length=16)),
+                ('received_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('due_at', fields.DatetimeField(description='the end of the day the decision is due', auto_now=False, auto_now_add=False)),
+                ('extension', fields.SmallIntField(default=0, description='0, 1 (30 days), 2 (a further 30)')),
+                ('reminded_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('escalated_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('outcome', fields.TextField(default='')),
+                ('closed_by', fields.CharField(default='', max_length=64)),
+                ('closed_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'complaint', 'app': 'models', 'indexes': [Index(fields=['status', 'due_at']), Index(fields=['customer_id']), Index(fields=['received_at'])], 'pk_attr': 'id', 'table_description': "A complaint on the regulator's clock, from receipt to the decision sent to the customer."},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='ComplaintExtension',
+            fields=[
+                ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('complaint', fields.ForeignKeyField('models.Complaint', source_field='complaint_id', db_constraint=True, to_field='id', related_name='extensions', on_delete=OnDelete.CASCADE)),
+                ('level', fields.SmallIntField()),
+                ('reason', fields.TextField()),
+                ('requested_by', fields.CharField(max_length=64)),
+                ('requested_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('approved_by', fields.CharField(default='', max_length=64)),
+                ('approved_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'complaint_extension', 'app': 'models', 'unique_together': (('complaint_id', 'level'),), 'pk_attr': 'id', 'table_description': "An extension of a complaint's deadline: who asked, why, and for the further 30 days the admin who approved it (until then it is pending)."},
             bases=['Model'],
         ),
     ]

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,6 +23,7 @@ from bot.web.operators import (
     campaigns,
     catalogue,
     claims,
+    complaints,
     customers,
     dashboard,
     imports,
@@ -546,6 +549,105 @@ async def resolve_conversation(call: Call) -> web.StreamResponse:
     thread = await inbox.resolve(call.actor, call.int_param("id"), now=call.now)
     [row] = await inbox.threads_json([thread], call.request.app[DESK], call.now)
     return json_response(row)
+
+
+# -- complaints ---------------------------------------------------------------------------------
+
+
+class ComplaintQuery(PageQuery):
+    state: Literal["open", "overdue", "closed", "all"] = Field(
+        default="open", description="open and overdue soonest due first; closed and all "
+                                    "newest first")
+
+
+class RegisterQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    received_from: date | None = Field(default=None, description="local date, inclusive")
+    received_to: date | None = Field(default=None, description="local date, inclusive")
+
+
+def _local_start(day: date | None, call: Call, *, after: bool = False) -> datetime | None:
+    if day is None:
+        return None
+    tz = ZoneInfo(call.settings.schedule.timezone)
+    return datetime.combine(day + timedelta(days=1 if after else 0), time(), tzinfo=tz)
+
+
+async def _complaint_out(call: Call, complaint_id: int) -> web.Response:
+    return json_response(await complaints.complaint_detail(complaint_id, call.now))
+
+
+@API.route("GET", "/complaints", role=V, query=ComplaintQuery, tag="complaints",
+           summary="Complaints: open and overdue soonest due first",
+           response=PageOf[out.ComplaintOut])
+async def list_complaints(call: Call) -> web.StreamResponse:
+    q: ComplaintQuery = call.query
+    items, found = await complaints.list_complaints(q.state, call.now, limit=q.limit,
+                                                    cursor=q.cursor)
+    return page_json(call, found, items)
+
+
+@API.route("GET", "/complaints/register.csv", role=V, query=RegisterQuery, tag="complaints",
+           summary="The complaint register for regulatory reporting (CSV)",
+           produces="text/csv")
+async def complaint_register(call: Call) -> web.StreamResponse:
+    q: RegisterQuery = call.query
+    text = await complaints.register_csv(
+        call.now, received_from=_local_start(q.received_from, call),
+        received_to=_local_start(q.received_to, call, after=True))
+    return web.Response(body=text.encode(), headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": 'attachment; filename="complaints-register.csv"'})
+
+
+@API.route("GET", "/complaints/{id}", role=V, tag="complaints", summary="One complaint",
+           response=out.ComplaintOut)
+async def get_complaint(call: Call) -> web.StreamResponse:
+    return await _complaint_out(call, call.int_param("id"))
+
+
+@API.route("POST", "/conversations/{id}/complaint", role=G, body=complaints.FromConversationIn,
+           tag="complaints", response=out.ComplaintOut,
+           summary="Turn a conversation into a complaint (the customer is told its reference)")
+async def complaint_from_conversation(call: Call) -> web.StreamResponse:
+    complaint = await complaints.from_conversation(call.actor, call.int_param("id"), call.body,
+                                                   now=call.now, settings=call.settings)
+    return await _complaint_out(call, complaint.id)
+
+
+@API.route("POST", "/complaints/{id}/assign", role=G, body=complaints.HandlerIn,
+           tag="complaints", response=out.ComplaintOut,
+           summary="Give the complaint a handler (never the staff member complained about)")
+async def assign_complaint(call: Call) -> web.StreamResponse:
+    await complaints.assign(call.actor, call.int_param("id"), call.body, now=call.now)
+    return await _complaint_out(call, call.int_param("id"))
+
+
+@API.route("POST", "/complaints/{id}/extend", role=G, body=complaints.ExtendIn,
+           tag="complaints", response=out.ComplaintOut,
+           summary="Extend the deadline (the further extension waits for an admin)")
+async def extend_complaint(call: Call) -> web.StreamResponse:
+    await complaints.extend(call.actor, call.int_param("id"), call.body, now=call.now,
+                            settings=call.settings)
+    return await _complaint_out(call, call.int_param("id"))
+
+
+@API.route("POST", "/complaints/{id}/approve", role=A, tag="complaints",
+           response=out.ComplaintOut, summary="Approve the pending further extension")
+async def approve_complaint(call: Call) -> web.StreamResponse:
+    await complaints.approve(call.actor, call.int_param("id"), now=call.now,
+                             settings=call.settings)
+    return await _complaint_out(call, call.int_param("id"))
+
+
+@API.route("POST", "/complaints/{id}/close", role=G, body=complaints.CloseIn,
+           tag="complaints", response=out.ComplaintOut,
+           summary="Close with the outcome: the customer gets the decision and redress channels")
+async def close_complaint(call: Call) -> web.StreamResponse:
+    await complaints.close(call.actor, call.int_param("id"), call.body, now=call.now,
+                           settings=call.settings)
+    return await _complaint_out(call, call.int_param("id"))
 
 
 def setup(app: web.Application) -> None:

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from pydantic import ValidationError
 
+from bot.desk.complaints import CATEGORIES
 from bot.web.bodies import read_form
 from bot.web.keys import DESK, SETTINGS
 from bot.web.operators import inbox
@@ -58,7 +59,8 @@ async def thread_page(request: web.Request, actor: Actor) -> web.StreamResponse:
                                        ).order_by("name").values_list("name", flat=True)
     return render(request, "conversation.html", actor, thread=thread, customer=customer,
                   quick_replies=settings.conversations.quick_replies, colleagues=colleagues,
-                  request_key=secrets.token_urlsafe(12), poll=desk.settings.poll_seconds)
+                  request_key=secrets.token_urlsafe(12), poll=desk.settings.poll_seconds,
+                  categories=CATEGORIES)
 
 
 @page(Role.AGENT)

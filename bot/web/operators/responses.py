@@ -88,6 +88,8 @@ class Dashboard(Out):
                                            "(any status but cancelled)")
     shared_phones_held: int = Field(description="numbers three or more customers share, "
                                                 "still to check")
+    conversations_waiting: int = Field(description="handed off, nobody has it yet")
+    complaints_overdue: int = Field(description="open complaints past their due date")
 
 
 # -- campaigns ---------------------------------------------------------------------------------
@@ -432,6 +434,39 @@ class ReplyPreview(Out):
     segments: int | None = Field(description="SMS segments of the signed text; null for "
                                  "Telegram")
     encoding: Literal["GSM-7", "UCS-2"] | None
+
+
+class ComplaintExtensionOut(Out):
+    level: int = Field(description="1: to 30 days; 2: a further 30 (counts once approved)")
+    reason: str
+    requested_by: str
+    requested_at: datetime
+    approved_by: str
+    approved_at: datetime | None
+
+
+class ComplaintOut(Out):
+    id: int
+    reference: str = Field(description="TS20261204-0001")
+    customer_id: int
+    name: str
+    phone: str = Field(description="masked")
+    conversation_id: int | None
+    channel: str
+    category: Literal["claims", "renewal_pricing", "sales_conduct", "service_attitude",
+                      "privacy", "other"]
+    description: str
+    staff_complained: str
+    handler: str
+    status: Literal["open", "closed"]
+    received_at: datetime
+    due_at: datetime
+    extension: int
+    overdue: bool
+    extensions: list[ComplaintExtensionOut]
+    outcome: str
+    closed_at: datetime | None
+    within_deadline: bool | None
 
 
 class ImportResult(Out):
