@@ -199,6 +199,15 @@ class ComplaintSettings(_Section):
         min_length=1, max_length=300)
 
 
+class SatisfactionSettings(_Section):
+    """Satisfaction surveys after every case, and the service target they are measured by."""
+
+    answer_hours: float = Field(default=48.0, gt=0, le=720,
+                                description="an SMS digit answers a survey sent this recently")
+    target_percent: float = Field(default=95.0, gt=0, le=100,
+                                  description="satisfied (4-5) among answers, the target")
+
+
 class RedisSettings(_Section):
     url: str = ""
 
@@ -235,6 +244,7 @@ class Settings(BaseSettings):
     operator: OperatorSettings = OperatorSettings()
     conversations: ConversationSettings = ConversationSettings()
     complaints: ComplaintSettings = ComplaintSettings()
+    satisfaction: SatisfactionSettings = SatisfactionSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -171,3 +171,33 @@ class ComplaintExtension(Model):
     class Meta:
         table = "complaint_extension"
         unique_together = (("complaint_id", "level"),)
+
+
+class SurveyCase(StrEnum):
+    CLAIM = "claim"  # paid or closed
+    COMPLAINT = "complaint"  # closed
+    CONVERSATION = "conversation"  # resolved
+
+
+class SatisfactionSurvey(Model):
+    """One satisfaction survey per case, asked through the outbox, answered 1 to 5 once."""
+
+    id = fields.IntField(primary_key=True)
+    case_kind = fields.CharEnumField(SurveyCase, max_length=16)
+    case_id = fields.IntField()
+    customer: fields.ForeignKeyRelation[Customer] = fields.ForeignKeyField(
+        "models.Customer", related_name="surveys", on_delete=fields.CASCADE
+    )
+    customer_id: int
+    operator_name = fields.CharField(max_length=64, default="",
+                                     description="who handled the case, if a person did")
+    outbox_id = fields.BigIntField(null=True)
+    created_at = fields.DatetimeField()
+    score = fields.SmallIntField(null=True)
+    answered_at = fields.DatetimeField(null=True)
+    answer_channel = fields.CharField(max_length=16, default="")
+
+    class Meta:
+        table = "satisfaction_survey"
+        unique_together = (("case_kind", "case_id"),)
+        indexes = (("customer_id", "created_at"), ("created_at",))

@@ -35,7 +35,8 @@ SETTINGS = Settings()
 
 
 def local(*args: int) -> datetime:
-    return datetime(*args, tzinfo=SHANGHAI)  # type: ignore[misc]
+    """A Shanghai wall-clock time, as the UTC moment the app's clock gives."""
+    return datetime(*args, tzinfo=SHANGHAI).astimezone(UTC)  # type: ignore[misc]
 
 
 async def complaint_for(owner: Customer, *, staff: str = "", now: datetime = MONDAY_10,

@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.delivery import policy
+from bot.desk import surveys
 from bot.desk.complaints import CATEGORIES
 from bot.desk.threads import Desk, Sender
 from bot.texts import LANGUAGES, Texts
@@ -30,7 +31,13 @@ from loyalty.config import REWARD_KINDS
 from loyalty.errors import LoyaltyError
 from scheduler import birthday, festival, lapse, points_expiry, recheck, renewal, weather
 from storage import choices, shared_phones
-from storage.desk_models import Author, ComplaintStatus, ConversationStatus, HandoffReason
+from storage.desk_models import (
+    Author,
+    ComplaintStatus,
+    ConversationStatus,
+    HandoffReason,
+    SurveyCase,
+)
 from storage.loyalty_models import EntryKind
 from storage.models import (
     Category,
@@ -62,7 +69,7 @@ MESSAGE_KINDS = {birthday.KIND, festival.KIND, weather.KIND, renewal.KIND, renew
                  notifications.POINTS_SUMMARY, notifications.POINTS_EXPIRING,
                  campaigns.CAMPAIGN_KIND, campaigns.TEST_KIND, "claim_update",
                  "document_rejected", "link_code", inbox.REPLY_KIND,
-                 complaints.RECEIVED_KIND, complaints.DECISION_KIND}
+                 complaints.RECEIVED_KIND, complaints.DECISION_KIND, surveys.SURVEY_KIND}
 REASONS = {policy.NO_CHANNEL, policy.OPTED_OUT, policy.CAPPED, policy.STALE,
            policy.INVALID_PHONE, policy.SHARED_PHONE, policy.NO_CONSENT, policy.CONTENT,
            "no_customer", "attempts_exhausted", "rejected", "error", campaigns.CANCELLED,
@@ -88,7 +95,9 @@ GROUPS: dict[str, set[str]] = {
     "category": {c.value for c in Category},
     "channel": {c.value for c in Channel} | {"*"},
     "task": {s.value for s in TaskStatus},
-    "task_kind": {"renewal_callback", complaints.REMINDER_TASK, complaints.OVERDUE_TASK},
+    "task_kind": {"renewal_callback", complaints.REMINDER_TASK, complaints.OVERDUE_TASK,
+                  surveys.LOW_TASK},
+    "survey_case": {c.value for c in SurveyCase},
     "document": {s.value for s in DocumentStatus},
     "tg_doc": DOCUMENT_KINDS,
     "tg_entry": {k.value for k in EntryKind},
@@ -317,7 +326,7 @@ def pages(rig: Rig) -> list[str]:
             f"/console/customers/{rig.customer}?err=invalid_adjustment&field=points",
             "/console/inbox", "/console/inbox?view=mine", "/console/inbox?view=all",
             *(f"/console/inbox/{cid}" for cid in rig.conversations),
-            "/console/complaints", "/console/complaints?state=all",
+            "/console/complaints", "/console/complaints?state=all", "/console/satisfaction",
             "/console/complaints?state=closed", "/console/tasks",
             *(f"/console/complaints/{cid}" for cid in rig.complaints)]
 

@@ -152,6 +152,7 @@ async def test_every_answer_is_what_the_document_says(rig: Rig) -> None:
         ("POST", f"/api/v1/conversations/{tid}/complaint",
          {"json": {"category": "other", "description": "等太久"}}),
         ("GET", "/api/v1/complaints", {}),
+        ("GET", "/api/v1/satisfaction", {}),
         ("GET", "/api/v1/complaints/register.csv", {"params": {"received_from": "2026-11-01"}}),
         ("POST", f"/api/v1/complaints/{cpid}/assign", {"json": {}}),
         ("POST", f"/api/v1/complaints/{cpid}/extend", {"json": {"reason": "复杂"}}),

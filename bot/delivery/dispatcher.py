@@ -493,7 +493,10 @@ class Dispatcher:
                              str(chat), 1.0)
             if not self._may_go(msg):
                 return None
-            return await self._on_wire(msg, self._telegram.send_text(chat, text))
+            buttons = msg.params.get("buttons") if isinstance(msg.params, dict) else None
+            sending = (self._telegram.send_text(chat, text, buttons=buttons) if buttons
+                       else self._telegram.send_text(chat, text))
+            return await self._on_wire(msg, sending)
 
     async def _send_sms(self, msg: Message, recipient: Recipient,
                         text: str) -> SendResult | None:

@@ -330,6 +330,10 @@ class SmsConversations:
             return await self._effect(row, command.value, checkin, delete_urls)
         if command is Command.CLAIM:
             return await self._claim(row, sender, parsed.argument, delete_urls)
+        if command is Command.SCORE:  # bot.sms.desk
+            return await self._effect(row, command.value, partial(
+                self._desk.score, sender.ids, sender.phone, lang, row["body"],
+                int(parsed.argument), now=now), delete_urls)
         if command is Command.COMPLAINT:  # bot.sms.desk
             return await self._effect(row, command.value, partial(
                 self._desk.complaint, sender.id, sender.phone, lang, row["body"], now=now),

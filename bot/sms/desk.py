@@ -1,7 +1,8 @@
 """SMS free text and the hand-off keyword (人工, 转人工, 客服, AGENT, HUMAN) in the customer's
 conversation (``bot.desk``): recorded with the bot's reply, answered with the keyword menu as
 before — or with when a person will answer, or nothing while a person has it. And 投诉: a
-complaint filed at once with its reference and due date (``bot.desk.complaints``).
+complaint filed at once with its reference and due date (``bot.desk.complaints``). And a lone
+digit 1-5: the answer to a satisfaction survey sent by SMS (``bot.desk.surveys``).
 
 Called inside the transaction that claims the MessageSid (``SmsConversations._effect``), so a
 redelivered webhook records nothing twice and gets the stored reply.
@@ -13,6 +14,7 @@ import re
 from datetime import datetime
 
 from bot.desk.complaints import Filing, due_day, file_complaint
+from bot.desk.surveys import Answer, answer_sms
 from bot.desk.threads import Desk, Sender, Verdict
 from bot.desk.wording import handoff_text
 from bot.settings import Settings
@@ -62,6 +64,20 @@ class SmsDesk:
             reply = replies.menu(language)
         await self._desk.bot_said(outcome.conversation_id, Channel.SMS, reply, now=now)
         return reply
+
+    async def score(self, customer_ids: tuple[int, ...], phone: str, language: str, body: str,
+                    digit: int, *, now: datetime) -> str:
+        """A digit 1-5: the answer to the newest survey sent by SMS within
+        ``satisfaction.answer_hours``; without one it is just free text."""
+        recorded = await answer_sms(customer_ids, digit, now=now,
+                                    answer_hours=self._settings.satisfaction.answer_hours)
+        if recorded.answer is Answer.NONE:
+            return await self.converse(customer_ids[0], phone, language, body, agent=False,
+                                       now=now)
+        replies = self._replies.to_number(phone)
+        if recorded.low:
+            return replies.say("sms_survey_thanks_low", language, hotline=replies.hotline)
+        return replies.say("sms_survey_thanks", language)
 
     async def unknown(self, phone: str, body: str, *, now: datetime) -> str:
         """A number no customer has: its own thread, and the usual "call the hotline"."""

@@ -8,7 +8,7 @@ as the keyword.
 A keyword is the whole message, as carriers and Twilio match opt-out words: "STOP" opts
 out, "please don't stop" does not. Two take an argument: CLAIM the claim number, which may
 follow the keyword directly (``理赔RDAA31001``) or after a space, colon or ``#``, and
-COMPLAINT (``投诉 …``) what happened.
+COMPLAINT (``投诉 …``) what happened. A lone digit 1–5 is SCORE, a survey's answer.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class Command(StrEnum):
     CHECKIN = "checkin"
     AGENT = "agent"  # a person, please (bot.desk)
     COMPLAINT = "complaint"  # 投诉 [what happened] (bot.sms.desk)
+    SCORE = "score"  # a digit 1-5: a satisfaction survey's answer (bot.sms.desk)
     MENU = "menu"  # anything we do not recognise
 
 
@@ -61,11 +62,13 @@ _CLAIM = re.compile(
 _COMPLAINT = re.compile(r"^(?:(?:我要)?投诉\s*[:#]?\s*|COMPLAINT(?:\s*[:#]\s*|\s+))(.+)$",
                         re.DOTALL)
 
+_SCORES = frozenset("12345")
+
 
 @dataclass(frozen=True, slots=True)
 class Parsed:
     command: Command
-    argument: str = ""  # the claim number for CLAIM, normalised; what happened for COMPLAINT
+    argument: str = ""  # CLAIM: the claim number; COMPLAINT: what happened; SCORE: the digit
     from_twilio: bool = False  # decided by Twilio's OptOutType, which already answered
 
 
@@ -88,4 +91,6 @@ def parse(body: str, opt_out_type: str = "") -> Parsed:
         return Parsed(Command.CLAIM, match.group(1))
     if match := _COMPLAINT.match(text):
         return Parsed(Command.COMPLAINT, match.group(1))
+    if text in _SCORES:
+        return Parsed(Command.SCORE, text)
     return Parsed(Command.MENU)

@@ -26,6 +26,7 @@ def get_routers() -> list[Router]:
         policies,
         preferences,
         rewards,
+        surveys,
         uploads,
         vouchers,
     )
@@ -47,6 +48,7 @@ def get_routers() -> list[Router]:
         help_screen.get_router(),
         desk.get_router(),
         complaints.get_router(),
+        surveys.get_router(),
         uploads.get_router(),
         fallback.get_router(),
     ]

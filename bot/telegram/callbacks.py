@@ -99,3 +99,10 @@ class ComplaintCb(CallbackData, prefix="cmp"):
     action: ComplaintAction
     id: int = 0
     value: str = ""
+
+
+class SurveyCb(CallbackData, prefix="sv"):
+    """A satisfaction score; packs as ``bot.desk.surveys.callback`` builds it."""
+
+    survey: int
+    score: int

@@ -1,7 +1,13 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
 from storage.models import Channel
-from storage.desk_models import Author, ComplaintStatus, ConversationStatus, Direction
+from storage.desk_models import (
+    Author,
+    ComplaintStatus,
+    ConversationStatus,
+    Direction,
+    SurveyCase,
+)
 from tortoise.fields.base import OnDelete
 from tortoise import fields
 from tortoise.indexes import Index
@@ -93,6 +99,23 @@ class Migration(migrations.Migration):
                 ('approved_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],
             options={'table': 'complaint_extension', 'app': 'models', 'unique_together': (('complaint_id', 'level'),), 'pk_attr': 'id', 'table_description': "An extension of a complaint's deadline: who asked, why, and for the further 30 days the admin who approved it (until then it is pending)."},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='SatisfactionSurvey',
+            fields=[
+                ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('case_kind', fields.CharEnumField(description='CLAIM: claim\nCOMPLAINT: complaint\nCONVERSATION: conversation', enum_type=SurveyCase, max_length=16)),
+                ('case_id', fields.IntField()),
+                ('customer', fields.ForeignKeyField('models.Customer', source_field='customer_id', db_constraint=True, to_field='id', related_name='surveys', on_delete=OnDelete.CASCADE)),
+                ('operator_name', fields.CharField(default='', description='who handled the case, if a person did', max_length=64)),
+                ('outbox_id', fields.BigIntField(null=True)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('score', fields.SmallIntField(null=True)),
+                ('answered_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('answer_channel', fields.CharField(default='', max_length=16)),
+            ],
+            options={'table': 'satisfaction_survey', 'app': 'models', 'unique_together': (('case_kind', 'case_id'),), 'indexes': [Index(fields=['customer_id', 'created_at']), Index(fields=['created_at'])], 'pk_attr': 'id', 'table_description': 'One satisfaction survey per case, asked through the outbox, answered 1 to 5 once.'},
             bases=['Model'],
         ),
     ]

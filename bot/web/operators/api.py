@@ -29,6 +29,7 @@ from bot.web.operators import (
     imports,
     inbox,
     reviews,
+    satisfaction,
     shared_phones,
     tasks,
 )
@@ -648,6 +649,13 @@ async def close_complaint(call: Call) -> web.StreamResponse:
     await complaints.close(call.actor, call.int_param("id"), call.body, now=call.now,
                            settings=call.settings)
     return await _complaint_out(call, call.int_param("id"))
+
+
+@API.route("GET", "/satisfaction", role=V, tag="complaints", response=out.SatisfactionOut,
+           summary="Satisfaction (4-5 among answers) against the target, by operator, case "
+                   "type and month")
+async def get_satisfaction(call: Call) -> web.StreamResponse:
+    return json_response(await satisfaction.summary(call.now, call.settings))
 
 
 def setup(app: web.Application) -> None:

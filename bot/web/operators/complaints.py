@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tortoise.transactions import in_transaction
 
+from bot.desk import surveys
 from bot.desk.complaints import (
     Filing,
     NotTheirs,
@@ -44,6 +45,7 @@ from storage.desk_models import (
     ComplaintExtension,
     ComplaintStatus,
     Conversation,
+    SurveyCase,
 )
 from storage.models import Category, Channel, Claim, Customer, Policy, Task, TaskStatus
 from storage.operator_models import Operator, Role
@@ -360,6 +362,10 @@ async def close(actor: Actor, complaint_id: int, data: CloseIn, *, now: datetime
             template_key=DECISION_KIND, not_before=now,
             params={"reference": complaint.reference, "outcome": data.outcome,
                     "redress": redress}))
+        handler = (await Operator.get_or_none(id=complaint.handler_id)
+                   if complaint.handler_id else None)
+        await surveys.offer(SurveyCase.COMPLAINT, complaint.id, complaint.customer_id, now=now,
+                            operator_name=handler.name if handler else actor.name)
         await audit.record(actor, "complaint.close", "complaint", complaint.id,
                            after={"outcome": data.outcome}, now=now)
     return complaint

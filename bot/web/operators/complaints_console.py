@@ -1,23 +1,27 @@
 """The console's complaint pages (``/console/complaints``): the register by state with due
 dates, one complaint with its handler, extensions, approval and closing, and the form that
-turns a conversation into a complaint."""
+turns a conversation into a complaint; and satisfaction (``/console/satisfaction``) with its
+chart against the target."""
 
 from __future__ import annotations
 
 from aiohttp import web
 from pydantic import ValidationError
 
+from bot.web import charts
 from bot.web.bodies import read_form
-from bot.web.keys import SETTINGS
-from bot.web.operators import complaints
+from bot.web.keys import SETTINGS, TEXTS
+from bot.web.operators import complaints, satisfaction
 from bot.web.operators.access import Actor
 from bot.web.operators.console import (
     PAGE_SIZE,
     PREFIX,
+    Strings,
     _back,
     _cursor,
     _int,
     _pager,
+    language_of,
     page,
     render,
 )
@@ -102,4 +106,27 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_post(f"{COMPLAINTS}/{{id:\\d+}}/{{action:assign|extend|approve|close}}",
                     complaint_action)
     router.add_post(f"{PREFIX}/inbox/{{id:\\d+}}/complaint", from_conversation)
+    add_satisfaction_routes(router)
 
+
+
+@page(Role.VIEWER)
+async def satisfaction_page(request: web.Request, actor: Actor) -> web.StreamResponse:
+    data = await satisfaction.summary(now_of(request), request.app[SETTINGS])
+    return render(request, "satisfaction.html", actor, data=data)
+
+
+@page(Role.VIEWER)
+async def satisfaction_chart(request: web.Request, actor: Actor) -> web.StreamResponse:
+    data = await satisfaction.summary(now_of(request), request.app[SETTINGS])
+    strings = Strings(request.app[TEXTS], language_of(request, actor))
+    months = [m["month"] for m in data["by_month"]]
+    svg = charts.line(strings("satisfaction_chart_title"), months,
+                      {strings("satisfaction_rate"): [m["rate"] for m in data["by_month"]]},
+                      percent=True, target=(strings("satisfaction_target"), data["target"]))
+    return charts.svg_response(svg)
+
+
+def add_satisfaction_routes(router: web.UrlDispatcher) -> None:
+    router.add_get(f"{PREFIX}/satisfaction", satisfaction_page)
+    router.add_get(f"{PREFIX}/satisfaction/chart.svg", satisfaction_chart)

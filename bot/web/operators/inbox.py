@@ -21,6 +21,7 @@ from tortoise.transactions import in_transaction
 
 from bot.delivery.segments import count_segments, sms_encoding
 from bot.delivery.sms_signing import signed_sms
+from bot.desk import surveys
 from bot.desk.threads import WITH_A_PERSON, Desk
 from bot.settings import Settings
 from bot.web.operators import audit
@@ -35,6 +36,7 @@ from storage.desk_models import (
     ConversationStatus,
     Direction,
     HandoffReason,
+    SurveyCase,
 )
 from storage.models import Category, Channel, Claim, Customer, Message, Policy
 from storage.operator_models import Operator
@@ -310,11 +312,24 @@ async def assign(actor: Actor, conversation_id: int, data: AssignIn, *,
     return thread
 
 
+async def _survey(thread: Conversation, actor: Actor, now: datetime) -> None:
+    """The case that ends here is the stretch since the hand-off: its survey is keyed by the
+    thread's latest message, so a later hand-off of the same thread is a case of its own."""
+    last = await ConversationMessage.filter(conversation_id=thread.id).order_by("-id").first()
+    if last is None:
+        return
+    names = await _names([thread.assignee_id])
+    await surveys.offer(SurveyCase.CONVERSATION, int(last.id), int(thread.customer_id or 0),
+                        now=now, operator_name=names.get(thread.assignee_id or 0, actor.name))
+
+
 async def resolve(actor: Actor, conversation_id: int, *, now: datetime) -> Conversation:
     """Give the thread back to the bot."""
     async with in_transaction():
         thread = await _locked(conversation_id)
         before = {"status": str(thread.status), "assignee_id": thread.assignee_id}
+        if thread.status in WITH_A_PERSON and thread.customer_id is not None:
+            await _survey(thread, actor, now)
         thread.status = ConversationStatus.BOT
         thread.assignee_id = None
         thread.misunderstood = 0

@@ -469,6 +469,34 @@ class ComplaintOut(Out):
     within_deadline: bool | None
 
 
+class SatisfactionGroup(Out):
+    name: str = Field(description="the operator's name, or the case type")
+    answered: int
+    satisfied: int = Field(description="scores of 4 or 5")
+    rate: float | None
+
+
+class SatisfactionMonth(Out):
+    month: str = Field(description="YYYY-MM, local")
+    answered: int
+    satisfied: int
+    rate: float | None
+
+
+class SatisfactionOut(Out):
+    since: date
+    target: float = Field(description="satisfaction.target_percent as a fraction")
+    surveys: int = Field(description="surveys offered since then")
+    sent: int = Field(description="surveys that reached a provider")
+    answered: int
+    satisfied: int
+    rate: float | None = Field(description="satisfied ÷ answered")
+    response_rate: float | None = Field(description="answered ÷ sent")
+    by_operator: list[SatisfactionGroup]
+    by_case: list[SatisfactionGroup]
+    by_month: list[SatisfactionMonth]
+
+
 class ImportResult(Out):
     kind: Literal["customers", "policies", "claims", "payments"]
     file: str
