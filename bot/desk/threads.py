@@ -42,6 +42,7 @@ from storage.desk_models import (
 from storage.models import Channel
 
 WITH_A_PERSON = (ConversationStatus.WAITING, ConversationStatus.HELD)
+_SEARCH_DAYS = 400  # as far back as the office-hours calendar is searched
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +85,8 @@ class Outcome:
 class Desk:
     def __init__(self, settings: Settings) -> None:
         self.settings: ConversationSettings = settings.conversations
-        self.office = OfficeHours(settings.office_hours, settings.holidays.calendar(),
-                                  ZoneInfo(settings.schedule.timezone))
+        self._tz = ZoneInfo(settings.schedule.timezone)
+        self.office = OfficeHours(settings.office_hours, settings.holidays.calendar(), self._tz)
 
     async def inbound(self, sender: Sender, channel: Channel, body: str, *, now: datetime,
                       kind: str = "text", handoff: HandoffReason | None = None) -> Outcome:
@@ -171,10 +172,28 @@ class Desk:
         end = thread.first_response_at or now
         return self.office.between(thread.waiting_since, end)
 
-    def overdue(self, thread: Conversation, now: datetime) -> bool:
-        """Still without a first reply after ``first_response_minutes`` of office time."""
-        if thread.first_response_at is not None:
+    def overdue_cutoff(self, now: datetime) -> datetime | None:
+        """Threads handed off before this moment, still without a first reply, have waited
+        longer than ``first_response_minutes`` of office time (None: none can have). One
+        walk back over the opening hours, so a whole queue is judged by one comparison."""
+        left = timedelta(minutes=self.settings.first_response_minutes)
+        today = now.astimezone(self._tz).date()
+        for back in range(_SEARCH_DAYS):
+            found = self.office.window(today - timedelta(days=back))
+            if found is None or found.start >= now:
+                continue
+            span = min(found.end, now) - found.start
+            if span >= left:
+                return min(found.end, now) - left
+            left -= span
+        return None
+
+    def overdue(self, thread: Conversation, now: datetime,
+                cutoff: datetime | None = None) -> bool:
+        """Still without a first reply after ``first_response_minutes`` of office time
+        (``cutoff``: ``overdue_cutoff(now)``, when judging many threads)."""
+        if (thread.first_response_at is not None or thread.waiting_since is None
+                or thread.status not in WITH_A_PERSON):
             return False
-        waited = self.waited(thread, now)
-        return waited is not None and waited > timedelta(
-            minutes=self.settings.first_response_minutes)
+        limit = cutoff if cutoff is not None else self.overdue_cutoff(now)
+        return limit is not None and thread.waiting_since < limit

@@ -12,10 +12,11 @@ the outbox sends to customers only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from tortoise.functions import Sum
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
@@ -104,8 +105,8 @@ def _who(thread: Conversation, customer: Customer | None) -> dict[str, Any]:
 
 
 def conversation_json(thread: Conversation, desk: Desk, now: datetime, *,
-                      customer: Customer | None = None,
-                      assignee: str | None = None) -> dict[str, Any]:
+                      customer: Customer | None = None, assignee: str | None = None,
+                      cutoff: datetime | None = None) -> dict[str, Any]:
     waited = desk.waited(thread, now)
     return {
         "id": thread.id, "customer_id": thread.customer_id, **_who(thread, customer),
@@ -116,7 +117,7 @@ def conversation_json(thread: Conversation, desk: Desk, now: datetime, *,
         "first_response_at": (thread.first_response_at.isoformat()
                               if thread.first_response_at else None),
         "waited_minutes": int(waited.total_seconds() // 60) if waited is not None else None,
-        "overdue": desk.overdue(thread, now),
+        "overdue": desk.overdue(thread, now, cutoff),
         "last_message_at": thread.last_message_at.isoformat(),
         "answerable": thread.customer_id is not None,
     }
@@ -146,8 +147,10 @@ async def threads_json(threads: Sequence[Conversation], desk: Desk,
                        now: datetime) -> list[dict[str, Any]]:
     customers = await _customers([t.customer_id for t in threads])
     names = await _names([t.assignee_id for t in threads])
+    cutoff = desk.overdue_cutoff(now)
     return [conversation_json(t, desk, now, customer=customers.get(t.customer_id or 0),
-                              assignee=names.get(t.assignee_id or 0)) for t in threads]
+                              assignee=names.get(t.assignee_id or 0), cutoff=cutoff)
+            for t in threads]
 
 
 async def list_threads(actor: Actor, view: View, desk: Desk, now: datetime, *,
@@ -167,7 +170,8 @@ async def list_threads(actor: Actor, view: View, desk: Desk, now: datetime, *,
 
 
 async def _unread(query: QuerySet[Conversation]) -> int:
-    return sum(int(row["unread"]) for row in await query.values("unread"))
+    rows = await query.annotate(total=Sum("unread")).values("total")
+    return int(rows[0]["total"] or 0) if rows else 0
 
 
 async def counts(actor: Actor, desk: Desk, now: datetime) -> dict[str, int]:
@@ -175,14 +179,15 @@ async def counts(actor: Actor, desk: Desk, now: datetime) -> dict[str, int]:
     many wait beyond the first-response target."""
     waiting = Conversation.filter(status=ConversationStatus.WAITING)
     mine = Conversation.filter(status=ConversationStatus.HELD, assignee_id=actor.operator.id)
-    clock = await Conversation.filter(status__in=list(WITH_A_PERSON),
-                                      first_response_at__isnull=True).only(
-        "id", "status", "waiting_since", "first_response_at")
+    cutoff = desk.overdue_cutoff(now)
+    overdue = 0 if cutoff is None else await Conversation.filter(
+        status__in=list(WITH_A_PERSON), first_response_at__isnull=True,
+        waiting_since__lt=cutoff.astimezone(UTC)).count()
     return {
         "waiting": await waiting.count(), "mine": await mine.count(),
         "waiting_unread": await _unread(waiting),
         "mine_unread": await _unread(mine),
-        "overdue": sum(1 for thread in clock if desk.overdue(thread, now)),
+        "overdue": overdue,
     }
 
 
