@@ -235,3 +235,16 @@ async def test_an_unknown_number_has_a_thread_of_its_own(sms: Sms) -> None:
     thread = await Conversation.get(key="p:+8613912340000")
     assert (thread.customer_id, thread.status) == (None, ConversationStatus.BOT)
     assert await said(thread) == [("customer", "人工"), ("bot", reply)]
+
+
+@pytest.mark.parametrize(("body", "command", "argument"), [
+    ("人工", "agent", ""), ("转人工！", "agent", ""), ("Human", "agent", ""), ("客服", "agent", ""),
+    ("投诉", "complaint", ""), ("投诉：理赔太慢", "complaint", "理赔太慢"),
+    ("我要投诉 乱收费", "complaint", "乱收费"), ("５", "score", "5"), ("3", "score", "3"),
+    ("6", "menu", ""), ("人工智能", "menu", ""),
+])
+def test_desk_keywords_parse(body: str, command: str, argument: str) -> None:
+    from bot.sms.keywords import parse
+
+    parsed = parse(body)
+    assert (parsed.command.value, parsed.argument) == (command, argument)
