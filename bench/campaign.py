@@ -30,6 +30,7 @@ from tortoise import Tortoise, connections
 from tortoise.migrations.api import migrate
 
 from bot.settings import Settings
+from bot.texts import Texts
 from bot.web.operators import campaigns
 from bot.web.operators.access import Actor, create_operator
 from bot.web.operators.runner import CampaignRunner, insert_select
@@ -104,7 +105,8 @@ async def campaign_enqueue(actor: Actor, settings: Settings) -> tuple[float, int
     runner = CampaignRunner(settings, clock=lambda: NOON)
     before = current_rss_mb()
     start = time.perf_counter()
-    await campaigns.start(actor, created.id, now=NOON)
+    await campaigns.start(actor, created.id, settings=settings, texts=Texts.load(),
+                          now=NOON)
     while await runner.tick():
         pass
     seconds = time.perf_counter() - start

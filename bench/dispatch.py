@@ -24,6 +24,7 @@ from bench.common import migrated_database, peak_rss_mb
 from bot.delivery.dispatcher import Dispatcher, Limits
 from bot.delivery.ratelimit import local_rate_limiter
 from bot.delivery.senders import AiogramTelegram, SendResult
+from bot.delivery.telegram_session import build_bot
 from bot.settings import Settings
 from bot.texts import Texts
 from storage.models import Category, Customer, Message, MessageStatus, TelegramAccount
@@ -123,7 +124,7 @@ async def _measure(args: argparse.Namespace, url: str, base: str) -> None:
     print(f"queued {total:,} messages on {args.db} in {time.monotonic() - t0:.1f} s")
     settings = Settings(database={"url": url},
                         delivery={"batch_size": args.batch, "lease_seconds": 600})
-    bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(base)))
+    bot = build_bot(TOKEN, base)  # the process's Bot, as `engage run` builds it
     sender = Timed(AiogramTelegram(bot))
     now = [NOON]
 

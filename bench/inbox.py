@@ -31,6 +31,7 @@ from bench.common import PG_ADMIN, load_average, migrated_database, peak_rss_mb
 from bot.settings import Settings
 from bot.web.app import Overrides, build_app
 from bot.web.operators.access import create_operator
+from storage import sql
 from storage.operator_models import Role
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -84,10 +85,10 @@ async def timed_get(client: TestClient, path: str, token: str,  # type: ignore[t
     return elapsed
 
 
-async def bare(sql: str, values: list[Any]) -> float:
+async def bare(statement: str, params: dict[str, Any]) -> float:
     conn = connections.get("default")
     started = time.perf_counter()
-    await conn.execute_query(sql, values)
+    await sql.fetch(conn, statement, params)
     return time.perf_counter() - started
 
 
@@ -109,14 +110,15 @@ async def main(conversations: int, messages: int, requests: int, admin: str) -> 
             queue = [await timed_get(client, "/api/v1/conversations", token, view="waiting")
                      for _ in range(requests)]
             queue_bare = [await bare(
-                "SELECT * FROM conversation WHERE status = $1 "
-                "ORDER BY waiting_since, id LIMIT 51", ["waiting"]) for _ in range(requests)]
+                "SELECT * FROM conversation WHERE status = :status "
+                "ORDER BY waiting_since, id LIMIT 51", {"status": "waiting"})
+                for _ in range(requests)]
             ids = [rng.randint(1, conversations) for _ in range(requests)]
             thread = [await timed_get(client, f"/api/v1/conversations/{i}", token)
                       for i in ids]
             thread_bare = [await bare(
-                "SELECT * FROM conversation_message WHERE conversation_id = $1 "
-                "ORDER BY id DESC LIMIT 200", [i]) for i in ids]
+                "SELECT * FROM conversation_message WHERE conversation_id = :conversation "
+                "ORDER BY id DESC LIMIT 200", {"conversation": i}) for i in ids]
             counts = [await timed_get(client, "/api/v1/conversations/counts", token)
                       for _ in range(max(10, requests // 10))]
             figures = {"queue": (p95(queue), p95(queue_bare)),

@@ -41,6 +41,7 @@ from loyalty.errors import InsufficientPoints
 from storage import db as storage_db
 from storage.loyalty_models import EntryKind
 from storage.models import Customer
+from storage.sql import execute, fetch
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SETTINGS = LoyaltySettings()
@@ -124,13 +125,14 @@ async def posting(index: int, customer_id: int, points: int) -> bool:
 async def bare_insert(index: int, customer_id: int, points: int) -> bool:
     """The baseline: one autocommitted INSERT of a ledger row, nothing else."""
     conn = Tortoise.get_connection("default")
-    await ledger.execute(
+    await execute(
         conn,
         "INSERT INTO loyalty_entry (account_id, kind, amount, balance_after, idempotency_key, "
         "fingerprint, shortfall, reason, operator, occurred_at, created_at) "
-        "VALUES ((SELECT id FROM loyalty_account WHERE customer_id = ?), ?, ?, 0, ?, '', 0, "
-        "'', '', ?, ?)",
-        [customer_id, EntryKind.ADJUSTMENT.value, points, f"base:{index}", START, START],
+        "VALUES ((SELECT id FROM loyalty_account WHERE customer_id = :customer), :kind, "
+        ":amount, 0, :key, '', 0, '', '', :start, :start)",
+        {"customer": customer_id, "kind": EntryKind.ADJUSTMENT.value, "amount": points,
+         "key": f"base:{index}", "start": START},
     )
     return True
 
@@ -142,7 +144,7 @@ async def bench(kind: str, *, postings: int, accounts: int, clients: int, admin:
         seconds, posted = await run_clients(clients, plan.ops, posting)
         findings, bad_lots = await ledger.audit()
         async with in_transaction() as conn:
-            totals = await ledger.fetch(
+            totals = await fetch(
                 conn, "SELECT (SELECT SUM(balance) FROM loyalty_account) AS balances, "
                       "(SELECT SUM(amount) FROM loyalty_entry) AS entries")
         sound = not findings and bad_lots == 0

@@ -1,7 +1,8 @@
 """Domain errors of the loyalty programme.
 
 Each carries a stable machine ``code`` so the Telegram, SMS and HTTP layers can pick a kind
-answer (and an HTTP status) without parsing messages. The message is for logs and operators.
+answer without parsing messages, and the HTTP ``status`` an API answers it with. The message
+is for logs and operators.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ class LoyaltyError(Exception):
     """Base of every refusal the loyalty services make on purpose."""
 
     code = "loyalty_error"
+    status = 409
 
     def __init__(self, message: str = "") -> None:
         super().__init__(message or self.code)
@@ -20,10 +22,12 @@ class InvalidRequest(LoyaltyError):
     """The request itself is malformed (zero points, missing reason, unknown kind)."""
 
     code = "invalid_request"
+    status = 422
 
 
 class UnknownCustomer(LoyaltyError):
     code = "unknown_customer"
+    status = 404
 
 
 class InsufficientPoints(LoyaltyError):
@@ -80,6 +84,7 @@ class VoucherNotFound(LoyaltyError):
     """No such voucher for this caller (absent, malformed, or someone else's)."""
 
     code = "voucher_not_found"
+    status = 404
 
 
 class InvalidVoucherCode(VoucherNotFound):
@@ -87,6 +92,7 @@ class InvalidVoucherCode(VoucherNotFound):
     match (a typo). A kind of "not found" for callers that need no difference."""
 
     code = "invalid_code"
+    status = 422
 
 
 class VoucherAlreadyUsed(LoyaltyError):
@@ -95,10 +101,12 @@ class VoucherAlreadyUsed(LoyaltyError):
 
 class VoucherExpired(LoyaltyError):
     code = "voucher_expired"
+    status = 410
 
 
 class VoucherCancelled(LoyaltyError):
     code = "voucher_cancelled"
+    status = 410
 
 
 class PartnerExists(LoyaltyError):

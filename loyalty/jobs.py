@@ -38,7 +38,6 @@ from loyalty.ledger import (
     AccountRef,
     Replay,
     expiry_spec,
-    fetch,
     lock_account,
     post_debit,
 )
@@ -48,6 +47,7 @@ from loyalty.vouchers import expire_vouchers
 from storage.loyalty_models import EARNING_KINDS, EntryKind, LedgerEntry, LoyaltyAccount, PointLot
 from storage.models import Customer, PaymentKind
 from storage.outbox import Outbound
+from storage.sql import fetch, fetchval
 
 __all__ = [
     "SettleReport",
@@ -92,8 +92,8 @@ async def _expire_lot(lot_id: int, account_id: int, now: datetime,
         async with in_transaction() as conn:
             # Lock before reading the remainder: a redemption may be taking from this lot.
             await lock_account(conn, AccountRef.of_account(account_id), settings)
-            rows = await fetch(conn, "SELECT remaining FROM loyalty_lot WHERE id = ?", [lot_id])
-            remaining = int(rows[0]["remaining"])
+            remaining = int(await fetchval(
+                conn, "SELECT remaining FROM loyalty_lot WHERE id = :lot", {"lot": lot_id}))
             if remaining <= 0:
                 return False
             await post_debit(conn, AccountRef.of_account(account_id), remaining, spec, now=now,
@@ -199,31 +199,32 @@ async def settle_imports(*, settings: LoyaltySettings, now: datetime,
     async with in_transaction() as conn:
         payments = await fetch(
             conn,
-            "SELECT p.id FROM payment p WHERE p.paid_at >= ? AND NOT EXISTS "
+            "SELECT p.id FROM payment p WHERE p.paid_at >= :since AND NOT EXISTS "
             "(SELECT 1 FROM loyalty_entry e WHERE e.payment_id = p.id) ORDER BY p.paid_at, p.id",
-            [since])
+            {"since": since})
         # One pass over the payments' latest entries (the (payment_id, id) index).
         changed = await fetch(
             conn,
             "SELECT p.id FROM payment p JOIN (SELECT payment_id, MAX(id) AS last_id "
             "FROM loyalty_entry WHERE payment_id IS NOT NULL GROUP BY payment_id) m "
             "ON m.payment_id = p.id JOIN loyalty_entry e ON e.id = m.last_id "
-            "WHERE p.paid_at >= ? AND e.basis_cents IS NOT NULL AND e.basis_cents <> "
-            "CASE WHEN p.kind = ? THEN -p.amount_cents ELSE p.amount_cents END "
+            "WHERE p.paid_at >= :since AND e.basis_cents IS NOT NULL AND e.basis_cents <> "
+            "CASE WHEN p.kind = :refund THEN -p.amount_cents ELSE p.amount_cents END "
             "ORDER BY p.paid_at, p.id",
-            [since, PaymentKind.REFUND.value])
+            {"since": since, "refund": PaymentKind.REFUND.value})
         cancelled = await fetch(
             conn,
             "SELECT DISTINCT e.policy_id FROM loyalty_entry e JOIN policy p ON p.id = e.policy_id "
-            "WHERE p.status = ? AND e.kind = ? AND NOT EXISTS (SELECT 1 FROM loyalty_entry r "
-            "WHERE r.idempotency_key = 'policy_cancel:' || p.id)",
-            ["cancelled", EntryKind.EARN_PREMIUM.value])
+            "WHERE p.status = :cancelled AND e.kind = :earned AND NOT EXISTS (SELECT 1 FROM "
+            "loyalty_entry r WHERE r.idempotency_key = 'policy_cancel:' || p.id)",
+            {"cancelled": "cancelled", "earned": EntryKind.EARN_PREMIUM.value})
         referred = await fetch(
             conn,
             "SELECT c.id FROM customer c WHERE c.referred_by_id IS NOT NULL AND EXISTS "
-            "(SELECT 1 FROM policy p WHERE p.customer_id = c.id AND p.status = ?) AND NOT EXISTS "
-            "(SELECT 1 FROM loyalty_entry e WHERE e.idempotency_key = 'referral:' || c.id)",
-            ["active"])
+            "(SELECT 1 FROM policy p WHERE p.customer_id = c.id AND p.status = :active) "
+            "AND NOT EXISTS (SELECT 1 FROM loyalty_entry e "
+            "WHERE e.idempotency_key = 'referral:' || c.id)",
+            {"active": "active"})
     made = [0, 0, 0, 0]
     for row in payments:
         posted = await earn_for_payment(int(row["id"]), settings=settings, now=now)

@@ -11,10 +11,11 @@ Contract (architecture invariant 4):
   original (``reverses_id``).
 
 Concurrency: every posting first locks the account row — by the ``UPDATE`` of its balance
-(``balance = balance - ? … AND balance >= ?`` for debits) or ``SELECT … FOR UPDATE`` — which
-holds on PostgreSQL until commit, so lots are only read and changed by the transaction
-holding it. On SQLite Tortoise runs one transaction at a time on its single connection (its
-transaction context holds the connection lock), which serialises writers in the process;
+(``balance = balance - :points … AND balance >= :points`` for debits) or ``SELECT … FOR
+UPDATE`` — which holds on PostgreSQL until commit, so lots are only read and changed by the
+transaction holding it. On SQLite Tortoise runs one transaction at a time on its single
+connection (its transaction context holds the connection lock), which serialises writers in
+the process;
 the conditional ``UPDATE`` keeps the balance check correct on both. We deliberately add no
 lock of our own: a second lock taken around Tortoise's could deadlock with a caller already
 inside a transaction.
@@ -32,15 +33,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
-from functools import lru_cache
-from typing import Any
+from datetime import date, datetime, timedelta
+from typing import Any, TypedDict
 
 from tortoise import timezone as orm_clock
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.connection import connections
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -54,6 +53,17 @@ from loyalty.errors import (
 )
 from loyalty.periods import PROGRAMME_TZ, local_day, lot_expiry, utc
 from storage.loyalty_models import EARNING_KINDS, EntryKind, LedgerEntry, LoyaltyAccount, PointLot
+from storage.sql import (
+    Params,
+    as_date,
+    current,
+    execute,
+    fetch,
+    fetchrow,
+    fetchval,
+    for_update,
+    is_postgres,
+)
 
 log = logging.getLogger(__name__)
 
@@ -130,38 +140,9 @@ def expiry_spec(lot_id: int) -> EntrySpec:
                      fingerprint({"op": "expire", "lot": lot_id}))
 
 
-# --- SQL ------------------------------------------------------------------------------------
+# --- SQL (named parameters through storage.sql) ---------------------------------------------
 
-
-@lru_cache(maxsize=64)
-def _numbered(sql: str) -> str:
-    parts = sql.split("?")
-    out = [parts[0]]
-    for n, part in enumerate(parts[1:], start=1):
-        out.append(f"${n}{part}")
-    return "".join(out)
-
-
-def is_postgres(conn: BaseDBAsyncClient) -> bool:
-    return conn.capabilities.dialect == "postgres"
-
-
-async def fetch(
-    conn: BaseDBAsyncClient, sql: str, values: Sequence[Any] = ()
-) -> list[dict[str, Any]]:
-    """Run ``sql`` (``?`` placeholders) and return its rows (also for ``… RETURNING``)."""
-    query = _numbered(sql) if is_postgres(conn) else sql
-    return await conn.execute_query_dict(query, list(values))
-
-
-async def execute(conn: BaseDBAsyncClient, sql: str, values: Sequence[Any] = ()) -> int:
-    """Run ``sql`` and return the number of rows it changed."""
-    query = _numbered(sql) if is_postgres(conn) else sql
-    count, _ = await conn.execute_query(query, list(values))
-    return count
-
-
-_WHERE = {"id": "id = ?", "customer_id": "customer_id = ?"}
+_WHERE = {"id": "id = :ref", "customer_id": "customer_id = :ref"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,16 +161,49 @@ class AccountRef:
         return cls("id", account_id)
 
 
+class EntryRow(TypedDict):
+    """The id, account and balance after a posting's entry, as a statement returns them."""
+
+    id: int
+    account_id: int
+    balance_after: int
+
+
+def _entry_values(spec: EntrySpec, amount: int, balance_after: int | None, now: datetime,
+                  shortfall: int = 0) -> dict[str, Any]:
+    """The named values of a ``loyalty_entry`` row (``_ENTRY_VALUES``); ``balance_after`` None
+    when the statement takes it from the account it updated."""
+    values = {"kind": spec.kind.value, "amount": amount, "key": spec.key,
+              "fingerprint": spec.fingerprint, "reverses_id": spec.reverses_id,
+              "shortfall": shortfall, "payment_id": spec.payment_id,
+              "policy_id": spec.policy_id, "reason": spec.reason, "operator": spec.operator,
+              "occurred_at": utc(now), "stamp": orm_clock.now(),
+              "basis_cents": spec.basis_cents}
+    if balance_after is not None:
+        values["balance_after"] = balance_after
+    return values
+
+
+_ENTRY_COLUMNS = ("kind, amount, idempotency_key, fingerprint, reverses_id, shortfall, "
+                  "payment_id, policy_id, reason, operator, occurred_at, created_at, basis_cents")
+_ENTRY_VALUES = (":kind, :amount, :key, :fingerprint, :reverses_id, :shortfall, :payment_id, "
+                 ":policy_id, :reason, :operator, :occurred_at, :stamp, :basis_cents")
+# PostgreSQL cannot infer a parameter's type inside a data-modifying WITH: the same, typed
+_ENTRY_VALUES_TYPED = (":kind::varchar, :amount::bigint, :key::varchar, :fingerprint::varchar, "
+                       ":reverses_id::bigint, :shortfall::bigint, :payment_id::int, "
+                       ":policy_id::int, :reason::text, :operator::varchar, "
+                       ":occurred_at::timestamptz, :stamp::timestamptz, :basis_cents::bigint")
+
+
 async def _create_account(
     conn: BaseDBAsyncClient, customer_id: int, settings: LoyaltySettings
 ) -> None:
-    stamp = orm_clock.now()
     try:
         await execute(
             conn,
             "INSERT INTO loyalty_account (customer_id, balance, tier, created_at, updated_at) "
-            "VALUES (?, 0, ?, ?, ?) ON CONFLICT (customer_id) DO NOTHING",
-            [customer_id, settings.tiers[0].code, stamp, stamp],
+            "VALUES (:customer, 0, :tier, :stamp, :stamp) ON CONFLICT (customer_id) DO NOTHING",
+            {"customer": customer_id, "tier": settings.tiers[0].code, "stamp": orm_clock.now()},
         )
     except IntegrityError:
         raise UnknownCustomer(f"no customer {customer_id}") from None
@@ -199,43 +213,40 @@ async def lock_account(
     conn: BaseDBAsyncClient, ref: AccountRef, settings: LoyaltySettings, *, create: bool = True
 ) -> Account:
     """Lock the account row for the rest of the transaction (creating it if needed)."""
-    suffix = " FOR UPDATE" if is_postgres(conn) else ""
     sql = (f"SELECT id, customer_id, balance, tier FROM loyalty_account "
-           f"WHERE {_WHERE[ref.column]}{suffix}")
-    rows = await fetch(conn, sql, [ref.value])
-    if not rows and create and ref.column == "customer_id":
+           f"WHERE {_WHERE[ref.column]}{for_update(postgres=is_postgres(conn))}")
+    row = await fetchrow(conn, sql, {"ref": ref.value})
+    if row is None and create and ref.column == "customer_id":
         await _create_account(conn, ref.value, settings)
-        rows = await fetch(conn, sql, [ref.value])
-    if not rows:
+        row = await fetchrow(conn, sql, {"ref": ref.value})
+    if row is None:
         raise UnknownCustomer(f"no loyalty account for {ref.column} {ref.value}")
-    row = rows[0]
     return Account(int(row["id"]), int(row["customer_id"]), int(row["balance"]), str(row["tier"]))
 
 
 async def _add_to_balance(
     conn: BaseDBAsyncClient, ref: AccountRef, points: int, settings: LoyaltySettings
 ) -> tuple[int, int]:
-    sql = (f"UPDATE loyalty_account SET balance = balance + ?, updated_at = ? "
+    sql = (f"UPDATE loyalty_account SET balance = balance + :points, updated_at = :stamp "
            f"WHERE {_WHERE[ref.column]} RETURNING id, balance")
-    values = [points, orm_clock.now(), ref.value]
-    rows = await fetch(conn, sql, values)
-    if not rows and ref.column == "customer_id":
+    values = {"points": points, "stamp": orm_clock.now(), "ref": ref.value}
+    row = await fetchrow(conn, sql, values)
+    if row is None and ref.column == "customer_id":
         await _create_account(conn, ref.value, settings)
-        rows = await fetch(conn, sql, values)
-    if not rows:
+        row = await fetchrow(conn, sql, values)
+    if row is None:
         raise UnknownCustomer(f"no loyalty account for {ref.column} {ref.value}")
-    return int(rows[0]["id"]), int(rows[0]["balance"])
+    return int(row["id"]), int(row["balance"])
 
 
 async def _take_from_balance(
     conn: BaseDBAsyncClient, ref: AccountRef, points: int
 ) -> tuple[int, int] | None:
-    sql = (f"UPDATE loyalty_account SET balance = balance - ?, updated_at = ? "
-           f"WHERE {_WHERE[ref.column]} AND balance >= ? RETURNING id, balance")
-    rows = await fetch(conn, sql, [points, orm_clock.now(), ref.value, points])
-    if not rows:
-        return None
-    return int(rows[0]["id"]), int(rows[0]["balance"])
+    row = await fetchrow(
+        conn, f"UPDATE loyalty_account SET balance = balance - :points, updated_at = :stamp "
+              f"WHERE {_WHERE[ref.column]} AND balance >= :points RETURNING id, balance",
+        {"points": points, "stamp": orm_clock.now(), "ref": ref.value})
+    return None if row is None else (int(row["id"]), int(row["balance"]))
 
 
 async def _insert_entry(
@@ -247,142 +258,40 @@ async def _insert_entry(
     now: datetime,
     shortfall: int = 0,
 ) -> int:
-    rows = await fetch(
+    row = await fetchrow(
         conn,
-        "INSERT INTO loyalty_entry (account_id, kind, amount, balance_after, idempotency_key, "
-        "fingerprint, reverses_id, shortfall, payment_id, policy_id, basis_cents, reason, "
-        "operator, occurred_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        f"INSERT INTO loyalty_entry (account_id, balance_after, {_ENTRY_COLUMNS}) "
+        f"VALUES (:account, :balance_after, {_ENTRY_VALUES}) "
         "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-        [account_id, spec.kind.value, amount, balance_after, spec.key, spec.fingerprint,
-         spec.reverses_id, shortfall, spec.payment_id, spec.policy_id, spec.basis_cents,
-         spec.reason, spec.operator, utc(now), orm_clock.now()],
+        {"account": account_id, **_entry_values(spec, amount, balance_after, now, shortfall)},
     )
-    if not rows:
+    if row is None:
         raise Replay(spec.key)
-    return int(rows[0]["id"])
+    return int(row["id"])
 
 
 async def _key_exists(conn: BaseDBAsyncClient, key: str) -> bool:
-    rows = await fetch(conn, "SELECT id FROM loyalty_entry WHERE idempotency_key = ?", [key])
-    return bool(rows)
+    return await fetchrow(conn, "SELECT id FROM loyalty_entry WHERE idempotency_key = :key",
+                          {"key": key}) is not None
 
 
 async def _insert_lot(
     conn: BaseDBAsyncClient, account_id: int, entry_id: int, points: int, now: datetime,
     expires_on: date,
 ) -> int:
-    rows = await fetch(
+    return int(await fetchval(
         conn,
         "INSERT INTO loyalty_lot (account_id, entry_id, original, remaining, earned_at, "
-        "expires_on) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        [account_id, entry_id, points, points, utc(now), expires_on],
-    )
-    return int(rows[0]["id"])
+        "expires_on) VALUES (:account, :entry, :points, :points, :earned_at, :expires_on) "
+        "RETURNING id",
+        {"account": account_id, "entry": entry_id, "points": points, "earned_at": utc(now),
+         "expires_on": expires_on},
+    ))
 
 
-async def _consume(
-    conn: BaseDBAsyncClient,
-    account_id: int,
-    entry_id: int,
-    points: int,
-    *,
-    prefer: Sequence[int] = (),
-    only: bool = False,
-) -> None:
-    """Take ``points`` from the account's lots: ``prefer`` first, then first-expiring-first."""
-    left = points
-    uses: list[tuple[int, int]] = []
-
-    async def take(lot_id: int, remaining: int) -> None:
-        nonlocal left
-        amount = min(left, remaining)
-        if amount <= 0:
-            return
-        await execute(conn, "UPDATE loyalty_lot SET remaining = remaining - ? WHERE id = ?",
-                      [amount, lot_id])
-        uses.append((lot_id, amount))
-        left -= amount
-
-    for lot_id in prefer:
-        rows = await fetch(
-            conn, "SELECT remaining FROM loyalty_lot WHERE id = ? AND account_id = ?",
-            [lot_id, account_id])
-        if rows:
-            await take(lot_id, int(rows[0]["remaining"]))
-    while left > 0 and not only:
-        rows = await fetch(
-            conn,
-            "SELECT id, remaining FROM loyalty_lot WHERE account_id = ? AND remaining > 0 "
-            f"ORDER BY expires_on, id LIMIT {_FIFO_BATCH}",
-            [account_id],
-        )
-        if not rows:
-            break
-        for row in rows:
-            await take(int(row["id"]), int(row["remaining"]))
-            if left == 0:
-                break
-    if left:
-        raise LedgerCorrupted(f"account {account_id}: lots short by {left} points")
-    placeholders = ", ".join("(?, ?, ?)" for _ in uses)
-    await execute(
-        conn,
-        f"INSERT INTO loyalty_lot_use (entry_id, lot_id, amount) VALUES {placeholders}",
-        [value for lot_id, amount in uses for value in (entry_id, lot_id, amount)],
-    )
-
-
-# --- PostgreSQL: fewer round trips -----------------------------------------------------------
-# A credit is one statement (account update, entry, lot) and a debit's bookkeeping another
-# (first-expiring-first lot consumption, entry, lot uses), so a posting costs two or three
-# round trips instead of six or more. The debit's lot statement runs after the statement that
-# locked the account, so its snapshot sees every committed change to the lots. SQLite runs
-# the same steps one statement at a time (it has no data-modifying WITH).
-
-_ENTRY_COLUMNS = ("account_id, kind, amount, balance_after, idempotency_key, fingerprint, "
-                  "reverses_id, shortfall, payment_id, policy_id, reason, operator, "
-                  "occurred_at, created_at, basis_cents")
-
-_PG_CREDIT = f"""
-WITH a AS (
-    UPDATE loyalty_account SET balance = balance + $1::bigint, updated_at = $2::timestamptz
-    WHERE {{where}} = $3::int RETURNING id, balance
-), e AS (
-    INSERT INTO loyalty_entry ({_ENTRY_COLUMNS})
-    SELECT a.id, $4::varchar, $1::bigint, a.balance, $5::varchar, $6::varchar, $7::bigint, 0,
-           $8::int, $9::int, $10::text, $11::varchar, $12::timestamptz, $2::timestamptz,
-           $14::bigint FROM a
-    RETURNING id, account_id, balance_after
-), l AS (
-    INSERT INTO loyalty_lot (account_id, entry_id, original, remaining, earned_at, expires_on)
-    SELECT e.account_id, e.id, $1::bigint, $1::bigint, $12::timestamptz, $13::date FROM e
-)
-SELECT id, account_id, balance_after FROM e
-"""
-
-_PG_DEBIT_RECORD = f"""
-WITH fifo AS (
-    SELECT id, remaining, SUM(remaining) OVER (
-        ORDER BY (id = ANY($3::bigint[])) DESC, expires_on, id) - remaining AS before
-    FROM loyalty_lot
-    WHERE account_id = $1::int AND remaining > 0 AND (NOT $4::boolean OR id = ANY($3::bigint[]))
-), take AS (
-    SELECT id, LEAST(remaining, $2::bigint - before) AS amount FROM fifo WHERE before < $2::bigint
-), used AS (
-    UPDATE loyalty_lot SET remaining = loyalty_lot.remaining - take.amount
-    FROM take WHERE loyalty_lot.id = take.id
-), e AS (
-    INSERT INTO loyalty_entry ({_ENTRY_COLUMNS})
-    VALUES ($1::int, $5::varchar, $6::bigint, $7::bigint, $8::varchar, $9::varchar, $10::bigint,
-            $11::bigint, $12::int, $13::int, $14::text, $15::varchar, $16::timestamptz,
-            $17::timestamptz, $18::bigint)
-    RETURNING id
-), uses AS (
-    INSERT INTO loyalty_lot_use (entry_id, lot_id, amount)
-    SELECT e.id, take.id, take.amount FROM e, take
-)
-SELECT e.id, (SELECT COALESCE(SUM(amount), 0) FROM take) AS taken FROM e
-"""
+async def _lot_remaining(conn: BaseDBAsyncClient, lot_id: int) -> int:
+    return int(await fetchval(conn, "SELECT remaining FROM loyalty_lot WHERE id = :lot",
+                              {"lot": lot_id}))
 
 
 def _key_conflict(exc: IntegrityError, key: str) -> Replay:
@@ -392,26 +301,82 @@ def _key_conflict(exc: IntegrityError, key: str) -> Replay:
     return Replay(key)
 
 
-async def _pg_credit(
+# --- the two bookkeeping steps, each one function with both backends' forms ------------------
+# On PostgreSQL a credit is one statement (account update, entry, lot) and a debit's
+# bookkeeping another (first-expiring-first lot consumption, entry, lot uses): a posting costs
+# two or three round trips instead of six or more. The debit's lot statement runs after the
+# statement that locked the account, so its snapshot sees every committed change to the lots.
+# SQLite has RETURNING but no data-modifying WITH, so it runs the same steps one statement at a
+# time, in process (a statement there costs microseconds, not a round trip).
+
+_CREDIT_IN_ONE = f"""
+WITH a AS (
+    UPDATE loyalty_account SET balance = balance + :amount::bigint,
+                               updated_at = :stamp::timestamptz
+    WHERE {{where}}::int RETURNING id, balance
+), e AS (
+    INSERT INTO loyalty_entry (account_id, balance_after, {_ENTRY_COLUMNS})
+    SELECT a.id, a.balance, {_ENTRY_VALUES_TYPED} FROM a
+    RETURNING id, account_id, balance_after
+), l AS (
+    INSERT INTO loyalty_lot (account_id, entry_id, original, remaining, earned_at, expires_on)
+    SELECT e.account_id, e.id, :amount::bigint, :amount::bigint, :occurred_at::timestamptz,
+           :expires_on::date FROM e
+)
+SELECT id, account_id, balance_after FROM e
+"""
+
+
+async def _credit_rows(
     conn: BaseDBAsyncClient, ref: AccountRef, points: int, spec: EntrySpec, *, now: datetime,
     expires_on: date, settings: LoyaltySettings,
-) -> tuple[int, int, int]:
-    sql = _PG_CREDIT.replace("{where}", ref.column)
-    values = [points, orm_clock.now(), ref.value, spec.kind.value, spec.key, spec.fingerprint,
-              spec.reverses_id, spec.payment_id, spec.policy_id, spec.reason, spec.operator,
-              utc(now), expires_on, spec.basis_cents]
+) -> EntryRow:
+    """Raise the balance, write the entry and its lot; the account is created on first use."""
+    if not is_postgres(conn):
+        account_id, balance = await _add_to_balance(conn, ref, points, settings)
+        entry_id = await _insert_entry(conn, account_id, spec, points, balance, now)
+        await _insert_lot(conn, account_id, entry_id, points, now, expires_on)
+        return EntryRow(id=entry_id, account_id=account_id, balance_after=balance)
+    sql = _CREDIT_IN_ONE.replace("{where}", _WHERE[ref.column])
+    values = {"ref": ref.value, "expires_on": expires_on,
+              **_entry_values(spec, points, None, now)}
     for _ in range(2):
         try:
-            rows = await conn.execute_query_dict(sql, values)
+            row = await fetchrow(conn, sql, values)
         except IntegrityError as exc:
             raise _key_conflict(exc, spec.key) from None
-        if rows:
-            row = rows[0]
-            return int(row["id"]), int(row["account_id"]), int(row["balance_after"])
+        if row is not None:
+            return EntryRow(id=int(row["id"]), account_id=int(row["account_id"]),
+                            balance_after=int(row["balance_after"]))
         if ref.column != "customer_id":
             break
         await _create_account(conn, ref.value, settings)
     raise UnknownCustomer(f"no loyalty account for {ref.column} {ref.value}")
+
+
+_DEBIT_IN_ONE = f"""
+WITH fifo AS (
+    SELECT id, remaining, SUM(remaining) OVER (
+        ORDER BY (id = ANY(:prefer::bigint[])) DESC, expires_on, id) - remaining AS before
+    FROM loyalty_lot
+    WHERE account_id = :account::int AND remaining > 0
+      AND (NOT :only::boolean OR id = ANY(:prefer::bigint[]))
+), take AS (
+    SELECT id, LEAST(remaining, :taken::bigint - before) AS amount FROM fifo
+    WHERE before < :taken::bigint
+), used AS (
+    UPDATE loyalty_lot SET remaining = loyalty_lot.remaining - take.amount
+    FROM take WHERE loyalty_lot.id = take.id
+), e AS (
+    INSERT INTO loyalty_entry (account_id, balance_after, {_ENTRY_COLUMNS})
+    VALUES (:account::int, :balance_after::bigint, {_ENTRY_VALUES_TYPED})
+    RETURNING id
+), uses AS (
+    INSERT INTO loyalty_lot_use (entry_id, lot_id, amount)
+    SELECT e.id, take.id, take.amount FROM e, take
+)
+SELECT e.id, (SELECT COALESCE(SUM(amount), 0) FROM take) AS taken FROM e
+"""
 
 
 async def _record_debit(
@@ -435,16 +400,68 @@ async def _record_debit(
             await _consume(conn, account_id, entry_id, taken, prefer=prefer, only=only)
         return entry_id
     try:
-        rows = await conn.execute_query_dict(_PG_DEBIT_RECORD, [
-            account_id, taken, list(prefer), only, spec.kind.value, -taken, balance, spec.key,
-            spec.fingerprint, spec.reverses_id, shortfall, spec.payment_id, spec.policy_id,
-            spec.reason, spec.operator, utc(now), orm_clock.now(), spec.basis_cents])
+        row = await fetchrow(conn, _DEBIT_IN_ONE, {
+            "account": account_id, "taken": taken, "prefer": list(prefer), "only": only,
+            **_entry_values(spec, -taken, balance, now, shortfall)})
     except IntegrityError as exc:
         raise _key_conflict(exc, spec.key) from None
-    if int(rows[0]["taken"]) != taken:
+    assert row is not None  # the entry is inserted unconditionally
+    if int(row["taken"]) != taken:
         raise LedgerCorrupted(f"account {account_id}: lots short by "
-                              f"{taken - int(rows[0]['taken'])} points")
-    return int(rows[0]["id"])
+                              f"{taken - int(row['taken'])} points")
+    return int(row["id"])
+
+
+async def _consume(
+    conn: BaseDBAsyncClient,
+    account_id: int,
+    entry_id: int,
+    points: int,
+    *,
+    prefer: Sequence[int] = (),
+    only: bool = False,
+) -> None:
+    """SQLite's form of ``_DEBIT_IN_ONE``: take ``points`` from the account's lots,
+    ``prefer`` first, then first-expiring-first."""
+    left = points
+    uses: list[tuple[int, int]] = []
+
+    async def take(lot_id: int, remaining: int) -> None:
+        nonlocal left
+        amount = min(left, remaining)
+        if amount <= 0:
+            return
+        await execute(conn, "UPDATE loyalty_lot SET remaining = remaining - :amount "
+                            "WHERE id = :lot", {"amount": amount, "lot": lot_id})
+        uses.append((lot_id, amount))
+        left -= amount
+
+    for lot_id in prefer:
+        remaining = await fetchval(
+            conn, "SELECT remaining FROM loyalty_lot WHERE id = :lot AND account_id = :account",
+            {"lot": lot_id, "account": account_id})
+        if remaining is not None:
+            await take(lot_id, int(remaining))
+    while left > 0 and not only:
+        rows = await fetch(
+            conn,
+            "SELECT id, remaining FROM loyalty_lot WHERE account_id = :account "
+            f"AND remaining > 0 ORDER BY expires_on, id LIMIT {_FIFO_BATCH}",
+            {"account": account_id},
+        )
+        if not rows:
+            break
+        for row in rows:
+            await take(int(row["id"]), int(row["remaining"]))
+            if left == 0:
+                break
+    if left:
+        raise LedgerCorrupted(f"account {account_id}: lots short by {left} points")
+    params = Params(entry=entry_id)
+    rows_sql = ", ".join(f"(:entry, {params.add(lot_id)}, {params.add(amount)})"
+                         for lot_id, amount in uses)
+    await execute(conn, f"INSERT INTO loyalty_lot_use (entry_id, lot_id, amount) "
+                        f"VALUES {rows_sql}", params)
 
 
 # --- postings inside a transaction ----------------------------------------------------------
@@ -465,14 +482,9 @@ async def post_credit(
         raise InvalidRequest("a credit must be a positive number of points")
     if expires_on is None:
         expires_on = lot_expiry(local_day(now, PROGRAMME_TZ), settings.lot_expiry_months)
-    if is_postgres(conn):
-        entry_id, account_id, balance = await _pg_credit(
-            conn, ref, points, spec, now=now, expires_on=expires_on, settings=settings)
-        return Posted(entry_id, account_id, spec.kind, points, balance)
-    account_id, balance = await _add_to_balance(conn, ref, points, settings)
-    entry_id = await _insert_entry(conn, account_id, spec, points, balance, now)
-    await _insert_lot(conn, account_id, entry_id, points, now, expires_on)
-    return Posted(entry_id, account_id, spec.kind, points, balance)
+    row = await _credit_rows(conn, ref, points, spec, now=now, expires_on=expires_on,
+                             settings=settings)
+    return Posted(row["id"], row["account_id"], spec.kind, points, row["balance_after"])
 
 
 async def post_debit(
@@ -492,9 +504,9 @@ async def post_debit(
     if taken is None:
         if await _key_exists(conn, spec.key):
             raise Replay(spec.key)
-        rows = await fetch(conn, f"SELECT balance FROM loyalty_account WHERE "
-                                 f"{_WHERE[ref.column]}", [ref.value])
-        raise InsufficientPoints(points, int(rows[0]["balance"]) if rows else 0)
+        balance = await fetchval(conn, f"SELECT balance FROM loyalty_account WHERE "
+                                       f"{_WHERE[ref.column]}", {"ref": ref.value})
+        raise InsufficientPoints(points, int(balance or 0))
     account_id, balance = taken
     entry_id = await _record_debit(conn, account_id, spec, points, balance, now=now,
                                    prefer=prefer_lots, only=only_preferred)
@@ -557,8 +569,8 @@ async def post_restoring_credit(
     uses = await fetch(
         conn,
         "SELECT u.lot_id, u.amount, l.expires_on FROM loyalty_lot_use u "
-        "JOIN loyalty_lot l ON l.id = u.lot_id WHERE u.entry_id = ? ORDER BY u.id",
-        [original.id],
+        "JOIN loyalty_lot l ON l.id = u.lot_id WHERE u.entry_id = :entry ORDER BY u.id",
+        {"entry": original.id},
     )
     total = sum(int(u["amount"]) for u in uses)
     if total <= 0:
@@ -570,19 +582,17 @@ async def post_restoring_credit(
     past: list[int] = []
     for use in uses:
         lot_id, amount = int(use["lot_id"]), int(use["amount"])
-        expires_on = use["expires_on"]
-        if isinstance(expires_on, str):
-            expires_on = date.fromisoformat(expires_on)
+        expires_on = as_date(use["expires_on"])
         if await _key_exists(conn, expiry_key(lot_id)):
             lot_id = await _insert_lot(conn, account_id, entry_id, amount, now, expires_on)
         else:
-            await execute(conn, "UPDATE loyalty_lot SET remaining = remaining + ? WHERE id = ?",
-                          [amount, lot_id])
+            await execute(conn, "UPDATE loyalty_lot SET remaining = remaining + :amount "
+                                "WHERE id = :lot", {"amount": amount, "lot": lot_id})
         if expires_on < today:
             past.append(lot_id)
     for lot_id in dict.fromkeys(past):
-        rows = await fetch(conn, "SELECT remaining FROM loyalty_lot WHERE id = ?", [lot_id])
-        await post_debit(conn, AccountRef.of_account(account_id), int(rows[0]["remaining"]),
+        await post_debit(conn, AccountRef.of_account(account_id),
+                         await _lot_remaining(conn, lot_id),
                          expiry_spec(lot_id), now=now, prefer_lots=[lot_id],
                          only_preferred=True)
     return Posted(entry_id, account_id, spec.kind, total, balance)
@@ -612,53 +622,49 @@ async def find_replay(key: str, fingerprint_: str) -> Posted | None:
 # --- public postings ------------------------------------------------------------------------
 
 
-async def credit(
-    customer_id: int,
-    points: int,
-    *,
-    kind: EntryKind,
-    key: str,
-    now: datetime,
-    settings: LoyaltySettings,
-    reason: str = "",
-    operator: str = "",
-) -> Posted:
-    """Credit points to a customer (creating the account on first use)."""
-    request = {"op": "credit", "customer": customer_id, "kind": kind.value, "points": points,
+Posting = Callable[[BaseDBAsyncClient, AccountRef, EntrySpec], Awaitable[Posted]]
+
+
+async def _post_for_customer(op: str, customer_id: int, points: int, *, kind: EntryKind,
+                             key: str, reason: str, operator: str, post: Posting,
+                             one_statement: bool = False) -> Posted:
+    """A public posting: the entry's spec from the request, ``post`` in a transaction of its
+    own (a ``one_statement`` posting on PostgreSQL is one already, or part of the caller's),
+    and a replayed key answered with the original entry."""
+    request = {"op": op, "customer": customer_id, "kind": kind.value, "points": points,
                "reason": reason, "operator": operator}
     spec = EntrySpec(kind, key, fingerprint(request), reason=reason, operator=operator)
     ref = AccountRef.of_customer(customer_id)
     try:
-        current = connections.get("default")
-        if is_postgres(current):
-            # One statement is one transaction (or part of the caller's, if there is one).
-            return await post_credit(current, ref, points, spec, now=now, settings=settings)
+        if one_statement and is_postgres():
+            return await post(current(), ref, spec)
         async with in_transaction() as conn:
-            return await post_credit(conn, ref, points, spec, now=now, settings=settings)
+            return await post(conn, ref, spec)
     except Replay:
         return await replayed(key, spec.fingerprint)
 
 
-async def debit(
-    customer_id: int,
-    points: int,
-    *,
-    kind: EntryKind,
-    key: str,
-    now: datetime,
-    reason: str = "",
-    operator: str = "",
-) -> Posted:
+async def credit(customer_id: int, points: int, *, kind: EntryKind, key: str, now: datetime,
+                 settings: LoyaltySettings, reason: str = "", operator: str = "") -> Posted:
+    """Credit points to a customer (creating the account on first use)."""
+
+    async def post(conn: BaseDBAsyncClient, ref: AccountRef, spec: EntrySpec) -> Posted:
+        return await post_credit(conn, ref, points, spec, now=now, settings=settings)
+
+    return await _post_for_customer("credit", customer_id, points, kind=kind, key=key,
+                                    reason=reason, operator=operator, post=post,
+                                    one_statement=True)
+
+
+async def debit(customer_id: int, points: int, *, kind: EntryKind, key: str, now: datetime,
+                reason: str = "", operator: str = "") -> Posted:
     """Debit points first-expiring-first, or raise ``InsufficientPoints``."""
-    request = {"op": "debit", "customer": customer_id, "kind": kind.value, "points": points,
-               "reason": reason, "operator": operator}
-    spec = EntrySpec(kind, key, fingerprint(request), reason=reason, operator=operator)
-    try:
-        async with in_transaction() as conn:
-            return await post_debit(conn, AccountRef.of_customer(customer_id), points, spec,
-                                    now=now)
-    except Replay:
-        return await replayed(key, spec.fingerprint)
+
+    async def post(conn: BaseDBAsyncClient, ref: AccountRef, spec: EntrySpec) -> Posted:
+        return await post_debit(conn, ref, points, spec, now=now)
+
+    return await _post_for_customer("debit", customer_id, points, kind=kind, key=key,
+                                    reason=reason, operator=operator, post=post)
 
 
 _REVERSIBLE_CREDITS = frozenset(EARNING_KINDS)
@@ -727,17 +733,32 @@ async def get_balance(customer_id: int) -> int:
     return account.balance if account else 0
 
 
+def expiring_by_date(account: str) -> str:
+    """SQL: the points of account ``account`` (an SQL expression for its id) that expire from
+    ``:first`` through ``:last``, per expiry date, soonest first — the one definition
+    ``expiring_points`` runs alone and ``loyalty.overview`` embeds in the /points statement."""
+    return ("SELECT l.expires_on, SUM(l.remaining) AS points FROM loyalty_lot l "
+            f"WHERE l.account_id = {account} AND l.remaining > 0 AND l.expires_on >= :first "
+            "AND l.expires_on <= :last GROUP BY l.expires_on ORDER BY l.expires_on")
+
+
+def latest_entries(account: str) -> str:
+    """SQL: the last ``:entries`` entries of account ``account``, newest first (shared the
+    same way as ``expiring_by_date``)."""
+    return ("SELECT e.id, e.occurred_at, e.amount, e.kind FROM loyalty_entry e "
+            f"WHERE e.account_id = {account} ORDER BY e.occurred_at DESC, e.id DESC "
+            "LIMIT :entries")
+
+
+_ACCOUNT_OF_CUSTOMER = "(SELECT id FROM loyalty_account WHERE customer_id = :customer)"
+
+
 async def expiring_points(customer_id: int, *, today: date, days: int) -> list[tuple[date, int]]:
     """Points that expire within ``days`` days of ``today``, per expiry date, soonest first."""
-    horizon = date.fromordinal(today.toordinal() + days)
-    rows = await PointLot.filter(
-        account__customer_id=customer_id, remaining__gt=0, expires_on__gte=today,
-        expires_on__lte=horizon,
-    ).order_by("expires_on").values_list("expires_on", "remaining")
-    totals: dict[date, int] = {}
-    for expires_on, remaining in rows:
-        totals[expires_on] = totals.get(expires_on, 0) + int(remaining)
-    return sorted(totals.items())
+    rows = await fetch(current(), expiring_by_date(_ACCOUNT_OF_CUSTOMER),
+                       {"customer": customer_id, "first": today,
+                        "last": today + timedelta(days=days)})
+    return [(as_date(row["expires_on"]), int(row["points"])) for row in rows]
 
 
 async def points_expiring_within(customer_id: int, *, today: date, days: int) -> int:
@@ -745,8 +766,12 @@ async def points_expiring_within(customer_id: int, *, today: date, days: int) ->
 
 
 async def recent_entries(customer_id: int, *, limit: int = 10) -> list[LedgerEntry]:
-    return await LedgerEntry.filter(account__customer_id=customer_id).order_by(
-        "-occurred_at", "-id").limit(limit)
+    """The customer's last ``limit`` entries, newest first, as the console shows them."""
+    rows = await fetch(current(), latest_entries(_ACCOUNT_OF_CUSTOMER),
+                       {"customer": customer_id, "entries": limit})
+    ids = [int(row["id"]) for row in rows]
+    found = {entry.id: entry for entry in await LedgerEntry.filter(id__in=ids)}
+    return [found[entry_id] for entry_id in ids]
 
 
 @dataclass(frozen=True, slots=True)

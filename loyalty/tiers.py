@@ -17,10 +17,11 @@ from tortoise.transactions import in_transaction
 
 from loyalty import notifications
 from loyalty.config import LoyaltySettings, TierSettings
-from loyalty.ledger import Account, AccountRef, fetch, lock_account
+from loyalty.ledger import Account, AccountRef, lock_account
 from loyalty.periods import PROGRAMME_TZ, add_months, start_of_day, utc
 from storage.loyalty_models import LoyaltyAccount, TierChange, TierChangeReason
 from storage.models import Customer, Payment, PaymentKind
+from storage.sql import current, fetch, fetchval
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +33,26 @@ def year_before(moment: datetime) -> datetime:
     return moment.replace(year=day.year, month=day.month, day=day.day)
 
 
+def trailing_premium(customer: str) -> str:
+    """SQL: premium paid minus refunds by customer ``customer`` (an SQL expression for the id)
+    after ``:year_before`` up to ``:until`` (inclusive) — the one definition
+    ``trailing_premium_cents`` runs alone and ``loyalty.overview`` embeds (values from
+    ``trailing_window``)."""
+    return ("SELECT COALESCE(SUM(CASE WHEN p.kind = :premium THEN p.amount_cents "
+            f"ELSE -p.amount_cents END), 0) FROM payment p WHERE p.customer_id = {customer} "
+            "AND p.paid_at > :year_before AND p.paid_at <= :until")
+
+
+def trailing_window(now: datetime) -> dict[str, object]:
+    """The values of ``trailing_premium`` for the 12 months up to ``now``."""
+    return {"premium": PaymentKind.PREMIUM.value, "year_before": year_before(now),
+            "until": utc(now)}
+
+
 async def trailing_premium_cents(customer_id: int, *, now: datetime) -> int:
     """Premium paid minus refunds in the 12 months up to ``now`` (inclusive)."""
-    rows = await Payment.filter(
-        customer_id=customer_id, paid_at__gt=year_before(now), paid_at__lte=utc(now)
-    ).values_list("kind", "amount_cents")
-    return sum(amount if kind == PaymentKind.PREMIUM else -amount for kind, amount in rows)
+    return int(await fetchval(current(), f"SELECT ({trailing_premium(':customer')}) AS cents",
+                              {"customer": customer_id, **trailing_window(now)}))
 
 
 async def upgrade_if_qualified(
@@ -99,8 +114,8 @@ async def annual_tier_review(
         rows = await fetch(
             conn,
             "SELECT customer_id, kind, SUM(amount_cents) AS total FROM payment "
-            "WHERE paid_at >= ? AND paid_at < ? GROUP BY customer_id, kind",
-            [start, end],
+            "WHERE paid_at >= :start AND paid_at < :end GROUP BY customer_id, kind",
+            {"start": start, "end": end},
         )
     trailing: dict[int, int] = {}
     for row in rows:

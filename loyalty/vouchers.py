@@ -33,7 +33,6 @@ from loyalty.ledger import (
     AccountRef,
     EntrySpec,
     Replay,
-    execute,
     fingerprint,
     lock_account,
     post_debit,
@@ -43,6 +42,7 @@ from loyalty.periods import local_day, start_of_day, utc, zone
 from loyalty.rewards import check_terms, discount_percent, get_reward
 from storage.loyalty_models import EntryKind, LedgerEntry, Reward, Voucher, VoucherStatus
 from storage.models import Customer
+from storage.sql import execute
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +107,8 @@ async def redeem(
                 raise InsufficientPoints(terms.cost, account.balance)
             if reward.stock is not None:
                 taken = await execute(
-                    conn, "UPDATE loyalty_reward SET stock = stock - 1 WHERE id = ? AND stock > 0",
-                    [reward.id])
+                    conn, "UPDATE loyalty_reward SET stock = stock - 1 "
+                          "WHERE id = :reward AND stock > 0", {"reward": reward.id})
                 if not taken:
                     raise OutOfStock(f"reward {reward.code} is out of stock")
             debit_entry_id: int | None = None
@@ -179,7 +179,8 @@ async def _release(conn: BaseDBAsyncClient, voucher: Voucher, *, refund: bool, n
                                      operator="")
         await Voucher.filter(id=voucher.id).update(refund_entry_id=posted.entry_id)
     await execute(conn, "UPDATE loyalty_reward SET stock = stock + 1 "
-                        "WHERE id = ? AND stock IS NOT NULL", [voucher.reward_id])
+                        "WHERE id = :reward AND stock IS NOT NULL",
+                  {"reward": voucher.reward_id})
 
 
 async def cancel_voucher(

@@ -32,7 +32,6 @@ import logging
 from collections.abc import Iterator
 from datetime import date
 from functools import partial
-from typing import Any
 
 from scheduler.cn_calendar import (
     lunar_anniversary,
@@ -41,9 +40,10 @@ from scheduler.cn_calendar import (
     to_lunar,
 )
 from scheduler.context import PlanContext, Sink, feed
-from scheduler.selection import Selection, placeholders
+from scheduler.selection import Selection
 from storage.models import Category
 from storage.outbox import Outbound
+from storage.sql import Fragment, Params, Row
 
 log = logging.getLogger(__name__)
 
@@ -98,31 +98,23 @@ def greets_today(ctx: PlanContext) -> bool:
 
 
 def solar_selection(ctx: PlanContext) -> Selection:
-    mds = solar_month_days_on(ctx.day)
-    reach = ctx.care_reaches()
-    return Selection(
-        columns="c.name, c.timezone",
-        source=f"FROM customer c WHERE c.birthday_md IN ({placeholders(len(mds))}) "
-               f"AND NOT c.lunar_birthday AND {reach.sql}",
-        values=(*mds, *reach.values),
-        key="c.id",
-    )
+    params = Params()
+    source = (f"FROM customer c WHERE c.birthday_md IN "
+              f"({params.add_all(solar_month_days_on(ctx.day))}) "
+              f"AND NOT c.lunar_birthday AND {params.take(ctx.care_reaches())}")
+    return Selection(columns="c.name, c.timezone", source=Fragment(source, params), key="c.id")
 
 
 def lunar_selection(ctx: PlanContext) -> Selection | None:
     births = lunar_birth_dates_on(ctx.day)
     if not births:
         return None
-    mds = sorted({month_day(b) for b in births})
-    reach = ctx.care_reaches()
-    return Selection(
-        columns="c.name, c.timezone",
-        source=f"FROM customer c WHERE c.birthday_md IN ({placeholders(len(mds))}) "
-               f"AND c.lunar_birthday AND c.birthday IN ({placeholders(len(births))}) "
-               f"AND {reach.sql}",
-        values=(*mds, *births, *reach.values),
-        key="c.id",
-    )
+    params = Params()
+    source = (f"FROM customer c WHERE c.birthday_md IN "
+              f"({params.add_all(sorted({month_day(b) for b in births}))}) "
+              f"AND c.lunar_birthday AND c.birthday IN ({params.add_all(births)}) "
+              f"AND {params.take(ctx.care_reaches())}")
+    return Selection(columns="c.name, c.timezone", source=Fragment(source, params), key="c.id")
 
 
 def selections(ctx: PlanContext) -> list[Selection]:
@@ -134,7 +126,7 @@ def selections(ctx: PlanContext) -> list[Selection]:
     return found
 
 
-def _messages(ctx: PlanContext, rows: list[dict[str, Any]], *,
+def _messages(ctx: PlanContext, rows: list[Row], *,
               year: int) -> Iterator[Outbound]:
     zones = ctx.zones
     for row in rows:

@@ -9,7 +9,7 @@ and each rule decides from the pair whether its message is still worth sending.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -20,16 +20,18 @@ from tortoise.transactions import in_transaction
 
 from scheduler.cn_calendar import WorkCalendar, work_calendar
 from scheduler.config import CareSettings, RenewalSettings, ScheduleSettings
-from scheduler.selection import Selection, execute, is_postgres
-from storage.coverage import Condition, care_reaches
-from storage.outbox import Outbound, enqueue_bulk, insert_select_sql
+from scheduler.selection import Selection
+from storage.coverage import care_reaches
+from storage.models import Category
+from storage.outbox import Outbound, enqueue_bulk, insert_select
+from storage.sql import Fragment, Row, execute, is_postgres
 
 Sink = Callable[[Iterable[Outbound]], Awaitable[int]]
 """Takes messages (a generator is fine) and returns how many were newly queued."""
 
 
 async def feed(selection: Selection, size: int,
-               build: Callable[[list[dict[str, Any]]], Iterable[Outbound]], sink: Sink) -> int:
+               build: Callable[[list[Row]], Iterable[Outbound]], sink: Sink) -> int:
     """Read ``selection`` page by page and queue the messages ``build`` makes of each page.
 
     The next page is read while the previous one is being written (on PostgreSQL these are two
@@ -72,24 +74,23 @@ class OutboxSink:
     async def __call__(self, items: Iterable[Outbound]) -> int:
         return await enqueue_bulk(items, batch_size=self._batch_size)
 
-    async def insert_select(self, selection: Selection, expressions: str,
-                            values: Sequence[Any], *, span: int) -> int:
-        """Queue ``expressions`` (see ``storage.outbox.insert_select_sql``) for every row of
-        ``selection``, whose key must be an integer, ``span`` keys per statement; returns how
-        many were new."""
+    async def insert_select(self, selection: Selection, columns: Mapping[str, Fragment], *,
+                            span: int) -> int:
+        """Queue the message ``columns`` describe (see ``storage.outbox.insert_select``) for
+        every row of ``selection``, whose key must be an integer, ``span`` keys per statement;
+        returns how many were new."""
         bounds = await selection.key_bounds()
         if bounds is None:
             return 0
         low, top = int(bounds[0]) - 1, int(bounds[1])
         postgres = is_postgres()
         now = datetime.now(UTC)  # the rows' created_at, as enqueue_bulk stamps them
-        stamp: object = now.astimezone(UTC) if postgres else now.astimezone(UTC).isoformat(" ")
         created = 0
         while low < top:
             part = selection.within(low, min(low + span, top))
-            sql = insert_select_sql(expressions, part.source, postgres=postgres)
-            async with in_transaction():
-                created += await execute(sql, (stamp, stamp, *values, *part.values))
+            sql, params = insert_select(columns, part.source, created_at=now, postgres=postgres)
+            async with in_transaction() as conn:
+                created += await execute(conn, sql, params)
             low += span
         return created
 
@@ -151,7 +152,18 @@ class PlanContext:
         (``schedule.daily_plan_at``) in their own time zone."""
         return self._zones.at(self.day, moment or self.schedule.daily_plan_at, timezone)
 
-    def care_reaches(self, customer: str = "c") -> Condition:
+    def message(self, row: Row, *, key: str, kind: str, category: Category, template: str,
+                params: dict[str, Any], stale_after: Callable[[datetime], datetime],
+                moment: time | None = None) -> Outbound:
+        """A rule's message to the customer of a selected row (``customer_id``,
+        ``timezone``): sent on the plan day at ``moment`` in their time zone (``send_at``),
+        stale at ``stale_after(send time)``."""
+        sent = self.send_at(row["timezone"], moment)
+        return Outbound(dedup_key=key, kind=kind, category=category,
+                        customer_id=row["customer_id"], template_key=template, params=params,
+                        not_before=sent, stale_after=stale_after(sent))
+
+    def care_reaches(self, customer: str = "c") -> Fragment:
         """SQL: customer care reaches customer ``customer`` on the plan day
         (``storage.coverage``)."""
         return care_reaches(self.day, self.care.lapsed_days, customer)

@@ -24,15 +24,26 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import partial
-from typing import Any, Final
+from typing import Final
 
 from scheduler.cn_calendar import lunar_to_solar
 from scheduler.config import FestivalSettings
 from scheduler.context import OutboxSink, PlanContext, Sink, feed
-from scheduler.selection import Selection, fetch, is_postgres
+from scheduler.selection import Selection
 from scheduler.wording import FESTIVAL_NAMES, Localised, localised
 from storage.models import Category
 from storage.outbox import Outbound
+from storage.sql import (
+    Fragment,
+    Params,
+    Row,
+    current,
+    fetch,
+    is_postgres,
+    json_object,
+    json_param,
+    typed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +113,9 @@ def festival_on(day: date, extra: Sequence[FestivalSettings] = ()) -> Festival |
 def reached_customers(ctx: PlanContext) -> Selection:
     """The customers care reaches on the plan day, by id."""
     reach = ctx.care_reaches()
-    return Selection(
-        columns="c.id AS customer_id, c.name, c.timezone",
-        source=f"FROM customer c WHERE {reach.sql}",
-        values=reach.values,
-        key="c.id",
-    )
+    return Selection(columns="c.id AS customer_id, c.name, c.timezone",
+                     source=Fragment(f"FROM customer c WHERE {reach.sql}", reach.params),
+                     key="c.id")
 
 
 def selections(ctx: PlanContext) -> list[Selection]:
@@ -121,7 +129,7 @@ def dedup_prefix(day: date) -> str:
     return f"festival:{day.isoformat()}:"
 
 
-def _messages(ctx: PlanContext, rows: list[dict[str, Any]], *,
+def _messages(ctx: PlanContext, rows: list[Row], *,
               festival: Festival) -> Iterator[Outbound]:
     prefix = dedup_prefix(ctx.day)
     for row in rows:
@@ -138,35 +146,44 @@ def _messages(ctx: PlanContext, rows: list[dict[str, Any]], *,
         )
 
 
-def _greeting_sql(ctx: PlanContext, festival: Festival,
-                  zone_names: list[str]) -> tuple[str, list[Any]]:
+def _greeting_columns(ctx: PlanContext, festival: Festival, zone_names: list[str], *,
+                      postgres: bool) -> dict[str, Fragment]:
     """The columns of ``_messages`` as SQL over ``reached_customers`` (for
     ``OutboxSink.insert_select``), with the same values: the send and stale times per customer
     time zone are ``CASE``s over the zones customers have (computed here, as ``Zones`` does),
     anything else getting the care zone's times as an unknown zone does."""
-    postgres = is_postgres()
-    txt, ts = ("::text", "::timestamptz") if postgres else ("", "")
 
-    def stamp(moment: datetime) -> object:
-        utc = moment.astimezone(UTC)
-        return utc if postgres else utc.isoformat(" ")
+    def text(value: str) -> Fragment:
+        return Fragment(typed(":value", "text", postgres=postgres), {"value": value})
 
-    def by_zone(moment: Callable[[str | None], datetime]) -> tuple[str, list[Any]]:
-        whens = "".join(f"WHEN ?{txt} THEN ?{ts} " for _ in zone_names)
-        sql = f"CASE c.timezone {whens}ELSE ?{ts} END" if zone_names else f"?{ts}"
-        values: list[Any] = [v for name in zone_names for v in (name, stamp(moment(name)))]
-        return sql, [*values, stamp(moment(None))]
+    def by_zone(moment: Callable[[str | None], datetime]) -> Fragment:
+        params = Params()
 
-    send, send_values = by_zone(ctx.send_at)
-    stale, stale_values = by_zone(partial(ctx.zones.end_of_day, ctx.day))
-    params = ("jsonb_build_object('name', c.name, 'festival', ?::text::jsonb)" if postgres
-              else "json_object('name', c.name, 'festival', json(?))")
-    expressions = (f"?{txt} || c.id, ?{txt}, ?{txt}, c.id, ?{txt}, ?{txt}, "
-                   f"{params}, {send}, {stale}, NULL")
-    values: list[Any] = [dedup_prefix(ctx.day), KIND, Category.CARE.value,
-                         "telegram_then_sms", "festival", json.dumps(festival.name),
-                         *send_values, *stale_values]
-    return expressions, values
+        def at(name: str | None) -> str:
+            return typed(params.add(moment(name).astimezone(UTC)), "timestamptz",
+                         postgres=postgres)
+
+        whens = "".join(f"WHEN {typed(params.add(name), 'text', postgres=postgres)} "
+                        f"THEN {at(name)} " for name in zone_names)
+        other = at(None)
+        return Fragment(f"CASE c.timezone {whens}ELSE {other} END" if zone_names else other,
+                        params)
+
+    festival_name = json_param(":festival", postgres=postgres)
+    return {
+        "dedup_key": Fragment(f"{typed(':prefix', 'text', postgres=postgres)} || c.id",
+                              {"prefix": dedup_prefix(ctx.day)}),
+        "kind": text(KIND),
+        "category": text(Category.CARE.value),
+        "customer_id": Fragment("c.id"),
+        "channel_policy": text("telegram_then_sms"),
+        "template_key": text("festival"),
+        "params": Fragment(json_object(("'name'", "c.name"), ("'festival'", festival_name),
+                                       postgres=postgres),
+                           {"festival": json.dumps(festival.name)}),
+        "not_before": by_zone(ctx.send_at),
+        "stale_after": by_zone(partial(ctx.zones.end_of_day, ctx.day)),
+    }
 
 
 async def queue(ctx: PlanContext, sink: Sink) -> int:
@@ -175,9 +192,9 @@ async def queue(ctx: PlanContext, sink: Sink) -> int:
         return 0
     if isinstance(sink, OutboxSink):
         names = [str(row["tz"]) for row in await fetch(
-            "SELECT DISTINCT timezone AS tz FROM customer WHERE timezone IS NOT NULL")]
-        expressions, values = _greeting_sql(ctx, festival, names)
-        created = await sink.insert_select(reached_customers(ctx), expressions, values,
+            current(), "SELECT DISTINCT timezone AS tz FROM customer WHERE timezone IS NOT NULL")]
+        columns = _greeting_columns(ctx, festival, names, postgres=is_postgres())
+        created = await sink.insert_select(reached_customers(ctx), columns,
                                            span=ctx.batch_size * IDS_PER_PAGE)
     else:
         created = await feed(reached_customers(ctx), ctx.batch_size,

@@ -20,15 +20,14 @@ import logging
 from collections.abc import Iterator
 from datetime import date, timedelta
 from functools import partial
-from typing import Any
 
 from scheduler.context import PlanContext, Sink, feed
-from scheduler.renewal import car_group, policy_groups
+from scheduler.renewal import car_reminder, policy_groups
 from scheduler.selection import Selection
 from scheduler.wording import localised_date
-from storage.models import Category, PolicyStatus
+from storage.models import PolicyStatus
 from storage.outbox import Outbound
-from storage.sql import as_date
+from storage.sql import Row, as_date
 
 log = logging.getLogger(__name__)
 
@@ -62,25 +61,13 @@ def selections(ctx: PlanContext) -> list[Selection]:
     return [lapsed(lapsed_on(ctx.day, ctx.renewal.lapse_rescue_days))]
 
 
-def _messages(ctx: PlanContext, rows: list[dict[str, Any]]) -> Iterator[Outbound]:
+def _messages(ctx: PlanContext, rows: list[Row]) -> Iterator[Outbound]:
+    stale = timedelta(days=ctx.renewal.lapse_stale_days)
     for row in rows:
-        send_at = ctx.send_at(row["timezone"])
-        group = car_group(row)
-        yield Outbound(
-            dedup_key=f"lapse:{group.anchor}",
-            kind=KIND,
-            category=Category.REMINDER,
-            customer_id=row["customer_id"],
-            template_key="lapse_rescue",
-            params={
-                "name": row["name"],
-                "plate": row["plate"],
-                "policy": group.policy,
-                "expired_on": localised_date(as_date(row["end_date"])),
-            },
-            not_before=send_at,
-            stale_after=send_at + timedelta(days=ctx.renewal.lapse_stale_days),
-        )
+        yield car_reminder(
+            ctx, row, key="lapse:{anchor}", kind=KIND, template="lapse_rescue",
+            params={"expired_on": localised_date(as_date(row["end_date"]))},
+            stale_after=lambda sent: sent + stale)
 
 
 async def queue(ctx: PlanContext, sink: Sink) -> int:

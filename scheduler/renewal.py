@@ -45,20 +45,20 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Any, Final
 
 from scheduler.cn_calendar import HolidayPeriod, WorkCalendar
 from scheduler.config import RenewalSettings
 from scheduler.context import PlanContext, Sink, feed
-from scheduler.selection import Selection, json_rows
+from scheduler.selection import Selection
 from scheduler.wording import HOLIDAY_NAMES, Localised, localised_date, policy_list
 from storage.models import Category, PolicyStatus, Product
 from storage.outbox import Outbound
-from storage.sql import as_date
+from storage.sql import Fragment, Row, as_date, is_postgres, json_rows
 
 log = logging.getLogger(__name__)
 
@@ -184,15 +184,15 @@ def policy_groups(end: date, statuses: Sequence[PolicyStatus]) -> Selection:
         return (f"{alias}.plate = p.plate AND {alias}.customer_id = p.customer_id "
                 f"AND {alias}.end_date = p.end_date")
 
-    everything = json_rows("g.id", "g.product", "g.number", f"({qualifies('g')})")
+    everything = json_rows("g.id", "g.product", "g.number", f"({qualifies('g')})",
+                           postgres=is_postgres())
     return Selection(
         columns="p.plate, p.end_date, p.customer_id, c.name, c.timezone, "
                 f"(SELECT {everything} FROM policy g WHERE {same_car('g')}) AS policies",
-        source="FROM policy p JOIN customer c ON c.id = p.customer_id "
-               f"WHERE p.end_date = ? AND {qualifies('p')} AND NOT EXISTS ("
-               f"SELECT 1 FROM policy r WHERE {same_car('r')} AND r.id < p.id "
-               f"AND {qualifies('r')})",
-        values=(end,),
+        source=Fragment("FROM policy p JOIN customer c ON c.id = p.customer_id "
+                        f"WHERE p.end_date = :end AND {qualifies('p')} AND NOT EXISTS ("
+                        f"SELECT 1 FROM policy r WHERE {same_car('r')} AND r.id < p.id "
+                        f"AND {qualifies('r')})", {"end": end}),
         key="p.id",
     )
 
@@ -207,7 +207,7 @@ class CarGroup:
     """The ``policy`` parameter: the qualifying policies, compulsory first."""
 
 
-def car_group(row: dict[str, Any]) -> CarGroup:
+def car_group(row: Row) -> CarGroup:
     """Read the ``policies`` column of a :func:`policy_groups` row."""
     order = list(Product)
     anchor = int(row["k"])
@@ -240,50 +240,44 @@ def holiday_selections(ctx: PlanContext) -> list[Selection]:
     return [expiring(end) for end, _ in due]
 
 
-def _reminders(ctx: PlanContext, rows: list[dict[str, Any]]) -> Iterator[Outbound]:
+def car_reminder(ctx: PlanContext, row: Row, *, key: str, kind: str, template: str,
+                 params: dict[str, Any], stale_after: Callable[[datetime], datetime]) -> Outbound:
+    """A reminder about the car of a :func:`policy_groups` row: ``key`` is the dedup key with
+    ``{anchor}`` where the group's anchor goes, and ``params`` are added to the name, plate
+    and policy every such reminder has."""
+    group = car_group(row)
+    return ctx.message(row, key=key.format(anchor=group.anchor), kind=kind,
+                       category=Category.REMINDER, template=template,
+                       params={"name": row["name"], "plate": row["plate"],
+                               "policy": group.policy, **params},
+                       stale_after=stale_after)
+
+
+def _fixed(moment: datetime) -> Callable[[datetime], datetime]:
+    """A staleness moment that does not depend on the send time."""
+    return lambda _sent: moment
+
+
+def _reminders(ctx: PlanContext, rows: list[Row]) -> Iterator[Outbound]:
     for row in rows:
         end = as_date(row["end_date"])
-        group = car_group(row)
-        yield Outbound(
-            dedup_key=f"renewal:{group.anchor}:T-{(end - ctx.day).days}",
-            kind=KIND,
-            category=Category.REMINDER,
-            customer_id=row["customer_id"],
-            template_key="renewal_reminder",
-            params={
-                "name": row["name"],
-                "plate": row["plate"],
-                "expiry": localised_date(end),
-                "days_left": (end - ctx.today).days,
-                "policy": group.policy,
-            },
-            not_before=ctx.send_at(row["timezone"]),
-            stale_after=ctx.start_of(end + timedelta(days=1)),
-        )
+        yield car_reminder(
+            ctx, row, key=f"renewal:{{anchor}}:T-{(end - ctx.day).days}", kind=KIND,
+            template="renewal_reminder",
+            params={"expiry": localised_date(end), "days_left": (end - ctx.today).days},
+            stale_after=_fixed(ctx.start_of(end + timedelta(days=1))))
 
 
-def _holiday_reminders(ctx: PlanContext, rows: list[dict[str, Any]], *,
+def _holiday_reminders(ctx: PlanContext, rows: list[Row], *,
                        periods: dict[date, HolidayPeriod]) -> Iterator[Outbound]:
     for row in rows:
         end = as_date(row["end_date"])
         period = periods[end]
-        group = car_group(row)
-        yield Outbound(
-            dedup_key=f"renewal_holiday:{group.anchor}:{period.code}:{period.first.year}",
-            kind=HOLIDAY_KIND,
-            category=Category.REMINDER,
-            customer_id=row["customer_id"],
-            template_key="renewal_holiday",
-            params={
-                "name": row["name"],
-                "plate": row["plate"],
-                "expiry": localised_date(end),
-                "holiday": HOLIDAY_NAMES[period.code],
-                "policy": group.policy,
-            },
-            not_before=ctx.send_at(row["timezone"]),
-            stale_after=ctx.start_of(period.first),
-        )
+        yield car_reminder(
+            ctx, row, key=f"renewal_holiday:{{anchor}}:{period.code}:{period.first.year}",
+            kind=HOLIDAY_KIND, template="renewal_holiday",
+            params={"expiry": localised_date(end), "holiday": HOLIDAY_NAMES[period.code]},
+            stale_after=_fixed(ctx.start_of(period.first)))
 
 
 async def queue(ctx: PlanContext, sink: Sink) -> int:

@@ -25,15 +25,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import partial
-from typing import Any, Final
+from typing import Final
 
 from scheduler.config import WeatherSettings
 from scheduler.context import PlanContext, Sink, feed
 from scheduler.forecast import DayForecast, ForecastSource, ForecastUnavailable, Place
-from scheduler.selection import Selection, fetch, placeholders
+from scheduler.selection import Selection
 from scheduler.wording import HAZARD_ADVICE, HAZARD_NAMES, localised, localised_date
 from storage.models import Category
 from storage.outbox import Outbound
+from storage.sql import Fragment, Params, Row, current, fetch
 
 log = logging.getLogger(__name__)
 
@@ -110,24 +111,22 @@ def batches(items: Sequence[Region], size: int) -> Iterator[Sequence[Region]]:
 
 def reached_in(ctx: PlanContext, region_ids: Sequence[int]) -> Selection:
     """The customers of these regions care reaches on the plan day."""
-    reach = ctx.care_reaches()
-    return Selection(
-        columns="c.id AS customer_id, c.name, c.region_id, c.timezone",
-        source=f"FROM customer c WHERE c.region_id IN ({placeholders(len(region_ids))}) "
-               f"AND {reach.sql}",
-        values=(*region_ids, *reach.values),
-        key="c.id",
-    )
+    params = Params()
+    source = (f"FROM customer c WHERE c.region_id IN ({params.add_all(region_ids)}) "
+              f"AND {params.take(ctx.care_reaches())}")
+    return Selection(columns="c.id AS customer_id, c.name, c.region_id, c.timezone",
+                     source=Fragment(source, params), key="c.id")
 
 
 async def reached_regions(ctx: PlanContext) -> list[Region]:
     """Regions with at least one customer care reaches on the plan day."""
     reach = ctx.care_reaches()
     rows = await fetch(
+        current(),
         "SELECT r.id, r.code, r.name, r.name_en, r.latitude, r.longitude FROM region r "
         "WHERE EXISTS (SELECT 1 FROM customer c WHERE c.region_id = r.id "
         f"AND {reach.sql}) ORDER BY r.id",
-        reach.values,
+        reach.params,
     )
     return [Region(int(r["id"]), str(r["code"]), str(r["name"]), str(r["name_en"] or ""),
                    float(r["latitude"]), float(r["longitude"])) for r in rows]
@@ -157,29 +156,20 @@ async def forecasts(source: ForecastSource, regions: Sequence[Region], start: da
     return out
 
 
-def _notices(ctx: PlanContext, rows: list[dict[str, Any]], *, regions: dict[int, Region],
+def _notices(ctx: PlanContext, rows: list[Row], *, regions: dict[int, Region],
              alerts: dict[int, list[tuple[date, str]]]) -> Iterator[Outbound]:
     for row in rows:
         zone = row["timezone"]
-        sent = ctx.send_at(zone, ctx.schedule.weather_at)
         region = regions[row["region_id"]]
         for day, hazard in alerts.get(region.id, []):
-            yield Outbound(
-                dedup_key=f"weather:{region.code}:{day.isoformat()}:{hazard}:{row['customer_id']}",
-                kind=KIND,
-                category=Category.CARE,
-                customer_id=row["customer_id"],
-                template_key="weather_alert",
-                params={
-                    "name": row["name"],
-                    "region": localised(region.name, region.name_en),
-                    "date": localised_date(day),
-                    "hazard": HAZARD_NAMES[hazard],
-                    "advice": HAZARD_ADVICE[hazard],
-                },
-                not_before=sent,
-                stale_after=stale_after(ctx, day, sent, zone),
-            )
+            yield ctx.message(
+                row, key=f"weather:{region.code}:{day.isoformat()}:{hazard}:{row['customer_id']}",
+                kind=KIND, category=Category.CARE, template="weather_alert",
+                params={"name": row["name"], "region": localised(region.name, region.name_en),
+                        "date": localised_date(day), "hazard": HAZARD_NAMES[hazard],
+                        "advice": HAZARD_ADVICE[hazard]},
+                stale_after=partial(stale_after, ctx, day, timezone=zone),
+                moment=ctx.schedule.weather_at)
 
 
 async def queue(ctx: PlanContext, settings: WeatherSettings, source: ForecastSource,

@@ -37,7 +37,7 @@ from storage.importing.policies import PolicyImport
 from storage.importing.progress import Progress
 from storage.importing.rows import Context, Kind, Outcome, Parsed, Problem, RowError
 from storage.importing.source import CsvSource, ImportFileError, check_utf8, open_csv
-from storage.sql import sqlite_page_cache
+from storage.sql import is_postgres, sqlite_page_cache
 
 __all__ = ["KINDS", "SQLITE_CACHE_MIB", "ImportFileError", "ImportReport", "import_csv"]
 
@@ -269,7 +269,7 @@ async def import_csv(
         await job.prepare(client)
         bar = Progress(progress_stream or sys.stderr, kind, source.size) if progress else None
         run = _Run(job, source, report, out, bar, connection,
-                   overlap=client.capabilities.dialect != "sqlite")
+                   overlap=is_postgres(client))
         async with sqlite_page_cache(client, SQLITE_CACHE_MIB):
             await run.run(batch_size)
     print(report.summary(), file=out)

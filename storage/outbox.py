@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -18,6 +18,16 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from storage.models import Category, Message, MessageStatus
+from storage.sql import (
+    Fragment,
+    Params,
+    Statements,
+    fetch,
+    in_list,
+    insert_ignoring,
+    is_postgres,
+    typed,
+)
 
 ChannelPolicy = Literal["telegram_then_sms", "telegram_only", "sms_only"]
 
@@ -147,34 +157,34 @@ def _literal(value: str | int) -> str:
     return f"'{value}'" if isinstance(value, str) else str(int(value))
 
 
-def _bulk_sql(postgres: bool) -> str:
-    columns = ", ".join(("created_at", "updated_at", *_BULK_DEFAULTS, *BULK_COLUMNS))
-    defaults = ", ".join(_literal(v) for v in _BULK_DEFAULTS.values())
-    if postgres:
-        unnest = ", ".join(f"${i}::{t}[]" for i, t in enumerate(_PG_TYPES, start=2))
-        return (f"INSERT INTO message ({columns}) SELECT $1, $1, {defaults}, u.* "
-                f"FROM unnest({unnest}) AS u ON CONFLICT (dedup_key) DO NOTHING")
-    marks = ", ".join("?" * len(BULK_COLUMNS))
-    return f"INSERT OR IGNORE INTO message ({columns}) VALUES (?, ?, {defaults}, {marks})"
+_OPTIONAL_COLUMNS = frozenset({"stale_after", "campaign_id"})
 
 
-def insert_select_sql(expressions: str, source: str, *, postgres: bool) -> str:
-    """``INSERT INTO message … SELECT ?, ?, <defaults>, <expressions> <source>``, keys already
-    queued left alone: one message per selected row, built entirely by the database.
+def insert_select(columns: Mapping[str, Fragment], source: Fragment, *, created_at: datetime,
+                  postgres: bool) -> tuple[str, Params]:
+    """``INSERT INTO message … SELECT … <source>`` and its values: one message per row that
+    ``source`` (``FROM … WHERE …``) selects, built entirely by the database; keys already
+    queued, or repeated within the statement, are left alone.
 
-    ``expressions`` gives the producer's columns in the order of ``BULK_COLUMNS`` (the ``params``
-    one as ``jsonb`` on PostgreSQL, JSON text on SQLite, the times as ``timestamptz`` / the text
-    Tortoise stores), ``source`` is ``FROM … WHERE …``; ``?`` placeholders, numbered for
-    PostgreSQL by the caller. The first two values are the creation time. Rows repeating a key
-    within the statement are left alone too.
+    ``columns`` gives the SQL of each producer column (``BULK_COLUMNS``) by name — ``params`` as
+    ``jsonb`` on PostgreSQL and JSON text on SQLite (``storage.sql.json_object``), the times as
+    ``timestamptz`` / the text Tortoise stores; ``stale_after`` and ``campaign_id`` may be left
+    out (NULL). Every fragment keeps its own named values, so whatever order the columns and
+    the source are written in, no value can bind to another's placeholder.
     """
-    columns = ", ".join(("created_at", "updated_at", *_BULK_DEFAULTS, *BULK_COLUMNS))
+    if missing := set(BULK_COLUMNS) - _OPTIONAL_COLUMNS - set(columns):
+        raise ValueError(f"no SQL for the outbox columns {sorted(missing)}")
+    if unknown := set(columns) - set(BULK_COLUMNS):
+        raise ValueError(f"not outbox producer columns: {sorted(unknown)}")
+    params = Params()
+    stamp = typed(params.add(created_at), "timestamptz", postgres=postgres)
+    produced = ", ".join(params.take(columns[name]) if name in columns else "NULL"
+                         for name in BULK_COLUMNS)
     defaults = ", ".join(_literal(v) for v in _BULK_DEFAULTS.values())
-    ts = "::timestamptz" if postgres else ""
-    verb = "INSERT" if postgres else "INSERT OR IGNORE"
-    tail = " ON CONFLICT (dedup_key) DO NOTHING" if postgres else ""
-    return (f"{verb} INTO message ({columns}) SELECT ?{ts}, ?{ts}, {defaults}, {expressions} "
-            f"{source}{tail}")
+    rows = f"SELECT {stamp}, {stamp}, {defaults}, {produced} {params.take(source)}"
+    sql = insert_ignoring("message", ("created_at", "updated_at", *_BULK_DEFAULTS, *BULK_COLUMNS),
+                          rows, conflict="dedup_key", postgres=postgres)
+    return sql, params
 
 
 def _params_encoder() -> Callable[[Any], str]:
@@ -206,27 +216,17 @@ def _bulk_rows(batch: list[Outbound]) -> list[tuple[Any, ...]]:
 
 async def _insert_bulk(batch: list[Outbound]) -> int:
     async with in_transaction() as conn:
-        postgres = conn.capabilities.dialect == "postgres"
+        postgres = is_postgres(conn)
         keys = [item.dedup_key for item in batch]
         # Looking keys up first is much cheaper than letting the INSERT meet them (a re-run).
-        if postgres:
-            found = await conn.execute_query_dict(
-                "SELECT dedup_key FROM message WHERE dedup_key = ANY($1::text[])", [keys])
-        else:
-            found = await conn.execute_query_dict(
-                f"SELECT dedup_key FROM message WHERE dedup_key IN ({', '.join('?' * len(keys))})",
-                keys)
+        found = await fetch(conn, "SELECT dedup_key FROM message WHERE "
+                            f"{in_list('dedup_key', ':keys', postgres=postgres, sql_type='text')}",
+                            {"keys": keys})
         present = {row["dedup_key"] for row in found}
         fresh = [item for item in batch if item.dedup_key not in present]
         if not fresh:
             return 0
-        rows = _bulk_rows(fresh)
-        now = datetime.now(UTC)
-        async with conn.acquire_connection() as raw:
-            if postgres:
-                status: str = await raw.execute(_bulk_sql(True), now,
-                                                *[list(c) for c in zip(*rows, strict=True)])
-                return int(status.rsplit(" ", 1)[-1])
-            before = raw.total_changes
-            await raw.executemany(_bulk_sql(False), [(now, now, *row) for row in rows])
-            return int(raw.total_changes - before)
+        return await Statements(conn).insert_new(
+            "message", BULK_COLUMNS, _PG_TYPES, _bulk_rows(fresh), conflict="dedup_key",
+            stamped=("created_at", "updated_at"), stamp=datetime.now(UTC),
+            literals={column: _literal(value) for column, value in _BULK_DEFAULTS.items()})

@@ -20,9 +20,9 @@ from scheduler.config import WeatherSettings
 from scheduler.context import PlanContext, outbox_sink
 from scheduler.forecast import OpenMeteo
 from scheduler.plan import run_plan
-from scheduler.selection import fetch
 from storage.coverage import insured_on
 from storage.models import Customer, Message, PolicyStatus, Region
+from storage.sql import current, fetch
 from tests import factories
 from tests.fakes.weather import FakeWeather
 
@@ -170,5 +170,6 @@ async def test_insured_on_a_day_is_any_cover_of_that_day_except_a_cancelled_one(
     people = await _customers()
     names = {pk: name for name, pk in people.items()}
     condition = insured_on(NATIONAL_DAY)
-    rows = await fetch(f"SELECT c.id FROM customer c WHERE {condition.sql}", condition.values)
+    rows = await fetch(current(), f"SELECT c.id FROM customer c WHERE {condition.sql}",
+                       condition.params)
     assert {names[row["id"]] for row in rows} == REACHED - {"lapsed_recently"}

@@ -11,8 +11,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from bot.web import errors, partner
 from bot.web.keys import CLOCK
-from bot.web.partner import partner_routes
 from loyalty import ledger
 from loyalty.codes import display
 from loyalty.config import LoyaltySettings
@@ -46,7 +46,8 @@ async def clock(db: str) -> Clock:
 async def client(clock: Clock) -> AsyncIterator[TestClient[web.Request, web.Application]]:
     app = web.Application()
     app[CLOCK] = lambda: clock.now
-    app.router.add_routes(partner_routes())
+    errors.setup(app)  # the app's one error map answers the partner API's refusals
+    partner.setup(app)
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 

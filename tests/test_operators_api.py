@@ -523,6 +523,57 @@ async def test_console_forms_need_the_csrf_token(rig: Rig) -> None:
     assert await LedgerEntry.all().count() == 0
 
 
+async def test_console_form_mistakes_go_back_to_the_form_naming_the_field(rig: Rig) -> None:
+    csrf = await _login(rig, Role.ADMIN)
+    c = await f.customer()
+    resp = await rig.client.post(f"/console/customers/{c.id}/points", data={
+        "points": "0", "reason": "x", "request_key": "r", "csrf_token": csrf},
+        allow_redirects=False)
+    assert resp.status == 303
+    assert resp.headers["Location"] == (f"/console/customers/{c.id}"
+                                        "?err=invalid_adjustment&field=points")
+    assert await LedgerEntry.all().count() == 0
+    resp = await rig.client.post("/console/rewards", data={
+        "code": "Bad!", "kind": "car_wash", "name_zh": "洗", "name_en": "Wash",
+        "points_cost": "10", "csrf_token": csrf}, allow_redirects=False)
+    assert resp.headers["Location"] == "/console/rewards?err=invalid_reward&field=code"
+    await rig.call("POST", "/api/v1/rewards", json={
+        "code": "wash_plus", "kind": "car_wash", "name_zh": "精洗", "name_en": "Deluxe wash",
+        "points_cost": 800})
+    resp = await rig.client.post("/console/rewards/wash_plus", data={
+        "stock": "-3", "csrf_token": csrf}, allow_redirects=False)
+    assert resp.headers["Location"] == "/console/rewards?err=invalid_reward&field=stock"
+    assert (await Reward.get(code="wash_plus")).stock is None
+    claim = await _claim()
+    document = await _document(rig, claim)
+    resp = await rig.client.post(f"/console/documents/{document.id}/review", data={
+        "decision": "reject", "reason": " ", "csrf_token": csrf}, allow_redirects=False)
+    assert resp.headers["Location"] == (f"/console/claims/{claim.number}"
+                                        "?err=invalid_review&field=reason")
+    assert (await Document.get(id=document.id)).status == DocumentStatus.RECEIVED
+    page = await (await rig.client.get(resp.headers["Location"] + "&lang=en")).text()
+    assert "A rejection needs a reason. — <span class=\"detail\">reason</span>" in page
+
+
+async def test_console_refusals_go_back_with_their_code_or_get_the_error_page(
+        rig: Rig) -> None:
+    csrf = await _login(rig, Role.ADMIN)
+    _, created = await rig.call("POST", "/api/v1/campaigns", json=_campaign())
+    url = f"/console/campaigns/{created['id']}"
+    resp = await rig.client.post(url + "/pause", data={"csrf_token": csrf},
+                                 headers={"Referer": "http://x" + url}, allow_redirects=False)
+    assert (resp.status, resp.headers["Location"]) == (303, url + "?err=invalid_state")
+    resp = await rig.client.post(url + "/cancel", data={"csrf_token": csrf},
+                                 allow_redirects=False)
+    assert (resp.status, resp.headers["Location"]) == (303, url + "?ok=campaign_cancel")
+    resp = await rig.client.post(url + "/launch", data={"csrf_token": csrf},
+                                 allow_redirects=False)
+    assert resp.status == 404
+    resp = await rig.client.get("/console/campaigns/999999?lang=zh-CN")
+    assert resp.status == 404
+    assert '<p class="flash err" id="error-code">未找到。</p>' in await resp.text()
+
+
 async def test_console_login_with_a_bad_token_fails_and_pages_redirect(rig: Rig) -> None:
     resp = await rig.client.get("/console/campaigns", allow_redirects=False)
     assert resp.status == 303 and resp.headers["Location"].startswith("/console/login")

@@ -14,6 +14,7 @@ from scheduler.context import OutboxSink, PlanContext
 from scheduler.plan import run_plan
 from storage.models import Message, MessageStatus, PolicyStatus
 from storage.outbox import Outbound
+from storage.sql import is_postgres
 from tests import factories
 
 
@@ -131,9 +132,9 @@ async def test_set_based_queueing_covers_every_key_range(db: str) -> None:
     ctx = PlanContext(day=date(2026, 9, 25), today=date(2026, 9, 25))
     selection = festival.reached_customers(ctx)
     sink = OutboxSink(10)
-    expressions, values = festival._greeting_sql(
+    columns = festival._greeting_columns(
         ctx, festival.Festival("mid_autumn", {"zh-CN": "中秋节", "en": "Mid-Autumn Festival"}),
-        [])
-    assert await sink.insert_select(selection, expressions, values, span=2) == 7
+        [], postgres=is_postgres())
+    assert await sink.insert_select(selection, columns, span=2) == 7
     assert await Message.filter(kind="festival").count() == 7
-    assert await sink.insert_select(selection, expressions, values, span=3) == 0
+    assert await sink.insert_select(selection, columns, span=3) == 0

@@ -54,7 +54,7 @@ from bot.delivery.errors import (
     SendError,
     Transient,
 )
-from bot.delivery.telegram_session import UnreadableReply
+from bot.delivery.telegram_session import UnreadableReply, lean_sends
 from storage.phones import mask_phone
 
 CHANNEL_PAUSE_SECONDS = 30.0
@@ -165,6 +165,7 @@ class AiogramTelegram:
 
     def __init__(self, bot: Bot) -> None:
         self._bot = bot
+        self._lean = lean_sends(bot)
         pin_aiogram_responses()
 
     async def send_text(self, chat_id: int, text: str, *, buttons: Buttons = ()
@@ -173,10 +174,16 @@ class AiogramTelegram:
             InlineKeyboardButton(text=label, callback_data=data) for label, data in buttons
         ]]) if buttons else None
         try:
-            message = await self._bot.send_message(chat_id, text, reply_markup=markup)
+            if markup is not None:  # buttons (a survey's 1-5): aiogram's own path
+                message_id = (await self._bot.send_message(chat_id, text,
+                                                           reply_markup=markup)).message_id
+            elif self._lean is not None:
+                message_id = await self._lean.send_text(self._bot, chat_id, text)
+            else:
+                message_id = (await self._bot.send_message(chat_id, text)).message_id
         except Exception as exc:  # every one is classified; none escapes the send
             raise classify(_TELEGRAM_ERRORS, exc) from exc
-        return SendResult(provider_id=str(message.message_id))
+        return SendResult(provider_id=str(message_id))
 
 
 # Twilio error codes, https://www.twilio.com/docs/api/errors

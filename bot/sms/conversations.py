@@ -7,22 +7,29 @@ row owns the message; everyone else returns the reply stored in it. Two shapes, 
 on SQLite and PostgreSQL without any waiting loop:
 
 * **Queries** (HELP, POLICY, CLAIM, POINTS) change nothing, so the reply is computed first
-  and inserted *with* the row in one INSERT. The row and its reply
-  appear atomically; a loser's INSERT fails on the unique key and reads the reply. A query
-  that came as an MMS has one effect, the media deletes it records (below), and takes the
-  second shape.
-* **Effects** (STOP, START, CHECKIN, filing documents, and free text, the hand-off keyword
-  and unknown senders, which are recorded in the conversation: ``bot.sms.desk``) run in one
-  transaction that starts by inserting the row — claiming the MessageSid — then applies the
-  effect and writes the reply, and commits all of it together. A concurrent duplicate's
-  INSERT cannot succeed or fail before that commit: PostgreSQL makes an INSERT on a unique
-  key wait for the uncommitted row's transaction (error if it commits, success if it rolls
-  back); SQLite has one writer (in one process Tortoise's connection lock serialises
-  transactions; across processes the second writer waits in the busy handler). So a loser
-  never sees a row without its reply, and a winner that fails leaves no row, letting the
-  retry do the work.
+  and inserted *with* the row in one INSERT. The row and its reply appear atomically; a
+  loser's INSERT fails on the unique key and reads the reply. A query that came as an MMS has
+  one effect, the media deletes it records (below), and takes the second shape.
+* **Effects** (STOP, START, CHECKIN, filing documents, and free text, the hand-off keyword,
+  投诉, survey digits and unknown senders, which the conversations desk records:
+  ``bot.sms.desk``) run in one transaction that starts by inserting the row — claiming the
+  MessageSid — then applies the effect and writes the reply, and commits all of it together.
+  A concurrent duplicate's INSERT cannot succeed or fail before that commit: PostgreSQL makes
+  an INSERT on a unique key wait for the uncommitted row's transaction (error if it commits,
+  success if it rolls back); SQLite has one writer (in one process Tortoise's connection lock
+  serialises transactions; across processes the second writer waits in the busy handler). So
+  a loser never sees a row without its reply, and a winner that fails leaves no row, letting
+  the retry do the work.
 
 A retry arriving after the first finished takes the same paths and gets the stored reply.
+In code: a query is ``query(row, keyword, reply)``; an effect is the body of
+``async with claimed(row, keyword) as claim:`` setting ``claim.reply``; a delivery that loses
+the MessageSid raises ``_Duplicate``, answered once, in ``answer``, with the stored reply.
+
+Keywords
+--------
+``SmsConversations._handlers`` maps each ``Command`` to what answers it (one ``Turn`` in, the
+reply out); adding a keyword is a word list in ``bot.sms.keywords`` and one entry there.
 
 A number several customers share
 --------------------------------
@@ -62,10 +69,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -110,6 +117,8 @@ TWILIO_OPT_OUT_SOURCE = "sms:twilio-opt-out"
 MAX_MEDIA = 10  # Twilio's own limit per message
 # What a number a salesperson may hold for many customers is still answered: nobody's data.
 _ON_HELD_NUMBERS = frozenset({Command.HELP, Command.STOP, Command.START})
+# One person's own: not answered on a number several customers share.
+_PERSONAL = frozenset({Command.CHECKIN, Command.POINTS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +157,38 @@ class _Fetched:
 
 
 class _Duplicate(Exception):
-    """Another delivery of this MessageSid owns it."""
+    """Another delivery of this MessageSid owns it: ``answer`` replies with the stored reply."""
+
+
+class Claimed:
+    """A MessageSid this delivery owns, inside the transaction that inserted its row: the
+    effect runs in the ``async with`` body and sets ``reply``, which is stored with the row."""
+
+    __slots__ = ("reply",)
+
+    def __init__(self) -> None:
+        self.reply = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One inbound message from a known sender, as the keyword handlers see it."""
+
+    row: dict[str, Any]  # the sms_inbound row to insert
+    sender: Sender
+    parsed: Parsed
+    now: datetime
+    delete_urls: tuple[str, ...]
+    replies: Replies  # bound to the sender's number (its market's wording)
+
+    @property
+    def language(self) -> str:
+        return self.sender.language
+
+
+Handler = Callable[[Turn], Awaitable[str]]
+"""What answers one keyword: the reply, through ``SmsConversations.query`` (no effect) or
+inside ``SmsConversations.claimed`` (an effect)."""
 
 
 async def record_sms_opt_in(
@@ -175,6 +215,20 @@ class SmsConversations:
                                     max_pixels=settings.uploads.max_pixels,
                                     directory=settings.uploads.directory)
         self._background: set[asyncio.Task[None]] = set()
+        # Every keyword and what answers it; the menu answers whatever is not a keyword.
+        self._handlers: dict[Command, Handler] = {
+            Command.STOP: self._opt_turn,
+            Command.START: self._opt_turn,
+            Command.HELP: self._help,
+            Command.POLICY: self._policy,
+            Command.CLAIM: self._claim,
+            Command.POINTS: self._points,
+            Command.CHECKIN: self._checkin,
+            Command.MENU: self._converse,  # the conversations desk (bot.sms.desk) from here
+            Command.AGENT: self._converse,
+            Command.COMPLAINT: self._complaint,
+            Command.SCORE: self._score,
+        }
         self._desk = SmsDesk(Desk(settings), self._replies, settings)
 
     @property
@@ -196,6 +250,12 @@ class SmsConversations:
 
     async def answer(self, message: InboundMessage) -> str:
         """The reply to ``message`` (possibly empty); the same one for every delivery of it."""
+        try:
+            return await self._answer(message)
+        except _Duplicate:
+            return await self._stored_reply(message.message_sid)
+
+    async def _answer(self, message: InboundMessage) -> str:
         now = self._clock()
         phone = self._phone(message.from_)
         row: dict[str, Any] = {
@@ -212,18 +272,22 @@ class SmsConversations:
                 # Kept for the number: it holds once a customer has it.
                 return await self._opt(row, phone, Replies.language_for(phone), parsed,
                                        delete_urls)
-            return await self._effect(row, "unknown", partial(
-                self._desk.unknown, phone, message.body, now=now), delete_urls)
+            async with self.claimed(row, "unknown", delete_urls) as claim:  # its own thread
+                claim.reply = await self._desk.unknown(phone, message.body, now=now)
+            return claim.reply
         row["customer_id"] = sender.id
+        turn = Turn(row, sender, parsed, now, delete_urls, self._replies.to_number(phone))
         if sender.held and (message.media or parsed.command not in _ON_HELD_NUMBERS):
-            return await self._query(row, "shared",
-                                     self._replies.to_number(phone).shared_held(sender.language),
-                                     delete_urls)
+            return await self.query(row, "shared", turn.replies.shared_held(turn.language),
+                                    delete_urls)
         # An MMS text is a caption (it may name the claim); but an opt-out Twilio has already
         # applied must reach our consent records whatever came with it.
         if message.media and not parsed.from_twilio:
-            return await self._documents(row, sender, parsed, message.media, now, delete_urls)
-        return await self._command(row, sender, parsed, now, delete_urls)
+            return await self._documents(turn, message.media)
+        if parsed.command in _PERSONAL and sender.shared:
+            return await self.query(row, parsed.command.value,
+                                    turn.replies.shared_personal(turn.language), delete_urls)
+        return await self._handlers[parsed.command](turn)
 
     def _to_delete(self, message: InboundMessage) -> tuple[str, ...]:
         """The media URLs of ``message`` to delete from Twilio once it is answered: all of
@@ -253,49 +317,48 @@ class SmsConversations:
         return Sender(cid, phone, str(language), timezone, ids, held)
 
     # -- the two idempotent shapes -------------------------------------------------------
+    # A delivery that finds the MessageSid taken raises ``_Duplicate``; ``answer`` replies
+    # with the stored reply.
 
-    async def _query(self, row: dict[str, Any], keyword: str, reply: str,
-                     delete_urls: Sequence[str] = ()) -> str:
+    async def query(self, row: dict[str, Any], keyword: str, reply: str,
+                    delete_urls: Sequence[str] = ()) -> str:
         """A reply with no effect: the row and the reply are one INSERT — unless media are to
         be deleted, which is an effect."""
         if delete_urls:
-
-            async def answer_only() -> str:
-                return reply
-
-            return await self._effect(row, keyword, answer_only, delete_urls)
+            async with self.claimed(row, keyword, delete_urls) as claim:
+                claim.reply = reply
+            return claim.reply
         try:
             await InboundSms.create(**row, keyword=keyword, reply=reply)
         except IntegrityError:
-            return await self._stored_reply(row["message_sid"])
+            raise _Duplicate from None
         return reply
 
-    async def _effect(self, row: dict[str, Any], keyword: str,
-                      act: Callable[[], Awaitable[str]],
-                      delete_urls: Sequence[str] = ()) -> str:
-        """Claim the MessageSid, apply ``act``, store its reply and record ``delete_urls`` as
-        media to delete, in one transaction; then start deleting them.
+    @asynccontextmanager
+    async def claimed(self, row: dict[str, Any], keyword: str,
+                      delete_urls: Sequence[str] = ()) -> AsyncIterator[Claimed]:
+        """Claim the MessageSid for an effect: the body applies it and sets ``reply``, which is
+        stored with the row, and ``delete_urls`` are recorded as media to delete — all in one
+        transaction; after the commit the deletions start.
 
-        Only the delivery that applied it records and deletes; a duplicate gets the reply.
+        Only the delivery that applied it records and deletes; a duplicate never enters the
+        body (``_Duplicate``), and a body that raises leaves no row, so a retry does the work.
         """
         sid = row["message_sid"]
         deletes = self._deletes if delete_urls else None
-        try:
-            async with in_transaction():
-                try:
-                    created = await InboundSms.create(**row, keyword=keyword, reply="")
-                except IntegrityError:
-                    raise _Duplicate from None
-                reply = await act()
-                await InboundSms.filter(id=created.id).update(reply=reply)
-                if deletes is not None:
-                    await deletes.record(sid, delete_urls, row["created_at"])
-        except _Duplicate:
-            return await self._stored_reply(sid)
+        claim = Claimed()
+        async with in_transaction():
+            try:
+                created = await InboundSms.create(**row, keyword=keyword, reply="")
+            except IntegrityError:
+                raise _Duplicate from None
+            yield claim
+            await InboundSms.filter(id=created.id).update(reply=claim.reply)
+            if deletes is not None:
+                await deletes.record(sid, delete_urls, row["created_at"])
         if deletes is not None:
             for url in delete_urls:
                 self._spawn(deletes.delete_now(sid, url))
-        return reply
 
     async def _stored_reply(self, message_sid: str) -> str:
         stored = await InboundSms.filter(message_sid=message_sid).limit(1).values_list(
@@ -308,49 +371,54 @@ class SmsConversations:
 
     # -- keywords ----------------------------------------------------------------------
 
-    async def _command(self, row: dict[str, Any], sender: Sender, parsed: Parsed,
-                       now: datetime, delete_urls: Sequence[str] = ()) -> str:
-        lang = sender.language
-        replies = self._replies.to_number(sender.phone)
-        command = parsed.command
-        if command in (Command.STOP, Command.START):
-            return await self._opt(row, sender.phone, lang, parsed, delete_urls)
-        if command in (Command.CHECKIN, Command.POINTS) and sender.shared:
-            return await self._query(row, command.value, replies.shared_personal(lang),
-                                     delete_urls)
-        if command is Command.CHECKIN:
+    async def _reply(self, turn: Turn, reply: str) -> str:
+        return await self.query(turn.row, turn.parsed.command.value, reply, turn.delete_urls)
 
-            async def checkin() -> str:
-                result = await check_in(sender.id, now=now, settings=self._settings.loyalty)
-                balance = await get_balance(sender.id)
-                return replies.checked_in(lang, awarded=result.awarded, points=result.points,
-                                          bonus=result.bonus, streak=result.streak,
-                                          balance=balance)
+    async def _help(self, turn: Turn) -> str:
+        # Twilio's Advanced Opt-Out answered HELP itself
+        return await self._reply(turn, "" if turn.parsed.from_twilio
+                                 else turn.replies.help(turn.language))
 
-            return await self._effect(row, command.value, checkin, delete_urls)
-        if command is Command.CLAIM:
-            return await self._claim(row, sender, parsed.argument, delete_urls)
-        if command is Command.SCORE:  # bot.sms.desk
-            return await self._effect(row, command.value, partial(
-                self._desk.score, sender.ids, sender.phone, lang, row["body"],
-                int(parsed.argument), now=now), delete_urls)
-        if command is Command.COMPLAINT:  # bot.sms.desk
-            return await self._effect(row, command.value, partial(
-                self._desk.complaint, sender.id, sender.phone, lang, row["body"], now=now),
-                delete_urls)
-        if command in (Command.AGENT, Command.MENU):  # the conversations desk (bot.sms.desk)
-            return await self._effect(row, command.value, partial(
-                self._desk.converse, sender.id, sender.phone, lang, row["body"],
-                agent=command is Command.AGENT, now=now), delete_urls)
-        if command is Command.HELP:
-            reply = "" if parsed.from_twilio else replies.help(lang)
-        elif command is Command.POLICY:
-            reply = replies.policies(lang, await self._active_policies(sender, now))
-        elif command is Command.POINTS:
-            reply = await self._points(sender, now)
-        else:
-            reply = replies.menu(lang)
-        return await self._query(row, command.value, reply, delete_urls)
+    async def _converse(self, turn: Turn) -> str:
+        """Free text (answered with the menu, a hand-off or silence) and the hand-off keyword,
+        recorded in the customer's conversation."""
+        async with self.claimed(turn.row, turn.parsed.command.value, turn.delete_urls) as claim:
+            claim.reply = await self._desk.converse(
+                turn.sender.id, turn.sender.phone, turn.language, turn.row["body"],
+                agent=turn.parsed.command is Command.AGENT, now=turn.now)
+        return claim.reply
+
+    async def _complaint(self, turn: Turn) -> str:
+        async with self.claimed(turn.row, Command.COMPLAINT.value, turn.delete_urls) as claim:
+            claim.reply = await self._desk.complaint(turn.sender.id, turn.sender.phone,
+                                                     turn.language, turn.row["body"],
+                                                     now=turn.now)
+        return claim.reply
+
+    async def _score(self, turn: Turn) -> str:
+        async with self.claimed(turn.row, Command.SCORE.value, turn.delete_urls) as claim:
+            claim.reply = await self._desk.score(turn.sender.ids, turn.sender.phone,
+                                                 turn.language, turn.row["body"],
+                                                 int(turn.parsed.argument), now=turn.now)
+        return claim.reply
+
+    async def _policy(self, turn: Turn) -> str:
+        policies = await self._active_policies(turn.sender, turn.now)
+        return await self._reply(turn, turn.replies.policies(turn.language, policies))
+
+    async def _checkin(self, turn: Turn) -> str:
+        sender = turn.sender
+        async with self.claimed(turn.row, Command.CHECKIN.value, turn.delete_urls) as claim:
+            result = await check_in(sender.id, now=turn.now, settings=self._settings.loyalty)
+            balance = await get_balance(sender.id)
+            claim.reply = turn.replies.checked_in(
+                turn.language, awarded=result.awarded, points=result.points,
+                bonus=result.bonus, streak=result.streak, balance=balance)
+        return claim.reply
+
+    async def _opt_turn(self, turn: Turn) -> str:
+        return await self._opt(turn.row, turn.sender.phone, turn.language, turn.parsed,
+                               turn.delete_urls)
 
     async def _opt(self, row: dict[str, Any], phone: str, language: str, parsed: Parsed,
                    delete_urls: Sequence[str]) -> str:
@@ -363,7 +431,7 @@ class SmsConversations:
         now: datetime = row["created_at"]
         replies = self._replies.to_number(phone)
 
-        async def act() -> str:
+        async with self.claimed(row, parsed.command.value, delete_urls) as claim:
             await remember_number_choice(phone, categories, suppressed=stop,
                                          channel=Channel.SMS.value, source=source,
                                          reference=row["message_sid"], now=now)
@@ -371,12 +439,12 @@ class SmsConversations:
             for customer in await Customer.filter(phone=phone).only("id"):
                 await record(customer.id, categories, source=source, now=now)
             if parsed.from_twilio:  # Twilio's Advanced Opt-Out answered, and blocks ours
-                return ""
-            if stop:
-                return replies.opted_out(language, categories)
-            return replies.opted_in(language, categories)
-
-        return await self._effect(row, parsed.command.value, act, delete_urls)
+                claim.reply = ""
+            elif stop:
+                claim.reply = replies.opted_out(language, categories)
+            else:
+                claim.reply = replies.opted_in(language, categories)
+        return claim.reply
 
     async def _active_policies(self, sender: Sender, now: datetime) -> list[tuple[str, date]]:
         today = now.astimezone(ZoneInfo(sender.timezone)).date()
@@ -385,43 +453,39 @@ class SmsConversations:
         ).order_by("end_date", "id").values_list("plate", "end_date")
         return [(str(plate), end) for plate, end in rows]
 
-    async def _points(self, sender: Sender, now: datetime) -> str:
-        today = now.astimezone(ZoneInfo(sender.timezone)).date()
-        overview = await points_overview(sender.id, now=now, today=today, expiring_days=0,
-                                         entries=0, settings=self._settings.loyalty)
+    async def _points(self, turn: Turn) -> str:
+        sender = turn.sender
+        today = turn.now.astimezone(ZoneInfo(sender.timezone)).date()
+        overview = await points_overview(sender.id, now=turn.now, today=today,
+                                         expiring_days=0, entries=0,
+                                         settings=self._settings.loyalty)
         tier = {"zh-CN": overview.status.tier.name_zh, "en": overview.status.tier.name_en}
-        return self._replies.to_number(sender.phone).points(sender.language, overview.balance,
-                                                             tier)
+        return await self._reply(turn, turn.replies.points(turn.language, overview.balance,
+                                                           tier))
 
-    async def _claim(self, row: dict[str, Any], sender: Sender, number: str,
-                     delete_urls: Sequence[str] = ()) -> str:
-        lang = sender.language
-        replies = self._replies.to_number(sender.phone)
+    async def _claim(self, turn: Turn) -> str:
+        sender, lang, replies, number = turn.sender, turn.language, turn.replies, \
+            turn.parsed.argument
         if not number:
             latest = await Claim.filter(customer_id__in=sender.ids).order_by(
                 "-reported_at", "-id").limit(1).values_list("number", "status")
-            reply = (replies.claim(lang, str(latest[0][0]), str(latest[0][1]))
-                     if latest else replies.no_claims(lang))
-            return await self._query(row, Command.CLAIM.value, reply, delete_urls)
+            return await self._reply(turn, replies.claim(lang, str(latest[0][0]),
+                                                         str(latest[0][1]))
+                                     if latest else replies.no_claims(lang))
         # Only the number's customers' own claim: someone else's reads exactly as a wrong one.
         found = await Claim.filter(number=number, customer_id__in=sender.ids).limit(
             1).values_list("id", "status", "customer_id")
         if not found:
-            return await self._query(row, Command.CLAIM.value,
-                                     replies.claim_not_found(lang, number), delete_urls)
+            return await self._reply(turn, replies.claim_not_found(lang, number))
         claim_id, status, owner = found[0]
         # Documents we asked the claim number for are filed now — on an open claim only,
         # as Telegram uploads are.
         if status not in OPEN_CLAIM_STATUSES or not await self._unfiled(sender.ids).exists():
-            return await self._query(row, Command.CLAIM.value,
-                                     replies.claim(lang, number, str(status)),
-                                     delete_urls)
-
-        async def file_documents() -> str:
+            return await self._reply(turn, replies.claim(lang, number, str(status)))
+        async with self.claimed(turn.row, Command.CLAIM.value, turn.delete_urls) as claim:
             filed = await self._file_unattached(sender.ids, claim_id, owner)
-            return replies.claim(lang, number, str(status), attached=filed)
-
-        return await self._effect(row, Command.CLAIM.value, file_documents, delete_urls)
+            claim.reply = replies.claim(lang, number, str(status), attached=filed)
+        return claim.reply
 
     @staticmethod
     def _unfiled(customer_ids: Sequence[int]) -> QuerySet[Document]:
@@ -445,9 +509,8 @@ class SmsConversations:
 
     # -- MMS ---------------------------------------------------------------------------
 
-    async def _documents(self, row: dict[str, Any], sender: Sender, parsed: Parsed,
-                         media: Sequence[MediaRef], now: datetime,
-                         delete_urls: Sequence[str]) -> str:
+    async def _documents(self, turn: Turn, media: Sequence[MediaRef]) -> str:
+        row, sender, now = turn.row, turn.sender, turn.now
         sid = row["message_sid"]
         # The first delivery deleted the media from Twilio: a retry must not fetch again.
         stored = await InboundSms.filter(message_sid=sid).limit(1).values_list(
@@ -455,11 +518,9 @@ class SmsConversations:
         if stored:
             return str(stored[0])
         fetched = await asyncio.gather(*(self._fetch(ref) for ref in media[:MAX_MEDIA]))
-        lang = sender.language
-        replies = self._replies.to_number(sender.phone)
-
-        async def file() -> str:
-            claim_id, claim_number, owner = await self._target_claim(sender, parsed)
+        lang, replies = turn.language, turn.replies
+        async with self.claimed(row, "media", turn.delete_urls) as claim:
+            claim_id, claim_number, owner = await self._target_claim(sender, turn.parsed)
             count = 0
             first_refusal: str | None = None
             for i, item in enumerate(fetched):
@@ -478,10 +539,9 @@ class SmsConversations:
                     first_refusal = first_refusal or refused
             reason = (replies.rejection(lang, first_refusal, max_bytes=self._limits.max_bytes)
                       if first_refusal else None)
-            return replies.documents(lang, stored=count, claim=claim_number,
-                                     rejected_reason=reason)
-
-        return await self._effect(row, "media", file, delete_urls)
+            claim.reply = replies.documents(lang, stored=count, claim=claim_number,
+                                            rejected_reason=reason)
+        return claim.reply
 
     async def _fetch(self, ref: MediaRef) -> _Fetched:
         if self._media is None:

@@ -29,13 +29,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
-from bot.telegram import sql
 from storage.choices import TELEGRAM, record_choice
 from storage.models import (
     Category,
@@ -46,6 +44,7 @@ from storage.models import (
 )
 from storage.outbox import Outbound, enqueue
 from storage.phones import InvalidPhone, mask_phone, normalise_phone
+from storage.sql import Row, current, fetch
 
 log = logging.getLogger(__name__)
 
@@ -127,17 +126,17 @@ Conversation = tuple[Account, Policyholder | None]
 _COLUMNS = ("a.id, a.customer_id, a.linked_at IS NOT NULL AS linked, a.language_code, "
             "c.name, c.phone, c.language, c.timezone, c.referral_code")
 _LOOKUP = (f"SELECT {_COLUMNS} FROM telegram_account a "
-           "LEFT JOIN customer c ON c.id = a.customer_id WHERE a.telegram_user_id = ?")
+           "LEFT JOIN customer c ON c.id = a.customer_id WHERE a.telegram_user_id = :user_id")
 # One round trip for the two questions every update asks: handled before? who is it?
 _SEEN_AND_LOOKUP = (
-    "SELECT EXISTS (SELECT 1 FROM telegram_processed_update WHERE update_id = ?) AS seen, "
-    f"{_COLUMNS} FROM (SELECT CAST(? AS BIGINT) AS user_id) s "
+    "SELECT EXISTS (SELECT 1 FROM telegram_processed_update WHERE update_id = :update_id) "
+    f"AS seen, {_COLUMNS} FROM (SELECT CAST(:user_id AS BIGINT) AS user_id) s "
     "LEFT JOIN telegram_account a ON a.telegram_user_id = s.user_id "
     "LEFT JOIN customer c ON c.id = a.customer_id"
 )
 
 
-def _conversation(row: dict[str, Any], telegram_user_id: int) -> Conversation:
+def _conversation(row: Row, telegram_user_id: int) -> Conversation:
     linked = bool(row["linked"]) and row["customer_id"] is not None
     account = Account(int(row["id"]), telegram_user_id, row["customer_id"], linked,
                       str(row["language_code"] or ""))
@@ -152,7 +151,8 @@ async def seen_and_conversation(update_id: int,
                                 telegram_user_id: int) -> tuple[bool, Conversation | None]:
     """Whether the update was processed already, and the sender's conversation if they
     have an account yet — in one query (the update feed asks this for every update)."""
-    [row] = await sql.fetch(_SEEN_AND_LOOKUP, [update_id, telegram_user_id])
+    [row] = await fetch(current(), _SEEN_AND_LOOKUP,
+                       {"update_id": update_id, "user_id": telegram_user_id})
     found = _conversation(row, telegram_user_id) if row["id"] is not None else None
     return bool(row["seen"]), found
 
@@ -160,7 +160,7 @@ async def seen_and_conversation(update_id: int,
 async def conversation(sender: Sender) -> Conversation:
     """Who is writing: the account (created on first contact, language = Telegram's guess
     until they choose) and the linked customer, in one indexed query."""
-    rows = await sql.fetch(_LOOKUP, [sender.user_id])
+    rows = await fetch(current(), _LOOKUP, {"user_id": sender.user_id})
     if not rows:
         try:
             await TelegramAccount.create(
@@ -168,7 +168,7 @@ async def conversation(sender: Sender) -> Conversation:
                 username=sender.username[:64], language_code=sender.language_code[:16])
         except IntegrityError:
             pass  # two first updates of one user at once: the other one created it
-        rows = await sql.fetch(_LOOKUP, [sender.user_id])
+        rows = await fetch(current(), _LOOKUP, {"user_id": sender.user_id})
     return _conversation(rows[0], sender.user_id)
 
 

@@ -26,11 +26,11 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from bot.delivery.senders import pin_aiogram_responses
-from bot.telegram import sql
 from bot.telegram.accounts import Conversation, seen_and_conversation
 from bot.telegram.flood import replying
 from bot.web.bodies import UnreadableBody, read_json
 from storage.models import ProcessedUpdate
+from storage.sql import Params, current, execute, fetch
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 KEEP_PROCESSED = timedelta(days=3)  # Telegram keeps an unconfirmed update for 24 hours
 
 
-_SEEN = "SELECT 1 FROM telegram_processed_update WHERE update_id = ?"
+_SEEN = "SELECT 1 FROM telegram_processed_update WHERE update_id = :update_id"
 _MARKS_PER_INSERT = 400  # 800 parameters: inside every SQLite build's limit
 
 
@@ -70,11 +70,13 @@ class _Marks:
             try:
                 for start in range(0, len(rows), _MARKS_PER_INSERT):
                     chunk = rows[start:start + _MARKS_PER_INSERT]
-                    await sql.execute(
-                        "INSERT INTO telegram_processed_update (update_id, processed_at) "
-                        f"VALUES {', '.join('(?, ?)' for _ in chunk)} "
-                        "ON CONFLICT (update_id) DO NOTHING",
-                        [value for row in chunk for value in row])
+                    params = Params()
+                    marks = ", ".join(f"({params.add(update_id)}, {params.add(at)})"
+                                      for update_id, at in chunk)
+                    await execute(current(),
+                                  "INSERT INTO telegram_processed_update (update_id, "
+                                  f"processed_at) VALUES {marks} ON CONFLICT (update_id) "
+                                  "DO NOTHING", params)
             except asyncio.CancelledError:
                 written.cancel()
                 raise
@@ -124,7 +126,7 @@ class UpdateFeed:
             if sender:
                 seen, known = await seen_and_conversation(update_id, sender)
             else:
-                seen = bool(await sql.fetch(_SEEN, [update_id]))
+                seen = bool(await fetch(current(), _SEEN, {"update_id": update_id}))
             if seen:
                 log.info("update %d was already processed: skipped", update_id)
                 return False

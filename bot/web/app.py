@@ -34,7 +34,7 @@ from bot.supervisor import Supervisor
 from bot.telegram import runtime as telegram_runtime
 from bot.telegram.updates import webhook_handler
 from bot.texts import Texts
-from bot.web import headers, operators, partner
+from bot.web import errors, headers, operators, partner
 from bot.web.access_log import MaskedAccessLogger
 from bot.web.heap import freeze_startup_heap
 from bot.web.keys import (
@@ -196,6 +196,7 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
     app.cleanup_ctx.extend(seams.extra_cleanup)
 
     headers.setup(app, public_base_url=settings.web.public_base_url)
+    errors.setup(app)  # before the parts that register their answers to refusals
     operators.setup(app, settings, clock=seams.clock, run_campaigns=seams.run_campaigns)
     partner.setup(app)
     app.router.add_get("/healthz", healthz)

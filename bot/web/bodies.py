@@ -6,7 +6,8 @@ aiohttp decodes a form or JSON body on first read and raises whatever the decodi
 for a charset Python does not know, ``ValueError`` or ``HttpProcessingError`` for a broken
 multipart body, ``ValueError`` for broken JSON.
 Every handler reads bodies through these two functions, so each of those is one
-``UnreadableBody`` — a 400 wherever it is not caught, and the API turns it into its JSON error.
+``UnreadableBody`` — a 400 wherever it is not caught; under the APIs and the console the web
+app's error map (``bot.web.errors``) answers it as their JSON error or error page.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ or symbols, or a check character that does not match: a typo, worth checking wit
 customer), 404 a well-formed code that is not a voucher of this partner's, 409 already used,
 410 expired or cancelled.
 
-The handlers only translate HTTP to ``loyalty.partners`` calls and domain errors back.
+The handlers only translate HTTP to ``loyalty.partners`` calls; the domain errors they raise
+carry their status and are answered by ``bot.web.errors`` with the messages below.
 """
 
 from __future__ import annotations
@@ -21,29 +22,17 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from bot.web.errors import Restated, Unauthorized, answer_under, json_errors
 from bot.web.keys import CLOCK
-from loyalty.errors import (
-    InvalidVoucherCode,
-    LoyaltyError,
-    VoucherAlreadyUsed,
-    VoucherCancelled,
-    VoucherExpired,
-    VoucherNotFound,
-)
+from loyalty.errors import VoucherAlreadyUsed, VoucherCancelled, VoucherExpired
 from loyalty.partners import authenticate_partner, check_voucher, use_voucher
 from storage.loyalty_models import Partner
 
 log = logging.getLogger(__name__)
 
-_STATUS: dict[type[LoyaltyError], int] = {
-    InvalidVoucherCode: 422,
-    VoucherNotFound: 404,
-    VoucherAlreadyUsed: 409,
-    VoucherExpired: 410,
-    VoucherCancelled: 410,
-}
+PREFIX = "/api/v1/partner/"
 
-_MESSAGES = {
+MESSAGES = {
     "unauthorized": "missing or invalid partner token",
     "invalid_code": "this is not a valid voucher code — check for a typo",
     "voucher_not_found": "no such voucher",
@@ -51,12 +40,7 @@ _MESSAGES = {
     "voucher_expired": "this voucher has expired",
     "voucher_cancelled": "this voucher was cancelled by the customer",
 }
-
-
-def _error(status: int, code: str, **extra: object) -> web.Response:
-    body: dict[str, object] = {"error": code, "message": _MESSAGES.get(code, code), **extra}
-    headers = {"WWW-Authenticate": 'Bearer realm="partner"'} if status == 401 else None
-    return web.json_response(body, status=status, headers=headers)
+"""What a partner reads for each refusal (the domain error's own message is for our logs)."""
 
 
 def _now(request: web.Request) -> datetime:
@@ -64,49 +48,41 @@ def _now(request: web.Request) -> datetime:
     return clock() if clock is not None else datetime.now(UTC)
 
 
-async def _partner(request: web.Request) -> Partner | None:
+async def _partner(request: web.Request) -> Partner:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return await authenticate_partner(token.strip())
+    partner = await authenticate_partner(token.strip()) if scheme.lower() == "bearer" else None
+    if partner is None:
+        raise Unauthorized()
+    return partner
 
 
 async def check(request: web.Request) -> web.Response:
     partner = await _partner(request)
-    if partner is None:
-        return _error(401, "unauthorized")
-    try:
-        view = await check_voucher(partner, request.match_info["code"], now=_now(request))
-    except VoucherNotFound as refusal:  # InvalidVoucherCode too
-        return _error(_STATUS[type(refusal)], refusal.code)
+    view = await check_voucher(partner, request.match_info["code"], now=_now(request))
     return web.json_response(view.as_json())
 
 
 async def redeem(request: web.Request) -> web.Response:
     partner = await _partner(request)
-    if partner is None:
-        return _error(401, "unauthorized")
     code = request.match_info["code"]
     now = _now(request)
     try:
         view = await use_voucher(partner, code, now=now)
-    except (VoucherNotFound, VoucherAlreadyUsed, VoucherExpired, VoucherCancelled) as refusal:
-        status = _STATUS[type(refusal)]
-        if isinstance(refusal, VoucherNotFound):
-            return _error(status, refusal.code)
+    except (VoucherAlreadyUsed, VoucherExpired, VoucherCancelled) as refusal:
         # The partner serves this voucher's kind: it may see why it cannot be used.
         current = await check_voucher(partner, code, now=now)
         log.info("partner %d refused voucher use: %s", partner.id, refusal.code)
-        return _error(status, refusal.code, voucher=current.as_json())
+        raise Restated(refusal, voucher=current.as_json()) from refusal
     return web.json_response(view.as_json())
 
 
 def partner_routes() -> web.RouteTableDef:
     routes = web.RouteTableDef()
-    routes.get("/api/v1/partner/vouchers/{code}")(check)
-    routes.post("/api/v1/partner/vouchers/{code}/redeem")(redeem)
+    routes.get(PREFIX + "vouchers/{code}")(check)
+    routes.post(PREFIX + "vouchers/{code}/redeem")(redeem)
     return routes
 
 
 def setup(app: web.Application) -> None:
     app.router.add_routes(partner_routes())
+    answer_under(app, PREFIX, json_errors("partner", MESSAGES))

@@ -9,11 +9,11 @@ from typing import Any, NamedTuple
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from storage.models import Claim, ClaimEvent, ClaimStatus, Policy
+from storage.models import Claim, ClaimEvent, ClaimStatus
 from storage.sql import Statements
 
 from . import cells
-from .rows import Columns, Context, Outcome, Parsed, Problem, given_or
+from .rows import Columns, Context, Outcome, Parsed, given_or, match_policies
 
 STATUSES = cells.enum_options(
     ClaimStatus, 报案=ClaimStatus.REPORTED, 立案=ClaimStatus.REGISTERED,
@@ -71,25 +71,13 @@ class ClaimImport:
         outcome = Outcome()
         statements = Statements(conn)
         stamp = statements.stored(self._context.now)
-        policies: dict[str, tuple[Any, ...]] = {
-            row[0]: row for row in await statements.select_in(
-                Policy, "number", {i.record.policy for i in batch}, ("number", "id", "customer_id"))
-        }
-        existing: dict[str, tuple[Any, ...]] = {
-            row[1]: row for row in await statements.select_in(
-                Claim, "number", {i.record.number for i in batch}, ("id", "number", *_FIELDS))
-        }
         inserts: list[list[Any]] = []
         updates: list[list[Any]] = []
         events: list[list[Any]] = []
-        for item in batch:
+        for item, policy, current in await match_policies(
+                statements, batch, outcome, policy_of=lambda r: r.policy, model=Claim,
+                key="number", key_of=lambda r: r.number, fields=_FIELDS):
             record = item.record
-            policy = policies.get(record.policy)
-            if policy is None:
-                outcome.problems.append(
-                    Problem(item.line, "policy", f"no policy with number {record.policy}"))
-                continue
-            current = existing.get(record.number)
             if current is None:
                 inserts.append([
                     policy[1], policy[2], str(record.status), record.reported_at,

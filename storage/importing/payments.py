@@ -8,11 +8,11 @@ from typing import Any, NamedTuple
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from storage.models import Payment, PaymentKind, Policy
+from storage.models import Payment, PaymentKind
 from storage.sql import Statements
 
 from . import cells
-from .rows import Columns, Context, Outcome, Parsed, Problem, given_or
+from .rows import Columns, Context, Outcome, Parsed, given_or, match_policies
 
 KINDS = cells.enum_options(PaymentKind, 保费=PaymentKind.PREMIUM, 退费=PaymentKind.REFUND,
                            退款=PaymentKind.REFUND)
@@ -57,25 +57,12 @@ class PaymentImport:
                     batch: Sequence[Parsed[PaymentRecord]]) -> Outcome:
         outcome = Outcome()
         statements = Statements(conn)
-        policies: dict[str, tuple[Any, ...]] = {
-            row[0]: row for row in await statements.select_in(
-                Policy, "number", {i.record.policy for i in batch}, ("number", "id", "customer_id"))
-        }
-        existing: dict[str, tuple[Any, ...]] = {
-            row[1]: row for row in await statements.select_in(
-                Payment, "external_id", {i.record.external_id for i in batch},
-                ("id", "external_id", *_FIELDS))
-        }
         inserts: list[list[Any]] = []
         updates: list[list[Any]] = []
-        for item in batch:
+        for item, policy, current in await match_policies(
+                statements, batch, outcome, policy_of=lambda r: r.policy, model=Payment,
+                key="external_id", key_of=lambda r: r.external_id, fields=_FIELDS):
             record = item.record
-            policy = policies.get(record.policy)
-            if policy is None:
-                outcome.problems.append(
-                    Problem(item.line, "policy", f"no policy with number {record.policy}"))
-                continue
-            current = existing.get(record.external_id)
             if current is None:
                 inserts.append([policy[1], policy[2], str(record.kind or PaymentKind.PREMIUM),
                                 record.amount_cents, record.paid_at, record.external_id])

@@ -6,9 +6,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from operator import itemgetter
-from typing import Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.models import Model
+
+from storage.models import Policy
+from storage.sql import Statements
 
 R = TypeVar("R")
 
@@ -122,3 +126,38 @@ T = TypeVar("T")
 def given_or(new: T | None, old: T) -> T:
     """The file's value, or — for a blank cell — what the row in the database already has."""
     return old if new is None else new
+
+
+class Matched(NamedTuple, Generic[R]):
+    """A batch item whose policy exists: the policy's ``(number, id, customer_id)`` and the
+    stored row with the item's key (``(id, key, *fields)``), None when the key is new."""
+
+    item: Parsed[R]
+    policy: tuple[Any, ...]
+    current: tuple[Any, ...] | None
+
+
+async def match_policies(statements: Statements, batch: Sequence[Parsed[R]], outcome: Outcome,
+                         *, policy_of: Callable[[R], str], model: type[Model], key: str,
+                         key_of: Callable[[R], str], fields: Sequence[str]) -> list[Matched[R]]:
+    """The items of a batch of rows that belong to a policy (claims, payments), with their
+    policy and their stored row read in one statement each; a row naming no known policy is
+    recorded as a problem of its line and left out."""
+    policies: dict[str, tuple[Any, ...]] = {
+        row[0]: row for row in await statements.select_in(
+            Policy, "number", {policy_of(i.record) for i in batch},
+            ("number", "id", "customer_id"))
+    }
+    existing: dict[str, tuple[Any, ...]] = {
+        row[1]: row for row in await statements.select_in(
+            model, key, {key_of(i.record) for i in batch}, ("id", key, *fields))
+    }
+    matched: list[Matched[R]] = []
+    for item in batch:
+        number = policy_of(item.record)
+        policy = policies.get(number)
+        if policy is None:
+            outcome.problems.append(Problem(item.line, "policy", f"no policy with number {number}"))
+            continue
+        matched.append(Matched(item, policy, existing.get(key_of(item.record))))
+    return matched

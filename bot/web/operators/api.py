@@ -1,8 +1,9 @@
 """The operator REST API under ``/api/v1``: campaigns, claims, documents, customers, loyalty
 administration, tasks, imports and the audit log.
 
-Handlers translate HTTP to service calls; roles, CSRF, body validation and error mapping
-happen in ``http.Api`` for every route alike. ``/api/v1/openapi.json`` is generated from this
+Handlers translate HTTP to service calls; roles, CSRF and body validation happen in
+``http.Api`` for every route alike, and what is refused is raised and answered as the JSON error
+by ``bot.web.errors``. ``/api/v1/openapi.json`` is generated from this
 route table and the pydantic models it names.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -18,6 +20,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.web.bodies import read_form
+from bot.web.errors import FieldProblem, InvalidBody, answer_under, json_errors
 from bot.web.keys import CAMPAIGN_RUNNER, DESK
 from bot.web.operators import (
     campaigns,
@@ -35,7 +38,7 @@ from bot.web.operators import (
 )
 from bot.web.operators import responses as out
 from bot.web.operators.audience import AudienceFilter
-from bot.web.operators.http import Api, Call, error, invalid, json_response
+from bot.web.operators.http import Api, Call, json_response
 from bot.web.operators.paging import Page, PageOf, PageQuery, page
 from storage.loyalty_models import Reward
 from storage.models import ClaimEvent, ClaimStatus, Document, TaskStatus
@@ -89,7 +92,7 @@ def _moved(call: Call, campaign: Campaign) -> web.Response:
     return json_response(campaigns.campaign_json(campaign))
 
 
-def page_json(call: Call, found: Page[Any], items: list[dict[str, Any]]) -> web.Response:
+def page_json(call: Call, found: Page[Any], items: Sequence[Mapping[str, Any]]) -> web.Response:
     """One page of a list: its items, the list's total and the link to the next page (this
     request's URL with the next cursor)."""
     following = (str(call.request.rel_url.update_query(cursor=found.cursor))
@@ -147,8 +150,9 @@ async def list_campaigns(call: Call) -> web.StreamResponse:
 async def create_campaign(call: Call) -> web.StreamResponse:
     data: campaigns.CampaignIn = call.body
     if unknown := campaigns.check_tiers(data.audience, call.settings):
-        return invalid([{"path": "audience.tiers", "message": f"unknown tier {unknown[0]!r}",
-                         "type": "unknown_tier"}])
+        raise InvalidBody([FieldProblem(path="audience.tiers",
+                                        message=f"unknown tier {unknown[0]!r}",
+                                        type="unknown_tier")])
     campaign = await campaigns.create_campaign(call.actor, data, now=call.now)
     return json_response(campaigns.campaign_json(campaign), status=201)
 
@@ -158,8 +162,8 @@ async def create_campaign(call: Call) -> web.StreamResponse:
            response=out.AudienceCount)
 async def count_audience(call: Call) -> web.StreamResponse:
     if unknown := campaigns.check_tiers(call.body, call.settings):
-        return invalid([{"path": "tiers", "message": f"unknown tier {unknown[0]!r}",
-                         "type": "unknown_tier"}])
+        raise InvalidBody([FieldProblem(path="tiers", message=f"unknown tier {unknown[0]!r}",
+                                        type="unknown_tier")])
     return json_response({"audience": await campaigns.audience_count(call.body, call.settings,
                                                                      now=call.now)})
 
@@ -322,7 +326,7 @@ async def document_thumbnail(call: Call) -> web.StreamResponse:
     document = await reviews.get_document(call.int_param("id"))
     data = await reviews.thumbnail(document, call.settings.uploads.directory)
     if data is None:
-        return error(404, "no_thumbnail", "only images have thumbnails")
+        raise reviews.NoThumbnail("only images have thumbnails")
     return web.Response(body=data, content_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=300"})
 
@@ -455,8 +459,8 @@ async def release_shared_phone(call: Call) -> web.StreamResponse:
 async def post_import(call: Call) -> web.StreamResponse:
     data, filename = await read_upload(call.request)
     if data is None:
-        return invalid([{"path": "file", "message": "a CSV file is required",
-                         "type": "missing"}])
+        raise InvalidBody([FieldProblem(path="file", message="a CSV file is required",
+                                        type="missing")])
     result = await imports.run_import(
         call.actor, call.query.kind, data, filename=filename,
         default_region=call.settings.company.default_phone_region, now=call.now)
@@ -660,3 +664,4 @@ async def get_satisfaction(call: Call) -> web.StreamResponse:
 
 def setup(app: web.Application) -> None:
     API.add_to(app.router)
+    answer_under(app, API.prefix, json_errors("operator"))

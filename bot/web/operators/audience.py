@@ -74,7 +74,7 @@ def where_clause(audience: AudienceFilter, params: Params, *, default_tier: str,
     if audience.expiring_to:
         policy.append(f"p.end_date <= {params.add(audience.expiring_to)}")
     if policy:
-        policy.append(policy_covers("p", today).named(params))
+        policy.append(params.take(policy_covers("p", today)))
         parts.append("EXISTS (SELECT 1 FROM policy p WHERE p.customer_id = c.id AND "
                      f"{' AND '.join(policy)})")
     if audience.has_telegram is True:

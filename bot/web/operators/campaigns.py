@@ -31,10 +31,11 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.functions import Max
 from tortoise.transactions import in_transaction
 
@@ -47,6 +48,14 @@ from bot.web.operators import audit
 from bot.web.operators.access import Actor
 from bot.web.operators.audience import TELEGRAM_LINKED, AudienceFilter, where_clause
 from bot.web.operators.errors import Refusal
+from bot.web.operators.rows import (
+    CampaignJson,
+    CampaignStatsJson,
+    ChannelSplitJson,
+    PreviewJson,
+    PreviewSampleJson,
+    PreviewWarningJson,
+)
 from storage.models import Category, Customer, Message, MessageStatus
 from storage.operator_models import CAMPAIGN_CANCELLED, HOLD_UNTIL, Campaign, CampaignStatus
 from storage.outbox import Outbound, enqueue
@@ -139,14 +148,14 @@ async def get_campaign(campaign_id: int) -> Campaign:
     return campaign
 
 
-def campaign_json(campaign: Campaign) -> dict[str, Any]:
+def campaign_json(campaign: Campaign) -> CampaignJson:
     return {
         "id": campaign.id, "name": campaign.name, "status": CampaignStatus(campaign.status).value,
         "category": campaign.category, "channel_policy": campaign.channel_policy,
         "audience": campaign.audience, "templates": campaign.templates,
         "send_at": _iso(campaign.send_at), "started_at": _iso(campaign.started_at),
         "finished_at": _iso(campaign.finished_at), "enqueued": campaign.enqueued,
-        "failure": campaign.failure or None, "created_at": _iso(campaign.created_at),
+        "failure": campaign.failure or None, "created_at": campaign.created_at.isoformat(),
     }
 
 
@@ -205,7 +214,7 @@ async def create_campaign(actor: Actor, data: CampaignIn, *, now: datetime) -> C
 async def _transition(
     actor: Actor, campaign_id: int, action: str, allowed: tuple[CampaignStatus, ...],
     now: datetime,
-) -> tuple[Campaign, dict[str, Any]]:
+) -> tuple[Campaign, CampaignJson]:
     campaign = await get_campaign(campaign_id)
     if campaign.status not in allowed:
         raise WrongState(f"cannot {action} a campaign that is {campaign.status}")
@@ -277,14 +286,14 @@ async def cancel(actor: Actor, campaign_id: int, *, now: datetime) -> Campaign:
     return campaign
 
 
-async def hold_pending(conn: Any, campaign_id: int) -> int:
+async def hold_pending(conn: BaseDBAsyncClient, campaign_id: int) -> int:
     return await execute(conn, "UPDATE message SET not_before = :held WHERE campaign_id = "
                          ":campaign AND status = :pending AND not_before < :held",
                          {"held": HOLD_UNTIL, "campaign": campaign_id,
                           "pending": MessageStatus.PENDING.value})
 
 
-async def skip_pending(conn: Any, campaign_id: int, now: datetime) -> int:
+async def skip_pending(conn: BaseDBAsyncClient, campaign_id: int, now: datetime) -> int:
     return await execute(conn, "UPDATE message SET status = :skipped, skip_reason = :reason, "
                          "updated_at = :now WHERE campaign_id = :campaign AND status = :pending",
                          {"skipped": MessageStatus.SKIPPED.value, "reason": CANCELLED,
@@ -349,7 +358,8 @@ async def _split(campaign: Campaign, settings: Settings,
     return await fetch(connections.get("default"), sql, params)
 
 
-def _channel(policy: str, *, tg: bool, phone_ok: bool, telegram: bool, sms: bool) -> str:
+def _channel(policy: str, *, tg: bool, phone_ok: bool, telegram: bool,
+             sms: bool) -> Literal["telegram", "sms", "none"]:
     if policy in ("telegram_then_sms", "telegram_only") and tg and telegram:
         return "telegram"
     if policy in ("telegram_then_sms", "sms_only") and sms:
@@ -358,21 +368,21 @@ def _channel(policy: str, *, tg: bool, phone_ok: bool, telegram: bool, sms: bool
 
 
 async def preview(campaign: Campaign, settings: Settings, texts: Texts, *,
-                  now: datetime) -> dict[str, Any]:
+                  now: datetime) -> PreviewJson:
     """Audience size, per-channel split, SMS segments and cost, three rendered samples and
     warnings — before consent, quiet hours and the weekly cap, which apply at dispatch.
 
     A draft's preview is worked out now; a started campaign's is the one kept when it started
     (``as_of`` says when), so a finished campaign still shows what it went out with."""
     if campaign.status != CampaignStatus.DRAFT and campaign.preview:
-        return dict(campaign.preview)
-    return {**await _preview_now(campaign, settings, texts, now), "as_of": now.isoformat()}
+        return cast(PreviewJson, dict(campaign.preview))  # kept as it was answered
+    return await _preview_now(campaign, settings, texts, now)
 
 
 async def _preview_now(campaign: Campaign, settings: Settings, texts: Texts,
-                       now: datetime) -> dict[str, Any]:
+                       now: datetime) -> PreviewJson:
     telegram_on, sms_on = settings.telegram.enabled, settings.twilio.enabled
-    channels = {"telegram": 0, "sms": 0, "none": 0}
+    channels: ChannelSplitJson = {"telegram": 0, "sms": 0, "none": 0}
     sms_by_language: dict[str, int] = {}
     sms_cn = 0
     for row in await _split(campaign, settings, now):
@@ -401,7 +411,7 @@ async def _preview_now(campaign: Campaign, settings: Settings, texts: Texts,
         encodings[language] = sms_encoding(text)
     segments = sum(segments_per_language.get(lang, 1) * n for lang, n in sms_by_language.items())
     price = settings.operator.sms_price_per_segment
-    warnings: list[dict[str, Any]] = []
+    warnings: list[PreviewWarningJson] = []
     if campaign.category == Category.MARKETING and sms_cn:
         warnings.append({"code": "marketing_sms_cn", "count": sms_cn})
     if sms_cn and any(s.refused == "url_in_sms_cn" for s in samples):
@@ -415,7 +425,7 @@ async def _preview_now(campaign: Campaign, settings: Settings, texts: Texts,
     if campaign.category == Category.MARKETING and prefixes:
         warnings.append({"code": "marketing_needs_consent", "prefixes": prefixes})
     return {
-        "audience": sum(channels.values()),
+        "audience": channels["telegram"] + channels["sms"] + channels["none"],
         "channels": channels,
         "sms": {
             "recipients": channels["sms"], "by_language": sms_by_language,
@@ -427,10 +437,11 @@ async def _preview_now(campaign: Campaign, settings: Settings, texts: Texts,
         },
         "samples": [_sample_json(s) for s in samples],
         "warnings": warnings,
+        "as_of": now.isoformat(),
     }
 
 
-def _sample_json(sample: Sample) -> dict[str, Any]:
+def _sample_json(sample: Sample) -> PreviewSampleJson:
     return {"customer_id": sample.customer_id, "name": sample.name, "phone": sample.phone,
             "language": sample.language, "channel": sample.channel, "text": sample.text,
             "segments": sample.segments, "refused": sample.refused}
@@ -499,7 +510,7 @@ async def test_send(actor: Actor, campaign_id: int, *, settings: Settings,
 # -- stats and failures ------------------------------------------------------------------------
 
 
-async def stats(campaign: Campaign) -> dict[str, Any]:
+async def stats(campaign: Campaign) -> CampaignStatsJson:
     from tortoise import connections
 
     conn = connections.get("default")

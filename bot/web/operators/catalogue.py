@@ -9,7 +9,6 @@ and retired, never deleted: vouchers refer to them.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tortoise.exceptions import IntegrityError
@@ -18,6 +17,7 @@ from tortoise.transactions import in_transaction
 from bot.web.operators import audit
 from bot.web.operators.access import Actor
 from bot.web.operators.errors import Refusal
+from bot.web.operators.rows import PointsAdjustedJson, RewardJson
 from loyalty.config import LoyaltySettings, RewardKind
 from loyalty.earning import adjust_points
 from loyalty.ledger import get_balance
@@ -92,7 +92,7 @@ class RewardPatch(_RewardFields):
     """Only the fields present change (``stock: null`` makes the stock unlimited)."""
 
 
-def reward_json(reward: Reward) -> dict[str, Any]:
+def reward_json(reward: Reward) -> RewardJson:
     return {
         "code": reward.code, "kind": reward.kind, "name_zh": reward.name_zh,
         "name_en": reward.name_en, "points_cost": reward.points_cost,
@@ -110,14 +110,14 @@ def _check_tier(tier: str | None, settings: LoyaltySettings) -> None:
 
 
 async def adjust(actor: Actor, customer_id: int, data: AdjustIn, *, now: datetime,
-                 settings: LoyaltySettings) -> dict[str, Any]:
+                 settings: LoyaltySettings) -> PointsAdjustedJson:
     if not await Customer.exists(id=customer_id):
         raise CustomerMissing(f"no customer {customer_id}")
     before = await get_balance(customer_id)
     posted = await adjust_points(customer_id, data.points, reason=data.reason.strip(),
                                  operator=actor.name, key=f"{actor.operator.id}:{data.request_key}",
                                  now=now, settings=settings)
-    result = {"entry_id": posted.entry_id, "points": posted.amount,
+    result: PointsAdjustedJson = {"entry_id": posted.entry_id, "points": posted.amount,
               "balance": posted.balance_after, "replayed": posted.replayed}
     if not posted.replayed:
         await audit.record(actor, "points.adjust", "customer", customer_id,
@@ -125,13 +125,6 @@ async def adjust(actor: Actor, customer_id: int, data: AdjustIn, *, now: datetim
                            after={"balance": posted.balance_after, "points": posted.amount,
                                   "reason": data.reason, "entry_id": posted.entry_id}, now=now)
     return result
-
-
-async def get_reward(code: str) -> Reward:
-    reward = await Reward.get_or_none(code=code)
-    if reward is None:
-        raise RewardNotFound(f"no reward {code!r}")
-    return reward
 
 
 async def create_reward(actor: Actor, data: RewardIn, *, now: datetime,

@@ -27,6 +27,7 @@ from bot.web.operators.access import Actor
 from bot.web.operators.customers import phone_condition, plate_of
 from bot.web.operators.errors import Refusal
 from bot.web.operators.paging import DEFAULT_LIMIT, Page, page
+from bot.web.operators.rows import ClaimEventJson, ClaimJson
 from storage.desk_models import SurveyCase
 from storage.models import Category, Claim, ClaimEvent, ClaimStatus, Policy
 from storage.outbox import Outbound, enqueue
@@ -76,7 +77,7 @@ class ClaimEventIn(BaseModel):
     note: str = Field(default="", max_length=500)
 
 
-def claim_json(claim: Claim) -> dict[str, Any]:
+def claim_json(claim: Claim) -> ClaimJson:
     return {
         "number": claim.number, "status": ClaimStatus(claim.status).value,
         "customer_id": claim.customer_id, "policy_id": claim.policy_id,
@@ -86,7 +87,7 @@ def claim_json(claim: Claim) -> dict[str, Any]:
     }
 
 
-def event_json(event: ClaimEvent) -> dict[str, Any]:
+def event_json(event: ClaimEvent) -> ClaimEventJson:
     return {"id": event.id, "external_id": event.external_id,
             "status": ClaimStatus(event.status).value,
             "occurred_at": event.occurred_at.isoformat(), "note": event.note}

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
@@ -21,12 +21,20 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 from multidict import MultiDict
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from yarl import URL
 
 from bot.telegram.claim_documents import kind_of
 from bot.texts import LANGUAGES, Texts
-from bot.web.bodies import UnreadableBody, read_form
+from bot.web.bodies import read_form
+from bot.web.errors import (
+    CsrfRefused,
+    Forbidden,
+    Refused,
+    RequestRefused,
+    Unauthorized,
+    answer_under,
+)
 from bot.web.keys import CAMPAIGN_RUNNER, SETTINGS, TEXTS
 from bot.web.operators import (
     campaigns,
@@ -53,7 +61,6 @@ from bot.web.operators.errors import Refusal
 from bot.web.operators.http import SESSION_COOKIE, field_path, now_of, validation_details
 from bot.web.operators.paging import Page
 from loyalty.config import REWARD_KINDS
-from loyalty.errors import LoyaltyError
 from storage.loyalty_models import Reward
 from storage.models import Claim, ClaimEvent, ClaimStatus, Document, Language, Product, TaskStatus
 from storage.operator_models import Campaign, CampaignStatus, Role
@@ -67,7 +74,9 @@ STATIC_ROUTE = "console_static"
 
 PageHandler = Callable[[web.Request, Actor], Awaitable[web.StreamResponse]]
 PAGE_SIZE = 50
-_TRANSITIONS = {"pause": campaigns.pause, "resume": campaigns.resume, "cancel": campaigns.cancel}
+ACTOR = web.RequestKey("console_actor", Actor)
+"""The signed-in operator, once known: the error page speaks their language."""
+Model = TypeVar("Model", bound=BaseModel)
 
 
 # -- language and strings ---------------------------------------------------------------------
@@ -223,46 +232,68 @@ def _back(path: str, **query: str) -> web.Response:
 
 def page(role: Role) -> Callable[[PageHandler],
                                  Callable[[web.Request], Awaitable[web.StreamResponse]]]:
-    """Require a console session with ``role``; POSTs must carry the session's CSRF token."""
+    """Require a console session with ``role``; POSTs must carry the session's CSRF token.
+    What is refused is raised and answered by ``refused``."""
 
     def decorate(handler: PageHandler) -> Callable[[web.Request],
                                                    Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
-            try:
-                return await run(request)
-            except UnreadableBody:
-                return unreadable(request)
-
-        async def run(request: web.Request) -> web.StreamResponse:
             actor = await session_actor(request.cookies.get(SESSION_COOKIE, ""),
                                         now=now_of(request))
             if actor is None:
                 if request.method != "GET":
-                    return render(request, "error.html", None, http_status=401,
-                                  code="unauthorized")
+                    raise Unauthorized()
                 return redirect(f"{PREFIX}/login?next={quote(request.path_qs)}")
+            request[ACTOR] = actor
             if request.method == "POST":
                 form = await read_form(request)
                 if not same_secret(str(form.get("csrf_token", "")), actor.csrf_token):
-                    return render(request, "error.html", actor, http_status=403, code="csrf")
+                    raise CsrfRefused()
             if not actor.may(role):
-                return render(request, "error.html", actor, http_status=403, code="forbidden")
-            try:
-                return await handler(request, actor)
-            except (Refusal, LoyaltyError) as exc:
-                # said by its code in the operator's language; the English detail is for logs
-                log.info("console %s %s refused: %s", request.method, request.path, exc)
-                if request.method == "POST":
-                    referer = request.headers.get("Referer", "")
-                    target = request.path if not referer else URL(referer).path
-                    return _back(target, err=exc.code)
-                status = exc.status if isinstance(exc, Refusal) else 409
-                return render(request, "error.html", actor, http_status=status, code=exc.code)
+                raise Forbidden()
+            return await handler(request, actor)
 
         handle.__name__ = handler.__name__
         return handle
 
     return decorate
+
+
+async def refused(request: web.Request, refusal: Refused) -> web.StreamResponse:
+    """The console's answer to a refusal, said by its code in the operator's language (the
+    English detail is for logs): a refused form or action goes back to its page with ``err``;
+    a refused request (not signed in, CSRF, role, unreadable body) or page gets the error
+    page with the refusal's status."""
+    actor = request.get(ACTOR)
+    if isinstance(refusal, FormInvalid):
+        return _back(refusal.back, err=refusal.code,
+                     **({"field": refusal.field} if refusal.field else {}))
+    if request.method == "POST" and not isinstance(refusal, RequestRefused):
+        log.info("console %s %s refused: %s", request.method, request.path, refusal)
+        referer = request.headers.get("Referer", "")
+        return _back(URL(referer).path if referer else request.path, err=refusal.code)
+    return render(request, "error.html", actor, http_status=refusal.status, code=refusal.code)
+
+
+class FormInvalid(Refusal):
+    """A console form that does not validate: back to the form's page (``back``) with the
+    form's error code and the first field in the way."""
+
+    status = 422
+
+    def __init__(self, code: str, *, back: str, field: str = "") -> None:
+        super().__init__(code)
+        self.code = code
+        self.back = back
+        self.field = field
+
+
+def validated(model: type[Model], data: Mapping[str, Any], *, err: str, back: str) -> Model:
+    """The form's values as ``model``, or ``FormInvalid(err)`` naming the first bad field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise FormInvalid(err, back=back, field=validation_details(exc)[0]["path"]) from None
 
 
 async def login_form(request: web.Request) -> web.StreamResponse:
@@ -273,19 +304,11 @@ async def login_form(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def unreadable(request: web.Request) -> web.Response:
-    """A form that is not UTF-8 (no browser sends one): 400, and nothing was done."""
-    return render(request, "error.html", None, http_status=400, code="unreadable_body")
-
-
 async def login(request: web.Request) -> web.StreamResponse:
-    try:
-        form = await read_form(request)
-    except UnreadableBody:
-        return unreadable(request)
+    form = await read_form(request)  # not UTF-8 (no browser sends one): 400, nothing done
     if not same_secret(str(form.get("csrf_token", "")), request.cookies.get(LOGIN_CSRF_COOKIE,
                                                                             "")):
-        return render(request, "error.html", None, http_status=403, code="csrf")
+        raise CsrfRefused()
     operator = await authenticate_token(str(form.get("token", "")).strip())
     next_url = str(form.get("next", "")) or PREFIX + "/"
     if not next_url.startswith(PREFIX) or next_url.startswith("//"):
@@ -430,24 +453,44 @@ async def campaign_page(request: web.Request, actor: Actor) -> web.StreamRespons
 
 
 @page(Role.ADMIN)
-async def campaign_action(request: web.Request, actor: Actor) -> web.StreamResponse:
+async def campaign_test(request: web.Request, actor: Actor) -> web.StreamResponse:
     campaign_id = _int(request, "id")
-    action = request.match_info["action"]
-    now = now_of(request)
-    if action == "test":
-        await campaigns.test_send(actor, campaign_id, settings=request.app[SETTINGS], now=now)
-    elif action in ("start", "pause", "resume", "cancel"):
-        if action == "start":
-            await campaigns.start(actor, campaign_id, settings=request.app[SETTINGS],
-                                  texts=request.app[TEXTS], now=now)
-        else:
-            await _TRANSITIONS[action](actor, campaign_id, now=now)
-        runner = request.app.get(CAMPAIGN_RUNNER)
-        if runner is not None:
-            runner.wake(campaign_id)
-    else:
-        raise web.HTTPNotFound()
-    return _back(f"{PREFIX}/campaigns/{campaign_id}", ok=f"campaign_{action}")
+    await campaigns.test_send(actor, campaign_id, settings=request.app[SETTINGS],
+                              now=now_of(request))
+    return _back(f"{PREFIX}/campaigns/{campaign_id}", ok="campaign_test")
+
+
+@page(Role.ADMIN)
+async def campaign_start(request: web.Request, actor: Actor) -> web.StreamResponse:
+    return _moved(request, "start", await campaigns.start(
+        actor, _int(request, "id"), settings=request.app[SETTINGS], texts=request.app[TEXTS],
+        now=now_of(request)))
+
+
+@page(Role.ADMIN)
+async def campaign_pause(request: web.Request, actor: Actor) -> web.StreamResponse:
+    return _moved(request, "pause",
+                  await campaigns.pause(actor, _int(request, "id"), now=now_of(request)))
+
+
+@page(Role.ADMIN)
+async def campaign_resume(request: web.Request, actor: Actor) -> web.StreamResponse:
+    return _moved(request, "resume",
+                  await campaigns.resume(actor, _int(request, "id"), now=now_of(request)))
+
+
+@page(Role.ADMIN)
+async def campaign_cancel(request: web.Request, actor: Actor) -> web.StreamResponse:
+    return _moved(request, "cancel",
+                  await campaigns.cancel(actor, _int(request, "id"), now=now_of(request)))
+
+
+def _moved(request: web.Request, action: str, campaign: Campaign) -> web.Response:
+    """After a start, pause, resume or cancel: wake the runner, back to the campaign."""
+    runner = request.app.get(CAMPAIGN_RUNNER)
+    if runner is not None:
+        runner.wake(campaign.id)
+    return _back(f"{PREFIX}/campaigns/{campaign.id}", ok=f"campaign_{action}")
 
 
 # -- claims and documents ----------------------------------------------------------------------
@@ -478,18 +521,13 @@ async def claim_page(request: web.Request, actor: Actor) -> web.StreamResponse:
 @page(Role.AGENT)
 async def document_review(request: web.Request, actor: Actor) -> web.StreamResponse:
     form = await read_form(request)
-    document_id = _int(request, "id")
-    try:
-        data = reviews.ReviewIn.model_validate({"decision": form.get("decision", ""),
-                                                "reason": form.get("reason", "")})
-    except ValidationError:
-        document = await reviews.get_document(document_id)
-        claim = await Claim.get_or_none(id=document.claim_id) if document.claim_id else None
-        target = f"{PREFIX}/claims/{claim.number}" if claim else f"{PREFIX}/claims"
-        return _back(target, err="invalid_review")
-    document = await reviews.review(actor, document_id, data, now=now_of(request))
+    document = await reviews.get_document(_int(request, "id"))
     claim = await Claim.get_or_none(id=document.claim_id) if document.claim_id else None
     target = f"{PREFIX}/claims/{claim.number}" if claim else f"{PREFIX}/claims"
+    data = validated(reviews.ReviewIn, {"decision": form.get("decision", ""),
+                                        "reason": form.get("reason", "")},
+                     err="invalid_review", back=target)
+    await reviews.review(actor, document.id, data, now=now_of(request))
     return _back(target, ok=f"document_{data.decision}")
 
 
@@ -521,13 +559,10 @@ async def customer_page(request: web.Request, actor: Actor) -> web.StreamRespons
 async def customer_points(request: web.Request, actor: Actor) -> web.StreamResponse:
     form = await read_form(request)
     customer_id = _int(request, "id")
-    try:
-        data = catalogue.AdjustIn.model_validate({
-            "points": form.get("points", ""), "reason": form.get("reason", ""),
-            "request_key": form.get("request_key", "")})
-    except ValidationError as exc:
-        return _back(f"{PREFIX}/customers/{customer_id}", err="invalid_adjustment",
-                     field=validation_details(exc)[0]["path"])
+    data = validated(catalogue.AdjustIn, {
+        "points": form.get("points", ""), "reason": form.get("reason", ""),
+        "request_key": form.get("request_key", "")},
+        err="invalid_adjustment", back=f"{PREFIX}/customers/{customer_id}")
     await catalogue.adjust(actor, customer_id, data, now=now_of(request),
                            settings=request.app[SETTINGS].loyalty)
     return _back(f"{PREFIX}/customers/{customer_id}", ok="points_adjusted")
@@ -548,15 +583,11 @@ def _optional_int(value: Any) -> int | None:
 @page(Role.ADMIN)
 async def reward_create(request: web.Request, actor: Actor) -> web.StreamResponse:
     form = await read_form(request)
-    try:
-        data = catalogue.RewardIn.model_validate({
-            "code": form.get("code", ""), "kind": form.get("kind", ""),
-            "name_zh": form.get("name_zh", ""), "name_en": form.get("name_en", ""),
-            "points_cost": form.get("points_cost", ""), "min_tier": form.get("min_tier") or None,
-            "stock": _optional_int(form.get("stock"))})
-    except ValidationError as exc:
-        return _back(f"{PREFIX}/rewards", err="invalid_reward",
-                     field=validation_details(exc)[0]["path"])
+    data = validated(catalogue.RewardIn, {
+        "code": form.get("code", ""), "kind": form.get("kind", ""),
+        "name_zh": form.get("name_zh", ""), "name_en": form.get("name_en", ""),
+        "points_cost": form.get("points_cost", ""), "min_tier": form.get("min_tier") or None,
+        "stock": _optional_int(form.get("stock"))}, err="invalid_reward", back=f"{PREFIX}/rewards")
     await catalogue.create_reward(actor, data, now=now_of(request),
                                   settings=request.app[SETTINGS].loyalty)
     return _back(f"{PREFIX}/rewards", ok="reward_created")
@@ -572,11 +603,8 @@ async def reward_update(request: web.Request, actor: Actor) -> web.StreamRespons
     changes: dict[str, Any] = {"stock": _optional_int(form.get("stock"))}
     if (cost := _optional_int(form.get("points_cost"))) is not None:
         changes["points_cost"] = cost
-    try:
-        data = catalogue.RewardPatch.model_validate(changes)
-    except ValidationError as exc:
-        return _back(f"{PREFIX}/rewards", err="invalid_reward",
-                     field=validation_details(exc)[0]["path"])
+    data = validated(catalogue.RewardPatch, changes, err="invalid_reward",
+                     back=f"{PREFIX}/rewards")
     await catalogue.update_reward(actor, code, data, now=now_of(request),
                                   settings=request.app[SETTINGS].loyalty)
     return _back(f"{PREFIX}/rewards", ok="reward_updated")
@@ -596,17 +624,20 @@ async def tasks_page(request: web.Request, actor: Actor) -> web.StreamResponse:
 
 
 @page(Role.AGENT)
-async def task_action(request: web.Request, actor: Actor) -> web.StreamResponse:
+async def task_assign(request: web.Request, actor: Actor) -> web.StreamResponse:
     form = await read_form(request)
-    task_id = _int(request, "id")
-    if request.match_info["action"] == "assign":
-        assignee = str(form.get("assignee", "")).strip() or actor.name
-        await tasks.assign(actor, task_id, tasks.AssignIn(assignee=assignee),
-                           now=now_of(request))
-    else:
-        await tasks.close(actor, task_id, tasks.CloseIn(note=str(form.get("note", ""))[:2000]),
-                          now=now_of(request))
-    return _back(f"{PREFIX}/tasks", ok=f"task_{request.match_info['action']}")
+    assignee = str(form.get("assignee", "")).strip() or actor.name
+    await tasks.assign(actor, _int(request, "id"), tasks.AssignIn(assignee=assignee),
+                       now=now_of(request))
+    return _back(f"{PREFIX}/tasks", ok="task_assign")
+
+
+@page(Role.AGENT)
+async def task_close(request: web.Request, actor: Actor) -> web.StreamResponse:
+    form = await read_form(request)
+    await tasks.close(actor, _int(request, "id"),
+                      tasks.CloseIn(note=str(form.get("note", ""))[:2000]), now=now_of(request))
+    return _back(f"{PREFIX}/tasks", ok="task_close")
 
 
 @page(Role.VIEWER)
@@ -668,7 +699,11 @@ def setup(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/campaigns/new", campaign_new)
     r.add_post(f"{PREFIX}/campaigns/new", campaign_create)
     r.add_get(f"{PREFIX}/campaigns/{{id:\\d+}}", campaign_page)
-    r.add_post(f"{PREFIX}/campaigns/{{id:\\d+}}/{{action}}", campaign_action)
+    r.add_post(f"{PREFIX}/campaigns/{{id:\\d+}}/test", campaign_test)
+    r.add_post(f"{PREFIX}/campaigns/{{id:\\d+}}/start", campaign_start)
+    r.add_post(f"{PREFIX}/campaigns/{{id:\\d+}}/pause", campaign_pause)
+    r.add_post(f"{PREFIX}/campaigns/{{id:\\d+}}/resume", campaign_resume)
+    r.add_post(f"{PREFIX}/campaigns/{{id:\\d+}}/cancel", campaign_cancel)
     r.add_get(f"{PREFIX}/claims", claims_page)
     r.add_get(f"{PREFIX}/claims/{{number}}", claim_page)
     r.add_post(f"{PREFIX}/documents/{{id:\\d+}}/review", document_review)
@@ -679,7 +714,8 @@ def setup(app: web.Application) -> None:
     r.add_post(f"{PREFIX}/rewards", reward_create)
     r.add_post(f"{PREFIX}/rewards/{{code}}", reward_update)
     r.add_get(f"{PREFIX}/tasks", tasks_page)
-    r.add_post(f"{PREFIX}/tasks/{{id:\\d+}}/{{action:assign|close}}", task_action)
+    r.add_post(f"{PREFIX}/tasks/{{id:\\d+}}/assign", task_assign)
+    r.add_post(f"{PREFIX}/tasks/{{id:\\d+}}/close", task_close)
     r.add_get(f"{PREFIX}/shared-phones", shared_phones_page)
     r.add_post(f"{PREFIX}/shared-phones/{{id:\\d+}}/release", shared_phone_release)
     r.add_get(f"{PREFIX}/imports", imports_page)
@@ -690,6 +726,7 @@ def setup(app: web.Application) -> None:
     complaints_console.add_routes(r)
     r.add_static(f"{PREFIX}/static", Path(__file__).parent.parent / "static",
                  append_version=True, name=STATIC_ROUTE)
+    answer_under(app, PREFIX, refused)
 
 
 async def _redirect_root(request: web.Request) -> web.StreamResponse:

@@ -4,13 +4,18 @@ of one: policies, claims, consents, points, messages and tasks. Lists mask phone
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import phonenumbers
 from tortoise.expressions import Q, Subquery
 
 from bot.web.operators.errors import Refusal
 from bot.web.operators.paging import DEFAULT_LIMIT, Page, page
+from bot.web.operators.rows import (
+    ChoiceJson,
+    CustomerChoicesJson,
+    CustomerJson,
+    CustomerProfileJson,
+)
 from loyalty import ledger
 from storage.choices import CHOICES
 from storage.loyalty_models import LoyaltyAccount
@@ -25,7 +30,7 @@ class CustomerNotFound(Refusal):
     status = 404
 
 
-def customer_row(customer: Customer) -> dict[str, Any]:
+def customer_row(customer: Customer) -> CustomerJson:
     return {"id": customer.id, "name": customer.name, "phone": mask_phone(customer.phone),
             "language": str(customer.language)}
 
@@ -79,7 +84,7 @@ async def search(query: str, *, default_region: str = "CN", limit: int = DEFAULT
                       cursor=cursor)
 
 
-async def profile(customer_id: int) -> dict[str, Any]:
+async def profile(customer_id: int) -> CustomerProfileJson:
     customer = await Customer.get_or_none(id=customer_id)
     if customer is None:
         raise CustomerNotFound(f"no customer {customer_id}")
@@ -125,11 +130,12 @@ async def profile(customer_id: int) -> dict[str, Any]:
     }
 
 
-def _choices(customer: Customer) -> dict[str, dict[str, str | None]]:
+def _choices(customer: Customer) -> CustomerChoicesJson:
     """Who set the language, time zone and region, and when (``storage.choices``)."""
-    out: dict[str, dict[str, str | None]] = {}
-    for prefix in CHOICES.values():
+
+    def choice(prefix: str) -> ChoiceJson:
         at = getattr(customer, f"{prefix}_set_at")
-        out[prefix] = {"by": getattr(customer, f"{prefix}_set_by"),
-                       "at": at.isoformat() if at else None}
-    return out
+        return {"by": getattr(customer, f"{prefix}_set_by"), "at": at.isoformat() if at else None}
+
+    language, timezone, region = (choice(prefix) for prefix in CHOICES.values())
+    return {"language": language, "timezone": timezone, "region": region}

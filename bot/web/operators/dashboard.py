@@ -8,7 +8,6 @@ backends."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from tortoise import connections
@@ -16,6 +15,7 @@ from tortoise.expressions import Q
 from tortoise.functions import Count
 
 from bot.web.operators.complaints import overdue_count
+from bot.web.operators.rows import DashboardJson, SchedulerRunJson
 from storage.coverage import insured_on
 from storage.desk_models import Conversation, ConversationStatus
 from storage.models import Message, MessageStatus, SharedPhone
@@ -40,7 +40,7 @@ def day_bounds(now: datetime, timezone: str) -> tuple[date, datetime, datetime]:
     return today, start.astimezone(UTC), end.astimezone(UTC)
 
 
-async def summary(now: datetime, timezone: str) -> dict[str, Any]:
+async def summary(now: datetime, timezone: str) -> DashboardJson:
     """Today's plan — every message due today, queued today or sent today, by kind — the
     day's deliveries by status, the scheduler's runs, recent failures and the campaigns that
     are live or need attention."""
@@ -56,8 +56,9 @@ async def summary(now: datetime, timezone: str) -> dict[str, Any]:
     for row in await Message.filter(updated_at__gte=start, updated_at__lt=end).annotate(
             n=Count("id")).group_by("status").values("status", "n"):
         delivery[str(row["status"])] = int(row["n"])
-    runs = [{"job": r.job, "finished_at": r.finished_at.isoformat(), "counts": r.counts}
-            for r in await SchedulerRun.filter(day=today).order_by("finished_at")]
+    runs: list[SchedulerRunJson] = [
+        {"job": r.job, "finished_at": r.finished_at.isoformat(), "counts": r.counts}
+        for r in await SchedulerRun.filter(day=today).order_by("finished_at")]
     failures = await Message.filter(status__in=list(FAILED)).order_by("-updated_at", "-id").limit(
         10).values("id", "kind", "status", "channel", "last_error", "updated_at",
                    "customer__phone", "campaign_id")
@@ -85,7 +86,7 @@ async def summary(now: datetime, timezone: str) -> dict[str, Any]:
 
 async def _insured(day: date) -> int:
     params = Params()
-    insured = insured_on(day).named(params)
+    insured = params.take(insured_on(day))
     rows = await fetch(connections.get("default"),
                        f"SELECT COUNT(*) AS n FROM customer c WHERE {insured}", params)
     return int(rows[0]["n"])

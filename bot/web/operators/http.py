@@ -1,5 +1,6 @@
 """HTTP plumbing shared by the operator API and console: who is calling, may they, what did
-they send, and errors as JSON with the field path.
+they send (a refusal is raised, and answered as JSON with the field path by
+``bot.web.errors``).
 
 The API accepts ``Authorization: Bearer <token>``, or the console's session cookie; a
 cookie-authenticated request that changes anything must also carry the session's CSRF token
@@ -22,16 +23,9 @@ from pydantic import BaseModel, ValidationError
 from bot.settings import Settings
 from bot.texts import Texts
 from bot.web.bodies import UnreadableBody, read_form, read_json
+from bot.web.errors import CsrfRefused, FieldProblem, Forbidden, InvalidBody, Unauthorized
 from bot.web.keys import CLOCK, SETTINGS, TEXTS
 from bot.web.operators.access import Actor, authenticate_token, same_secret, session_actor
-from bot.web.operators.errors import Refusal
-from loyalty.errors import (
-    IdempotencyConflict,
-    InsufficientPoints,
-    InvalidRequest,
-    LoyaltyError,
-    UnknownCustomer,
-)
 from storage.operator_models import Role
 
 log = logging.getLogger(__name__)
@@ -39,17 +33,6 @@ log = logging.getLogger(__name__)
 SESSION_COOKIE = "engage_session"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-_LOYALTY_STATUS: dict[type[LoyaltyError], int] = {
-    InsufficientPoints: 409, IdempotencyConflict: 409, InvalidRequest: 422, UnknownCustomer: 404,
-}
-
-
-def error(status: int, code: str, message: str = "", **extra: Any) -> web.Response:
-    body: dict[str, Any] = {"error": code, "message": message or code, **extra}
-    headers = {"WWW-Authenticate": 'Bearer realm="operator"'} if status == 401 else None
-    return web.json_response(body, status=status, headers=headers,
-                             dumps=lambda v: json.dumps(v, ensure_ascii=False))
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:
@@ -63,7 +46,7 @@ def field_path(loc: tuple[int | str, ...]) -> str:
     return out or "body"
 
 
-def validation_details(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[dict[str, str]]:
+def validation_details(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[FieldProblem]:
     details = []
     for err in exc.errors(include_url=False):
         loc = (*prefix, *err["loc"])
@@ -72,13 +55,8 @@ def validation_details(exc: ValidationError, prefix: tuple[str, ...] = ()) -> li
         if err["type"] == "value_error" and ": " in message and not err["loc"]:
             inner, _, message = message.partition(": ")
             loc = (*loc, inner)
-        details.append({"path": field_path(loc), "message": message, "type": err["type"]})
+        details.append(FieldProblem(path=field_path(loc), message=message, type=err["type"]))
     return details
-
-
-def invalid(details: list[dict[str, str]]) -> web.Response:
-    first = details[0] if details else {"path": "body", "message": "invalid"}
-    return error(422, "invalid_body", f"{first['path']}: {first['message']}", details=details)
 
 
 def now_of(request: web.Request) -> datetime:
@@ -177,43 +155,34 @@ class Api:
 
 
 def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    async def handle(request: web.Request) -> web.StreamResponse:
-        try:
-            return await checked(request)
-        except UnreadableBody as exc:
-            return error(400, "unreadable_body", exc.text or "")
+    """The endpoint's handler behind the checks every route shares; what they refuse is
+    raised, and answered as the API's JSON error by ``bot.web.errors``."""
 
-    async def checked(request: web.Request) -> web.StreamResponse:
+    async def handle(request: web.Request) -> web.StreamResponse:
         actor, csrf_failed = await request_actor(request)
         if actor is None:
-            return error(401, "unauthorized", "missing or invalid operator token or session")
+            raise Unauthorized("missing or invalid operator token or session")
         if csrf_failed:
-            return error(403, "csrf", "missing or wrong CSRF token")
+            raise CsrfRefused("missing or wrong CSRF token")
         if not actor.may(endpoint.role):
-            return error(403, "forbidden", f"this needs the {endpoint.role.value} role")
+            raise Forbidden(f"this needs the {endpoint.role.value} role")
         call = Call(request, actor)
         if endpoint.query is not None:
             try:
                 call.query = endpoint.query.model_validate(dict(request.query))
             except ValidationError as exc:
-                return invalid(validation_details(exc, ("query",)))
+                raise InvalidBody(validation_details(exc, ("query",))) from None
         if endpoint.body is not None:
             try:
                 raw = await read_json(request)
             except UnreadableBody:
-                return invalid([{"path": "body", "message": "not valid JSON",
-                                 "type": "json_invalid"}])
+                raise InvalidBody([FieldProblem(path="body", message="not valid JSON",
+                                                type="json_invalid")]) from None
             try:
                 call.body = endpoint.body.model_validate(raw)
             except ValidationError as exc:
-                return invalid(validation_details(exc))
-        try:
-            return await endpoint.handler(call)
-        except LoyaltyError as exc:
-            status = next((s for t, s in _LOYALTY_STATUS.items() if isinstance(exc, t)), 409)
-            return error(status, exc.code, str(exc))
-        except Refusal as exc:
-            return error(exc.status, exc.code, str(exc))
+                raise InvalidBody(validation_details(exc)) from None
+        return await endpoint.handler(call)
 
     handle.__name__ = endpoint.handler.__name__
     return handle

@@ -9,11 +9,11 @@ import re
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from bot.web.operators import audit
 from bot.web.operators.access import Actor
 from bot.web.operators.errors import Refusal
+from bot.web.operators.rows import ImportJson
 from storage.importer import KINDS, ImportFileError, import_csv
 
 MAX_PROBLEMS = 200
@@ -32,7 +32,7 @@ def _spool(data: bytes) -> Path:
 
 
 async def run_import(actor: Actor, kind: str, data: bytes, *, filename: str,
-                     default_region: str, now: datetime) -> dict[str, Any]:
+                     default_region: str, now: datetime) -> ImportJson:
     if kind not in KINDS:
         raise ImportRefused(f"unknown import kind {kind!r}; expected one of {', '.join(KINDS)}")
     path = await asyncio.to_thread(_spool, data)
@@ -50,7 +50,7 @@ async def run_import(actor: Actor, kind: str, data: bytes, *, filename: str,
             problems.append(line)
         elif line.strip() and line != report.summary():
             notes.append(line)
-    result = {
+    result: ImportJson = {
         "kind": kind, "file": filename, "created": report.created, "updated": report.updated,
         "unchanged": report.unchanged, "rejected": report.rejected,
         "problems": problems[:MAX_PROBLEMS], "problems_truncated": len(problems) > MAX_PROBLEMS,

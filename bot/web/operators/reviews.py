@@ -10,7 +10,7 @@ import asyncio
 import io
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -19,6 +19,7 @@ from tortoise.transactions import in_transaction
 from bot.web.operators import audit
 from bot.web.operators.access import Actor
 from bot.web.operators.errors import Refusal
+from bot.web.operators.rows import DocumentJson
 from storage.models import Category, Claim, Document, DocumentStatus
 from storage.outbox import Outbound, enqueue
 
@@ -39,6 +40,11 @@ class AlreadyReviewed(DocumentError):
     code = "already_reviewed"
 
 
+class NoThumbnail(DocumentError):
+    code = "no_thumbnail"
+    status = 404
+
+
 class ReviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -52,7 +58,7 @@ class ReviewIn(BaseModel):
         return self
 
 
-def document_json(document: Document) -> dict[str, Any]:
+def document_json(document: Document) -> DocumentJson:
     return {
         "id": document.id, "claim_id": document.claim_id, "customer_id": document.customer_id,
         "channel": str(document.channel), "mime_type": document.mime_type, "size": document.size,

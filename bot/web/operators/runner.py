@@ -14,8 +14,10 @@ processes may run the runner: the conditional cursor update lets one win each ba
 the dedup key would stop duplicates anyway. Updating the campaign row first also means a
 pause (which updates the same row) waits for a batch in flight and then holds its rows.
 
-The statement is built with named parameters (``storage.sql``), so the audience filter's
-values and the id range bind to their own placeholders whatever order they are written in.
+The statement is the outbox's own ``INSERT … SELECT`` (``storage.outbox.insert_select``) with
+the campaign's columns and the audience's condition as named fragments (``storage.sql``), so
+the audience filter's values and the id range bind to their own placeholders whatever order
+they are written in.
 A batch the database refuses marks that campaign *failed* (reason kept, ERROR logged) and the
 pass carries on with the others; a database that cannot be reached fails the pass instead,
 to be tried again, and never a campaign.
@@ -35,58 +37,64 @@ from bot.settings import Settings
 from bot.texts import FALLBACK_LANGUAGE
 from bot.web.operators import campaigns as service
 from bot.web.operators.audience import where_clause
+from storage import outbox
 from storage.db import is_unreachable
 from storage.models import MessageStatus
 from storage.operator_models import Campaign, CampaignStatus
-from storage.sql import Params, execute, is_postgres
+from storage.sql import Fragment, Params, execute, is_postgres, json_object, typed
 
 log = logging.getLogger(__name__)
 
-_COLUMNS = ("created_at, updated_at, dedup_key, kind, category, customer_id, channel_policy, "
-            "template_key, params, not_before, campaign_id, status, skip_reason, attempts, "
-            "last_error, segments")
-
-
-def _params_sql(bodies: dict[str, str], params: Params, *, postgres: bool) -> str:
+def _body_sql(bodies: dict[str, str], *, postgres: bool) -> Fragment:
     """SQL building ``{"body": text}``: the text in the customer's language (the fallback
     language's otherwise) with ``{name}`` replaced by the customer's name. One language per
     row keeps a million-row campaign's outbox (and its WAL) about half the size."""
     fallback = FALLBACK_LANGUAGE if FALLBACK_LANGUAGE in bodies else next(iter(bodies))
+    params = Params()
 
     def text(lang: str) -> str:
-        value = params.add(bodies[lang]) + ("::text" if postgres else "")
+        value = typed(params.add(bodies[lang]), "text", postgres=postgres)
         return f"replace({value}, '{{name}}', c.name)" if "{name}" in bodies[lang] else value
 
     others = [lang for lang in bodies if lang != fallback]
     branches = "".join(f"WHEN c.language = {params.add(lang)} THEN {text(lang)} "
                        for lang in others)
     chosen = f"CASE {branches}ELSE {text(fallback)} END" if others else text(fallback)
-    build = "jsonb_build_object" if postgres else "json_object"
-    return f"{build}('body', {chosen})"
+    return Fragment(json_object(("'body'", chosen), postgres=postgres), params)
+
+
+def message_columns(campaign: Campaign, settings: Settings, *, now: datetime,
+                    postgres: bool) -> dict[str, Fragment]:
+    """The outbox columns of the campaign's message to customer ``c``."""
+
+    def value(value: object, sql_type: str) -> Fragment:
+        return Fragment(typed(":value", sql_type, postgres=postgres), {"value": value})
+
+    return {
+        "dedup_key": Fragment(f"{typed(':prefix', 'text', postgres=postgres)} || c.id",
+                              {"prefix": f"{service.CAMPAIGN_KIND}:{campaign.id}:"}),
+        "kind": value(service.CAMPAIGN_KIND, "text"),
+        "category": value(campaign.category, "text"),
+        "customer_id": Fragment("c.id"),
+        "channel_policy": value(campaign.channel_policy, "text"),
+        "template_key": value(service.TEMPLATE_KEY, "text"),
+        "params": _body_sql(service.bodies(campaign, settings), postgres=postgres),
+        "not_before": value(now, "timestamptz"),
+        "campaign_id": value(campaign.id, "int"),
+    }
 
 
 def insert_select(campaign: Campaign, settings: Settings, *, postgres: bool, lo: int, hi: int,
                   now: datetime) -> tuple[str, Params]:
     """The one statement that enqueues the audience with ``lo < customer id <= hi``, and its
-    named parameters."""
-    params = Params(now=now, lo=lo, hi=hi, campaign=campaign.id,
-                    key_prefix=f"{service.CAMPAIGN_KIND}:{campaign.id}:",
-                    kind=service.CAMPAIGN_KIND, category=campaign.category,
-                    channel_policy=campaign.channel_policy, template=service.TEMPLATE_KEY,
-                    pending=MessageStatus.PENDING.value)
-    ts, txt, int_ = ("::timestamptz", "::text", "::int") if postgres else ("", "", "")
-    body = _params_sql(service.bodies(campaign, settings), params, postgres=postgres)
-    head = (f":now{ts}, :now{ts}, :key_prefix{txt} || c.id, :kind{txt}, :category{txt}, "
-            f"c.id, :channel_policy{txt}, :template{txt}, {body}, :now{ts}, :campaign{int_}, "
-            f":pending{txt}, '', 0, '', 0")
+    named parameters: the outbox's own ``INSERT … SELECT`` over the audience's condition."""
+    params = Params(lo=lo, hi=hi)
     clause = where_clause(service.audience_of(campaign), params,
                           default_tier=settings.loyalty.tiers[0].code,
                           today=service.care_today(settings, now))
-    verb = "INSERT" if postgres else "INSERT OR IGNORE"
-    tail = " ON CONFLICT (dedup_key) DO NOTHING" if postgres else ""
-    sql = (f"{verb} INTO message ({_COLUMNS}) SELECT {head} FROM customer c "
-           f"WHERE c.id > :lo AND c.id <= :hi AND {clause}{tail}")
-    return sql, params
+    source = Fragment(f"FROM customer c WHERE c.id > :lo AND c.id <= :hi AND {clause}", params)
+    return outbox.insert_select(message_columns(campaign, settings, now=now, postgres=postgres),
+                                source, created_at=now, postgres=postgres)
 
 
 async def enqueue_batch(campaign_id: int, settings: Settings, *, now: datetime,

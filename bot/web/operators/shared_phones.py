@@ -13,6 +13,7 @@ from bot.web.operators import audit
 from bot.web.operators.access import Actor
 from bot.web.operators.errors import Refusal
 from bot.web.operators.paging import DEFAULT_LIMIT, Page, page
+from bot.web.operators.rows import SharedPhoneJson
 from storage import shared_phones
 from storage.models import SharedPhone
 from storage.phones import mask_phone
@@ -23,7 +24,7 @@ class SharedPhoneNotFound(Refusal):
     status = 404
 
 
-def flag_json(flag: shared_phones.Flag) -> dict[str, Any]:
+def flag_json(flag: shared_phones.Flag) -> SharedPhoneJson:
     return {"id": flag.id, "phone": flag.phone, "held": flag.held,
             "customers": [{"id": cid, "name": name} for cid, name in flag.customers],
             "flagged_at": flag.flagged_at.isoformat(),
@@ -32,7 +33,7 @@ def flag_json(flag: shared_phones.Flag) -> dict[str, Any]:
 
 
 async def list_flags(held: bool | None = None, *, limit: int = DEFAULT_LIMIT,
-                     cursor: str = "") -> tuple[list[dict[str, Any]], Page[SharedPhone]]:
+                     cursor: str = "") -> tuple[list[SharedPhoneJson], Page[SharedPhone]]:
     """A page of flagged numbers — held ones (still to check), released ones, or both — most
     customers first, as JSON rows and the page itself."""
     query = SharedPhone.all()
@@ -48,7 +49,7 @@ def _row_json(row: SharedPhone) -> dict[str, Any]:
             "released_by": row.released_by}
 
 
-async def release(actor: Actor, flag_id: int, *, now: datetime) -> dict[str, Any]:
+async def release(actor: Actor, flag_id: int, *, now: datetime) -> SharedPhoneJson:
     """The operator checked the number: it is really these customers' own. Answers the
     number as the list shows it."""
     async with in_transaction():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from tortoise.transactions import in_transaction
@@ -12,6 +11,7 @@ from bot.web.operators import audit
 from bot.web.operators.access import Actor
 from bot.web.operators.errors import Refusal
 from bot.web.operators.paging import DEFAULT_LIMIT, Page, page
+from bot.web.operators.rows import TaskJson
 from storage.models import Task, TaskStatus
 from storage.phones import mask_phone
 
@@ -42,7 +42,7 @@ class CloseIn(BaseModel):
     note: str = Field(default="", max_length=2000)
 
 
-def task_json(task: Task, phone: str | None = None) -> dict[str, Any]:
+def task_json(task: Task, phone: str | None = None) -> TaskJson:
     return {"id": task.id, "kind": task.kind, "customer_id": task.customer_id,
             "policy_id": task.policy_id, "status": TaskStatus(task.status).value,
             "source": task.source, "assignee": task.assignee, "note": task.note,
@@ -52,7 +52,7 @@ def task_json(task: Task, phone: str | None = None) -> dict[str, Any]:
 
 
 async def list_tasks(status: str | None, *, limit: int = DEFAULT_LIMIT,
-                     cursor: str = "") -> tuple[list[dict[str, Any]], Page[Task]]:
+                     cursor: str = "") -> tuple[list[TaskJson], Page[Task]]:
     """A page of tasks, newest first, as JSON rows (phones masked) and the page itself."""
     query = Task.all()
     if status:

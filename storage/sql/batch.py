@@ -9,24 +9,17 @@ values per array parameter); per row that is half the client CPU of ``unnest`` f
 and a fraction of ``executemany``'s round trips. On SQLite (in-process) ``executemany``.
 Reads are one ``WHERE key IN (…)`` (``= ANY($1)`` on PostgreSQL) per batch.
 
-Statements written by hand elsewhere go through ``fetch`` and ``execute`` here, with named
-parameters (``:customer_id``): ``bind`` turns them into the driver's placeholders in the order
-they appear in the text, so SQL built from fragments cannot bind a value to the wrong place,
-whatever order the fragments were written in.
-Writes pass the Python types the ORM itself hands to each driver — aware UTC datetimes,
-``date``, ``bool``, ``int``, ``str``, JSON as text — and reads convert values with the model's
-own fields, so rows written here read back through the ORM like any other, and rows the ORM
-wrote compare equal here. Supported backends: SQLite (aiosqlite) and PostgreSQL (asyncpg).
+Writes pass the Python types the ORM itself hands to each driver and reads convert values
+with the model's own fields, so rows written here read back through the ORM like any other.
 A unique key violated by a bulk write raises Tortoise's ``IntegrityError`` on both.
 """
 
 from __future__ import annotations
 
-import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime
+from datetime import datetime
 from typing import Any
 
 from pypika_tortoise.queries import Table
@@ -36,112 +29,12 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.models import Model
 
+from storage.sql.gateway import _execute_counted, is_postgres
+
 _NATIVE = (fields.IntField, fields.BigIntField, fields.SmallIntField, fields.CharField,
            fields.TextField)
 # SQLite's limit of bound parameters per statement: 32,766 since 3.32, 999 before
 _SQLITE_MAX_KEYS = 10_000 if sqlite3.sqlite_version_info >= (3, 32) else 999
-
-
-def as_date(value: Any) -> date:
-    """A date read by a raw statement: SQLite hands back ISO text (JSON too), PostgreSQL a
-    ``date``."""
-    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
-
-
-def as_moment(value: Any) -> datetime:
-    """A timestamp read by a raw statement: ISO text (SQLite, or inside JSON) or a
-    ``datetime``."""
-    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-
-
-def is_postgres(conn: BaseDBAsyncClient) -> bool:
-    return conn.capabilities.dialect == "postgres"
-
-
-# a quoted literal or identifier or a -- comment (left alone), or a :name not in a ::cast
-_NAMED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|(?<![:\w]):([A-Za-z_]\w*)")
-
-
-def driver_value(value: Any, *, postgres: bool) -> Any:
-    """``value`` as the driver takes it: on SQLite dates as ISO text and aware datetimes as
-    the UTC text Tortoise's ORM compares with (``2026-01-01 04:00:00+00:00``)."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value} bound to a statement: pass it aware")
-        return value if postgres else value.astimezone(UTC).isoformat(" ")
-    if isinstance(value, date) and not postgres:
-        return value.isoformat()
-    return value
-
-
-def bind(sql: str, params: Mapping[str, Any], *,
-         postgres: bool) -> tuple[str, list[Any]]:
-    """``sql`` with ``:name`` placeholders → the driver's text (``$n`` on PostgreSQL, ``?`` on
-    SQLite) and its values in placeholder order. A name may appear several times; a name
-    without a value, or a value no placeholder uses, is a ``KeyError`` (a typo fails loudly
-    instead of binding something else)."""
-    values: list[Any] = []
-    slots: dict[str, str] = {}
-
-    def place(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name is None:
-            return match.group(0)
-        if name not in params:
-            raise KeyError(f"no value for :{name}")
-        if postgres and name in slots:
-            return slots[name]
-        values.append(driver_value(params[name], postgres=postgres))
-        slots[name] = f"${len(values)}" if postgres else "?"
-        return slots[name]
-
-    text = _NAMED.sub(place, sql)
-    if unused := set(params) - set(slots):
-        raise KeyError(f"values without a placeholder: {', '.join(sorted(unused))}")
-    return text, values
-
-
-class Params(dict[str, Any]):
-    """Values for named placeholders, for SQL built from fragments: ``add(value)`` keeps the
-    value under a fresh name and returns its placeholder to put in the text."""
-
-    def add(self, value: Any) -> str:
-        name = f"v{len(self)}"
-        while name in self:
-            name += "_"
-        self[name] = value
-        return f":{name}"
-
-    def add_all(self, values: Iterable[Any]) -> str:
-        """``:v1, :v2, …`` for an ``IN (…)`` list (an empty list is a caller's mistake)."""
-        marks = ", ".join(self.add(value) for value in values)
-        if not marks:
-            raise ValueError("an IN list needs at least one value")
-        return marks
-
-
-async def fetch(conn: BaseDBAsyncClient, sql: str,
-                params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The rows of one statement with named parameters (also ``… RETURNING``)."""
-    text, values = bind(sql, params or {}, postgres=is_postgres(conn))
-    rows: list[dict[str, Any]] = await conn.execute_query_dict(text, values)
-    return rows
-
-
-async def execute(conn: BaseDBAsyncClient, sql: str,
-                  params: Mapping[str, Any] | None = None) -> int:
-    """Run one INSERT/UPDATE/DELETE with named parameters; how many rows it changed.
-
-    On PostgreSQL the count is read from the command tag on the transaction's own asyncpg
-    connection (Tortoise's client takes an INSERT's OID column for it)."""
-    postgres = is_postgres(conn)
-    text, values = bind(sql, params or {}, postgres=postgres)
-    if postgres:
-        async with conn.acquire_connection() as raw:
-            status: str = await raw.execute(text, *values)
-        return int(status.rsplit(" ", 1)[-1])
-    count, _ = await conn.execute_query(text, values)
-    return int(count)
 
 
 def _quote(name: str) -> str:
@@ -167,7 +60,7 @@ class Statements:
 
     def __init__(self, conn: BaseDBAsyncClient) -> None:
         self._conn = conn
-        self._postgres = conn.capabilities.dialect == "postgres"
+        self._postgres = is_postgres(conn)
 
     def stored(self, moment: datetime) -> Any:
         """``moment`` as the driver stores it, for a value that many rows share.
@@ -270,6 +163,35 @@ class Statements:
         await self._conn.execute_many(sql, list(rows))
 
 
+    async def insert_new(self, table: str, columns: Sequence[str], types: Sequence[str],
+                         rows: Sequence[Sequence[Any]], *, conflict: str, stamped: Sequence[str],
+                         stamp: datetime, literals: Mapping[str, str]) -> int:
+        """Insert ``rows`` (values of ``columns``, of PostgreSQL types ``types``), each with
+        ``stamp`` in the ``stamped`` columns and the SQL ``literals`` (column → literal) as
+        they are; rows whose ``conflict`` key exists or repeats are left out. Returns how
+        many were inserted.
+
+        One ``INSERT … SELECT … FROM unnest(…)`` on PostgreSQL; ``executemany`` of
+        ``INSERT OR IGNORE`` on SQLite, counted by the connection's change counter."""
+        head = f"INTO {table} ({', '.join((*stamped, *literals, *columns))})"
+        fixed = ", ".join(literals.values())
+        if self._postgres:
+            stamps = ", ".join("$1" for _ in stamped)
+            arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=2))
+            sql = (f"INSERT {head} SELECT {stamps}, {fixed}, u.* FROM unnest({arrays}) AS u "
+                   f"ON CONFLICT ({conflict}) DO NOTHING")
+            return await _execute_counted(self._conn, sql,
+                                          [stamp, *_transpose(rows, len(columns))])
+        stamps = ", ".join("?" for _ in stamped)
+        marks = ", ".join("?" for _ in columns)
+        sql = f"INSERT OR IGNORE {head} VALUES ({stamps}, {fixed}, {marks})"
+        shared = (stamp,) * len(stamped)
+        async with self._conn.acquire_connection() as raw:
+            before = raw.total_changes
+            await raw.executemany(sql, [(*shared, *row) for row in rows])
+            return int(raw.total_changes - before)
+
+
 @asynccontextmanager
 async def sqlite_page_cache(conn: BaseDBAsyncClient, mebibytes: int) -> AsyncIterator[None]:
     """On SQLite, give the connection a page cache of at least ``mebibytes`` while inside.
@@ -279,7 +201,7 @@ async def sqlite_page_cache(conn: BaseDBAsyncClient, mebibytes: int) -> AsyncIte
     million customers: 9.6 GB read at 2 MiB, 1.2 GB at 64 MiB, a quarter less CPU. The setting
     belongs to the connection, not the file, and is put back on the way out. PostgreSQL: no-op.
     """
-    if conn.capabilities.dialect != "sqlite":
+    if is_postgres(conn):
         yield
         return
     _, rows = await conn.execute_query("PRAGMA cache_size")

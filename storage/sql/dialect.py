@@ -1,0 +1,78 @@
+"""The SQL pieces the two backends spell differently, named once: a statement built above
+storage/ asks for ``json_rows(…)`` or ``insert_ignoring(…)`` instead of writing the branch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def json_rows(*values: str, postgres: bool, order_by: str = "") -> str:
+    """SQL aggregate: ``[[v1, v2, …], …]``, one inner array per row, as JSON text.
+
+    For gathering a group's rows into one column of a selection (a scalar subquery). There is
+    no string aggregate both dialects share: SQLite has ``group_concat`` (``string_agg`` only
+    from 3.44), PostgreSQL ``string_agg``; JSON also spares choosing a separator that data can
+    never contain. ``order_by`` orders the array on PostgreSQL; SQLite keeps the order of the
+    rows it aggregates (order them in a subquery), so give both when order matters.
+    """
+    listed = ", ".join(values)
+    if postgres:
+        order = f" ORDER BY {order_by}" if order_by else ""
+        return f"json_agg(json_build_array({listed}){order})::text"
+    return f"json_group_array(json_array({listed}))"
+
+
+def json_values(value: str, *, postgres: bool, order_by: str = "") -> str:
+    """SQL aggregate: ``[v, …]`` as JSON text (see ``json_rows`` for the order)."""
+    if postgres:
+        order = f" ORDER BY {order_by}" if order_by else ""
+        return f"json_agg({value}{order})::text"
+    return f"json_group_array({value})"
+
+
+def json_object(*pairs: tuple[str, str], postgres: bool) -> str:
+    """SQL building a JSON object from ``(key literal, SQL expression)`` pairs, as the type
+    a JSON column takes (``jsonb`` on PostgreSQL, JSON text on SQLite)."""
+    build = "jsonb_build_object" if postgres else "json_object"
+    return f"{build}({', '.join(f'{key}, {value}' for key, value in pairs)})"
+
+
+def json_param(placeholder: str, *, postgres: bool) -> str:
+    """A bound JSON text used as a JSON value inside ``json_object``."""
+    return f"{placeholder}::text::jsonb" if postgres else f"json({placeholder})"
+
+
+def typed(placeholder: str, sql_type: str, *, postgres: bool) -> str:
+    """``placeholder`` with an explicit type on PostgreSQL, which cannot infer the type of a
+    value in a SELECT list (``:now::timestamptz``); SQLite needs none."""
+    return f"{placeholder}::{sql_type}" if postgres else placeholder
+
+
+def insert_ignoring(table: str, columns: Sequence[str], rows: str, *, conflict: str,
+                    postgres: bool) -> str:
+    """``INSERT INTO table (columns) <rows>`` where a row whose ``conflict`` key is already
+    there (or repeated within the statement) is left out: ``ON CONFLICT (…) DO NOTHING`` on
+    PostgreSQL, ``INSERT OR IGNORE`` on SQLite (whose parser cannot tell an ``ON CONFLICT``
+    after ``INSERT … SELECT … FROM … WHERE`` from a join's ``ON``)."""
+    head = f"INTO {table} ({', '.join(columns)}) {rows}"
+    if postgres:
+        return f"INSERT {head} ON CONFLICT ({conflict}) DO NOTHING"
+    return f"INSERT OR IGNORE {head}"
+
+
+def for_update(*, postgres: bool, skip_locked: bool = False) -> str:
+    """The row-lock suffix of a SELECT: `` FOR UPDATE [SKIP LOCKED]`` on PostgreSQL; nothing
+    on SQLite, where one writer at a time holds the whole database."""
+    if not postgres:
+        return ""
+    return " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE"
+
+
+def in_list(column: str, placeholder: str, *, postgres: bool, sql_type: str) -> str:
+    """``column`` is one of a list bound as one value: ``= ANY(:keys::type[])`` on
+    PostgreSQL. SQLite has no arrays: ``IN (SELECT value FROM json_each(:keys))`` with the
+    list bound as JSON text."""
+    if postgres:
+        return f"{column} = ANY({placeholder}::{sql_type}[])"
+    return f"{column} IN (SELECT value FROM json_each({placeholder}))"

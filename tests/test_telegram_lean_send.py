@@ -1,0 +1,82 @@
+"""The outbox's lean ``sendMessage`` (``BotSession.send_text``) is indistinguishable from
+aiogram's ``bot.send_message`` on the wire and in every failure: the same request reaches the
+Bot API, and each fault raises the same exception with the same message."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+from aiogram import Bot
+from aiogram.client.default import DefaultBotProperties
+from aiogram.types import Message
+
+from bot.delivery.senders import AiogramTelegram
+from bot.delivery.telegram_session import BotSession, build_bot, lean_sends
+from tests.fakes.telegram import FakeTelegram
+
+TOKEN = "123456:TEST-TOKEN"
+TEXT = "您的理赔案件 C1 进度更新：已赔付。<b>not markup</b> & 100% \n second line"
+
+FAULTS: dict[str, Callable[[FakeTelegram], None]] = {
+    "ok": lambda tg: None,
+    "401": lambda tg: tg.fail_next("sendMessage", 401),
+    "400 chat not found": lambda tg: tg.chat_not_found(42),
+    "403 blocked": lambda tg: tg.block_chat(42),
+    "413": lambda tg: tg.fail_next("sendMessage", 413),
+    "429": lambda tg: tg.rate_limit_next(retry_after=7),
+    "500": lambda tg: tg.fail_next("sendMessage", 500),
+    "html 502": lambda tg: tg.proxy_error(status=502, times=1),
+    "html 200": lambda tg: tg.proxy_error(status=200, times=1),
+}
+
+
+async def _message_id(sent: Awaitable[Message]) -> int:
+    return (await sent).message_id
+
+
+async def _outcome(send: Callable[[], object]) -> tuple[str, str]:
+    try:
+        result = await send()  # type: ignore[misc]
+    except Exception as exc:  # the point is to compare whatever comes out
+        return type(exc).__name__, str(exc)
+    return "ok", str(result)
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+async def test_lean_send_matches_aiogram(fake_telegram: FakeTelegram, fault: str) -> None:
+    bot = build_bot(TOKEN, fake_telegram.base_url)
+    session = lean_sends(bot)
+    assert isinstance(session, BotSession)
+    try:
+        FAULTS[fault](fake_telegram)
+        ours = await _outcome(lambda: session.send_text(bot, 42, TEXT))
+        fake_telegram.unblock_chat(42)
+        fake_telegram._missing.discard("42")
+        FAULTS[fault](fake_telegram)
+        theirs = await _outcome(lambda: _message_id(bot.send_message(42, TEXT)))
+    finally:
+        await bot.session.close()
+    if fault == "ok":
+        assert ours[0] == theirs[0] == "ok"
+        assert int(theirs[1]) == int(ours[1]) + 1  # the fake numbers messages in order
+    else:
+        assert ours == theirs
+        assert ours[0] != "ok"
+    first, second = fake_telegram.requests_for("sendMessage")
+    assert first.params == second.params
+    assert str(first.params["chat_id"]) == "42" and first.params["text"] == TEXT
+
+
+async def test_lean_path_only_without_default_properties(fake_telegram: FakeTelegram) -> None:
+    plain = build_bot(TOKEN, fake_telegram.base_url)
+    styled = Bot(TOKEN, session=BotSession(api=plain.session.api),
+                 default=DefaultBotProperties(parse_mode="HTML"))
+    try:
+        assert lean_sends(plain) is plain.session
+        assert lean_sends(styled) is None  # aiogram adds parse_mode to every request
+        await AiogramTelegram(styled).send_text(42, "<b>hi</b>")
+        assert fake_telegram.requests_for("sendMessage")[-1].params.get("parse_mode") == "HTML"
+    finally:
+        await plain.session.close()
+        await styled.session.close()
