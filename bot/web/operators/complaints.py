@@ -21,7 +21,7 @@ import io
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tortoise.transactions import in_transaction
@@ -40,6 +40,7 @@ from bot.web.operators import audit
 from bot.web.operators.access import Actor
 from bot.web.operators.errors import Refusal
 from bot.web.operators.paging import DEFAULT_LIMIT, Page, page
+from bot.web.operators.rows import ComplaintExtensionJson, ComplaintJson
 from storage.desk_models import (
     Complaint,
     ComplaintExtension,
@@ -152,7 +153,7 @@ async def _extensions(ids: Sequence[int]) -> dict[int, list[ComplaintExtension]]
     return found
 
 
-def _extension_json(ext: ComplaintExtension) -> dict[str, Any]:
+def _extension_json(ext: ComplaintExtension) -> ComplaintExtensionJson:
     return {"level": ext.level, "reason": ext.reason, "requested_by": ext.requested_by,
             "requested_at": ext.requested_at.isoformat(), "approved_by": ext.approved_by,
             "approved_at": ext.approved_at.isoformat() if ext.approved_at else None}
@@ -160,7 +161,7 @@ def _extension_json(ext: ComplaintExtension) -> dict[str, Any]:
 
 def complaint_json(c: Complaint, now: datetime, *, customer: Customer | None = None,
                    handler: str = "",
-                   extensions: Sequence[ComplaintExtension] = ()) -> dict[str, Any]:
+                   extensions: Sequence[ComplaintExtension] = ()) -> ComplaintJson:
     open_ = c.status == ComplaintStatus.OPEN
     return {
         "id": c.id, "reference": c.reference, "customer_id": c.customer_id,
@@ -178,7 +179,7 @@ def complaint_json(c: Complaint, now: datetime, *, customer: Customer | None = N
     }
 
 
-async def complaints_json(rows: Sequence[Complaint], now: datetime) -> list[dict[str, Any]]:
+async def complaints_json(rows: Sequence[Complaint], now: datetime) -> list[ComplaintJson]:
     customers = {c.id: c for c in await Customer.filter(
         id__in={r.customer_id for r in rows})} if rows else {}
     handlers = {int(i): str(n) for i, n in await Operator.filter(
@@ -190,7 +191,7 @@ async def complaints_json(rows: Sequence[Complaint], now: datetime) -> list[dict
 
 
 async def list_complaints(state: str, now: datetime, *, limit: int = DEFAULT_LIMIT,
-                          cursor: str = "") -> tuple[list[dict[str, Any]], Page[Complaint]]:
+                          cursor: str = "") -> tuple[list[ComplaintJson], Page[Complaint]]:
     """``open`` (soonest due first), ``overdue``, ``closed`` or everything (newest first)."""
     now = now.astimezone(UTC)
     if state == "open":
@@ -214,7 +215,7 @@ async def get_complaint(complaint_id: int) -> Complaint:
     return found
 
 
-async def complaint_detail(complaint_id: int, now: datetime) -> dict[str, Any]:
+async def complaint_detail(complaint_id: int, now: datetime) -> ComplaintJson:
     [row] = await complaints_json([await get_complaint(complaint_id)], now)
     return row
 
@@ -419,7 +420,7 @@ async def run_clock(settings: Settings, clock: Callable[[], datetime], stop: asy
 # -- the register -----------------------------------------------------------------------------
 
 
-def _extensions_text(row: dict[str, Any]) -> str:
+def _extensions_text(row: ComplaintJson) -> str:
     parts = []
     for e in row["extensions"]:
         approved = (f"; approved by {e['approved_by']} {e['approved_at']}"

@@ -29,6 +29,13 @@ from bot.web.operators import audit
 from bot.web.operators.access import Actor
 from bot.web.operators.errors import Refusal
 from bot.web.operators.paging import DEFAULT_LIMIT, Page, page
+from bot.web.operators.rows import (
+    ConversationJson,
+    ConversationMessageJson,
+    InboxCountsJson,
+    ReplyPreviewJson,
+    ThreadJson,
+)
 from loyalty.ledger import get_balance
 from storage.desk_models import (
     Author,
@@ -96,20 +103,22 @@ class AssignIn(BaseModel):
 # -- reading ----------------------------------------------------------------------------------
 
 
-def _who(thread: Conversation, customer: Customer | None) -> dict[str, Any]:
+def _who(thread: Conversation, customer: Customer | None) -> tuple[str, str]:
+    """The name and masked phone a thread is shown under."""
     if customer is not None:
-        return {"name": customer.name, "phone": mask_phone(customer.phone)}
+        return customer.name, mask_phone(customer.phone)
     if thread.phone:
-        return {"name": "", "phone": mask_phone(thread.phone)}
-    return {"name": f"Telegram {thread.telegram_user_id}", "phone": ""}
+        return "", mask_phone(thread.phone)
+    return f"Telegram {thread.telegram_user_id}", ""
 
 
 def conversation_json(thread: Conversation, desk: Desk, now: datetime, *,
                       customer: Customer | None = None, assignee: str | None = None,
-                      cutoff: datetime | None = None) -> dict[str, Any]:
+                      cutoff: datetime | None = None) -> ConversationJson:
     waited = desk.waited(thread, now)
+    name, phone = _who(thread, customer)
     return {
-        "id": thread.id, "customer_id": thread.customer_id, **_who(thread, customer),
+        "id": thread.id, "customer_id": thread.customer_id, "name": name, "phone": phone,
         "status": ConversationStatus(thread.status).value,
         "handoff_reason": thread.handoff_reason, "assignee": assignee or "",
         "last_channel": Channel(thread.last_channel).value, "unread": thread.unread,
@@ -123,7 +132,7 @@ def conversation_json(thread: Conversation, desk: Desk, now: datetime, *,
     }
 
 
-def message_json(message: ConversationMessage, operator: str = "") -> dict[str, Any]:
+def message_json(message: ConversationMessage, operator: str = "") -> ConversationMessageJson:
     return {"id": message.id, "direction": Direction(message.direction).value,
             "author": Author(message.author).value, "operator": operator,
             "channel": Channel(message.channel).value, "kind": message.kind,
@@ -144,7 +153,7 @@ async def _customers(ids: Sequence[int | None]) -> dict[int, Customer]:
 
 
 async def threads_json(threads: Sequence[Conversation], desk: Desk,
-                       now: datetime) -> list[dict[str, Any]]:
+                       now: datetime) -> list[ConversationJson]:
     customers = await _customers([t.customer_id for t in threads])
     names = await _names([t.assignee_id for t in threads])
     cutoff = desk.overdue_cutoff(now)
@@ -155,7 +164,7 @@ async def threads_json(threads: Sequence[Conversation], desk: Desk,
 
 async def list_threads(actor: Actor, view: View, desk: Desk, now: datetime, *,
                        limit: int = DEFAULT_LIMIT,
-                       cursor: str = "") -> tuple[list[dict[str, Any]], Page[Conversation]]:
+                       cursor: str = "") -> tuple[list[ConversationJson], Page[Conversation]]:
     if view == "waiting":
         found = await page(Conversation.filter(status=ConversationStatus.WAITING),
                            ("waiting_since", "id"), limit=limit, cursor=cursor)
@@ -174,7 +183,7 @@ async def _unread(query: QuerySet[Conversation]) -> int:
     return int(rows[0]["total"] or 0) if rows else 0
 
 
-async def counts(actor: Actor, desk: Desk, now: datetime) -> dict[str, int]:
+async def counts(actor: Actor, desk: Desk, now: datetime) -> InboxCountsJson:
     """For the nav and the inbox tabs: threads waiting, mine, their unread messages, and how
     many wait beyond the first-response target."""
     waiting = Conversation.filter(status=ConversationStatus.WAITING)
@@ -198,7 +207,7 @@ async def get_thread(conversation_id: int) -> Conversation:
     return thread
 
 
-async def messages(conversation_id: int, *, after: int = 0) -> list[dict[str, Any]]:
+async def messages(conversation_id: int, *, after: int = 0) -> list[ConversationMessageJson]:
     """The thread's latest messages (after message id ``after``), oldest first."""
     query = ConversationMessage.filter(conversation_id=conversation_id)
     if after:
@@ -209,10 +218,10 @@ async def messages(conversation_id: int, *, after: int = 0) -> list[dict[str, An
 
 
 async def thread_json(conversation_id: int, desk: Desk, now: datetime, *,
-                      after: int = 0) -> dict[str, Any]:
+                      after: int = 0) -> ThreadJson:
     thread = await get_thread(conversation_id)
     [row] = await threads_json([thread], desk, now)
-    return {**row, "messages": await messages(conversation_id, after=after)}
+    return ThreadJson(**row, messages=await messages(conversation_id, after=after))
 
 
 async def mark_read(conversation_id: int) -> None:
@@ -233,7 +242,8 @@ async def beside(customer_id: int, *, today: Any) -> dict[str, Any]:
     }
 
 
-async def reply_preview(thread: Conversation, text: str, settings: Settings) -> dict[str, Any]:
+async def reply_preview(thread: Conversation, text: str,
+                        settings: Settings) -> ReplyPreviewJson:
     """How a reply will go: the channel, and for SMS the signed text's segment count."""
     channel = Channel(thread.last_channel)
     if channel is not Channel.SMS or thread.customer_id is None:

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from bot.desk.surveys import SURVEY_KIND
 from bot.settings import Settings
+from bot.web.operators.rows import SatisfactionGroupJson, SatisfactionJson, SatisfactionMonthJson
 from storage.desk_models import SatisfactionSurvey
 from storage.models import Message, MessageStatus
 
@@ -30,7 +31,7 @@ def _rate(satisfied: int, answered: int) -> float | None:
     return round(satisfied / answered, 4) if answered else None
 
 
-def _group(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+def _group(rows: list[dict[str, Any]], key: str) -> list[SatisfactionGroupJson]:
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for row in rows:
         if row["score"] is None:
@@ -41,7 +42,7 @@ def _group(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
             for name, (a, s) in sorted(counts.items())]
 
 
-async def summary(now: datetime, settings: Settings) -> dict[str, Any]:
+async def summary(now: datetime, settings: Settings) -> SatisfactionJson:
     tz = ZoneInfo(settings.schedule.timezone)
     firsts = _months_back(now.astimezone(tz).date(), MONTHS)
     start = datetime.combine(firsts[0], time(), tzinfo=tz).astimezone(UTC)
@@ -51,7 +52,7 @@ async def summary(now: datetime, settings: Settings) -> dict[str, Any]:
         MessageStatus.SENT, MessageStatus.DELIVERED]).count()
     answered = [r for r in rows if r["score"] is not None]
     satisfied = sum(1 for r in answered if r["score"] >= 4)
-    by_month = []
+    by_month: list[SatisfactionMonthJson] = []
     for first in firsts:
         month = [r for r in answered
                  if r["created_at"].astimezone(tz).date().replace(day=1) == first]
