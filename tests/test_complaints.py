@@ -104,6 +104,11 @@ async def test_the_staff_member_complained_about_can_neither_handle_nor_close_it
     assert (await Complaint.get(id=complaint.id)).handler_id is None
     status, body = await rig.call("POST", f"{path}/assign", json={"operator": "小李"})
     assert (status, body["handler"]) == (200, "小李")
+    # named later (in the description): not while they handle it
+    status, body = await rig.call("POST", f"{path}/staff", json={"staff_complained": "小李"})
+    assert (status, body["error"]) == (409, "complaint_recusal")
+    status, body = await rig.call("POST", f"{path}/staff", json={"staff_complained": "张三"})
+    assert (status, body["staff_complained"]) == (200, "张三")
 
 
 async def test_the_handler_is_reminded_3_days_before_and_overdue_is_escalated_once(

@@ -155,6 +155,7 @@ async def test_every_answer_is_what_the_document_says(rig: Rig) -> None:
         ("GET", "/api/v1/satisfaction", {}),
         ("GET", "/api/v1/complaints/register.csv", {"params": {"received_from": "2026-11-01"}}),
         ("POST", f"/api/v1/complaints/{cpid}/assign", {"json": {}}),
+        ("POST", f"/api/v1/complaints/{cpid}/staff", {"json": {"staff_complained": "钱七"}}),
         ("POST", f"/api/v1/complaints/{cpid}/extend", {"json": {"reason": "复杂"}}),
         ("POST", f"/api/v1/complaints/{cpid}/extend", {"json": {"reason": "更复杂"}}),
         ("POST", f"/api/v1/complaints/{cpid}/approve", {}),

@@ -629,6 +629,14 @@ async def assign_complaint(call: Call) -> web.StreamResponse:
     return await _complaint_out(call, call.int_param("id"))
 
 
+@API.route("POST", "/complaints/{id}/staff", role=G, body=complaints.StaffIn,
+           tag="complaints", response=out.ComplaintOut,
+           summary="Record the staff member complained about (not while they handle it)")
+async def complaint_staff(call: Call) -> web.StreamResponse:
+    await complaints.set_staff(call.actor, call.int_param("id"), call.body, now=call.now)
+    return await _complaint_out(call, call.int_param("id"))
+
+
 @API.route("POST", "/complaints/{id}/extend", role=G, body=complaints.ExtendIn,
            tag="complaints", response=out.ComplaintOut,
            summary="Extend the deadline (the further extension waits for an admin)")

@@ -121,6 +121,12 @@ class HandlerIn(BaseModel):
     operator: str = Field(default="", max_length=64, description="empty: the caller")
 
 
+class StaffIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    staff_complained: str = Field(max_length=64, description="empty: nobody in particular")
+
+
 class ExtendIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -295,6 +301,25 @@ async def assign(actor: Actor, complaint_id: int, data: HandlerIn, *,
         await complaint.save(update_fields=["handler_id"])
         await audit.record(actor, "complaint.assign", "complaint", complaint.id, before=before,
                            after={"handler_id": operator.id}, now=now)
+    return complaint
+
+
+async def set_staff(actor: Actor, complaint_id: int, data: StaffIn, *,
+                    now: datetime) -> Complaint:
+    """Record whom the complaint is about (a customer may name them in the description);
+    refused while that person is its handler."""
+    staff = data.staff_complained.strip()
+    async with in_transaction():
+        complaint = await _locked(complaint_id)
+        handler = (await Operator.get_or_none(id=complaint.handler_id)
+                   if complaint.handler_id else None)
+        if handler is not None and _same_person(handler.name, staff):
+            raise Recusal(f"{handler.name} handles complaint {complaint.reference}")
+        before = {"staff_complained": complaint.staff_complained}
+        complaint.staff_complained = staff
+        await complaint.save(update_fields=["staff_complained"])
+        await audit.record(actor, "complaint.staff", "complaint", complaint.id, before=before,
+                           after={"staff_complained": staff}, now=now)
     return complaint
 
 

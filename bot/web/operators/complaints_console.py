@@ -71,6 +71,9 @@ async def complaint_action(request: web.Request, actor: Actor) -> web.StreamResp
         elif action == "extend":
             await complaints.extend(actor, complaint_id, complaints.ExtendIn(
                 reason=form.get("reason", "")[:1000]), now=now, settings=settings)
+        elif action == "staff":
+            await complaints.set_staff(actor, complaint_id, complaints.StaffIn(
+                staff_complained=form.get("staff_complained", "")[:64]), now=now)
         elif action == "approve":
             await complaints.approve(actor, complaint_id, now=now, settings=settings)
         else:
@@ -103,7 +106,7 @@ async def from_conversation(request: web.Request, actor: Actor) -> web.StreamRes
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get(COMPLAINTS, complaints_page)
     router.add_get(f"{COMPLAINTS}/{{id:\\d+}}", complaint_page)
-    router.add_post(f"{COMPLAINTS}/{{id:\\d+}}/{{action:assign|extend|approve|close}}",
+    router.add_post(f"{COMPLAINTS}/{{id:\\d+}}/{{action:assign|staff|extend|approve|close}}",
                     complaint_action)
     router.add_post(f"{PREFIX}/inbox/{{id:\\d+}}/complaint", from_conversation)
     add_satisfaction_routes(router)
