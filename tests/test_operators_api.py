@@ -471,6 +471,7 @@ async def test_csv_import_reports_line_numbered_errors(rig: Rig) -> None:
                                     data=b"nothing,here\n1,2\n",
                                     headers={"Content-Type": "text/csv"})
     assert status == 422 and answer["error"] == "import_refused"
+    assert "missing column" in answer["message"] and "/tmp" not in answer["message"]
     status, answer = await rig.call("POST", "/api/v1/imports", Role.AGENT,
                                     params={"kind": "customers"}, data=csv_text.encode())
     assert status == 403

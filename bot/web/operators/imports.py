@@ -40,7 +40,8 @@ async def run_import(actor: Actor, kind: str, data: bytes, *, filename: str,
     try:
         report = await import_csv(kind, path, default_region=default_region, out=out, now=now)
     except ImportFileError as exc:
-        raise ImportRefused(str(exc)) from None
+        # named by the upload, not by the server's temporary copy
+        raise ImportRefused(str(exc).replace(str(path), filename or "upload")) from None
     finally:
         await asyncio.to_thread(path.unlink, True)
     problems: list[str] = []
