@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -134,6 +135,35 @@ async def _plan(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _retention(settings: Settings, args: argparse.Namespace) -> int:
+    from scheduler.jobs import retention_cutoffs
+    from storage import retention
+
+    keep = settings.retention
+    await storage_db.upgrade(settings.database.url, pool_max=settings.database.pool_max)
+    try:
+        report = await retention.run(retention_cutoffs(datetime.now(UTC), keep),
+                                     uploads=Path(settings.uploads.directory),
+                                     batch=keep.batch_size, max_batches=keep.max_batches,
+                                     dry_run=args.dry_run)
+    finally:
+        await storage_db.close()
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"retention{' (dry run: nothing changed)' if args.dry_run else ''}: claim documents "
+          f"after {keep.documents_days_after_close} days, inbound bodies after "
+          f"{keep.inbound_days}, message parameters after {keep.message_params_days}")
+    print(f"  documents        {report.documents:>10} {verb}")
+    if not args.dry_run:
+        print(f"  files            {report.files:>10} ({report.bytes} bytes)")
+    print(f"  inbound bodies   {report.inbound_bodies:>10} {verb}")
+    print(f"  message params   {report.message_params:>10} {verb}")
+    for line in report.sample:
+        print(f"  {verb}: {line}")
+    if not report.complete:
+        print(f"  more is due: stopped after {keep.max_batches} batches per kind")
+    return 0
+
+
 async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
@@ -171,15 +201,151 @@ async def _operator_add(settings: Settings, args: argparse.Namespace) -> int:
         operator, token = await create_operator(
             args.name, Role(args.role),
             language=args.language or settings.operator.default_language,
-            contact_phone=args.phone, default_region=settings.company.default_phone_region)
+            contact_phone=args.phone, default_region=settings.company.default_phone_region,
+            branch=args.branch or "", manager=args.manager)
     except (InvalidOperator, OperatorExists) as exc:
         raise UsageError(str(exc)) from None
     finally:
         await storage_db.close()
-    print(f"operator {operator.id} {operator.name!r} with role {operator.role}")
+    where = f", branch {operator.branch}" if operator.branch else ""
+    manages = " (manager)" if operator.manager else ""
+    print(f"operator {operator.id} {operator.name!r} with role {operator.role}{where}{manages}")
     print("bearer token (shown only this once, store it now):")
     print(token)
     return 0
+
+
+async def _one_customer(settings: Settings, args: argparse.Namespace) -> int:
+    """The customer named by ``--id``, ``--customer-no`` or ``--phone``: exactly one, or a
+    usage error (a number several customers share names nobody in particular)."""
+    from storage.models import Customer
+    from storage.phones import InvalidPhone, mask_phone, normalise_phone
+    from storage.privacy import find_customers
+
+    if args.id is not None:
+        if not await Customer.exists(id=args.id):
+            raise UsageError(f"no customer with id {args.id}")
+        return int(args.id)
+    phone = None
+    if args.phone:
+        try:
+            phone = normalise_phone(args.phone, settings.company.default_phone_region)
+        except InvalidPhone as exc:
+            raise UsageError(f"--phone: {exc}") from None
+    found = await find_customers(phone=phone, customer_no=args.customer_no)
+    if not found:
+        raise UsageError("no customer with " + (f"customer number {args.customer_no}"
+                                                if args.customer_no else
+                                                f"phone {mask_phone(phone or '')}"))
+    if len(found) > 1:
+        ids = ", ".join(str(c.id) for c in found)
+        raise UsageError(f"{len(found)} customers have phone {mask_phone(phone or '')} "
+                         f"(ids {ids}): name one with --customer-no or --id")
+    return found[0].id
+
+
+def _requester() -> Any:
+    import getpass
+
+    from storage.privacy import Requester
+
+    return Requester(f"cli:{getpass.getuser()}"[:64])
+
+
+async def _customer_export(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from storage import privacy
+
+    await storage_db.upgrade(settings.database.url, pool_max=settings.database.pool_max)
+    try:
+        customer_id = await _one_customer(settings, args)
+        now = datetime.now(UTC)
+        export = await privacy.export_customer(customer_id, now=now)
+        files = await privacy.document_files(customer_id)
+        await privacy.audit(_requester(), "customer.export", customer_id, now=now,
+                            after={"documents": len(files), "via": "cli"})
+    finally:
+        await storage_db.close()
+    out = Path(args.out)
+    json_path = out / f"customer-{customer_id}.json"
+    zip_path = out / f"customer-{customer_id}.zip"
+
+    def write() -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(export, ensure_ascii=False, indent=2), encoding="utf-8")
+        zip_path.write_bytes(privacy.export_zip(export, Path(settings.uploads.directory), files))
+
+    await asyncio.to_thread(write)
+    print(f"customer {customer_id}: {json_path} and {zip_path} ({len(files)} documents)")
+    return 0
+
+
+async def _customer_erase(settings: Settings, args: argparse.Namespace) -> int:
+    from storage import privacy
+
+    if not args.yes:
+        raise UsageError("erasure cannot be undone: add --yes to erase")
+    await storage_db.upgrade(settings.database.url, pool_max=settings.database.pool_max)
+    try:
+        customer_id = await _one_customer(settings, args)
+        try:
+            result = await privacy.erase_customer(customer_id, by=_requester(),
+                                                  now=datetime.now(UTC),
+                                                  uploads=Path(settings.uploads.directory))
+        except privacy.ErasureRefused as exc:
+            raise UsageError(str(exc)) from None
+    finally:
+        await storage_db.close()
+    if result.already:
+        print(f"customer {customer_id} was already erased: nothing changed")
+    else:
+        print(f"customer {customer_id} erased: {result.documents} documents, {result.inbound} "
+              f"inbound messages deleted; {result.messages_cleared} messages cleared, "
+              f"{result.messages_skipped} unsent skipped; the phone is suppressed")
+    return 1 if result.files_failed else 0
+
+
+async def _customer_consents(settings: Settings, args: argparse.Namespace) -> int:
+    import csv
+
+    from storage import privacy
+
+    await storage_db.upgrade(settings.database.url, pool_max=settings.database.pool_max)
+    try:
+        ids = None
+        if args.id is not None or args.customer_no or args.phone:
+            ids = [await _one_customer(settings, args)]
+        target = Path(args.out)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(privacy.CONSENT_COLUMNS)
+        await asyncio.to_thread(target.write_text, "", encoding="utf-8")
+        count = 0
+        async for row in privacy.consent_evidence(ids):
+            writer.writerow(row)
+            count += 1
+            if buffer.tell() > 256 * 1024:
+                await asyncio.to_thread(_append, target, buffer)
+        await asyncio.to_thread(_append, target, buffer)
+    finally:
+        await storage_db.close()
+    print(f"{count} consent changes written to {args.out}")
+    return 0
+
+
+def _append(target: Path, buffer: io.StringIO) -> None:
+    with target.open("a", newline="", encoding="utf-8") as handle:
+        handle.write(buffer.getvalue())
+    buffer.seek(0)
+    buffer.truncate()
+
+
+def _add_customer_selector(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    who = parser.add_mutually_exclusive_group(required=required)
+    who.add_argument("--phone", help="the customer's phone (one customer only)")
+    who.add_argument("--customer-no", help="the core system's customer number")
+    who.add_argument("--id", type=_positive_int, help="Engage's customer id")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -207,6 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--dry-run", action="store_true",
                       help="write nothing; print what would be queued")
     plan.set_defaults(func=_plan)
+
+    retention = sub.add_parser("retention", help="remove what is past its retention time "
+                               "now (claim documents, inbound bodies, message parameters)")
+    retention.add_argument("--dry-run", action="store_true",
+                           help="change nothing; count and list what would go")
+    retention.set_defaults(func=_retention)
 
     database = sub.add_parser("db", help="database maintenance")
     db_sub = database.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -238,7 +410,30 @@ def build_parser() -> argparse.ArgumentParser:
     operator_add.add_argument("--phone", help="own contact for campaign test sends")
     operator_add.add_argument("--language", choices=["zh-CN", "en"],
                               help="console language (default: operator.default_language)")
+    operator_add.add_argument("--branch", help="branch code whose renewals they work "
+                              "(policies' branch column), e.g. 310100")
+    operator_add.add_argument("--manager", action="store_true",
+                              help="the branch's manager: confirms and reassigns renewals")
     operator_add.set_defaults(func=_operator_add)
+
+    customer = sub.add_parser("customer", help="a person's data: export, erasure, consents")
+    customer_sub = customer.add_subparsers(dest="customer_command", required=True,
+                                           metavar="ACTION")
+    export = customer_sub.add_parser("export", help="everything held about one customer: "
+                                     "JSON, and a ZIP with the documents (audited)")
+    _add_customer_selector(export, required=True)
+    export.add_argument("--out", default=".", help="directory for the files (default: .)")
+    export.set_defaults(func=_customer_export)
+    erase = customer_sub.add_parser("erase", help="erase one customer (pseudonymise, delete "
+                                    "documents and inbound messages, suppress the phone)")
+    _add_customer_selector(erase, required=True)
+    erase.add_argument("--yes", action="store_true", help="really erase (cannot be undone)")
+    erase.set_defaults(func=_customer_erase)
+    consents = customer_sub.add_parser("consents", help="consent evidence as CSV: every "
+                                       "change with channel, category, source and time")
+    _add_customer_selector(consents, required=False)
+    consents.add_argument("--out", required=True, help="the CSV file to write")
+    consents.set_defaults(func=_customer_consents)
     return parser
 
 

@@ -20,6 +20,7 @@ from scheduler.config import (
     HolidaySettings,
     OfficeHoursSettings,
     RenewalSettings,
+    RetentionSettings,
     ScheduleSettings,
     WeatherSettings,
 )
@@ -220,6 +221,50 @@ class CompanySettings(_Section):
     default_phone_region: str = "CN"
 
 
+class ReportSettings(_Section):
+    """Accident reports (报案) in Telegram."""
+
+    max_per_day: int = Field(default=3, ge=1, le=50,
+                             description="reports one customer may confirm per local day")
+    reminder_minutes: float = Field(default=30.0, gt=0)
+    expire_hours: float = Field(default=24.0, gt=0)
+    sweep_interval_seconds: float = Field(default=60.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _reminder_before_expiry(self) -> ReportSettings:
+        if self.reminder_minutes >= self.expire_hours * 60:
+            raise ValueError("reminder_minutes: must be shorter than expire_hours")
+        return self
+
+
+class CoreSettings(_Section):
+    """The insurer's core system, which takes the confirmed accident reports."""
+
+    report_webhook_url: str = Field(default="", description="empty: reports wait in the queue")
+    report_webhook_secret: SecretStr = SecretStr("")
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    backoff_base_seconds: float = Field(default=30.0, gt=0)
+    backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    poll_interval_seconds: float = Field(default=5.0, gt=0, le=600)
+    lease_seconds: float = Field(default=120.0, ge=5)
+
+    @model_validator(mode="after")
+    def _url_needs_secret(self) -> CoreSettings:
+        url = self.report_webhook_url
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError("report_webhook_url: must start with http:// or https://")
+        if url and not self.report_webhook_secret.get_secret_value():
+            raise ValueError("report_webhook_secret: required when report_webhook_url is set")
+        if self.lease_seconds <= self.timeout_seconds:
+            raise ValueError("lease_seconds: must be longer than timeout_seconds")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.report_webhook_url)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ENGAGE_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
@@ -245,6 +290,9 @@ class Settings(BaseSettings):
     conversations: ConversationSettings = ConversationSettings()
     complaints: ComplaintSettings = ComplaintSettings()
     satisfaction: SatisfactionSettings = SatisfactionSettings()
+    report: ReportSettings = ReportSettings()
+    core: CoreSettings = CoreSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, time
 from itertools import pairwise
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -167,6 +168,58 @@ class CareSettings(BaseModel):
     )
 
 
+class ClaimsBand(BaseModel):
+    """Claims in the policy year from ``claims_from`` to ``claims_to`` (none: and more) and
+    what the T-30 reminder then says: the no-claims discount continues, is lost, or a
+    surcharge of ``percent``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    claims_from: int = Field(ge=0)
+    claims_to: int | None = Field(default=None, ge=0)
+    hint: Literal["ncd_continues", "ncd_lost", "surcharge"]
+    percent: int = Field(default=0, ge=0, le=200)
+
+
+def _default_bands() -> list[ClaimsBand]:
+    """The claims seed document's table: no claim keeps the no-claims discount, one or two lose
+    it, three +10 %, four +20 %, five or more +30 %."""
+    return [ClaimsBand(claims_from=0, claims_to=0, hint="ncd_continues"),
+            ClaimsBand(claims_from=1, claims_to=2, hint="ncd_lost"),
+            ClaimsBand(claims_from=3, claims_to=3, hint="surcharge", percent=10),
+            ClaimsBand(claims_from=4, claims_to=4, hint="surcharge", percent=20),
+            ClaimsBand(claims_from=5, hint="surcharge", percent=30)]
+
+
+class ClaimsHintSettings(BaseModel):
+    """The claims-based pricing hint in one reminder (off by default: enable it only where
+    every claim of the policy year reaches Engage, and with wording the insurer reviewed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    offset: int = Field(default=30, ge=1, description="the reminder that carries it")
+    bands: list[ClaimsBand] = Field(default_factory=_default_bands)
+
+    @field_validator("bands")
+    @classmethod
+    def _no_overlap(cls, bands: list[ClaimsBand]) -> list[ClaimsBand]:
+        ordered = sorted(bands, key=lambda b: b.claims_from)
+        for band, following in pairwise(ordered):
+            if band.claims_to is None or band.claims_to >= following.claims_from:
+                raise ValueError(f"bands overlap at {following.claims_from} claims")
+        for band in ordered:
+            if band.claims_to is not None and band.claims_to < band.claims_from:
+                raise ValueError("claims_to must not be below claims_from")
+        return ordered
+
+    def band(self, claims: int) -> ClaimsBand | None:
+        for band in self.bands:
+            if band.claims_from <= claims and (band.claims_to is None or claims <= band.claims_to):
+                return band
+        return None
+
+
 class RenewalSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -177,6 +230,42 @@ class RenewalSettings(BaseModel):
     lapse_rescue_days: int = Field(default=3, ge=1, le=90)
     lapse_stale_days: int = Field(default=7, ge=1, le=90)
     holiday_lead_working_days: int = Field(default=3, ge=1, le=15)
+    claim_by_day: int = Field(default=5, ge=1, le=28, description="day of the month by which "
+                              "the month's 61–90-day list must be claimed")
+    callback_due_working_hours: float = Field(
+        default=4, gt=0, le=80, description="a call-back a customer asks for is due within "
+        "this many working hours (office hours and the holiday calendar)")
+    answer_days: int = Field(default=7, ge=1, le=30, description="SMS replies 续保/XB and 已续 "
+                             "act on the reminder sent at most this many days before")
+    escalate_owner_days: int = Field(default=10, ge=1, le=90, description="unresolved this "
+                                     "many days before expiry: the owner and branch admins "
+                                     "are prompted")
+    escalate_manager_days: int = Field(default=5, ge=1, le=90, description="the branch "
+                                       "manager confirms or reassigns")
+    escalate_head_office_days: int = Field(default=2, ge=0, le=90, description="unclaimed "
+                                           "ones go to the head-office pool")
+    head_office_pool: str = Field(default="head_office", min_length=1, max_length=64,
+                                  description="the owner name of the head-office pool")
+    escalate_every_minutes: int = Field(default=15, ge=1, le=1440)
+    lapse_follow_ups: int = Field(default=3, ge=0, le=12, description="monthly follow-up "
+                                  "tasks for a lapsed policy without an outcome")
+
+    claims_hint: ClaimsHintSettings = ClaimsHintSettings()
+
+    @model_validator(mode="after")
+    def _hint_on_a_reminder(self) -> RenewalSettings:
+        if self.claims_hint.enabled and self.claims_hint.offset not in self.offsets:
+            raise ValueError(f"claims_hint.offset {self.claims_hint.offset} is not one of the "
+                             "offsets")
+        return self
+
+    @model_validator(mode="after")
+    def _levels_in_order(self) -> RenewalSettings:
+        if not (self.escalate_owner_days > self.escalate_manager_days
+                > self.escalate_head_office_days):
+            raise ValueError("escalate_owner_days > escalate_manager_days > "
+                             "escalate_head_office_days")
+        return self
 
     @field_validator("offsets")
     @classmethod
@@ -212,3 +301,20 @@ class WeatherSettings(BaseModel):
     snow_cm: float = 1.0
     gust_ms: float = 17.0
     freeze_c: float = -5.0
+
+
+class RetentionSettings(BaseModel):
+    """How long personal data is kept (``storage.retention``), and the daily job's pace."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    documents_days_after_close: int = Field(default=730, ge=1, description="claim documents, "
+                                            "counted from the claim's closing")
+    inbound_days: int = Field(default=365, ge=1, description="inbound SMS bodies")
+    message_params_days: int = Field(default=180, ge=1, description="names and plates in "
+                                     "sent messages (status and counts stay)")
+    run_at: time = time(3, 0)
+    batch_size: int = Field(default=500, ge=1, le=10_000, description="rows per transaction")
+    max_batches: int = Field(default=200, ge=1, description="per kind and run: the rest "
+                             "waits for the next day")
+

@@ -17,21 +17,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from pathlib import Path
 
 from loyalty.config import LoyaltySettings
-from scheduler import points_expiry, runs, weather
+from scheduler import points_expiry, renewal_escalation, runs, weather
 from scheduler.cn_calendar import WorkCalendar
 from scheduler.config import (
     CareSettings,
     HolidaySettings,
     RenewalSettings,
+    RetentionSettings,
     ScheduleSettings,
     WeatherSettings,
 )
 from scheduler.context import PlanContext, outbox_sink
 from scheduler.forecast import ForecastSource
 from scheduler.plan import PlanResult, run_plan
+from storage import retention
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ PLAN = "plan"
 WEATHER = "weather"
 POINTS = "points"
 TIER_REVIEW = "tier_review"
+RETENTION = "retention"
+RENEWAL_DESK = "renewal_desk"
 
 
 @dataclass(frozen=True)
@@ -53,12 +58,25 @@ class SchedulerSettings:
     loyalty: LoyaltySettings = field(default_factory=LoyaltySettings)
     care: CareSettings = field(default_factory=CareSettings)
     holidays: HolidaySettings = field(default_factory=HolidaySettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    uploads: Path = Path("data/uploads")
+
+
+def retention_cutoffs(now: datetime, keep: RetentionSettings) -> retention.Cutoffs:
+    return retention.Cutoffs(
+        documents_before=now - timedelta(days=keep.documents_days_after_close),
+        inbound_before=now - timedelta(days=keep.inbound_days),
+        params_before=now - timedelta(days=keep.message_params_days))
 
 
 class Jobs:
     def __init__(self, settings: SchedulerSettings, *, clock: Clock, forecast: ForecastSource,
-                 calendar: WorkCalendar | None = None) -> None:
+                 calendar: WorkCalendar | None = None,
+                 on_retention: Callable[[retention.RetentionReport], None] | None = None,
+                 ) -> None:
+        """``on_retention``: told each retention pass's report (the /metrics counters)."""
         self.settings = settings
+        self._on_retention = on_retention
         self._clock = clock
         self._forecast = forecast
         self._calendar = calendar or settings.holidays.calendar()
@@ -87,6 +105,24 @@ class Jobs:
             await runs.record(PLAN, day, at=self._clock(), counts=result.counts)
             done.append((day, result))
         return done
+
+    async def retention(self, *, dry_run: bool = False) -> retention.RetentionReport | None:
+        """Today's retention pass, once a day from ``retention.run_at`` (bounded: what is left
+        over waits for the next day; the day is recorded even so)."""
+        keep = self.settings.retention
+        today = self.now_local().date()
+        if not dry_run and (self.now_local().time() < keep.run_at
+                            or await runs.finished(RETENTION, today)):
+            return None
+        report = await retention.run(retention_cutoffs(self._clock(), keep),
+                                     uploads=self.settings.uploads,
+                                     batch=keep.batch_size, max_batches=keep.max_batches,
+                                     dry_run=dry_run)
+        if not dry_run:
+            await runs.record(RETENTION, today, at=self._clock(), counts=report.counts())
+            if self._on_retention is not None:
+                self._on_retention(report)
+        return report
 
     async def weather(self) -> weather.WeatherResult | None:
         """Today's weather notices, unless done already today or not yet time.
@@ -143,6 +179,14 @@ class Jobs:
             await runs.record(POINTS, day, at=self._clock(), counts=counts)
             done.append((day, counts))
         return done
+
+    async def renewal_desk(self) -> dict[str, int]:
+        """Renewal escalation (T-10, T-5, T-2 and overdue call-backs): each prompt once, so
+        it runs every ``renewal.escalate_every_minutes`` and at start-up."""
+        now = self.now_local()
+        return await renewal_escalation.run(now=self._clock(), today=now.date(),
+                                            settings=self.settings.renewal,
+                                            send_at=self._clock())
 
     async def _tier_review(self, day: date) -> dict[str, int]:
         """The annual review as of ``day``, unless already held (its own run record)."""

@@ -34,6 +34,18 @@ regular reminder: moving earlier keeps the "renew before the holiday" advice tru
 more lead time, where skipping would lose the one message that mentions the holiday. It is
 stale once the holiday starts.
 
+Wording by offset (``reminder_template``): ``renewal_reminder_early`` from 45 days out (the
+gentle two-month notice), ``renewal_reminder_urgent`` at 3 days or fewer, ``renewal_reminder``
+(the weekly reminder of the last month) in between. Every reminder names its car's ``policy_id``
+(the anchor): the Telegram answer buttons and the SMS replies act on it.
+
+Claims-based pricing hint (``renewal.claims_hint``, off by default): the reminder at its
+``offset`` (T-30) reads the number of claims reported in the policy year on the car's policies
+(rejected and withdrawn ones aside) and, by the configured bands, says the no-claims discount
+continues (``renewal_reminder_ncd_continues``), is lost (``…_ncd_lost``) or what surcharge to
+expect (``…_surcharge`` with ``percent``). Wording in bot/texts/messages.toml, for the insurer
+to review.
+
 Reminders go at ``schedule.daily_plan_at`` in the customer's own time zone.
 
 Catching up a missed day: a reminder is still sent if the policy has not expired yet, unless a
@@ -52,7 +64,7 @@ from functools import partial
 from typing import Any, Final
 
 from scheduler.cn_calendar import HolidayPeriod, WorkCalendar
-from scheduler.config import RenewalSettings
+from scheduler.config import ClaimsHintSettings, RenewalSettings
 from scheduler.context import PlanContext, Sink, feed
 from scheduler.selection import Selection
 from scheduler.wording import HOLIDAY_NAMES, Localised, localised_date, policy_list
@@ -66,14 +78,23 @@ KIND = "renewal"
 HOLIDAY_KIND = "renewal_holiday"
 MAX_HOLIDAY_SHIFT: Final = 5
 _HOLIDAY_HORIZON: Final = timedelta(days=90)
+GENTLE_FROM: Final = 45
+URGENT_UNTIL: Final = 3
+
+
+STOPPED_BY: Final = ("renewed_elsewhere", "not_renewing", "sold_scrapped")
+"""Renewal desk outcomes after which no reminder or rescue goes out (the customer told us)."""
 
 
 def waiting(alias: str) -> str:
-    """SQL: policy ``alias`` is still waiting for its renewal: nothing recorded against it, no
-    newer policy for the same car and product (the plate index serves the NOT EXISTS)."""
+    """SQL: policy ``alias`` is still waiting for its renewal: nothing recorded against it (no
+    renewal, no cancellation, no answer in ``STOPPED_BY``), no newer policy for the same car
+    and product (the plate index serves the NOT EXISTS)."""
     newer = f"{alias}_newer"
+    stopped = ", ".join(f"'{outcome}'" for outcome in STOPPED_BY)
     return (
-        f"{alias}.renewed_by_id IS NULL AND {alias}.cancelled_at IS NULL AND NOT EXISTS ("
+        f"{alias}.renewed_by_id IS NULL AND {alias}.cancelled_at IS NULL "
+        f"AND {alias}.outcome NOT IN ({stopped}) AND NOT EXISTS ("
         f"SELECT 1 FROM policy {newer} WHERE {newer}.plate = {alias}.plate "
         f"AND {newer}.product = {alias}.product AND {newer}.id <> {alias}.id "
         f"AND {newer}.end_date > {alias}.end_date AND {newer}.status <> 'cancelled')"
@@ -87,6 +108,17 @@ class HolidayReminder:
 
 
 # -- decisions (pure) -------------------------------------------------------------------------
+
+
+def reminder_template(offset: int) -> str:
+    """The wording of the reminder ``offset`` days before expiry: gentle from
+    ``GENTLE_FROM`` days (the two-month notice), urgent up to ``URGENT_UNTIL`` days, the
+    weekly reminder of the last month in between."""
+    if offset >= GENTLE_FROM:
+        return "renewal_reminder_early"
+    if offset <= URGENT_UNTIL:
+        return "renewal_reminder_urgent"
+    return "renewal_reminder"
 
 
 def regular_days(end: date, offsets: Sequence[int]) -> list[date]:
@@ -163,7 +195,8 @@ def schedule_for(end: date, settings: RenewalSettings,
 # -- selection and queueing ----------------------------------------------------------------------
 
 
-def policy_groups(end: date, statuses: Sequence[PolicyStatus]) -> Selection:
+def policy_groups(end: date, statuses: Sequence[PolicyStatus], *,
+                  claims: bool = False) -> Selection:
     """One row per car with policies ending on ``end`` that are in one of ``statuses`` and
     still waiting for renewal; read it with :func:`car_group`.
 
@@ -186,9 +219,15 @@ def policy_groups(end: date, statuses: Sequence[PolicyStatus]) -> Selection:
 
     everything = json_rows("g.id", "g.product", "g.number", f"({qualifies('g')})",
                            postgres=is_postgres())
+    # claims reported in the policy year on any policy of the car, rejected and withdrawn
+    # ones aside (for the claims-based pricing hint)
+    counted = (", (SELECT COUNT(*) FROM claim cl JOIN policy h ON h.id = cl.policy_id "
+               f"WHERE {same_car('h')} AND cl.status NOT IN ('rejected', 'withdrawn') "
+               "AND cl.reported_at >= p.start_date) AS claims") if claims else ""
     return Selection(
         columns="p.plate, p.end_date, p.customer_id, c.name, c.timezone, "
-                f"(SELECT {everything} FROM policy g WHERE {same_car('g')}) AS policies",
+                f"(SELECT {everything} FROM policy g WHERE {same_car('g')}) AS policies"
+                f"{counted}",
         source=Fragment("FROM policy p JOIN customer c ON c.id = p.customer_id "
                         f"WHERE p.end_date = :end AND {qualifies('p')} AND NOT EXISTS ("
                         f"SELECT 1 FROM policy r WHERE {same_car('r')} AND r.id < p.id "
@@ -220,19 +259,33 @@ def car_group(row: Row) -> CarGroup:
     return CarGroup(anchor, policy_list(named))
 
 
-def expiring(end: date) -> Selection:
+def expiring(end: date, *, claims: bool = False) -> Selection:
     """Cars whose active policies expire on ``end`` and still wait for renewal.
 
     One selection per expiry date: an equality on the ``(status, end_date)`` index reads just
     that day's policies (an ``IN`` list of dates can tempt the planner into a primary-key scan
     of the whole table to serve ``ORDER BY id LIMIT n``).
     """
-    return policy_groups(end, (PolicyStatus.ACTIVE,))
+    return policy_groups(end, (PolicyStatus.ACTIVE,), claims=claims)
 
 
 def selections(ctx: PlanContext) -> list[Selection]:
     offsets = offsets_due(ctx.day, ctx.today, ctx.renewal.offsets)
-    return [expiring(ctx.day + timedelta(days=k)) for k in offsets]
+    hint = ctx.renewal.claims_hint
+    return [expiring(ctx.day + timedelta(days=k), claims=hint.enabled and k == hint.offset)
+            for k in offsets]
+
+
+def claims_template(offset: int, claims: int | None,
+                    settings: ClaimsHintSettings) -> tuple[str, dict[str, int]] | None:
+    """The reminder with the claims-based pricing hint, and its extra parameter, when the
+    hint is on for this offset and a band covers the car's claims count."""
+    if not settings.enabled or offset != settings.offset or claims is None:
+        return None
+    band = settings.band(claims)
+    if band is None:
+        return None
+    return f"renewal_reminder_{band.hint}", {"percent": band.percent}
 
 
 def holiday_selections(ctx: PlanContext) -> list[Selection]:
@@ -244,12 +297,13 @@ def car_reminder(ctx: PlanContext, row: Row, *, key: str, kind: str, template: s
                  params: dict[str, Any], stale_after: Callable[[datetime], datetime]) -> Outbound:
     """A reminder about the car of a :func:`policy_groups` row: ``key`` is the dedup key with
     ``{anchor}`` where the group's anchor goes, and ``params`` are added to the name, plate
-    and policy every such reminder has."""
+    and policy every such reminder has — and the anchor as ``policy_id``, which the answer
+    buttons and SMS replies act on."""
     group = car_group(row)
     return ctx.message(row, key=key.format(anchor=group.anchor), kind=kind,
                        category=Category.REMINDER, template=template,
                        params={"name": row["name"], "plate": row["plate"],
-                               "policy": group.policy, **params},
+                               "policy": group.policy, "policy_id": group.anchor, **params},
                        stale_after=stale_after)
 
 
@@ -261,10 +315,15 @@ def _fixed(moment: datetime) -> Callable[[datetime], datetime]:
 def _reminders(ctx: PlanContext, rows: list[Row]) -> Iterator[Outbound]:
     for row in rows:
         end = as_date(row["end_date"])
+        offset = (end - ctx.day).days
+        claims = row.get("claims")
+        hinted = claims_template(offset, None if claims is None else int(claims),
+                                 ctx.renewal.claims_hint)
+        template, extra = hinted or (reminder_template(offset), {})
         yield car_reminder(
-            ctx, row, key=f"renewal:{{anchor}}:T-{(end - ctx.day).days}", kind=KIND,
-            template="renewal_reminder",
-            params={"expiry": localised_date(end), "days_left": (end - ctx.today).days},
+            ctx, row, key=f"renewal:{{anchor}}:T-{offset}", kind=KIND, template=template,
+            params={"expiry": localised_date(end), "days_left": (end - ctx.today).days,
+                    **extra},
             stale_after=_fixed(ctx.start_of(end + timedelta(days=1))))
 
 

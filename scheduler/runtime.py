@@ -30,9 +30,19 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from scheduler.forecast import ForecastSource, OpenMeteo
-from scheduler.jobs import PLAN, POINTS, WEATHER, Clock, Jobs, SchedulerSettings
+from scheduler.jobs import (
+    PLAN,
+    POINTS,
+    RENEWAL_DESK,
+    RETENTION,
+    WEATHER,
+    Clock,
+    Jobs,
+    SchedulerSettings,
+)
 from scheduler.leader import AdvisoryLock, Leadership, SingleProcess, asyncpg_dsn
 from storage.config import DatabaseSettings
+from storage.retention import RetentionReport
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +86,8 @@ def leadership_for(database: DatabaseSettings) -> Leadership:
 
 class SchedulerRuntime:
     def __init__(self, settings: SchedulerSettings, *, clock: Clock, leadership: Leadership,
-                 forecast: ForecastSource | None = None, sleep: Sleep = asyncio.sleep) -> None:
+                 forecast: ForecastSource | None = None, sleep: Sleep = asyncio.sleep,
+                 on_retention: Callable[[RetentionReport], None] | None = None) -> None:
         self.settings = settings
         self._clock = clock
         self._leadership = leadership
@@ -84,12 +95,13 @@ class SchedulerRuntime:
         if forecast is None:
             self._own_forecast = OpenMeteo(settings.weather, timezone=settings.schedule.timezone)
             forecast = self._own_forecast
-        self.jobs = Jobs(settings, clock=clock, forecast=forecast)
+        self.jobs = Jobs(settings, clock=clock, forecast=forecast, on_retention=on_retention)
         self._sleep = sleep
         self._scheduler: AsyncIOScheduler | None = None
         self._watch: Stoppable | None = None
         self._running: set[asyncio.Task[Any]] = set()
-        self._locks = {name: asyncio.Lock() for name in (PLAN, WEATHER, POINTS)}
+        self._locks = {name: asyncio.Lock() for name in (PLAN, WEATHER, POINTS, RETENTION,
+                                                         RENEWAL_DESK)}
 
     @property
     def is_leader(self) -> bool:
@@ -157,16 +169,21 @@ class SchedulerRuntime:
                           "misfire_grace_time": schedule.misfire_grace_seconds},
         )
         for name, at in ((PLAN, schedule.daily_plan_at), (WEATHER, schedule.weather_at),
-                         (POINTS, schedule.points_expiry_at)):
+                         (POINTS, schedule.points_expiry_at),
+                         (RETENTION, self.settings.retention.run_at)):
             scheduler.add_job(self.run_job, CronTrigger(hour=at.hour, minute=at.minute,
                                                         second=at.second, timezone=schedule.tz),
                               args=[name], id=name, name=f"engage {name}")
+        scheduler.add_job(self.run_job, "interval",
+                          minutes=self.settings.renewal.escalate_every_minutes,
+                          args=[RENEWAL_DESK], id=RENEWAL_DESK, name=f"engage {RENEWAL_DESK}")
         scheduler.start()
         self._scheduler = scheduler
         log.info("this process leads the scheduler: plan %s, weather %s, points %s (%s)",
                  schedule.daily_plan_at, schedule.weather_at, schedule.points_expiry_at,
                  schedule.timezone)
-        for name in (POINTS, WEATHER, PLAN):  # catch-up: each job knows its due days
+        # catch-up: each knows its due days
+        for name in (POINTS, WEATHER, PLAN, RETENTION, RENEWAL_DESK):
             task = asyncio.create_task(self.run_job(name), name=f"scheduler-catch-up-{name}")
             self._running.add(task)
             task.add_done_callback(self._running.discard)
@@ -198,6 +215,10 @@ class SchedulerRuntime:
                         self._schedule_weather_retry()
                 elif name == POINTS:
                     await self.jobs.points()
+                elif name == RETENTION:
+                    await self.jobs.retention()
+                elif name == RENEWAL_DESK:
+                    await self.jobs.renewal_desk()
                 else:
                     raise ValueError(f"unknown scheduler job {name!r}")
         finally:
@@ -240,12 +261,13 @@ def _report_failure(task: asyncio.Task[None]) -> None:
 
 def cleanup_context(settings: SchedulerSettings, database: DatabaseSettings, *, clock: Clock,
                     forecast: ForecastSource | None = None, supervisor: Spawner | None = None,
+                    on_retention: Callable[[RetentionReport], None] | None = None,
                     ) -> Callable[[web.Application], AsyncIterator[None]]:
     """An aiohttp cleanup context running the scheduler for the application's lifetime."""
 
     async def run_scheduler(app: web.Application) -> AsyncIterator[None]:
         runtime = SchedulerRuntime(settings, clock=clock, leadership=leadership_for(database),
-                                   forecast=forecast)
+                                   forecast=forecast, on_retention=on_retention)
         await runtime.start(supervisor)
         yield
         await runtime.stop()

@@ -215,10 +215,29 @@ class Policy(TimestampMixin, Model):
     renewed_by_id: int | None
     renewed_at = fields.DatetimeField(null=True)
     cancelled_at = fields.DatetimeField(null=True)
+    # The renewal desk (storage.renewal_desk): who sold it, whose branch, who is responsible
+    # for renewing it, and how its renewal ended.
+    agent = fields.CharField(max_length=64, default="", db_default="",
+                             description="the agent on this policy, as imported")
+    original_agent = fields.CharField(max_length=64, default="", db_default="",
+                                      description="the agent the business is attributed to "
+                                                  "for life, kept through renewals")
+    branch = fields.CharField(max_length=32, default="", db_default="")
+    owner = fields.CharField(max_length=64, default="", db_default="",
+                             description="the operator who claimed its renewal (else the agent, "
+                                         "else the branch pool)")
+    claimed_at = fields.DatetimeField(null=True)
+    outcome = fields.CharField(max_length=24, default="", db_default="")
+    outcome_reason = fields.CharField(max_length=24, default="", db_default="")
+    outcome_note = fields.CharField(max_length=200, default="", db_default="")
+    outcome_by = fields.CharField(max_length=64, default="", db_default="")
+    outcome_at = fields.DatetimeField(null=True)
+    renewal_gap_days = fields.SmallIntField(null=True, description="days from its expiry to "
+                                            "the start of the policy that renewed it")
 
     class Meta:
         table = "policy"
-        indexes = (("status", "end_date"), ("customer_id",))
+        indexes = (("status", "end_date"), ("customer_id",), ("branch", "end_date"))
 
 
 class Claim(TimestampMixin, Model):
@@ -416,10 +435,15 @@ class Task(TimestampMixin, Model):
     note = fields.TextField(default="")
     due_at = fields.DatetimeField(null=True, description="when it should be done (UTC)")
     closed_at = fields.DatetimeField(null=True)
+    dedup_key = fields.CharField(max_length=200, null=True, unique=True,
+                                 description="one task per key: a button tapped twice, an "
+                                             "update replayed, a day planned again")
+    result = fields.CharField(max_length=32, default="", db_default="",
+                              description="a logged call's result, an escalation's level")
 
     class Meta:
         table = "task"
-        indexes = (("status", "created_at"),)
+        indexes = (("status", "created_at"), ("customer_id",), ("policy_id", "created_at"))
 
 
 class ProcessedUpdate(Model):
@@ -484,6 +508,7 @@ class InboundSms(Model):
 
     class Meta:
         table = "sms_inbound"
+        indexes = (("customer_id",), ("from_phone",), ("created_at",))  # erasure, retention
 
 
 class SmsMediaPending(Model):

@@ -59,6 +59,10 @@ class Operator(Model):
     contact_id: int | None
     active = fields.BooleanField(default=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+    branch = fields.CharField(max_length=32, default="", db_default="",
+                              description="the branch whose renewals they work")
+    manager = fields.BooleanField(default=False, db_default=False,
+                                  description="manages the branch: confirms and reassigns")
 
     class Meta:
         table = "operator"

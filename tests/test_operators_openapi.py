@@ -5,6 +5,7 @@ shape), and true: every route's real answer validates against the schema it docu
 from __future__ import annotations
 
 import re
+from datetime import date
 from fnmatch import fnmatch
 from typing import Any
 
@@ -15,13 +16,16 @@ from bot.desk.threads import Desk, Sender
 from bot.settings import Settings
 from bot.web.operators.access import create_operator
 from bot.web.operators.api import API
+from storage.accident_models import CoreDelivery, CoreDeliveryStatus
 from storage.choices import TELEGRAM, record_choice
 from storage.desk_models import HandoffReason
+from storage.loyalty_models import Reward
 from storage.models import Channel, SharedPhone, Task
 from storage.operator_models import Role
 from storage.shared_phones import recount
 from tests import factories as f
 from tests import test_operators_api
+from tests.test_core_reports import reported
 from tests.test_operators_api import Rig, _campaign, _claim, _document
 
 rig = test_operators_api.rig  # the API rig: an operator per role, uploads, a set clock
@@ -90,6 +94,11 @@ async def test_every_answer_is_what_the_document_says(rig: Rig) -> None:
     customer = await f.customer(name="郑一", phone="+8613600001234")
     await record_choice(customer.id, source=TELEGRAM, now=rig.clock.now, language="en")
     task = await Task.create(kind="renewal_callback", customer=customer, source="sms")
+    await Reward.create(code="pen", kind="gift", name_zh="笔", name_en="Pen", points_cost=10)
+    erasable = await f.customer(name="钱二")
+    renewing = await f.policy(customer, end=date(2026, 12, 1), branch="310100")
+    await Task.create(kind="renewal_callback", customer=customer, policy=renewing,
+                      source="telegram")
     for name in ("王一", "王二", "王三"):
         await f.customer(name=name, phone="+8613700001111")
     await recount(["+8613700001111"], rig.clock.now)
@@ -100,6 +109,9 @@ async def test_every_answer_is_what_the_document_says(rig: Rig) -> None:
     cpid = 1  # the complaint the conversation becomes below
     _, campaign = await rig.call("POST", "/api/v1/campaigns", json=_campaign())
     cid = campaign["id"]
+    report = await reported(rig.clock)
+    await CoreDelivery.filter(claim_id=report.id).update(status=CoreDeliveryStatus.DEAD)
+    delivery = await CoreDelivery.get(claim_id=report.id)
     csv_text = "phone,name\n13600009999,新客户\n"
     event = {"external_id": "core-1", "status": "surveyed",
              "occurred_at": "2026-11-21T10:00:00+08:00"}
@@ -135,10 +147,20 @@ async def test_every_answer_is_what_the_document_says(rig: Rig) -> None:
         ("GET", f"/api/v1/customers/{customer.id}", {}),
         ("POST", f"/api/v1/customers/{customer.id}/points",
          {"json": {"points": 50, "reason": "补偿", "request_key": "k1"}}),
+        ("POST", f"/api/v1/customers/{customer.id}/redemptions",
+         {"json": {"reward_code": "pen", "request_key": "r1"}}),
+        ("GET", f"/api/v1/customers/{customer.id}/export", {}),
+        ("GET", f"/api/v1/customers/{customer.id}/export.zip", {}),
+        ("POST", f"/api/v1/customers/{erasable.id}/erase", {}),
+        ("GET", "/api/v1/consents.csv", {}),
         ("GET", "/api/v1/rewards", {}),
         ("POST", "/api/v1/rewards", {"json": reward}),
         ("PATCH", "/api/v1/rewards/tea", {"json": {"stock": 10}}),
         ("POST", "/api/v1/rewards/tea/retire", {}),
+        ("GET", "/api/v1/accident-reports", {"params": {"status": "dead"}}),
+        ("POST", f"/api/v1/accident-reports/{delivery.id}/retry", {}),
+        ("PUT", f"/api/v1/accident-reports/{report.number}/claim-number",
+         {"json": {"claim_number": "CORE-0001"}}),
         ("GET", "/api/v1/tasks", {}),
         ("POST", f"/api/v1/tasks/{task.id}/assign", {"json": {"assignee": "小王"}}),
         ("POST", f"/api/v1/tasks/{task.id}/close", {"json": {"note": "已回电"}}),
@@ -161,13 +183,20 @@ async def test_every_answer_is_what_the_document_says(rig: Rig) -> None:
         ("POST", f"/api/v1/complaints/{cpid}/approve", {}),
         ("GET", f"/api/v1/complaints/{cpid}", {}),
         ("POST", f"/api/v1/complaints/{cpid}/close", {"json": {"outcome": "已致歉"}}),
+        ("POST", "/api/v1/renewals/claim", {"json": {"policy_ids": [renewing.id]}}),
+        ("POST", f"/api/v1/renewals/{renewing.id}/call", {"json": {"result": "reached"}}),
+        ("POST", f"/api/v1/renewals/{renewing.id}/outcome", {"json": {"outcome": "unreachable"}}),
+        ("GET", "/api/v1/renewals/worklist", {"params": {"branch": "*"}}),
+        ("GET", "/api/v1/renewals/claim-window", {}),
+        ("GET", "/api/v1/renewals/kpis", {}),
+        ("GET", "/api/v1/renewals/kpis.csv", {}),
         ("GET", "/api/v1/shared-phones", {"params": {"held": "true", "limit": "5"}}),
         ("POST", f"/api/v1/shared-phones/{shared.id}/release", {}),
         ("POST", "/api/v1/imports", {"params": {"kind": "customers"},
                                      "data": csv_text.encode(),
                                      "headers": {"Content-Type": "text/csv"}}),
     ]
-    covered = {(m, re.sub(r"/(\d+|tea|C2026001)(?=/|$)", "/{x}", p)) for m, p, _ in calls}
+    covered = {(m, re.sub(r"/(\d+|tea|C2026001|BA\w+)(?=/|$)", "/{x}", p)) for m, p, _ in calls}
     routes = {(e.method, re.sub(r"{\w+}", "{x}", e.path)) for e in API.endpoints}
     assert covered == routes, routes ^ covered
     for method, path, kw in calls:

@@ -36,6 +36,7 @@ PAIRS: list[tuple[type, type[BaseModel]]] = [
     (rows.SatisfactionJson, out.SatisfactionOut),
     (rows.SatisfactionGroupJson, out.SatisfactionGroup),
     (rows.SatisfactionMonthJson, out.SatisfactionMonth),
+    (rows.OperatorRedemptionJson, out.OperatorRedemption), (rows.ErasureJson, out.ErasureOut),
 ]
 
 

@@ -142,7 +142,7 @@ async def test_cadence_for_one_policy_walked_day_by_day_from_t_minus_61_to_t_plu
     assert t16.params == {"name": owner.name, "plate": p.plate,
                           "policy": {lang: _listed(lang, p) for lang in ("zh-CN", "en")},
                           "days_left": 16, "expiry": {"zh-CN": "2026年12月1日",
-                                                      "en": "1 Dec 2026"}}
+                                                      "en": "1 Dec 2026"}, "policy_id": p.id}
     assert t16.not_before == datetime(2026, 11, 15, 0, 30, tzinfo=UTC)
     assert t16.stale_after == datetime(2026, 12, 1, 16, 0, tzinfo=UTC)  # 2 Dec 00:00 Shanghai
     lapse = await Message.get(dedup_key=f"lapse:{p.id}")

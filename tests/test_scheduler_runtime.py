@@ -11,7 +11,7 @@ import pytest
 
 from scheduler.config import ScheduleSettings
 from scheduler.forecast import DayForecast
-from scheduler.jobs import PLAN, POINTS, WEATHER, SchedulerSettings
+from scheduler.jobs import PLAN, POINTS, RENEWAL_DESK, RETENTION, WEATHER, SchedulerSettings
 from scheduler.leader import AdvisoryLock, SingleProcess, asyncpg_dsn
 from scheduler.runtime import SchedulerRuntime
 from storage.models import Message, Region
@@ -50,8 +50,10 @@ async def test_leader_wires_three_coalesced_cron_jobs_and_catches_up_at_start(db
         scheduler = runtime.scheduler
         assert scheduler is not None
         jobs = {job.id: job for job in scheduler.get_jobs()}
-        assert set(jobs) == {PLAN, WEATHER, POINTS}
-        for job_id, (hour, minute) in {PLAN: (8, 30), WEATHER: (7, 0), POINTS: (1, 0)}.items():
+        assert set(jobs) == {PLAN, WEATHER, POINTS, RETENTION, RENEWAL_DESK}
+        assert jobs[RENEWAL_DESK].trigger.interval == timedelta(minutes=15)
+        for job_id, (hour, minute) in {PLAN: (8, 30), WEATHER: (7, 0), POINTS: (1, 0),
+                                       RETENTION: (3, 0)}.items():
             job = jobs[job_id]
             assert (job.coalesce, job.max_instances, job.misfire_grace_time) == (True, 1, 3600)
             fire = job.next_run_time.astimezone(SHANGHAI)
@@ -59,7 +61,7 @@ async def test_leader_wires_three_coalesced_cron_jobs_and_catches_up_at_start(db
         assert str(scheduler.timezone) == "Asia/Shanghai"
         # catch-up at start-up ran every job for today
         assert set(await SchedulerRun.filter(day=DAY).values_list("job", flat=True)) == {
-            PLAN, WEATHER, POINTS}
+            PLAN, WEATHER, POINTS, RETENTION}
         assert await Message.all().count() == 2
     finally:
         await runtime.stop()

@@ -492,8 +492,9 @@ async def test_replies_read_as_the_customer_expects() -> None:
         "【安行保险】已为您退订营销、关怀、提醒短信，理赔等服务通知不受影响。回复订阅可恢复。")
     assert r.opted_out("en", CATEGORIES).startswith("【安行保险】 You will no longer get")
     assert r.to_number("+85291234567").help("en") == (
-        "[Anxing Insurance] POLICY: your policies. CLAIM [number]: claim status. "
-        "POINTS: balance. CHECKIN: daily points. STOP: opt out. Hotline 95500")
+        "[Anxing Insurance] POLICY: policies. CLAIM [number]: status. "
+        "POINTS: balance. CHECKIN: daily points. REDEEM: rewards. STOP: opt out. "
+        "Hotline 95500")
     assert r.help("zh-CN").endswith("客服95500")
     assert r.claim("zh-CN", "C1", "paid") == "【安行保险】理赔C1进度：已赔付。"
 

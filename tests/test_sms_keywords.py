@@ -17,6 +17,8 @@ EXPECTED = {
     "CLAIM": Command.CLAIM, "理赔": Command.CLAIM,
     "POINTS": Command.POINTS, "积分": Command.POINTS,
     "CHECKIN": Command.CHECKIN, "签到": Command.CHECKIN,
+    "REDEEM": Command.REDEEM, "兑换": Command.REDEEM,
+    "VOUCHERS": Command.VOUCHERS, "券": Command.VOUCHERS,
 }
 
 

@@ -65,6 +65,7 @@ def _expected(command: str, t: Translator, owner: Customer, policy: Policy,
                    reported=t.moment(claim.reported_at, owner.timezone),
                    description=claim.description),
         "upload": t("tg_upload_choose_claim"),
+        "report": t("tg_report_safety"),
         "points": t("tg_points_summary", balance=120,
                     tier="Standard" if t.lang == "en" else "普卡"),
         "rewards": t("tg_rewards_header", balance=120),
@@ -322,7 +323,7 @@ async def test_unknown_text_points_to_the_menu(tg: Rig) -> None:
     await tg.send(user, "what's the weather?")
     reply = tg.last(user.id)
     assert reply["text"] == tg.t("en")("tg_unknown_text")
-    assert reply["reply_markup"]["keyboard"][0][0]["text"] == "📄 Policies"
+    assert reply["reply_markup"]["keyboard"][1][0]["text"] == "📄 Policies"  # under 报案
 
 
 async def test_policies_of_a_customer_are_only_their_own(tg: Rig) -> None:
@@ -442,7 +443,7 @@ async def test_language_with_an_argument_switches_at_once(tg: Rig) -> None:
     await tg.send(user, "/language en")
     reply = tg.last(user.id)
     assert reply["text"] == tg.t("en")("tg_language_set")
-    assert reply["reply_markup"]["keyboard"][0][0]["text"] == tg.t("en")("tg_menu_policies")
+    assert reply["reply_markup"]["keyboard"][0][0]["text"] == tg.t("en")("tg_menu_report")
     await owner.refresh_from_db()
     assert owner.language == "en"
     await tg.send(user, "/language 中文")

@@ -48,7 +48,7 @@ async def test_own_contact_links_the_account_in_the_customers_language(tg: Rig, 
         owner.id, user.id, tg.clock(), None)
     reply = tg.last(user.id)
     assert reply["text"] == tg.t(lang)("tg_link_done", name="王芳")
-    assert reply["reply_markup"]["keyboard"][0][0]["text"] == tg.t(lang)("tg_menu_policies")
+    assert reply["reply_markup"]["keyboard"][0][0]["text"] == tg.t(lang)("tg_menu_report")
     [attempt] = await LinkAttempt.all()
     assert (attempt.outcome, attempt.phone) == ("linked", "+86*******8000")
 

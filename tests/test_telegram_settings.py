@@ -127,7 +127,7 @@ async def test_language_switch_changes_the_customer_and_the_menu(tg: Rig) -> Non
     await tg.press(user, "lang:en")
     reply = tg.last(user.id)
     assert reply["text"] == "Language set to English."
-    assert reply["reply_markup"]["keyboard"][0][0]["text"] == "📄 Policies"
+    assert reply["reply_markup"]["keyboard"][1][0]["text"] == "📄 Policies"  # under 报案
     await owner.refresh_from_db()
     assert owner.language == "en"
     await tg.send(user, "/help")

@@ -61,8 +61,8 @@ async def test_start_up_registers_commands_in_both_languages_and_the_webhook(
     assert [c.params.get("language_code") for c in calls] == ["zh", "en", None]
     for call in calls:
         assert [c["command"] for c in call.params["commands"]] == list(COMMANDS)
-    assert calls[0].params["commands"][1]["description"] == "我的保单"
-    assert calls[1].params["commands"][1]["description"] == "My policies"
+    assert calls[0].params["commands"][1]["description"] == "我要报案"
+    assert calls[1].params["commands"][2]["description"] == "My policies"
     [hook] = fake_telegram.requests_for("setWebhook")
     assert hook.params["url"] == f"{f.PUBLIC_URL}/telegram/webhook"
     assert hook.params["secret_token"] == SECRET

@@ -68,6 +68,8 @@ from bot.delivery.ratelimit import KeyedInterval
 from bot.delivery.segments import count_segments
 from bot.delivery.senders import SendResult, SmsGateway, TelegramGateway
 from bot.delivery.sms_signing import signed_sms
+from bot.telegram.renewal_answers import reminder_keyboard
+from bot.telegram.surveys import survey_keyboard
 from bot.texts import Texts
 from scheduler import recheck
 from storage.db import is_unreachable
@@ -493,10 +495,9 @@ class Dispatcher:
                              str(chat), 1.0)
             if not self._may_go(msg):
                 return None
-            buttons = msg.params.get("buttons") if isinstance(msg.params, dict) else None
-            sending = (self._telegram.send_text(chat, text, buttons=buttons) if buttons
-                       else self._telegram.send_text(chat, text))
-            return await self._on_wire(msg, sending)
+            markup = (reminder_keyboard(self._texts, recipient.language, msg.kind, msg.params)
+                      or survey_keyboard(msg.kind, msg.params))
+            return await self._on_wire(msg, self._telegram.send_text(chat, text, markup))
 
     async def _send_sms(self, msg: Message, recipient: Recipient,
                         text: str) -> SendResult | None:

@@ -9,7 +9,7 @@ classification is one ordered table: the first row whose exception type matches 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TextIO
 
@@ -37,7 +37,7 @@ from aiogram.methods import (
     SendMessage,
 )
 from aiogram.methods.base import Response
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardMarkup
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client as TwilioClient
@@ -69,13 +69,9 @@ class SendResult:
     segments: int = 1
 
 
-Buttons = Sequence[Sequence[str]]
-"""One row of inline buttons: (label, callback data) pairs, e.g. a survey's 1-5."""
-
-
 class TelegramGateway(Protocol):
-    async def send_text(self, chat_id: int, text: str, *, buttons: Buttons = ()
-                        ) -> SendResult: ...
+    async def send_text(self, chat_id: int, text: str,
+                        markup: InlineKeyboardMarkup | None = None) -> SendResult: ...
 
 
 class SmsGateway(Protocol):
@@ -168,19 +164,14 @@ class AiogramTelegram:
         self._lean = lean_sends(bot)
         pin_aiogram_responses()
 
-    async def send_text(self, chat_id: int, text: str, *, buttons: Buttons = ()
-                        ) -> SendResult:
-        markup = InlineKeyboardMarkup(inline_keyboard=[[
-            InlineKeyboardButton(text=label, callback_data=data) for label, data in buttons
-        ]]) if buttons else None
+    async def send_text(self, chat_id: int, text: str,
+                        markup: InlineKeyboardMarkup | None = None) -> SendResult:
         try:
-            if markup is not None:  # buttons (a survey's 1-5): aiogram's own path
-                message_id = (await self._bot.send_message(chat_id, text,
-                                                           reply_markup=markup)).message_id
-            elif self._lean is not None:
+            if self._lean is not None and markup is None:
                 message_id = await self._lean.send_text(self._bot, chat_id, text)
-            else:
-                message_id = (await self._bot.send_message(chat_id, text)).message_id
+            else:  # buttons (renewal answers) go through aiogram's own model
+                message_id = (await self._bot.send_message(
+                    chat_id, text, reply_markup=markup)).message_id
         except Exception as exc:  # every one is classified; none escapes the send
             raise classify(_TELEGRAM_ERRORS, exc) from exc
         return SendResult(provider_id=str(message_id))
@@ -283,10 +274,9 @@ class ConsoleChannel:
             print(f"[{channel} → {to}] {text}", file=self._out)
             return SendResult(provider_id=f"console-{self._counter}")
 
-    async def send_text(self, chat_id: int, text: str, *, buttons: Buttons = ()
-                        ) -> SendResult:
-        shown = f"{text} [{' | '.join(label for label, _ in buttons)}]" if buttons else text
-        return await self._print("telegram", f"chat {chat_id}", shown)
+    async def send_text(self, chat_id: int, text: str,
+                        markup: InlineKeyboardMarkup | None = None) -> SendResult:
+        return await self._print("telegram", f"chat {chat_id}", text)
 
     async def send(self, to: str, body: str, *, callback_url: str | None) -> SendResult:
         return await self._print("sms", mask_phone(to), body)

@@ -4,7 +4,8 @@ and resolved conversation, answered 1 to 5 once.
 The survey goes through the outbox as a **care** message: quiet hours hold it until morning
 and a customer who switched care messages off is skipped (and so is one over the weekly
 care cap). It is queued an hour after the case ends (``DELAY``), so the claim update or the
-decision arrives first. In Telegram it carries 1–5 buttons (``sv:<survey>:<score>``); by SMS
+decision arrives first. In Telegram it carries 1–5 buttons (``sv:<survey>:<score>``, built at
+send time by ``bot.telegram.surveys.survey_keyboard``); by SMS
 the customer replies with the digit within ``satisfaction.answer_hours`` (48) of the send.
 
 The first answer counts; a replay or a second tap changes nothing. A score of 1 or 2 opens a
@@ -27,7 +28,6 @@ from storage.outbox import Outbound, enqueue
 
 SURVEY_KIND = "satisfaction_survey"
 LOW_TASK = "satisfaction_low"
-CALLBACK_PREFIX = "sv"
 DELAY = timedelta(hours=1)
 SCORES = range(1, 6)
 _CASE_WORDS = {
@@ -41,19 +41,6 @@ class Answer(StrEnum):
     RECORDED = "recorded"
     ALREADY = "already"  # answered before: the first answer stands
     NONE = "none"  # no survey of theirs to answer (or too late by SMS)
-
-
-def callback(survey_id: int, score: int) -> str:
-    return f"{CALLBACK_PREFIX}:{survey_id}:{score}"
-
-
-def parse_callback(data: str) -> tuple[int, int] | None:
-    prefix, _, rest = data.partition(":")
-    survey, _, score = rest.partition(":")
-    if prefix != CALLBACK_PREFIX or not survey.isdigit() or score not in {"1", "2", "3", "4",
-                                                                           "5"}:
-        return None
-    return int(survey), int(score)
 
 
 async def offer(case: SurveyCase, case_id: int, customer_id: int, *, now: datetime,
@@ -70,8 +57,7 @@ async def offer(case: SurveyCase, case_id: int, customer_id: int, *, now: dateti
                 dedup_key=f"survey:{case.value}:{case_id}", kind=SURVEY_KIND,
                 category=Category.CARE, customer_id=customer_id, template_key=SURVEY_KIND,
                 not_before=now + DELAY, stale_after=now + timedelta(days=7),
-                params={"case": _CASE_WORDS[case],
-                        "buttons": [[str(n), callback(survey.id, n)] for n in SCORES]}))
+                params={"case": _CASE_WORDS[case], "survey": survey.id}))
             survey.outbox_id = queued.id
             await survey.save(update_fields=["outbox_id"])
     except IntegrityError:  # the same case's survey, offered at the same moment

@@ -38,7 +38,7 @@ is: STOP and START are remembered for the number (``storage.suppressions``: they
 whoever gets it later) and apply to every customer on it, POLICY lists all their cars, CLAIM
 finds the newest claim (or the named one) among theirs, and MMS documents go to the named or
 newest open claim of any of them (unattached ones are kept under the first customer and follow
-the claim later named). Points and check-in are one person's: the reply points to Telegram. A
+the claim later named). Points, check-in and redeeming are one person's: the reply says so. A
 number three or more customers share that no operator has released (``storage.shared_phones``)
 is often a salesperson's: only HELP, STOP and START are answered there; anything else gets a
 kind refusal, and MMS media are not downloaded (only deleted).
@@ -84,11 +84,14 @@ from bot.delivery.recipients import record_sms_opt_out
 from bot.desk.threads import Desk
 from bot.documents import UploadLimits, UploadRejected, store_document
 from bot.settings import Settings
+from bot.sms import renewal_replies
 from bot.sms.desk import SmsDesk
 from bot.sms.keywords import Command, Parsed, parse
 from bot.sms.media import MediaRef, MediaUnavailable, MmsMedia
 from bot.sms.media_deletes import MediaDeletes, mask_sid
+from bot.sms.redeem import SmsRedemptions
 from bot.sms.replies import Replies
+from bot.sms.report import report_by_sms
 from bot.texts import Texts
 from loyalty.earning import check_in
 from loyalty.ledger import get_balance
@@ -118,7 +121,8 @@ MAX_MEDIA = 10  # Twilio's own limit per message
 # What a number a salesperson may hold for many customers is still answered: nobody's data.
 _ON_HELD_NUMBERS = frozenset({Command.HELP, Command.STOP, Command.START})
 # One person's own: not answered on a number several customers share.
-_PERSONAL = frozenset({Command.CHECKIN, Command.POINTS})
+_PERSONAL = frozenset({Command.CHECKIN, Command.POINTS, Command.REDEEM, Command.CONFIRM,
+                       Command.VOUCHERS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,10 +228,14 @@ class SmsConversations:
             Command.CLAIM: self._claim,
             Command.POINTS: self._points,
             Command.CHECKIN: self._checkin,
+            Command.REPORT: self._report,
             Command.MENU: self._converse,  # the conversations desk (bot.sms.desk) from here
             Command.AGENT: self._converse,
             Command.COMPLAINT: self._complaint,
             Command.SCORE: self._score,
+            **SmsRedemptions(self, settings.loyalty).handlers(),  # bot.sms.redeem
+            Command.RENEW: self._renewal_answer,
+            Command.RENEWED: self._renewal_answer,
         }
         self._desk = SmsDesk(Desk(settings), self._replies, settings)
 
@@ -416,9 +424,24 @@ class SmsConversations:
                 bonus=result.bonus, streak=result.streak, balance=balance)
         return claim.reply
 
+    async def _renewal_answer(self, turn: Turn) -> str:
+        """XB/续保 or 已续 to a renewal reminder (``bot.sms.renewal_replies``)."""
+        async with self.claimed(turn.row, turn.parsed.command.value, turn.delete_urls) as claim:
+            claim.reply = await renewal_replies.reply(
+                self._settings, turn.replies, turn.parsed.command,
+                customer_ids=turn.sender.ids, language=turn.language, now=turn.now)
+        return claim.reply
+
     async def _opt_turn(self, turn: Turn) -> str:
         return await self._opt(turn.row, turn.sender.phone, turn.language, turn.parsed,
                                turn.delete_urls)
+
+    async def _report(self, turn: Turn) -> str:
+        sender = turn.sender
+        async with self.claimed(turn.row, Command.REPORT.value, turn.delete_urls) as claim:
+            claim.reply = await report_by_sms(sender.id, sender.phone, turn.language,
+                                              sender.timezone, turn.replies, now=turn.now)
+        return claim.reply
 
     async def _opt(self, row: dict[str, Any], phone: str, language: str, parsed: Parsed,
                    delete_urls: Sequence[str]) -> str:

@@ -2,7 +2,8 @@
 
 ``get_routers()`` builds fresh routers on every call (a router can belong to one dispatcher
 only, and nothing is built at import). The order matters: the error router first, then
-linking (so a contact or a code is never taken for anything else), the features (claims also
+linking (so a contact or a code is never taken for anything else), the accident report
+(its typed answers — a plate, an address — are not claim numbers), the features (claims also
 answers a claim number in free text), uploads (whose "send a file" prompt only catches what
 no command took), and the fallback last ("I did not understand").
 """
@@ -25,6 +26,8 @@ def get_routers() -> list[Router]:
         points,
         policies,
         preferences,
+        renewal_answers,
+        report,
         rewards,
         surveys,
         uploads,
@@ -38,7 +41,9 @@ def get_routers() -> list[Router]:
         errors.get_router(),
         membership.get_router(),
         linking.get_router(),
+        report.get_router(),
         policies.get_router(),
+        renewal_answers.get_router(),
         claims.get_router(),
         points.get_router(),
         rewards.get_router(),

@@ -102,7 +102,39 @@ class ComplaintCb(CallbackData, prefix="cmp"):
 
 
 class SurveyCb(CallbackData, prefix="sv"):
-    """A satisfaction score; packs as ``bot.desk.surveys.callback`` builds it."""
+    """A satisfaction score under a survey (``bot.telegram.surveys.survey_keyboard``)."""
 
     survey: int
     score: int
+
+
+class ReportAction(StrEnum):
+    SAFE = "safe"
+    DANGER = "danger"
+    GO = "go"  # on after the emergency numbers
+    CAR = "car"
+    NOW = "now"
+    PICK = "pick"
+    DAY = "day"
+    HOUR = "hour"
+    TYPE = "type"
+    NO_PARTY = "noparty"
+    PHOTOS_DONE = "photos"
+    PHONE_OK = "phone"
+    SUBMIT = "submit"
+    BACK = "back"
+    CANCEL = "cancel"
+
+
+class ReportCb(CallbackData, prefix="rpt"):
+    action: ReportAction
+    value: str = ""
+
+
+class RenewalCb(CallbackData, prefix="rnw"):
+    """A button under a renewal reminder or lapse rescue: ``answer`` is a
+    ``bot.renewal_answers.Answer`` value, or ``why`` with the ``reason`` picked."""
+
+    answer: str
+    policy: int
+    reason: str = ""

@@ -9,9 +9,8 @@ from bot.texts import Texts
 
 # The command contract of issue 6: names are fixed, descriptions come from the texts.
 COMMANDS: tuple[str, ...] = (
-    "start", "policies", "claims", "claim", "upload", "points", "rewards", "vouchers",
-    "checkin", "invite", "settings", "language", "help", "unlink", "agent",
-    "complaint",
+    "start", "report", "policies", "claims", "claim", "upload", "points", "rewards", "vouchers",
+    "checkin", "invite", "settings", "language", "help", "unlink", "agent", "complaint",
 )
 # Telegram's language_code scopes are two-letter ISO 639-1 codes.
 SCOPES: dict[str, str] = {"zh": "zh-CN", "en": "en"}

@@ -32,6 +32,7 @@ from bot.telegram.i18n import Translator
 
 # The main menu, row by row (text keys); the same keys are the MenuButton filters.
 MENU_ROWS: tuple[tuple[str, ...], ...] = (
+    ("tg_menu_report",),
     ("tg_menu_policies", "tg_menu_claims", "tg_menu_upload"),
     ("tg_menu_points", "tg_menu_rewards", "tg_menu_vouchers"),
     ("tg_menu_checkin", "tg_menu_invite"),

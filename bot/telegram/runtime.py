@@ -22,7 +22,7 @@ from bot.desk.threads import Desk
 from bot.documents import UploadLimits
 from bot.settings import Settings
 from bot.supervisor import Beat, Supervised, Supervisor
-from bot.telegram import get_routers
+from bot.telegram import get_routers, report
 from bot.telegram.commands import register_commands
 from bot.telegram.context import ConversationContext, LinkedOnly
 from bot.telegram.filters import Magic
@@ -175,6 +175,8 @@ async def start(bot: Bot, settings: Settings, texts: Texts, *,
     dp = build_dispatcher(settings, texts, clock=clock, storage=storage, isolation=isolation,
                           bot_username=me.username or "")
     await register_commands(bot, texts, settings.company.default_language)
+    if restored := await report.restore(dp, bot):
+        log.info("%d accident reports in progress continue where they were", restored)
     runtime = TelegramRuntime(bot, dp, UpdateFeed(dp, bot, clock))
     allowed = dp.resolve_used_update_types()
     tg = settings.telegram

@@ -9,13 +9,23 @@ from datetime import datetime
 
 from aiogram import Router
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.types import CallbackQuery
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.desk.surveys import SCORES, Answer, answer_button
+from bot.desk.surveys import SCORES, SURVEY_KIND, Answer, answer_button
 from bot.telegram.accounts import Policyholder
 from bot.telegram.callbacks import SurveyCb
 from bot.telegram.context import LINKED
 from bot.telegram.i18n import Translator
+
+
+def survey_keyboard(kind: str, params: dict[str, object]) -> InlineKeyboardMarkup | None:
+    """The 1-5 buttons under a satisfaction survey (the outbox row names the survey)."""
+    survey = params.get("survey")
+    if kind != SURVEY_KIND or not isinstance(survey, int):
+        return None
+    return InlineKeyboardMarkup(inline_keyboard=[[
+        InlineKeyboardButton(text=str(n), callback_data=SurveyCb(survey=survey, score=n).pack())
+        for n in SCORES]])
 
 
 async def scored(query: CallbackQuery, callback_data: SurveyCb, customer: Policyholder,

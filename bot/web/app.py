@@ -3,7 +3,8 @@ application (webhooks, operator API, /healthz, /metrics) together with the dispa
 
 Nothing connects at import; ``build_app`` only describes. Connections open in the app's
 cleanup contexts at start-up and close, in reverse order, at shutdown. Every background loop
-(dispatch pipelines, campaign runner, scheduler leadership, media sweep, update feed) runs
+(dispatch pipelines, campaign runner, scheduler leadership, media sweep, update feed, the
+core-system delivery of accident reports and the report-drafts sweep) runs
 under the app's ``Supervisor`` and is reported by /healthz and /metrics.
 """
 
@@ -21,11 +22,15 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from tortoise import Tortoise
 
+from bot.accident import core as core_reports
+from bot.accident.core import CoreMetrics, CoreReports
+from bot.accident.sweep import DraftSweep
 from bot.delivery.dispatcher import Dispatcher
 from bot.delivery.limits import WireMargins, limits_for
 from bot.delivery.metrics import DeliveryMetrics
 from bot.delivery.senders import AiogramTelegram, SmsGateway, TelegramGateway, TwilioSms
 from bot.delivery.telegram_session import build_bot
+from bot.retention_metrics import RetentionMetrics
 from bot.settings import Settings
 from bot.sms.inbound import conversations_context, inbound_sms
 from bot.sms.signature import TwilioSignature
@@ -40,6 +45,7 @@ from bot.web.heap import freeze_startup_heap
 from bot.web.keys import (
     BOT,
     CLOCK,
+    CORE_REPORTS,
     DISPATCHER,
     REGISTRY,
     SETTINGS,
@@ -73,6 +79,7 @@ class Overrides:
     manage_database: bool = True
     run_campaigns: bool = True
     run_media_sweep: bool = True
+    run_accident_reports: bool = True  # the core-system delivery queue and the drafts sweep
     supervisor: Supervisor | None = None
     extra_cleanup: list[Callable[[web.Application], AsyncIterator[None]]] = field(
         default_factory=list
@@ -178,6 +185,26 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
             if asyncio.iscoroutine(result):
                 await result
 
+    async def accident_reports(app: web.Application) -> AsyncIterator[None]:
+        reports = app[CORE_REPORTS]
+        loops = [
+            supervisor.spawn("core-reports", reports.run, stuck_after=(
+                settings.core.poll_interval_seconds
+                + core_reports.BATCH * settings.core.timeout_seconds + 60)),
+            supervisor.spawn("report-drafts", DraftSweep(settings.report, clock=seams.clock).run,
+                             stuck_after=settings.report.sweep_interval_seconds * 5 + 60),
+        ] if seams.run_accident_reports else []
+        if not settings.core.enabled:
+            log.warning("core.report_webhook_url is not set: confirmed accident reports wait "
+                        "in the queue until it is")
+        yield
+        for loop in loops:
+            await loop.stop()
+        await reports.close()
+
+    app[CORE_REPORTS] = CoreReports(settings.core, clock=seams.clock,
+                                    metrics=CoreMetrics(app[REGISTRY]),
+                                    skip_locked=settings.database.is_postgres)
     if seams.manage_database:
         app.cleanup_ctx.append(database)
     if settings.telegram.enabled:
@@ -186,12 +213,15 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
     if settings.telegram.enabled:
         app.cleanup_ctx.append(telegram_updates)
     app.cleanup_ctx.append(partial(conversations_context, sweep_media=seams.run_media_sweep))
+    app.cleanup_ctx.append(accident_reports)
     if seams.run_scheduler:
         app.cleanup_ctx.append(scheduler_runtime.cleanup_context(
             SchedulerSettings(schedule=settings.schedule, renewal=settings.renewal,
                               weather=settings.weather, loyalty=settings.loyalty,
-                              care=settings.care, holidays=settings.holidays),
+                              care=settings.care, holidays=settings.holidays,
+                              retention=settings.retention, uploads=settings.uploads.directory),
             settings.database, clock=seams.clock, supervisor=supervisor,
+            on_retention=RetentionMetrics(app[REGISTRY]).observe,
         ))
     app.cleanup_ctx.extend(seams.extra_cleanup)
 

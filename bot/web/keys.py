@@ -9,6 +9,7 @@ from aiogram import Bot
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from bot.accident.core import CoreReports
 from bot.delivery.dispatcher import Dispatcher
 from bot.desk.threads import Desk
 from bot.settings import Settings
@@ -31,3 +32,4 @@ TELEGRAM = web.AppKey("telegram", TelegramRuntime)
 SMS_CONVERSATIONS = web.AppKey("sms_conversations", SmsConversations)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 DESK = web.AppKey("desk", Desk)
+CORE_REPORTS = web.AppKey("core_reports", CoreReports)

@@ -1,6 +1,10 @@
 """Policies: upsert by policy number; the owner by ``customer_no`` when the row has one, else by
 ``phone`` (which must then be one customer's alone); ``renews`` links a renewal to the policy
-it replaces (that one becomes ``renewed``)."""
+it replaces (that one becomes ``renewed``, with the renewal desk's outcome ``renewed``).
+
+``agent`` and ``branch`` say who sold the policy and whose branch it is (an empty cell keeps
+what is recorded). A new policy's ``original_agent`` — whom the business is attributed to for
+life — is the renewed policy's when it renews one, else its own agent."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from storage.models import Customer, Policy, PolicyStatus, Product
 from storage.phones import mask_phone
+from storage.renewal_desk import Outcome as RenewalOutcome
 from storage.sql import Statements
 
 from . import cells
@@ -30,7 +35,7 @@ _PLATE_NOISE = re.compile(r"[\s·•・.\-]")
 
 # Policy columns an import sets, in the order of the tuples below.
 _FIELDS = ("customer_id", "product", "plate", "vehicle", "start_date", "end_date",
-           "premium_cents", "status", "cancelled_at")
+           "premium_cents", "status", "cancelled_at", "agent", "branch")
 
 
 class PolicyRecord(NamedTuple):
@@ -45,12 +50,15 @@ class PolicyRecord(NamedTuple):
     status: PolicyStatus | None
     renews: str | None
     customer_no: str | None = None
+    agent: str = ""
+    branch: str = ""
 
 
 class PolicyImport:
     required: tuple[str, ...] = ("number", "product", "plate", "start_date", "end_date",
                                  "premium")
-    optional: tuple[str, ...] = ("phone", "customer_no", "vehicle", "status", "renews")
+    optional: tuple[str, ...] = ("phone", "customer_no", "vehicle", "status", "renews",
+                                 "agent", "branch")
 
     def __init__(self, columns: Columns, context: Context) -> None:
         if not (columns.has("phone") or columns.has("customer_no")):
@@ -58,7 +66,7 @@ class PolicyImport:
                                   "is it?")
         self._pick = columns.picker("number", "phone", "product", "plate", "vehicle",
                                     "start_date", "end_date", "premium", "status", "renews",
-                                    "customer_no")
+                                    "customer_no", "agent", "branch")
         self._context = context
         self._phones = cells.Phones(context.default_region)
 
@@ -70,9 +78,11 @@ class PolicyImport:
 
     def parse(self, values: list[str]) -> PolicyRecord:
         (number, phone_text, product_text, plate_text, vehicle, start_text, end_text,
-         premium_text, status_text, renews_text, customer_no) = self._pick(values)
+         premium_text, status_text, renews_text, customer_no, agent, branch) = self._pick(values)
         cells.bounded(cells.required(number, "number"), "number", 40)
         cells.bounded(customer_no, "customer_no", 40)
+        cells.bounded(agent, "agent", 64)
+        cells.bounded(branch, "branch", 32)
         phone = (self._phones(phone_text, "phone") if phone_text
                  else None if customer_no else cells.required(phone_text, "phone"))
         product = cells.choice(cells.required(product_text, "product"), "product", PRODUCTS)
@@ -91,7 +101,7 @@ class PolicyImport:
             if renews == number:
                 raise RowError("renews", "a policy cannot renew itself")
         return PolicyRecord(number, phone, product, plate, vehicle or None, start, end, premium,
-                            status, renews, customer_no or None)
+                            status, renews, customer_no or None, agent.strip(), branch.strip())
 
     async def write(self, conn: BaseDBAsyncClient,
                     batch: Sequence[Parsed[PolicyRecord]]) -> Outcome:
@@ -102,6 +112,7 @@ class PolicyImport:
         statements = Statements(conn)
         stamp = statements.stored(now)
         owners = await _owners(statements, [item.record for item in batch])
+        originals = await _original_agents(statements, renewed)
         existing: dict[str, tuple[Any, ...]] = {
             row[1]: row for row in await statements.select_in(
                 Policy, "number", numbers | renewed, ("id", "number", *_FIELDS, "renewed_by_id"))
@@ -109,6 +120,8 @@ class PolicyImport:
         inserts: list[list[Any]] = []
         updates: list[list[Any]] = []
         links: list[tuple[str, str]] = []  # (renewal, renewed) still to be linked
+        ends = {row[1]: row[7] for row in existing.values()}  # policy number: end date
+        starts: dict[str, date] = {}  # this batch's renewals: start date
         arrived: set[str] = set()  # numbers of this batch's rows accepted so far
         claimed: set[str] = set()  # policies renewed by this batch's rows so far
         for item in batch:
@@ -131,12 +144,18 @@ class PolicyImport:
                 if link:
                     links.append((record.number, record.renews))
             arrived.add(record.number)
+            ends[record.number] = record.end_date
+            starts[record.number] = record.start_date
             if current is None:
                 status = record.status or PolicyStatus.ACTIVE
+                original = (originals.get(record.renews, "") if record.renews else "") \
+                    or record.agent
+                originals[record.number] = original
                 inserts.append([
                     owner, str(record.product), record.plate, record.vehicle or "",
                     record.start_date, record.end_date, record.premium_cents, str(status),
-                    now if status == PolicyStatus.CANCELLED else None, record.number,
+                    now if status == PolicyStatus.CANCELLED else None, record.agent,
+                    record.branch, original, record.number,
                 ])
                 outcome.created += 1
                 continue
@@ -150,25 +169,29 @@ class PolicyImport:
                 cancelled_at = now
             new = (owner, record.product, record.plate, record.vehicle or current[5],
                    record.start_date, record.end_date, record.premium_cents, status,
-                   cancelled_at)
+                   cancelled_at, record.agent or current[11], record.branch or current[12])
             if new == old_values and not link:
                 outcome.unchanged += 1
                 continue
             updates.append([stamp, owner, str(record.product), *new[2:7], str(status),
-                            cancelled_at, current[0]])
+                            *new[8:], current[0]])
             outcome.updated += 1
 
         await statements.insert(
-            Policy, ("created_at", "updated_at", *_FIELDS, "number", "coverage"),
+            Policy, ("created_at", "updated_at", *_FIELDS, "original_agent", "number",
+                     "coverage"),
             [[stamp, stamp, *row, "{}"] for row in inserts])
         await statements.update(Policy, ("updated_at", *_FIELDS), updates)
         if links:
             ids = dict(await statements.select_in(
                 Policy, "number", {n for pair in links for n in pair}, ("number", "id")))
             await statements.update(
-                Policy, ("renewed_by_id", "status", "renewed_at", "updated_at"),
-                [[ids[renewal], str(PolicyStatus.RENEWED), stamp, stamp, ids[old]]
-                 for renewal, old in links])
+                Policy, ("renewed_by_id", "status", "renewed_at", "updated_at", "outcome",
+                         "outcome_reason", "outcome_note", "outcome_by", "outcome_at",
+                         "renewal_gap_days"),
+                [[ids[renewal], str(PolicyStatus.RENEWED), stamp, stamp,
+                  str(RenewalOutcome.RENEWED), "", "", "import", stamp,
+                  _gap(ends.get(old), starts[renewal]), ids[old]] for renewal, old in links])
         return outcome
 
 
@@ -183,6 +206,19 @@ async def _owners(statements: Statements,
     for phone, pk in await statements.select_in(Customer, "phone", phones, ("phone", "id")):
         owners.setdefault(phone, []).append(pk)
     return owners
+
+
+def _gap(end: date | None, start: date) -> int | None:
+    """Days from a policy's expiry to its renewal's start (1: no gap), kept in a small int."""
+    if end is None:
+        return None
+    return max(-32768, min(32767, (start - end).days))
+
+
+async def _original_agents(statements: Statements, renewed: set[str]) -> dict[str, str]:
+    """The agent each renewed policy's business is attributed to, by policy number."""
+    return {number: original or agent for number, original, agent in await statements.select_in(
+        Policy, "number", renewed, ("number", "original_agent", "agent"))}
 
 
 def _no_owner(record: PolicyRecord, found: list[int]) -> tuple[str, str]:

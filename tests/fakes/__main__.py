@@ -1,8 +1,9 @@
 """The loopback fakes as a standalone world, for driving a real ``engage run`` by hand.
 
 ``python -m tests.fakes serve --port 18080`` starts the fake Telegram Bot API on 18080,
-Twilio on 18081, the weather service on 18082 and a control API on 18083, and prints the
-``engage`` settings (TOML) that point a real process at them. The control API:
+Twilio on 18081, the weather service on 18082, a control API on 18083 and the core system's
+report intake on 18084, and prints the ``engage`` settings (TOML) that point a real process
+at them. The control API:
 
 * ``POST /telegram/update`` (an update as JSON) queues it for ``getUpdates`` (polling mode);
 * ``GET /telegram/sent`` / ``GET /twilio/sent`` list what reached the providers;
@@ -15,13 +16,16 @@ Twilio on 18081, the weather service on 18082 and a control API on 18083, and pr
 * ``POST /twilio/callbacks`` ``{"statuses": ["sent", "delivered"], "before_answer": true,
   "error_code": ""}`` posts signed status callbacks for every accepted message (``[]`` stops);
   ``GET /twilio/callbacks`` lists the ones posted;
-* ``POST /weather/forecast`` ``{"lat", "lon", "days": [{"date": …, "precipitation_sum": …}]}``.
+* ``POST /weather/forecast`` ``{"lat", "lon", "days": [{"date": …, "precipitation_sum": …}]}``;
+* ``GET /core/received`` lists the accident reports the core intake took (signature checked),
+  ``POST /core/fail`` ``{"status": 503, "times": 2}`` makes it fail the next ones.
 
 ``python -m tests.fakes sms --url http://127.0.0.1:8080/sms/inbound --from 13800138000
 --body HELP`` posts a form signed like Twilio's (``--auth-token``, default the fake's).
 ``python -m tests.fakes tg --control http://127.0.0.1:18083 --user 1001 --text /start`` queues
 a real message update (``--callback DATA`` for a button press, ``--contact PHONE`` for a
-shared contact); ``--webhook URL --secret S`` posts it to a webhook instead.
+shared contact, ``--location LAT,LON`` for a shared location); ``--webhook URL --secret S``
+posts it to a webhook instead.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import aiohttp
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
+from tests.fakes.core import FakeCore
 from tests.fakes.telegram import DEFAULT_TOKEN, FakeTelegram
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.fakes.weather import FakeWeather
@@ -65,7 +70,8 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _control_app(tg: FakeTelegram, tw: FakeTwilio, wx: FakeWeather) -> web.Application:
+def _control_app(tg: FakeTelegram, tw: FakeTwilio, wx: FakeWeather,
+                 core: FakeCore) -> web.Application:
     routes = web.RouteTableDef()
 
     @routes.post("/telegram/update")
@@ -140,17 +146,30 @@ def _control_app(tg: FakeTelegram, tw: FakeTwilio, wx: FakeWeather) -> web.Appli
         wx.set_forecast(float(body["lat"]), float(body["lon"]), body["days"])
         return _json({"ok": True})
 
+    @routes.get("/core/received")
+    async def core_received(request: web.Request) -> web.Response:
+        return _json([{"body": r.body, "signature": r.headers.get("X-Engage-Signature")}
+                      for r in core.received])
+
+    @routes.post("/core/fail")
+    async def core_fail(request: web.Request) -> web.Response:
+        body = await request.json()
+        core.fail_next(int(body.get("status", 503)), times=int(body.get("times", 1)))
+        return _json({"ok": True})
+
     app = web.Application()
     app.add_routes(routes)
     return app
 
 
-def _settings_toml(tg: FakeTelegram, tw: FakeTwilio, wx: FakeWeather) -> str:
+def _settings_toml(tg: FakeTelegram, tw: FakeTwilio, wx: FakeWeather, core: FakeCore) -> str:
     return "\n".join([
         "[telegram]", f'token = "{tg.token}"', f'api_base = "{tg.base_url}"',
         "[twilio]", f'account_sid = "{tw.account_sid}"', f'auth_token = "{tw.auth_token}"',
         f'from_number = "{_FROM_NUMBER}"', f'api_base = "{tw.base_url}"',
-        "[weather]", f'api_base = "{wx.base_url}"', ""])
+        "[weather]", f'api_base = "{wx.base_url}"',
+        "[core]", f'report_webhook_url = "{core.url}"',
+        f'report_webhook_secret = "{core.secret.decode()}"', ""])
 
 
 async def _serve(port: int) -> None:
@@ -158,13 +177,16 @@ async def _serve(port: int) -> None:
     # pause would bunch the arrival times the fakes record (and rate tests measure).
     gc.disable()
     tg, tw, wx = FakeTelegram(DEFAULT_TOKEN), FakeTwilio(ACCOUNT_SID, AUTH_TOKEN), FakeWeather()
+    core = FakeCore()
     for offset, fake in enumerate((tg, tw, wx)):
         fake.port = port + offset
         await fake.start()
-    runner = web.AppRunner(_control_app(tg, tw, wx), access_log=None)
+    core.port = port + 4
+    await core.start()
+    runner = web.AppRunner(_control_app(tg, tw, wx, core), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port + 3).start()
-    print(_settings_toml(tg, tw, wx), flush=True)
+    print(_settings_toml(tg, tw, wx, core), flush=True)
     print(f"# control API: http://127.0.0.1:{port + 3}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -172,7 +194,7 @@ async def _serve(port: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await runner.cleanup()
-    for fake in (tg, tw, wx):
+    for fake in (tg, tw, wx, core):
         await fake.close()
 
 
@@ -207,6 +229,9 @@ def _update(args: argparse.Namespace) -> dict[str, Any]:
     if args.contact:
         message["contact"] = {"phone_number": args.contact, "first_name": args.name,
                               "user_id": args.user}
+    elif args.location:
+        latitude, longitude = (float(part) for part in args.location.split(","))
+        message["location"] = {"latitude": latitude, "longitude": longitude}
     else:
         message["text"] = args.text
         if args.text.startswith("/"):
@@ -252,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     what.add_argument("--text")
     what.add_argument("--callback")
     what.add_argument("--contact")
+    what.add_argument("--location", metavar="LAT,LON")
     args = parser.parse_args(argv)
     runner = {"serve": lambda: _serve(args.port), "sms": lambda: _post_sms(args),
               "tg": lambda: _post_update(args)}[args.command]

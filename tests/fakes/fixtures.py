@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.fakes.core import FakeCore
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import FakeTwilio
 from tests.fakes.weather import FakeWeather
 
-__all__ = ["fake_telegram", "fake_twilio", "fake_weather"]
+__all__ = ["fake_core", "fake_telegram", "fake_twilio", "fake_weather"]
 
 
 @pytest.fixture
@@ -31,4 +32,10 @@ async def fake_twilio() -> AsyncIterator[FakeTwilio]:
 @pytest.fixture
 async def fake_weather() -> AsyncIterator[FakeWeather]:
     async with FakeWeather() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def fake_core() -> AsyncIterator[FakeCore]:
+    async with FakeCore() as fake:
         yield fake

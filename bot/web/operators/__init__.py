@@ -20,13 +20,14 @@ def setup(app: web.Application, settings: Settings, *, clock: Callable[[], datet
           run_campaigns: bool = True) -> None:
     from bot.desk.threads import Desk
     from bot.web.keys import CAMPAIGN_RUNNER, DESK, SUPERVISOR
-    from bot.web.operators import api, complaints, console, openapi
+    from bot.web.operators import api, complaints, console, openapi, renewal_kpis
     from bot.web.operators.runner import CampaignRunner
 
     app[DESK] = Desk(settings)
     api.setup(app)
     app.router.add_routes([openapi.route(api.API)])
     console.setup(app)
+    app[renewal_kpis.REPORTS] = renewal_kpis.ReportCache(settings, clock)
     runner = CampaignRunner(settings, clock=clock)
     app[CAMPAIGN_RUNNER] = runner
     if not run_campaigns:

@@ -64,7 +64,7 @@ class Actor:
 
 async def create_operator(
     name: str, role: Role, *, language: str = "zh-CN", contact_phone: str | None = None,
-    default_region: str = "CN",
+    default_region: str = "CN", branch: str = "", manager: bool = False,
 ) -> tuple[Operator, str]:
     """A new operator and their bearer token — the only time the token is ever available.
 
@@ -77,6 +77,11 @@ async def create_operator(
         raise InvalidOperator("an operator needs a name")
     if language not in {lang.value for lang in Language}:
         raise InvalidOperator(f"unknown language {language!r}")
+    branch = branch.strip()
+    if len(branch) > 32:
+        raise InvalidOperator("a branch code has at most 32 characters")
+    if manager and not branch:
+        raise InvalidOperator("a manager manages a branch: give --branch")
     token = secrets.token_urlsafe(32)
     async with in_transaction():
         contact_id: int | None = None
@@ -88,7 +93,8 @@ async def create_operator(
             contact_id = await _contact(name, phone, language)
         try:
             operator = await Operator.create(name=name, role=role, token_hash=hash_token(token),
-                                             language=language, contact_id=contact_id)
+                                             language=language, contact_id=contact_id,
+                                             branch=branch, manager=manager)
         except IntegrityError:
             raise OperatorExists(f"an operator named {name!r} exists") from None
     log.info("operator %d created with role %s", operator.id, role.value)

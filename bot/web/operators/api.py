@@ -13,6 +13,7 @@ import csv
 import io
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -23,6 +24,7 @@ from bot.web.bodies import read_form
 from bot.web.errors import FieldProblem, InvalidBody, answer_under, json_errors
 from bot.web.keys import CAMPAIGN_RUNNER, DESK
 from bot.web.operators import (
+    accident_reports,
     campaigns,
     catalogue,
     claims,
@@ -31,6 +33,9 @@ from bot.web.operators import (
     dashboard,
     imports,
     inbox,
+    privacy,
+    renewal_kpis,
+    renewals,
     reviews,
     satisfaction,
     shared_phones,
@@ -40,6 +45,7 @@ from bot.web.operators import responses as out
 from bot.web.operators.audience import AudienceFilter
 from bot.web.operators.http import Api, Call, json_response
 from bot.web.operators.paging import Page, PageOf, PageQuery, page
+from storage.accident_models import CoreDeliveryStatus
 from storage.loyalty_models import Reward
 from storage.models import ClaimEvent, ClaimStatus, Document, TaskStatus
 from storage.operator_models import AuditLog, Campaign, CampaignStatus, Role
@@ -60,6 +66,10 @@ class CustomerQuery(PageQuery):
                    description="phone (whole, last digits, or masked), policy number or plate")
 
 
+class AccidentReportQuery(PageQuery):
+    status: CoreDeliveryStatus | None = None
+
+
 class TaskQuery(PageQuery):
     status: TaskStatus | None = None
 
@@ -76,6 +86,12 @@ class AuditQuery(PageQuery):
 class SharedPhoneQuery(PageQuery):
     held: bool | None = Field(default=None, description="true: still to check; false: "
                                                         "released; absent: both")
+
+
+class ConsentQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: int | None = Field(default=None, ge=1, description="one customer; absent: all")
 
 
 class ImportQuery(BaseModel):
@@ -375,6 +391,60 @@ async def adjust_points(call: Call) -> web.StreamResponse:
     return json_response(result, status=200 if result["replayed"] else 201)
 
 
+@API.route("POST", "/customers/{id}/redemptions", role=G, body=catalogue.RedeemIn,
+           tag="loyalty", summary="Redeem a reward for a customer who called (audited; the "
+                                  "voucher is sent to the customer's channel)",
+           statuses={201: "redeemed", 200: "already redeemed (a replay of request_key)"},
+           response=out.OperatorRedemption)
+async def redeem_for_customer(call: Call) -> web.StreamResponse:
+    result = await catalogue.redeem_for(call.actor, call.int_param("id"), call.body,
+                                        now=call.now, settings=call.settings.loyalty)
+    return json_response(result, status=200 if result["replayed"] else 201)
+
+
+@API.route("GET", "/customers/{id}/export", role=A, tag="privacy",
+           summary="Everything held about the customer (PIPL access request); audited",
+           response=out.CustomerExport)
+async def export_customer(call: Call) -> web.StreamResponse:
+    data = await privacy.export(call.actor, call.int_param("id"), now=call.now,
+                                uploads=Path(call.settings.uploads.directory), as_zip=False)
+    return json_response(data)
+
+
+@API.route("GET", "/customers/{id}/export.zip", role=A, tag="privacy", produces="application/zip",
+           summary="The export as a ZIP: export.json and the document files; audited")
+async def export_customer_zip(call: Call) -> web.StreamResponse:
+    customer_id = call.int_param("id")
+    data = await privacy.export(call.actor, customer_id, now=call.now,
+                                uploads=Path(call.settings.uploads.directory), as_zip=True)
+    return web.Response(body=data, content_type="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="customer-{customer_id}.zip"',
+        "Cache-Control": "private, no-store"})
+
+
+@API.route("POST", "/customers/{id}/erase", role=A, tag="privacy",
+           summary="Erase the customer (PIPL): pseudonymise, delete documents and inbound "
+                   "messages, suppress the phone; 409 legal_hold lists open claims and "
+                   "complaints; idempotent; audited", response=out.ErasureOut)
+async def erase_customer(call: Call) -> web.StreamResponse:
+    return json_response(await privacy.erase(call.actor, call.int_param("id"), now=call.now,
+                                             uploads=Path(call.settings.uploads.directory)))
+
+
+@API.route("GET", "/consents.csv", role=A, query=ConsentQuery, tag="privacy",
+           summary="Consent evidence as CSV: every change with channel, category, source, "
+                   "reference (MessageSid) and time", produces="text/csv")
+async def consent_evidence(call: Call) -> web.StreamResponse:
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": 'attachment; filename="consents.csv"'})
+    await response.prepare(call.request)
+    async for chunk in privacy.consent_csv(call.query.customer_id):
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
 @API.route("GET", "/rewards", role=V, summary="The rewards catalogue", tag="loyalty",
            response=list[out.RewardOut])
 async def list_rewards(call: Call) -> web.StreamResponse:
@@ -406,6 +476,34 @@ async def retire_reward(call: Call) -> web.StreamResponse:
     reward = await catalogue.retire_reward(call.actor, call.request.match_info["code"],
                                            now=call.now)
     return json_response(catalogue.reward_json(reward))
+
+
+@API.route("GET", "/accident-reports", role=V, query=AccidentReportQuery, tag="claims",
+           summary="Accident reports made in Telegram and their delivery to the core system, "
+                   "newest first", response=PageOf[out.AccidentReportOut])
+async def list_accident_reports(call: Call) -> web.StreamResponse:
+    q: AccidentReportQuery = call.query
+    found, numbers = await accident_reports.list_deliveries(q.status, limit=q.limit,
+                                                            cursor=q.cursor)
+    return page_json(call, found, [accident_reports.delivery_json(r, numbers.get(r.claim_id))
+                                   for r in found.rows])
+
+
+@API.route("POST", "/accident-reports/{id}/retry", role=G, tag="claims",
+           summary="Send a dead letter to the core system again", response=out.AccidentReportOut)
+async def retry_accident_report(call: Call) -> web.StreamResponse:
+    return json_response(await accident_reports.retry(call.actor, call.int_param("id"),
+                                                      now=call.now))
+
+
+@API.route("PUT", "/accident-reports/{number}/claim-number", role=G, tag="claims",
+           body=accident_reports.CoreNumberIn, response=out.CoreNumberSet,
+           summary="The core system's claim number for a report (by the reference Engage "
+                   "gave it): the claim takes it and the customer is told (idempotent)")
+async def put_core_claim_number(call: Call) -> web.StreamResponse:
+    claim, changed = await accident_reports.set_core_number(
+        call.actor, call.request.match_info["number"], call.body, now=call.now)
+    return json_response({**claims.claim_json(claim), "changed": changed})
 
 
 # -- tasks and imports ----------------------------------------------------------------------
@@ -668,6 +766,84 @@ async def close_complaint(call: Call) -> web.StreamResponse:
                    "type and month")
 async def get_satisfaction(call: Call) -> web.StreamResponse:
     return json_response(await satisfaction.summary(call.now, call.settings))
+# -- renewal desk ----------------------------------------------------------------------------
+
+
+class ClaimWindowQuery(PageQuery):
+    month: date | None = Field(default=None, description="any day of the month (default: "
+                                                         "this month)")
+    branch: str = Field(default="", max_length=32,
+                        description="a branch code; default: the operator's own, * for all")
+
+
+def _today(call: Call) -> date:
+    return call.now.astimezone(ZoneInfo(call.settings.schedule.timezone)).date()
+
+
+@API.route("GET", "/renewals/worklist", role=V, query=renewals.WorklistQuery, tag="renewals",
+           summary="Policies to renew by tab (30, 60, 90 days, lapsed), soonest first, with "
+                   "their owner, outcome and every contact so far",
+           response=PageOf[out.RenewalRowOut])
+async def renewal_worklist(call: Call) -> web.StreamResponse:
+    items, found = await renewals.worklist(call.actor, call.query, today=_today(call),
+                                           limit=call.query.limit)
+    return page_json(call, found, items)
+
+
+@API.route("GET", "/renewals/claim-window", role=V, query=ClaimWindowQuery, tag="renewals",
+           summary="The month's 61–90-day claim list still unclaimed (for the branch manager)",
+           response=PageOf[out.RenewalRowOut])
+async def renewal_claim_window(call: Call) -> web.StreamResponse:
+    q: ClaimWindowQuery = call.query
+    today = _today(call)
+    items, found = await renewals.unclaimed_in_window(
+        call.actor, q.month or today, branch=q.branch, today=today, limit=q.limit,
+        cursor=q.cursor)
+    return page_json(call, found, items)
+
+
+@API.route("POST", "/renewals/claim", role=G, body=renewals.ClaimIn, tag="renewals",
+           summary="Claim (认领) policies for yourself, or assign them (managers, admins)",
+           response=out.RenewalClaimOut)
+async def renewal_claim(call: Call) -> web.StreamResponse:
+    claimed = await renewals.claim(call.actor, call.body, now=call.now)
+    today = _today(call)
+    return json_response({"claimed": [renewals.policy_json(p, today) for p in claimed]})
+
+
+@API.route("POST", "/renewals/{id}/call", role=G, body=renewals.CallIn, tag="renewals",
+           summary="Log a call about a policy's renewal, with its result",
+           statuses={201: "logged"}, response=out.TaskOut)
+async def renewal_call(call: Call) -> web.StreamResponse:
+    task = await renewals.log_call(call.actor, call.int_param("id"), call.body, now=call.now)
+    return json_response(tasks.task_json(task), status=201)
+
+
+@API.route("POST", "/renewals/{id}/outcome", role=G, body=renewals.OutcomeIn, tag="renewals",
+           summary="Record how a policy's renewal ended (renewed is recorded by the import)",
+           response=out.RenewalPolicyOut)
+async def renewal_outcome(call: Call) -> web.StreamResponse:
+    policy = await renewals.set_outcome(call.actor, call.int_param("id"), call.body,
+                                        now=call.now)
+    return json_response(renewals.policy_json(policy, _today(call)))
+
+
+@API.route("GET", "/renewals/kpis", role=V, tag="renewals",
+           summary="Renewal rate by expiry month (12 months), branch, agent, product and "
+                   "channel; reach per channel; contacts; lapse reasons; win-backs; call-backs",
+           response=out.RenewalKpisOut)
+async def renewal_kpis_json(call: Call) -> web.StreamResponse:
+    return json_response(await call.request.app[renewal_kpis.REPORTS].get(_today(call)))
+
+
+@API.route("GET", "/renewals/kpis.csv", role=V, tag="renewals",
+           summary="The renewal KPIs as one CSV table (section, key, count, part, rate)",
+           produces="text/csv")
+async def renewal_kpis_csv(call: Call) -> web.StreamResponse:
+    today = _today(call)
+    text = renewal_kpis.to_csv(await call.request.app[renewal_kpis.REPORTS].get(today))
+    return web.Response(text=text, content_type="text/csv", charset="utf-8", headers={
+        "Content-Disposition": f'attachment; filename="renewal-kpis-{today}.csv"'})
 
 
 def setup(app: web.Application) -> None:

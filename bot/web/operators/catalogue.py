@@ -1,4 +1,5 @@
-"""Loyalty administration: manual points adjustments and the rewards catalogue.
+"""Loyalty administration: manual points adjustments, redemptions made for a customer who
+called, and the rewards catalogue.
 
 An adjustment goes through ``loyalty.earning.adjust_points`` (the ledger's invariants hold:
 a reason and the operator's identity are recorded, a repeated request key applies once, a
@@ -17,10 +18,12 @@ from tortoise.transactions import in_transaction
 from bot.web.operators import audit
 from bot.web.operators.access import Actor
 from bot.web.operators.errors import Refusal
-from bot.web.operators.rows import PointsAdjustedJson, RewardJson
+from bot.web.operators.rows import OperatorRedemptionJson, PointsAdjustedJson, RewardJson
+from loyalty.codes import display
 from loyalty.config import LoyaltySettings, RewardKind
 from loyalty.earning import adjust_points
 from loyalty.ledger import get_balance
+from loyalty.vouchers import redeem
 from storage.loyalty_models import Reward
 from storage.models import Customer
 
@@ -64,6 +67,17 @@ class AdjustIn(BaseModel):
         if not self.reason.strip():
             raise ValueError("reason: must not be blank")
         return self
+
+
+class RedeemIn(BaseModel):
+    """A redemption an operator makes for a customer on the phone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reward_code: str = Field(min_length=1, max_length=40)
+    free: bool = Field(default=False, description="as the tier's free benefit (cost 0)")
+    request_key: str = Field(min_length=1, max_length=100,
+                             description="repeat it to retry safely: one voucher")
 
 
 class _RewardFields(BaseModel):
@@ -124,6 +138,32 @@ async def adjust(actor: Actor, customer_id: int, data: AdjustIn, *, now: datetim
                            before={"balance": before},
                            after={"balance": posted.balance_after, "points": posted.amount,
                                   "reason": data.reason, "entry_id": posted.entry_id}, now=now)
+    return result
+
+
+async def redeem_for(actor: Actor, customer_id: int, data: RedeemIn, *, now: datetime,
+                     settings: LoyaltySettings) -> OperatorRedemptionJson:
+    """Redeem for a customer who called: the same ``redeem`` as Telegram and SMS (eligibility,
+    stock, limits, the ledger debit), audited in its transaction; the voucher code reaches
+    the customer through the outbox on their channel (``voucher_issued``)."""
+    if not await Customer.exists(id=customer_id):
+        raise CustomerMissing(f"no customer {customer_id}")
+    async with in_transaction():
+        before = await get_balance(customer_id)
+        done = await redeem(customer_id, data.reward_code,
+                            request_key=f"operator:{actor.operator.id}:{data.request_key}",
+                            now=now, settings=settings, entitlement=data.free, notify=True)
+        voucher = done.voucher
+        result: OperatorRedemptionJson = {
+            "voucher_id": voucher.id, "code": display(voucher.code),
+            "reward_code": data.reward_code, "points_cost": voucher.points_cost,
+            "free": voucher.entitlement, "expires_at": voucher.expires_at.isoformat(),
+            "balance": await get_balance(customer_id), "replayed": done.replayed}
+        if not done.replayed:
+            await audit.record(actor, "voucher.redeem", "customer", customer_id,
+                               before={"balance": before},
+                               after={k: v for k, v in result.items() if k != "replayed"},
+                               now=now)
     return result
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import date, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
@@ -26,6 +27,7 @@ from yarl import URL
 
 from bot.telegram.claim_documents import kind_of
 from bot.texts import LANGUAGES, Texts
+from bot.web import charts
 from bot.web.bodies import read_form
 from bot.web.errors import (
     CsrfRefused,
@@ -37,6 +39,7 @@ from bot.web.errors import (
 )
 from bot.web.keys import CAMPAIGN_RUNNER, SETTINGS, TEXTS
 from bot.web.operators import (
+    accident_reports,
     campaigns,
     catalogue,
     claims,
@@ -44,6 +47,9 @@ from bot.web.operators import (
     dashboard,
     imports,
     paging,
+    privacy,
+    renewal_kpis,
+    renewals,
     reviews,
     shared_phones,
     tasks,
@@ -61,9 +67,14 @@ from bot.web.operators.errors import Refusal
 from bot.web.operators.http import SESSION_COOKIE, field_path, now_of, validation_details
 from bot.web.operators.paging import Page
 from loyalty.config import REWARD_KINDS
+from loyalty.rewards import offers_for
+from storage.accident_models import CoreDelivery, CoreDeliveryStatus
 from storage.loyalty_models import Reward
 from storage.models import Claim, ClaimEvent, ClaimStatus, Document, Language, Product, TaskStatus
 from storage.operator_models import Campaign, CampaignStatus, Role
+from storage.privacy import erasure_blockers
+from storage.privacy_models import Erasure
+from storage.renewal_desk import CallResult, Reason
 
 log = logging.getLogger(__name__)
 
@@ -515,7 +526,9 @@ async def claim_page(request: web.Request, actor: Actor) -> web.StreamResponse:
     claim = await claims.get_claim(request.match_info["number"])
     events = await ClaimEvent.filter(claim_id=claim.id).order_by("occurred_at", "id")
     documents = await Document.filter(claim_id=claim.id).order_by("id")
-    return render(request, "claim.html", actor, claim=claim, events=events, documents=documents)
+    delivery = await CoreDelivery.get_or_none(claim_id=claim.id)
+    return render(request, "claim.html", actor, claim=claim, events=events, documents=documents,
+                  delivery=delivery)
 
 
 @page(Role.AGENT)
@@ -551,8 +564,18 @@ async def customer_page(request: web.Request, actor: Actor) -> web.StreamRespons
     zh = language_of(request, actor) == "zh-CN"
     tier_names = {tier.code: tier.name_zh if zh else tier.name_en
                   for tier in request.app[SETTINGS].loyalty.tiers}
+    offers = []
+    if actor.may(Role.AGENT):
+        found = await offers_for(data["customer"]["id"], now=now_of(request),
+                                 settings=request.app[SETTINGS].loyalty)
+        offers = [o for o in found if o.blocked is None]
+    erased = blockers = None
+    if actor.may(Role.ADMIN):
+        erased = await Erasure.get_or_none(customer_id=data["customer"]["id"])
+        blockers = await erasure_blockers(data["customer"]["id"])
     return render(request, "customer.html", actor, data=data, tier_names=tier_names,
-                  request_key=secrets.token_hex(8))
+                  request_key=secrets.token_hex(8), offers=offers, zh=zh, erased=erased,
+                  blockers=blockers)
 
 
 @page(Role.ADMIN)
@@ -566,6 +589,32 @@ async def customer_points(request: web.Request, actor: Actor) -> web.StreamRespo
     await catalogue.adjust(actor, customer_id, data, now=now_of(request),
                            settings=request.app[SETTINGS].loyalty)
     return _back(f"{PREFIX}/customers/{customer_id}", ok="points_adjusted")
+
+
+@page(Role.AGENT)
+async def customer_redeem(request: web.Request, actor: Actor) -> web.StreamResponse:
+    """A redemption for a customer on the phone: ``offer`` is ``<reward code>:<1 if free>``."""
+    form = await read_form(request)
+    customer_id = _int(request, "id")
+    code, _, free = str(form.get("offer", "")).partition(":")
+    data = validated(catalogue.RedeemIn, {
+        "reward_code": code, "free": free == "1", "request_key": form.get("request_key", "")},
+        err="invalid_request", back=f"{PREFIX}/customers/{customer_id}")
+    await catalogue.redeem_for(actor, customer_id, data, now=now_of(request),
+                               settings=request.app[SETTINGS].loyalty)
+    return _back(f"{PREFIX}/customers/{customer_id}", ok="voucher_redeemed")
+
+
+@page(Role.ADMIN)
+async def customer_erase(request: web.Request, actor: Actor) -> web.StreamResponse:
+    """Erasure from the customer page: the admin types the customer's id to confirm."""
+    form = await read_form(request)
+    customer_id = _int(request, "id")
+    if str(form.get("confirm", "")).strip() != str(customer_id):
+        raise FormInvalid("erase_unconfirmed", back=f"{PREFIX}/customers/{customer_id}")
+    await privacy.erase(actor, customer_id, now=now_of(request),
+                        uploads=Path(request.app[SETTINGS].uploads.directory))
+    return _back(f"{PREFIX}/customers/{customer_id}", ok="customer_erased")
 
 
 @page(Role.VIEWER)
@@ -641,6 +690,23 @@ async def task_close(request: web.Request, actor: Actor) -> web.StreamResponse:
 
 
 @page(Role.VIEWER)
+async def accident_reports_page(request: web.Request, actor: Actor) -> web.StreamResponse:
+    status = request.query.get("status", "")
+    chosen = CoreDeliveryStatus(status) if status in {s.value for s in CoreDeliveryStatus} \
+        else None
+    found, numbers = await accident_reports.list_deliveries(chosen, limit=PAGE_SIZE,
+                                                            cursor=_cursor(request))
+    return render(request, "accident_reports.html", actor, rows=found.rows, numbers=numbers,
+                  status=status, statuses=list(CoreDeliveryStatus), pager=_pager(request, found))
+
+
+@page(Role.AGENT)
+async def accident_report_retry(request: web.Request, actor: Actor) -> web.StreamResponse:
+    await accident_reports.retry(actor, _int(request, "id"), now=now_of(request))
+    return _back(f"{PREFIX}/accident-reports", ok="accident_report_retry")
+
+
+@page(Role.VIEWER)
 async def shared_phones_page(request: web.Request, actor: Actor) -> web.StreamResponse:
     state = request.query.get("state", "")
     held = {"held": True, "released": False}.get(state)
@@ -670,6 +736,123 @@ async def import_upload(request: web.Request, actor: Actor) -> web.StreamRespons
         actor, str(form.get("kind", "")), data, filename=filename,
         default_region=request.app[SETTINGS].company.default_phone_region, now=now_of(request))
     return render(request, "imports.html", actor, result=result)
+
+
+# -- renewal desk --------------------------------------------------------------------------------
+
+
+def _local_today(request: web.Request) -> date:
+    return now_of(request).astimezone(ZoneInfo(request.app[SETTINGS].schedule.timezone)).date()
+
+
+@page(Role.VIEWER)
+async def renewals_page(request: web.Request, actor: Actor) -> web.StreamResponse:
+    query = {k: v for k, v in request.query.items() if k in ("tab", "branch", "agent", "state")}
+    try:
+        q = renewals.WorklistQuery.model_validate({**query, "cursor": _cursor(request)})
+    except ValidationError:
+        q = renewals.WorklistQuery()
+    today = _local_today(request)
+    rows, found = await renewals.worklist(actor, q, today=today, limit=PAGE_SIZE)
+    settings = request.app[SETTINGS].renewal
+    window = renewals.window_of(today)
+    prompts = await renewals.open_prompts(actor)
+    return render(request, "renewals.html", actor, rows=rows, q=q, tabs=list(renewals.Tab),
+                  prompts=prompts,
+                  states=list(renewals.RowState), outcomes=renewals.OPERATOR_OUTCOMES,
+                  reasons=list(Reason), results=list(CallResult),
+                  branch=renewals.default_branch(actor, q.branch), today=today,
+                  window=window, deadline=renewals.claim_deadline(today, settings.claim_by_day),
+                  pager=_pager(request, found), assigns=renewals.may_assign(actor))
+
+
+@page(Role.VIEWER)
+async def renewal_window_page(request: web.Request, actor: Actor) -> web.StreamResponse:
+    today = _local_today(request)
+    branch = request.query.get("branch", "")[:32]
+    rows, found = await renewals.unclaimed_in_window(actor, today, branch=branch, today=today,
+                                                     limit=PAGE_SIZE, cursor=_cursor(request))
+    deadline = renewals.claim_deadline(today, request.app[SETTINGS].renewal.claim_by_day)
+    return render(request, "renewal_window.html", actor, rows=rows, today=today,
+                  window=renewals.window_of(today), deadline=deadline, late=today > deadline,
+                  branch=renewals.default_branch(actor, branch), pager=_pager(request, found),
+                  assigns=renewals.may_assign(actor))
+
+
+@page(Role.VIEWER)
+async def renewal_kpis_page(request: web.Request, actor: Actor) -> web.StreamResponse:
+    today = _local_today(request)
+    data = await request.app[renewal_kpis.REPORTS].get(today)
+    return render(request, "renewal_kpis.html", actor, data=data,
+                  charts=renewal_kpis.CHARTS)
+
+
+@page(Role.VIEWER)
+async def renewal_kpi_chart(request: web.Request, actor: Actor) -> web.StreamResponse:
+    name = request.match_info["name"]
+    if name not in renewal_kpis.CHARTS:
+        raise web.HTTPNotFound()
+    data = await request.app[renewal_kpis.REPORTS].get(_local_today(request))
+    strings = Strings(request.app[TEXTS], language_of(request, actor))
+    titles = ("title_months", "title_branch", "title_reach", "title_reasons", "series_rate",
+              "series_reached", "series_count")
+    words = {**{key: strings(f"kpi_{key}") for key in titles}, **{f"channel_{k}": v
+                                          for k, v in strings.labels("channel").items()},
+             **{f"reason_{k}": v for k, v in strings.labels("renewal_reason").items()},
+             **{f"reason_{k}": v for k, v in strings.labels("renewal_outcome").items()
+                if k != "not_renewing"}, "reason_none": strings("kpi_no_outcome")}
+    return charts.svg_response(renewal_kpis.chart(name, data, words))
+
+
+def _back_to_list(form: Mapping[str, Any]) -> str:
+    back = str(form.get("back", ""))
+    return back if back.startswith(f"{PREFIX}/renewals") else f"{PREFIX}/renewals"
+
+
+def _with(url: str, **query: str) -> str:
+    return str(URL(url).update_query(**query))
+
+
+@page(Role.AGENT)
+async def renewal_claim(request: web.Request, actor: Actor) -> web.StreamResponse:
+    form = await read_form(request)
+    back = _back_to_list(form)
+    ids = [int(v) for v in form.getall("policy_id", []) if isinstance(v, str) and v.isdigit()]
+    if not ids:
+        return redirect(_with(back, err="no_selection"))
+    try:
+        data = renewals.ClaimIn(policy_ids=ids, assignee=str(form.get("assignee", "")).strip())
+    except ValidationError:
+        return redirect(_with(back, err="no_selection"))
+    await renewals.claim(actor, data, now=now_of(request))
+    return redirect(_with(back, ok="renewal_claim"))
+
+
+@page(Role.AGENT)
+async def renewal_call(request: web.Request, actor: Actor) -> web.StreamResponse:
+    form = await read_form(request)
+    back = _back_to_list(form)
+    try:
+        data = renewals.CallIn.model_validate({"result": form.get("result", ""),
+                                               "note": str(form.get("note", ""))[:2000]})
+    except ValidationError:
+        return redirect(_with(back, err="invalid_call"))
+    await renewals.log_call(actor, _int(request, "id"), data, now=now_of(request))
+    return redirect(_with(back, ok="renewal_call"))
+
+
+@page(Role.AGENT)
+async def renewal_outcome(request: web.Request, actor: Actor) -> web.StreamResponse:
+    form = await read_form(request)
+    back = _back_to_list(form)
+    try:
+        data = renewals.OutcomeIn.model_validate({
+            "outcome": form.get("outcome", ""), "reason": form.get("reason") or None,
+            "note": str(form.get("note", ""))[:200]})
+    except ValidationError:
+        return redirect(_with(back, err="invalid_outcome"))
+    await renewals.set_outcome(actor, _int(request, "id"), data, now=now_of(request))
+    return redirect(_with(back, ok="renewal_outcome"))
 
 
 def _int(request: web.Request, name: str) -> int:
@@ -710,13 +893,24 @@ def setup(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/customers", customers_page)
     r.add_get(f"{PREFIX}/customers/{{id:\\d+}}", customer_page)
     r.add_post(f"{PREFIX}/customers/{{id:\\d+}}/points", customer_points)
+    r.add_post(f"{PREFIX}/customers/{{id:\\d+}}/redeem", customer_redeem)
+    r.add_post(f"{PREFIX}/customers/{{id:\\d+}}/erase", customer_erase)
     r.add_get(f"{PREFIX}/rewards", rewards_page)
     r.add_post(f"{PREFIX}/rewards", reward_create)
     r.add_post(f"{PREFIX}/rewards/{{code}}", reward_update)
     r.add_get(f"{PREFIX}/tasks", tasks_page)
     r.add_post(f"{PREFIX}/tasks/{{id:\\d+}}/assign", task_assign)
     r.add_post(f"{PREFIX}/tasks/{{id:\\d+}}/close", task_close)
+    r.add_get(f"{PREFIX}/renewals", renewals_page)
+    r.add_get(f"{PREFIX}/renewals/window", renewal_window_page)
+    r.add_get(f"{PREFIX}/renewals/kpis", renewal_kpis_page)
+    r.add_get(f"{PREFIX}/renewals/kpis/{{name}}.svg", renewal_kpi_chart)
+    r.add_post(f"{PREFIX}/renewals/claim", renewal_claim)
+    r.add_post(f"{PREFIX}/renewals/{{id:\\d+}}/call", renewal_call)
+    r.add_post(f"{PREFIX}/renewals/{{id:\\d+}}/outcome", renewal_outcome)
     r.add_get(f"{PREFIX}/shared-phones", shared_phones_page)
+    r.add_get(f"{PREFIX}/accident-reports", accident_reports_page)
+    r.add_post(f"{PREFIX}/accident-reports/{{id:\\d+}}/retry", accident_report_retry)
     r.add_post(f"{PREFIX}/shared-phones/{{id:\\d+}}/release", shared_phone_release)
     r.add_get(f"{PREFIX}/imports", imports_page)
     r.add_post(f"{PREFIX}/imports", import_upload)

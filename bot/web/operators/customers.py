@@ -102,7 +102,8 @@ async def profile(customer_id: int) -> CustomerProfileJson:
         "customer": {**customer_row(customer), "phone_full": customer.phone,
                      "timezone": customer.timezone, "customer_no": customer.customer_no,
                      "choices": _choices(customer),
-                     "phone_shared": await Customer.filter(phone=customer.phone).count(),
+                     "phone_shared": (await Customer.filter(phone=customer.phone).count()
+                                      if customer.phone else 0),  # erased: no phone
                      "created_at": customer.created_at.isoformat()},
         "policies": [{"number": p.number, "product": str(p.product), "plate": p.plate,
                       "start_date": p.start_date.isoformat(), "end_date": p.end_date.isoformat(),

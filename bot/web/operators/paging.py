@@ -15,12 +15,12 @@ import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from tortoise.expressions import Q
-from tortoise.fields import DatetimeField
+from tortoise.fields import DateField, DatetimeField
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
@@ -67,7 +67,7 @@ class Page(Generic[M]):
 
 
 def _encode(values: Sequence[Any]) -> str:
-    plain = [v.isoformat() if isinstance(v, datetime) else v for v in values]
+    plain = [v.isoformat() if isinstance(v, date) else v for v in values]
     raw = json.dumps(plain, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -88,6 +88,8 @@ def _decode(cursor: str, model: type[Model], keys: Sequence[str]) -> list[Any]:
                 value = datetime.fromisoformat(str(value))
                 if value.tzinfo is None:
                     raise ValueError("naive")
+            elif isinstance(field, DateField):
+                value = date.fromisoformat(str(value))
             elif not isinstance(value, int | str) or isinstance(value, bool):
                 raise ValueError("type")
         except ValueError as exc:

@@ -356,6 +356,53 @@ class PointsAdjusted(Out):
     replayed: bool
 
 
+class OperatorRedemption(Out):
+    voucher_id: int
+    code: str
+    reward_code: str
+    points_cost: int
+    free: bool
+    expires_at: str
+    balance: int
+    replayed: bool
+
+
+class CustomerExport(Out):
+    """Every record held about the customer, each list as the stored rows."""
+
+    exported_at: str
+    customer: dict[str, Any]
+    erased: list[dict[str, Any]]
+    telegram_accounts: list[dict[str, Any]]
+    policies: list[dict[str, Any]]
+    claims: list[dict[str, Any]]
+    claim_events: list[dict[str, Any]]
+    payments: list[dict[str, Any]]
+    documents: list[dict[str, Any]]
+    consents: list[dict[str, Any]]
+    number_choices: list[dict[str, Any]]
+    messages: list[dict[str, Any]]
+    inbound_sms: list[dict[str, Any]]
+    loyalty_account: list[dict[str, Any]]
+    ledger_entries: list[dict[str, Any]]
+    vouchers: list[dict[str, Any]]
+    check_ins: list[dict[str, Any]]
+    tasks: list[dict[str, Any]]
+    sms_redemptions: list[dict[str, Any]]
+    telegram_link_attempts: list[dict[str, Any]]
+    operator_actions: list[dict[str, Any]]
+
+
+class ErasureOut(Out):
+    customer_id: int
+    already_erased: bool
+    documents_deleted: int
+    inbound_deleted: int
+    messages_cleared: int
+    messages_skipped: int
+    files_not_removed: int
+
+
 class RewardOut(Out):
     code: str
     kind: str
@@ -495,6 +542,22 @@ class SatisfactionOut(Out):
     by_operator: list[SatisfactionGroup]
     by_case: list[SatisfactionGroup]
     by_month: list[SatisfactionMonth]
+class AccidentReportOut(Out):
+    id: int
+    reference: str = Field(description="the reference the customer was given")
+    claim_number: str | None = Field(description="the claim's number now")
+    status: str = Field(description="pending, sending, delivered or dead")
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str
+    core_claim_number: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    dead_at: datetime | None
+
+
+class CoreNumberSet(ClaimOut):
+    changed: bool = Field(description="false when the report already had this number")
 
 
 class ImportResult(Out):
@@ -508,3 +571,123 @@ class ImportResult(Out):
     problems_truncated: bool
     notes: list[str]
     summary: str
+
+
+# -- renewal desk --------------------------------------------------------------------------------
+
+
+class RenewalPolicyOut(Out):
+    id: int
+    number: str
+    product: Product
+    plate: str
+    end_date: date
+    days_left: int = Field(description="negative once expired")
+    status: PolicyStatus
+    branch: str
+    agent: str = Field(description="the agent on this policy, as imported")
+    original_agent: str = Field(description="whom the business is attributed to for life")
+    owner: str = Field(description="who claimed its renewal")
+    responsible: str = Field(description="the owner, else the agent; empty: the branch pool")
+    claimed_at: datetime | None
+    outcome: str = Field(description="renewed, renewed_elsewhere, not_renewing, "
+                                     "sold_scrapped, unreachable, or empty")
+    outcome_reason: str = Field(description="price, service, claim_experience, "
+                                            "sold_scrapped, other (for not_renewing)")
+    outcome_note: str
+    outcome_by: str = Field(description="an operator, import, or customer:telegram/sms")
+    outcome_at: datetime | None
+
+
+class RenewalCustomerOut(Out):
+    id: int
+    name: str
+    phone: str = Field(description="masked")
+
+
+class RenewalCarPolicyOut(Out):
+    id: int
+    number: str
+    product: Product
+    end_date: date
+    status: PolicyStatus
+
+
+class RenewalContactOut(Out):
+    type: Literal["message", "task"]
+    kind: str
+    at: datetime
+    channel: str | None
+    status: str = Field(description="a message's delivery status, a task's status")
+    by: str
+    result: str
+    note: str
+
+
+class RenewalRowOut(RenewalPolicyOut):
+    customer: RenewalCustomerOut
+    car: list[RenewalCarPolicyOut] = Field(description="every policy of the customer's car")
+    contacts: list[RenewalContactOut]
+    contact_count: int
+
+
+class RenewalClaimOut(Out):
+    claimed: list[RenewalPolicyOut]
+
+
+class KpiMonthOut(Out):
+    month: str = Field(description="YYYY-MM of expiry")
+    expired: int
+    renewed: int = Field(description="renewed within 30 days after expiry")
+    rate: float | None
+    won_back: int = Field(description="renewed after a lapse")
+    contacted_twice: int = Field(description="contacted at least twice before expiry")
+
+
+class KpiGroupOut(Out):
+    key: str
+    expired: int
+    renewed: int
+    rate: float | None
+
+
+class KpiReachOut(Out):
+    channel: str = Field(description="telegram, sms, or none (skipped)")
+    due: int
+    reached: int
+    rate: float | None
+
+
+class KpiReasonOut(Out):
+    outcome: str = Field(description="empty: no outcome recorded")
+    reason: str
+    count: int
+
+
+class KpiCallbacksOut(Out):
+    asked: int
+    answered: int
+    on_time: int = Field(description="closed by their due time")
+    median_working_hours: float | None
+
+
+class KpiTotalsOut(Out):
+    expired: int
+    renewed: int
+    rate: float | None
+    won_back: int
+    contacted_twice: int
+
+
+class RenewalKpisOut(Out):
+    as_of: date
+    first_expiry: date
+    totals: KpiTotalsOut
+    months: list[KpiMonthOut]
+    by_branch: list[KpiGroupOut]
+    by_agent: list[KpiGroupOut] = Field(description="by the original agent")
+    by_product: list[KpiGroupOut]
+    by_channel: list[KpiGroupOut] = Field(description="by the channel of the last contact")
+    reach: list[KpiReachOut]
+    lapse_reasons: list[KpiReasonOut]
+    callbacks: KpiCallbacksOut

@@ -291,6 +291,27 @@ class PointsAdjustedJson(TypedDict):
     replayed: bool
 
 
+class OperatorRedemptionJson(TypedDict):
+    voucher_id: int
+    code: str
+    reward_code: str
+    points_cost: int
+    free: bool
+    expires_at: str
+    balance: int
+    replayed: bool
+
+
+class ErasureJson(TypedDict):
+    customer_id: int
+    already_erased: bool
+    documents_deleted: int
+    inbound_deleted: int
+    messages_cleared: int
+    messages_skipped: int
+    files_not_removed: int
+
+
 class RewardJson(TypedDict):
     code: str
     kind: str
