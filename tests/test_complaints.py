@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -273,3 +274,25 @@ async def test_the_console_registers_extends_and_refuses_recusal_in_words(rig: D
     page = await resp.text()
     assert resp.status == 200 and "延期已记录" in page and "需调取通话录音" in page
     assert (await Complaint.get(id=complaint.id)).extension == 1
+
+
+async def test_an_open_complaint_holds_erasure_and_erasure_takes_the_customers_words(
+    rig: Desk_, tmp_path: Path
+) -> None:
+    from storage.desk_models import Conversation, ConversationMessage
+    from storage.privacy import ErasureRefused, Requester, erase_customer
+
+    owner = await f.customer(phone="+8613800004444")
+    tid = await rig.handed_off(owner, Channel.SMS, "我要投诉，理赔员说话难听")
+    _, made = await rig.call("POST", f"/conversations/{tid}/complaint", json={
+        "category": "service_attitude", "description": "理赔员说话难听"})
+    with pytest.raises(ErasureRefused) as refused:
+        await erase_customer(owner.id, by=Requester("管理员"), now=rig.clock(), uploads=tmp_path)
+    assert refused.value.blockers == [f"complaint {made['reference']} (open)"]
+    await rig.call("POST", f"/complaints/{made['id']}/close", json={"outcome": "已致歉"})
+    await erase_customer(owner.id, by=Requester("管理员"), now=rig.clock(), uploads=tmp_path)
+    assert not await Conversation.filter(id=tid).exists()
+    assert not await ConversationMessage.filter(conversation_id=tid).exists()
+    kept = await Complaint.get(id=made["id"])  # the register keeps its row, not the words
+    assert (kept.reference, kept.description, kept.status) == (
+        made["reference"], "", ComplaintStatus.CLOSED)
