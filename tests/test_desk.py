@@ -24,7 +24,7 @@ from storage.desk_models import (
     ConversationStatus,
     Direction,
 )
-from storage.models import InboundSms
+from storage.models import Channel, InboundSms
 from storage.operator_models import Role
 from tests import factories as f
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
@@ -248,3 +248,26 @@ def test_desk_keywords_parse(body: str, command: str, argument: str) -> None:
 
     parsed = parse(body)
     assert (parsed.command.value, parsed.argument) == (command, argument)
+
+
+async def test_retention_empties_conversation_words_older_than_the_inbound_cutoff(
+    db: str, tmp_path: Path
+) -> None:
+    from bot.desk.threads import Desk, Sender
+    from bot.settings import Settings
+    from storage import retention
+
+    owner = await f.customer()
+    desk = Desk(Settings())
+    old = await desk.inbound(Sender.of_customer(owner.id), Channel.SMS, "车牌沪A12345",
+                             now=MONDAY_10 - timedelta(days=400))
+    await desk.inbound(Sender.of_customer(owner.id), Channel.SMS, "还在吗", now=MONDAY_10)
+    cutoffs = retention.Cutoffs(documents_before=MONDAY_10 - timedelta(days=730),
+                                inbound_before=MONDAY_10 - timedelta(days=365),
+                                params_before=MONDAY_10 - timedelta(days=180))
+    dry = await retention.run(cutoffs, uploads=tmp_path, batch=10, max_batches=5, dry_run=True)
+    assert dry.inbound_bodies == 1
+    await retention.run(cutoffs, uploads=tmp_path, batch=10, max_batches=5)
+    bodies = await ConversationMessage.filter(conversation_id=old.conversation_id).order_by(
+        "id").values_list("body", flat=True)
+    assert bodies == ["", "还在吗"]
