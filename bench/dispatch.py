@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.types import InlineKeyboardMarkup
 
 from bench.common import migrated_database, peak_rss_mb
 from bot.delivery.dispatcher import Dispatcher, Limits
@@ -43,11 +44,12 @@ class Timed:
         self.goal = 0
         self.reached = asyncio.Event()
 
-    async def send_text(self, chat_id: int, text: str) -> SendResult:
+    async def send_text(self, chat_id: int, text: str,
+                        markup: InlineKeyboardMarkup | None = None) -> SendResult:
         self.times.append(time.monotonic())
         if len(self.times) >= self.goal:
             self.reached.set()
-        return await self.inner.send_text(chat_id, text)
+        return await self.inner.send_text(chat_id, text, markup)
 
 
 def busiest_window(times: list[float]) -> int:

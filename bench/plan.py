@@ -75,7 +75,7 @@ def customer_rows(n: int, seed: int) -> Iterator[tuple[Any, ...]]:
         born = date.fromordinal(first + rng.randrange(span))
         yield (i, now, now, f"客户{i}", f"+86138{i:08d}", born, born.month * 100 + born.day,
                rng.random() < 0.03, "zh-CN" if rng.random() < 0.95 else "en", "Asia/Shanghai",
-               f"R{i:09d}", "", 1 + i % len(REGIONS))
+               f"R{i:09d}", "", 1 + i % len(REGIONS))  # built-in regions (migration 0015)
 
 
 CUSTOMER_COLUMNS = ("id", "created_at", "updated_at", "name", "phone", "birthday",
@@ -128,16 +128,12 @@ def _chunks(rows: Iterator[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:
 async def generate_postgres(dsn: str, customers: int, policies: int, day: date) -> None:
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.executemany(
-            "INSERT INTO region (id, code, name, name_en, latitude, longitude, timezone) "
-            "VALUES ($1, $2, $3, $4, $5, $6, 'Asia/Shanghai')",
-            [(i, *r) for i, r in enumerate(REGIONS, start=1)])
         for chunk in _chunks(customer_rows(customers, 1)):
             await conn.copy_records_to_table("customer", records=chunk,
                                              columns=CUSTOMER_COLUMNS)
         for chunk in _chunks(policy_rows(customers, policies, day, 2)):
             await conn.copy_records_to_table("policy", records=chunk, columns=POLICY_COLUMNS)
-        for table in ("region", "customer", "policy"):
+        for table in ("customer", "policy"):
             await conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                                f"(SELECT MAX(id) FROM {table}))")
         # as a live database would be: vacuumed (visibility map set) and analysed, so that no
@@ -155,10 +151,6 @@ def generate_sqlite(path: Path, customers: int, policies: int, day: date) -> Non
     conn = sqlite3.connect(path)
     try:
         with conn:
-            conn.executemany(
-                "INSERT INTO region (id, code, name, name_en, latitude, longitude, timezone) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'Asia/Shanghai')",
-                [(i, *r) for i, r in enumerate(REGIONS, start=1)])
             conn.executemany(
                 f"INSERT INTO customer ({', '.join(CUSTOMER_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * len(CUSTOMER_COLUMNS))})",

@@ -215,6 +215,82 @@ async def _operator_add(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _regions_list(settings: Settings, args: argparse.Namespace) -> int:
+    from storage.regions import region_rows
+
+    await storage_db.upgrade(settings.database.url, pool_max=settings.database.pool_max)
+    try:
+        rows = await region_rows(used=args.used)
+    finally:
+        await storage_db.close()
+    print(f"{'code':<8} {'name':<10} {'English':<16} {'customers':>9}  latitude longitude  "
+          "parent")
+    for r in rows:
+        custom = "" if r.builtin else "  (custom)"
+        print(f"{r.code:<8} {r.name:<10} {r.name_en:<16} {r.customers:>9}  {r.latitude:8.4f} "
+              f"{r.longitude:9.4f}  {r.parent}{custom}")
+    print(f"{len(rows)} regions, {sum(r.customers for r in rows):,} customers")
+    return 0
+
+
+async def _regions_import(settings: Settings, args: argparse.Namespace) -> int:
+    from storage.regions import RegionFileError, import_regions
+
+    if not await asyncio.to_thread(Path(args.file).is_file):
+        raise UsageError(f"{args.file}: no such file")
+    await storage_db.upgrade(settings.database.url, pool_max=settings.database.pool_max)
+    try:
+        report = await import_regions(Path(args.file))
+    except RegionFileError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        await storage_db.close()
+    for problem in report.problems:
+        print(problem)
+    print(report.summary())
+    return 0 if not report.problems else 1
+
+
+async def _weather(settings: Settings, args: argparse.Namespace) -> int:
+    from scheduler import weather
+    from scheduler.context import PlanContext, outbox_sink
+    from scheduler.forecast import ForecastSource, OpenMeteo, forecast_file
+
+    own: OpenMeteo | None = None
+    if args.forecast:
+        try:
+            source: ForecastSource = await asyncio.to_thread(forecast_file, args.forecast)
+        except (OSError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+    else:
+        source = own = OpenMeteo(settings.weather, timezone=settings.schedule.timezone)
+    await storage_db.upgrade(settings.database.url, pool_max=settings.database.pool_max)
+    try:
+        ctx = PlanContext(day=args.date, today=args.date, schedule=settings.schedule,
+                          care=settings.care, calendar=settings.holidays.calendar())
+        result = await (weather.dry_run(ctx, settings.weather, source) if args.dry_run else
+                        weather.queue(ctx, settings.weather, source,
+                                      outbox_sink(ctx.batch_size)))
+    finally:
+        await storage_db.close()
+        if own is not None:
+            await own.close()
+    _print_weather(args.date, result, dry_run=args.dry_run)
+    return 0 if result.complete else 1
+
+
+def _print_weather(day: date, result: Any, *, dry_run: bool) -> None:
+    note = " (dry run: nothing written)" if dry_run else ""
+    print(f"weather for {day.isoformat()}{note}: {result.regions} regions with customers "
+          "fetched")
+    for code, days in result.by_region.items():
+        said = "; ".join(f"{d.isoformat()} {', '.join(hazards)}" for d, hazards in days)
+        print(f"  {code:<8} {said}")
+    if not result.by_region:
+        print("  no hazards")
+    if result.failed:
+        print(f"  forecast unavailable for: {', '.join(result.failed)}")
+    print(f"  {result.queued} notices {'would be queued' if dry_run else 'queued'}")
 async def _one_customer(settings: Settings, args: argparse.Namespace) -> int:
     """The customer named by ``--id``, ``--customer-no`` or ``--phone``: exactly one, or a
     usage error (a number several customers share names nobody in particular)."""
@@ -383,6 +459,28 @@ def build_parser() -> argparse.ArgumentParser:
     database = sub.add_parser("db", help="database maintenance")
     db_sub = database.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", help="apply pending migrations").set_defaults(func=_db_upgrade)
+
+    regions = sub.add_parser("regions", help="the regions weather notices are for")
+    regions_sub = regions.add_subparsers(dest="regions_command", required=True,
+                                         metavar="ACTION")
+    regions_list = regions_sub.add_parser("list", help="regions with their customer counts")
+    regions_list.add_argument("--used", action="store_true",
+                              help="only regions with customers")
+    regions_list.set_defaults(func=_regions_list)
+    regions_import = regions_sub.add_parser(
+        "import", help="custom areas from a CSV: code, name, name_en, full_name, latitude, "
+        "longitude, timezone, parent")
+    regions_import.add_argument("file", metavar="FILE.csv")
+    regions_import.set_defaults(func=_regions_import)
+
+    forecast = sub.add_parser("weather", help="fetch the forecast and queue a day's weather "
+                              "notices (or show what would go)")
+    forecast.add_argument("--date", type=_iso_date, required=True, metavar="YYYY-MM-DD")
+    forecast.add_argument("--dry-run", action="store_true",
+                          help="show regions, hazards and notice counts; write nothing")
+    forecast.add_argument("--forecast", metavar="FILE.json",
+                          help="read the forecast from a file instead of the weather service")
+    forecast.set_defaults(func=_weather)
 
     imp = sub.add_parser("import", help="import a CSV export from the core system")
     imp.add_argument("kind", choices=["customers", "policies", "claims", "payments"])

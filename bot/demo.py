@@ -126,10 +126,10 @@ class ScriptedForecast:
 
     FAIR = DayForecast(place="", day=date.min, weather_code=1, precipitation_mm=0.0,
                        snowfall_cm=0.0, gust_ms=6.0, temp_min_c=8.0)
-    SCRIPT: dict[str, DayForecast] = {
-        "SH": replace(FAIR, weather_code=65, precipitation_mm=48.0),
-        "HRB": replace(FAIR, weather_code=75, snowfall_cm=6.5, temp_min_c=-14.0),
-        "URC": replace(FAIR, weather_code=3, temp_min_c=-11.0),
+    SCRIPT: dict[str, DayForecast] = {  # by region code (the built-in regions')
+        "310000": replace(FAIR, weather_code=65, precipitation_mm=48.0),
+        "230100": replace(FAIR, weather_code=75, snowfall_cm=6.5, temp_min_c=-14.0),
+        "650100": replace(FAIR, weather_code=3, temp_min_c=-11.0),
     }
 
     async def daily(self, places: Sequence[Place], start: date,

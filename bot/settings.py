@@ -26,7 +26,7 @@ from scheduler.config import (
 )
 from storage.config import DatabaseSettings
 
-Category = Literal["service", "reminder", "care", "marketing"]
+Category = Literal["service", "reminder", "care", "alert", "marketing"]
 
 
 class _Section(BaseModel):
@@ -88,7 +88,7 @@ class SmsSettings(_Section):
                               "SMS to numbers outside the mainland (keeps them GSM-7)")
     opt_out_hint_zh: str = "回T退订"
     opt_out_hint_en: str = "Reply STOP to opt out"
-    opt_out_categories: list[Category] = ["marketing", "care", "reminder"]
+    opt_out_categories: list[Category] = ["marketing", "care", "alert", "reminder"]
     hotline: str = "95500"
     media_timeout_seconds: float = Field(
         default=5.0, gt=0, le=10,

@@ -25,11 +25,14 @@ because it is the part the benchmark measures. ``created_at``/``updated_at`` the
 bookkeeping stamped from the ORM's clock, as its ``auto_now`` fields are; every business
 time (``occurred_at``, lot dates) comes from the caller's ``now``. Functions named
 ``post_*`` run inside the caller's transaction (pass the connection from
-``in_transaction()``); the others open their own.
+``in_transaction()``); the others open their own, except that on SQLite standalone
+``credit``/``debit`` calls share one with the postings made at the same time
+(``posting_queue``, ``loyalty.group_commit``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -37,9 +40,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, TypedDict
+from weakref import WeakKeyDictionary
 
 from tortoise import timezone as orm_clock
-from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -51,6 +55,7 @@ from loyalty.errors import (
     NotEligible,
     UnknownCustomer,
 )
+from loyalty.group_commit import GroupCommit, Job
 from loyalty.periods import PROGRAMME_TZ, local_day, lot_expiry, utc
 from storage.loyalty_models import EARNING_KINDS, EntryKind, LedgerEntry, LoyaltyAccount, PointLot
 from storage.sql import (
@@ -62,6 +67,7 @@ from storage.sql import (
     fetchrow,
     fetchval,
     for_update,
+    in_list,
     is_postgres,
 )
 
@@ -625,23 +631,65 @@ async def find_replay(key: str, fingerprint_: str) -> Posted | None:
 Posting = Callable[[BaseDBAsyncClient, AccountRef, EntrySpec], Awaitable[Posted]]
 
 
+async def _used_keys(conn: BaseDBAsyncClient, keys: Sequence[str]) -> set[str]:
+    """Which of ``keys`` already name an entry (a group's check before it posts)."""
+    rows = await fetch(conn, "SELECT idempotency_key FROM loyalty_entry WHERE " + in_list(
+        "idempotency_key", ":keys", postgres=is_postgres(conn), sql_type="varchar"),
+        {"keys": list(keys)})
+    return {str(row["idempotency_key"]) for row in rows}
+
+
+_queues: WeakKeyDictionary[asyncio.AbstractEventLoop, GroupCommit[Posted]] = (
+    WeakKeyDictionary())
+
+
+def posting_queue() -> GroupCommit[Posted]:
+    """This process's (this event loop's) queue of standalone postings, made on first use.
+
+    Used on SQLite, where a commit waits for an fsync and every writer for the one
+    connection: 32 concurrent postings went from 368/s to 1,476/s. On PostgreSQL a standalone
+    posting stays alone: there the server already shares WAL flushes between concurrent
+    commits and a posting's time is its round trips (one statement for a credit), which a
+    group runs one after another on one connection instead of side by side on the pool —
+    measured slower (847/s grouped against 1,364/s alone, same run; see the README)."""
+    loop = asyncio.get_running_loop()
+    queue = _queues.get(loop)
+    if queue is None:
+        queue = _queues[loop] = GroupCommit(
+            _used_keys, refusals=(InsufficientPoints, InvalidRequest))
+    return queue
+
+
 async def _post_for_customer(op: str, customer_id: int, points: int, *, kind: EntryKind,
                              key: str, reason: str, operator: str, post: Posting,
                              one_statement: bool = False) -> Posted:
-    """A public posting: the entry's spec from the request, ``post`` in a transaction of its
-    own (a ``one_statement`` posting on PostgreSQL is one already, or part of the caller's),
-    and a replayed key answered with the original entry."""
+    """A public posting: the entry's spec from the request, ``post`` in the caller's
+    transaction when there is one, else on SQLite in a group of the process's
+    ``posting_queue`` (see ``loyalty.group_commit``), on PostgreSQL alone; a replayed key
+    answered with the original entry."""
     request = {"op": op, "customer": customer_id, "kind": kind.value, "points": points,
                "reason": reason, "operator": operator}
     spec = EntrySpec(kind, key, fingerprint(request), reason=reason, operator=operator)
     ref = AccountRef.of_customer(customer_id)
-    try:
-        if one_statement and is_postgres():
-            return await post(current(), ref, spec)
-        async with in_transaction() as conn:
-            return await post(conn, ref, spec)
-    except Replay:
-        return await replayed(key, spec.fingerprint)
+
+    async def alone() -> Posted:
+        """In a transaction of its own (a ``one_statement`` posting on PostgreSQL is one
+        already, or part of the caller's)."""
+        try:
+            if one_statement and is_postgres():
+                return await post(current(), ref, spec)
+            async with in_transaction() as conn:
+                return await post(conn, ref, spec)
+        except Replay:
+            return await replayed(key, spec.fingerprint)
+
+    if is_postgres() or isinstance(current(), TransactionalDBClient):  # or the caller's
+        return await alone()
+
+    async def apply(conn: BaseDBAsyncClient) -> Posted:
+        return await post(conn, ref, spec)
+
+    return await posting_queue().submit(Job(key, (customer_id,), apply, alone))
 
 
 async def credit(customer_id: int, points: int, *, kind: EntryKind, key: str, now: datetime,

@@ -10,6 +10,7 @@ decides what that means for the other places.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -75,6 +76,31 @@ class StaticForecast:
                     end: date) -> list[DayForecast]:
         codes = {p.code for p in places}
         return [d for d in self.days if d.place in codes and start <= d.day <= end]
+
+
+def forecast_file(path: str) -> StaticForecast:
+    """A forecast written down (``engage weather --forecast FILE.json``): a JSON list of
+    ``{"region": "440300", "date": "2026-07-02", "precipitation_sum": 60, …}`` with any of
+    Open-Meteo's daily variable names; ``ValueError`` names what is wrong."""
+    with open(path, encoding="utf-8") as f:
+        try:
+            rows = json.load(f)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: expected a list of daily forecasts")
+    days: list[DayForecast] = []
+    for i, row in enumerate(rows, start=1):
+        try:
+            place, day = str(row["region"]), date.fromisoformat(str(row["date"]))
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{path}: item {i}: needs region and date (YYYY-MM-DD)") from None
+        values = [row.get(name) for name in DAILY_VARIABLES]
+        parsed = [_number(values, k) for k in range(len(values))]
+        code = parsed[0]
+        days.append(DayForecast(place, day, int(code) if code is not None else None,
+                                *parsed[1:]))
+    return StaticForecast(days)
 
 
 class OpenMeteo:

@@ -1,44 +1,54 @@
 """Weather notices: for every region with customers that care reaches (insured today or lapsed
 within ``care.lapsed_days``, see ``storage.coverage``), today's and tomorrow's forecast; one
-notice per customer per region, hazard and date, sent at ``schedule.weather_at`` in the
-customer's own time zone.
+notice per customer per day, sent at ``schedule.weather_at`` in the customer's own time zone,
+naming every hazard of both days in one sentence ("深圳明天有暴雨和雷暴大风").
 
 Hazards (thresholds from ``[weather]``): heavy rain (daily precipitation ≥ 25 mm), snow
 (snowfall ≥ 1 cm), storm (gusts ≥ 17 m/s, or a thunderstorm weather code 95-99), freeze
-(minimum ≤ -5 °C). Each carries car-care advice in both languages (``scheduler.wording``).
+(minimum ≤ -5 °C). The notice carries car-care advice for each (``scheduler.wording``); by SMS
+only the most dangerous hazard's short tip, so a Chinese notice fits one segment.
 
-Regions are fetched ``regions_per_request`` at a time. A request that fails is logged and its
+Weather is a safety notice: category ``alert``, which the weekly cap of greetings and campaigns
+does not count and the customer can switch off on its own. Its limit is its dedup key,
+``weather:{day}:{customer}``: one notice per customer per plan day, whatever the region.
+
+Regions are fetched ``regions_per_request`` at a time (Open-Meteo takes many coordinates per
+call), and only regions with customers care reaches. A request that fails is logged and its
 regions are left for the next run; a request refused outright (4xx) with several regions is
 retried region by region so one bad region does not hide the others. The run reports which
 regions failed, so the job can record the day as incomplete and try again later. A past day is
 never planned (a warning for weather that has happened is no use).
 
-Notices are stale 12 hours into the forecast day in the customer's time zone (or 12 hours after
-the send time, if later): tomorrow's warning is still useful tomorrow morning, not tomorrow
-night.
+Notices are stale 12 hours into the first forecast day they name in the customer's time zone
+(or 12 hours after the send time, if later): tomorrow's warning is still useful tomorrow
+morning, not tomorrow night.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from functools import partial
 from typing import Final
 
+from tortoise.transactions import in_transaction
+
 from scheduler.config import WeatherSettings
-from scheduler.context import PlanContext, Sink, feed
+from scheduler.context import PlanContext, Sink, feed, outbox_sink
 from scheduler.forecast import DayForecast, ForecastSource, ForecastUnavailable, Place
 from scheduler.selection import Selection
-from scheduler.wording import HAZARD_ADVICE, HAZARD_NAMES, localised, localised_date
+from scheduler.wording import hazard_advice, hazard_forecast, hazard_tip, localised
 from storage.models import Category
 from storage.outbox import Outbound
+from storage.scheduler_models import WeatherAlert
 from storage.sql import Fragment, Params, Row, current, fetch
 
 log = logging.getLogger(__name__)
 
 KIND = "weather"
+TEMPLATE = "weather_notice"
 HAZARDS: Final = ("heavy_rain", "snow", "storm", "freeze")
 THUNDERSTORM_CODES: Final = range(95, 100)
 FORECAST_DAYS: Final = 2
@@ -59,6 +69,10 @@ class Region:
         return Place(self.code, self.latitude, self.longitude)
 
 
+# A region's hazards: per forecast day that has any, in date order.
+Alerts = list[tuple[date, list[str]]]
+
+
 @dataclass
 class WeatherResult:
     queued: int = 0
@@ -66,6 +80,7 @@ class WeatherResult:
     alerts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(HAZARDS, 0))
     failed: list[str] = field(default_factory=list)
     retryable: bool = True
+    by_region: dict[str, Alerts] = field(default_factory=dict)  # region code → its hazards
 
     @property
     def complete(self) -> bool:
@@ -134,7 +149,26 @@ async def reached_regions(ctx: PlanContext) -> list[Region]:
 
 async def forecasts(source: ForecastSource, regions: Sequence[Region], start: date, end: date,
                     per_request: int, result: WeatherResult) -> list[DayForecast]:
-    """Every forecast that could be had; the regions that could not go into ``result``."""
+    """Every forecast that could be had; the regions that could not go into ``result``.
+    Regions at one coordinate (a custom area placed at its city's centre) are asked for once."""
+    groups: dict[tuple[float, float], list[Region]] = {}
+    for region in regions:
+        groups.setdefault((round(region.latitude, 4), round(region.longitude, 4)),
+                          []).append(region)
+    places = [group[0] for group in groups.values()]
+    failed = len(result.failed)
+    out = await _fetched(source, places, start, end, per_request, result)
+    shared = {group[0].code: group[1:] for group in groups.values() if len(group) > 1}
+    if shared:
+        out += [replace(day, place=other.code) for day in out
+                for other in shared.get(day.place, ())]
+        result.failed += [other.code for code in result.failed[failed:]
+                          for other in shared.get(code, ())]
+    return out
+
+
+async def _fetched(source: ForecastSource, regions: Sequence[Region], start: date, end: date,
+                   per_request: int, result: WeatherResult) -> list[DayForecast]:
     out: list[DayForecast] = []
     for batch in batches(regions, per_request):
         try:
@@ -156,20 +190,76 @@ async def forecasts(source: ForecastSource, regions: Sequence[Region], start: da
     return out
 
 
+def notice(ctx: PlanContext, row: Row, region: Region, alerts: Alerts) -> Outbound:
+    """The one notice of a customer's day, about every hazard ``alerts`` lists."""
+    hazards = [h for _, found in alerts for h in found]
+    return ctx.message(
+        row, key=f"weather:{ctx.day.isoformat()}:{row['customer_id']}", kind=KIND,
+        category=Category.ALERT, template=TEMPLATE,
+        params={"name": row["name"], "region": localised(region.name, region.name_en),
+                "forecast": hazard_forecast([((day - ctx.day).days, found)
+                                             for day, found in alerts]),
+                "advice": hazard_advice(hazards), "tip": hazard_tip(hazards)},
+        stale_after=partial(stale_after, ctx, alerts[0][0], timezone=row["timezone"]),
+        moment=ctx.schedule.weather_at)
+
+
 def _notices(ctx: PlanContext, rows: list[Row], *, regions: dict[int, Region],
-             alerts: dict[int, list[tuple[date, str]]]) -> Iterator[Outbound]:
+             alerts: dict[int, Alerts]) -> Iterator[Outbound]:
     for row in rows:
-        zone = row["timezone"]
         region = regions[row["region_id"]]
-        for day, hazard in alerts.get(region.id, []):
-            yield ctx.message(
-                row, key=f"weather:{region.code}:{day.isoformat()}:{hazard}:{row['customer_id']}",
-                kind=KIND, category=Category.CARE, template="weather_alert",
-                params={"name": row["name"], "region": localised(region.name, region.name_en),
-                        "date": localised_date(day), "hazard": HAZARD_NAMES[hazard],
-                        "advice": HAZARD_ADVICE[hazard]},
-                stale_after=partial(stale_after, ctx, day, timezone=zone),
-                moment=ctx.schedule.weather_at)
+        yield notice(ctx, row, region, alerts[region.id])
+
+
+async def hazards_by_region(ctx: PlanContext, settings: WeatherSettings,
+                            source: ForecastSource, regions: Sequence[Region],
+                            result: WeatherResult) -> dict[int, Alerts]:
+    """Each region's hazards on the days of the forecast window, from ``source``."""
+    start, end = forecast_window(ctx.day)
+    found: dict[int, dict[date, list[str]]] = {}
+    by_code = {r.code: r for r in regions}
+    for day in await forecasts(source, regions, start, end, settings.regions_per_request,
+                               result):
+        region = by_code.get(day.place)
+        if region is None or not start <= day.day <= end:
+            continue
+        for hazard in hazards(day, settings):
+            found.setdefault(region.id, {}).setdefault(day.day, []).append(hazard)
+            result.alerts[hazard] += 1
+    alerts = {rid: sorted(days.items()) for rid, days in found.items()}
+    by_id = {r.id: r for r in regions}
+    result.by_region = {by_id[rid].code: days for rid, days in sorted(alerts.items())}
+    return alerts
+
+
+async def unannounced(ctx: PlanContext, alerts: dict[int, Alerts], *,
+                      record: bool = True) -> dict[int, Alerts]:
+    """The hazards no earlier plan day saw (those were announced then); with ``record``, this
+    day's sightings are written down for the next run."""
+    if not alerts:
+        return {}
+    start, end = forecast_window(ctx.day)
+    rows = await WeatherAlert.filter(region_id__in=list(alerts), day__gte=start, day__lte=end)
+    seen = {(a.region_id, a.day, a.hazard): a.first_seen_on for a in rows}
+    fresh: dict[int, Alerts] = {}
+    for region_id, days in alerts.items():
+        for day, found in days:
+            new = [h for h in found if seen.get((region_id, day, h), ctx.day) >= ctx.day]
+            if new:
+                fresh.setdefault(region_id, []).append((day, new))
+    if record:
+        await WeatherAlert.bulk_create(
+            [WeatherAlert(region_id=region_id, day=day, hazard=h, first_seen_on=ctx.day,
+                          last_seen_on=ctx.day)
+             for region_id, days in alerts.items() for day, found in days for h in found
+             if (region_id, day, h) not in seen], ignore_conflicts=True)
+        sighted = {(region_id, day, h) for region_id, days in alerts.items()
+                   for day, found in days for h in found}
+        again = [a.id for a in rows
+                 if (a.region_id, a.day, a.hazard) in sighted and a.last_seen_on < ctx.day]
+        if again:
+            await WeatherAlert.filter(id__in=again).update(last_seen_on=ctx.day)
+    return fresh
 
 
 async def queue(ctx: PlanContext, settings: WeatherSettings, source: ForecastSource,
@@ -181,21 +271,30 @@ async def queue(ctx: PlanContext, settings: WeatherSettings, source: ForecastSou
     result.regions = len(regions)
     if not regions:
         return result
-    start, end = forecast_window(ctx.day)
-    alerts: dict[int, list[tuple[date, str]]] = {}
-    by_code = {r.code: r for r in regions}
-    for day in await forecasts(source, regions, start, end, settings.regions_per_request,
-                               result):
-        region = by_code.get(day.place)
-        if region is None or not start <= day.day <= end:
-            continue
-        for hazard in hazards(day, settings):
-            alerts.setdefault(region.id, []).append((day.day, hazard))
-            result.alerts[hazard] += 1
+    alerts = await unannounced(
+        ctx, await hazards_by_region(ctx, settings, source, regions, result))
     if alerts:
         by_id = {r.id: r for r in regions}
         result.queued = await feed(reached_in(ctx, sorted(alerts)), ctx.batch_size,
                                    partial(_notices, ctx, regions=by_id, alerts=alerts), sink)
     log.info("weather for %s: %d regions, %d with warnings, %d failed, %d notices queued",
              ctx.day, len(regions), len(alerts), len(result.failed), result.queued)
+    return result
+
+
+class _RollBack(Exception):
+    pass
+
+
+async def dry_run(ctx: PlanContext, settings: WeatherSettings,
+                  source: ForecastSource) -> WeatherResult:
+    """What ``queue`` would do — regions fetched, hazards, notices that would go — computed in
+    a transaction that is then rolled back: nothing is written (dedup is exact all the same)."""
+    result = WeatherResult()
+    try:
+        async with in_transaction():
+            result = await queue(ctx, settings, source, outbox_sink(ctx.batch_size))
+            raise _RollBack
+    except _RollBack:
+        pass
     return result

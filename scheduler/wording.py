@@ -71,6 +71,59 @@ HAZARD_NAMES: Final[dict[str, Localised]] = {
     "freeze": localised("严寒冰冻天气", "freezing weather"),
 }
 
+# The short names a combined weather notice lists (深圳明天有暴雨和雷暴大风).
+HAZARD_WORDS: Final[dict[str, Localised]] = {
+    "heavy_rain": localised("暴雨", "heavy rain"),
+    "snow": localised("降雪", "snow"),
+    "storm": localised("雷暴大风", "gales or thunderstorms"),
+    "freeze": localised("严寒冰冻", "hard frost"),
+}
+# One line of advice for a notice by SMS, kept short so the notice fits one segment.
+HAZARD_TIP: Final[dict[str, Localised]] = {
+    "heavy_rain": localised("车辆请停高处，勿涉水行车。", "Park high, avoid flooded roads."),
+    "snow": localised("请检查轮胎，减速慢行。", "Check tyres, drive slowly."),
+    "storm": localised("请远离大树和广告牌停车。", "Park away from trees and signs."),
+    "freeze": localised("请检查防冻液，桥面防滑。", "Check antifreeze, bridges ice first."),
+}
+# Which hazard's advice an SMS gives when several come together: the most dangerous first.
+HAZARD_PRIORITY: Final = ("storm", "heavy_rain", "snow", "freeze")
+_DAYS: Final = (localised("今天", "today"), localised("明天", "tomorrow"))
+
+
+def _listed(words: list[str], conjunction: str, comma: str) -> str:
+    if len(words) <= 1:
+        return "".join(words)
+    return comma.join(words[:-1]) + conjunction + words[-1]
+
+
+def hazard_forecast(days: Iterable[tuple[int, Iterable[str]]]) -> Localised:
+    """What a notice says is coming, per day offset (0 today, 1 tomorrow) and its hazards:
+    ``明天有暴雨和雷暴大风`` / ``heavy rain and gales or thunderstorms tomorrow``;
+    ``今天有降雪，明天有严寒冰冻`` / ``snow today and hard frost tomorrow``."""
+    zh: list[str] = []
+    en: list[str] = []
+    for offset, hazards in days:
+        names = [HAZARD_WORDS[h] for h in hazards]
+        zh.append(_DAYS[offset]["zh-CN"] + "有"
+                  + _listed([n["zh-CN"] for n in names], "和", "、"))
+        en.append(_listed([n["en"] for n in names], " and ", ", ") + " " + _DAYS[offset]["en"])
+    return {"zh-CN": "，".join(zh), "en": "; ".join(en)}
+
+
+def hazard_advice(hazards: Iterable[str]) -> Localised:
+    """The advice for each hazard, in a fixed order, each once."""
+    present = set(hazards)
+    chosen = [HAZARD_ADVICE[h] for h in HAZARD_PRIORITY if h in present]
+    return {"zh-CN": "".join(a["zh-CN"] for a in chosen),
+            "en": " ".join(a["en"] for a in chosen)}
+
+
+def hazard_tip(hazards: Iterable[str]) -> Localised:
+    """The SMS tip: the most dangerous hazard's."""
+    present = set(hazards)
+    return HAZARD_TIP[next(h for h in HAZARD_PRIORITY if h in present)]
+
+
 HAZARD_ADVICE: Final[dict[str, Localised]] = {
     "heavy_rain": localised(
         "请将车辆停放在地势较高处，避开地下车库和低洼路段；雨天减速慢行，切勿涉深水行驶。",

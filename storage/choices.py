@@ -17,6 +17,11 @@ from storage.models import Customer
 IMPORT: Final = "import"
 TELEGRAM: Final = "telegram"
 SMS: Final = "sms"
+# A region inferred by an import from the customer's address or a policy's plate: any region
+# named by an import, an operator or the customer replaces it, and it replaces none of them.
+ADDRESS: Final = "address"
+PLATE: Final = "plate"
+INFERRED: Final = (ADDRESS, PLATE)
 
 # The chosen values and the name their provenance columns start with.
 CHOICES: Final = {"language": "language", "timezone": "timezone", "region_id": "region"}
@@ -24,7 +29,7 @@ CHOICES: Final = {"language": "language", "timezone": "timezone", "region_id": "
 
 def customer_chose(set_by: str) -> bool:
     """Whether a value was set by the customer (in a channel), not by an import or unknown."""
-    return set_by not in ("", IMPORT)
+    return set_by not in ("", IMPORT, *INFERRED)
 
 
 async def record_choice(customer_id: int, *, source: str, now: datetime,

@@ -759,8 +759,14 @@ async def _seed_regions(report: DemoDataReport) -> dict[str, int]:
         return Region(code=r.code, name=r.name, name_en=r.name_en, latitude=r.latitude,
                       longitude=r.longitude, timezone=r.timezone)
 
+    # The demo's short codes are the built-in regions' aliases (migration 0015); a database
+    # without them gets the demo's own rows, as before built-in regions.
+    codes = [r.code for r in REGIONS]
+    builtin = dict(await Region.filter(alias__in=codes).values_list("alias", "id"))
+    report.regions.existing += len(builtin)
     async with in_transaction():
-        return await _upsert(Region, "code", {r.code: r for r in REGIONS}, build, report.regions)
+        rest = {r.code: r for r in REGIONS if r.code not in builtin}
+        return builtin | await _upsert(Region, "code", rest, build, report.regions)
 
 
 async def _seed_batch(

@@ -64,7 +64,8 @@ class Channel(StrEnum):
 class Category(StrEnum):
     SERVICE = "service"  # claim updates, policy service: cannot be turned off
     REMINDER = "reminder"  # renewal
-    CARE = "care"  # birthday, festival, weather
+    CARE = "care"  # birthday, festival
+    ALERT = "alert"  # weather: a safety notice, outside the weekly cap, one a day at most
     MARKETING = "marketing"  # campaigns
 
 
@@ -99,6 +100,11 @@ class TimestampMixin:
 # semicolons: keep semicolons out of model docstrings.
 
 
+# A place weather is forecast for. Built-in regions (``storage/regions.csv``, loaded by
+# migration 0015) are the provinces and prefecture-level cities, coded by their administrative
+# code (``310000`` Shanghai, ``440300`` Shenzhen); ``name`` is the short Chinese name used in
+# messages (深圳), ``full_name`` the official one (深圳市), ``alias`` an earlier short code
+# (``SZ``) that imports still accept. Operators may add their own areas (``builtin`` false).
 class Region(Model):
     id = fields.IntField(primary_key=True)
     code = fields.CharField(max_length=32, unique=True)
@@ -107,6 +113,12 @@ class Region(Model):
     latitude = fields.FloatField()
     longitude = fields.FloatField()
     timezone = fields.CharField(max_length=64, default="Asia/Shanghai")
+    full_name = fields.CharField(max_length=64, default="", db_default="")
+    parent = fields.CharField(max_length=32, default="", db_default="",
+                              description="the code of the region it lies in")
+    alias = fields.CharField(max_length=32, null=True, unique=True,
+                             description="an earlier code imports still accept")
+    builtin = fields.BooleanField(default=False, db_default=False)
 
     class Meta:
         table = "region"
@@ -150,6 +162,8 @@ class Customer(TimestampMixin, Model):
 
     class Meta:
         table = "customer"
+        # the weather job finds a region's customers (and whether it has any) by it
+        indexes = (("region_id",),)
 
 
 class TelegramAccount(TimestampMixin, Model):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -229,7 +230,7 @@ async def test_twilio_21610_records_opt_out_and_later_care_sms_is_skipped(rig: R
     assert (first.status, first.skip_reason) == (MessageStatus.FAILED, "opted_out")
     withdrawn = await Consent.filter(customer=c, channel="sms", granted=False).values_list(
         "category", flat=True)
-    assert set(withdrawn) == {"marketing", "care", "reminder"}
+    assert set(withdrawn) == {"marketing", "care", "alert", "reminder"}
     rig.twilio.clear_errors()
     second = await f.queued(c)
     claim = await f.queued(c, kind="claim_update", category=Category.SERVICE,
@@ -251,9 +252,10 @@ async def test_twilio_21610_opts_out_every_customer_on_the_number(rig: Rig) -> N
     rig.twilio.clear_errors()
     withdrawn = await Consent.filter(customer=spouse, channel="sms", granted=False).values_list(
         "category", flat=True)
-    assert set(withdrawn) == {"marketing", "care", "reminder"}
+    assert set(withdrawn) == {"marketing", "care", "alert", "reminder"}
     assert await PhoneSuppression.filter(phone=c.phone, suppressed=True).values_list(
-        "channel", "source", "reference") == [("sms", "twilio:21610", f"message {first.id}")] * 3
+        "channel", "source", "reference") == [
+            ("sms", "twilio:21610", f"message {first.id}")] * len(withdrawn)
     theirs = await f.queued(spouse)
     await rig.dispatcher.dispatch_once()
     await theirs.refresh_from_db()
@@ -326,6 +328,48 @@ async def test_stale_weather_notice_is_skipped(rig: Rig) -> None:
     await rig.dispatcher.dispatch_once()
     await msg.refresh_from_db()
     assert (msg.status, msg.skip_reason) == (MessageStatus.SKIPPED, "stale")
+
+
+def _weather_notice(c: Customer) -> dict[str, Any]:
+    return {"key": f"weather:2026-11-21:{c.id}", "kind": "weather",
+            "category": Category.ALERT, "template": "weather_notice",
+            "params": {"name": c.name, "region": {"zh-CN": "深圳", "en": "Shenzhen"},
+                       "forecast": {"zh-CN": "明天有暴雨和雷暴大风",
+                                    "en": "heavy rain and gales tomorrow"},
+                       "advice": {"zh-CN": "慢行", "en": "slow down"},
+                       "tip": {"zh-CN": "勿涉水", "en": "avoid floods"}}}
+
+
+async def test_weather_alert_is_outside_the_weekly_care_cap_and_does_not_use_it(
+        rig: Rig) -> None:
+    c = await f.customer()
+    await f.link_telegram(c)
+    alert = await f.queued(c, **_weather_notice(c))
+    greetings = [await f.queued(c) for _ in range(rig.settings.delivery.weekly_cap + 1)]
+    await rig.dispatcher.dispatch_once()
+
+    await alert.refresh_from_db()
+    assert alert.status == MessageStatus.SENT
+    statuses = [(await Message.get(id=m.id)).status for m in greetings]
+    # the alert used none of the cap: every slot went to the greetings
+    assert statuses.count(MessageStatus.SENT) == rig.settings.delivery.weekly_cap
+    texts = [str(m.get("text")) for m in rig.telegram.sent_messages()]
+    assert any("深圳明天有暴雨和雷暴大风" in text for text in texts)
+
+
+async def test_weather_alerts_switched_off_are_skipped_and_care_still_comes(rig: Rig) -> None:
+    c = await f.customer()
+    await f.link_telegram(c)
+    await Consent.create(customer=c, channel="*", category=Category.ALERT, granted=False,
+                         source="telegram_settings", created_at=rig.clock.now)
+    alert = await f.queued(c, **_weather_notice(c))
+    greeting = await f.queued(c)
+    await rig.dispatcher.dispatch_once()
+
+    await alert.refresh_from_db()
+    await greeting.refresh_from_db()
+    assert (alert.status, alert.skip_reason) == (MessageStatus.SKIPPED, "opted_out")
+    assert greeting.status == MessageStatus.SENT
 
 
 async def test_expired_lease_is_claimed_again_and_nothing_is_lost(rig: Rig) -> None:

@@ -164,7 +164,7 @@ async def test_bad_rows_are_reported_by_line_and_column_and_good_rows_still_land
     assert out[1:] == [
         "line 5: birthday: not a date (YYYY-MM-DD): '1990-13-01'",
         "line 6: name: required",
-        "line 7: region: unknown region code 'XX'",
+        "line 7: region: unknown region 'XX'",
         "line 8: language: expected one of zh-CN|en: 'fr'",
         "line 9: row: 4 cells, the header has 5",
         "line 12: birthday: not a plausible birthday: 2999-01-01",

@@ -8,7 +8,10 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from scheduler import weather
+from bot.delivery.segments import count_segments
+from bot.settings import SmsSettings
+from bot.texts import Texts
+from scheduler import weather, wording
 from scheduler.config import WeatherSettings
 from scheduler.context import PlanContext, outbox_sink
 from scheduler.forecast import DayForecast, OpenMeteo
@@ -99,7 +102,7 @@ def test_thresholds_are_configurable() -> None:
 # -- through the fake weather server -----------------------------------------------------------
 
 
-async def test_notices_per_customer_region_hazard_and_date(
+async def test_one_combined_notice_per_customer_naming_every_hazard(
     db: str, fake_weather: FakeWeather, source: OpenMeteo
 ) -> None:
     sh, bj = await _regions()
@@ -113,12 +116,9 @@ async def test_notices_per_customer_region_hazard_and_date(
 
     result = await weather.queue(_ctx(), _settings(fake_weather), source, outbox_sink(100))
 
-    assert (result.queued, result.regions, result.failed) == (3, 2, [])
+    assert (result.queued, result.regions, result.failed) == (2, 2, [])
     assert sorted(await Message.all().values_list("dedup_key", flat=True)) == sorted([
-        f"weather:shanghai:2026-07-02:heavy_rain:{a}",
-        f"weather:shanghai:2026-07-02:storm:{a}",
-        f"weather:beijing:2026-07-01:storm:{b}",
-    ])
+        f"weather:2026-07-01:{a}", f"weather:2026-07-01:{b}"])
     [request] = fake_weather.requests
     assert request.params["wind_speed_unit"] == "ms"
     assert request.params["daily"] == ("weather_code,precipitation_sum,snowfall_sum,"
@@ -126,18 +126,67 @@ async def test_notices_per_customer_region_hazard_and_date(
     assert (request.params["start_date"], request.params["end_date"]) == ("2026-07-01",
                                                                          "2026-07-02")
     assert len(request.latitudes) == 2
-    rain = await Message.get(dedup_key=f"weather:shanghai:2026-07-02:heavy_rain:{a}")
-    assert (rain.category, rain.template_key) == (Category.CARE, "weather_alert")
+    rain = await Message.get(dedup_key=f"weather:2026-07-01:{a}")
+    assert (rain.category, rain.template_key) == (Category.ALERT, "weather_notice")
     assert rain.params["region"] == {"zh-CN": "上海", "en": "Shanghai"}
-    assert rain.params["date"] == {"zh-CN": "2026年7月2日", "en": "2 Jul 2026"}
-    assert rain.params["hazard"] == {"zh-CN": "强降雨", "en": "heavy rain"}
-    assert "低洼" in rain.params["advice"]["zh-CN"]
+    assert rain.params["forecast"] == {"zh-CN": "明天有暴雨和雷暴大风",
+                                       "en": "heavy rain and gales or thunderstorms tomorrow"}
+    assert "低洼" in rain.params["advice"]["zh-CN"] and "大树" in rain.params["advice"]["zh-CN"]
+    assert rain.params["tip"]["zh-CN"] == "请远离大树和广告牌停车。"  # the storm's: the worst
     assert rain.not_before == datetime(2026, 6, 30, 23, 0, tzinfo=UTC)  # 07:00 Shanghai
     assert rain.stale_after == datetime(2026, 7, 2, 4, 0, tzinfo=UTC)  # 12:00 the rainy day
+    gust = await Message.get(dedup_key=f"weather:2026-07-01:{b}")
+    assert gust.params["forecast"]["zh-CN"] == "今天有雷暴大风"
 
     again = await weather.queue(_ctx(date(2026, 7, 2)), _settings(fake_weather), source,
                                 outbox_sink(100))
-    assert again.queued == 0  # tomorrow's run sees the same rain: nothing new
+    assert again.queued == 0  # tomorrow's run sees the same rain: announced already
+    assert again.by_region == {"shanghai": [(date(2026, 7, 2), ["heavy_rain", "storm"])]}
+
+
+async def test_a_hazard_new_the_next_day_is_announced_alone(
+    db: str, fake_weather: FakeWeather, source: OpenMeteo
+) -> None:
+    sh, _ = await _regions()
+    a = await _insured(sh)
+    fake_weather.set_forecast(*SHANGHAI, [{"date": "2026-07-02", "precipitation_sum": 60.0}])
+    await weather.queue(_ctx(), _settings(fake_weather), source, outbox_sink(100))
+    fake_weather.set_forecast(*SHANGHAI, [{"date": "2026-07-02", "precipitation_sum": 60.0,
+                                           "wind_gusts_10m_max": 25.0}])
+
+    again = await weather.queue(_ctx(date(2026, 7, 2)), _settings(fake_weather), source,
+                                outbox_sink(100))
+
+    assert again.queued == 1
+    second = await Message.get(dedup_key=f"weather:2026-07-02:{a}")
+    assert second.params["forecast"]["zh-CN"] == "今天有雷暴大风"
+
+
+@pytest.mark.parametrize(("days", "zh", "en"), [
+    ([(1, ["heavy_rain", "storm"])], "明天有暴雨和雷暴大风",
+     "heavy rain and gales or thunderstorms tomorrow"),
+    ([(0, ["snow"]), (1, ["snow", "freeze"])], "今天有降雪，明天有降雪和严寒冰冻",
+     "snow today; snow and hard frost tomorrow"),
+    ([(0, ["heavy_rain", "snow", "storm"])], "今天有暴雨、降雪和雷暴大风",
+     "heavy rain, snow and gales or thunderstorms today"),
+])
+def test_hazard_combinations_are_worded_in_both_languages(
+        days: list[tuple[int, list[str]]], zh: str, en: str) -> None:
+    assert wording.hazard_forecast(days) == {"zh-CN": zh, "en": en}
+
+
+@pytest.mark.parametrize("hazards", [
+    ["heavy_rain"], ["snow"], ["storm"], ["freeze"], ["heavy_rain", "storm"],
+    ["snow", "freeze"], ["heavy_rain", "snow", "storm", "freeze"]])
+def test_chinese_sms_notice_fits_one_segment_with_signature_and_opt_out(
+        hazards: list[str]) -> None:
+    texts, sms = Texts.load(), SmsSettings()
+    params = {"name": "欧阳娜娜", "region": {"zh-CN": "西双版纳", "en": "Xishuangbanna"},
+              "forecast": wording.hazard_forecast([(1, hazards)]),
+              "advice": wording.hazard_advice(hazards), "tip": wording.hazard_tip(hazards)}
+    body = texts.render("weather_notice", "zh-CN", params, sms=True)
+    assert count_segments(sms.signature + body + sms.opt_out_hint_zh) == 1, body
+    assert texts.render("weather_notice", "en", params, sms=True)
 
 
 async def test_provider_outage_is_retried_with_backoff_then_ends_cleanly(
@@ -176,7 +225,7 @@ async def test_a_failing_request_does_not_stop_the_other_regions(
         await client.close()
     assert result.failed == ["shanghai"]
     assert await Message.all().values_list("dedup_key", flat=True) == [
-        f"weather:beijing:2026-07-01:snow:{b}"]
+        f"weather:2026-07-01:{b}"]
 
 
 async def test_a_region_the_provider_refuses_is_isolated_from_its_batch(
@@ -190,7 +239,7 @@ async def test_a_region_the_provider_refuses_is_isolated_from_its_batch(
     result = await weather.queue(_ctx(), _settings(fake_weather), source, outbox_sink(100))
     assert result.failed == ["nowhere"] and not result.retryable
     assert await Message.all().values_list("dedup_key", flat=True) == [
-        f"weather:shanghai:2026-07-01:freeze:{a}"]
+        f"weather:2026-07-01:{a}"]
 
 
 async def test_past_days_get_no_weather_notices(

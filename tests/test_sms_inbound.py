@@ -59,7 +59,7 @@ from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 INBOUND_URL = f"{f.PUBLIC_URL}/sms/inbound"
 TO_NUMBER = f.FROM_NUMBER
 STRANGER = "+8613912345678"
-CATEGORIES = ["marketing", "care", "reminder"]
+CATEGORIES = ["marketing", "care", "alert", "reminder"]
 _claims = itertools.count(1)
 
 
@@ -266,23 +266,23 @@ async def test_stop_from_a_number_no_customer_has_is_confirmed_and_remembered(
 ) -> None:
     sid = new_sid()
     reply = await rig.text(STRANGER, word, sid=sid)
-    assert reply == ("【安行保险】已为您退订营销、关怀、提醒短信，理赔等服务通知不受影响。"
+    assert reply == ("【安行保险】已为您退订营销、关怀、天气、提醒短信，理赔等服务通知不受影响。"
                      "回复订阅可恢复。")
     assert await remembered(STRANGER) == {("sms", c, True, "sms:keyword", sid) for c in CATEGORIES}
     [row] = await InboundSms.all()
     assert (row.customer_id, row.keyword, row.reply) == (None, "stop", reply)
     assert await Consent.all().count() == 0 and await Customer.all().count() == 0
     assert await rig.text(STRANGER, word, sid=sid) == reply  # a redelivery: no second effect
-    assert await PhoneSuppression.all().count() == 3
+    assert await PhoneSuppression.all().count() == len(CATEGORIES)
 
 
 async def test_stop_from_abroad_is_confirmed_in_english_with_the_english_signature(
     rig: SmsRig,
 ) -> None:
     reply = await rig.text("+85291234567", "STOP")
-    assert reply == ("[Anxing Insurance] You will no longer get marketing, care, reminder "
+    assert reply == ("[Anxing Insurance] You will no longer get marketing, care, weather, reminder "
                      "texts. Service updates continue. Reply START to resubscribe.")
-    assert len(await remembered("+85291234567")) == 3
+    assert len(await remembered("+85291234567")) == len(CATEGORIES)
 
 
 async def test_a_twilio_opt_out_from_a_stranger_is_remembered_without_a_reply(
@@ -329,7 +329,7 @@ async def test_an_opt_out_made_before_the_import_holds_for_the_new_customer(
     assert [r.to for r in rig.twilio.sent_messages()] == [STRANGER]
     # Re-importing the same file changes nothing (no second set of consents).
     await import_customers(db, tmp_path, "13912345678,赵敏\n")
-    assert await Consent.filter(customer_id=owner.id).count() == 3
+    assert await Consent.filter(customer_id=owner.id).count() == len(CATEGORIES)
 
 
 async def test_an_opt_out_holds_for_a_customer_the_import_moves_to_the_number(
@@ -426,7 +426,8 @@ async def expected_after(rig: SmsRig, command: Command, owner: Customer, lang: s
     if command is Command.STOP:
         assert reply == r.opted_out(lang, CATEGORIES)
         assert await sms_consents(owner.id) == dict.fromkeys(CATEGORIES, False)
-        assert await Consent.filter(customer_id=owner.id, source="sms:keyword").count() == 3
+        assert await Consent.filter(customer_id=owner.id,
+                                    source="sms:keyword").count() == len(CATEGORIES)
     elif command is Command.START:
         assert reply == r.opted_in(lang, CATEGORIES)
         assert await sms_consents(owner.id) == dict.fromkeys(CATEGORIES, True)
@@ -489,7 +490,7 @@ async def test_replies_read_as_the_customer_expects() -> None:
 
     r = Replies(Texts.load(), Settings().sms, "+8613800138000")
     assert r.opted_out("zh-CN", CATEGORIES) == (
-        "【安行保险】已为您退订营销、关怀、提醒短信，理赔等服务通知不受影响。回复订阅可恢复。")
+        "【安行保险】已为您退订营销、关怀、天气、提醒短信，理赔等服务通知不受影响。回复订阅可恢复。")
     assert r.opted_out("en", CATEGORIES).startswith("【安行保险】 You will no longer get")
     assert r.to_number("+85291234567").help("en") == (
         "[Anxing Insurance] POLICY: policies. CLAIM [number]: status. "
@@ -645,7 +646,8 @@ async def test_same_message_sid_twice_gets_the_same_answer_and_one_effect(
     second = await rig.post(params)
     assert first == second and first[0] == 200
     assert await InboundSms.filter(message_sid=sid).count() == 1
-    assert await Consent.filter(customer_id=owner.id).count() == (3 if body == "STOP" else 0)
+    stops = len(CATEGORIES) if body == "STOP" else 0
+    assert await Consent.filter(customer_id=owner.id).count() == stops
     assert await LedgerEntry.all().count() == (1 if body == "签到" else 0)
 
 
@@ -659,7 +661,7 @@ async def test_two_concurrent_deliveries_of_one_message_have_one_effect(
     a, b = await asyncio.gather(rig.post(params), rig.post(params))
     assert a == b and a[0] == 200 and message_of(a[2])
     assert await InboundSms.all().count() == 1
-    assert await Consent.all().count() == (3 if body == "STOP" else 0)
+    assert await Consent.all().count() == (len(CATEGORIES) if body == "STOP" else 0)
     assert await LedgerEntry.all().count() == (1 if body == "CHECKIN" else 0)
 
 
@@ -725,7 +727,7 @@ async def test_a_failed_first_delivery_leaves_no_row_so_the_retry_does_the_work(
     monkeypatch.setattr("bot.sms.conversations.record_sms_opt_out", record_sms_opt_out)
     status, _, twiml = await rig.post(params)
     assert status == 200 and message_of(twiml) == rig.replies.opted_out("zh-CN", CATEGORIES)
-    assert await Consent.filter(customer_id=owner.id).count() == 3
+    assert await Consent.filter(customer_id=owner.id).count() == len(CATEGORIES)
 
 
 # -- MMS -----------------------------------------------------------------------------------

@@ -75,7 +75,8 @@ def _expected(command: str, t: Translator, owner: Customer, policy: Policy,
                     count=0),
         "settings": t("tg_settings", language=t("tg_language_name_en" if t.lang == "en"
                                                 else "tg_language_name_zh"),
-                      care=t("tg_on"), reminder=t("tg_on"), marketing=t("tg_off"),
+                      care=t("tg_on"), alert=t("tg_on"), reminder=t("tg_on"),
+                      marketing=t("tg_off"),
                       channel=t("tg_channel_telegram")),
         "language": t("tg_language_choose"),
         "help": t("tg_help", company=company, hotline="95500"),
@@ -360,7 +361,7 @@ def test_every_text_key_built_from_a_value_exists() -> None:
         "tg_entry_": [k.value for k in EntryKind],
         "tg_voucher_status_": [v.value for v in VoucherStatus],
         "tg_doc_": [*DOCUMENT_KEYS, "other"],
-        "tg_category_": ["care", "reminder", "marketing"],
+        "tg_category_": ["care", "alert", "reminder", "marketing"],
         "tg_channel_": ["telegram", "sms"],
     }
     missing = [prefix + value for prefix, values in families.items() for value in values

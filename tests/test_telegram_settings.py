@@ -60,7 +60,7 @@ async def test_an_sms_opt_out_shows_on_the_settings_screen(tg: Rig) -> None:
     await tg.send(user, "/settings")
     t = tg.t("en")
     assert tg.last_text(user.id) == t(
-        "tg_settings", language="English", care=t("tg_on_but_sms_off"),
+        "tg_settings", language="English", care=t("tg_on_but_sms_off"), alert=t("tg_on"),
         reminder=t("tg_on_but_sms_off"), marketing=t("tg_off"),
         channel=t("tg_channel_telegram")) + "\n\n" + t("tg_settings_sms_opted_out")
     # Switching care off and on again in Telegram leaves the SMS opt-out, and says so.
@@ -91,7 +91,7 @@ async def test_preferring_sms_moves_notifications_but_not_service_messages(tg: R
     await tg.press(user, "set:toggle:care")  # a switch keeps the preference
     await tg.send(user, "/settings")
     assert tg.last_text(user.id) == t("tg_settings", language="English", care=t("tg_off"),
-                                      reminder=t("tg_on"), marketing=t("tg_off"),
+                                      alert=t("tg_on"), reminder=t("tg_on"), marketing=t("tg_off"),
                                       channel=t("tg_channel_sms"))
     tg.clock.advance(minutes=1)
     await tg.press(user, "set:channel:")

@@ -116,11 +116,11 @@ async def test_a_21610_callback_opts_out_the_number_for_every_customer_on_it(
     for customer in (sender, spouse):
         withdrawn = await Consent.filter(customer_id=customer.id, channel="sms",
                                          granted=False).values_list("category", flat=True)
-        assert set(withdrawn) == {"marketing", "care", "reminder"}
+        assert set(withdrawn) == {"marketing", "care", "alert", "reminder"}
     assert not await Consent.filter(customer_id=stranger.id).exists()
     remembered = await PhoneSuppression.filter(phone=sender.phone).values_list(
         "channel", "suppressed", "source", "reference")
-    assert sorted(remembered) == [("sms", True, "twilio:21610", sid)] * 3
+    assert sorted(remembered) == [("sms", True, "twilio:21610", sid)] * 4  # the opt-out categories
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,8 @@ CONTENT = "content_refused"
 SHARED_PHONE = "shared_phone"  # a number 3+ customers share, not yet released by an operator
 
 CAPPED_CATEGORIES = frozenset({Category.CARE, Category.MARKETING})
+# Not sent by SMS to a shared number an operator has not released (a salesperson's phone).
+HELD_ON_SHARED_PHONES = CAPPED_CATEGORIES | {Category.ALERT}
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +143,7 @@ def choose_channel(
             if not recipient.phone_valid:
                 reasons.append(INVALID_PHONE)
                 continue
-            if recipient.sms_held and category in CAPPED_CATEGORIES:
+            if recipient.sms_held and category in HELD_ON_SHARED_PHONES:
                 reasons.append(SHARED_PHONE)
                 continue
         if not allowed(recipient, channel, category):

@@ -84,6 +84,7 @@ from bot.delivery.recipients import record_sms_opt_out
 from bot.desk.threads import Desk
 from bot.documents import UploadLimits, UploadRejected, store_document
 from bot.settings import Settings
+from bot.sms import city as sms_city
 from bot.sms import renewal_replies
 from bot.sms.desk import SmsDesk
 from bot.sms.keywords import Command, Parsed, parse
@@ -228,6 +229,7 @@ class SmsConversations:
             Command.CLAIM: self._claim,
             Command.POINTS: self._points,
             Command.CHECKIN: self._checkin,
+            Command.CITY: self._city,
             Command.REPORT: self._report,
             Command.MENU: self._converse,  # the conversations desk (bot.sms.desk) from here
             Command.AGENT: self._converse,
@@ -422,6 +424,15 @@ class SmsConversations:
             claim.reply = turn.replies.checked_in(
                 turn.language, awarded=result.awarded, points=result.points,
                 bonus=result.bonus, streak=result.streak, balance=balance)
+        return claim.reply
+
+    async def _city(self, turn: Turn) -> str:
+        change = await sms_city.change(turn.sender.ids, turn.parsed.argument, turn.language,
+                                       turn.replies, turn.now)
+        if change.act is None:  # a question or an unknown city: nothing changes
+            return await self._reply(turn, change.reply)
+        async with self.claimed(turn.row, Command.CITY.value, turn.delete_urls) as claim:
+            claim.reply = await change.act()
         return claim.reply
 
     async def _renewal_answer(self, turn: Turn) -> str:

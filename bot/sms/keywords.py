@@ -7,9 +7,10 @@ as the keyword.
 
 A keyword is the whole message, as carriers and Twilio match opt-out words: "STOP" opts
 out, "please don't stop" does not. CLAIM takes the claim number, REDEEM the number of an item
-in its list and CONFIRM a 4-digit code; the argument may follow the keyword directly
-(``理赔RDAA31001``, ``兑换2``) or after a space, colon or ``#``. COMPLAINT (``投诉 …``) takes
-what happened, and a lone digit 1–5 is SCORE, a satisfaction survey's answer.
+in its list, CONFIRM a 4-digit code and CITY the city's name (``城市 深圳``, ``CITY Shenzhen``);
+the argument may follow the keyword directly (``理赔RDAA31001``, ``兑换2``) or after a space,
+colon or ``#``. COMPLAINT (``投诉 …``) takes what happened, and a lone digit 1–5 is SCORE, a
+satisfaction survey's answer.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Command(StrEnum):
     AGENT = "agent"  # a person, please (bot.desk)
     COMPLAINT = "complaint"  # 投诉 [what happened] (bot.sms.desk)
     SCORE = "score"  # a digit 1-5: a satisfaction survey's answer (bot.sms.desk)
+    CITY = "city"  # 城市 深圳: the customer's own region for weather (bot.sms.city)
     REPORT = "report"  # an accident: hotline and a call-back (bot.sms.report)
     REDEEM = "redeem"  # argument: the item's number in the list, or none for the list
     CONFIRM = "confirm"  # argument: the 4-digit code of a redemption
@@ -50,6 +52,7 @@ _WORDS: dict[Command, tuple[str, ...]] = {
     Command.CHECKIN: ("CHECKIN", "CHECK IN", "签到"),
     Command.AGENT: ("人工", "转人工", "人工客服", "客服", "联系客服", "AGENT", "HUMAN"),
     Command.COMPLAINT: ("投诉", "我要投诉", "COMPLAINT"),
+    Command.CITY: ("CITY", "城市"),
     Command.REPORT: ("REPORT", "报案", "出险"),
     Command.REDEEM: ("REDEEM", "兑换"),
     Command.VOUCHERS: ("VOUCHERS", "VOUCHER", "券", "优惠券", "我的券"),
@@ -77,6 +80,8 @@ _COMPLAINT = re.compile(r"^(?:(?:我要)?投诉\s*[:#]?\s*|COMPLAINT(?:\s*[:#]\s
 _SCORES = frozenset("12345")
 
 
+# "城市 深圳", "城市深圳", "城市：深圳", "CITY Shenzhen"
+_CITY = re.compile(r"^(?:CITY(?:\s*[:#]\s*|\s+)|城市(?:\s*[:#]?\s*))(\S.{0,39})$")
 # "兑换2", "兑换 2", "REDEEM 2", "REDEEM2"; "确认 4821", "确认4821", "CONFIRM 4821".
 _REDEEM = re.compile(r"^(?:REDEEM|兑换)\s*[:#]?\s*(\d{1,2})$")
 _CONFIRM = re.compile(r"^(?:CONFIRM|确认)\s*[:#]?\s*(\d{4})$")
@@ -85,8 +90,8 @@ _CONFIRM = re.compile(r"^(?:CONFIRM|确认)\s*[:#]?\s*(\d{4})$")
 @dataclass(frozen=True, slots=True)
 class Parsed:
     command: Command
-    argument: str = ""  # CLAIM's number, REDEEM's item, CONFIRM's code, COMPLAINT's text,
-    # SCORE's digit; else empty
+    argument: str = ""  # CLAIM's number, REDEEM's item, CONFIRM's code, CITY's name,
+    # COMPLAINT's text, SCORE's digit; else empty
     from_twilio: bool = False  # decided by Twilio's OptOutType, which already answered
 
 
@@ -107,6 +112,8 @@ def parse(body: str, opt_out_type: str = "") -> Parsed:
         return Parsed(command)
     if match := _CLAIM.match(text):
         return Parsed(Command.CLAIM, match.group(1))
+    if match := _CITY.match(text):
+        return Parsed(Command.CITY, match.group(1))
     for command, pattern in ((Command.REDEEM, _REDEEM), (Command.CONFIRM, _CONFIRM)):
         if match := pattern.match(text):
             return Parsed(command, match.group(1))

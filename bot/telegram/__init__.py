@@ -15,6 +15,7 @@ from aiogram import Router
 
 def get_routers() -> list[Router]:
     from bot.telegram import (
+        city,
         claims,
         complaints,
         desk,
@@ -50,6 +51,7 @@ def get_routers() -> list[Router]:
         vouchers.get_router(),
         invite.get_router(),
         preferences.get_router(),
+        city.get_router(),
         help_screen.get_router(),
         desk.get_router(),
         complaints.get_router(),

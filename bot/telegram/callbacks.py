@@ -71,12 +71,17 @@ class SettingsAction(StrEnum):
     TOGGLE = "toggle"
     CHANNEL = "channel"
     LANGUAGE = "lang"
+    CITY = "city"
     UNLINK = "unlink"
 
 
 class SettingsCb(CallbackData, prefix="set"):
     action: SettingsAction
     value: str = ""
+
+
+class CityCb(CallbackData, prefix="city"):
+    region: int
 
 
 class LanguageCb(CallbackData, prefix="lang"):

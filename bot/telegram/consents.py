@@ -1,9 +1,9 @@
 """Notification preferences chosen in Telegram's /settings, kept as ``Consent`` rows so SMS and
 Telegram share one consent model (the dispatcher reads nothing else).
 
-What a switch means. Turning a category (care, reminder, marketing; service cannot be turned
-off) off in Telegram means the customer does not want that category at all — not "not on
-Telegram" — so it is recorded on channel ``*``. The delivery policy lets a channel's own
+What a switch means. Turning a category (care, weather alerts, reminder, marketing; service
+cannot be turned off) off in Telegram means the customer does not want that category at all —
+not "not on Telegram" — so it is recorded on channel ``*``. The delivery policy lets a channel's own
 record outrank ``*``, so a switch also writes the channel rows that must agree with it:
 
 * ``*``        = the switch;
@@ -25,7 +25,8 @@ from datetime import datetime
 
 from storage.models import Category, Channel, Consent
 
-SWITCHABLE: tuple[Category, ...] = (Category.CARE, Category.REMINDER, Category.MARKETING)
+SWITCHABLE: tuple[Category, ...] = (Category.CARE, Category.ALERT, Category.REMINDER,
+                                    Category.MARKETING)
 SOURCE = "telegram_settings"
 _PREFER = {Channel.TELEGRAM: f"{SOURCE}:prefer_telegram", Channel.SMS: f"{SOURCE}:prefer_sms"}
 _ANY = "*"

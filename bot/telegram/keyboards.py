@@ -175,7 +175,9 @@ def settings(t: Translator, toggles: Iterable[tuple[str, str]], channel_text: st
              ) -> InlineKeyboardMarkup:
     """``toggles``: (category, button text)."""
     rows = [[InlineKeyboardButton(text=t("tg_settings_language_button"),
-                                  callback_data=SettingsCb(action=SettingsAction.LANGUAGE).pack())]]
+                                  callback_data=SettingsCb(action=SettingsAction.LANGUAGE).pack()),
+             InlineKeyboardButton(text=t("tg_settings_city_button"),
+                                  callback_data=SettingsCb(action=SettingsAction.CITY).pack())]]
     rows += [[InlineKeyboardButton(text=text, callback_data=SettingsCb(
         action=SettingsAction.TOGGLE, value=category).pack())] for category, text in toggles]
     rows.append([InlineKeyboardButton(text=channel_text, callback_data=SettingsCb(

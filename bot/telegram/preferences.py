@@ -30,7 +30,8 @@ def screen(t: Translator, prefs: consents.Preferences) -> tuple[str, InlineKeybo
     channel = t(f"tg_channel_{prefs.preferred}")
     text = t("tg_settings", language=t("tg_language_name_en" if t.lang == "en"
                                        else "tg_language_name_zh"),
-             care=state(Category.CARE), reminder=state(Category.REMINDER),
+             care=state(Category.CARE), alert=state(Category.ALERT),
+             reminder=state(Category.REMINDER),
              marketing=state(Category.MARKETING), channel=channel)
     if prefs.sms_opted_out:
         text += "\n\n" + t("tg_settings_sms_opted_out")

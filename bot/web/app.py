@@ -195,7 +195,7 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
                              stuck_after=settings.report.sweep_interval_seconds * 5 + 60),
         ] if seams.run_accident_reports else []
         if not settings.core.enabled:
-            log.warning("core.report_webhook_url is not set: confirmed accident reports wait "
+            log.info("core.report_webhook_url is not set: confirmed accident reports wait "
                         "in the queue until it is")
         yield
         for loop in loops:

@@ -32,10 +32,11 @@ from typing import Any, NamedTuple
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from storage.choices import IMPORT, customer_chose
+from storage.choices import ADDRESS, IMPORT, INFERRED, customer_chose
 from storage.identity import Match, mask_name, match
-from storage.models import Customer, Language, Region
+from storage.models import Customer, Language
 from storage.phones import mask_phone
+from storage.regions import RegionNames, RegionNotFound
 from storage.shared_phones import apply_counts, recount
 from storage.sql import Statements
 from storage.suppressions import apply_number_opt_outs
@@ -85,6 +86,7 @@ class CustomerRecord(NamedTuple):
     email: str | None
     customer_no: str | None = None
     referred_by_no: str | None = None
+    region_set_by: str = IMPORT  # or ADDRESS: inferred from the address column
 
 
 class Known(NamedTuple):
@@ -121,21 +123,21 @@ _INSERTED = ("created_at", "updated_at", "birthday_md", *_COLUMNS[1:], "referral
 class CustomerImport:
     required: tuple[str, ...] = ("phone", "name")
     optional: tuple[str, ...] = ("customer_no", "birthday", "lunar_birthday", "language",
-                                 "timezone", "region", "referred_by", "referred_by_no", "email")
+                                 "timezone", "region", "referred_by", "referred_by_no", "email",
+                                 "address")
 
     def __init__(self, columns: Columns, context: Context) -> None:
         self._pick = columns.picker("phone", "name", "birthday", "lunar_birthday", "language",
                                     "timezone", "region", "referred_by", "email", "customer_no",
-                                    "referred_by_no")
+                                    "referred_by_no", "address")
         self._context = context
         self._phones = cells.Phones(context.default_region)
         self._zones = cells.TimeZones()
-        self._regions: dict[str, int] = {}
+        self._regions = RegionNames(())
         self._today = context.now.astimezone(context.local_tz).date()
 
     async def prepare(self, conn: BaseDBAsyncClient) -> None:
-        rows = await Region.all().using_db(conn).values_list("code", "id")
-        self._regions = {str(code).casefold(): int(pk) for code, pk in rows}
+        self._regions = await RegionNames.load(conn)
 
     def keys(self, record: CustomerRecord) -> tuple[str, ...]:
         """A later row about the same customer number or phone goes in a later batch."""
@@ -144,7 +146,7 @@ class CustomerImport:
 
     def parse(self, values: list[str]) -> CustomerRecord:
         (phone_text, name, birthday_text, lunar_text, language_text, zone_text, region_text,
-         referrer_text, email_text, number, referrer_number) = self._pick(values)
+         referrer_text, email_text, number, referrer_number, address) = self._pick(values)
         phone = self._phones(cells.required(phone_text, "phone"), "phone")
         cells.bounded(cells.required(name, "name"), "name", 100)
         customer_no = cells.bounded(number, "customer_no", 40) or None
@@ -154,6 +156,9 @@ class CustomerImport:
         language = cells.choice(language_text, "language", _LANGUAGES) if language_text else None
         zone = self._zones(zone_text, "timezone") if zone_text else None
         region_id = self._region(region_text) if region_text else None
+        inferred = region_id is None and bool(address)
+        if inferred:  # the address is only read, never stored
+            region_id = self._regions.in_address(cells.bounded(address, "address", 200))
         referrer = self._phones(referrer_text, "referred_by") if referrer_text else None
         if referrer_no is not None:
             if referrer_no == customer_no:
@@ -163,7 +168,7 @@ class CustomerImport:
             raise RowError("referred_by", "a customer cannot refer themselves")
         email = cells.email(email_text, "email") if email_text else None
         return CustomerRecord(phone, name, birthday, lunar, language, zone, region_id, referrer,
-                              email, customer_no, referrer_no)
+                              email, customer_no, referrer_no, ADDRESS if inferred else IMPORT)
 
     def _birthday(self, text: str) -> date:
         value = cells.iso_date(text, "birthday")
@@ -172,10 +177,10 @@ class CustomerImport:
         return value
 
     def _region(self, text: str) -> int:
-        region_id = self._regions.get(text.casefold())
-        if region_id is None:
-            raise RowError("region", f"unknown region code {text!r}")
-        return region_id
+        try:
+            return self._regions.resolve(text)
+        except RegionNotFound as exc:
+            raise RowError("region", str(exc)) from None
 
     async def write(self, conn: BaseDBAsyncClient,
                     batch: Sequence[Parsed[CustomerRecord]]) -> Outcome:
@@ -314,7 +319,8 @@ class _BatchWriter:
             record.phone, record.birthday, bool(record.lunar_birthday),
             str(language or Language.ZH_CN), *(blank if language is None else given),
             zone or DEFAULT_TIMEZONE, *(blank if zone is None else given),
-            region, *(blank if region is None else given), record.email or "", referrer, code,
+            region, *(blank if region is None else (record.region_set_by, stamp)),
+            record.email or "", referrer, code,
         ])
         self.created_phones.setdefault(record.phone, []).append(code)
         self.touched.add(record.phone)
@@ -412,20 +418,22 @@ def _updated(current: Known, record: CustomerRecord, stamp: Any) -> tuple[Known,
     language, time zone or region the customer chose stays. Also whether one stayed."""
     kept = False
     chosen: list[Any] = []  # value, set_by, set_at of language, time zone and region
-    for given, value, set_by, set_at in (
+    for given, value, set_by, set_at, source in (
             (record.language, current.language, current.language_set_by,
-             current.language_set_at),
+             current.language_set_at, IMPORT),
             (record.timezone, current.timezone, current.timezone_set_by,
-             current.timezone_set_at),
+             current.timezone_set_at, IMPORT),
             (record.region_id, current.region_id, current.region_set_by,
-             current.region_set_at)):
+             current.region_set_at, record.region_set_by)):
         if given is None or given == value:
             chosen += (value, set_by, set_at)
         elif customer_chose(set_by):
             kept = True
             chosen += (value, set_by, set_at)
+        elif source in INFERRED and value is not None and set_by not in INFERRED:
+            chosen += (value, set_by, set_at)  # a region named by an import stays
         else:
-            chosen += (given, IMPORT, stamp)
+            chosen += (given, source, stamp)
     return Known._make((current.id, record.customer_no or current.customer_no, record.name,
                         record.phone, given_or(record.birthday, current.birthday),
                         given_or(record.lunar_birthday, current.lunar_birthday), *chosen,

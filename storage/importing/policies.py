@@ -15,10 +15,12 @@ from typing import Any, NamedTuple
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from storage.models import Customer, Policy, PolicyStatus, Product
+from storage.choices import PLATE
+from storage.models import Customer, Policy, PolicyStatus, Product, Region
 from storage.phones import mask_phone
+from storage.plates import plate_region
 from storage.renewal_desk import Outcome as RenewalOutcome
-from storage.sql import Statements
+from storage.sql import Params, Statements, execute
 
 from . import cells
 from .rows import Columns, Context, Outcome, Parsed, Problem, RowError
@@ -68,10 +70,12 @@ class PolicyImport:
                                     "start_date", "end_date", "premium", "status", "renews",
                                     "customer_no", "agent", "branch")
         self._context = context
+        self._region_ids: dict[str, int] = {}  # built-in region code → id
         self._phones = cells.Phones(context.default_region)
 
     async def prepare(self, conn: BaseDBAsyncClient) -> None:
-        return None
+        rows = await Region.filter(builtin=True).using_db(conn).values_list("code", "id")
+        self._region_ids = {str(code): int(pk) for code, pk in rows}
 
     def keys(self, record: PolicyRecord) -> tuple[str, ...]:
         return (record.number,)
@@ -123,6 +127,7 @@ class PolicyImport:
         ends = {row[1]: row[7] for row in existing.values()}  # policy number: end date
         starts: dict[str, date] = {}  # this batch's renewals: start date
         arrived: set[str] = set()  # numbers of this batch's rows accepted so far
+        plates: dict[int, str] = {}  # an owner's first plate in the batch
         claimed: set[str] = set()  # policies renewed by this batch's rows so far
         for item in batch:
             record = item.record
@@ -144,6 +149,7 @@ class PolicyImport:
                 if link:
                     links.append((record.number, record.renews))
             arrived.add(record.number)
+            plates.setdefault(owner, record.plate)
             ends[record.number] = record.end_date
             starts[record.number] = record.start_date
             if current is None:
@@ -192,7 +198,23 @@ class PolicyImport:
                 [[ids[renewal], str(PolicyStatus.RENEWED), stamp, stamp,
                   str(RenewalOutcome.RENEWED), "", "", "import", stamp,
                   _gap(ends.get(old), starts[renewal]), ids[old]] for renewal, old in links])
+        await self._regions_from_plates(conn, plates)
         return outcome
+
+    async def _regions_from_plates(self, conn: BaseDBAsyncClient,
+                                   plates: dict[int, str]) -> None:
+        """Owners without a region get their plate's (storage.plates): one statement per
+        region, and only where no region is set, so nobody's named region changes."""
+        owners: dict[int, list[int]] = {}
+        for owner, plate in plates.items():
+            code = plate_region(plate)
+            if code is not None and (region := self._region_ids.get(code)) is not None:
+                owners.setdefault(region, []).append(owner)
+        for region, ids in owners.items():
+            params = Params(region=region, by=PLATE, at=self._context.now)
+            await execute(conn, "UPDATE customer SET region_id = :region, region_set_by = :by, "
+                          f"region_set_at = :at WHERE region_id IS NULL AND id IN "
+                          f"({params.add_all(ids)})", params)
 
 
 async def _owners(statements: Statements,

@@ -34,6 +34,7 @@ from bot.web.operators import (
     imports,
     inbox,
     privacy,
+    regions,
     renewal_kpis,
     renewals,
     reviews,
@@ -49,6 +50,7 @@ from storage.accident_models import CoreDeliveryStatus
 from storage.loyalty_models import Reward
 from storage.models import ClaimEvent, ClaimStatus, Document, TaskStatus
 from storage.operator_models import AuditLog, Campaign, CampaignStatus, Role
+from storage.regions import RegionFileError, import_region_data
 
 API = Api("/api/v1")
 A, G, V = Role.ADMIN, Role.AGENT, Role.VIEWER
@@ -88,6 +90,10 @@ class SharedPhoneQuery(PageQuery):
                                                         "released; absent: both")
 
 
+class RegionQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    used: bool = Field(default=False, description="only regions with customers")
 class ConsentQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -563,6 +569,30 @@ async def post_import(call: Call) -> web.StreamResponse:
         call.actor, call.query.kind, data, filename=filename,
         default_region=call.settings.company.default_phone_region, now=call.now)
     return json_response(result, status=200)
+
+
+@API.route("GET", "/regions", role=V, query=RegionQuery, tag="regions",
+           summary="Regions with their customers, last hazards and this week's weather notices",
+           response=list[out.RegionOut])
+async def list_regions(call: Call) -> web.StreamResponse:
+    return json_response(await regions.region_list(used=call.query.used, now=call.now))
+
+
+@API.route("POST", "/regions/import", role=A, tag="regions", upload=True,
+           summary="Add or change custom areas from a CSV (code, name, name_en, full_name, "
+                   "latitude, longitude, timezone, parent)",
+           response=out.RegionImportOut)
+async def import_regions(call: Call) -> web.StreamResponse:
+    data, _ = await read_upload(call.request)
+    if data is None:
+        raise InvalidBody([FieldProblem(path="file", message="a CSV file is required",
+                                        type="missing")])
+    try:
+        report = await import_region_data(data)
+    except RegionFileError as exc:
+        raise InvalidBody([FieldProblem(path="file", message=str(exc),
+                                        type="value_error")]) from None
+    return json_response(regions.import_json(report))
 
 
 async def read_upload(request: web.Request) -> tuple[bytes | None, str]:

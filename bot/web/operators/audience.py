@@ -25,7 +25,8 @@ class AudienceFilter(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tiers: list[str] = Field(default_factory=list, description="VIP tier codes")
-    regions: list[str] = Field(default_factory=list, description="region codes")
+    regions: list[str] = Field(default_factory=list,
+                               description="region codes (or their earlier short codes)")
     products: list[Product] = Field(
         default_factory=list, description="insured today by a policy of one of these products")
     expiring_from: date | None = Field(
@@ -61,6 +62,7 @@ def where_clause(audience: AudienceFilter, params: Params, *, default_tier: str,
         parts.append(f"c.language IN ({params.add_all(lang.value for lang in audience.languages)})")
     if audience.regions:
         parts.append("c.region_id IN (SELECT r.id FROM region r WHERE r.code IN "
+                     f"({params.add_all(audience.regions)}) OR r.alias IN "
                      f"({params.add_all(audience.regions)}))")
     if audience.tiers:
         tier = (f"COALESCE((SELECT a.tier FROM loyalty_account a WHERE a.customer_id = c.id), "

@@ -48,6 +48,7 @@ from bot.web.operators import (
     imports,
     paging,
     privacy,
+    regions,
     renewal_kpis,
     renewals,
     reviews,
@@ -721,6 +722,28 @@ async def shared_phone_release(request: web.Request, actor: Actor) -> web.Stream
     return _back(f"{PREFIX}/shared-phones", ok="shared_phone_release")
 
 
+@page(Role.VIEWER)
+async def regions_page(request: web.Request, actor: Actor) -> web.StreamResponse:
+    used = request.query.get("all", "") != "1"
+    rows = await regions.region_list(used=used, now=now_of(request))
+    return render(request, "regions.html", actor, regions=rows, used=used, dry_run=None,
+                  dry_day=None)
+
+
+@page(Role.AGENT)
+async def regions_dry_run(request: web.Request, actor: Actor) -> web.StreamResponse:
+    """``engage weather --dry-run`` for a day: the forecast fetched now, nothing written."""
+    form = await read_form(request)
+    try:
+        day = date.fromisoformat(str(form.get("date", "")))
+    except ValueError:
+        return _back(f"{PREFIX}/regions", err="bad_date")
+    result = await regions.weather_dry_run(request.app[SETTINGS], day)
+    rows = await regions.region_list(used=True, now=now_of(request))
+    return render(request, "regions.html", actor, regions=rows, used=True, dry_run=result,
+                  dry_day=day)
+
+
 @page(Role.ADMIN)
 async def imports_page(request: web.Request, actor: Actor) -> web.StreamResponse:
     return render(request, "imports.html", actor, result=None)
@@ -912,6 +935,8 @@ def setup(app: web.Application) -> None:
     r.add_get(f"{PREFIX}/accident-reports", accident_reports_page)
     r.add_post(f"{PREFIX}/accident-reports/{{id:\\d+}}/retry", accident_report_retry)
     r.add_post(f"{PREFIX}/shared-phones/{{id:\\d+}}/release", shared_phone_release)
+    r.add_get(f"{PREFIX}/regions", regions_page)
+    r.add_post(f"{PREFIX}/regions/dry-run", regions_dry_run)
     r.add_get(f"{PREFIX}/imports", imports_page)
     r.add_post(f"{PREFIX}/imports", import_upload)
     from bot.web.operators import complaints_console, inbox_console

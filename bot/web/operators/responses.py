@@ -573,6 +573,35 @@ class ImportResult(Out):
     summary: str
 
 
+# -- regions ----------------------------------------------------------------------------------
+
+
+class RegionAlert(Out):
+    day: date = Field(description="the forecast day")
+    hazards: list[str] = Field(description="heavy_rain, snow, storm, freeze")
+    seen_on: date = Field(description="the last plan day the forecast gave them")
+
+
+class RegionOut(Out):
+    code: str = Field(description="administrative code (440300) or a custom area's code")
+    name: str
+    name_en: str
+    latitude: float
+    longitude: float
+    timezone: str
+    parent: str = Field(description="the code of the region it lies in")
+    builtin: bool
+    customers: int
+    last_alert: RegionAlert | None = Field(description="the latest day with hazards")
+    notices_week: int = Field(description="weather notices to its customers, last 7 days")
+
+
+class RegionImportOut(Out):
+    created: int
+    updated: int
+    rejected: int
+    problems: list[str] = Field(description="'line N: column: problem'")
+    summary: str
 # -- renewal desk --------------------------------------------------------------------------------
 
 

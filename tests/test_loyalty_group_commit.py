@@ -1,0 +1,148 @@
+"""Group commit of standalone postings (``loyalty.group_commit``) on a real database: one
+group's postings commit together or not at all, a refusal or a failing posting does not fail
+its neighbours, a posting inside the caller's transaction stays there, and a process killed
+in the middle of a group leaves none of it behind for a retry to post exactly once.
+
+The ledger groups standalone postings on SQLite only (on PostgreSQL each stays alone,
+measured faster there), so the grouping tests run on SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+
+import pytest
+from tortoise.transactions import in_transaction
+
+from loyalty import ledger
+from loyalty.config import LoyaltySettings
+from loyalty.errors import InsufficientPoints, UnknownCustomer
+from storage.loyalty_models import EntryKind, LedgerEntry
+from storage.models import Customer
+from tests.workers.ledger_worker import NOW, posting
+
+S = LoyaltySettings()
+grouped = pytest.mark.usefixtures("sqlite_only")
+WORKER = [sys.executable, "-m", "tests.workers.ledger_worker"]
+
+
+@pytest.fixture
+def sqlite_only(is_postgres: bool) -> None:
+    if is_postgres:
+        pytest.skip("standalone postings are not grouped on PostgreSQL")
+
+
+async def _customers(n: int) -> list[int]:
+    ids = []
+    for i in range(n):
+        c = await Customer.create(name=f"客户{i}", phone=f"+861380013{i:04d}",
+                                  referral_code=f"G{i}")
+        await ledger.credit(c.id, 100, kind=EntryKind.ADJUSTMENT, key=f"open:{c.id}", now=NOW,
+                            settings=S)
+        ids.append(c.id)
+    return ids
+
+
+def _credit(customer_id: int, points: int, key: str) -> asyncio.Future[ledger.Posted]:
+    return asyncio.ensure_future(ledger.credit(customer_id, points, kind=EntryKind.ADJUSTMENT,
+                                               key=key, now=NOW, settings=S))
+
+
+def _record_groups() -> list[list[str]]:
+    groups: list[list[str]] = []
+
+    async def record(keys: Sequence[str]) -> None:
+        groups.append(list(keys))
+
+    ledger.posting_queue().before_commit = record
+    return groups
+
+
+async def _keys(prefix: str) -> set[str]:
+    keys: list[str] = await LedgerEntry.filter(idempotency_key__startswith=prefix).values_list(
+        "idempotency_key", flat=True)  # type: ignore[assignment]
+    return set(keys)
+
+
+@grouped
+async def test_concurrent_postings_commit_in_groups_each_with_its_own_outcome(db: str) -> None:
+    a, b = await _customers(2)
+    groups = _record_groups()
+    results = await asyncio.gather(
+        *(_credit(a if i % 2 else b, i + 1, f"g{i}") for i in range(10)),
+        ledger.debit(a, 1_000, kind=EntryKind.REDEMPTION, key="too-much", now=NOW),
+        ledger.debit(b, 30, kind=EntryKind.REDEMPTION, key="fits", now=NOW),
+        return_exceptions=True)
+    assert isinstance(results[10], InsufficientPoints)
+    assert all(isinstance(r, ledger.Posted) and not r.replayed
+               for i, r in enumerate(results) if i != 10)
+    assert max(map(len, groups)) > 1  # grouped, and the refusal decided inside a group:
+    assert any("too-much" in group for group in groups)
+    assert await ledger.get_balance(a) == 100 + sum(range(2, 11, 2))
+    assert await ledger.get_balance(b) == 100 + sum(range(1, 10, 2)) - 30
+    assert "too-much" not in await _keys("")
+    assert await ledger.audit() == ([], 0)
+
+
+async def test_a_failing_posting_does_not_fail_its_neighbours(db: str) -> None:
+    (a,) = await _customers(1)
+    results = await asyncio.gather(
+        _credit(a, 5, "before"), _credit(999_999, 5, "nobody"), _credit(a, 7, "after"),
+        return_exceptions=True)
+    assert isinstance(results[1], UnknownCustomer)
+    assert [r.amount for r in results if isinstance(r, ledger.Posted)] == [5, 7]
+    assert await ledger.get_balance(a) == 112
+    assert await _keys("") == {f"open:{a}", "before", "after"}
+    assert await ledger.audit() == ([], 0)
+
+
+async def test_a_posting_inside_the_callers_transaction_is_not_queued(db: str) -> None:
+    (a,) = await _customers(1)
+    groups = _record_groups()
+    with pytest.raises(RuntimeError):
+        async with in_transaction():
+            await ledger.credit(a, 50, kind=EntryKind.ADJUSTMENT, key="inside", now=NOW,
+                                settings=S)
+            raise RuntimeError("the caller's transaction fails after the posting")
+    assert groups == [] and await ledger.get_balance(a) == 100
+    assert await LedgerEntry.filter(idempotency_key="inside").count() == 0
+
+
+async def _worker(db: str, first: int, count: int, *flags: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *WORKER, db, str(first), str(count), *flags,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+async def _finished(proc: asyncio.subprocess.Process) -> str:
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return out.decode().strip().splitlines()[-1]
+
+
+@grouped
+async def test_a_process_killed_in_the_middle_of_a_group_leaves_none_of_it(db: str) -> None:
+    customers = await _customers(5)
+    assert await _finished(await _worker(db, 0, 40)) == "posted 40 replayed 0 refused 0"
+    assert await _keys("crash:") == {f"crash:{i}" for i in range(40)}
+
+    proc = await _worker(db, 40, 40, "--stop-before-commit")
+    assert proc.stdout is not None
+    line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+    stopped = json.loads(line.removeprefix("applied "))
+    assert stopped and set(stopped) <= {f"crash:{i}" for i in range(40, 80)}
+    proc.kill()
+    await proc.communicate()
+    assert await _keys("crash:") == {f"crash:{i}" for i in range(40)}  # all of 1, none of 2
+    assert await ledger.audit() == ([], 0)
+
+    assert await _finished(await _worker(db, 0, 80)) == "posted 40 replayed 40 refused 0"
+    assert await _keys("crash:") == {f"crash:{i}" for i in range(80)}
+    assert await LedgerEntry.filter(idempotency_key__startswith="crash:").count() == 80
+    for customer_id in customers:
+        expected = 100 + sum(points for i in range(80)
+                             for who, points in [posting(i, customers)] if who == customer_id)
+        assert await ledger.get_balance(customer_id) == expected
+    assert await ledger.audit() == ([], 0)
