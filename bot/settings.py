@@ -151,6 +151,64 @@ class OperatorSettings(_Section):
     sms_currency: str = "USD"
 
 
+class QuickReply(_Section):
+    title: str = Field(min_length=1, max_length=40)
+    text: str = Field(min_length=1, max_length=1000)
+
+
+class ConversationSettings(_Section):
+    """The conversations desk: hand-off to a person, the first-response clock, quick replies."""
+
+    first_response_minutes: int = Field(
+        default=5, ge=1, le=1440,
+        description="a person's first reply is due within this much office time after a "
+        "hand-off; later ones are highlighted and counted",
+    )
+    misunderstood_window_minutes: int = Field(
+        default=30, ge=1, le=1440,
+        description="two free texts the bot does not understand this close together hand "
+        "the conversation to a person",
+    )
+    poll_seconds: float = Field(default=5.0, ge=1, le=60,
+                                description="how often the console inbox looks for news")
+    quick_replies: list[QuickReply] = [
+        QuickReply(title="问候", text="您好，我是客服，很高兴为您服务。请问有什么可以帮您？"),
+        QuickReply(title="稍候", text="好的，我查询一下，请稍候。"),
+        QuickReply(title="结束", text="感谢您的耐心，如还有问题随时联系我们。"),
+    ]
+
+
+class ComplaintSettings(_Section):
+    """Complaints on the 2020 banking and insurance complaint rules' clock (calendar days)."""
+
+    decision_days: int = Field(default=15, ge=1, le=90,
+                               description="a decision is due this many days after receipt")
+    extended_days: int = Field(default=30, ge=1, le=120,
+                               description="... after an extension for a complex case")
+    further_days: int = Field(default=30, ge=1, le=120,
+                              description="a further extension (an admin approves it)")
+    remind_days_before: int = Field(default=3, ge=0, le=30,
+                                    description="the handler is reminded this long before")
+    sweep_minutes: float = Field(default=30.0, gt=0, le=1440,
+                                 description="how often reminders and overdue are checked")
+    redress_zh: str = Field(
+        default="如对处理结果不满意，您可以申请调解，或依法申请仲裁、提起诉讼，也可向金融监管部门反映。",
+        min_length=1, max_length=300)
+    redress_en: str = Field(
+        default="If you disagree with this decision you may ask for mediation, apply for "
+        "arbitration or go to court, or contact the financial regulator.",
+        min_length=1, max_length=300)
+
+
+class SatisfactionSettings(_Section):
+    """Satisfaction surveys after every case, and the service target they are measured by."""
+
+    answer_hours: float = Field(default=48.0, gt=0, le=720,
+                                description="an SMS digit answers a survey sent this recently")
+    target_percent: float = Field(default=95.0, gt=0, le=100,
+                                  description="satisfied (4-5) among answers, the target")
+
+
 class RedisSettings(_Section):
     url: str = ""
 
@@ -229,6 +287,9 @@ class Settings(BaseSettings):
     uploads: UploadSettings = UploadSettings()
     web: WebSettings = WebSettings()
     operator: OperatorSettings = OperatorSettings()
+    conversations: ConversationSettings = ConversationSettings()
+    complaints: ComplaintSettings = ComplaintSettings()
+    satisfaction: SatisfactionSettings = SatisfactionSettings()
     report: ReportSettings = ReportSettings()
     core: CoreSettings = CoreSettings()
     retention: RetentionSettings = RetentionSettings()

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 MODELS_APP = "models"
 MODELS_MODULES = ["storage.models", "storage.loyalty_models", "storage.scheduler_models",
                   "storage.operator_models", "storage.accident_models",
-                  "storage.privacy_models"]
+                  "storage.privacy_models", "storage.desk_models"]
 MIGRATIONS_MODULE = "storage.migrations"
 
 

@@ -43,6 +43,7 @@ from typing import Any
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
+from storage.desk_models import Complaint, ComplaintStatus, Conversation, ConversationMessage
 from storage.loyalty_models import CheckIn, LedgerEntry, LoyaltyAccount, Voucher
 from storage.models import (
     OPEN_CLAIM_STATUSES,
@@ -227,15 +228,16 @@ async def audit(by: Requester, action: str, customer_id: int, *, now: datetime,
 
 @dataclass(frozen=True, slots=True)
 class Blocker:
-    """An open claim (``reference`` its number) or an unresolved complaint (the task id)."""
+    """An open claim (``reference`` its number), an unresolved complaint task (the task id) or
+    an open complaint of the conversations desk (its TS… reference)."""
 
-    kind: str  # "claim" or "complaint"
+    kind: str  # "claim", "complaint" (a task) or "complaint_case" (storage.desk_models)
     reference: str
     status: str
 
     def __str__(self) -> str:
-        if self.kind == "claim":
-            return f"claim {self.reference} ({self.status})"
+        if self.kind in ("claim", "complaint_case"):
+            return f"{self.kind.partition('_')[0]} {self.reference} ({self.status})"
         return f"complaint task {self.reference}"
 
 
@@ -247,9 +249,14 @@ async def erasure_blockers(customer_id: int) -> list[Blocker]:
     complaints = await Task.filter(customer_id=customer_id, kind__in=list(COMPLAINT_TASK_KINDS)
                                    ).exclude(status=TaskStatus.CLOSED).order_by("id").values_list(
         "id", "status")
+    open_complaints = await Complaint.filter(customer_id=customer_id,
+                                             status=ComplaintStatus.OPEN).order_by(
+        "id").values_list("reference", flat=True)
     return ([Blocker("claim", str(number), _plain(status)) for number, status in claims]
             + [Blocker("complaint", str(task_id), _plain(status))
-               for task_id, status in complaints])
+               for task_id, status in complaints]
+            + [Blocker("complaint_case", str(reference), "open")  # the desk's (TS2026…)
+               for reference in open_complaints])
 
 
 async def erase_customer(customer_id: int, *, by: Requester, now: datetime,
@@ -276,6 +283,7 @@ async def erase_customer(customer_id: int, *, by: Requester, now: datetime,
             result.inbound += await InboundSms.filter(from_phone=locked.phone).delete()
         await _forget_links(locked)
         await _clear_records(customer_id, result)
+        await _clear_desk(locked)
         if locked.phone:
             await remember_number_choice(locked.phone, [c.value for c in Category],
                                          suppressed=True, channel="*", source=ERASED_SOURCE,
@@ -316,6 +324,18 @@ async def _clear_records(customer_id: int, result: ErasureResult) -> None:
     await Claim.filter(customer_id=customer_id).update(description="")
     await ClaimEvent.filter(claim_id__in=claim_ids).update(note="")
     await Task.filter(customer_id=customer_id).update(note="")
+
+
+async def _clear_desk(customer: Customer) -> None:
+    """The conversations desk: the customer's thread (and what the number wrote before it was
+    theirs) goes; complaints and surveys stay for the register and the totals, without the
+    customer's words."""
+    keys = [f"c:{customer.id}"] + ([f"p:{customer.phone}"] if customer.phone else [])
+    threads = await Conversation.filter(key__in=keys).values_list("id", flat=True)
+    if threads:
+        await ConversationMessage.filter(conversation_id__in=list(threads)).delete()
+        await Conversation.filter(id__in=list(threads)).delete()
+    await Complaint.filter(customer_id=customer.id).update(description="", conversation_id=None)
 
 
 async def _pseudonymise(customer: Customer, now: datetime) -> None:

@@ -8,6 +8,8 @@
 * Inbound SMS received before ``inbound_before``: the body and our reply (which may list
   plates or a voucher code) are emptied; the row (the MessageSid's idempotency record and the
   keyword) stays.
+* Conversation messages (the desk's threads: customers', the bot's and operators' words)
+  written before ``inbound_before``: emptied the same way, counted with the inbound bodies.
 * Parameters (names, plates) of messages created before ``params_before``: emptied, status
   and counts stay. The messages table is large, so the pass walks it by id from where the
   last one stopped (``RetentionCursor``); a message still waiting to be sent when the pass
@@ -31,6 +33,7 @@ from tortoise.expressions import Q, Subquery
 from tortoise.functions import Max
 from tortoise.transactions import in_transaction
 
+from storage.desk_models import ConversationMessage
 from storage.models import OPEN_CLAIM_STATUSES, Claim, ClaimEvent, Document, InboundSms, Message
 from storage.privacy_models import RetentionCursor
 
@@ -82,6 +85,7 @@ async def run(cutoffs: Cutoffs, *, uploads: Path, batch: int, max_batches: int,
     report = RetentionReport()
     await _documents(cutoffs.documents_before, uploads, batch, max_batches, dry_run, report)
     await _inbound(cutoffs.inbound_before, batch, max_batches, dry_run, report)
+    await _conversation_words(cutoffs.inbound_before, batch, max_batches, dry_run, report)
     await _params(cutoffs.params_before, batch, max_batches, dry_run, report)
     log.info("retention%s: %s", " (dry run)" if dry_run else "", report.counts())
     return report
@@ -163,3 +167,17 @@ async def _params(cutoff: datetime, batch: int, max_batches: int, dry_run: bool,
                                                    name=PARAMS_CURSOR)
         report.batches += 1
     report.complete = report.complete and not await due.filter(id__gt=last).exists()
+
+
+async def _conversation_words(cutoff: datetime, batch: int, max_batches: int, dry_run: bool,
+                              report: RetentionReport) -> None:
+    due = ConversationMessage.filter(created_at__lt=cutoff).exclude(body="")
+    if dry_run:
+        report.inbound_bodies += await due.count()
+        return
+    for _ in range(max_batches):
+        ids = await due.order_by("id").limit(batch).values_list("id", flat=True)
+        if not ids:
+            return
+        report.inbound_bodies += await ConversationMessage.filter(id__in=ids).update(body="")
+        report.batches += 1

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from html.parser import HTMLParser
 from typing import Any
@@ -17,9 +17,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.delivery import policy
+from bot.desk import surveys
+from bot.desk.complaints import CATEGORIES
+from bot.desk.threads import Desk, Sender
 from bot.texts import LANGUAGES, Texts
 from bot.web.app import Overrides, build_app
-from bot.web.operators import campaigns
+from bot.web.operators import campaigns, complaints, inbox
 from bot.web.operators.access import create_operator
 from bot.web.operators.console import Strings
 from bot.web.operators.errors import Refusal
@@ -28,6 +31,13 @@ from loyalty.config import REWARD_KINDS
 from loyalty.errors import LoyaltyError
 from scheduler import birthday, festival, lapse, points_expiry, recheck, renewal, weather
 from storage import choices, shared_phones
+from storage.desk_models import (
+    Author,
+    ComplaintStatus,
+    ConversationStatus,
+    HandoffReason,
+    SurveyCase,
+)
 from storage.loyalty_models import EntryKind
 from storage.models import (
     Category,
@@ -58,7 +68,8 @@ MESSAGE_KINDS = {birthday.KIND, festival.KIND, weather.KIND, renewal.KIND, renew
                  notifications.VOUCHER_USED, notifications.TIER_UPGRADE,
                  notifications.POINTS_SUMMARY, notifications.POINTS_EXPIRING,
                  campaigns.CAMPAIGN_KIND, campaigns.TEST_KIND, "claim_update",
-                 "document_rejected", "link_code"}
+                 "document_rejected", "link_code", inbox.REPLY_KIND,
+                 complaints.RECEIVED_KIND, complaints.DECISION_KIND, surveys.SURVEY_KIND}
 REASONS = {policy.NO_CHANNEL, policy.OPTED_OUT, policy.CAPPED, policy.STALE,
            policy.INVALID_PHONE, policy.SHARED_PHONE, policy.NO_CONSENT, policy.CONTENT,
            "no_customer", "attempts_exhausted", "rejected", "error", campaigns.CANCELLED,
@@ -84,7 +95,9 @@ GROUPS: dict[str, set[str]] = {
     "category": {c.value for c in Category},
     "channel": {c.value for c in Channel} | {"*"},
     "task": {s.value for s in TaskStatus},
-    "task_kind": {"renewal_callback"},
+    "task_kind": {"renewal_callback", complaints.REMINDER_TASK, complaints.OVERDUE_TASK,
+                  surveys.LOW_TASK},
+    "survey_case": {c.value for c in SurveyCase},
     "document": {s.value for s in DocumentStatus},
     "tg_doc": DOCUMENT_KINDS,
     "tg_entry": {k.value for k in EntryKind},
@@ -98,6 +111,12 @@ GROUPS: dict[str, set[str]] = {
     "role": {r.value for r in Role},
     "reward_kind": set(REWARD_KINDS),
     "set_by": {choices.IMPORT, choices.TELEGRAM, choices.SMS},
+    "inbox_status": {s.value for s in ConversationStatus},
+    "inbox_author": {a.value for a in Author},
+    "complaint_category": set(CATEGORIES),
+    "complaint_status": {s.value for s in ComplaintStatus},
+    "inbox_kind": {"text", "sticker", "voice", "audio", "video", "video_note", "animation",
+                   "photo", "document", "location", "venue", "contact"},
 }
 # every stored code a page may show; a Chinese page showing one of these as text shows a code
 RAW = set().union(*GROUPS.values()) - {"*"}
@@ -159,6 +178,8 @@ class Rig:
     campaigns: dict[str, int]
     claims: list[str]
     customer: int
+    conversations: list[int] = field(default_factory=list)
+    complaints: list[int] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -234,6 +255,38 @@ async def _fill(rig: Rig, headers: dict[str, str]) -> None:
         "code": "car_wash", "kind": "car_wash", "name_zh": "精致洗车", "name_en": "Car wash",
         "points_cost": 300})
     await _campaigns(rig, headers)
+    await _conversations(rig, who, headers)
+
+
+async def _conversations(rig: Rig, who: Customer, headers: dict[str, str]) -> None:
+    """A thread waiting, one held with an operator's reply, one with an unknown number."""
+    desk = Desk(f.settings_for())
+    now = rig.clock.now
+    held = await desk.inbound(Sender.of_customer(who.id), Channel.TELEGRAM, "人工", now=now,
+                              handoff=HandoffReason.KEYWORD)
+    await desk.inbound(Sender.of_customer(who.id), Channel.TELEGRAM, "", kind="sticker",
+                       now=now)
+    await rig.client.post(f"/api/v1/conversations/{held.conversation_id}/messages",
+                          headers=headers, json={"text": "您好"})
+    waiting = await desk.inbound(Sender.of_customer((await f.customer()).id), Channel.SMS,
+                                 "在吗", now=now, handoff=HandoffReason.KEYWORD)
+    unknown = await desk.inbound(Sender.of_phone("+8613912340000"), Channel.SMS, "你好", now=now)
+    rig.conversations = [held.conversation_id, waiting.conversation_id,
+                         unknown.conversation_id]
+    made = await rig.client.post(
+        f"/api/v1/conversations/{held.conversation_id}/complaint", headers=headers,
+        json={"category": "sales_conduct", "description": "乱收费", "staff_complained": "钱七"})
+    first = int((await made.json())["id"])
+    for reason in ("复杂", "更复杂"):
+        await rig.client.post(f"/api/v1/complaints/{first}/extend", headers=headers,
+                              json={"reason": reason})
+    made = await rig.client.post(
+        f"/api/v1/conversations/{waiting.conversation_id}/complaint", headers=headers,
+        json={"category": "privacy", "description": "泄露信息"})
+    second = int((await made.json())["id"])
+    await rig.client.post(f"/api/v1/complaints/{second}/close", headers=headers,
+                          json={"outcome": "已核实并整改"})
+    rig.complaints = [first, second]
 
 
 async def _campaigns(rig: Rig, headers: dict[str, str]) -> None:
@@ -270,7 +323,12 @@ def pages(rig: Rig) -> list[str]:
             "/console/shared-phones", "/console/shared-phones?state=held",
             "/console/shared-phones?state=released",
             "/console/campaigns/999999", f"/console/customers/{rig.customer}?err=csrf",
-            f"/console/customers/{rig.customer}?err=invalid_adjustment&field=points"]
+            f"/console/customers/{rig.customer}?err=invalid_adjustment&field=points",
+            "/console/inbox", "/console/inbox?view=mine", "/console/inbox?view=all",
+            *(f"/console/inbox/{cid}" for cid in rig.conversations),
+            "/console/complaints", "/console/complaints?state=all", "/console/satisfaction",
+            "/console/complaints?state=closed", "/console/tasks",
+            *(f"/console/complaints/{cid}" for cid in rig.complaints)]
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

@@ -66,8 +66,8 @@ async def test_healthz_goes_503_while_the_update_feed_is_stuck_and_recovers(
     status, body = await _health(client)
     assert status == 200
     assert set(body["tasks"]) == {"dispatcher-1", "dispatcher-2", "campaign-runner",
-                                  "media-sweep", "update-feed", "telegram-prune",
-                                  "core-reports", "report-drafts"}
+                                  "complaint-clock", "media-sweep", "update-feed",
+                                  "telegram-prune", "core-reports", "report-drafts"}
 
     fake_telegram.proxy_error(status=502)  # every Bot API call: an HTML page
     # End the long poll in flight with an update the bot ignores (a group chat's message).

@@ -12,12 +12,15 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
+from bot.desk.threads import Desk, Sender
+from bot.settings import Settings
 from bot.web.operators.access import create_operator
 from bot.web.operators.api import API
 from storage.accident_models import CoreDelivery, CoreDeliveryStatus
 from storage.choices import TELEGRAM, record_choice
+from storage.desk_models import HandoffReason
 from storage.loyalty_models import Reward
-from storage.models import SharedPhone, Task
+from storage.models import Channel, SharedPhone, Task
 from storage.operator_models import Role
 from storage.shared_phones import recount
 from tests import factories as f
@@ -100,6 +103,10 @@ async def test_every_answer_is_what_the_document_says(rig: Rig) -> None:
         await f.customer(name=name, phone="+8613700001111")
     await recount(["+8613700001111"], rig.clock.now)
     shared = await SharedPhone.get(phone="+8613700001111")
+    talk = await Desk(Settings()).inbound(Sender.of_customer(customer.id), Channel.SMS, "人工",
+                                          handoff=HandoffReason.KEYWORD, now=rig.clock.now)
+    tid = talk.conversation_id
+    cpid = 1  # the complaint the conversation becomes below
     _, campaign = await rig.call("POST", "/api/v1/campaigns", json=_campaign())
     cid = campaign["id"]
     report = await reported(rig.clock)
@@ -157,6 +164,25 @@ async def test_every_answer_is_what_the_document_says(rig: Rig) -> None:
         ("GET", "/api/v1/tasks", {}),
         ("POST", f"/api/v1/tasks/{task.id}/assign", {"json": {"assignee": "小王"}}),
         ("POST", f"/api/v1/tasks/{task.id}/close", {"json": {"note": "已回电"}}),
+        ("GET", "/api/v1/conversations", {"params": {"view": "waiting"}}),
+        ("GET", "/api/v1/conversations/counts", {}),
+        ("GET", f"/api/v1/conversations/{tid}", {}),
+        ("GET", f"/api/v1/conversations/{tid}/preview", {"params": {"text": "您好"}}),
+        ("POST", f"/api/v1/conversations/{tid}/messages", {"json": {"text": "您好"}}),
+        ("POST", f"/api/v1/conversations/{tid}/assign", {"json": {}}),
+        ("POST", f"/api/v1/conversations/{tid}/resolve", {}),
+        ("POST", f"/api/v1/conversations/{tid}/complaint",
+         {"json": {"category": "other", "description": "等太久"}}),
+        ("GET", "/api/v1/complaints", {}),
+        ("GET", "/api/v1/satisfaction", {}),
+        ("GET", "/api/v1/complaints/register.csv", {"params": {"received_from": "2026-11-01"}}),
+        ("POST", f"/api/v1/complaints/{cpid}/assign", {"json": {}}),
+        ("POST", f"/api/v1/complaints/{cpid}/staff", {"json": {"staff_complained": "钱七"}}),
+        ("POST", f"/api/v1/complaints/{cpid}/extend", {"json": {"reason": "复杂"}}),
+        ("POST", f"/api/v1/complaints/{cpid}/extend", {"json": {"reason": "更复杂"}}),
+        ("POST", f"/api/v1/complaints/{cpid}/approve", {}),
+        ("GET", f"/api/v1/complaints/{cpid}", {}),
+        ("POST", f"/api/v1/complaints/{cpid}/close", {"json": {"outcome": "已致歉"}}),
         ("POST", "/api/v1/renewals/claim", {"json": {"policy_ids": [renewing.id]}}),
         ("POST", f"/api/v1/renewals/{renewing.id}/call", {"json": {"result": "reached"}}),
         ("POST", f"/api/v1/renewals/{renewing.id}/outcome", {"json": {"outcome": "unreachable"}}),

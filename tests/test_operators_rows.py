@@ -28,6 +28,14 @@ PAIRS: list[tuple[type, type[BaseModel]]] = [
     (rows.SharedPhoneJson, out.SharedPhoneOut), (rows.PointsAdjustedJson, out.PointsAdjusted),
     (rows.RewardJson, out.RewardOut), (rows.TaskJson, out.TaskOut),
     (rows.ImportJson, out.ImportResult),
+    (rows.ConversationJson, out.ConversationOut),
+    (rows.ConversationMessageJson, out.ConversationMessageOut), (rows.ThreadJson, out.ThreadOut),
+    (rows.InboxCountsJson, out.InboxCounts), (rows.ReplyPreviewJson, out.ReplyPreview),
+    (rows.ComplaintJson, out.ComplaintOut),
+    (rows.ComplaintExtensionJson, out.ComplaintExtensionOut),
+    (rows.SatisfactionJson, out.SatisfactionOut),
+    (rows.SatisfactionGroupJson, out.SatisfactionGroup),
+    (rows.SatisfactionMonthJson, out.SatisfactionMonth),
     (rows.OperatorRedemptionJson, out.OperatorRedemption), (rows.ErasureJson, out.ErasureOut),
 ]
 

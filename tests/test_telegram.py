@@ -81,6 +81,10 @@ def _expected(command: str, t: Translator, owner: Customer, policy: Policy,
         "language": t("tg_language_choose"),
         "help": t("tg_help", company=company, hotline="95500"),
         "unlink": t("tg_unlink_confirm"),
+        # Saturday noon: a person answers from Monday morning
+        "agent": t("tg_desk_handoff_closed",
+                   when="Mon 23 Nov 09:00" if t.lang == "en" else "11月23日 09:00"),
+        "complaint": t("tg_complaint_choose_category"),
     }[command]
 
 

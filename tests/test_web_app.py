@@ -43,8 +43,8 @@ async def test_healthz_reports_database_up(client: TestClient) -> None:  # type:
     body = await resp.json()
     assert (body["status"], body["database"]) == ("ok", "up")
     # the background tasks this app runs (no dispatcher, no Telegram here)
-    assert set(body["tasks"]) == {"campaign-runner", "scheduler", "media-sweep",
-                                  "core-reports", "report-drafts"}
+    assert set(body["tasks"]) == {"campaign-runner", "complaint-clock", "scheduler",
+                                  "media-sweep", "core-reports", "report-drafts"}
     assert {task["status"] for task in body["tasks"].values()} == {"ok"}
 
 

@@ -69,6 +69,7 @@ from bot.delivery.segments import count_segments
 from bot.delivery.senders import SendResult, SmsGateway, TelegramGateway
 from bot.delivery.sms_signing import signed_sms
 from bot.telegram.renewal_answers import reminder_keyboard
+from bot.telegram.surveys import survey_keyboard
 from bot.texts import Texts
 from scheduler import recheck
 from storage.db import is_unreachable
@@ -494,7 +495,8 @@ class Dispatcher:
                              str(chat), 1.0)
             if not self._may_go(msg):
                 return None
-            markup = reminder_keyboard(self._texts, recipient.language, msg.kind, msg.params)
+            markup = (reminder_keyboard(self._texts, recipient.language, msg.kind, msg.params)
+                      or survey_keyboard(msg.kind, msg.params))
             return await self._on_wire(msg, self._telegram.send_text(chat, text, markup))
 
     async def _send_sms(self, msg: Message, recipient: Recipient,

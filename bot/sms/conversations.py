@@ -6,19 +6,20 @@ Idempotency and concurrency
 row owns the message; everyone else returns the reply stored in it. Two shapes, both correct
 on SQLite and PostgreSQL without any waiting loop:
 
-* **Queries** (HELP, POLICY, CLAIM, POINTS, the menu, unknown senders) change nothing, so the
-  reply is computed first and inserted *with* the row in one INSERT. The row and its reply
-  appear atomically; a loser's INSERT fails on the unique key and reads the reply. A query
-  that came as an MMS has one effect, the media deletes it records (below), and takes the
-  second shape.
-* **Effects** (STOP, START, CHECKIN, filing documents) run in one transaction that starts by
-  inserting the row — claiming the MessageSid — then applies the effect and writes the
-  reply, and commits all of it together. A concurrent duplicate's INSERT cannot succeed or
-  fail before that commit: PostgreSQL makes an INSERT on a unique key wait for the
-  uncommitted row's transaction (error if it commits, success if it rolls back); SQLite has
-  one writer (in one process Tortoise's connection lock serialises transactions; across
-  processes the second writer waits in the busy handler). So a loser never sees a row without
-  its reply, and a winner that fails leaves no row, letting the retry do the work.
+* **Queries** (HELP, POLICY, CLAIM, POINTS) change nothing, so the reply is computed first
+  and inserted *with* the row in one INSERT. The row and its reply appear atomically; a
+  loser's INSERT fails on the unique key and reads the reply. A query that came as an MMS has
+  one effect, the media deletes it records (below), and takes the second shape.
+* **Effects** (STOP, START, CHECKIN, filing documents, and free text, the hand-off keyword,
+  投诉, survey digits and unknown senders, which the conversations desk records:
+  ``bot.sms.desk``) run in one transaction that starts by inserting the row — claiming the
+  MessageSid — then applies the effect and writes the reply, and commits all of it together.
+  A concurrent duplicate's INSERT cannot succeed or fail before that commit: PostgreSQL makes
+  an INSERT on a unique key wait for the uncommitted row's transaction (error if it commits,
+  success if it rolls back); SQLite has one writer (in one process Tortoise's connection lock
+  serialises transactions; across processes the second writer waits in the busy handler). So
+  a loser never sees a row without its reply, and a winner that fails leaves no row, letting
+  the retry do the work.
 
 A retry arriving after the first finished takes the same paths and gets the stored reply.
 In code: a query is ``query(row, keyword, reply)``; an effect is the body of
@@ -80,10 +81,12 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from bot.delivery.recipients import record_sms_opt_out
+from bot.desk.threads import Desk
 from bot.documents import UploadLimits, UploadRejected, store_document
 from bot.settings import Settings
 from bot.sms import city as sms_city
 from bot.sms import renewal_replies
+from bot.sms.desk import SmsDesk
 from bot.sms.keywords import Command, Parsed, parse
 from bot.sms.media import MediaRef, MediaUnavailable, MmsMedia
 from bot.sms.media_deletes import MediaDeletes, mask_sid
@@ -228,11 +231,15 @@ class SmsConversations:
             Command.CHECKIN: self._checkin,
             Command.CITY: self._city,
             Command.REPORT: self._report,
-            Command.MENU: self._menu,
+            Command.MENU: self._converse,  # the conversations desk (bot.sms.desk) from here
+            Command.AGENT: self._converse,
+            Command.COMPLAINT: self._complaint,
+            Command.SCORE: self._score,
             **SmsRedemptions(self, settings.loyalty).handlers(),  # bot.sms.redeem
             Command.RENEW: self._renewal_answer,
             Command.RENEWED: self._renewal_answer,
         }
+        self._desk = SmsDesk(Desk(settings), self._replies, settings)
 
     @property
     def replies(self) -> Replies:
@@ -275,8 +282,9 @@ class SmsConversations:
                 # Kept for the number: it holds once a customer has it.
                 return await self._opt(row, phone, Replies.language_for(phone), parsed,
                                        delete_urls)
-            return await self.query(row, "unknown", self._replies.unknown_sender(phone),
-                                    delete_urls)
+            async with self.claimed(row, "unknown", delete_urls) as claim:  # its own thread
+                claim.reply = await self._desk.unknown(phone, message.body, now=now)
+            return claim.reply
         row["customer_id"] = sender.id
         turn = Turn(row, sender, parsed, now, delete_urls, self._replies.to_number(phone))
         if sender.held and (message.media or parsed.command not in _ON_HELD_NUMBERS):
@@ -381,8 +389,28 @@ class SmsConversations:
         return await self._reply(turn, "" if turn.parsed.from_twilio
                                  else turn.replies.help(turn.language))
 
-    async def _menu(self, turn: Turn) -> str:
-        return await self._reply(turn, turn.replies.menu(turn.language))
+    async def _converse(self, turn: Turn) -> str:
+        """Free text (answered with the menu, a hand-off or silence) and the hand-off keyword,
+        recorded in the customer's conversation."""
+        async with self.claimed(turn.row, turn.parsed.command.value, turn.delete_urls) as claim:
+            claim.reply = await self._desk.converse(
+                turn.sender.id, turn.sender.phone, turn.language, turn.row["body"],
+                agent=turn.parsed.command is Command.AGENT, now=turn.now)
+        return claim.reply
+
+    async def _complaint(self, turn: Turn) -> str:
+        async with self.claimed(turn.row, Command.COMPLAINT.value, turn.delete_urls) as claim:
+            claim.reply = await self._desk.complaint(turn.sender.id, turn.sender.phone,
+                                                     turn.language, turn.row["body"],
+                                                     now=turn.now)
+        return claim.reply
+
+    async def _score(self, turn: Turn) -> str:
+        async with self.claimed(turn.row, Command.SCORE.value, turn.delete_urls) as claim:
+            claim.reply = await self._desk.score(turn.sender.ids, turn.sender.phone,
+                                                 turn.language, turn.row["body"],
+                                                 int(turn.parsed.argument), now=turn.now)
+        return claim.reply
 
     async def _policy(self, turn: Turn) -> str:
         policies = await self._active_policies(turn.sender, turn.now)

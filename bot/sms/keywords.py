@@ -9,7 +9,8 @@ A keyword is the whole message, as carriers and Twilio match opt-out words: "STO
 out, "please don't stop" does not. CLAIM takes the claim number, REDEEM the number of an item
 in its list, CONFIRM a 4-digit code and CITY the city's name (``城市 深圳``, ``CITY Shenzhen``);
 the argument may follow the keyword directly (``理赔RDAA31001``, ``兑换2``) or after a space,
-colon or ``#``.
+colon or ``#``. COMPLAINT (``投诉 …``) takes what happened, and a lone digit 1–5 is SCORE, a
+satisfaction survey's answer.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ class Command(StrEnum):
     CLAIM = "claim"
     POINTS = "points"
     CHECKIN = "checkin"
+    AGENT = "agent"  # a person, please (bot.desk)
+    COMPLAINT = "complaint"  # 投诉 [what happened] (bot.sms.desk)
+    SCORE = "score"  # a digit 1-5: a satisfaction survey's answer (bot.sms.desk)
     CITY = "city"  # 城市 深圳: the customer's own region for weather (bot.sms.city)
     REPORT = "report"  # an accident: hotline and a call-back (bot.sms.report)
     REDEEM = "redeem"  # argument: the item's number in the list, or none for the list
@@ -46,6 +50,8 @@ _WORDS: dict[Command, tuple[str, ...]] = {
     Command.CLAIM: ("CLAIM", "理赔"),
     Command.POINTS: ("POINTS", "积分"),
     Command.CHECKIN: ("CHECKIN", "CHECK IN", "签到"),
+    Command.AGENT: ("人工", "转人工", "人工客服", "客服", "联系客服", "AGENT", "HUMAN"),
+    Command.COMPLAINT: ("投诉", "我要投诉", "COMPLAINT"),
     Command.CITY: ("CITY", "城市"),
     Command.REPORT: ("REPORT", "报案", "出险"),
     Command.REDEEM: ("REDEEM", "兑换"),
@@ -67,6 +73,12 @@ _CLAIM = re.compile(
     r"^(?:CLAIM(?:\s*[:#]\s*|\s+)|理赔(?:\s*[:#]?\s*))([A-Z0-9][A-Z0-9\-]{0,39})$"
 )
 
+# "投诉 理赔三周没有进展", "我要投诉：…", "COMPLAINT no call back" (the text is the argument).
+_COMPLAINT = re.compile(r"^(?:(?:我要)?投诉\s*[:#]?\s*|COMPLAINT(?:\s*[:#]\s*|\s+))(.+)$",
+                        re.DOTALL)
+
+_SCORES = frozenset("12345")
+
 
 # "城市 深圳", "城市深圳", "城市：深圳", "CITY Shenzhen"
 _CITY = re.compile(r"^(?:CITY(?:\s*[:#]\s*|\s+)|城市(?:\s*[:#]?\s*))(\S.{0,39})$")
@@ -78,7 +90,8 @@ _CONFIRM = re.compile(r"^(?:CONFIRM|确认)\s*[:#]?\s*(\d{4})$")
 @dataclass(frozen=True, slots=True)
 class Parsed:
     command: Command
-    argument: str = ""  # CLAIM's number, REDEEM's item, CONFIRM's code, CITY's name; else empty
+    argument: str = ""  # CLAIM's number, REDEEM's item, CONFIRM's code, CITY's name,
+    # COMPLAINT's text, SCORE's digit; else empty
     from_twilio: bool = False  # decided by Twilio's OptOutType, which already answered
 
 
@@ -104,4 +117,8 @@ def parse(body: str, opt_out_type: str = "") -> Parsed:
     for command, pattern in ((Command.REDEEM, _REDEEM), (Command.CONFIRM, _CONFIRM)):
         if match := pattern.match(text):
             return Parsed(command, match.group(1))
+    if match := _COMPLAINT.match(text):
+        return Parsed(Command.COMPLAINT, match.group(1))
+    if text in _SCORES:
+        return Parsed(Command.SCORE, text)
     return Parsed(Command.MENU)

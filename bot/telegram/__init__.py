@@ -17,6 +17,8 @@ def get_routers() -> list[Router]:
     from bot.telegram import (
         city,
         claims,
+        complaints,
+        desk,
         errors,
         fallback,
         invite,
@@ -28,6 +30,7 @@ def get_routers() -> list[Router]:
         renewal_answers,
         report,
         rewards,
+        surveys,
         uploads,
         vouchers,
     )
@@ -50,6 +53,9 @@ def get_routers() -> list[Router]:
         preferences.get_router(),
         city.get_router(),
         help_screen.get_router(),
+        desk.get_router(),
+        complaints.get_router(),
+        surveys.get_router(),
         uploads.get_router(),
         fallback.get_router(),
     ]

@@ -92,6 +92,27 @@ class UnlinkCb(CallbackData, prefix="unl"):
     confirm: bool
 
 
+class ComplaintAction(StrEnum):
+    CATEGORY = "cat"  # value: the category
+    POLICY = "pol"  # id: one of the customer's policies
+    CLAIM = "clm"  # id: one of the customer's claims
+    NONE = "none"  # about nothing in particular
+    CANCEL = "x"
+
+
+class ComplaintCb(CallbackData, prefix="cmp"):
+    action: ComplaintAction
+    id: int = 0
+    value: str = ""
+
+
+class SurveyCb(CallbackData, prefix="sv"):
+    """A satisfaction score under a survey (``bot.telegram.surveys.survey_keyboard``)."""
+
+    survey: int
+    score: int
+
+
 class ReportAction(StrEnum):
     SAFE = "safe"
     DANGER = "danger"
@@ -113,6 +134,8 @@ class ReportAction(StrEnum):
 class ReportCb(CallbackData, prefix="rpt"):
     action: ReportAction
     value: str = ""
+
+
 class RenewalCb(CallbackData, prefix="rnw"):
     """A button under a renewal reminder or lapse rescue: ``answer`` is a
     ``bot.renewal_answers.Answer`` value, or ``why`` with the ``reason`` picked."""

@@ -10,7 +10,7 @@ from bot.texts import Texts
 # The command contract of issue 6: names are fixed, descriptions come from the texts.
 COMMANDS: tuple[str, ...] = (
     "start", "report", "policies", "claims", "claim", "upload", "points", "rewards", "vouchers",
-    "checkin", "invite", "settings", "language", "help", "unlink",
+    "checkin", "invite", "settings", "language", "help", "unlink", "agent", "complaint",
 )
 # Telegram's language_code scopes are two-letter ISO 639-1 codes.
 SCOPES: dict[str, str] = {"zh": "zh-CN", "en": "en"}

@@ -37,6 +37,7 @@ MENU_ROWS: tuple[tuple[str, ...], ...] = (
     ("tg_menu_points", "tg_menu_rewards", "tg_menu_vouchers"),
     ("tg_menu_checkin", "tg_menu_invite"),
     ("tg_menu_settings", "tg_menu_help"),
+    ("tg_menu_agent", "tg_menu_complaint"),
 )
 
 

@@ -18,6 +18,7 @@ from aiogram.enums import ChatType
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, StateType, StorageKey
 from aiogram.fsm.storage.memory import MemoryStorage
 
+from bot.desk.threads import Desk
 from bot.documents import UploadLimits
 from bot.settings import Settings
 from bot.supervisor import Beat, Supervised, Supervisor
@@ -122,6 +123,7 @@ def build_dispatcher(
                              max_pixels=settings.uploads.max_pixels,
                              directory=settings.uploads.directory),
         bot_username=bot_username,
+        desk=Desk(settings),
     )
     # A policyholder's bot: groups it is added to get no answers (and no accounts).
     dp.message.filter(Magic(F.chat.type == ChatType.PRIVATE))

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from bot.accident.core import CoreReports
 from bot.delivery.dispatcher import Dispatcher
+from bot.desk.threads import Desk
 from bot.settings import Settings
 from bot.sms.conversations import SmsConversations
 from bot.sms.signature import TwilioSignature
@@ -30,4 +31,5 @@ BOT = web.AppKey("telegram_bot", Bot)
 TELEGRAM = web.AppKey("telegram", TelegramRuntime)
 SMS_CONVERSATIONS = web.AppKey("sms_conversations", SmsConversations)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
+DESK = web.AppKey("desk", Desk)
 CORE_REPORTS = web.AppKey("core_reports", CoreReports)

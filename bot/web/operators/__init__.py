@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from functools import partial
 
 from aiohttp import web
 
@@ -17,10 +18,12 @@ RUNNER_STUCK_AFTER = 300.0
 
 def setup(app: web.Application, settings: Settings, *, clock: Callable[[], datetime],
           run_campaigns: bool = True) -> None:
-    from bot.web.keys import CAMPAIGN_RUNNER, SUPERVISOR
-    from bot.web.operators import api, console, openapi, renewal_kpis
+    from bot.desk.threads import Desk
+    from bot.web.keys import CAMPAIGN_RUNNER, DESK, SUPERVISOR
+    from bot.web.operators import api, complaints, console, openapi, renewal_kpis
     from bot.web.operators.runner import CampaignRunner
 
+    app[DESK] = Desk(settings)
     api.setup(app)
     app.router.add_routes([openapi.route(api.API)])
     console.setup(app)
@@ -29,6 +32,15 @@ def setup(app: web.Application, settings: Settings, *, clock: Callable[[], datet
     app[CAMPAIGN_RUNNER] = runner
     if not run_campaigns:
         return
+
+    async def complaint_clock(app: web.Application) -> AsyncIterator[None]:
+        task = app[SUPERVISOR].spawn(
+            "complaint-clock", partial(complaints.run_clock, settings, clock),
+            stuck_after=settings.complaints.sweep_minutes * 60 * 3)
+        yield
+        await task.stop()
+
+    app.cleanup_ctx.append(complaint_clock)
 
     async def campaigns(app: web.Application) -> AsyncIterator[None]:
         task = app[SUPERVISOR].spawn("campaign-runner", runner.run, stuck_after=RUNNER_STUCK_AFTER)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -22,20 +22,23 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot.web.bodies import read_form
 from bot.web.errors import FieldProblem, InvalidBody, answer_under, json_errors
-from bot.web.keys import CAMPAIGN_RUNNER
+from bot.web.keys import CAMPAIGN_RUNNER, DESK
 from bot.web.operators import (
     accident_reports,
     campaigns,
     catalogue,
     claims,
+    complaints,
     customers,
     dashboard,
     imports,
+    inbox,
     privacy,
     regions,
     renewal_kpis,
     renewals,
     reviews,
+    satisfaction,
     shared_phones,
     tasks,
 )
@@ -603,6 +606,196 @@ async def read_upload(request: web.Request) -> tuple[bytes | None, str]:
     return (data or None), "upload.csv"
 
 
+# -- conversations ------------------------------------------------------------------------------
+
+
+class InboxQuery(PageQuery):
+    view: inbox.View = Field(default="waiting", description="waiting: handed off, nobody has "
+                             "it; mine: held by the caller; all: every thread")
+
+
+class ThreadQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    after: int = Field(default=0, ge=0, description="only messages after this message id")
+
+
+class PreviewQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(max_length=1000)
+
+
+@API.route("GET", "/conversations", role=V, query=InboxQuery, tag="conversations",
+           summary="The inbox: waiting and mine oldest hand-off first, all latest first",
+           response=PageOf[out.ConversationOut])
+async def list_conversations(call: Call) -> web.StreamResponse:
+    q: InboxQuery = call.query
+    items, found = await inbox.list_threads(call.actor, q.view, call.request.app[DESK],
+                                            call.now, limit=q.limit, cursor=q.cursor)
+    return page_json(call, found, items)
+
+
+@API.route("GET", "/conversations/counts", role=V, tag="conversations",
+           summary="Waiting and mine, their unread messages, and how many are overdue",
+           response=out.InboxCounts)
+async def conversation_counts(call: Call) -> web.StreamResponse:
+    return json_response(await inbox.counts(call.actor, call.request.app[DESK], call.now))
+
+
+@API.route("GET", "/conversations/{id}", role=V, query=ThreadQuery, tag="conversations",
+           summary="One thread and its latest messages (or those after a message id)",
+           response=out.ThreadOut)
+async def get_conversation(call: Call) -> web.StreamResponse:
+    return json_response(await inbox.thread_json(call.int_param("id"), call.request.app[DESK],
+                                                 call.now, after=call.query.after))
+
+
+@API.route("GET", "/conversations/{id}/preview", role=G, query=PreviewQuery,
+           tag="conversations", summary="Where a reply goes, and its SMS segment count",
+           response=out.ReplyPreview)
+async def preview_reply(call: Call) -> web.StreamResponse:
+    thread = await inbox.get_thread(call.int_param("id"))
+    return json_response(await inbox.reply_preview(thread, call.query.text, call.settings))
+
+
+@API.route("POST", "/conversations/{id}/messages", role=G, body=inbox.ReplyIn,
+           tag="conversations", response=out.ConversationMessageOut,
+           summary="Reply: queued as a service message on the customer's last channel")
+async def reply_conversation(call: Call) -> web.StreamResponse:
+    message = await inbox.reply(call.actor, call.int_param("id"), call.body, now=call.now)
+    return json_response(inbox.message_json(message, call.actor.name))
+
+
+@API.route("POST", "/conversations/{id}/assign", role=G, body=inbox.AssignIn,
+           tag="conversations", summary="Assign to the caller or a colleague",
+           response=out.ConversationOut)
+async def assign_conversation(call: Call) -> web.StreamResponse:
+    thread = await inbox.assign(call.actor, call.int_param("id"), call.body, now=call.now)
+    [row] = await inbox.threads_json([thread], call.request.app[DESK], call.now)
+    return json_response(row)
+
+
+@API.route("POST", "/conversations/{id}/resolve", role=G, tag="conversations",
+           summary="Resolve: the bot answers the customer again", response=out.ConversationOut)
+async def resolve_conversation(call: Call) -> web.StreamResponse:
+    thread = await inbox.resolve(call.actor, call.int_param("id"), now=call.now)
+    [row] = await inbox.threads_json([thread], call.request.app[DESK], call.now)
+    return json_response(row)
+
+
+# -- complaints ---------------------------------------------------------------------------------
+
+
+class ComplaintQuery(PageQuery):
+    state: Literal["open", "overdue", "closed", "all"] = Field(
+        default="open", description="open and overdue soonest due first; closed and all "
+                                    "newest first")
+
+
+class RegisterQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    received_from: date | None = Field(default=None, description="local date, inclusive")
+    received_to: date | None = Field(default=None, description="local date, inclusive")
+
+
+def _local_start(day: date | None, call: Call, *, after: bool = False) -> datetime | None:
+    if day is None:
+        return None
+    tz = ZoneInfo(call.settings.schedule.timezone)
+    return datetime.combine(day + timedelta(days=1 if after else 0), time(), tzinfo=tz)
+
+
+async def _complaint_out(call: Call, complaint_id: int) -> web.Response:
+    return json_response(await complaints.complaint_detail(complaint_id, call.now))
+
+
+@API.route("GET", "/complaints", role=V, query=ComplaintQuery, tag="complaints",
+           summary="Complaints: open and overdue soonest due first",
+           response=PageOf[out.ComplaintOut])
+async def list_complaints(call: Call) -> web.StreamResponse:
+    q: ComplaintQuery = call.query
+    items, found = await complaints.list_complaints(q.state, call.now, limit=q.limit,
+                                                    cursor=q.cursor)
+    return page_json(call, found, items)
+
+
+@API.route("GET", "/complaints/register.csv", role=V, query=RegisterQuery, tag="complaints",
+           summary="The complaint register for regulatory reporting (CSV)",
+           produces="text/csv")
+async def complaint_register(call: Call) -> web.StreamResponse:
+    q: RegisterQuery = call.query
+    text = await complaints.register_csv(
+        call.now, received_from=_local_start(q.received_from, call),
+        received_to=_local_start(q.received_to, call, after=True))
+    return web.Response(body=text.encode(), headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": 'attachment; filename="complaints-register.csv"'})
+
+
+@API.route("GET", "/complaints/{id}", role=V, tag="complaints", summary="One complaint",
+           response=out.ComplaintOut)
+async def get_complaint(call: Call) -> web.StreamResponse:
+    return await _complaint_out(call, call.int_param("id"))
+
+
+@API.route("POST", "/conversations/{id}/complaint", role=G, body=complaints.FromConversationIn,
+           tag="complaints", response=out.ComplaintOut,
+           summary="Turn a conversation into a complaint (the customer is told its reference)")
+async def complaint_from_conversation(call: Call) -> web.StreamResponse:
+    complaint = await complaints.from_conversation(call.actor, call.int_param("id"), call.body,
+                                                   now=call.now, settings=call.settings)
+    return await _complaint_out(call, complaint.id)
+
+
+@API.route("POST", "/complaints/{id}/assign", role=G, body=complaints.HandlerIn,
+           tag="complaints", response=out.ComplaintOut,
+           summary="Give the complaint a handler (never the staff member complained about)")
+async def assign_complaint(call: Call) -> web.StreamResponse:
+    await complaints.assign(call.actor, call.int_param("id"), call.body, now=call.now)
+    return await _complaint_out(call, call.int_param("id"))
+
+
+@API.route("POST", "/complaints/{id}/staff", role=G, body=complaints.StaffIn,
+           tag="complaints", response=out.ComplaintOut,
+           summary="Record the staff member complained about (not while they handle it)")
+async def complaint_staff(call: Call) -> web.StreamResponse:
+    await complaints.set_staff(call.actor, call.int_param("id"), call.body, now=call.now)
+    return await _complaint_out(call, call.int_param("id"))
+
+
+@API.route("POST", "/complaints/{id}/extend", role=G, body=complaints.ExtendIn,
+           tag="complaints", response=out.ComplaintOut,
+           summary="Extend the deadline (the further extension waits for an admin)")
+async def extend_complaint(call: Call) -> web.StreamResponse:
+    await complaints.extend(call.actor, call.int_param("id"), call.body, now=call.now,
+                            settings=call.settings)
+    return await _complaint_out(call, call.int_param("id"))
+
+
+@API.route("POST", "/complaints/{id}/approve", role=A, tag="complaints",
+           response=out.ComplaintOut, summary="Approve the pending further extension")
+async def approve_complaint(call: Call) -> web.StreamResponse:
+    await complaints.approve(call.actor, call.int_param("id"), now=call.now,
+                             settings=call.settings)
+    return await _complaint_out(call, call.int_param("id"))
+
+
+@API.route("POST", "/complaints/{id}/close", role=G, body=complaints.CloseIn,
+           tag="complaints", response=out.ComplaintOut,
+           summary="Close with the outcome: the customer gets the decision and redress channels")
+async def close_complaint(call: Call) -> web.StreamResponse:
+    await complaints.close(call.actor, call.int_param("id"), call.body, now=call.now,
+                           settings=call.settings)
+    return await _complaint_out(call, call.int_param("id"))
+
+
+@API.route("GET", "/satisfaction", role=V, tag="complaints", response=out.SatisfactionOut,
+           summary="Satisfaction (4-5 among answers) against the target, by operator, case "
+                   "type and month")
+async def get_satisfaction(call: Call) -> web.StreamResponse:
+    return json_response(await satisfaction.summary(call.now, call.settings))
 # -- renewal desk ----------------------------------------------------------------------------
 
 

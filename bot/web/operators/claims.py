@@ -20,6 +20,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
+from bot.desk import surveys
 from bot.texts import LANGUAGES, Texts
 from bot.web.operators import audit
 from bot.web.operators.access import Actor
@@ -27,6 +28,7 @@ from bot.web.operators.customers import phone_condition, plate_of
 from bot.web.operators.errors import Refusal
 from bot.web.operators.paging import DEFAULT_LIMIT, Page, page
 from bot.web.operators.rows import ClaimEventJson, ClaimJson
+from storage.desk_models import SurveyCase
 from storage.models import Category, Claim, ClaimEvent, ClaimStatus, Policy
 from storage.outbox import Outbound, enqueue
 
@@ -178,6 +180,8 @@ async def _add_step(claim: Claim, status: ClaimStatus, occurred_at: datetime, *,
         template_key="claim_update", not_before=now,
         params={"claim": claim.number, "status": status_names(texts, status), "note": note},
     ))
+    if status in (ClaimStatus.PAID, ClaimStatus.CLOSED):  # the case is over: how did we do?
+        await surveys.offer(SurveyCase.CLAIM, claim.id, claim.customer_id, now=now)
     return event
 
 

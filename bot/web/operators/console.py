@@ -939,6 +939,10 @@ def setup(app: web.Application) -> None:
     r.add_post(f"{PREFIX}/regions/dry-run", regions_dry_run)
     r.add_get(f"{PREFIX}/imports", imports_page)
     r.add_post(f"{PREFIX}/imports", import_upload)
+    from bot.web.operators import complaints_console, inbox_console
+
+    inbox_console.add_routes(r)
+    complaints_console.add_routes(r)
     r.add_static(f"{PREFIX}/static", Path(__file__).parent.parent / "static",
                  append_version=True, name=STATIC_ROUTE)
     answer_under(app, PREFIX, refused)

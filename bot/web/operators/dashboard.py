@@ -14,8 +14,10 @@ from tortoise import connections
 from tortoise.expressions import Q
 from tortoise.functions import Count
 
+from bot.web.operators.complaints import overdue_count
 from bot.web.operators.rows import DashboardJson, SchedulerRunJson
 from storage.coverage import insured_on
+from storage.desk_models import Conversation, ConversationStatus
 from storage.models import Message, MessageStatus, SharedPhone
 from storage.operator_models import Campaign, CampaignStatus
 from storage.phones import mask_phone
@@ -66,6 +68,9 @@ async def summary(now: datetime, timezone: str) -> DashboardJson:
     return {
         "insured_today": await _insured(today),
         "shared_phones_held": await SharedPhone.filter(released_at__isnull=True).count(),
+        "conversations_waiting": await Conversation.filter(
+            status=ConversationStatus.WAITING).count(),
+        "complaints_overdue": await overdue_count(now),
         "day": today.isoformat(),
         "planned": planned,
         "planned_total": sum(planned.values()),

@@ -88,6 +88,8 @@ class Dashboard(Out):
                                            "(any status but cancelled)")
     shared_phones_held: int = Field(description="numbers three or more customers share, "
                                                 "still to check")
+    conversations_waiting: int = Field(description="handed off, nobody has it yet")
+    complaints_overdue: int = Field(description="open complaints past their due date")
 
 
 # -- campaigns ---------------------------------------------------------------------------------
@@ -433,6 +435,113 @@ class TaskOut(Out):
     closed_at: datetime | None
 
 
+class ConversationOut(Out):
+    id: int
+    customer_id: int | None
+    name: str = Field(description="the customer's name; empty for an unknown number")
+    phone: str = Field(description="masked")
+    status: Literal["bot", "waiting", "held"]
+    handoff_reason: str
+    assignee: str
+    last_channel: str = Field(description="where a reply goes: telegram or sms")
+    unread: int
+    waiting_since: datetime | None
+    first_response_at: datetime | None
+    waited_minutes: int | None = Field(description="office time without a first reply")
+    overdue: bool = Field(description="beyond conversations.first_response_minutes")
+    last_message_at: datetime
+    answerable: bool = Field(description="false for unknown senders (no customer record)")
+
+
+class ConversationMessageOut(Out):
+    id: int
+    direction: Literal["in", "out"]
+    author: Literal["customer", "bot", "operator"]
+    operator: str
+    channel: str
+    kind: str
+    body: str
+    created_at: datetime
+
+
+class ThreadOut(ConversationOut):
+    messages: list[ConversationMessageOut]
+
+
+class InboxCounts(Out):
+    waiting: int
+    mine: int
+    waiting_unread: int
+    mine_unread: int
+    overdue: int
+
+
+class ReplyPreview(Out):
+    channel: str
+    segments: int | None = Field(description="SMS segments of the signed text; null for "
+                                 "Telegram")
+    encoding: Literal["GSM-7", "UCS-2"] | None
+
+
+class ComplaintExtensionOut(Out):
+    level: int = Field(description="1: to 30 days; 2: a further 30 (counts once approved)")
+    reason: str
+    requested_by: str
+    requested_at: datetime
+    approved_by: str
+    approved_at: datetime | None
+
+
+class ComplaintOut(Out):
+    id: int
+    reference: str = Field(description="TS20261204-0001")
+    customer_id: int
+    name: str
+    phone: str = Field(description="masked")
+    conversation_id: int | None
+    channel: str
+    category: Literal["claims", "renewal_pricing", "sales_conduct", "service_attitude",
+                      "privacy", "other"]
+    description: str
+    staff_complained: str
+    handler: str
+    status: Literal["open", "closed"]
+    received_at: datetime
+    due_at: datetime
+    extension: int
+    overdue: bool
+    extensions: list[ComplaintExtensionOut]
+    outcome: str
+    closed_at: datetime | None
+    within_deadline: bool | None
+
+
+class SatisfactionGroup(Out):
+    name: str = Field(description="the operator's name, or the case type")
+    answered: int
+    satisfied: int = Field(description="scores of 4 or 5")
+    rate: float | None
+
+
+class SatisfactionMonth(Out):
+    month: str = Field(description="YYYY-MM, local")
+    answered: int
+    satisfied: int
+    rate: float | None
+
+
+class SatisfactionOut(Out):
+    since: date
+    target: float = Field(description="satisfaction.target_percent as a fraction")
+    surveys: int = Field(description="surveys offered since then")
+    sent: int = Field(description="surveys that reached a provider")
+    answered: int
+    satisfied: int
+    rate: float | None = Field(description="satisfied ÷ answered")
+    response_rate: float | None = Field(description="answered ÷ sent")
+    by_operator: list[SatisfactionGroup]
+    by_case: list[SatisfactionGroup]
+    by_month: list[SatisfactionMonth]
 class AccidentReportOut(Out):
     id: int
     reference: str = Field(description="the reference the customer was given")

@@ -46,6 +46,8 @@ class DashboardJson(TypedDict):
     campaigns: list[LiveCampaignJson]
     insured_today: int
     shared_phones_held: int
+    conversations_waiting: int
+    complaints_overdue: int
 
 
 # -- campaigns ---------------------------------------------------------------------------------
@@ -353,3 +355,113 @@ class ImportJson(TypedDict):
     problems_truncated: bool
     notes: list[str]
     summary: str
+
+
+# -- conversations, complaints, satisfaction ---------------------------------------------------
+
+
+class ConversationJson(TypedDict):
+    id: int
+    customer_id: int | None
+    name: str
+    phone: str
+    status: str
+    handoff_reason: str
+    assignee: str
+    last_channel: str
+    unread: int
+    waiting_since: str | None
+    first_response_at: str | None
+    waited_minutes: int | None
+    overdue: bool
+    last_message_at: str
+    answerable: bool
+
+
+class ConversationMessageJson(TypedDict):
+    id: int
+    direction: str
+    author: str
+    operator: str
+    channel: str
+    kind: str
+    body: str
+    created_at: str
+
+
+class ThreadJson(ConversationJson):
+    messages: list[ConversationMessageJson]
+
+
+class InboxCountsJson(TypedDict):
+    waiting: int
+    mine: int
+    waiting_unread: int
+    mine_unread: int
+    overdue: int
+
+
+class ReplyPreviewJson(TypedDict):
+    channel: str
+    segments: int | None
+    encoding: str | None
+
+
+class ComplaintExtensionJson(TypedDict):
+    level: int
+    reason: str
+    requested_by: str
+    requested_at: str
+    approved_by: str
+    approved_at: str | None
+
+
+class ComplaintJson(TypedDict):
+    id: int
+    reference: str
+    customer_id: int
+    name: str
+    phone: str
+    conversation_id: int | None
+    channel: str
+    category: str
+    description: str
+    staff_complained: str
+    handler: str
+    status: str
+    received_at: str
+    due_at: str
+    extension: int
+    overdue: bool
+    extensions: list[ComplaintExtensionJson]
+    outcome: str
+    closed_at: str | None
+    within_deadline: bool | None
+
+
+class SatisfactionGroupJson(TypedDict):
+    name: str
+    answered: int
+    satisfied: int
+    rate: float | None
+
+
+class SatisfactionMonthJson(TypedDict):
+    month: str
+    answered: int
+    satisfied: int
+    rate: float | None
+
+
+class SatisfactionJson(TypedDict):
+    since: str
+    target: float
+    surveys: int
+    sent: int
+    answered: int
+    satisfied: int
+    rate: float | None
+    response_rate: float | None
+    by_operator: list[SatisfactionGroupJson]
+    by_case: list[SatisfactionGroupJson]
+    by_month: list[SatisfactionMonthJson]
