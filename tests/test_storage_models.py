@@ -237,7 +237,7 @@ async def test_migration_0012_lets_customers_share_a_phone_and_keeps_every_row(
                 "AND sql IS NOT NULL ORDER BY sql")
             indexed = sorted(row[0].split(" ON ")[1] for row in rows)
             assert indexed == ['"customer" ("birthday_md")', '"customer" ("customer_no")',
-                               '"customer" ("phone")']
+                               '"customer" ("phone")', '"customer" ("region_id")']
         else:
             rows = await conn.execute_query_dict(
                 "SELECT indexdef FROM pg_indexes WHERE tablename = 'customer' "
