@@ -359,6 +359,9 @@ class Consent(Model):
     category = fields.CharEnumField(Category, max_length=16)
     granted = fields.BooleanField()
     source = fields.CharField(max_length=64)
+    reference = fields.CharField(
+        max_length=64, default="", db_default="",
+        description="what proves it: an SMS MessageSid, a Telegram update id, an import line")
     created_at = fields.DatetimeField()
 
     class Meta:

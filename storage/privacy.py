@@ -368,24 +368,27 @@ _BATCH = 1000
 
 async def consent_evidence(customer_ids: Sequence[int] | None = None
                            ) -> AsyncIterator[tuple[object, ...]]:
-    """Every consent change, oldest first, with its source; ``reference`` is the MessageSid
-    of an SMS keyword or Twilio opt-out (kept with the number's choice, ``PhoneSuppression``)."""
+    """Every consent change, oldest first, with its source and its evidence (``reference``):
+    the row's own — the MessageSid of an SMS keyword, ``update:N`` of a Telegram settings
+    button — else the MessageSid kept with the number's choice (``PhoneSuppression``: Twilio
+    opt-outs, and rows written before consents carried their reference)."""
     last = 0
     while True:
         query = Consent.filter(id__gt=last)
         if customer_ids is not None:
             query = query.filter(customer_id__in=list(customer_ids))
         batch = await query.order_by("id").limit(_BATCH).values_list(
-            "id", "customer_id", "channel", "category", "granted", "source", "created_at")
+            "id", "customer_id", "channel", "category", "granted", "source", "reference",
+            "created_at")
         if not batch:
             return
         last = int(batch[-1][0])
         owners = {int(cid): (str(phone), no) for cid, phone, no in await Customer.filter(
             id__in={row[1] for row in batch}).values_list("id", "phone", "customer_no")}
         references = await _references({phone for phone, _ in owners.values() if phone})
-        for _, cid, channel, category, granted, source, at in batch:
+        for _, cid, channel, category, granted, source, own, at in batch:
             phone, number = owners.get(int(cid), ("", None))
-            reference = references.get((phone, str(source), at), "")
+            reference = own or references.get((phone, str(source), at), "")
             yield (cid, number or "", channel, _plain(category), "yes" if granted else "no",
                    source, reference, _plain(at))
 

@@ -247,7 +247,7 @@ async def test_a_later_import_of_the_same_phone_does_not_bring_the_person_back(
 async def test_consent_evidence_csv_names_sources_and_message_sids(rig: Rig) -> None:
     c = await seeded(rig.uploads)
     await Consent.create(customer=c, channel="telegram", category=Category.CARE, granted=True,
-                         source="telegram:settings", created_at=NOW)
+                         source="telegram:settings", reference="update:4711", created_at=NOW)
     status, body = await rig.call("GET", "/api/v1/consents.csv",
                                   params={"customer_id": str(c.id)})
     assert status == 200
@@ -256,7 +256,7 @@ async def test_consent_evidence_csv_names_sources_and_message_sids(rig: Rig) -> 
                        "reference", "at"]
     assert rows[1][:7] == [str(c.id), "C900", "sms", "marketing", "no", "sms:keyword",
                            "SMstop0001"]
-    assert rows[2][2:7] == ["telegram", "care", "yes", "telegram:settings", ""]
+    assert rows[2][2:7] == ["telegram", "care", "yes", "telegram:settings", "update:4711"]
     status, _ = await rig.call("GET", "/api/v1/consents.csv", Role.AGENT)
     assert status == 403
 

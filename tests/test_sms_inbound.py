@@ -372,8 +372,12 @@ async def test_a_customer_stop_is_remembered_for_the_number_too(rig: SmsRig) -> 
     assert await sms_consents(owner.id) == dict.fromkeys(CATEGORIES, False)
     assert await remembered(owner.phone) == {
         ("sms", c, True, "sms:keyword", sid) for c in CATEGORIES}
-    await rig.text(owner.phone, "START")
+    again = new_sid()
+    await rig.text(owner.phone, "START", sid=again)
     assert await sms_consents(owner.id) == dict.fromkeys(CATEGORIES, True)
+    # each consent row carries its own evidence: the MessageSid that asked for it
+    assert set(await Consent.filter(customer_id=owner.id).values_list(
+        "granted", "reference")) == {(False, sid), (True, again)}
     assert {s for _, _, s, _, _ in await remembered(owner.phone)} == {True, False}
 
 

@@ -25,9 +25,12 @@ async def test_switching_a_category_off_stops_it_on_every_channel(tg: Rig) -> No
     owner, user = await tg.linked(language="en")
     await tg.send(user, "/settings")
     assert await _allowed(tg, owner, Category.CARE) == (True, True)
-    await tg.press(user, "set:toggle:care")
+    pressed = await tg.press(user, "set:toggle:care")
     assert await _allowed(tg, owner, Category.CARE) == (False, False)
     assert await _allowed(tg, owner, Category.REMINDER) == (True, True)
+    # the evidence of each row: the update that asked for it
+    assert set(await Consent.filter(customer_id=owner.id).values_list(
+        "reference", flat=True)) == {f"update:{pressed.update_id}"}
     assert await _allowed(tg, owner, Category.SERVICE) == (True, True)
     rows = await Consent.filter(customer_id=owner.id).values_list("channel", "category",
                                                                   "granted")

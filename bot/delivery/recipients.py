@@ -93,12 +93,13 @@ async def unlink_chat(customer_id: int, chat_id: int) -> None:
 
 
 async def record_sms_opt_out(
-    customer_id: int, categories: Iterable[str], *, source: str, now: datetime
+    customer_id: int, categories: Iterable[str], *, source: str, now: datetime,
+    reference: str = "",
 ) -> None:
     await Consent.bulk_create(
         [
             Consent(customer_id=customer_id, channel=Channel.SMS.value, category=Category(c),
-                    granted=False, source=source, created_at=now)
+                    granted=False, source=source, reference=reference[:64], created_at=now)
             for c in categories
         ]
     )
@@ -114,13 +115,15 @@ async def record_number_sms_opt_out(
     customer = await Customer.get_or_none(id=customer_id).only("id", "phone")
     phone = customer.phone if customer is not None else None
     if not phone:
-        await record_sms_opt_out(customer_id, categories, source=source, now=now)
+        await record_sms_opt_out(customer_id, categories, source=source, now=now,
+                                 reference=reference)
         return
     await remember_number_choice(str(phone), categories, suppressed=True,
                                  channel=Channel.SMS.value, source=source, reference=reference,
                                  now=now)
     for on_number in await Customer.filter(phone=phone).only("id"):
-        await record_sms_opt_out(on_number.id, categories, source=source, now=now)
+        await record_sms_opt_out(on_number.id, categories, source=source, now=now,
+                                 reference=reference)
 
 
 async def mark_phone_invalid(customer_id: int, *, now: datetime) -> None:

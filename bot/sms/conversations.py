@@ -197,12 +197,13 @@ inside ``SmsConversations.claimed`` (an effect)."""
 
 
 async def record_sms_opt_in(
-    customer_id: int, categories: Sequence[str], *, source: str, now: datetime
+    customer_id: int, categories: Sequence[str], *, source: str, now: datetime,
+    reference: str = "",
 ) -> None:
     """The counterpart of ``record_sms_opt_out``: newer rows, ``granted`` True."""
     await Consent.bulk_create([
         Consent(customer_id=customer_id, channel=Channel.SMS.value, category=Category(c),
-                granted=True, source=source, created_at=now)
+                granted=True, source=source, reference=reference[:64], created_at=now)
         for c in categories
     ])
 
@@ -471,7 +472,8 @@ class SmsConversations:
                                          reference=row["message_sid"], now=now)
             record = record_sms_opt_out if stop else record_sms_opt_in
             for customer in await Customer.filter(phone=phone).only("id"):
-                await record(customer.id, categories, source=source, now=now)
+                await record(customer.id, categories, source=source, now=now,
+                             reference=row["message_sid"])
             if parsed.from_twilio:  # Twilio's Advanced Opt-Out answered, and blocks ours
                 claim.reply = ""
             elif stop:

@@ -106,10 +106,12 @@ async def load_preferences(customer_id: int, phone: str, *,
 class _Writer:
     """Collects the rows that change something, and writes them in one statement."""
 
-    def __init__(self, customer_id: int, state: _State, now: datetime) -> None:
+    def __init__(self, customer_id: int, state: _State, now: datetime,
+                 reference: str = "") -> None:
         self.customer_id = customer_id
         self.state = state
         self.now = now
+        self.reference = reference  # the Telegram update that asked for it
         self.rows: list[Consent] = []
 
     def want(self, channel: str, category: Category, granted: bool, source: str) -> None:
@@ -117,7 +119,7 @@ class _Writer:
         if current is None or current.granted != granted or current.source != source:
             self.rows.append(Consent(customer_id=self.customer_id, channel=channel,
                                      category=category, granted=granted, source=source,
-                                     created_at=self.now))
+                                     reference=self.reference, created_at=self.now))
 
     def telegram(self, category: Category, target: Preferences) -> None:
         self.want(Channel.TELEGRAM.value, category,
@@ -130,13 +132,14 @@ class _Writer:
 
 
 async def set_category(customer_id: int, phone: str, category: Category, on: bool, *,
-                       now: datetime, marketing_consent_prefixes: Sequence[str]) -> Preferences:
+                       now: datetime, marketing_consent_prefixes: Sequence[str],
+                       reference: str = "") -> Preferences:
     if category not in SWITCHABLE:
         raise ValueError(f"category {category} cannot be switched")
     state = await _state(customer_id)
     current = _read(state, _needs_grant(phone, marketing_consent_prefixes))
     target = replace(current, enabled={**current.enabled, category: on})
-    writer = _Writer(customer_id, state, now)
+    writer = _Writer(customer_id, state, now, reference)
     writer.want(_ANY, category, on, SOURCE)
     writer.telegram(category, target)
     if not _opted_out_by_sms(state.newest.get((Channel.SMS.value, category))):
@@ -146,14 +149,14 @@ async def set_category(customer_id: int, phone: str, category: Category, on: boo
 
 
 async def set_preferred_channel(customer_id: int, phone: str, channel: Channel, *,
-                                now: datetime, marketing_consent_prefixes: Sequence[str]
-                                ) -> Preferences:
+                                now: datetime, marketing_consent_prefixes: Sequence[str],
+                                reference: str = "") -> Preferences:
     if channel not in _PREFER:
         raise ValueError(f"channel {channel} cannot be preferred")
     state = await _state(customer_id)
     target = replace(_read(state, _needs_grant(phone, marketing_consent_prefixes)),
                      preferred=channel)
-    writer = _Writer(customer_id, state, now)
+    writer = _Writer(customer_id, state, now, reference)
     for category in SWITCHABLE:
         writer.telegram(category, target)
     await writer.write()

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject, or_f
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message, Update
 
 from bot.settings import Settings
 from bot.telegram import accounts, consents, keyboards
@@ -50,8 +50,10 @@ async def show_settings(message: Message, customer: Policyholder, t: Translator,
 
 
 async def change(query: CallbackQuery, callback_data: SettingsCb, bot: Bot, customer: Policyholder,
-                 t: Translator, settings: Settings, clock: Callable[[], datetime]) -> None:
+                 t: Translator, settings: Settings, clock: Callable[[], datetime],
+                 event_update: Update) -> None:
     await query.answer()
+    reference = f"update:{event_update.update_id}"  # the consent's evidence
     prefixes = settings.delivery.marketing_requires_consent_prefixes
     current = await consents.load_preferences(customer.id, customer.phone,
                                               marketing_consent_prefixes=prefixes)
@@ -65,12 +67,14 @@ async def change(query: CallbackQuery, callback_data: SettingsCb, bot: Bot, cust
             return
         prefs = await consents.set_category(customer.id, customer.phone, category,
                                             not current.is_on(category), now=clock(),
-                                            marketing_consent_prefixes=prefixes)
+                                            marketing_consent_prefixes=prefixes,
+                                            reference=reference)
     else:
         other = Channel.SMS if current.preferred is Channel.TELEGRAM else Channel.TELEGRAM
         prefs = await consents.set_preferred_channel(customer.id, customer.phone, other,
                                                      now=clock(),
-                                                     marketing_consent_prefixes=prefixes)
+                                                     marketing_consent_prefixes=prefixes,
+                                                     reference=reference)
     text, markup = screen(t, prefs)
     if isinstance(query.message, Message):
         await query.message.edit_text(text, reply_markup=markup)
