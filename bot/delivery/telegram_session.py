@@ -65,6 +65,9 @@ class BotSession(AiohttpSession):
     async def send_text(self, bot: Bot, chat_id: int, text: str) -> int:
         """``sendMessage`` of plain ``text`` to ``chat_id``: the new message's id, or the
         exception ``bot.send_message(chat_id, text)`` would raise."""
+        def method() -> SendMessage:  # built only where aiogram's errors need it
+            return SendMessage(chat_id=chat_id, text=text)
+
         session = await self.create_session()
         form = FormData(quote_fields=False)
         form.add_field("chat_id", str(chat_id))
@@ -74,10 +77,9 @@ class BotSession(AiohttpSession):
                                     data=form, timeout=ClientTimeout(total=self.timeout)) as resp:
                 status, raw = resp.status, await resp.text()
         except TimeoutError as exc:
-            raise TelegramNetworkError(method=SendMessage(chat_id=chat_id, text=text),
-                                       message="Request timeout error") from exc
+            raise TelegramNetworkError(method=method(), message="Request timeout error") from exc
         except ClientError as exc:
-            raise TelegramNetworkError(method=SendMessage(chat_id=chat_id, text=text),
+            raise TelegramNetworkError(method=method(),
                                        message=f"{type(exc).__name__}: {exc}") from exc
         if status == HTTPStatus.OK:
             try:
@@ -86,8 +88,7 @@ class BotSession(AiohttpSession):
                     return int(answer["result"]["message_id"])
             except (ValueError, TypeError, KeyError, AttributeError):
                 pass  # aiogram's reading below says what is wrong with it
-        response = self.check_response(bot, SendMessage(chat_id=chat_id, text=text), status,
-                                       raw)
+        response = self.check_response(bot, method(), status, raw)
         return int(cast(Message, response.result).message_id)
 
     def check_response(self, bot: Bot, method: TelegramMethod[TelegramType], status_code: int,
