@@ -42,7 +42,7 @@ from bot.telegram.claim_documents import stored_name
 from bot.telegram.context import LINKED
 from bot.telegram.filters import Magic, MenuButton
 from bot.telegram.i18n import Translator, labels
-from bot.telegram.uploads import _download, _rejection, incoming
+from bot.telegram.uploads import download_file, incoming, rejection_text
 from bot.texts import Texts
 from storage.accident_models import DraftStatus, ReportDraft
 from storage.models import Channel, Document
@@ -588,13 +588,13 @@ async def _keep(turn: Turn, draft: ReportDraft, message: Message,
     assert item is not None
     try:
         check_declared_size(item.size, uploads)
-        content = await _download(turn.bot, item.file_id)
+        content = await download_file(turn.bot, item.file_id)
         document, _ = await store_document(
             customer_id=turn.customer.id, claim_id=None, channel=Channel.TELEGRAM, data=content,
             original_name=stored_name("photos", item.name), limits=uploads, now=turn.now)
     except UploadRejected as rejected:
         log.info("accident report %d: file refused: %s", draft.id, rejected)
-        await turn.say(_rejection(turn.t, rejected, uploads),
+        await turn.say(rejection_text(turn.t, rejected, uploads),
                        reply_to_message_id=item.message_id)
         return None
     if document.id in draft.data.get("documents", []):

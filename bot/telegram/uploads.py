@@ -86,7 +86,7 @@ def incoming(message: Message) -> Incoming | None:
     return None
 
 
-async def _download(bot: Bot, file_id: str) -> bytes:
+async def download_file(bot: Bot, file_id: str) -> bytes:
     buffer = io.BytesIO()
     try:
         await bot.download(file_id, destination=buffer)
@@ -97,7 +97,7 @@ async def _download(bot: Bot, file_id: str) -> bytes:
     return buffer.getvalue()
 
 
-def _rejection(t: Translator, rejected: UploadRejected, limits: UploadLimits) -> str:
+def rejection_text(t: Translator, rejected: UploadRejected, limits: UploadLimits) -> str:
     key = _REJECTION_TEXTS.get(rejected.reason, "tg_upload_unsupported")
     if key == "tg_upload_too_large":
         return t(key, max_mb=limits.max_bytes // (1024 * 1024))
@@ -235,14 +235,14 @@ async def _take(bot: Bot, chat_id: int, t: Translator, state: FSMContext, custom
         return 0
     try:
         check_declared_size(item.size, uploads)
-        content = await _download(bot, item.file_id)
+        content = await download_file(bot, item.file_id)
         _, new = await store_document(
             customer_id=customer.id, claim_id=claim.id, channel=Channel.TELEGRAM, data=content,
             original_name=stored_name(str(data.get("kind", OTHER)), item.name),
             limits=uploads, now=clock())
     except UploadRejected as rejected:
         log.info("upload refused for claim %d: %s", claim.id, rejected)
-        await bot.send_message(chat_id, _rejection(t, rejected, uploads),
+        await bot.send_message(chat_id, rejection_text(t, rejected, uploads),
                                reply_to_message_id=item.message_id)
         return 0
     if not new:
