@@ -52,6 +52,27 @@ async def _db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _db_check(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit 1 when a reference the database does not enforce (``storage.integrity``) points at a
+    row that is gone, listing the first few ids."""
+    from storage.integrity import orphans
+
+    await storage_db.upgrade(settings.database.url, pool_max=settings.database.pool_max)
+    try:
+        found = await orphans()
+    finally:
+        await storage_db.close()
+    print(f"database check: {storage_db.describe_url(settings.database.url)}")
+    for item in found:
+        ids = ", ".join(str(i) for i in item.sample)
+        more = ", …" if item.count > len(item.sample) else ""
+        print(f"  {item.reference}: {item.count} orphan rows"
+              + (f" (ids {ids}{more})" if ids else ""))
+    broken = sum(item.count for item in found)
+    print("  no orphan rows" if broken == 0 else f"  {broken} orphan rows in all")
+    return 0 if broken == 0 else 1
+
+
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
     """Check what can fail cheaply — the configuration (already loaded), the database, the
     port — before importing the bot stack, whose import alone builds aiogram's models for
@@ -459,6 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     database = sub.add_parser("db", help="database maintenance")
     db_sub = database.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", help="apply pending migrations").set_defaults(func=_db_upgrade)
+    db_sub.add_parser("check", help="references without a foreign key (the outbox's customer): "
+                      "rows whose target is gone; exit 1 if any").set_defaults(func=_db_check)
 
     regions = sub.add_parser("regions", help="the regions weather notices are for")
     regions_sub = regions.add_subparsers(dest="regions_command", required=True,

@@ -67,6 +67,11 @@ class ScheduleSettings(BaseModel):
     batch_size: int = Field(
         default=2000, ge=10, le=20000, description="rows read and messages queued per batch"
     )
+    plan_writers: int = Field(
+        default=2, ge=1, le=8,
+        description="PostgreSQL connections that queue a festival day's greetings at once "
+                    "(each one range of customers per statement; SQLite: one)",
+    )
     festivals: list[FestivalSettings] = Field(
         default_factory=list, description="extra fixed-date festivals, besides the built-in ones"
     )

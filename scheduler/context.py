@@ -9,7 +9,7 @@ and each rule decides from the pair whether its message is still worth sending.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -24,7 +24,7 @@ from scheduler.selection import Selection
 from storage.coverage import care_reaches
 from storage.models import Category
 from storage.outbox import Outbound, enqueue_bulk, insert_select
-from storage.sql import Fragment, Row, execute, is_postgres
+from storage.sql import Fragment, Row, execute, inside_transaction, is_postgres
 
 Sink = Callable[[Iterable[Outbound]], Awaitable[int]]
 """Takes messages (a generator is fine) and returns how many were newly queued."""
@@ -75,24 +75,44 @@ class OutboxSink:
         return await enqueue_bulk(items, batch_size=self._batch_size)
 
     async def insert_select(self, selection: Selection, columns: Mapping[str, Fragment], *,
-                            span: int) -> int:
+                            span: int, writers: int = 1) -> int:
         """Queue the message ``columns`` describe (see ``storage.outbox.insert_select``) for
         every row of ``selection``, whose key must be an integer, ``span`` keys per statement;
-        returns how many were new."""
+        returns how many were new.
+
+        On PostgreSQL ``writers`` connections take the ranges in turn, each range its own
+        transaction (one backend writes the rows of one statement; a second one nearly halves
+        a festival day on two cores). SQLite has one writer, and inside a transaction the
+        statements share its connection: one at a time there."""
         bounds = await selection.key_bounds()
         if bounds is None:
             return 0
-        low, top = int(bounds[0]) - 1, int(bounds[1])
         postgres = is_postgres()
         now = datetime.now(UTC)  # the rows' created_at, as enqueue_bulk stamps them
-        created = 0
-        while low < top:
-            part = selection.within(low, min(low + span, top))
-            sql, params = insert_select(columns, part.source, created_at=now, postgres=postgres)
-            async with in_transaction() as conn:
-                created += await execute(conn, sql, params)
-            low += span
-        return created
+        ranges = _ranges(int(bounds[0]) - 1, int(bounds[1]), span)
+
+        async def write() -> int:
+            created = 0
+            for low, high in ranges:  # shared: each range is taken by one writer
+                part = selection.within(low, high)
+                sql, params = insert_select(columns, part.source, created_at=now,
+                                            postgres=postgres)
+                async with in_transaction() as conn:
+                    created += await execute(conn, sql, params)
+            return created
+
+        if not postgres or writers <= 1 or inside_transaction():
+            return await write()
+        async with asyncio.TaskGroup() as group:  # one failing cancels the others
+            tasks = [group.create_task(write()) for _ in range(writers)]
+        return sum(task.result() for task in tasks)
+
+
+def _ranges(low: int, top: int, span: int) -> Iterator[tuple[int, int]]:
+    """``(low, low + span]``, then the next, up to ``top``."""
+    while low < top:
+        yield low, min(low + span, top)
+        low += span
 
 
 def outbox_sink(batch_size: int) -> OutboxSink:
@@ -163,10 +183,11 @@ class PlanContext:
                         customer_id=row["customer_id"], template_key=template, params=params,
                         not_before=sent, stale_after=stale_after(sent))
 
-    def care_reaches(self, customer: str = "c") -> Fragment:
+    def care_reaches(self, customer: str = "c", *,
+                     ids: tuple[int, int] | None = None) -> Fragment:
         """SQL: customer care reaches customer ``customer`` on the plan day
-        (``storage.coverage``)."""
-        return care_reaches(self.day, self.care.lapsed_days, customer)
+        (``storage.coverage``); ``ids`` (``low, high``) narrows it to ``low < id <= high``."""
+        return care_reaches(self.day, self.care.lapsed_days, customer, ids=ids)
 
 
 @lru_cache(maxsize=16)

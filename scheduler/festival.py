@@ -111,11 +111,15 @@ def festival_on(day: date, extra: Sequence[FestivalSettings] = ()) -> Festival |
 
 
 def reached_customers(ctx: PlanContext) -> Selection:
-    """The customers care reaches on the plan day, by id."""
-    reach = ctx.care_reaches()
-    return Selection(columns="c.id AS customer_id, c.name, c.timezone",
-                     source=Fragment(f"FROM customer c WHERE {reach.sql}", reach.params),
-                     key="c.id")
+    """The customers care reaches on the plan day, by id; a range of ids looks up only its
+    own customers' policies (``storage.coverage.care_reaches``)."""
+
+    def source(ids: tuple[int, int] | None = None) -> Fragment:
+        reach = ctx.care_reaches(ids=ids)
+        return Fragment(f"FROM customer c WHERE {reach.sql}", reach.params)
+
+    return Selection(columns="c.id AS customer_id, c.name, c.timezone", source=source(),
+                     key="c.id", ranged=lambda low, high: source((int(low), int(high))))
 
 
 def selections(ctx: PlanContext) -> list[Selection]:
@@ -195,7 +199,8 @@ async def queue(ctx: PlanContext, sink: Sink) -> int:
             current(), "SELECT DISTINCT timezone AS tz FROM customer WHERE timezone IS NOT NULL")]
         columns = _greeting_columns(ctx, festival, names, postgres=is_postgres())
         created = await sink.insert_select(reached_customers(ctx), columns,
-                                           span=ctx.batch_size * IDS_PER_PAGE)
+                                           span=ctx.batch_size * IDS_PER_PAGE,
+                                           writers=ctx.schedule.plan_writers)
     else:
         created = await feed(reached_customers(ctx), ctx.batch_size,
                              partial(_messages, ctx, festival=festival), sink)

@@ -9,7 +9,7 @@ which converts the values for the backend; dates come back through ``storage.sql
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +18,16 @@ from storage.sql import Fragment, Params, Row, current, fetch
 
 @dataclass(frozen=True, slots=True)
 class Selection:
-    """``SELECT <key> AS k, <columns> <source>``, where ``source`` is ``FROM … WHERE …``."""
+    """``SELECT <key> AS k, <columns> <source>``, where ``source`` is ``FROM … WHERE …``.
+
+    ``ranged``, when given, writes the source for ``low < key <= high`` itself (``within``):
+    exactly the rows of ``source`` in that range, with the bounds where the database can use
+    them — in a correlated lookup too, which a filter on the key alone does not reach."""
 
     columns: str
     source: Fragment
     key: str
+    ranged: Callable[[Any, Any], Fragment] | None = None
 
     def _after(self, after: Any) -> tuple[str, Params]:
         params = Params(self.source.params)
@@ -51,6 +56,8 @@ class Selection:
 
     def within(self, low: Any, high: Any) -> Selection:
         """The rows with ``low < key <= high``."""
+        if self.ranged is not None:
+            return Selection(self.columns, self.ranged(low, high), self.key)
         params = Params(self.source.params)
         source = (f"{self.source.sql} AND {self.key} > {params.add(low)} "
                   f"AND {self.key} <= {params.add(high)}")

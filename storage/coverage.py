@@ -33,11 +33,19 @@ def policy_covers(policy: str, first: date, last: date | None = None) -> Fragmen
                     f"AND {policy}.end_date >= :first", {"first": first, "last": last or first})
 
 
-def _covered(customer: str, first: date, last: date) -> Fragment:
-    """The customer has a policy covering a day from ``first`` to ``last``."""
+def _covered(customer: str, first: date, last: date,
+             ids: tuple[int, int] | None = None) -> Fragment:
+    """The customer has a policy covering a day from ``first`` to ``last``; with ``ids``
+    (``low, high``), only customers with ``low < id <= high`` are looked up."""
     covers = policy_covers("cov", first, last)
+    if ids is None:
+        return Fragment(f"EXISTS (SELECT 1 FROM policy cov WHERE cov.customer_id = "
+                        f"{customer}.id AND {covers.sql})", covers.params)
+    low, high = ids
     return Fragment(f"EXISTS (SELECT 1 FROM policy cov WHERE cov.customer_id = {customer}.id "
-                    f"AND {covers.sql})", covers.params)
+                    f"AND {covers.sql} AND cov.customer_id > :low AND cov.customer_id <= :high)"
+                    f" AND {customer}.id > :low AND {customer}.id <= :high",
+                    {**covers.params, "low": low, "high": high})
 
 
 def insured_on(day: date, customer: str = "c") -> Fragment:
@@ -47,7 +55,13 @@ def insured_on(day: date, customer: str = "c") -> Fragment:
 
 
 def care_reaches(day: date, lapsed_days: int = DEFAULT_LAPSED_DAYS,
-                 customer: str = "c") -> Fragment:
+                 customer: str = "c", *, ids: tuple[int, int] | None = None) -> Fragment:
     """Customer care reaches the customer on ``day``: insured then, or lapsed at most
-    ``lapsed_days`` days before."""
-    return _covered(customer, day - timedelta(days=lapsed_days), day)
+    ``lapsed_days`` days before.
+
+    ``ids`` (``low, high``) narrows it to the customers with ``low < id <= high``, the bounds
+    written on both sides of the policy lookup: PostgreSQL does not carry a range of the
+    customer's id over to the policies' ``customer_id``, and without it every statement over
+    one range of customers (set-based queueing of a festival day, 50,000 ids at a time)
+    hashed every policy in the book — at 1,000,000 customers, 20 times about a second."""
+    return _covered(customer, day - timedelta(days=lapsed_days), day, ids)

@@ -37,6 +37,7 @@ from storage.sql.gateway import (
     fetch,
     fetchrow,
     fetchval,
+    inside_transaction,
     is_postgres,
     rows_changed,
 )
@@ -44,6 +45,7 @@ from storage.sql.gateway import (
 __all__ = [
     "Fragment", "Params", "Row", "Statements", "as_bool", "as_date", "as_decimal", "as_json",
     "as_moment", "bind", "current", "driver_value", "execute", "fetch", "fetchrow", "fetchval",
-    "for_update", "in_list", "insert_ignoring", "is_postgres", "json_object", "json_param",
-    "json_rows", "json_values", "rows_changed", "sqlite_page_cache", "typed",
+    "for_update", "in_list", "insert_ignoring", "inside_transaction", "is_postgres",
+    "json_object", "json_param", "json_rows", "json_values", "rows_changed",
+    "sqlite_page_cache", "typed",
 ]

@@ -27,7 +27,7 @@ from functools import lru_cache
 from typing import Any
 
 from tortoise import connections
-from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
 from tortoise.exceptions import IntegrityError, OperationalError
 
 Row = dict[str, Any]
@@ -40,6 +40,12 @@ def current() -> BaseDBAsyncClient:
     default one."""
     conn: BaseDBAsyncClient = connections.get("default")
     return conn
+
+
+def inside_transaction() -> bool:
+    """Whether the current task runs inside ``in_transaction()`` (whose one connection its
+    statements share, one at a time)."""
+    return isinstance(current(), TransactionalDBClient)
 
 
 def is_postgres(conn: BaseDBAsyncClient | None = None) -> bool:
