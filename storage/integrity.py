@@ -77,9 +77,11 @@ async def delete_customers(ids: Iterable[int]) -> int:
     async with in_transaction() as conn:
         postgres = is_postgres(conn)
         values = {"ids": wanted}
+        among = in_list("id", ":ids", postgres=postgres, sql_type="int")
+        # counted first: SQLite's count of a DELETE takes in the rows its keys cascade to
+        present = len(await fetch(conn, f"SELECT id FROM customer WHERE {among}", values))
         await execute(conn, "DELETE FROM message WHERE "
                       f"{in_list('customer_id', ':ids', postgres=postgres, sql_type='int')}",
                       values)
-        return await execute(conn, "DELETE FROM customer WHERE "
-                             f"{in_list('id', ':ids', postgres=postgres, sql_type='int')}",
-                             values)
+        await execute(conn, f"DELETE FROM customer WHERE {among}", values)
+    return present

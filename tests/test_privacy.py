@@ -21,6 +21,7 @@ from loyalty.config import LoyaltySettings
 from loyalty.earning import adjust_points, check_in
 from loyalty.rewards import seed_rewards
 from loyalty.vouchers import redeem
+from storage.integrity import orphans
 from storage.loyalty_models import LedgerEntry, LoyaltyAccount, Voucher
 from storage.models import (
     Category,
@@ -185,6 +186,7 @@ async def test_erasure_keeps_every_total_removes_the_person_and_files_and_is_ide
     for message in await Message.filter(customer_id=c.id):
         assert message.params == {}
     assert (await Message.get(dedup_key=f"later:{c.id}")).skip_reason == "erased"
+    assert [found.count for found in await orphans()] == [0]  # the customer row stays
     forever = await PhoneSuppression.filter(phone=c.phone, channel="*", suppressed=True)
     assert {str(r.category) for r in forever} == {cat.value for cat in Category}
     assert await Voucher.filter(customer_id=c.id).count() == 1  # kept: the totals need it

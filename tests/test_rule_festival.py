@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import date
 
 import pytest
+from tortoise.transactions import in_transaction
 
 from scheduler import festival
 from scheduler.config import FestivalSettings, ScheduleSettings
@@ -138,3 +139,44 @@ async def test_set_based_queueing_covers_every_key_range(db: str) -> None:
     assert await sink.insert_select(selection, columns, span=2) == 7
     assert await Message.filter(kind="festival").count() == 7
     assert await sink.insert_select(selection, columns, span=3) == 0
+
+
+async def test_a_range_of_reached_customers_reads_as_the_whole_selection_cut_by_id(
+        db: str) -> None:
+    reached = []
+    for n in range(9):
+        owner = await factories.customer()
+        if n % 3:  # every third one has no cover: care does not reach them
+            await factories.policy(owner, end=date(2026, 12, 31))
+            reached.append(owner.id)
+    ctx = PlanContext(day=date(2026, 9, 25), today=date(2026, 9, 25))
+    selection = festival.reached_customers(ctx)
+    everyone = [row["customer_id"] async for page in selection.pages(100) for row in page]
+    assert everyone == reached
+    low, high = reached[0], reached[-2]
+    part = selection.within(low, high)
+    assert "cov.customer_id >" in part.source.sql  # the policies' lookup is bounded too
+    assert [row["customer_id"] async for page in part.pages(100) for row in page] == [
+        c for c in reached if low < c <= high]
+    assert await part.count() == len([c for c in reached if low < c <= high])
+
+
+async def test_several_writers_queue_every_range_once_and_one_inside_a_transaction(
+        db: str) -> None:
+    owners = [await factories.customer() for _ in range(11)]
+    for owner in owners[1:]:
+        await factories.policy(owner, end=date(2026, 12, 31))
+    ctx = PlanContext(day=date(2026, 9, 25), today=date(2026, 9, 25))
+    selection = festival.reached_customers(ctx)
+    columns = festival._greeting_columns(
+        ctx, festival.Festival("mid_autumn", {"zh-CN": "中秋节", "en": "Mid-Autumn Festival"}),
+        [], postgres=is_postgres())
+    sink = OutboxSink(10)
+    assert await sink.insert_select(selection, columns, span=2, writers=3) == 10
+    assert sorted(await Message.filter(kind="festival").values_list("customer_id", flat=True)
+                  ) == [o.id for o in owners[1:]]
+    await Message.filter(customer_id__in=[o.id for o in owners[5:]]).delete()
+    async with in_transaction():  # the statements share its one connection
+        assert await sink.insert_select(selection, columns, span=2, writers=3) == 6
+    assert await Message.filter(kind="festival").count() == 10
+    assert await sink.insert_select(selection, columns, span=5, writers=2) == 0
