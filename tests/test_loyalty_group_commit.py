@@ -1,10 +1,8 @@
 """Group commit of standalone postings (``loyalty.group_commit``) on a real database: one
 group's postings commit together or not at all, a refusal or a failing posting does not fail
 its neighbours, a posting inside the caller's transaction stays there, and a process killed
-in the middle of a group leaves none of it behind for a retry to post exactly once.
-
-The ledger groups standalone postings on SQLite only (on PostgreSQL each stays alone,
-measured faster there), so the grouping tests run on SQLite."""
+in the middle of a group leaves none of it behind for a retry to post exactly once — on both
+backends (a group is a few set-based statements, ``loyalty.group_postings``)."""
 
 from __future__ import annotations
 
@@ -24,14 +22,7 @@ from storage.models import Customer
 from tests.workers.ledger_worker import NOW, posting
 
 S = LoyaltySettings()
-grouped = pytest.mark.usefixtures("sqlite_only")
 WORKER = [sys.executable, "-m", "tests.workers.ledger_worker"]
-
-
-@pytest.fixture
-def sqlite_only(is_postgres: bool) -> None:
-    if is_postgres:
-        pytest.skip("standalone postings are not grouped on PostgreSQL")
 
 
 async def _customers(n: int) -> list[int]:
@@ -66,7 +57,6 @@ async def _keys(prefix: str) -> set[str]:
     return set(keys)
 
 
-@grouped
 async def test_concurrent_postings_commit_in_groups_each_with_its_own_outcome(db: str) -> None:
     a, b = await _customers(2)
     groups = _record_groups()
@@ -122,7 +112,6 @@ async def _finished(proc: asyncio.subprocess.Process) -> str:
     return out.decode().strip().splitlines()[-1]
 
 
-@grouped
 async def test_a_process_killed_in_the_middle_of_a_group_leaves_none_of_it(db: str) -> None:
     customers = await _customers(5)
     assert await _finished(await _worker(db, 0, 40)) == "posted 40 replayed 0 refused 0"
