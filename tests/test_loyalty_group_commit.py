@@ -10,14 +10,15 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 
 import pytest
 from tortoise.transactions import in_transaction
 
 from loyalty import ledger
 from loyalty.config import LoyaltySettings
-from loyalty.errors import InsufficientPoints, UnknownCustomer
-from storage.loyalty_models import EntryKind, LedgerEntry
+from loyalty.errors import IdempotencyConflict, InsufficientPoints, UnknownCustomer
+from storage.loyalty_models import EntryKind, LedgerEntry, LotUse, PointLot
 from storage.models import Customer
 from tests.workers.ledger_worker import NOW, posting
 
@@ -134,4 +135,50 @@ async def test_a_process_killed_in_the_middle_of_a_group_leaves_none_of_it(db: s
         expected = 100 + sum(points for i in range(80)
                              for who, points in [posting(i, customers)] if who == customer_id)
         assert await ledger.get_balance(customer_id) == expected
+    assert await ledger.audit() == ([], 0)
+
+
+async def test_one_group_decides_each_posting_in_turn_with_first_expiring_lots(db: str) -> None:
+    """One group: a credit whose lot expires first, debits that take from it and from the
+    older lot in turn, a debit the running balance no longer covers, a replay and a key reused
+    for another request — each caller gets its own answer, as if made one after another."""
+    (a,) = await _customers(1)  # 100 points, in a lot expiring in 2 years
+    await ledger.debit(a, 10, kind=EntryKind.REDEMPTION, key="earlier", now=NOW)
+    groups = _record_groups()
+    early = NOW - timedelta(days=700)  # its lot expires long before the opening one
+    results = await asyncio.gather(
+        ledger.credit(a, 50, kind=EntryKind.ADJUSTMENT, key="early", now=early, settings=S),
+        ledger.debit(a, 120, kind=EntryKind.REDEMPTION, key="big", now=NOW),
+        ledger.debit(a, 40, kind=EntryKind.REDEMPTION, key="refused", now=NOW),
+        ledger.debit(a, 10, kind=EntryKind.REDEMPTION, key="earlier", now=NOW),
+        ledger.debit(a, 11, kind=EntryKind.REDEMPTION, key="earlier", now=NOW),
+        ledger.debit(a, 20, kind=EntryKind.REDEMPTION, key="last", now=NOW),
+        return_exceptions=True)
+    early_credit, big, refused, replay, conflict, last = results
+    assert groups[0] == ["early", "big", "refused", "earlier", "last"]
+    assert isinstance(early_credit, ledger.Posted) and early_credit.balance_after == 140
+    assert isinstance(big, ledger.Posted) and (big.amount, big.balance_after) == (-120, 20)
+    assert isinstance(refused, InsufficientPoints) and refused.balance == 20
+    assert isinstance(replay, ledger.Posted) and replay.replayed
+    assert isinstance(conflict, IdempotencyConflict)
+    assert isinstance(last, ledger.Posted) and last.balance_after == 0
+    uses = await LotUse.filter(entry_id=big.entry_id).order_by("id").values_list(
+        "lot_id", "amount")
+    new_lot = await PointLot.get(entry_id=early_credit.entry_id)
+    opening = await PointLot.get(account_id=big.account_id, id__not=new_lot.id)
+    assert uses == [(new_lot.id, 50), (opening.id, 70)]
+    assert (new_lot.remaining, opening.remaining) == (0, 0)
+    assert await ledger.get_balance(a) == 0
+    assert await ledger.audit() == ([], 0)
+
+
+async def test_a_group_opens_the_accounts_its_credits_need(db: str) -> None:
+    fresh = [await Customer.create(name=f"新{i}", phone=f"+861390013{i:04d}",
+                                   referral_code=f"N{i}") for i in range(3)]
+    results = await asyncio.gather(
+        *(_credit(c.id, 5 + i, f"first:{c.id}") for i, c in enumerate(fresh)),
+        ledger.debit(fresh[0].id, 1, kind=EntryKind.REDEMPTION, key="d", now=NOW),
+        return_exceptions=True)
+    assert [r.balance_after for r in results[:3] if isinstance(r, ledger.Posted)] == [5, 6, 7]
+    assert isinstance(results[3], ledger.Posted) and results[3].balance_after == 4
     assert await ledger.audit() == ([], 0)
