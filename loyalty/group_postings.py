@@ -6,13 +6,13 @@ The posting queue (``loyalty.group_commit``) hands a group of credits and debits
 database thread), one after another on the group's connection. Here the group costs the same
 few statements however many postings it holds:
 
-1. lock the group's accounts, in id order (``SELECT … FOR UPDATE``; accounts that credits
-   open are created first);
-2. read, in one statement, which of its idempotency keys are used already and the live
-   lots of the debited accounts, first-expiring-first, as far as the group's debits on each
-   can reach (on PostgreSQL also the ids its entries and lots will have, from their
-   sequences);
-3. write every entry, every credit's lot, every account's new balance, every lot the debits
+1. lock the group's accounts, in id order (``SELECT … FOR UPDATE``), and read in the same
+   statement which of its idempotency keys are used already and the live lots of the
+   debited accounts, first-expiring-first, as far as the group's debits on each can reach
+   (on PostgreSQL also the ids its entries and lots will have, from their sequences);
+   accounts that credits open are created first, lots read again if an account changed
+   while the statement waited for its lock (``_LOCK_AND_READ``);
+2. write every entry, every credit's lot, every account's new balance, every lot the debits
    consume and every use: one statement on PostgreSQL; on SQLite, which has no
    data-modifying ``WITH``, one per table (entries and lots then take their ids from
    ``RETURNING``).
@@ -35,6 +35,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 from tortoise import timezone as orm_clock
@@ -51,12 +52,14 @@ from storage.sql import (
     bound_rows_values,
     execute,
     fetch,
+    fetchval,
     for_update,
     in_list,
     insert_ignoring,
     is_postgres,
     json_rows,
     json_values,
+    row_version,
     typed,
 )
 
@@ -112,9 +115,11 @@ class _Lot:
 
 @dataclass(slots=True)
 class _State:
-    """What the group reads under its locks: used keys, live lots per account, and (on
-    PostgreSQL) ids for its entries and lots."""
+    """What the group reads with its locks: its accounts (customer id → (account id,
+    balance)), used keys, live lots per account, and (on PostgreSQL) ids for its entries and
+    lots."""
 
+    accounts: dict[int, tuple[int, int]]
     used: set[str]
     lots: dict[int, list[_Lot]]
     entry_ids: list[int]
@@ -127,13 +132,8 @@ async def post_group(conn: BaseDBAsyncClient, postings: Sequence[GroupPosting]
     it met or ``Alone`` (nothing written for either)."""
     postgres = is_postgres(conn)
     stamp = orm_clock.now()
-    accounts = await _lock_accounts(conn, postings, stamp)
-    needs: dict[int, int] = defaultdict(int)
-    for posting in postings:
-        if not posting.is_credit and posting.customer_id in accounts:
-            needs[accounts[posting.customer_id][0]] += max(posting.points, 0)
-    state = await _read_state(conn, postings, needs, postgres=postgres)
-    outcomes, accepted = _decide(postings, accounts, state.used)
+    state = await _lock_and_read(conn, postings, stamp)
+    outcomes, accepted = _decide(postings, state.accounts, state.used)
     if accepted and postgres:
         entry_ids, lot_ids = iter(state.entry_ids), iter(state.lot_ids)
         for made in accepted:
@@ -180,27 +180,95 @@ def _decide(postings: Sequence[GroupPosting], accounts: dict[int, tuple[int, int
     return outcomes, accepted
 
 
-_LOCK = "SELECT id, customer_id, balance FROM loyalty_account WHERE {where} ORDER BY id{lock}"
-
-
-async def _lock_accounts(conn: BaseDBAsyncClient, postings: Sequence[GroupPosting],
-                         stamp: datetime) -> dict[int, tuple[int, int]]:
-    """Lock the group's accounts in id order (opening those its credits need first):
-    customer id → (account id, balance). Unknown customers are left out."""
+async def _lock_and_read(conn: BaseDBAsyncClient, postings: Sequence[GroupPosting],
+                         stamp: datetime) -> _State:
+    """Lock the group's accounts in id order (opening those its credits need first) and read,
+    in the same statement, all the rest the group needs (``_LOCK_AND_READ``)."""
     postgres = is_postgres(conn)
-    sql = _LOCK.format(where=in_list("customer_id", ":customers", postgres=postgres,
-                                     sql_type="int"), lock=for_update(postgres=postgres))
-    customers = sorted({posting.customer_id for posting in postings})
-    rows = await fetch(conn, sql, {"customers": customers})
-    found = {int(row["customer_id"]): (int(row["id"]), int(row["balance"])) for row in rows}
+    needs: dict[int, int] = defaultdict(int)
+    for posting in postings:
+        if not posting.is_credit:
+            needs[posting.customer_id] += max(posting.points, 0)
+    reach = bound_rows_values("n", ("customer", "points"), needs.items(), postgres=postgres)
+    params: dict[str, Any] = {
+        "customers": sorted({posting.customer_id for posting in postings}),
+        "keys": [posting.spec.key for posting in postings], **(reach if needs else {})}
+    if postgres:
+        params["entries"] = len(postings)
+        params["credits"] = sum(posting.is_credit for posting in postings)
+    sql = _lock_and_read_sql(postgres=postgres, lots=bool(needs))
+    row = (await fetch(conn, sql, params))[0]
+    found = {int(customer) for _, customer, _, _ in as_json(row["accounts"], [])}
     opening = {p.customer_id: p.opening_tier for p in postings
                if p.is_credit and p.customer_id not in found}
-    if opening:
+    if opening:  # the first postings of these customers: again, with their accounts
         await _open_accounts(conn, opening, stamp)
-        rows = await fetch(conn, sql, {"customers": sorted(opening)})
-        found.update({int(row["customer_id"]): (int(row["id"]), int(row["balance"]))
-                      for row in rows})
-    return found
+        row = (await fetch(conn, sql, params))[0]
+    accounts = {int(customer): (int(account), int(balance))
+                for account, customer, balance, _ in as_json(row["accounts"], [])}
+    stale = [int(account) for account, _, _, fresh in as_json(row["accounts"], [])
+             if not fresh]
+    if needs and stale:  # locked after a change its snapshot missed: read the lots again
+        row = {**row, "lots": await fetchval(conn, f"SELECT {_lots_reached(postgres)}", reach)}
+    lots: dict[int, list[_Lot]] = defaultdict(list)
+    for lot_id, account_id, remaining, expires_on in as_json(row.get("lots"), []):
+        lots[int(account_id)].append(_Lot(as_date(expires_on), int(lot_id), int(remaining)))
+    return _State(accounts, {str(key) for key in as_json(row["used"], [])}, lots,
+                  [int(i) for i in row.get("entry_ids") or []],
+                  [int(i) for i in row.get("lot_ids") or []])
+
+
+# The statement that locks the group's accounts (``locked``) and reads, in its snapshot, the
+# used keys, the live lots of the debited accounts, earliest expiry first, as far as their
+# debits can reach (a debit takes the earliest, so never a lot beyond them), and on
+# PostgreSQL ids for the entries and lots. The lots read are those the locks protect unless
+# an account changed between the statement's snapshot and its lock (PostgreSQL then locks the
+# newer version): ``fresh`` tells, comparing the row's version as locked and as seen, and the
+# lots are read again for a stale one. Every change of an account's lots also updates the
+# account row (its balance), so a fresh row vouches for its lots.
+_LOCK_AND_READ = (
+    "WITH locked AS (SELECT id, customer_id, balance, {version} AS version "
+    "FROM loyalty_account WHERE {where} ORDER BY id{lock}) "
+    "SELECT (SELECT {accounts} FROM locked l LEFT JOIN loyalty_account s ON s.id = l.id) "
+    "AS accounts, (SELECT {used} FROM loyalty_entry WHERE {keys}) AS used{more}")
+_LOTS_REACHED = (
+    "(SELECT {rows} FROM (SELECT id, account_id, remaining, expires_on FROM ("
+    "SELECT l.id, l.account_id, l.remaining, l.expires_on, n.points, SUM(l.remaining) "
+    "OVER (PARTITION BY l.account_id ORDER BY l.expires_on, l.id) - l.remaining AS before "
+    "FROM loyalty_lot l JOIN loyalty_account a ON a.id = l.account_id "
+    "JOIN {need} ON a.customer_id = n.customer WHERE l.remaining > 0"
+    ") AS t WHERE before < points) AS f)")
+_NEED = (("customer", "int"), ("points", "bigint"))
+_NEW_IDS = ("(SELECT array_agg(nextval(pg_get_serial_sequence('{table}', 'id'))) "
+            "FROM generate_series(1, :{count}::int)) AS {column}")
+
+
+def _lots_reached(postgres: bool) -> str:
+    return _LOTS_REACHED.format(
+        rows=json_rows("f.id", "f.account_id", "f.remaining", "f.expires_on",
+                       postgres=postgres),
+        need=bound_rows("n", _NEED, postgres=postgres))
+
+
+@lru_cache(maxsize=8)
+def _lock_and_read_sql(*, postgres: bool, lots: bool) -> str:
+    more = ""
+    if lots:
+        more += f", {_lots_reached(postgres)} AS lots"
+    if postgres:
+        more += ", " + _NEW_IDS.format(table="loyalty_entry", count="entries",
+                                       column="entry_ids")
+        more += ", " + _NEW_IDS.format(table="loyalty_lot", count="credits", column="lot_ids")
+    return _LOCK_AND_READ.format(
+        version=row_version("loyalty_account", postgres=postgres),
+        where=in_list("customer_id", ":customers", postgres=postgres, sql_type="int"),
+        lock=for_update(postgres=postgres),
+        accounts=json_rows("l.id", "l.customer_id", "l.balance",
+                           f"l.version = {row_version('s', postgres=postgres)}",
+                           postgres=postgres),
+        used=json_values("idempotency_key", postgres=postgres),
+        keys=in_list("idempotency_key", ":keys", postgres=postgres, sql_type="varchar"),
+        more=more)
 
 
 async def _open_accounts(conn: BaseDBAsyncClient, tiers: dict[int, str], stamp: datetime
@@ -216,50 +284,6 @@ async def _open_accounts(conn: BaseDBAsyncClient, tiers: dict[int, str], stamp: 
         rows, conflict="customer_id", postgres=postgres),
         {"stamp": stamp, **bound_rows_values("o", ("customer", "tier"), tiers.items(),
                                              postgres=postgres)})
-
-
-_NEED = (("account", "int"), ("points", "bigint"))
-# the live lots of each account, earliest expiry first, as far as its debits can reach: a
-# debit takes the earliest, so never a lot beyond them
-_LOTS_REACHED = (
-    "SELECT id, account_id, remaining, expires_on FROM ("
-    "SELECT l.id, l.account_id, l.remaining, l.expires_on, n.points, SUM(l.remaining) "
-    "OVER (PARTITION BY l.account_id ORDER BY l.expires_on, l.id) - l.remaining AS before "
-    "FROM loyalty_lot l JOIN {need} ON l.account_id = n.account WHERE l.remaining > 0"
-    ") AS t WHERE before < points")
-_NEW_IDS = ("(SELECT array_agg(nextval(pg_get_serial_sequence('{table}', 'id'))) "
-            "FROM generate_series(1, :{count}::int)) AS {column}")
-
-
-async def _read_state(conn: BaseDBAsyncClient, postings: Sequence[GroupPosting],
-                      needs: dict[int, int], *, postgres: bool) -> _State:
-    """One statement, under the locks: the used keys, the lots the debits may reach and (on
-    PostgreSQL) as many entry and lot ids as the group may need."""
-    params: dict[str, Any] = {"keys": [posting.spec.key for posting in postings]}
-    used = (f"(SELECT {json_values('idempotency_key', postgres=postgres)} FROM loyalty_entry "
-            f"WHERE {in_list('idempotency_key', ':keys', postgres=postgres, sql_type='varchar')}"
-            ") AS used")
-    columns = [used]
-    if needs:
-        reached = _LOTS_REACHED.format(need=bound_rows("n", _NEED, postgres=postgres))
-        rows = json_rows("f.id", "f.account_id", "f.remaining", "f.expires_on",
-                         postgres=postgres)
-        columns.append(f"(SELECT {rows} FROM ({reached}) AS f) AS lots")
-        params.update(bound_rows_values("n", ("account", "points"), needs.items(),
-                                        postgres=postgres))
-    if postgres:
-        columns.append(_NEW_IDS.format(table="loyalty_entry", count="entries",
-                                       column="entry_ids"))
-        columns.append(_NEW_IDS.format(table="loyalty_lot", count="credits", column="lot_ids"))
-        params["entries"] = len(postings)
-        params["credits"] = sum(posting.is_credit for posting in postings)
-    row = (await fetch(conn, f"SELECT {', '.join(columns)}", params))[0]
-    lots: dict[int, list[_Lot]] = defaultdict(list)
-    for lot_id, account_id, remaining, expires_on in as_json(row.get("lots"), []):
-        lots[int(account_id)].append(_Lot(as_date(expires_on), int(lot_id), int(remaining)))
-    return _State({str(key) for key in as_json(row["used"], [])}, lots,
-                  [int(i) for i in row.get("entry_ids") or []],
-                  [int(i) for i in row.get("lot_ids") or []])
 
 
 def _consume(accepted: Sequence[_Accepted], lots: dict[int, list[_Lot]]

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
+from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from loyalty import ledger
@@ -20,6 +21,7 @@ from loyalty.config import LoyaltySettings
 from loyalty.errors import IdempotencyConflict, InsufficientPoints, UnknownCustomer
 from storage.loyalty_models import EntryKind, LedgerEntry, LotUse, PointLot
 from storage.models import Customer
+from storage.sql import fetchval
 from tests.workers.ledger_worker import NOW, posting
 
 S = LoyaltySettings()
@@ -182,3 +184,43 @@ async def test_a_group_opens_the_accounts_its_credits_need(db: str) -> None:
     assert [r.balance_after for r in results[:3] if isinstance(r, ledger.Posted)] == [5, 6, 7]
     assert isinstance(results[3], ledger.Posted) and results[3].balance_after == 4
     assert await ledger.audit() == ([], 0)
+
+
+async def test_a_group_that_waited_for_an_account_reads_its_lots_as_left(
+        db: str, is_postgres: bool) -> None:
+    """A group locks its accounts and reads their lots in one statement. When it had to wait
+    for an account (another transaction emptied a lot meanwhile), the lots it read in its
+    snapshot are stale: they are read again, and the debit takes from the lot that is left."""
+    (a,) = await _customers(1)  # a lot of 100
+    await ledger.credit(a, 50, kind=EntryKind.ADJUSTMENT, key="soon", now=NOW - timedelta(
+        days=700), settings=S)  # expires first
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def other_transaction() -> None:
+        async with in_transaction() as conn:
+            await ledger.post_debit(conn, ledger.AccountRef.of_customer(a), 50, ledger.EntrySpec(
+                EntryKind.REDEMPTION, "other", "fp"), now=NOW)  # empties the early lot
+            holding.set()
+            await release.wait()
+
+    other = asyncio.ensure_future(other_transaction())
+    await holding.wait()
+    debit = asyncio.ensure_future(
+        ledger.debit(a, 30, kind=EntryKind.REDEMPTION, key="grouped", now=NOW))
+    if is_postgres:  # until the group's statement waits for the account's lock
+        while not await _lock_waits():  # noqa: ASYNC110 - the server has no event to await
+            await asyncio.sleep(0.01)
+    release.set()
+    await other
+    posted = await debit
+    assert posted.balance_after == 70
+    early = await PointLot.get(entry__idempotency_key="soon")
+    assert early.remaining == 0
+    assert await LotUse.filter(entry_id=posted.entry_id).values_list("lot_id", flat=True) != [
+        early.id]
+    assert await ledger.audit() == ([], 0)
+
+
+async def _lock_waits() -> int:
+    conn = connections.get("default")
+    return int(await fetchval(conn, "SELECT COUNT(*) FROM pg_locks WHERE NOT granted"))

@@ -20,6 +20,7 @@ from storage.sql.dialect import (
     json_param,
     json_rows,
     json_values,
+    row_version,
     typed,
 )
 from storage.sql.gateway import (
@@ -48,5 +49,5 @@ __all__ = [
     "as_moment", "bind", "bound_rows", "bound_rows_values", "current", "driver_value",
     "execute", "fetch", "fetchrow", "fetchval",
     "for_update", "in_list", "insert_ignoring", "is_postgres", "json_object", "json_param",
-    "json_rows", "json_values", "rows_changed", "sqlite_page_cache", "typed",
+    "json_rows", "json_values", "row_version", "rows_changed", "sqlite_page_cache", "typed",
 ]

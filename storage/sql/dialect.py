@@ -69,6 +69,14 @@ def for_update(*, postgres: bool, skip_locked: bool = False) -> str:
     return " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE"
 
 
+def row_version(alias: str, *, postgres: bool) -> str:
+    """An expression that changes whenever row ``alias`` is written: PostgreSQL's ``xmin``
+    (as text), to tell the version a statement locked (``FOR UPDATE`` locks the newest one)
+    from the version its snapshot sees. Constant on SQLite, where a transaction's reads do
+    not change under it."""
+    return f"{alias}.xmin::text" if postgres else "0"
+
+
 def in_list(column: str, placeholder: str, *, postgres: bool, sql_type: str) -> str:
     """``column`` is one of a list bound as one value: ``= ANY(:keys::type[])`` on
     PostgreSQL. SQLite has no arrays: ``IN (SELECT value FROM json_each(:keys))`` with the
