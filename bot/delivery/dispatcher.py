@@ -43,7 +43,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from bot.delivery import recipients as recipient_store
@@ -72,6 +71,7 @@ from bot.telegram.renewal_answers import reminder_keyboard
 from bot.telegram.surveys import survey_keyboard
 from bot.texts import Texts
 from scheduler import recheck
+from storage import outbox
 from storage.db import is_unreachable
 from storage.models import Category, Channel, Message, MessageStatus
 from storage.operator_models import CAMPAIGN_CANCELLED, HOLD_UNTIL
@@ -358,27 +358,12 @@ class Dispatcher:
             old = new
 
     async def claim(self, now: datetime) -> list[Message]:
-        lease = now + timedelta(seconds=self._settings.delivery.lease_seconds)
-        due = Q(status=MessageStatus.PENDING, not_before__lte=now) | Q(
-            status=MessageStatus.CLAIMED, lease_expires_at__lt=now
-        )
-        async with in_transaction():
-            query = (
-                Message.filter(due)
-                .order_by("not_before", "id")
-                .limit(self._settings.delivery.batch_size)
-            )
-            if self._skip_locked:
-                query = query.select_for_update(skip_locked=True)
-            # Not values_list(): tortoise 1.1.9 drops FOR UPDATE from values/values_list
-            # queries, which would let two dispatchers claim the same rows.
-            ids = [row.id for row in await query.only("id")]
-            if not ids:
-                return []
-            await Message.filter(id__in=list(ids)).update(
-                status=MessageStatus.CLAIMED, lease_expires_at=lease
-            )
-        return await Message.filter(id__in=list(ids)).order_by("not_before", "id")
+        ids = await outbox.claim_due(
+            now, lease_until=now + timedelta(seconds=self._settings.delivery.lease_seconds),
+            limit=self._settings.delivery.batch_size, skip_locked=self._skip_locked)
+        if not ids:
+            return []
+        return await Message.filter(id__in=ids).order_by("not_before", "id")
 
     async def release(self, messages: list[Message]) -> None:
         """Give claimed messages back to the queue (not tried: shutdown). Only rows still
