@@ -87,7 +87,8 @@ async def fill(url: str, args: argparse.Namespace) -> None:
     try:
         await conn.executemany(
             "INSERT INTO region (id, code, name, name_en, latitude, longitude, timezone) "
-            "VALUES ($1, $2, $3, $4, $5, $6, 'Asia/Shanghai')",
+            "VALUES ($1, $2, $3, $4, $5, $6, 'Asia/Shanghai') "
+            "ON CONFLICT DO NOTHING",
             [(i, *r) for i, r in enumerate(REGIONS, start=1)])
         for chunk in _chunks(customer_rows(args.customers, 1)):
             await conn.copy_records_to_table("customer", records=chunk, columns=CUSTOMER_COLUMNS)
