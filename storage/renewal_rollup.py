@@ -54,11 +54,17 @@ def _days(first: date, last: date) -> Iterator[date]:
         day += timedelta(days=1)
 
 
-def _ranges(days: list[date]) -> Iterator[tuple[date, date]]:
-    """Sorted days as half-open ranges of consecutive days."""
+MERGE_GAP = timedelta(days=14)
+"""Days to build this close together are computed in one pass over the span between them (a
+pass costs about the same for one day as for a few weeks: the contacts join reads the
+messages either way), and only the wanted days' rows are kept."""
+
+
+def _spans(days: list[date]) -> Iterator[tuple[date, date]]:
+    """Sorted days as half-open ranges, neighbours less than ``MERGE_GAP`` apart merged."""
     start = end = None
     for day in sorted(days):
-        if end is not None and day == end:
+        if end is not None and day - end < MERGE_GAP:
             end = day + timedelta(days=1)
             continue
         if start is not None and end is not None:
@@ -101,8 +107,9 @@ async def _refresh(first: date, today: date) -> None:
     built = {as_date(r["day"]) for r in await fetch(conn, (
         "SELECT day FROM renewal_kpi_rollup WHERE dimension = 'total' AND day >= :first "
         "AND day < :today"), {"first": first, "today": today})}
-    for lo, hi in _ranges([day for day in _days(first, today) if day not in built]):
-        await _build_days(conn, lo, hi)
+    wanted = {day for day in _days(first, today) if day not in built}
+    for lo, hi in _spans(sorted(wanted)):
+        await _build_days(conn, lo, hi, wanted)
     built_months = {as_date(r["day"]) for r in await fetch(conn, (
         "SELECT day FROM renewal_kpi_rollup WHERE dimension = 'month' AND day >= :first "
         "AND day < :today"), {"first": first, "today": today})}
@@ -113,17 +120,22 @@ async def _refresh(first: date, today: date) -> None:
         month = next_month(month)
 
 
-async def _build_days(conn: Any, lo: date, hi: date) -> None:
+async def _build_days(conn: Any, lo: date, hi: date, wanted: set[date]) -> None:
+    """The rows of the ``wanted`` days between ``lo`` and ``hi``."""
     rows: list[list[Any]] = []
     totals = {count.day: count for count in await kpis.by_day(lo, hi)}
     for day in _days(lo, hi):
-        c = totals.get(day, DayCount(day, 0, 0, 0, 0))
-        rows.append([day, "total", "", "", c.expired, c.renewed, c.won_back, c.contacted_twice])
+        if day in wanted:
+            c = totals.get(day, DayCount(day, 0, 0, 0, 0))
+            rows.append([day, "total", "", "", c.expired, c.renewed, c.won_back,
+                         c.contacted_twice])
     for dimension in DAY_DIMENSIONS:
-        for day, g in await kpis.by_day_and_group(dimension, lo, hi):
-            rows.append([day, dimension, g.key, "", g.expired, g.renewed, 0, 0])
-    for day, outcome, reason, count in await kpis.lapse_reasons_by_day(lo, hi):
-        rows.append([day, "lapse", outcome, reason, count, 0, 0, 0])
+        rows.extend([day, dimension, g.key, "", g.expired, g.renewed, 0, 0]
+                    for day, g in await kpis.by_day_and_group(dimension, lo, hi)
+                    if day in wanted)
+    rows.extend([day, "lapse", outcome, reason, count, 0, 0, 0]
+                for day, outcome, reason, count in await kpis.lapse_reasons_by_day(lo, hi)
+                if day in wanted)
     await _insert(conn, rows)
 
 
