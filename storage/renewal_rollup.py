@@ -39,6 +39,15 @@ _COLUMNS = ("day", "dimension", "key", "detail", "expired", "renewed", "won_back
             "contacted_twice")
 
 
+MONTHS = 12
+
+
+def window(today: date) -> date:
+    """The first expiry day the KPIs count: the 1st of the month 11 months before this one."""
+    month = today.year * 12 + today.month - 1 - (MONTHS - 1)
+    return date(month // 12, month % 12 + 1, 1)
+
+
 def month_start(day: date) -> date:
     return day.replace(day=1)
 
@@ -78,19 +87,21 @@ def _in(column: str, days: set[date], params: Params) -> str:
     return f"{column} IN ({', '.join(params.add(day) for day in sorted(days))})"
 
 
-async def refresh(first: date, today: date) -> None:
-    """Bring the rollup of expiry days ``first`` ≤ day < ``today`` up to date."""
+async def refresh(first: date, today: date) -> int:
+    """Bring the rollup of expiry days ``first`` ≤ day < ``today`` up to date; how many days
+    it (re)built. The KPI report calls it, and so does the scheduler's renewal desk job, so
+    the marks are taken and the rows built between page views."""
     for attempt in (1, 2):
         try:
             async with in_transaction():
-                await _refresh(first, today)
-            return
+                return await _refresh(first, today)
         except IntegrityError:  # another process built the same rows first
             if attempt == 2:
                 raise
+    return 0
 
 
-async def _refresh(first: date, today: date) -> None:
+async def _refresh(first: date, today: date) -> int:
     conn = current()
     marked = {as_date(r["day"]) for r in await fetch(
         conn, "SELECT DISTINCT day FROM renewal_kpi_dirty")}
@@ -118,6 +129,7 @@ async def _refresh(first: date, today: date) -> None:
         if month >= first and month not in built_months:
             await _build_month(conn, month)
         month = next_month(month)
+    return len(wanted)
 
 
 async def _build_days(conn: Any, lo: date, hi: date, wanted: set[date]) -> None:

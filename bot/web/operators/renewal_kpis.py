@@ -31,15 +31,14 @@ from scheduler.office_hours import OfficeHours
 from storage import renewal_kpis as kpis
 from storage import renewal_rollup as rollup
 
-MONTHS = 12
+MONTHS = rollup.MONTHS
 REACHED = {"telegram": ("sent", "delivered"), "sms": ("delivered",),
            "console": ("sent", "delivered")}
 
 
 def window(today: date) -> date:
     """The first expiry day counted: the 1st of the month 11 months before this one."""
-    month = today.year * 12 + today.month - 1 - (MONTHS - 1)
-    return date(month // 12, month % 12 + 1, 1)
+    return rollup.window(today)
 
 
 def _rate(part: int, whole: int) -> float | None:
