@@ -1,11 +1,14 @@
 """``engage run``'s start-up order: the scheduler's catch-up starts only once the web app
 answers (``serve`` sets ``listening`` after the site starts), and /healthz and the webhooks
 keep answering while a points catch-up is still running (here held on an event: however long
-it takes over many accounts, nothing waits for it)."""
+it takes over many accounts, nothing waits for it). And ``engage --help`` imports neither the
+settings nor Tortoise."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import date
 
@@ -94,3 +97,14 @@ async def test_without_a_listening_event_the_catch_up_runs_at_once(db: str) -> N
                                         scheduler_jobs=held_points(started, release)))
     async with TestClient(TestServer(app)):
         await asyncio.wait_for(started.wait(), timeout=30)
+
+
+def test_help_imports_neither_settings_nor_tortoise() -> None:
+    probe = ("import sys\nfrom bot.cli import main\ntry:\n    main(['--help'])\n"
+             "except SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('bot.settings', 'tortoise', 'aiogram', 'pydantic') "
+             "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, timeout=120)
+    assert done.stdout.splitlines()[-1] == "[]"
+    assert "usage: engage" in done.stdout
