@@ -193,6 +193,7 @@ async def fresh_database(backend: str) -> AsyncIterator[str]:
 async def seed_catch_up(url: str, lots: int) -> None:
     """``lots`` customers with one long-expired lot each; the points job last ran yesterday."""
     from tortoise import Tortoise
+    from tortoise.backends.base.executor import EXECUTOR_CACHE
 
     from loyalty import ledger
     from loyalty.config import LoyaltySettings
@@ -201,6 +202,7 @@ async def seed_catch_up(url: str, lots: int) -> None:
     from storage.models import Customer
     from storage.scheduler_models import SchedulerRun
 
+    EXECUTOR_CACHE.clear()  # SQL rendered for another backend in this process
     await storage_db.upgrade(url)
     try:
         customers = [Customer(name=f"积分{n}", phone=f"+86137{n:08d}", referral_code=f"SU{n}")
