@@ -7,8 +7,9 @@ row owns the message; everyone else returns the reply stored in it. Two shapes, 
 on SQLite and PostgreSQL without any waiting loop:
 
 * **Queries** (HELP, POLICY, CLAIM, POINTS) change nothing, so the reply is computed first
-  and inserted *with* the row in one INSERT. The row and its reply appear atomically; a
-  loser's INSERT fails on the unique key and reads the reply. A query that came as an MMS has
+  and inserted *with* the row in one INSERT (together with the rows of other queries answered
+  at the same moment: ``bot.sms.records``). The row and its reply appear atomically; a
+  loser's INSERT skips the taken key and reads the reply. A query that came as an MMS has
   one effect, the media deletes it records (below), and takes the second shape.
 * **Effects** (STOP, START, CHECKIN, filing documents, and free text, the hand-off keyword,
   投诉, survey digits and unknown senders, which the conversations desk records:
@@ -85,7 +86,7 @@ from bot.desk.threads import Desk
 from bot.documents import UploadLimits, UploadRejected, store_document
 from bot.settings import Settings
 from bot.sms import city as sms_city
-from bot.sms import renewal_replies
+from bot.sms import records, renewal_replies
 from bot.sms.desk import SmsDesk
 from bot.sms.keywords import Command, Parsed, parse
 from bot.sms.media import MediaRef, MediaUnavailable, MmsMedia
@@ -108,7 +109,6 @@ from storage.models import (
     Document,
 )
 from storage.phones import InvalidPhone, mask_phone, normalise_phone
-from storage.sql import current, execute, fetchrow
 from storage.suppressions import remember_number_choice
 
 log = logging.getLogger(__name__)
@@ -189,27 +189,6 @@ async def record_sms_opt_in(
     ])
 
 
-_INSERT = ("INSERT INTO sms_inbound (message_sid, from_phone, customer_id, body, keyword, "
-           "reply, num_media, created_at) VALUES (:message_sid, :from_phone, :customer_id, "
-           ":body, :keyword, :reply, :num_media, :created_at)")
-_SET_REPLY = "UPDATE sms_inbound SET reply = :reply WHERE message_sid = :sid"
-_REPLY_OF = "SELECT reply FROM sms_inbound WHERE message_sid = :sid"
-
-
-async def _insert(row: dict[str, Any], keyword: str, reply: str) -> None:
-    """The ``sms_inbound`` row of a message, claiming its MessageSid (``_Duplicate``: taken)."""
-    try:
-        await execute(current(), _INSERT, {**row, "keyword": keyword, "reply": reply})
-    except IntegrityError:
-        raise _Duplicate from None
-
-
-async def _reply_of(message_sid: str) -> str | None:
-    """The reply stored with the message, None when it has no row (visible) yet."""
-    row = await fetchrow(current(), _REPLY_OF, {"sid": message_sid})
-    return None if row is None else str(row["reply"])
-
-
 @lru_cache(maxsize=4096)
 def _e164(raw: str, region: str) -> str:
     """The sender's number in E.164 (``normalise_phone``), or as given when it is not valid
@@ -234,6 +213,7 @@ class SmsConversations:
                                     max_pixels=settings.uploads.max_pixels,
                                     directory=settings.uploads.directory)
         self._background: set[asyncio.Task[None]] = set()
+        self._answered = records.Answered()
         # Every keyword and what answers it; the menu answers whatever is not a keyword.
         self._handlers: dict[Command, Handler] = {
             Command.STOP: self._opt_turn,
@@ -338,7 +318,8 @@ class SmsConversations:
             async with self.claimed(row, keyword, delete_urls) as claim:
                 claim.reply = reply
             return claim.reply
-        await _insert(row, keyword, reply)
+        if not await self._answered.store({**row, "keyword": keyword, "reply": reply}):
+            raise _Duplicate
         return reply
 
     @asynccontextmanager
@@ -355,9 +336,12 @@ class SmsConversations:
         deletes = self._deletes if delete_urls else None
         claim = Claimed()
         async with in_transaction():
-            await _insert(row, keyword, "")
+            try:
+                await records.insert({**row, "keyword": keyword, "reply": ""})
+            except IntegrityError:
+                raise _Duplicate from None
             yield claim
-            await execute(current(), _SET_REPLY, {"sid": sid, "reply": claim.reply})
+            await records.set_reply(sid, claim.reply)
             if deletes is not None:
                 await deletes.record(sid, delete_urls, row["created_at"])
         if deletes is not None:
@@ -365,7 +349,7 @@ class SmsConversations:
                 self._spawn(deletes.delete_now(sid, url))
 
     async def _stored_reply(self, message_sid: str) -> str:
-        stored = await _reply_of(message_sid)
+        stored = await records.reply_of(message_sid)
         if stored is None:
             # The unique key fired, yet no row is visible: not a duplicate after all.
             raise RuntimeError(f"inbound SMS {message_sid}: conflict without a stored row")
@@ -525,7 +509,7 @@ class SmsConversations:
         row, sender, now = turn.row, turn.sender, turn.now
         sid = row["message_sid"]
         # The first delivery deleted the media from Twilio: a retry must not fetch again.
-        stored = await _reply_of(sid)
+        stored = await records.reply_of(sid)
         if stored is not None:
             return stored
         fetched = await asyncio.gather(*(self._fetch(ref) for ref in media[:MAX_MEDIA]))
