@@ -89,15 +89,6 @@ async def recount(phones: Collection[str], now: datetime, *,
         for phone in phones}, now)
 
 
-async def held(phones: Collection[str]) -> set[str]:
-    """Which of ``phones`` are flagged and not released: no care or marketing SMS to them."""
-    if not phones:
-        return set()
-    found = await SharedPhone.filter(phone__in=list(phones), released_at__isnull=True
-                                     ).values_list("phone", flat=True)
-    return {str(phone) for phone in found}
-
-
 def held_number(phone: str) -> str:
     """SQL: whether the number ``phone`` (an SQL expression) is flagged and not released — the
     one definition ``is_held`` runs alone and the SMS sender lookup (``bot.sms.senders``)
