@@ -37,8 +37,8 @@ async def _release_as_is(connection: Any) -> None:
     (an open transaction rolled back, listeners dropped): nothing more.
 
     asyncpg's default also runs ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
-    RESET ALL`` — a second round trip for every statement Tortoise runs outside a transaction,
-    a third of the database time of an SMS query (``bench/sms_inbound.py``). Engage leaves no
+    RESET ALL`` — a second round trip for every statement Tortoise runs outside a transaction
+    (half the round trips of an SMS query, profiled by ``bench/sms_inbound.py``). Engage leaves no
     session state on pooled connections: the scheduler's advisory lock lives on a connection of
     its own (``scheduler.leader``), and nothing LISTENs, SETs a session variable or keeps a
     cursor."""
