@@ -32,6 +32,18 @@ def _normalise(url: str) -> str:
     return url
 
 
+async def _release_as_is(connection: Any) -> None:
+    """A pooled PostgreSQL connection on its way back to the pool, after asyncpg's own clean-up
+    (an open transaction rolled back, listeners dropped): nothing more.
+
+    asyncpg's default also runs ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL`` — a second round trip for every statement Tortoise runs outside a transaction
+    (half the round trips of an SMS query, profiled by ``bench/sms_inbound.py``). Engage leaves no
+    session state on pooled connections: the scheduler's advisory lock lives on a connection of
+    its own (``scheduler.leader``), and nothing LISTENs, SETs a session variable or keeps a
+    cursor."""
+
+
 def tortoise_config(url: str, *, pool_max: int = 10) -> dict[str, Any]:
     url = _normalise(url)
     connection: str | dict[str, Any] = url
@@ -41,6 +53,7 @@ def tortoise_config(url: str, *, pool_max: int = 10) -> dict[str, Any]:
         connection = expand_db_url(url)
         connection["credentials"]["maxsize"] = pool_max
         connection["credentials"].setdefault("minsize", 1)
+        connection["credentials"]["reset"] = _release_as_is
     return {
         "connections": {"default": connection},
         "apps": {
