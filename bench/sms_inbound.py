@@ -5,6 +5,7 @@ the signature and answers empty TwiML, measured in the same run.
     python -m bench.sms_inbound [--db postgres|sqlite] [--customers 100000]
                                 [--requests 5000] [--concurrency 16] [--fk-indexes]
                                 [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+                                [--rounds 1] [--against CHECKOUT] [--profile FILE]
 
 The database is built with bulk inserts: customers (one in five English-speaking), one or
 two active policies each, a claim for one in five, a loyalty account for half. Both
@@ -15,6 +16,16 @@ requests signed beforehand with twilio's ``RequestValidator``, each a new Messag
 random customer with a random query keyword (POLICY/保单, CLAIM/理赔 with and without a
 number, POINTS/积分, HELP/帮助). Every answer is checked to be 200 TwiML with a message.
 
+``--rounds N`` measures the bare handler and ``/sms/inbound`` N times in turn (the same
+customers and keywords each time, fresh MessageSids) and reports medians: on a machine other
+work shares, one pass of each can differ by half. ``--against CHECKOUT`` also serves
+``/sms/inbound`` from another checkout of Engage (e.g. a worktree of main) on the same
+database, measured in the same rounds: a before/after pair under the same load.
+
+``--profile FILE`` runs the server's event loop under cProfile while the last round's
+requests to ``/sms/inbound`` are answered (not the bare handler's), writes the stats to FILE
+and prints the top entries (that round's throughput is the profiler's, not a figure).
+
 ``--fk-indexes`` first creates indexes on ``policy.customer_id`` and ``claim.customer_id``,
 which migrations 0001-0005 do not have, to show what they would change.
 """
@@ -23,6 +34,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import pstats
 import random
 import statistics
 import sys
@@ -139,7 +152,7 @@ def bare_app() -> web.Application:
     return app
 
 
-async def serve(url: str) -> None:
+async def serve(url: str, profile: str | None) -> None:
     real = build_app(bench_settings(url), Overrides(
         run_dispatcher=False, run_scheduler=False, clock=lambda: NOW))
     ports = []
@@ -152,7 +165,16 @@ async def serve(url: str) -> None:
         runners.append(runner)
         ports.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
     print(*ports, flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until closed
+    profiler = cProfile.Profile() if profile else None
+    loop = asyncio.get_running_loop()
+    commands = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(commands), sys.stdin)
+    while line := await commands.readline():  # until closed
+        if profiler is not None and line.strip() == b"profile":
+            profiler.enable()
+    if profiler is not None and profile:
+        profiler.disable()
+        profiler.dump_stats(profile)
     for runner in reversed(runners):
         await runner.cleanup()
 
@@ -205,6 +227,25 @@ def p(latencies: list[float], q: float) -> float:
     return statistics.quantiles(latencies, n=1000)[int(q * 1000) - 1] * 1000
 
 
+def report(args: argparse.Namespace, rates: dict[str, list[float]],
+           latencies: dict[str, list[float]]) -> None:
+    """Median rate of the rounds, latencies of all of them, and each server's ratio to the
+    bare handler: the median of the rounds' ratios (each round's bare run just before)."""
+    bare = rates["bare handler"]
+    rounds = f", {args.rounds} rounds (median)" if args.rounds > 1 else ""
+    print(f"{args.requests:,} signed keyword queries, {args.concurrency} concurrent{rounds}:")
+    for name, rate in rates.items():
+        lat = latencies[name]
+        line = (f"  {name:<22} {statistics.median(rate):8,.0f} req/s   p50 {p(lat, .5):6.1f} ms"
+                f"   p99 {p(lat, .99):6.1f} ms")
+        if name != "bare handler":
+            ratios = [ours / base for ours, base in zip(rate, bare, strict=True)]
+            line += f"   ratio {statistics.median(ratios):.2f}"
+            if len(ratios) > 1:
+                line += f" ({' '.join(f'{r:.2f}' for r in ratios)})"
+        print(line)
+
+
 async def run(args: argparse.Namespace) -> None:
     pg_name = ""
     sqlite_path: Path | None = None
@@ -218,6 +259,7 @@ async def run(args: argparse.Namespace) -> None:
         sqlite_path = Path(f"/tmp/engage-bench-sms-{uuid.uuid4().hex[:8]}.sqlite3")
         url = f"sqlite://{sqlite_path}"
     server: asyncio.subprocess.Process | None = None
+    against: asyncio.subprocess.Process | None = None
     try:
         config = storage_db.tortoise_config(url)
         await migrate(config=config)
@@ -237,27 +279,47 @@ async def run(args: argparse.Namespace) -> None:
 
         server = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.sms_inbound", "--serve", url,
+            *(["--profile", args.profile] if args.profile else []),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         assert server.stdout is not None
         real_port, bare_port = map(int, (await server.stdout.readline()).split())
+        ports = {"/sms/inbound": real_port, "bare handler": bare_port}
+        if args.against:  # its own bench module serves its /sms/inbound (first port printed)
+            against = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench.sms_inbound", "--serve", url, cwd=args.against,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            assert against.stdout is not None
+            ports[f"against {Path(args.against).name}"] = int(
+                (await against.stdout.readline()).split()[0])
 
-        warm = signed_requests(500, args.customers, seed=1)
-        await load(real_port, warm, args.concurrency)
-        await load(bare_port, warm, args.concurrency)
-        work = signed_requests(args.requests, args.customers, seed=2)
-        bare_rate, bare_lat = await load(bare_port, work, args.concurrency)
-        ours_rate, ours_lat = await load(real_port, work, args.concurrency)
-        print(f"{args.requests:,} signed keyword queries, {args.concurrency} concurrent:")
-        print(f"  /sms/inbound  {ours_rate:8,.0f} req/s   p50 {p(ours_lat, .5):6.1f} ms   "
-              f"p99 {p(ours_lat, .99):6.1f} ms")
-        print(f"  bare handler  {bare_rate:8,.0f} req/s   p50 {p(bare_lat, .5):6.1f} ms   "
-              f"p99 {p(bare_lat, .99):6.1f} ms")
-        print(f"  ratio {ours_rate / bare_rate:.2f} of the bare handler's throughput; "
-              f"p99 {p(ours_lat, .99) / p(bare_lat, .99):.1f}x")
+        for port in ports.values():  # warm-up: fresh MessageSids for each
+            await load(port, signed_requests(500, args.customers, seed=1), args.concurrency)
+        rates: dict[str, list[float]] = {name: [] for name in ports}
+        latencies: dict[str, list[float]] = {name: [] for name in ports}
+        servers = [(name, port) for name, port in ports.items() if port != bare_port]
+        for round_ in range(args.rounds):  # the same customers and keywords, fresh MessageSids
+            turns = servers if round_ % 2 == 0 else servers[::-1]  # neither always goes first
+            for name, port in (("bare handler", bare_port), *turns):
+                work = signed_requests(args.requests, args.customers, seed=2 + round_)
+                if args.profile and port == real_port and round_ == args.rounds - 1:
+                    assert server.stdin is not None
+                    server.stdin.write(b"profile\n")
+                    await server.stdin.drain()
+                rate, lat = await load(port, work, args.concurrency)
+                rates[name].append(rate)
+                latencies[name].extend(lat)
+        report(args, rates, latencies)
     finally:
+        if against is not None and against.stdin is not None:
+            against.stdin.close()
+            await asyncio.wait_for(against.wait(), timeout=60)
         if server is not None and server.stdin is not None:
             server.stdin.close()
-            await asyncio.wait_for(server.wait(), timeout=30)
+            await asyncio.wait_for(server.wait(), timeout=60)
+            if args.profile:
+                stats = pstats.Stats(args.profile)
+                stats.sort_stats("tottime").print_stats(25)
+                stats.sort_stats("cumulative").print_stats(40)
         await Tortoise.close_connections()
         if pg_name:
             admin = await asyncpg.connect(args.pg)
@@ -276,10 +338,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--fk-indexes", action="store_true")
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--profile", metavar="FILE")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--against", metavar="CHECKOUT")
     parser.add_argument("--serve", metavar="DB_URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(serve(args.serve))
+        asyncio.run(serve(args.serve, args.profile))
     else:
         asyncio.run(run(args))
 

@@ -186,10 +186,15 @@ async def tier_status(customer_id: int, *, now: datetime, settings: LoyaltySetti
     return status_of(account.tier if account else None, trailing, settings)
 
 
+def tier_of(tier_code: str | None, settings: LoyaltySettings) -> TierSettings:
+    """The tier of an account in tier ``tier_code`` (None: no account yet, the first tier)."""
+    return settings.tier(tier_code) if tier_code else settings.tiers[0]
+
+
 def status_of(tier_code: str | None, trailing: int, settings: LoyaltySettings) -> TierStatus:
     """The status of an account in tier ``tier_code`` (None: no account yet, the first tier)
     with ``trailing`` premium."""
-    tier = settings.tier(tier_code) if tier_code else settings.tiers[0]
+    tier = tier_of(tier_code, settings)
     rank = settings.tier_rank(tier.code)
     upcoming = settings.tiers[rank + 1] if rank + 1 < len(settings.tiers) else None
     missing = max(0, upcoming.min_premium_cents - trailing) if upcoming else 0

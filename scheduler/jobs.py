@@ -34,7 +34,7 @@ from scheduler.config import (
 from scheduler.context import PlanContext, outbox_sink
 from scheduler.forecast import ForecastSource
 from scheduler.plan import PlanResult, run_plan
-from storage import retention
+from storage import renewal_rollup, retention
 
 log = logging.getLogger(__name__)
 
@@ -182,11 +182,15 @@ class Jobs:
 
     async def renewal_desk(self) -> dict[str, int]:
         """Renewal escalation (T-10, T-5, T-2 and overdue call-backs): each prompt once, so
-        it runs every ``renewal.escalate_every_minutes`` and at start-up."""
+        it runs every ``renewal.escalate_every_minutes`` and at start-up. Then the KPI rollup
+        is brought up to date (the days writes marked since), so the page rarely waits."""
         now = self.now_local()
-        return await renewal_escalation.run(now=self._clock(), today=now.date(),
-                                            settings=self.settings.renewal,
-                                            send_at=self._clock())
+        counts = await renewal_escalation.run(now=self._clock(), today=now.date(),
+                                              settings=self.settings.renewal,
+                                              send_at=self._clock())
+        today = now.date()
+        built = await renewal_rollup.refresh(renewal_rollup.window(today), today)
+        return {**counts, "kpi_days_built": built} if built else counts
 
     async def _tier_review(self, day: date) -> dict[str, int]:
         """The annual review as of ``day``, unless already held (its own run record)."""

@@ -468,6 +468,40 @@ class Task(TimestampMixin, Model):
         indexes = (("status", "created_at"), ("customer_id",), ("policy_id", "created_at"))
 
 
+class RenewalKpiRollup(Model):
+    """The renewal KPIs of past expiry days, summed once (storage.renewal_rollup). Per expiry
+    day: the totals (dimension total) and the counts by branch, product, channel of the last
+    contact and lapse reason (lapse: key the outcome, detail the reason). Per complete expiry
+    month (day its 1st): the counts by agent (agent) and the month's marker (month). A day or
+    month is built when its total or month row is there."""
+
+    id = fields.IntField(primary_key=True)
+    day = fields.DateField()
+    dimension = fields.CharField(max_length=16)
+    key = fields.CharField(max_length=64, default="")
+    detail = fields.CharField(max_length=32, default="")
+    expired = fields.IntField(default=0)
+    renewed = fields.IntField(default=0)
+    won_back = fields.IntField(default=0)
+    contacted_twice = fields.IntField(default=0)
+
+    class Meta:
+        table = "renewal_kpi_rollup"
+        unique_together = (("day", "dimension", "key", "detail"),)
+
+
+class RenewalKpiDirty(Model):
+    """An expiry day whose rollup rows may be stale. Written by database triggers on policy,
+    message and task (migration 0023), consumed by storage.renewal_rollup.refresh."""
+
+    id = fields.BigIntField(primary_key=True)
+    day = fields.DateField()
+
+    class Meta:
+        table = "renewal_kpi_dirty"
+        indexes = (("day",),)
+
+
 class ProcessedUpdate(Model):
     """Telegram update ids already handled, so a redelivered update has no second effect."""
 

@@ -117,15 +117,32 @@ async def by_day(first: date, today: date) -> list[DayCount]:
 
 async def by_group(dimension: str, first: date, today: date) -> list[GroupCount]:
     """Expired and renewed per ``dimension`` (a key of ``DIMENSIONS``), most expired first."""
-    key = DIMENSIONS[dimension]
     rows = await fetch(_conn(), (
-        f"SELECT g.k AS k, COUNT(*) AS expired, SUM(g.renewed) AS renewed FROM ("
-        f"SELECT COALESCE({key}, '') AS k, {_RENEWED} AS renewed FROM policy p "
-        f"{_LAST_JOIN if dimension == 'channel' else ''} WHERE {_EXPIRED}) g "
-        "GROUP BY g.k ORDER BY COUNT(*) DESC, g.k"),
+        "SELECT g.k AS k, COUNT(*) AS expired, SUM(g.renewed) AS renewed "
+        f"FROM ({group_rows(dimension)}) g GROUP BY g.k ORDER BY COUNT(*) DESC, g.k"),
         {"first": first, "today": today})
     return [GroupCount(str(r["k"] or ""), int(r["expired"]), int(r["renewed"] or 0))
             for r in rows]
+
+
+def group_rows(dimension: str, first: str = ":first") -> str:
+    """One row per expired policy from ``first`` (a placeholder) to ``:today``: its expiry day
+    ``d``, its key ``k`` in ``dimension`` and ``renewed`` (0 or 1)."""
+    return (f"SELECT p.end_date AS d, COALESCE({DIMENSIONS[dimension]}, '') AS k, "
+            f"{_RENEWED} AS renewed FROM policy p "
+            f"{_LAST_JOIN if dimension == 'channel' else ''} "
+            f"WHERE {_EXPIRED.replace(':first', first)}")
+
+
+async def by_day_and_group(dimension: str, first: date, today: date
+                           ) -> list[tuple[date, GroupCount]]:
+    """``by_group`` per expiry day (for the rollup)."""
+    rows = await fetch(_conn(), (
+        "SELECT g.d AS d, g.k AS k, COUNT(*) AS expired, SUM(g.renewed) AS renewed "
+        f"FROM ({group_rows(dimension)}) g GROUP BY g.d, g.k"),
+        {"first": first, "today": today})
+    return [(as_date(r["d"]), GroupCount(str(r["k"] or ""), int(r["expired"]),
+                                         int(r["renewed"] or 0))) for r in rows]
 
 
 async def reach(since: datetime) -> list[tuple[str, str, int]]:
@@ -137,15 +154,27 @@ async def reach(since: datetime) -> list[tuple[str, str, int]]:
     return [(str(r["channel"] or ""), str(r["status"]), int(r["n"])) for r in rows]
 
 
+LAPSED = f"FROM policy p WHERE {_EXPIRED} AND p.renewed_by_id IS NULL"
+
+
 async def lapse_reasons(first: date, today: date) -> list[tuple[str, str, int]]:
     """Expired and not renewed: (outcome, reason, count)."""
     rows = await fetch(_conn(), (
-        "SELECT p.outcome AS outcome, p.outcome_reason AS reason, COUNT(*) AS n "
-        f"FROM policy p WHERE {_EXPIRED} AND p.renewed_by_id IS NULL "
+        f"SELECT p.outcome AS outcome, p.outcome_reason AS reason, COUNT(*) AS n {LAPSED} "
         "GROUP BY p.outcome, p.outcome_reason "
         "ORDER BY COUNT(*) DESC, p.outcome, p.outcome_reason"),
         {"first": first, "today": today})
     return [(str(r["outcome"]), str(r["reason"]), int(r["n"])) for r in rows]
+
+
+async def lapse_reasons_by_day(first: date, today: date
+                               ) -> list[tuple[date, str, str, int]]:
+    """``lapse_reasons`` per expiry day (for the rollup): (day, outcome, reason, count)."""
+    rows = await fetch(_conn(), (
+        "SELECT p.end_date AS d, p.outcome AS outcome, p.outcome_reason AS reason, "
+        f"COUNT(*) AS n {LAPSED} GROUP BY p.end_date, p.outcome, p.outcome_reason"),
+        {"first": first, "today": today})
+    return [(as_date(r["d"]), str(r["outcome"]), str(r["reason"]), int(r["n"])) for r in rows]
 
 
 async def callbacks(since: datetime) -> list[Callback]:

@@ -26,7 +26,7 @@ from tortoise.functions import Count
 from storage.identity import mask_name
 from storage.models import Customer, SharedPhone
 from storage.phones import mask_phone
-from storage.sql import Statements
+from storage.sql import Statements, as_bool, current, fetchval
 
 SHARED_AT = 3
 """Customers on one number from which it is flagged."""
@@ -89,8 +89,17 @@ async def recount(phones: Collection[str], now: datetime, *,
         for phone in phones}, now)
 
 
+def held_number(phone: str) -> str:
+    """SQL: whether the number ``phone`` (an SQL expression) is flagged and not released — the
+    one definition ``is_held`` runs alone and the SMS sender lookup (``bot.sms.senders``)
+    embeds."""
+    return ("EXISTS (SELECT 1 FROM shared_phone s "
+            f"WHERE s.phone = {phone} AND s.released_at IS NULL)")
+
+
 async def is_held(phone: str) -> bool:
-    return await SharedPhone.exists(phone=phone, released_at__isnull=True)
+    return as_bool(await fetchval(current(), f"SELECT {held_number(':phone')} AS held",
+                                  {"phone": phone}))
 
 
 @dataclass(frozen=True, slots=True)

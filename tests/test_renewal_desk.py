@@ -303,3 +303,26 @@ async def test_console_worklist_claims_logs_and_records_in_both_languages(rig: R
     assert re.search(r"<summary>2</summary>", page)
     window = await (await rig.client.get("/console/renewals/window?lang=en")).text()
     assert "must be claimed by 2026-11-05" in window and "The claim deadline has passed" in window
+
+
+async def test_a_long_worklist_counts_up_to_its_cap(rig: Rig, monkeypatch: Any) -> None:
+    """Beyond ``COUNT_CAP`` rows the list says "3+" instead of counting them all; at or under
+    it, the exact total as before."""
+    from bot.web.operators import renewals
+
+    monkeypatch.setattr(renewals, "COUNT_CAP", 3)
+    for days in (1, 2, 3):
+        await expiring(days)
+    headers = await token_of("小李", branch="310100")
+    status, body = await call(rig, "GET", "/api/v1/renewals/worklist", headers,
+                              params={"limit": "2"})
+    assert status == 200 and body["total"] == 3 and "total_capped" not in body
+    await expiring(4)
+    _, body = await call(rig, "GET", "/api/v1/renewals/worklist", headers,
+                         params={"limit": "2"})
+    assert (body["total"], body["total_capped"], len(body["items"])) == (3, True, 2)
+    _, more = await call(rig, "GET", body["next"], headers)
+    assert [row["days_left"] for row in more["items"]] == [3, 4] and more["next"] is None
+    await console_login(rig.client, rig.tokens[Role.ADMIN])
+    page = await (await rig.client.get("/console/renewals?branch=310100&lang=en")).text()
+    assert "1–4 of 4+" in page  # a page longer than the cap counts at least its own rows

@@ -8,12 +8,27 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from storage.models import Customer, Message, MessageStatus, Policy, Product, Task, TaskStatus
+from bot.settings import Settings
+from bot.web.operators import renewal_kpis
+from storage.models import (
+    Customer,
+    Message,
+    MessageStatus,
+    Policy,
+    Product,
+    RenewalKpiDirty,
+    RenewalKpiRollup,
+    Task,
+    TaskStatus,
+)
 from storage.operator_models import Role
+from storage.renewal_desk import Outcome, Reason, record_outcome
 from tests import factories as f
 from tests import test_operators_api
+from tests.test_import import run as import_run
 from tests.test_operators_api import Rig, console_login
 
 rig = test_operators_api.rig  # its clock: 2026-11-21 12:00 in Shanghai
@@ -152,3 +167,54 @@ async def test_a_days_report_is_computed_once_for_five_minutes(rig: Rig) -> None
     rig.clock.now += timedelta(minutes=5)
     _, fresh = await rig.call("GET", "/api/v1/renewals/kpis", Role.VIEWER)
     assert fresh["totals"]["expired"] == 6
+
+
+async def test_the_rollup_gives_the_live_figures_after_every_change(rig: Rig,
+                                                                    tmp_path: Path) -> None:
+    """The page's figures come from the rollup of past days; after each kind of write the
+    triggers mark, the rollup and the live computation agree figure for figure."""
+    settings = Settings()
+    today = date(2026, 11, 21)
+
+    async def same(day: date = today) -> dict[str, Any]:
+        kept = await renewal_kpis.report(day, settings)
+        assert kept == await renewal_kpis.report(day, settings, live=True)
+        return kept
+
+    await fixtures()
+    before = await same()
+    assert await RenewalKpiRollup.filter(dimension="total").count() == 355  # 2025-12-01 on
+    assert await RenewalKpiRollup.filter(dimension="month").count() == 11
+    assert await RenewalKpiDirty.all().count() == 0
+    # an outcome recorded on a lapsed policy
+    lapsed = await Policy.get(end_date=date(2026, 4, 5))
+    await record_outcome([lapsed], Outcome.NOT_RENEWING, by="op", now=at("2026-11-21"),
+                         reason=Reason.SERVICE)
+    after = await same()
+    assert ("not_renewing", "service", 1) in [
+        (r["outcome"], r["reason"], r["count"]) for r in after["lapse_reasons"]]
+    # the import of the policy that renews it (a win-back), and of a new expired one
+    owner = await Customer.get(id=lapsed.customer_id)
+    await Customer.filter(id=owner.id).update(customer_no="K1")
+    path = tmp_path / "p.csv"
+    path.write_text(
+        "number,customer_no,product,plate,start_date,end_date,premium,agent,branch,renews\n"
+        f"R1,K1,商业险,{lapsed.plate},2026-04-20,2027-04-19,3600,孙七,330100,{lapsed.number}\n"
+        f"R2,K1,交强险,{lapsed.plate},2025-10-02,2026-10-01,950,孙七,330100,\n",
+        encoding="utf-8")
+    await import_run("policies", path)
+    after = await same()
+    assert after["totals"]["won_back"] == before["totals"]["won_back"] + 1
+    assert after["totals"]["expired"] == before["totals"]["expired"] + 1
+    assert ("孙七", 1, 0) in [(g["key"], g["expired"], g["renewed"]) for g in after["by_agent"]]
+    # a reminder's delivery failing late, a call logged before an expiry, a policy moved
+    await Message.filter(status=MessageStatus.DELIVERED).update(status=MessageStatus.FAILED)
+    await task(lapsed, "renewal_call", at("2026-03-20"), closed=at("2026-03-20"))
+    await Policy.filter(branch="320100").update(branch="320200")
+    after = await same()
+    assert after["totals"]["contacted_twice"] == 1
+    assert [g["key"] for g in after["by_branch"]] == ["310100", "320200", "330100"]
+    # a later day (a month complete since) and an earlier one read the same rows
+    await same(date(2026, 12, 2))
+    await same(date(2026, 9, 1))
+    assert await RenewalKpiDirty.all().count() == 0

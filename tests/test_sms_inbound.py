@@ -20,15 +20,19 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 from pydantic import SecretStr
 from tortoise import Tortoise
 from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
 
 from bot.delivery.recipients import load_recipients, record_sms_opt_out
 from bot.delivery.segments import count_segments
 from bot.settings import Settings, TwilioSettings
 from bot.sms.conversations import SmsConversations
+from bot.sms.inbound import twiml_text
 from bot.sms.keywords import Command
 from bot.sms.media_deletes import LEASE, MediaDeletes, SweepResult, mask_sid
 from bot.sms.replies import Replies
@@ -1395,3 +1399,18 @@ async def test_a_held_number_answers_help_and_stop_but_shows_nobodys_data(
     [flag] = await SharedPhone.all()
     await release(flag.id, "王经理", f.NOON_SHANGHAI)
     assert "沪A11111" in await rig.text(SHARED, "保单")
+
+
+
+@given(st.text(max_size=200))
+def test_twiml_answer_is_exactly_what_twilio_writes(reply: str) -> None:
+    expected = MessagingResponse()
+    if reply:
+        expected.message(reply)
+    assert twiml_text(reply) == str(expected)
+
+
+def test_twiml_answer_escapes_markup_in_the_reply() -> None:
+    reply = '<b>R&D</b> "1 > 0" ]]> 中文'
+    assert message_of(twiml_text(reply)) == reply
+    assert message_of(twiml_text("")) == ""

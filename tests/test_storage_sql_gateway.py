@@ -165,3 +165,21 @@ async def test_selected_rows_by_name_read_back(db: str) -> None:
     rows = await fetch(current(), "SELECT id, name FROM customer WHERE id = :id",
                        {"id": customer.id})
     assert rows == [{"id": customer.id, "name": "甲"}]
+
+
+async def test_a_pooled_connection_comes_back_with_its_open_transaction_rolled_back(
+        db: str) -> None:
+    """The pool skips asyncpg's session reset query (``storage.db``: nothing of ours leaves
+    session state on a pooled connection), yet a transaction left open still ends on release."""
+    if not is_postgres():
+        pytest.skip("PostgreSQL's connection pool")
+    customer = await f.customer(name="甲")
+    conn = current()
+    async with conn.acquire_connection() as raw:
+        pid = await raw.fetchval("SELECT pg_backend_pid()")
+        await raw.execute("BEGIN")
+        await raw.execute("UPDATE customer SET name = 'left open' WHERE id = $1", customer.id)
+    async with conn.acquire_connection() as raw:  # the pool hands out the last one back first
+        assert await raw.fetchval("SELECT pg_backend_pid()") == pid
+        assert not raw.is_in_transaction()
+        assert await raw.fetchval("SELECT name FROM customer WHERE id = $1", customer.id) == "甲"

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from tortoise.expressions import Q
 
 from bot.delivery.policy import CAPPED_CATEGORIES, Recipient
+from storage import shared_phones
 from storage.models import (
     Category,
     Channel,
@@ -38,8 +39,7 @@ async def load_recipients(customer_ids: Iterable[int], *, now: datetime) -> dict
     customers = await fetch(
         conn,
         "SELECT c.id, c.phone, c.phone_invalid_at IS NULL AS phone_valid, c.language, "
-        "c.timezone, EXISTS (SELECT 1 FROM shared_phone s WHERE s.phone = c.phone "
-        "AND s.released_at IS NULL) AS held "
+        f"c.timezone, {shared_phones.held_number('c.phone')} AS held "
         f"FROM customer c WHERE {among('c.id')}", {"ids": ids})
     chats: dict[int, int] = {}
     for row in await fetch(

@@ -7,8 +7,9 @@ row owns the message; everyone else returns the reply stored in it. Two shapes, 
 on SQLite and PostgreSQL without any waiting loop:
 
 * **Queries** (HELP, POLICY, CLAIM, POINTS) change nothing, so the reply is computed first
-  and inserted *with* the row in one INSERT. The row and its reply appear atomically; a
-  loser's INSERT fails on the unique key and reads the reply. A query that came as an MMS has
+  and inserted *with* the row in one INSERT (together with the rows of other queries answered
+  at the same moment: ``bot.sms.records``). The row and its reply appear atomically; a
+  loser's INSERT skips the taken key and reads the reply. A query that came as an MMS has
   one effect, the media deletes it records (below), and takes the second shape.
 * **Effects** (STOP, START, CHECKIN, filing documents, and free text, the hand-off keyword,
   投诉, survey digits and unknown senders, which the conversations desk records:
@@ -72,9 +73,9 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
+from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from tortoise.exceptions import IntegrityError
 from tortoise.queryset import QuerySet
@@ -85,7 +86,7 @@ from bot.desk.threads import Desk
 from bot.documents import UploadLimits, UploadRejected, store_document
 from bot.settings import Settings
 from bot.sms import city as sms_city
-from bot.sms import renewal_replies
+from bot.sms import records, renewal_replies
 from bot.sms.desk import SmsDesk
 from bot.sms.keywords import Command, Parsed, parse
 from bot.sms.media import MediaRef, MediaUnavailable, MmsMedia
@@ -93,11 +94,11 @@ from bot.sms.media_deletes import MediaDeletes, mask_sid
 from bot.sms.redeem import SmsRedemptions
 from bot.sms.replies import Replies
 from bot.sms.report import report_by_sms
+from bot.sms.senders import Prefetched, Sender, find_sender
 from bot.texts import Texts
 from loyalty.earning import check_in
 from loyalty.ledger import get_balance
-from loyalty.overview import points_overview
-from storage import shared_phones
+from loyalty.tiers import tier_of
 from storage.models import (
     OPEN_CLAIM_STATUSES,
     Category,
@@ -106,12 +107,8 @@ from storage.models import (
     Consent,
     Customer,
     Document,
-    InboundSms,
-    Policy,
-    PolicyStatus,
 )
 from storage.phones import InvalidPhone, mask_phone, normalise_phone
-from storage.shared_phones import SHARED_AT
 from storage.suppressions import remember_number_choice
 
 log = logging.getLogger(__name__)
@@ -135,23 +132,6 @@ class InboundMessage:
     body: str = ""
     opt_out_type: str = ""
     media: tuple[MediaRef, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Sender:
-    """The customers on the number: ``id`` (the first) is whose language the reply is in and
-    whom the conversation is recorded under; ``ids`` are all of them."""
-
-    id: int
-    phone: str
-    language: str
-    timezone: str
-    ids: tuple[int, ...]
-    held: bool = False  # three or more share it and no operator released it
-
-    @property
-    def shared(self) -> bool:
-        return len(self.ids) > 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +165,7 @@ class Turn:
     now: datetime
     delete_urls: tuple[str, ...]
     replies: Replies  # bound to the sender's number (its market's wording)
+    prefetched: Prefetched  # what the keyword reads, found with the sender
 
     @property
     def language(self) -> str:
@@ -208,6 +189,17 @@ async def record_sms_opt_in(
     ])
 
 
+@lru_cache(maxsize=4096)
+def _e164(raw: str, region: str) -> str:
+    """The sender's number in E.164 (``normalise_phone``), or as given when it is not valid
+    (a short code, an alphanumeric sender): parsing costs more than the rest of a query's
+    Python, and the same numbers write again and again."""
+    try:
+        return normalise_phone(raw, region)
+    except InvalidPhone:
+        return raw.strip()
+
+
 class SmsConversations:
     def __init__(self, settings: Settings, texts: Texts, media: MmsMedia | None, *,
                  clock: Callable[[], datetime], deletes: MediaDeletes | None = None) -> None:
@@ -221,6 +213,7 @@ class SmsConversations:
                                     max_pixels=settings.uploads.max_pixels,
                                     directory=settings.uploads.directory)
         self._background: set[asyncio.Task[None]] = set()
+        self._answered = records.Answered()
         # Every keyword and what answers it; the menu answers whatever is not a keyword.
         self._handlers: dict[Command, Handler] = {
             Command.STOP: self._opt_turn,
@@ -268,15 +261,15 @@ class SmsConversations:
 
     async def _answer(self, message: InboundMessage) -> str:
         now = self._clock()
-        phone = self._phone(message.from_)
+        phone = _e164(message.from_, self._settings.company.default_phone_region)
         row: dict[str, Any] = {
-            "message_sid": message.message_sid, "from_phone": phone[:20],
+            "message_sid": message.message_sid, "from_phone": phone[:20], "customer_id": None,
             "body": message.body, "num_media": len(message.media), "created_at": now,
         }
         delete_urls = self._to_delete(message)
-        sender = await self._sender(phone)
         parsed = parse(message.body, message.opt_out_type)
-        if sender is None:
+        found = await find_sender(phone, parsed, now=now)
+        if found is None:
             log.info("inbound SMS %s from unknown number %s", message.message_sid,
                      mask_phone(phone))
             if parsed.command in (Command.STOP, Command.START):
@@ -286,8 +279,10 @@ class SmsConversations:
             async with self.claimed(row, "unknown", delete_urls) as claim:  # its own thread
                 claim.reply = await self._desk.unknown(phone, message.body, now=now)
             return claim.reply
+        sender, prefetched = found
         row["customer_id"] = sender.id
-        turn = Turn(row, sender, parsed, now, delete_urls, self._replies.to_number(phone))
+        turn = Turn(row, sender, parsed, now, delete_urls, self._replies.to_number(phone),
+                    prefetched)
         if sender.held and (message.media or parsed.command not in _ON_HELD_NUMBERS):
             return await self.query(row, "shared", turn.replies.shared_held(turn.language),
                                     delete_urls)
@@ -311,22 +306,6 @@ class SmsConversations:
                         mask_sid(message.message_sid), len(message.media) - len(urls))
         return urls
 
-    def _phone(self, raw: str) -> str:
-        try:
-            return normalise_phone(raw, self._settings.company.default_phone_region)
-        except InvalidPhone:
-            return raw.strip()
-
-    async def _sender(self, phone: str) -> Sender | None:
-        found = await Customer.filter(phone=phone).order_by("id").values_list(
-            "id", "language", "timezone")
-        if not found:
-            return None
-        cid, language, timezone = found[0]
-        ids = tuple(int(row[0]) for row in found)
-        held = len(ids) >= SHARED_AT and await shared_phones.is_held(phone)
-        return Sender(cid, phone, str(language), timezone, ids, held)
-
     # -- the two idempotent shapes -------------------------------------------------------
     # A delivery that finds the MessageSid taken raises ``_Duplicate``; ``answer`` replies
     # with the stored reply.
@@ -339,10 +318,8 @@ class SmsConversations:
             async with self.claimed(row, keyword, delete_urls) as claim:
                 claim.reply = reply
             return claim.reply
-        try:
-            await InboundSms.create(**row, keyword=keyword, reply=reply)
-        except IntegrityError:
-            raise _Duplicate from None
+        if not await self._answered.store({**row, "keyword": keyword, "reply": reply}):
+            raise _Duplicate
         return reply
 
     @asynccontextmanager
@@ -360,11 +337,11 @@ class SmsConversations:
         claim = Claimed()
         async with in_transaction():
             try:
-                created = await InboundSms.create(**row, keyword=keyword, reply="")
+                await records.insert({**row, "keyword": keyword, "reply": ""})
             except IntegrityError:
                 raise _Duplicate from None
             yield claim
-            await InboundSms.filter(id=created.id).update(reply=claim.reply)
+            await records.set_reply(sid, claim.reply)
             if deletes is not None:
                 await deletes.record(sid, delete_urls, row["created_at"])
         if deletes is not None:
@@ -372,13 +349,12 @@ class SmsConversations:
                 self._spawn(deletes.delete_now(sid, url))
 
     async def _stored_reply(self, message_sid: str) -> str:
-        stored = await InboundSms.filter(message_sid=message_sid).limit(1).values_list(
-            "reply", flat=True)
-        if not stored:
+        stored = await records.reply_of(message_sid)
+        if stored is None:
             # The unique key fired, yet no row is visible: not a duplicate after all.
             raise RuntimeError(f"inbound SMS {message_sid}: conflict without a stored row")
         log.info("inbound SMS %s delivered again: answered with the stored reply", message_sid)
-        return str(stored[0])
+        return stored
 
     # -- keywords ----------------------------------------------------------------------
 
@@ -414,8 +390,8 @@ class SmsConversations:
         return claim.reply
 
     async def _policy(self, turn: Turn) -> str:
-        policies = await self._active_policies(turn.sender, turn.now)
-        return await self._reply(turn, turn.replies.policies(turn.language, policies))
+        return await self._reply(turn, turn.replies.policies(turn.language,
+                                                             turn.prefetched.policies))
 
     async def _checkin(self, turn: Turn) -> str:
         sender = turn.sender
@@ -482,45 +458,29 @@ class SmsConversations:
                 claim.reply = replies.opted_in(language, categories)
         return claim.reply
 
-    async def _active_policies(self, sender: Sender, now: datetime) -> list[tuple[str, date]]:
-        today = now.astimezone(ZoneInfo(sender.timezone)).date()
-        rows = await Policy.filter(
-            customer_id__in=sender.ids, status=PolicyStatus.ACTIVE, end_date__gte=today
-        ).order_by("end_date", "id").values_list("plate", "end_date")
-        return [(str(plate), end) for plate, end in rows]
-
     async def _points(self, turn: Turn) -> str:
-        sender = turn.sender
-        today = turn.now.astimezone(ZoneInfo(sender.timezone)).date()
-        overview = await points_overview(sender.id, now=turn.now, today=today,
-                                         expiring_days=0, entries=0,
-                                         settings=self._settings.loyalty)
-        tier = {"zh-CN": overview.status.tier.name_zh, "en": overview.status.tier.name_en}
-        return await self._reply(turn, turn.replies.points(turn.language, overview.balance,
-                                                           tier))
+        """The balance and tier on the account (``Prefetched``), as /points shows them."""
+        tier = tier_of(turn.prefetched.tier, self._settings.loyalty)
+        return await self._reply(turn, turn.replies.points(
+            turn.language, turn.prefetched.balance, {"zh-CN": tier.name_zh, "en": tier.name_en}))
 
     async def _claim(self, turn: Turn) -> str:
         sender, lang, replies, number = turn.sender, turn.language, turn.replies, \
             turn.parsed.argument
         if not number:
-            latest = await Claim.filter(customer_id__in=sender.ids).order_by(
-                "-reported_at", "-id").limit(1).values_list("number", "status")
-            return await self._reply(turn, replies.claim(lang, str(latest[0][0]),
-                                                         str(latest[0][1]))
+            latest = turn.prefetched.latest_claim
+            return await self._reply(turn, replies.claim(lang, *latest)
                                      if latest else replies.no_claims(lang))
-        # Only the number's customers' own claim: someone else's reads exactly as a wrong one.
-        found = await Claim.filter(number=number, customer_id__in=sender.ids).limit(
-            1).values_list("id", "status", "customer_id")
-        if not found:
+        named = turn.prefetched.named_claim  # only the number's customers' own
+        if named is None:
             return await self._reply(turn, replies.claim_not_found(lang, number))
-        claim_id, status, owner = found[0]
         # Documents we asked the claim number for are filed now — on an open claim only,
         # as Telegram uploads are.
-        if status not in OPEN_CLAIM_STATUSES or not await self._unfiled(sender.ids).exists():
-            return await self._reply(turn, replies.claim(lang, number, str(status)))
+        if named.status not in OPEN_CLAIM_STATUSES or not named.unfiled:
+            return await self._reply(turn, replies.claim(lang, number, named.status))
         async with self.claimed(turn.row, Command.CLAIM.value, turn.delete_urls) as claim:
-            filed = await self._file_unattached(sender.ids, claim_id, owner)
-            claim.reply = replies.claim(lang, number, str(status), attached=filed)
+            filed = await self._file_unattached(sender.ids, named.id, named.customer_id)
+            claim.reply = replies.claim(lang, number, named.status, attached=filed)
         return claim.reply
 
     @staticmethod
@@ -549,10 +509,9 @@ class SmsConversations:
         row, sender, now = turn.row, turn.sender, turn.now
         sid = row["message_sid"]
         # The first delivery deleted the media from Twilio: a retry must not fetch again.
-        stored = await InboundSms.filter(message_sid=sid).limit(1).values_list(
-            "reply", flat=True)
-        if stored:
-            return str(stored[0])
+        stored = await records.reply_of(sid)
+        if stored is not None:
+            return stored
         fetched = await asyncio.gather(*(self._fetch(ref) for ref in media[:MAX_MEDIA]))
         lang, replies = turn.language, turn.replies
         async with self.claimed(row, "media", turn.delete_urls) as claim:

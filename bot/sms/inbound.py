@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping
 from functools import partial
+from xml.sax.saxutils import escape
 
 import aiohttp
 from aiohttp import web
-from twilio.twiml.messaging_response import MessagingResponse
 
 from bot.sms.conversations import MAX_MEDIA, InboundMessage, SmsConversations
 from bot.sms.media import MediaRef, TwilioMedia
@@ -50,11 +50,21 @@ def inbound_from_form(form: Mapping[str, str]) -> InboundMessage:
                           opt_out_type=form.get("OptOutType", ""), media=media)
 
 
+_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
+_EMPTY = f"{_DECLARATION}<Response />"
+
+
+def twiml_text(reply: str) -> str:
+    """The TwiML twilio's ``MessagingResponse`` writes for ``reply`` (one ``<Message>``, or
+    none when empty), character for character, without building its element tree: the text
+    escaped as ElementTree escapes it (``&``, ``<``, ``>``)."""
+    if not reply:
+        return _EMPTY
+    return f"{_DECLARATION}<Response><Message>{escape(reply)}</Message></Response>"
+
+
 def twiml(reply: str) -> web.Response:
-    response = MessagingResponse()
-    if reply:
-        response.message(reply)
-    return web.Response(text=str(response), content_type="text/xml")
+    return web.Response(text=twiml_text(reply), content_type="text/xml")
 
 
 async def inbound_sms(request: web.Request) -> web.Response:

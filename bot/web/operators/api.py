@@ -119,7 +119,10 @@ def page_json(call: Call, found: Page[Any], items: Sequence[Mapping[str, Any]]) 
     request's URL with the next cursor)."""
     following = (str(call.request.rel_url.update_query(cursor=found.cursor))
                  if found.cursor else None)
-    return json_response({"items": items, "total": found.total, "next": following})
+    body: dict[str, Any] = {"items": items, "total": found.total, "next": following}
+    if found.capped:
+        body["total_capped"] = True
+    return json_response(body)
 
 
 # -- me, dashboard, audit ---------------------------------------------------------------------

@@ -374,7 +374,9 @@ def _pager(request: web.Request, found: Page[Any]) -> dict[str, Any]:
                                                  "from": str(first + shown)}))
                  if found.cursor else None)
     restart = str(request.rel_url.with_query(rest)) if "cursor" in request.query else None
-    return {"total": found.total, "first": first if shown else 0, "last": first + shown - 1,
+    last = first + shown - 1
+    total = f"{max(found.total, last)}+" if found.capped else found.total
+    return {"total": total, "first": first if shown else 0, "last": last,
             "next": following, "restart": restart}
 
 

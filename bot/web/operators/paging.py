@@ -5,7 +5,8 @@ A list has a fixed, total order — its sort keys end with the primary key — a
 row's sort values, opaque to the client (URL-safe base64 of JSON). Unlike an offset, a cursor
 page stays right while rows are added (a new claim does not shift the next page by one) and
 costs one index range scan however deep the page. Every page also carries the total count
-of the filtered list, so a reader sees "50 of 308".
+of the filtered list, so a reader sees "50 of 308"; a list that may be very long counts only
+up to a cap (``count_cap``): beyond it the page says "of 10000+" instead of counting every row.
 """
 
 from __future__ import annotations
@@ -55,7 +56,11 @@ class PageOf(BaseModel, Generic[T]):
     model_config = ConfigDict(extra="forbid")
 
     items: list[T]
-    total: int = Field(description="rows in the whole filtered list")
+    total: int = Field(description="rows in the whole filtered list (at most the list's cap: "
+                                   "see total_capped)")
+    total_capped: bool = Field(default=False,
+                               description="present and true when the list has more rows than "
+                                           "total (counting stopped at the cap)")
     next: str | None = Field(description="the next page (a relative URL), null on the last")
 
 
@@ -64,6 +69,7 @@ class Page(Generic[M]):
     rows: list[M]
     total: int
     cursor: str | None  # of the next page
+    capped: bool = False  # more rows than ``total``: counting stopped at the cap
 
 
 def _encode(values: Sequence[Any]) -> str:
@@ -113,11 +119,17 @@ def _after(order: Sequence[str], values: Sequence[Any]) -> Q:
 
 
 async def page(query: QuerySet[M], order: Sequence[str], *, limit: int,
-               cursor: str = "") -> Page[M]:
-    """The page of ``query`` after ``cursor`` in ``order`` (its last key must be unique)."""
+               cursor: str = "", count_cap: int | None = None) -> Page[M]:
+    """The page of ``query`` after ``cursor`` in ``order`` (its last key must be unique).
+    With ``count_cap``, the count reads at most ``count_cap + 1`` rows: a longer list counts
+    as ``count_cap`` (``capped``)."""
     model = query.model
     keys = [key.lstrip("-") for key in order]
-    total = await query.count()
+    if count_cap is None:
+        total, capped = await query.count(), False
+    else:
+        found = len(await query.limit(count_cap + 1).values_list(keys[-1], flat=True))
+        total, capped = min(found, count_cap), found > count_cap
     ordered = query.order_by(*order)
     if cursor:
         ordered = ordered.filter(_after(order, _decode(cursor, model, keys)))
@@ -125,4 +137,4 @@ async def page(query: QuerySet[M], order: Sequence[str], *, limit: int,
     more = len(rows) > limit
     rows = rows[:limit]
     following = _encode([getattr(rows[-1], key) for key in keys]) if more and rows else None
-    return Page(rows, total, following)
+    return Page(rows, total, following, capped)

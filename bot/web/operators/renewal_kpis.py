@@ -1,8 +1,9 @@
 """The renewal KPIs page, API and CSV: the figures of ``storage.renewal_kpis`` over the last
 12 expiry months, and their charts (``bot.web.charts``: SVG rendered on the server).
 
-The report of a day is kept for five minutes (``ReportCache``): figures of past expiries
-change slowly, and on a large book the report takes seconds (see bench/renewal_kpis.py).
+The figures of past expiry days come from their rollup (``storage.renewal_rollup``, kept
+exact by database triggers and brought up to date by each report); the report of a day is
+also kept for five minutes (``ReportCache``), so the page and its four charts compute it once.
 
 Reach: renewal messages due (planned) in the window per channel, reached = delivered, or sent
 for Telegram (which reports no delivery); skipped ones count under ``none``. Call-back
@@ -28,30 +29,37 @@ from bot.settings import Settings
 from bot.web import charts
 from scheduler.office_hours import OfficeHours
 from storage import renewal_kpis as kpis
+from storage import renewal_rollup as rollup
 
-MONTHS = 12
+MONTHS = rollup.MONTHS
 REACHED = {"telegram": ("sent", "delivered"), "sms": ("delivered",),
            "console": ("sent", "delivered")}
 
 
 def window(today: date) -> date:
     """The first expiry day counted: the 1st of the month 11 months before this one."""
-    month = today.year * 12 + today.month - 1 - (MONTHS - 1)
-    return date(month // 12, month % 12 + 1, 1)
+    return rollup.window(today)
 
 
 def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-async def report(today: date, settings: Settings) -> dict[str, Any]:
+async def report(today: date, settings: Settings, *, live: bool = False) -> dict[str, Any]:
+    """Every figure of the page; from the rollup of past expiry days (brought up to date
+    first), or ``live`` from the policies themselves (the same figures, slower)."""
     first = window(today)
+    if live:
+        by_day, by_group, lapse_reasons = kpis.by_day, kpis.by_group, kpis.lapse_reasons
+    else:
+        await rollup.refresh(first, today)
+        by_day, by_group, lapse_reasons = rollup.by_day, rollup.by_group, rollup.lapse_reasons
     since = datetime.combine(first, time(), tzinfo=UTC)
     months: dict[str, dict[str, int]] = {}
     for step in range(MONTHS):
         index = first.year * 12 + first.month - 1 + step
         months[f"{index // 12}-{index % 12 + 1:02d}"] = defaultdict(int)
-    for day in await kpis.by_day(first, today):
+    for day in await by_day(first, today):
         bucket = months[day.day.strftime("%Y-%m")]
         for name in ("expired", "renewed", "won_back", "contacted_twice"):
             bucket[name] += getattr(day, name)
@@ -60,7 +68,7 @@ async def report(today: date, settings: Settings) -> dict[str, Any]:
              "contacted_twice": c["contacted_twice"]} for month, c in months.items()]
     groups = {dimension: [{"key": g.key, "expired": g.expired, "renewed": g.renewed,
                            "rate": _rate(g.renewed, g.expired)}
-                          for g in await kpis.by_group(dimension, first, today)]
+                          for g in await by_group(dimension, first, today)]
               for dimension in kpis.DIMENSIONS}
     total = {name: sum(c[name] for c in months.values())
              for name in ("expired", "renewed", "won_back", "contacted_twice")}
@@ -71,7 +79,7 @@ async def report(today: date, settings: Settings) -> dict[str, Any]:
         **{f"by_{dimension}": items for dimension, items in groups.items()},
         "reach": _reach(await kpis.reach(since)),
         "lapse_reasons": [{"outcome": o, "reason": r, "count": n}
-                          for o, r, n in await kpis.lapse_reasons(first, today)],
+                          for o, r, n in await lapse_reasons(first, today)],
         "callbacks": _callbacks(await kpis.callbacks(since), settings),
     }
 

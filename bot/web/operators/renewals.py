@@ -47,6 +47,9 @@ from storage.renewal_desk import (
 )
 
 LAPSED_DAYS = 90
+COUNT_CAP = 10_000
+"""A worklist longer than this shows "of 10000+": counting all of a 90,000-row tab on every
+page costs more than the page itself (bench/renewal_kpis.py)."""
 RENEWAL_MESSAGE_KINDS = ("renewal", "renewal_holiday", "lapse_rescue")
 # contacts of a row: renewal messages from this long before expiry on
 _CONTACT_LOOKBACK = timedelta(days=100)
@@ -182,7 +185,8 @@ async def worklist(actor: Actor, q: WorklistQuery, *, today: date,
     first, last = tab_bounds(q.tab, today)
     query = _filtered(waiting_policies().filter(end_date__gte=first, end_date__lte=last),
                       default_branch(actor, q.branch), q.agent.strip(), q.state)
-    found = await page(query, ("end_date", "id"), limit=min(limit, q.limit), cursor=q.cursor)
+    found = await page(query, ("end_date", "id"), limit=min(limit, q.limit), cursor=q.cursor,
+                       count_cap=COUNT_CAP)
     return await rows_json(found.rows, today), found
 
 
