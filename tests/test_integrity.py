@@ -141,32 +141,34 @@ async def _keys_of_message() -> list[str]:
     return [f"{row['target']}.id" for row in rows]
 
 
-async def _indexes_of_message() -> list[str]:
+async def _indexes_and_triggers_of_message() -> list[str]:
     conn = connections.get("default")
     if conn.capabilities.dialect == "sqlite":
         _, rows = await conn.execute_query(
-            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'message' "
-            "AND sql IS NOT NULL ORDER BY name")
+            "SELECT sql FROM sqlite_master WHERE type IN ('index', 'trigger') "
+            "AND tbl_name = 'message' AND sql IS NOT NULL ORDER BY name")
         return [row[0] for row in rows]
     rows = await conn.execute_query_dict(
-        "SELECT indexdef FROM pg_indexes WHERE tablename = 'message' ORDER BY indexname")
-    return [row["indexdef"] for row in rows]
+        "SELECT indexdef AS d FROM pg_indexes WHERE tablename = 'message' UNION ALL "
+        "SELECT tgname::text FROM pg_trigger WHERE tgrelid = 'message'::regclass "
+        "AND NOT tgisinternal ORDER BY 1")
+    return [row["d"] for row in rows]
 
 
 async def test_migration_0024_drops_the_key_keeping_rows_indexes_and_ids(
         empty_url: str) -> None:
     EXECUTOR_CACHE.clear()
     config = storage_db.tortoise_config(empty_url)
-    await migrate(config=config, target="models.0022_consent_reference")
+    await migrate(config=config, target="models.0023_renewal_kpi_rollup")
     await Tortoise.close_connections()
-    await Tortoise.init(config=config)  # the models of 0022 are today's, but for the key
+    await Tortoise.init(config=config)  # the models of 0023 are today's, but for the key
     try:
         owner = await f.customer()
         for n in range(3):
             await f.queued(owner, key=f"k{n}")
         await Message.filter(dedup_key="k2").delete()  # the highest id: not to be used again
-        indexes = await _indexes_of_message()
-        assert len(indexes) >= 4 and await _keys_of_message() == ["customer.id"]
+        indexes = await _indexes_and_triggers_of_message()
+        assert len(indexes) >= 7 and await _keys_of_message() == ["customer.id"]
     finally:
         await Tortoise.close_connections()
 
@@ -174,7 +176,7 @@ async def test_migration_0024_drops_the_key_keeping_rows_indexes_and_ids(
     await Tortoise.init(config=config)
     try:
         assert await _keys_of_message() == []
-        assert await _indexes_of_message() == indexes  # the partial ones of 0009 too
+        assert await _indexes_and_triggers_of_message() == indexes  # 0009's, 0023's too
         assert sorted(await Message.all().values_list("dedup_key", "customer_id")) == [
             ("k0", owner.id), ("k1", owner.id)]
         assert (await f.queued(owner, key="k3")).id == 4

@@ -18,7 +18,8 @@ from tortoise.transactions import in_transaction
 #
 # PostgreSQL drops the constraint, in one transaction. SQLite cannot drop a REFERENCES clause
 # written into CREATE TABLE: the table is rebuilt (new table, copy, drop, rename, its indexes
-# again - the partial ones of 0009 included - and its AUTOINCREMENT counter), with foreign keys
+# and triggers again - the partial indexes of 0009 and the renewal KPI triggers of 0023
+# included - and its AUTOINCREMENT counter), with foreign keys
 # switched off around the rebuild (allowed only outside a transaction, hence atomic = False),
 # the rebuild itself one transaction ending with PRAGMA foreign_key_check. Going back adds the
 # key again (ON DELETE CASCADE, as before) and fails if a message has lost its customer.
@@ -81,9 +82,9 @@ async def _rebuild(conn, *, checked: bool) -> None:
     if count != 1:
         raise RuntimeError("message.customer_id is not declared as this migration expects")
     _, rows = await conn.execute_query(
-        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'message' "
-        "AND sql IS NOT NULL")
-    indexes = [row[0] for row in rows]
+        "SELECT sql FROM sqlite_master WHERE type IN ('index', 'trigger') "
+        "AND tbl_name = 'message' AND sql IS NOT NULL ORDER BY type")
+    indexes = [row[0] for row in rows]  # and triggers (0023's renewal KPI marks)
     _, rows = await conn.execute_query("SELECT seq FROM sqlite_sequence WHERE name = 'message'")
     counter = rows[0][0] if rows else None
     await conn.execute_query(create.replace('CREATE TABLE "message"', 'CREATE TABLE "new__message"', 1))
@@ -101,7 +102,7 @@ async def _rebuild(conn, *, checked: bool) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0022_consent_reference')]
+    dependencies = [('models', '0023_renewal_kpi_rollup')]
 
     initial = False
     atomic = False
