@@ -22,7 +22,9 @@ from storage.sql import (
     Fragment,
     Params,
     Statements,
+    current,
     fetch,
+    for_update,
     in_list,
     insert_ignoring,
     is_postgres,
@@ -230,3 +232,23 @@ async def _insert_bulk(batch: list[Outbound]) -> int:
             "message", BULK_COLUMNS, _PG_TYPES, _bulk_rows(fresh), conflict="dedup_key",
             stamped=("created_at", "updated_at"), stamp=datetime.now(UTC),
             literals={column: _literal(value) for column, value in _BULK_DEFAULTS.items()})
+
+
+async def claim_due(now: datetime, *, lease_until: datetime, limit: int,
+                    skip_locked: bool) -> list[int]:
+    """Claim up to ``limit`` due messages (pending and due, or claimed with a lease that ran
+    out), oldest first, in one statement; their ids. With ``skip_locked`` (PostgreSQL, several
+    dispatchers) rows another claim holds are passed over, so claims are disjoint."""
+    conn = current()
+    lock = for_update(postgres=is_postgres(conn), skip_locked=skip_locked) if skip_locked else ""
+    rows = await fetch(
+        conn,
+        "UPDATE message SET status = :claimed, lease_expires_at = :lease "
+        "WHERE id IN (SELECT id FROM message "
+        "WHERE (status = :pending AND not_before <= :now) "
+        "OR (status = :claimed AND lease_expires_at < :now) "
+        f"ORDER BY not_before, id LIMIT :limit{lock}) RETURNING id",
+        {"claimed": MessageStatus.CLAIMED.value, "pending": MessageStatus.PENDING.value,
+         "lease": lease_until, "now": now, "limit": limit},
+    )
+    return [row["id"] for row in rows]

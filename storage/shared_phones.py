@@ -89,15 +89,6 @@ async def recount(phones: Collection[str], now: datetime, *,
         for phone in phones}, now)
 
 
-async def held(phones: Collection[str]) -> set[str]:
-    """Which of ``phones`` are flagged and not released: no care or marketing SMS to them."""
-    if not phones:
-        return set()
-    found = await SharedPhone.filter(phone__in=list(phones), released_at__isnull=True
-                                     ).values_list("phone", flat=True)
-    return {str(phone) for phone in found}
-
-
 async def is_held(phone: str) -> bool:
     return await SharedPhone.exists(phone=phone, released_at__isnull=True)
 

@@ -120,3 +120,27 @@ async def test_messages_waiting_out_a_flood_wait_go_back_at_once(rig: Rig) -> No
     counts = await _counts()
     assert counts == {"pending": 10}
     assert rig.telegram.sent_messages() == []
+
+
+async def test_the_next_batch_is_claimed_while_the_current_one_sends_its_last(rig: Rig) -> None:
+    """One loop, batches of 4 at 1 message a second: once two of the first batch are settled
+    the next four are claimed, before the first batch's last two have gone — so the limiter
+    never waits for a claim. Then all eight go, once each, and the loop ends cleanly."""
+    await _queue(8)
+    rig.settings.delivery.batch_size = 4
+    rig.settings.delivery.pipelines = 1
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(rig.make(rate=1.0).pipeline(stop, until_idle=True))
+    overlapped = False
+    while not task.done():
+        sent = len(rig.telegram.sent_messages())
+        claimed = await Message.filter(status=MessageStatus.CLAIMED).count()
+        if sent < 4 and sent + claimed == 8:
+            overlapped = True
+            break
+        await asyncio.sleep(0.02)
+    assert overlapped, "the second batch was not claimed before the first one finished"
+    await asyncio.wait_for(task, timeout=60)
+    assert await _counts() == {"sent": 8}
+    chats = [int(m["chat_id"]) for m in rig.telegram.sent_messages()]
+    assert sorted(chats) == list(range(60_000, 60_008))

@@ -43,7 +43,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from bot.delivery import recipients as recipient_store
@@ -72,6 +71,7 @@ from bot.telegram.renewal_answers import reminder_keyboard
 from bot.telegram.surveys import survey_keyboard
 from bot.texts import Texts
 from scheduler import recheck
+from storage import outbox
 from storage.db import is_unreachable
 from storage.models import Category, Channel, Message, MessageStatus
 from storage.operator_models import CAMPAIGN_CANCELLED, HOLD_UNTIL
@@ -187,31 +187,58 @@ class Dispatcher:
         """One dispatch loop. ``stop`` begins the shutdown (see the module docstring); a pass
         that fails because the database cannot be reached (``storage.db.is_unreachable``: down,
         restarting, locked) is logged and tried again after a growing pause; anything else
-        is raised to the supervisor."""
+        is raised to the supervisor.
+
+        The next batch is claimed once half of the current one is settled, while the rest is
+        still being sent: the claim's round trips then overlap the last sends instead of
+        leaving the rate limiter without a waiting sender (at most two batches per loop)."""
         interval = self._settings.delivery.poll_interval_seconds
         failures = 0
-        while not stop.is_set():
-            try:
-                handled = await self._pass(stop)
-            except Exception as exc:
-                if not is_unreachable(exc):
-                    raise  # for the supervisor: logged once as an ERROR, restarted
-                failures += 1
-                wait = min(interval * 2 ** failures, MAX_PASS_BACKOFF)
-                log.warning("dispatch pass failed (%s: %s); trying again in %.0f s",
-                            type(exc).__name__, exc, wait)
-                await _wait(stop, wait)
-                continue
-            failures = 0
-            beat()
-            if handled:
-                continue
-            if until_idle:
-                return
-            await _wait(stop, interval)
+        finishing: asyncio.Future[int] | None = None  # the previous batch's last sends
+        try:
+            while not stop.is_set():
+                half = asyncio.Event()
+                current = asyncio.ensure_future(self._pass(stop, half))
+                earlier, finishing = finishing, None
+                reading_earlier = True
+                try:
+                    if earlier is not None:
+                        await earlier
+                    reading_earlier = False
+                    halfway = asyncio.ensure_future(half.wait())
+                    try:
+                        await asyncio.wait({current, halfway},
+                                           return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        halfway.cancel()
+                    if current.done():
+                        handled = current.result()
+                    else:
+                        handled, finishing = 1, current
+                except Exception as exc:
+                    if reading_earlier:
+                        finishing = current  # its outcome is read next time round
+                    if not is_unreachable(exc):
+                        raise  # for the supervisor: logged once as an ERROR, restarted
+                    failures += 1
+                    wait = min(interval * 2 ** failures, MAX_PASS_BACKOFF)
+                    log.warning("dispatch pass failed (%s: %s); trying again in %.0f s",
+                                type(exc).__name__, exc, wait)
+                    await _wait(stop, wait)
+                    continue
+                failures = 0
+                beat()
+                if handled:
+                    continue
+                if until_idle:
+                    return
+                await _wait(stop, interval)
+        finally:
+            if finishing is not None:
+                await _finish(finishing)
 
-    async def _pass(self, stop: asyncio.Event) -> int:
-        once = asyncio.ensure_future(self.dispatch_once())
+    async def _pass(self, stop: asyncio.Event, half: asyncio.Event | None = None) -> int:
+        once = asyncio.ensure_future(self.dispatch_once(half))
         stopped = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait({once, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -238,8 +265,9 @@ class Dispatcher:
             self._cut.add(msg.id)
             task.cancel()
 
-    async def dispatch_once(self) -> int:
-        """Claim one batch of due messages and settle every one of them; returns the count."""
+    async def dispatch_once(self, half: asyncio.Event | None = None) -> int:
+        """Claim one batch of due messages and settle every one of them; returns the count.
+        ``half`` is set once half of the batch is settled (see ``pipeline``)."""
         now = self._clock()
         batch = await self.claim(now)
         if not batch:
@@ -251,6 +279,8 @@ class Dispatcher:
         sent_capped: dict[int, int] = {}
         tasks = [asyncio.ensure_future(self._settle_one(
             m, recipients.get(m.customer_id), sent_capped, obsolete.get(m.id))) for m in batch]
+        if half is not None:
+            _set_when_half_done(tasks, half)
         done: set[int] = set()  # written (or given back) already
         try:
             await self._settle_all(batch, tasks, done)
@@ -328,27 +358,12 @@ class Dispatcher:
             old = new
 
     async def claim(self, now: datetime) -> list[Message]:
-        lease = now + timedelta(seconds=self._settings.delivery.lease_seconds)
-        due = Q(status=MessageStatus.PENDING, not_before__lte=now) | Q(
-            status=MessageStatus.CLAIMED, lease_expires_at__lt=now
-        )
-        async with in_transaction():
-            query = (
-                Message.filter(due)
-                .order_by("not_before", "id")
-                .limit(self._settings.delivery.batch_size)
-            )
-            if self._skip_locked:
-                query = query.select_for_update(skip_locked=True)
-            # Not values_list(): tortoise 1.1.9 drops FOR UPDATE from values/values_list
-            # queries, which would let two dispatchers claim the same rows.
-            ids = [row.id for row in await query.only("id")]
-            if not ids:
-                return []
-            await Message.filter(id__in=list(ids)).update(
-                status=MessageStatus.CLAIMED, lease_expires_at=lease
-            )
-        return await Message.filter(id__in=list(ids)).order_by("not_before", "id")
+        ids = await outbox.claim_due(
+            now, lease_until=now + timedelta(seconds=self._settings.delivery.lease_seconds),
+            limit=self._settings.delivery.batch_size, skip_locked=self._skip_locked)
+        if not ids:
+            return []
+        return await Message.filter(id__in=ids).order_by("not_before", "id")
 
     async def release(self, messages: list[Message]) -> None:
         """Give claimed messages back to the queue (not tried: shutdown). Only rows still
@@ -705,6 +720,27 @@ async def _take_slot(limiter: Limiter | None, per_chat: KeyedInterval | None, ke
             await limiter.acquire(cost)
         if per_chat is None or await per_chat.try_pass(key) <= 0:
             return
+
+
+def _set_when_half_done(tasks: list[asyncio.Task[None]], half: asyncio.Event) -> None:
+    left = [len(tasks) - len(tasks) // 2]
+
+    def settled(_: asyncio.Task[None]) -> None:
+        left[0] -= 1
+        if left[0] <= 0:
+            half.set()
+
+    for task in tasks:
+        task.add_done_callback(settled)
+
+
+async def _finish(batch: asyncio.Future[int]) -> None:
+    """Wait for a batch still sending when its loop ends; its failure is logged, not raised
+    (the loop is already ending, with its own error if it had one)."""
+    try:
+        await batch
+    except Exception:
+        log.exception("dispatch pass failed while its loop ended")
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
