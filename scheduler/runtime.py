@@ -12,7 +12,10 @@ of days missed while no leader ran. A weather run that a provider outage left in
 tried again ``weather.retry_every_minutes`` later, until ``weather.retry_until``.
 
 ``cleanup_context`` gives the aiohttp application a cleanup context that starts this at
-start-up and stops it, in-flight jobs cancelled (they are idempotent), at shutdown. Given a
+start-up and stops it, in-flight jobs cancelled (they are idempotent), at shutdown. Given
+``catch_up_after`` (``engage run``: until the web app answers), the catch-up waits for it, so a
+long catch-up — a points run over many accounts — starts after /healthz and the webhooks are
+served and runs beside them, never ahead of them. Given a
 supervisor (``engage run``'s), the leadership watch runs under it: restarted if a poll fails
 (the database went away), and reported with its role (leader or standby) and last poll.
 """
@@ -87,7 +90,11 @@ def leadership_for(database: DatabaseSettings) -> Leadership:
 class SchedulerRuntime:
     def __init__(self, settings: SchedulerSettings, *, clock: Clock, leadership: Leadership,
                  forecast: ForecastSource | None = None, sleep: Sleep = asyncio.sleep,
-                 on_retention: Callable[[RetentionReport], None] | None = None) -> None:
+                 on_retention: Callable[[RetentionReport], None] | None = None,
+                 catch_up_after: Callable[[], Awaitable[object]] | None = None,
+                 jobs: type[Jobs] = Jobs) -> None:
+        """``catch_up_after``: awaited before the start-up catch-up runs (the cron jobs are
+        not held); ``jobs``: the job class (a seam for tests)."""
         self.settings = settings
         self._clock = clock
         self._leadership = leadership
@@ -95,7 +102,8 @@ class SchedulerRuntime:
         if forecast is None:
             self._own_forecast = OpenMeteo(settings.weather, timezone=settings.schedule.timezone)
             forecast = self._own_forecast
-        self.jobs = Jobs(settings, clock=clock, forecast=forecast, on_retention=on_retention)
+        self.jobs = jobs(settings, clock=clock, forecast=forecast, on_retention=on_retention)
+        self._catch_up_after = catch_up_after
         self._sleep = sleep
         self._scheduler: AsyncIOScheduler | None = None
         self._watch: Stoppable | None = None
@@ -184,7 +192,7 @@ class SchedulerRuntime:
                  schedule.timezone)
         # catch-up: each knows its due days
         for name in (POINTS, WEATHER, PLAN, RETENTION, RENEWAL_DESK):
-            task = asyncio.create_task(self.run_job(name), name=f"scheduler-catch-up-{name}")
+            task = asyncio.create_task(self._catch_up(name), name=f"scheduler-catch-up-{name}")
             self._running.add(task)
             task.add_done_callback(self._running.discard)
             task.add_done_callback(_report_failure)
@@ -199,6 +207,11 @@ class SchedulerRuntime:
             task.cancel()
         await asyncio.gather(*list(self._running), return_exceptions=True)
         log.info("scheduler stopped in this process")
+
+    async def _catch_up(self, name: str) -> None:
+        if self._catch_up_after is not None:
+            await self._catch_up_after()
+        await self.run_job(name)
 
     async def run_job(self, name: str) -> None:
         """Run one job now (what the cron triggers and catch-up call)."""
@@ -262,12 +275,15 @@ def _report_failure(task: asyncio.Task[None]) -> None:
 def cleanup_context(settings: SchedulerSettings, database: DatabaseSettings, *, clock: Clock,
                     forecast: ForecastSource | None = None, supervisor: Spawner | None = None,
                     on_retention: Callable[[RetentionReport], None] | None = None,
+                    catch_up_after: Callable[[], Awaitable[object]] | None = None,
+                    jobs: type[Jobs] = Jobs,
                     ) -> Callable[[web.Application], AsyncIterator[None]]:
     """An aiohttp cleanup context running the scheduler for the application's lifetime."""
 
     async def run_scheduler(app: web.Application) -> AsyncIterator[None]:
         runtime = SchedulerRuntime(settings, clock=clock, leadership=leadership_for(database),
-                                   forecast=forecast, on_retention=on_retention)
+                                   forecast=forecast, on_retention=on_retention,
+                                   catch_up_after=catch_up_after, jobs=jobs)
         await runtime.start(supervisor)
         yield
         await runtime.stop()

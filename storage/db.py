@@ -1,4 +1,8 @@
-"""Database lifecycle: the Tortoise configuration, start-up (with migrations) and shutdown."""
+"""Database lifecycle: the Tortoise configuration, start-up (with migrations) and shutdown.
+
+Tortoise itself is imported where it is used: ``engage --help`` and a command refused for its
+arguments import this module (for ``DatabaseUnavailable``) and never touch the database.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,6 @@ import os
 import sqlite3
 from pathlib import Path
 from typing import Any
-
-from tortoise import Tortoise
-from tortoise.exceptions import DBConnectionError
-from tortoise.migrations.api import migrate
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,9 @@ def _check_sqlite(path: str) -> None:
 
 async def upgrade(url: str, *, pool_max: int = 10) -> None:
     """Apply every pending migration (idempotent), then leave Tortoise initialised."""
+    from tortoise import Tortoise
+    from tortoise.migrations.api import migrate
+
     _ensure_sqlite_dir(url)
     config = tortoise_config(url, pool_max=pool_max)
     try:
@@ -158,6 +161,8 @@ async def upgrade(url: str, *, pool_max: int = 10) -> None:
 
 
 async def close() -> None:
+    from tortoise import Tortoise
+
     await Tortoise.close_connections()
 
 
@@ -172,6 +177,8 @@ def is_unreachable(exc: BaseException) -> bool:
 
     Looks through Tortoise's wrapping (``OperationalError(driver error)``) to the driver's own
     exception: asyncpg's hierarchy on PostgreSQL, sqlite3's message on SQLite."""
+    from tortoise.exceptions import DBConnectionError
+
     seen: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and current not in seen and len(seen) < 5:

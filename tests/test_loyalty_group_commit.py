@@ -1,10 +1,8 @@
 """Group commit of standalone postings (``loyalty.group_commit``) on a real database: one
 group's postings commit together or not at all, a refusal or a failing posting does not fail
 its neighbours, a posting inside the caller's transaction stays there, and a process killed
-in the middle of a group leaves none of it behind for a retry to post exactly once.
-
-The ledger groups standalone postings on SQLite only (on PostgreSQL each stays alone,
-measured faster there), so the grouping tests run on SQLite."""
+in the middle of a group leaves none of it behind for a retry to post exactly once — on both
+backends (a group is a few set-based statements, ``loyalty.group_postings``)."""
 
 from __future__ import annotations
 
@@ -12,26 +10,22 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 
 import pytest
+from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from loyalty import ledger
 from loyalty.config import LoyaltySettings
-from loyalty.errors import InsufficientPoints, UnknownCustomer
-from storage.loyalty_models import EntryKind, LedgerEntry
+from loyalty.errors import IdempotencyConflict, InsufficientPoints, UnknownCustomer
+from storage.loyalty_models import EntryKind, LedgerEntry, LotUse, PointLot
 from storage.models import Customer
+from storage.sql import fetchval
 from tests.workers.ledger_worker import NOW, posting
 
 S = LoyaltySettings()
-grouped = pytest.mark.usefixtures("sqlite_only")
 WORKER = [sys.executable, "-m", "tests.workers.ledger_worker"]
-
-
-@pytest.fixture
-def sqlite_only(is_postgres: bool) -> None:
-    if is_postgres:
-        pytest.skip("standalone postings are not grouped on PostgreSQL")
 
 
 async def _customers(n: int) -> list[int]:
@@ -66,7 +60,6 @@ async def _keys(prefix: str) -> set[str]:
     return set(keys)
 
 
-@grouped
 async def test_concurrent_postings_commit_in_groups_each_with_its_own_outcome(db: str) -> None:
     a, b = await _customers(2)
     groups = _record_groups()
@@ -122,7 +115,6 @@ async def _finished(proc: asyncio.subprocess.Process) -> str:
     return out.decode().strip().splitlines()[-1]
 
 
-@grouped
 async def test_a_process_killed_in_the_middle_of_a_group_leaves_none_of_it(db: str) -> None:
     customers = await _customers(5)
     assert await _finished(await _worker(db, 0, 40)) == "posted 40 replayed 0 refused 0"
@@ -146,3 +138,89 @@ async def test_a_process_killed_in_the_middle_of_a_group_leaves_none_of_it(db: s
                              for who, points in [posting(i, customers)] if who == customer_id)
         assert await ledger.get_balance(customer_id) == expected
     assert await ledger.audit() == ([], 0)
+
+
+async def test_one_group_decides_each_posting_in_turn_with_first_expiring_lots(db: str) -> None:
+    """One group: a credit whose lot expires first, debits that take from it and from the
+    older lot in turn, a debit the running balance no longer covers, a replay and a key reused
+    for another request — each caller gets its own answer, as if made one after another."""
+    (a,) = await _customers(1)  # 100 points, in a lot expiring in 2 years
+    await ledger.debit(a, 10, kind=EntryKind.REDEMPTION, key="earlier", now=NOW)
+    groups = _record_groups()
+    early = NOW - timedelta(days=700)  # its lot expires long before the opening one
+    results = await asyncio.gather(
+        ledger.credit(a, 50, kind=EntryKind.ADJUSTMENT, key="early", now=early, settings=S),
+        ledger.debit(a, 120, kind=EntryKind.REDEMPTION, key="big", now=NOW),
+        ledger.debit(a, 40, kind=EntryKind.REDEMPTION, key="refused", now=NOW),
+        ledger.debit(a, 10, kind=EntryKind.REDEMPTION, key="earlier", now=NOW),
+        ledger.debit(a, 11, kind=EntryKind.REDEMPTION, key="earlier", now=NOW),
+        ledger.debit(a, 20, kind=EntryKind.REDEMPTION, key="last", now=NOW),
+        return_exceptions=True)
+    early_credit, big, refused, replay, conflict, last = results
+    assert groups[0] == ["early", "big", "refused", "earlier", "last"]
+    assert isinstance(early_credit, ledger.Posted) and early_credit.balance_after == 140
+    assert isinstance(big, ledger.Posted) and (big.amount, big.balance_after) == (-120, 20)
+    assert isinstance(refused, InsufficientPoints) and refused.balance == 20
+    assert isinstance(replay, ledger.Posted) and replay.replayed
+    assert isinstance(conflict, IdempotencyConflict)
+    assert isinstance(last, ledger.Posted) and last.balance_after == 0
+    uses = await LotUse.filter(entry_id=big.entry_id).order_by("id").values_list(
+        "lot_id", "amount")
+    new_lot = await PointLot.get(entry_id=early_credit.entry_id)
+    opening = await PointLot.get(account_id=big.account_id, id__not=new_lot.id)
+    assert uses == [(new_lot.id, 50), (opening.id, 70)]
+    assert (new_lot.remaining, opening.remaining) == (0, 0)
+    assert await ledger.get_balance(a) == 0
+    assert await ledger.audit() == ([], 0)
+
+
+async def test_a_group_opens_the_accounts_its_credits_need(db: str) -> None:
+    fresh = [await Customer.create(name=f"新{i}", phone=f"+861390013{i:04d}",
+                                   referral_code=f"N{i}") for i in range(3)]
+    results = await asyncio.gather(
+        *(_credit(c.id, 5 + i, f"first:{c.id}") for i, c in enumerate(fresh)),
+        ledger.debit(fresh[0].id, 1, kind=EntryKind.REDEMPTION, key="d", now=NOW),
+        return_exceptions=True)
+    assert [r.balance_after for r in results[:3] if isinstance(r, ledger.Posted)] == [5, 6, 7]
+    assert isinstance(results[3], ledger.Posted) and results[3].balance_after == 4
+    assert await ledger.audit() == ([], 0)
+
+
+async def test_a_group_that_waited_for_an_account_reads_its_lots_as_left(
+        db: str, is_postgres: bool) -> None:
+    """A group locks its accounts and reads their lots in one statement. When it had to wait
+    for an account (another transaction emptied a lot meanwhile), the lots it read in its
+    snapshot are stale: they are read again, and the debit takes from the lot that is left."""
+    (a,) = await _customers(1)  # a lot of 100
+    await ledger.credit(a, 50, kind=EntryKind.ADJUSTMENT, key="soon", now=NOW - timedelta(
+        days=700), settings=S)  # expires first
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def other_transaction() -> None:
+        async with in_transaction() as conn:
+            await ledger.post_debit(conn, ledger.AccountRef.of_customer(a), 50, ledger.EntrySpec(
+                EntryKind.REDEMPTION, "other", "fp"), now=NOW)  # empties the early lot
+            holding.set()
+            await release.wait()
+
+    other = asyncio.ensure_future(other_transaction())
+    await holding.wait()
+    debit = asyncio.ensure_future(
+        ledger.debit(a, 30, kind=EntryKind.REDEMPTION, key="grouped", now=NOW))
+    if is_postgres:  # until the group's statement waits for the account's lock
+        while not await _lock_waits():  # noqa: ASYNC110 - the server has no event to await
+            await asyncio.sleep(0.01)
+    release.set()
+    await other
+    posted = await debit
+    assert posted.balance_after == 70
+    early = await PointLot.get(entry__idempotency_key="soon")
+    assert early.remaining == 0
+    assert await LotUse.filter(entry_id=posted.entry_id).values_list("lot_id", flat=True) != [
+        early.id]
+    assert await ledger.audit() == ([], 0)
+
+
+async def _lock_waits() -> int:
+    conn = connections.get("default")
+    return int(await fetchval(conn, "SELECT COUNT(*) FROM pg_locks WHERE NOT granted"))

@@ -8,7 +8,17 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 from tortoise import connections
 
-from storage.sql import Params, bind, execute, fetch
+from storage.sql import (
+    Params,
+    as_date,
+    as_moment,
+    bind,
+    bound_rows,
+    bound_rows_values,
+    execute,
+    fetch,
+    is_postgres,
+)
 from tests import factories as f
 
 
@@ -70,3 +80,20 @@ async def test_fetch_and_execute_bind_by_name_on_each_backend(db: str) -> None:
                         # the same instant, written in Shanghai time
                         "since": datetime(2099, 1, 1, 8, tzinfo=timezone(timedelta(hours=8)))})
     assert [(r["id"], r["name"]) for r in rows] == [(second.id, "Bee")]
+
+
+async def test_bound_rows_are_a_table_of_values_in_order_on_each_backend(db: str) -> None:
+    conn = connections.get("default")
+    postgres = is_postgres(conn)
+    columns = (("name", "text"), ("points", "bigint"), ("day", "date"),
+               ("at", "timestamptz"))
+    moment = datetime(2026, 3, 1, 10, tzinfo=timezone(timedelta(hours=8)))
+    rows = [("甲", 5, date(2026, 3, 1), moment), ("b", None, None, None), ("c", -7, None, None)]
+    found = await fetch(conn, f"SELECT r.ord, r.name, r.points, r.day, r.at FROM "
+                        f"{bound_rows('r', columns, postgres=postgres)} ORDER BY r.ord",
+                        bound_rows_values("r", [c for c, _ in columns], rows,
+                                          postgres=postgres))
+    assert [int(r["ord"]) for r in found] == [1, 2, 3]
+    assert [(r["name"], r["points"]) for r in found] == [("甲", 5), ("b", None), ("c", -7)]
+    assert as_date(found[0]["day"]) == date(2026, 3, 1) and found[1]["day"] is None
+    assert as_moment(found[0]["at"]) == moment

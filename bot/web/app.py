@@ -56,7 +56,7 @@ from bot.web.keys import (
 )
 from loyalty.rewards import seed_rewards
 from scheduler import runtime as scheduler_runtime
-from scheduler.jobs import SchedulerSettings
+from scheduler.jobs import Jobs, SchedulerSettings
 from storage import db as storage_db
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ class Overrides:
     run_campaigns: bool = True
     run_media_sweep: bool = True
     run_accident_reports: bool = True  # the core-system delivery queue and the drafts sweep
+    scheduler_jobs: type[Jobs] = Jobs
     supervisor: Supervisor | None = None
     extra_cleanup: list[Callable[[web.Application], AsyncIterator[None]]] = field(
         default_factory=list
@@ -106,7 +107,11 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def build_app(settings: Settings, overrides: Overrides | None = None) -> web.Application:
+def build_app(settings: Settings, overrides: Overrides | None = None, *,
+              listening: asyncio.Event | None = None) -> web.Application:
+    """The application, described. ``listening`` (``serve`` sets it once the socket answers):
+    the scheduler's start-up catch-up waits for it, so however long the catch-up, /healthz and
+    the webhooks are served first and beside it."""
     seams = overrides or Overrides()
     app = web.Application(client_max_size=settings.uploads.max_bytes + 1024 * 1024)
     app[SETTINGS] = settings
@@ -222,6 +227,8 @@ def build_app(settings: Settings, overrides: Overrides | None = None) -> web.App
                               retention=settings.retention, uploads=settings.uploads.directory),
             settings.database, clock=seams.clock, supervisor=supervisor,
             on_retention=RetentionMetrics(app[REGISTRY]).observe,
+            catch_up_after=listening.wait if listening is not None else None,
+            jobs=seams.scheduler_jobs,
         ))
     app.cleanup_ctx.extend(seams.extra_cleanup)
 
@@ -245,8 +252,12 @@ async def serve(settings: Settings, stop: asyncio.Event, sock: socket.socket | N
     (bound by the caller, before the bot stack was imported) or ``web.host:web.port``; then shut
     down within ``delivery.shutdown_seconds``: every background loop is told at once, the
     dispatcher gives back what it has not sent, and whatever is still running when the time
-    is up is abandoned (a message it held returns to the queue when its lease expires)."""
-    app = build_app(settings)
+    is up is abandoned (a message it held returns to the queue when its lease expires).
+
+    The scheduler's start-up catch-up begins only once the site answers and the start-up heap
+    is frozen (what the catch-up allocates is not start-up state)."""
+    listening = asyncio.Event()
+    app = build_app(settings, listening=listening)
     budget = settings.delivery.shutdown_seconds
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=budget / 2,
                            access_log_class=MaskedAccessLogger)
@@ -257,6 +268,7 @@ async def serve(settings: Settings, stop: asyncio.Event, sock: socket.socket | N
         await site.start()
         freeze_startup_heap()
         log.info("engage listening on http://%s:%d", settings.web.host, settings.web.port)
+        listening.set()
         await stop.wait()
         log.info("shutting down: unsent messages back to the queue, in-flight sends finish "
                  "(at most %.0f s)", budget)

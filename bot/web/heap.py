@@ -6,6 +6,10 @@ collections scan every one of them each time; measured with ``bench/telegram_upd
 full collection took 250–600 ms on the benchmark machine, stalling every webhook in flight
 (that was the p99). ``gc.freeze()`` moves what exists once start-up is done into a permanent
 generation that collections skip; everything allocated later is collected as before.
+
+``engage run`` (``bot.cli``) already freezes once right after importing the bot stack, which it
+imports with the collector paused: the rest of start-up then does not scan those objects, and
+this second freeze adds what start-up built (the app, the dispatcher, the connections).
 """
 
 from __future__ import annotations

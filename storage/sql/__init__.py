@@ -12,6 +12,7 @@ Callers import from ``storage.sql``; see docs/architecture.md for the rule for a
 
 from storage.sql.batch import Statements, sqlite_page_cache
 from storage.sql.dialect import (
+    bound_rows,
     for_update,
     in_list,
     insert_ignoring,
@@ -19,6 +20,7 @@ from storage.sql.dialect import (
     json_param,
     json_rows,
     json_values,
+    row_version,
     typed,
 )
 from storage.sql.gateway import (
@@ -31,6 +33,7 @@ from storage.sql.gateway import (
     as_json,
     as_moment,
     bind,
+    bound_rows_values,
     current,
     driver_value,
     execute,
@@ -43,7 +46,8 @@ from storage.sql.gateway import (
 
 __all__ = [
     "Fragment", "Params", "Row", "Statements", "as_bool", "as_date", "as_decimal", "as_json",
-    "as_moment", "bind", "current", "driver_value", "execute", "fetch", "fetchrow", "fetchval",
+    "as_moment", "bind", "bound_rows", "bound_rows_values", "current", "driver_value",
+    "execute", "fetch", "fetchrow", "fetchval",
     "for_update", "in_list", "insert_ignoring", "is_postgres", "json_object", "json_param",
-    "json_rows", "json_values", "rows_changed", "sqlite_page_cache", "typed",
+    "json_rows", "json_values", "row_version", "rows_changed", "sqlite_page_cache", "typed",
 ]

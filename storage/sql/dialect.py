@@ -69,6 +69,14 @@ def for_update(*, postgres: bool, skip_locked: bool = False) -> str:
     return " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE"
 
 
+def row_version(alias: str, *, postgres: bool) -> str:
+    """An expression that changes whenever row ``alias`` is written: PostgreSQL's ``xmin``
+    (as text), to tell the version a statement locked (``FOR UPDATE`` locks the newest one)
+    from the version its snapshot sees. Constant on SQLite, where a transaction's reads do
+    not change under it."""
+    return f"{alias}.xmin::text" if postgres else "0"
+
+
 def in_list(column: str, placeholder: str, *, postgres: bool, sql_type: str) -> str:
     """``column`` is one of a list bound as one value: ``= ANY(:keys::type[])`` on
     PostgreSQL. SQLite has no arrays: ``IN (SELECT value FROM json_each(:keys))`` with the
@@ -76,3 +84,21 @@ def in_list(column: str, placeholder: str, *, postgres: bool, sql_type: str) -> 
     if postgres:
         return f"{column} = ANY({placeholder}::{sql_type}[])"
     return f"{column} IN (SELECT value FROM json_each({placeholder}))"
+
+
+def bound_rows(name: str, columns: Sequence[tuple[str, str]], *, postgres: bool) -> str:
+    """A FROM item ``name`` whose rows are bound as values (``bound_rows_values``): the
+    ``columns`` (each ``(column, PostgreSQL type)``) and ``ord``, the row's position from 1.
+
+    For set-based statements over a batch (a group of ledger postings): every row of the batch
+    in one statement, whatever its size. On PostgreSQL ``unnest`` of one typed array per
+    column (``:name_column``) ``WITH ORDINALITY``; SQLite has no arrays: ``json_each`` of one
+    JSON array of rows (``:name``), each value read with ``json_extract``.
+    """
+    names = [column for column, _ in columns]
+    if postgres:
+        arrays = ", ".join(f":{name}_{column}::{sql_type}[]" for column, sql_type in columns)
+        return f"unnest({arrays}) WITH ORDINALITY AS {name}({', '.join(names)}, ord)"
+    values = ", ".join(f"json_extract(value, '$[{at}]') AS {column}"
+                       for at, column in enumerate(names))
+    return f"(SELECT key + 1 AS ord, {values} FROM json_each(:{name})) AS {name}"

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -140,6 +140,22 @@ def bind(sql: str, params: Mapping[str, Any], *,
         unused = sorted(set(params) - used)
         raise KeyError(f"values without a placeholder: {', '.join(unused)}")
     return text, [driver_value(params[name], postgres=postgres) for name in order]
+
+
+def bound_rows_values(name: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
+                      postgres: bool) -> dict[str, Any]:
+    """The values of ``dialect.bound_rows(name, …)``: ``rows`` (each one value per column, in
+    ``columns`` order) as one list per column on PostgreSQL (``:name_column``), as one JSON
+    array of rows on SQLite (``:name``), each value converted as ``driver_value`` does."""
+    if postgres:
+        by_column: list[list[Any]] = [[] for _ in columns]
+        for row in rows:
+            for values, value in zip(by_column, row, strict=True):
+                values.append(value)
+        return {f"{name}_{column}": values for column, values in zip(columns, by_column,
+                                                                      strict=True)}
+    return {name: json.dumps([[driver_value(value, postgres=False) for value in row]
+                              for row in rows], ensure_ascii=False)}
 
 
 class Params(dict[str, Any]):
