@@ -183,3 +183,25 @@ async def test_a_pooled_connection_comes_back_with_its_open_transaction_rolled_b
         assert await raw.fetchval("SELECT pg_backend_pid()") == pid
         assert not raw.is_in_transaction()
         assert await raw.fetchval("SELECT name FROM customer WHERE id = $1", customer.id) == "甲"
+
+
+async def test_a_pooled_query_costs_one_round_trip_and_an_open_transaction_is_still_ended(
+        db: str, is_postgres: bool) -> None:
+    """Releasing a pooled PostgreSQL connection sends no reset statement of its own (asyncpg's
+    default doubles the round trips of every query outside a transaction), but a transaction
+    left open on it is still rolled back before the next user gets it."""
+    if not is_postgres:
+        pytest.skip("a PostgreSQL pool")
+    client = current()
+    assert await fetchval(client, "SELECT 1") == 1  # the pool opens on first use
+    pool = client._pool  # type: ignore[attr-defined]
+    async with pool.acquire() as conn:
+        before = conn._con._protocol.queries_count
+    assert await fetchval(client, "SELECT 2") == 2
+    async with pool.acquire() as conn:
+        assert conn._con._protocol.queries_count == before + 1
+        await conn.execute("BEGIN")
+        await conn.execute("CREATE TEMP TABLE left_open (id int)")
+    async with pool.acquire() as conn:
+        assert not conn.is_in_transaction()
+        assert await conn.fetchval("SELECT to_regclass('pg_temp.left_open')") is None

@@ -9,10 +9,13 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiogram import Bot
 from aiogram.client.default import DefaultBotProperties
-from aiogram.types import Message
+from aiogram.exceptions import TelegramRetryAfter
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from bot.delivery.senders import AiogramTelegram
 from bot.delivery.telegram_session import BotSession, build_bot, lean_sends
+from bot.telegram.flood import ShortFloodWaits, replying
+from bot.telegram.replies import answer, reply
 from tests.fakes.telegram import FakeTelegram
 
 TOKEN = "123456:TEST-TOKEN"
@@ -80,3 +83,69 @@ async def test_lean_path_only_without_default_properties(fake_telegram: FakeTele
     finally:
         await plain.session.close()
         await styled.session.close()
+
+
+def _keyboard() -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[
+        [InlineKeyboardButton(text="沪A12345 商业险", callback_data="policy:show:7")],
+        [InlineKeyboardButton(text="Renew", callback_data="policy:renewal:7"),
+         InlineKeyboardButton(text="Site", url="https://example.com/a?b=c&d=e")]])
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+async def test_reply_with_a_keyboard_matches_send_message(fake_telegram: FakeTelegram,
+                                                          fault: str) -> None:
+    """A handler's reply on the lean path: the same form reaches the Bot API, every fault
+    raises what ``bot.send_message`` raises."""
+    bot = build_bot(TOKEN, fake_telegram.base_url)
+    try:
+        FAULTS[fault](fake_telegram)
+        ours = await _outcome(lambda: reply(bot, 42, TEXT, _keyboard()))
+        fake_telegram.unblock_chat(42)
+        fake_telegram._missing.discard("42")
+        FAULTS[fault](fake_telegram)
+        theirs = await _outcome(lambda: bot.send_message(42, TEXT, reply_markup=_keyboard()))
+    finally:
+        await bot.session.close()
+    if fault == "ok":
+        assert ours == ("ok", "None") and theirs[0] == "ok"
+    else:
+        assert ours == theirs
+    first, second = fake_telegram.requests_for("sendMessage")
+    assert first.params == second.params
+    assert first.params["reply_markup"] == _keyboard().model_dump(exclude_none=True)
+
+
+async def test_reply_waits_out_a_short_flood_wait_as_every_reply_does(
+        fake_telegram: FakeTelegram) -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    bot = build_bot(TOKEN, fake_telegram.base_url)
+    bot.session.middleware(ShortFloodWaits(sleep=sleep))
+    try:
+        fake_telegram.rate_limit_next(retry_after=3)
+        with replying():
+            await reply(bot, 42, TEXT)
+        fake_telegram.rate_limit_next(retry_after=3)
+        with pytest.raises(TelegramRetryAfter):  # outside an update (the outbox): no wait
+            await reply(bot, 42, TEXT)
+    finally:
+        await bot.session.close()
+    assert slept == [3]
+    assert len(fake_telegram.requests_for("sendMessage")) == 3
+
+
+async def test_answer_keeps_aiogram_for_a_topic_message(fake_telegram: FakeTelegram) -> None:
+    bot = build_bot(TOKEN, fake_telegram.base_url)
+    message = Message.model_validate(
+        {"message_id": 1, "date": 0, "chat": {"id": 42, "type": "private"},
+         "message_thread_id": 9, "is_topic_message": True, "text": "/points"},
+        context={"bot": bot})
+    try:
+        await answer(message, bot, TEXT)
+    finally:
+        await bot.session.close()
+    assert fake_telegram.requests_for("sendMessage")[0].params["message_thread_id"] == 9

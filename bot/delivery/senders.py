@@ -157,7 +157,9 @@ def classify(table: tuple[tuple[type[BaseException], Callable[..., SendError]], 
 
 
 class AiogramTelegram:
-    """Sends through one aiogram ``Bot`` (its session points at ``telegram.api_base``)."""
+    """Sends through one aiogram ``Bot`` (its session points at ``telegram.api_base``): the
+    lean ``sendMessage`` of ``BotSession.send_text``, with or without buttons, where the bot
+    allows it (``lean_sends``)."""
 
     def __init__(self, bot: Bot) -> None:
         self._bot = bot
@@ -167,9 +169,10 @@ class AiogramTelegram:
     async def send_text(self, chat_id: int, text: str,
                         markup: InlineKeyboardMarkup | None = None) -> SendResult:
         try:
-            if self._lean is not None and markup is None:
-                message_id = await self._lean.send_text(self._bot, chat_id, text)
-            else:  # buttons (renewal answers) go through aiogram's own model
+            if self._lean is not None:
+                message_id = await self._lean.send_text(self._bot, chat_id, text,
+                                                        reply_markup=markup)
+            else:
                 message_id = (await self._bot.send_message(
                     chat_id, text, reply_markup=markup)).message_id
         except Exception as exc:  # every one is classified; none escapes the send

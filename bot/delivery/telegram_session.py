@@ -13,7 +13,9 @@ for ``sendMessage`` (the same form fields, URL, timeout and network errors), rea
 ``json.loads`` when it is a plain success — only the message id is used — and by aiogram's own
 ``check_response`` otherwise, so every failure raises exactly what ``bot.send_message`` would.
 It skips building the method and ``Message`` pydantic models per send, which profiles of the
-dispatcher showed as the largest CPU cost of a send after the HTTP request itself.
+dispatcher showed as the largest CPU cost of a send after the HTTP request itself. A keyboard
+(``reply_markup``) is encoded by aiogram's own ``prepare_value``, so it is the same form field.
+The bot's replies to updates take the same path (``bot.telegram.replies``).
 """
 
 from __future__ import annotations
@@ -29,8 +31,16 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import ClientDecodeError, TelegramAPIError, TelegramNetworkError
 from aiogram.methods import SendMessage, TelegramMethod
 from aiogram.methods.base import Response, TelegramType
-from aiogram.types import Message
+from aiogram.types import (
+    ForceReply,
+    InlineKeyboardMarkup,
+    Message,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+)
 from aiohttp import ClientError, ClientSession, ClientTimeout, FormData, TraceConfig
+
+Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | ForceReply
 
 
 class UnreadableReply(TelegramAPIError):
@@ -62,16 +72,20 @@ class BotSession(AiohttpSession):
                 session.trace_configs.append(trace)
         return session
 
-    async def send_text(self, bot: Bot, chat_id: int, text: str) -> int:
-        """``sendMessage`` of plain ``text`` to ``chat_id``: the new message's id, or the
-        exception ``bot.send_message(chat_id, text)`` would raise."""
+    async def send_text(self, bot: Bot, chat_id: int, text: str,
+                        reply_markup: Markup | None = None) -> int:
+        """``sendMessage`` of plain ``text`` (and a keyboard) to ``chat_id``: the new
+        message's id, or the exception ``bot.send_message(chat_id, text, reply_markup=…)``
+        would raise."""
         def method() -> SendMessage:  # built only where aiogram's errors need it
-            return SendMessage(chat_id=chat_id, text=text)
+            return SendMessage(chat_id=chat_id, text=text, reply_markup=reply_markup)
 
         session = await self.create_session()
         form = FormData(quote_fields=False)
         form.add_field("chat_id", str(chat_id))
         form.add_field("text", text)
+        if reply_markup is not None:
+            form.add_field("reply_markup", self.prepare_value(reply_markup, bot=bot, files={}))
         try:
             async with session.post(self.api.api_url(token=bot.token, method="sendMessage"),
                                     data=form, timeout=ClientTimeout(total=self.timeout)) as resp:

@@ -21,6 +21,7 @@ from bot.telegram.context import LINKED
 from bot.telegram.filters import Magic, MenuButton
 from bot.telegram.i18n import Translator, format_money
 from bot.telegram.lookups import ClaimCard
+from bot.telegram.replies import reply
 from storage.models import OPEN_CLAIM_STATUSES, Claim
 
 log = logging.getLogger(__name__)
@@ -82,9 +83,8 @@ def claim_text(t: Translator, claim: ClaimCard, customer: Policyholder) -> str:
 
 async def send_claim(bot: Bot, chat_id: int, t: Translator, claim: ClaimCard,
                      customer: Policyholder) -> None:
-    await bot.send_message(chat_id, claim_text(t, claim, customer),
-                           reply_markup=keyboards.claim_detail(
-                               t, claim.id, open_=claim.status in OPEN_CLAIM_STATUSES))
+    await reply(bot, chat_id, claim_text(t, claim, customer),
+                keyboards.claim_detail(t, claim.id, open_=claim.status in OPEN_CLAIM_STATUSES))
 
 
 async def own_claims_by_number(customer: Policyholder, numbers: list[str]) -> list[ClaimCard]:
@@ -97,14 +97,14 @@ async def send_claims(bot: Bot, chat_id: int, customer: Policyholder, t: Transla
     claims = await Claim.filter(customer_id=customer.id).order_by("-reported_at", "-id").limit(
         SHOWN)
     if not claims:
-        await bot.send_message(chat_id, t("tg_claims_empty", hotline=settings.company.hotline))
+        await reply(bot, chat_id, t("tg_claims_empty", hotline=settings.company.hotline))
         return
     lines = [t("tg_claims_header")]
     lines += [t("tg_claim_line", number=c.number, status=status_text(t, c.status),
                 reported=t.moment(c.reported_at, customer.timezone)) for c in claims]
     buttons = [(c.id, t("tg_claim_button", number=c.number, status=status_text(t, c.status)))
                for c in claims]
-    await bot.send_message(chat_id, "\n".join(lines), reply_markup=keyboards.claims(buttons))
+    await reply(bot, chat_id, "\n".join(lines), keyboards.claims(buttons))
 
 
 async def list_claims(message: Message, bot: Bot, customer: Policyholder, t: Translator,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from aiogram import Router
+from aiogram import Bot, Router
 from aiogram.filters import Command, or_f
 from aiogram.types import Message
 
@@ -15,6 +15,7 @@ from bot.telegram.accounts import Policyholder
 from bot.telegram.context import LINKED
 from bot.telegram.filters import MenuButton
 from bot.telegram.i18n import Translator, format_money
+from bot.telegram.replies import answer
 from loyalty.config import TierSettings
 from loyalty.earning import check_in
 from loyalty.notifications import tier_name
@@ -40,7 +41,7 @@ def benefits(t: Translator, tier: TierSettings) -> list[str]:
     return lines
 
 
-async def show_points(message: Message, customer: Policyholder, t: Translator,
+async def show_points(message: Message, bot: Bot, customer: Policyholder, t: Translator,
                       settings: Settings, clock: Callable[[], datetime]) -> None:
     now = clock()
     tz = zone(customer.timezone)
@@ -70,7 +71,7 @@ async def show_points(message: Message, customer: Policyholder, t: Translator,
                     amount=f"{e.amount:+d}", kind=t(f"tg_entry_{e.kind}")) for e in entries]
     else:
         lines.append(t("tg_points_no_entries"))
-    await message.answer("\n".join(lines))
+    await answer(message, bot, "\n".join(lines))
 
 
 async def checkin(message: Message, customer: Policyholder, t: Translator, settings: Settings,

@@ -19,6 +19,7 @@ from bot.telegram.context import LINKED
 from bot.telegram.filters import MenuButton
 from bot.telegram.i18n import Translator, format_money
 from bot.telegram.lookups import PolicyCard
+from bot.telegram.replies import reply
 from loyalty.periods import local_day, zone
 from storage.models import PolicyStatus, Task, TaskStatus
 
@@ -51,14 +52,14 @@ async def send_policies(bot: Bot, chat_id: int, customer: Policyholder, t: Trans
     policies = await lookups.policies(customer.id, limit=SHOWN,
                                       exclude_status=PolicyStatus.RENEWED)
     if not policies:
-        await bot.send_message(chat_id, t("tg_policies_empty", hotline=settings.company.hotline))
+        await reply(bot, chat_id, t("tg_policies_empty", hotline=settings.company.hotline))
         return
     policies.sort(key=lambda p: (p.status != PolicyStatus.ACTIVE, p.end_date))
     today = _today(customer, now)
     lines = [t("tg_policies_header"), *(policy_line(t, p, today) for p in policies)]
     buttons = [(p.id, t("tg_policy_button", plate=p.plate, product=t(f"tg_product_{p.product}")))
                for p in policies]
-    await bot.send_message(chat_id, "\n".join(lines), reply_markup=keyboards.policies(buttons))
+    await reply(bot, chat_id, "\n".join(lines), keyboards.policies(buttons))
 
 
 async def list_policies(message: Message, bot: Bot, customer: Policyholder, t: Translator,
