@@ -240,7 +240,7 @@ async def claim_due(now: datetime, *, lease_until: datetime, limit: int,
     out), oldest first, in one statement; their ids. With ``skip_locked`` (PostgreSQL, several
     dispatchers) rows another claim holds are passed over, so claims are disjoint."""
     conn = current()
-    lock = for_update(postgres=is_postgres(conn), skip_locked=skip_locked) if skip_locked else ""
+    lock = for_update(postgres=is_postgres(conn), skip_locked=True) if skip_locked else ""
     rows = await fetch(
         conn,
         "UPDATE message SET status = :claimed, lease_expires_at = :lease "

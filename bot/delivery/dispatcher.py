@@ -723,11 +723,12 @@ async def _take_slot(limiter: Limiter | None, per_chat: KeyedInterval | None, ke
 
 
 def _set_when_half_done(tasks: list[asyncio.Task[None]], half: asyncio.Event) -> None:
-    left = [len(tasks) - len(tasks) // 2]
+    left = len(tasks) - len(tasks) // 2
 
     def settled(_: asyncio.Task[None]) -> None:
-        left[0] -= 1
-        if left[0] <= 0:
+        nonlocal left
+        left -= 1
+        if left <= 0:
             half.set()
 
     for task in tasks:
