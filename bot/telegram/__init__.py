@@ -8,12 +8,12 @@ features (claims also answers a claim number in free text), uploads (whose "send
 prompt only catches what no command took), the renewal answers' buttons, and the fallback
 ("I did not understand", "this button has expired").
 
-Every message walks the routers in this order until one takes it, and each router passed is
-a hop of aiogram's (its middlewares, its filters), so routers that hold no message handlers
-sit where messages never reach them: the renewal answers (buttons only, each with its own
-callback-data prefix) just before the fallback's catch-all button handler, the error router
-(the only one with error handlers) and the membership router (blocked / unblocked only)
-after it.
+Every message walks the handlers in this order until one takes it (the dispatcher holds them
+as one indexed router, ``bot.telegram.routing``). Routers that hold no message handlers sit
+where messages never reach them — the renewal answers (buttons only, each with
+its own callback-data prefix) just before the fallback's catch-all button handler, the error
+router (the only one with error handlers) and the membership router (blocked / unblocked
+only) after it.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from bot.telegram.commands import register_commands
 from bot.telegram.context import ConversationContext, LinkedOnly
 from bot.telegram.filters import Magic
 from bot.telegram.flood import ShortFloodWaits, Sleep
+from bot.telegram.routing import flatten_into
 from bot.telegram.updates import UpdateFeed, poll, prune_processed
 from bot.texts import Texts
 
@@ -125,13 +126,13 @@ def build_dispatcher(
         bot_username=bot_username,
         desk=Desk(settings),
     )
+    flatten_into(dp, get_routers(), texts)
     # A policyholder's bot: groups it is added to get no answers (and no accounts).
     dp.message.filter(Magic(F.chat.type == ChatType.PRIVATE))
     dp.callback_query.filter(Magic(F.message.chat.type == ChatType.PRIVATE))
     dp.update.outer_middleware(ConversationContext())
     dp.message.middleware(LinkedOnly())
     dp.callback_query.middleware(LinkedOnly())
-    dp.include_routers(*get_routers())
     return dp
 
 
