@@ -77,16 +77,16 @@ async def _db_check(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
     """Check what can fail cheaply — the configuration (already loaded), the database, the
-    port — before importing the bot stack, whose import alone builds aiogram's models for
-    seconds (tens of seconds on a loaded machine): a mistake is reported at once.
+    port — before importing the bot stack: a mistake is reported at once.
 
     Pending migrations are applied next, before the import, while the heap is small: after
     it, every full collection the migrations trigger scanned the bot stack's objects too, and
-    a first start took three times the CPU. The import itself runs with the garbage collector
-    paused (it allocates the ~300,000 objects that live as long as the process, see
-    ``bot.web.heap``; collecting them again and again while they were being made was a sixth
-    of the import's time), and what it made is frozen at once, so the rest of start-up does
-    not scan it either."""
+    a first start took three times the CPU. The import runs with the garbage collector paused
+    (it allocates objects that live as long as the process, see ``bot.web.heap``), and what it
+    made is frozen at once, so the rest of start-up does not scan it either. aiogram is not
+    part of it: its import alone builds pydantic models for seconds (tens of seconds on a
+    loaded machine), so the app listens first and imports it beside the running app, the
+    same way (``bot.web.late``)."""
     import gc
     import signal
     import socket
@@ -106,7 +106,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     await storage_db.close()
     gc.disable()
     try:
-        from bot.web.app import serve  # the bot stack: only now
+        from bot.web.app import serve  # the bot stack but aiogram: only now
     finally:
         gc.freeze()  # a few thousand objects of garbage among them: not worth a full pass
         gc.enable()

@@ -1,8 +1,9 @@
 """``engage run``'s start-up order: the scheduler's catch-up starts only once the web app
-answers (``serve`` sets ``listening`` after the site starts), and /healthz and the webhooks
-keep answering while a points catch-up is still running (here held on an event: however long
-it takes over many accounts, nothing waits for it). And ``engage --help`` imports neither the
-settings nor Tortoise."""
+answers (``serve`` sets ``listening`` after the site starts) and the late parts (delivery,
+Telegram: ``bot.web.late``) are up, and /healthz and the webhooks keep answering while a
+points catch-up is still running (here held on an event: however long it takes over many
+accounts, nothing waits for it). ``engage --help`` imports neither the settings nor Tortoise,
+and the web app answers without aiogram imported (the late parts import it)."""
 
 from __future__ import annotations
 
@@ -64,14 +65,16 @@ async def test_catch_up_starts_after_listening_and_webhooks_answer_while_it_runs
                                         scheduler_jobs=held_points(started, release)),
                     listening=listening)
     async with TestClient(TestServer(app)) as client:
-        # started, leading the scheduler, answering, and no catch-up yet: it waits for serve
-        assert await _healthz(client) == (200, "ok")
+        # started, leading the scheduler, answering, and no catch-up yet: it waits for serve,
+        # and so does delivery (a late part: it needs aiogram), which /healthz says
+        assert await _healthz(client) == (200, "starting")
+        assert (await (await client.get("/healthz")).json())["late"] == {"delivery": "starting"}
         for _ in range(20):
             await asyncio.sleep(0)
         assert not started.is_set()
         assert await SchedulerRun.all().count() == 0
 
-        listening.set()
+        listening.set()  # delivery starts, then the catch-up
         await asyncio.wait_for(started.wait(), timeout=30)
         # the points catch-up is running (held): health and webhooks are not behind it
         assert await _healthz(client) == (200, "ok")
@@ -108,3 +111,11 @@ def test_help_imports_neither_settings_nor_tortoise() -> None:
                           check=True, timeout=120)
     assert done.stdout.splitlines()[-1] == "[]"
     assert "usage: engage" in done.stdout
+
+
+def test_the_web_app_imports_without_aiogram() -> None:
+    probe = ("import sys\nimport bot.web.app\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'aiogram'))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, timeout=120)
+    assert done.stdout.splitlines()[-1] == "[]"

@@ -18,7 +18,10 @@ only) after it.
 
 from __future__ import annotations
 
-from aiogram import Router
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the package is imported for its light modules before aiogram is
+    from aiogram import Router
 
 
 def get_routers() -> list[Router]:

@@ -33,7 +33,6 @@ from bot.texts import Texts
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_PATH = "/telegram/webhook"
 PRUNE_EVERY = timedelta(hours=6)
 POLL_SECONDS = 25
 POLLING_STUCK_AFTER = 180.0

@@ -11,12 +11,16 @@ under the app's ``Supervisor`` and is reported by /healthz and /metrics.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -25,19 +29,12 @@ from tortoise import Tortoise
 from bot.accident import core as core_reports
 from bot.accident.core import CoreMetrics, CoreReports
 from bot.accident.sweep import DraftSweep
-from bot.delivery.dispatcher import Dispatcher
-from bot.delivery.limits import WireMargins, limits_for
-from bot.delivery.metrics import DeliveryMetrics
-from bot.delivery.senders import AiogramTelegram, SmsGateway, TelegramGateway, TwilioSms
-from bot.delivery.telegram_session import build_bot
 from bot.retention_metrics import RetentionMetrics
 from bot.settings import Settings
 from bot.sms.inbound import conversations_context, inbound_sms
 from bot.sms.signature import TwilioSignature
 from bot.sms.status import status_callback
 from bot.supervisor import Supervisor
-from bot.telegram import runtime as telegram_runtime
-from bot.telegram.updates import webhook_handler
 from bot.texts import Texts
 from bot.web import errors, headers, operators, partner
 from bot.web.access_log import MaskedAccessLogger
@@ -47,6 +44,7 @@ from bot.web.keys import (
     CLOCK,
     CORE_REPORTS,
     DISPATCHER,
+    LATE,
     REGISTRY,
     SETTINGS,
     SUPERVISOR,
@@ -54,10 +52,14 @@ from bot.web.keys import (
     TEXTS,
     TWILIO_SIGNATURE,
 )
+from bot.web.late import WEBHOOK_PATH, LateStart, gated_webhook
 from loyalty.rewards import seed_rewards
 from scheduler import runtime as scheduler_runtime
 from scheduler.jobs import Jobs, SchedulerSettings
 from storage import db as storage_db
+
+if TYPE_CHECKING:
+    from bot.delivery.senders import SmsGateway, TelegramGateway
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,9 @@ class Overrides:
     run_accident_reports: bool = True  # the core-system delivery queue and the drafts sweep
     scheduler_jobs: type[Jobs] = Jobs
     supervisor: Supervisor | None = None
+    late_gate: Callable[[], Awaitable[object]] | None = None
+    """Held by a test: the late parts (``bot.web.late``) start after the app answers, once this
+    returns, as they do in ``engage run``."""
     extra_cleanup: list[Callable[[web.Application], AsyncIterator[None]]] = field(
         default_factory=list
     )
@@ -89,17 +94,64 @@ class Overrides:
 
 async def healthz(request: web.Request) -> web.Response:
     """200 when the database answers and every background task runs and beats within its
-    threshold, else 503; the body says which, task by task."""
+    threshold, else 503; the body says which, task by task. While the late parts (Telegram,
+    delivery: ``bot.web.late``) are still starting, 200 with status ``starting``; if they
+    failed to start, 503."""
     healthy, tasks = request.app[SUPERVISOR].report()
+    late = request.app[LATE]
     database = "up"
     try:
         await Tortoise.get_connection("default").execute_query("SELECT 1")
     except Exception as exc:  # any driver error means "not healthy"; report, don't crash
         log.warning("health check failed: %s", type(exc).__name__)
         database = "down"
-    ok = healthy and database == "up"
-    body = {"status": "ok" if ok else "unavailable", "database": database, "tasks": tasks}
+    ok = healthy and database == "up" and not late.broken
+    status = "unavailable" if not ok else "starting" if late.starting else "ok"
+    body = {"status": status, "database": database, "late": late.parts, "tasks": tasks}
     return web.json_response(body, status=200 if ok else 503)
+
+
+Channels = Callable[..., AbstractAsyncContextManager[None]]
+"""``bot.web.channels.channels``, named here without importing it."""
+
+
+def _import_channels(*, pause_gc: bool) -> Channels:
+    """Import the aiogram stack (seconds). In ``engage run`` (``pause_gc``): with the collector
+    paused, as ``bot.cli._run`` does for the rest of the bot stack, and frozen once made."""
+    pause = pause_gc and "bot.web.channels" not in sys.modules
+    if pause:
+        gc.disable()
+    try:
+        from bot.web.channels import channels
+    finally:
+        if pause:
+            gc.freeze()
+            gc.enable()
+    return channels
+
+
+async def _start_late(late: LateStart,
+                      start: Callable[[Channels], AbstractAsyncContextManager[None]],
+                      stopping: asyncio.Event, *, listening: asyncio.Event | None,
+                      gate: Callable[[], Awaitable[object]] | None, freeze_heap: bool) -> None:
+    """Import the late parts in a thread (the event loop keeps answering meanwhile), start
+    them, and hold them until ``stopping``. A failure to start is reported on ``late`` (and
+    /healthz); ``serve`` stops on it."""
+    try:
+        if listening is not None:
+            await listening.wait()
+        if gate is not None:
+            await gate()
+        channels = await asyncio.to_thread(_import_channels, pause_gc=freeze_heap)
+        async with start(channels):
+            if freeze_heap:
+                freeze_startup_heap()  # before the catch-up, which waits for ``late.ready``
+            late.up()
+            log.info("started: %s", ", ".join(late.parts))
+            await stopping.wait()
+    except Exception as exc:  # reported and acted on by serve: the process stops with it
+        log.exception("start-up of %s failed", ", ".join(late.parts))
+        late.fail(exc)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -108,10 +160,16 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def build_app(settings: Settings, overrides: Overrides | None = None, *,
-              listening: asyncio.Event | None = None) -> web.Application:
+              listening: asyncio.Event | None = None,
+              freeze_heap: bool = False) -> web.Application:
     """The application, described. ``listening`` (``serve`` sets it once the socket answers):
-    the scheduler's start-up catch-up waits for it, so however long the catch-up, /healthz and
-    the webhooks are served first and beside it."""
+    the late parts — Telegram and delivery, which need aiogram (``bot.web.late``) — are
+    imported and started after it, beside the running app, and the scheduler's start-up
+    catch-up waits for them, so however long either takes, /healthz and the webhooks are
+    served first. Without ``listening`` (tests, the demo) they start with the app, as every
+    other part does, unless ``overrides.late_gate`` holds them back. ``freeze_heap``
+    (``serve``): the aiogram import runs with the collector paused, and the start-up heap is
+    frozen once the late parts are up (``bot.web.heap``)."""
     seams = overrides or Overrides()
     app = web.Application(client_max_size=settings.uploads.max_bytes + 1024 * 1024)
     app[SETTINGS] = settings
@@ -119,11 +177,13 @@ def build_app(settings: Settings, overrides: Overrides | None = None, *,
     app[REGISTRY] = CollectorRegistry()
     app[SUPERVISOR] = supervisor = seams.supervisor or Supervisor()
     supervisor.register_metrics(app[REGISTRY])
-    margins = WireMargins()
     app[TEXTS] = Texts.load()  # template errors stop start-up here
     app[TWILIO_SIGNATURE] = TwilioSignature(
         settings.twilio.auth_token.get_secret_value(), settings.twilio.public_base_url
     )
+    app[LATE] = late = LateStart(["telegram", "delivery"] if settings.telegram.enabled
+                                 else ["delivery"])
+    deferred = listening is not None or seams.late_gate is not None
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         await storage_db.upgrade(settings.database.url, pool_max=settings.database.pool_max)
@@ -133,62 +193,35 @@ def build_app(settings: Settings, overrides: Overrides | None = None, *,
         yield
         await storage_db.close()
 
-    async def telegram_bot(app: web.Application) -> AsyncIterator[None]:
-        # One Bot (one HTTP session) per process, shared by the outbox sender and the bot.
-        app[BOT] = build_bot(settings.telegram.token.get_secret_value(),
-                             settings.telegram.api_base, trace=margins.telegram.trace())
-        yield
-        await app[BOT].session.close()
+    def late_parts(channels: Channels) -> AbstractAsyncContextManager[None]:
+        return channels(settings, late, texts=app[TEXTS], registry=app[REGISTRY],
+                        supervisor=supervisor, clock=seams.clock, sleep=seams.sleep,
+                        telegram=seams.telegram, sms=seams.sms,
+                        run_dispatcher=seams.run_dispatcher)
 
-    async def telegram_updates(app: web.Application) -> AsyncIterator[None]:
-        app[TELEGRAM] = await telegram_runtime.start(app[BOT], settings, app[TEXTS],
-                                                     clock=seams.clock, supervisor=supervisor,
-                                                     sleep=seams.sleep)
-        yield
-        await app[TELEGRAM].stop()
+    async def late_now(app: web.Application) -> AsyncIterator[None]:
+        from bot.web.channels import channels
 
-    async def delivery(app: web.Application) -> AsyncIterator[None]:
-        closers: list[Callable[[], object]] = []
-        telegram = seams.telegram
-        if telegram is None and BOT in app:
-            telegram = AiogramTelegram(app[BOT])
-        sms = seams.sms
-        if sms is None and settings.twilio.enabled:
-            twilio = TwilioSms(
-                account_sid=settings.twilio.account_sid,
-                auth_token=settings.twilio.auth_token.get_secret_value(),
-                from_number=settings.twilio.from_number,
-                messaging_service_sid=settings.twilio.messaging_service_sid,
-                api_base=settings.twilio.api_base,
-                trace=margins.sms.trace(),
-            )
-            sms = twilio
-            closers.append(twilio.close)
-        limits, close_redis = limits_for(settings, margins)
-        if close_redis is not None:
-            closers.append(close_redis)
-        dispatcher = Dispatcher(
-            settings, app[TEXTS], telegram=telegram, sms=sms, limits=limits,
-            metrics=DeliveryMetrics(app[REGISTRY]), clock=seams.clock,
-            skip_locked=settings.database.is_postgres,
-        )
-        app[DISPATCHER] = dispatcher
-        delivery = settings.delivery
-        pipelines = [
-            supervisor.spawn(f"dispatcher-{n}", dispatcher.pipeline,
-                             stuck_after=float(delivery.lease_seconds + 30))
-            for n in range(1, delivery.pipelines + 1)
-        ] if seams.run_dispatcher else []
-        if telegram is None and sms is None:
-            log.warning("no channel configured (telegram.token, twilio.account_sid): "
-                        "messages will be skipped with reason no_channel")
+        async with late_parts(channels):
+            if late.bot is not None:
+                app[BOT] = late.bot
+            if late.telegram is not None:
+                app[TELEGRAM] = late.telegram
+            if late.dispatcher is not None:
+                app[DISPATCHER] = late.dispatcher
+            late.up()
+            yield
+
+    async def late_after_listening(app: web.Application) -> AsyncIterator[None]:
+        stopping = asyncio.Event()
+        task = asyncio.create_task(_start_late(
+            late, late_parts, stopping, listening=listening, gate=seams.late_gate,
+            freeze_heap=freeze_heap))
         yield
-        # Unsent claimed messages go back at once, sends on the wire finish (see dispatcher).
-        await asyncio.gather(*(pipeline.stop() for pipeline in pipelines))
-        for close in reversed(closers):
-            result = close()
-            if asyncio.iscoroutine(result):
-                await result
+        stopping.set()
+        if not late.ready.is_set():
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
     async def accident_reports(app: web.Application) -> AsyncIterator[None]:
         reports = app[CORE_REPORTS]
@@ -212,11 +245,7 @@ def build_app(settings: Settings, overrides: Overrides | None = None, *,
                                     skip_locked=settings.database.is_postgres)
     if seams.manage_database:
         app.cleanup_ctx.append(database)
-    if settings.telegram.enabled:
-        app.cleanup_ctx.append(telegram_bot)
-    app.cleanup_ctx.append(delivery)
-    if settings.telegram.enabled:
-        app.cleanup_ctx.append(telegram_updates)
+    app.cleanup_ctx.append(late_after_listening if deferred else late_now)
     app.cleanup_ctx.append(partial(conversations_context, sweep_media=seams.run_media_sweep))
     app.cleanup_ctx.append(accident_reports)
     if seams.run_scheduler:
@@ -227,7 +256,7 @@ def build_app(settings: Settings, overrides: Overrides | None = None, *,
                               retention=settings.retention, uploads=settings.uploads.directory),
             settings.database, clock=seams.clock, supervisor=supervisor,
             on_retention=RetentionMetrics(app[REGISTRY]).observe,
-            catch_up_after=listening.wait if listening is not None else None,
+            catch_up_after=late.ready.wait if deferred else None,
             jobs=seams.scheduler_jobs,
         ))
     app.cleanup_ctx.extend(seams.extra_cleanup)
@@ -240,8 +269,8 @@ def build_app(settings: Settings, overrides: Overrides | None = None, *,
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/sms/status", status_callback)
     if settings.telegram.enabled and settings.telegram.mode == "webhook":
-        app.router.add_post(telegram_runtime.WEBHOOK_PATH, webhook_handler(
-            settings.telegram.webhook_secret.get_secret_value(), lambda: app[TELEGRAM].feed))
+        app.router.add_post(WEBHOOK_PATH, gated_webhook(
+            settings.telegram.webhook_secret.get_secret_value(), late))
     app.router.add_post("/sms/inbound", inbound_sms)
     return app
 
@@ -254,10 +283,12 @@ async def serve(settings: Settings, stop: asyncio.Event, sock: socket.socket | N
     dispatcher gives back what it has not sent, and whatever is still running when the time
     is up is abandoned (a message it held returns to the queue when its lease expires).
 
-    The scheduler's start-up catch-up begins only once the site answers and the start-up heap
-    is frozen (what the catch-up allocates is not start-up state)."""
+    Telegram and delivery start once the site answers (``bot.web.late``); if they fail to,
+    the app stops and the error is raised. The scheduler's start-up catch-up begins once they
+    are up and the start-up heap is frozen (what the catch-up allocates is not start-up
+    state)."""
     listening = asyncio.Event()
-    app = build_app(settings, listening=listening)
+    app = build_app(settings, listening=listening, freeze_heap=True)
     budget = settings.delivery.shutdown_seconds
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=budget / 2,
                            access_log_class=MaskedAccessLogger)
@@ -266,13 +297,20 @@ async def serve(settings: Settings, stop: asyncio.Event, sock: socket.socket | N
         site: web.BaseSite = (web.SockSite(runner, sock) if sock is not None
                               else web.TCPSite(runner, settings.web.host, settings.web.port))
         await site.start()
-        freeze_startup_heap()
         log.info("engage listening on http://%s:%d", settings.web.host, settings.web.port)
         listening.set()
-        await stop.wait()
-        log.info("shutting down: unsent messages back to the queue, in-flight sends finish "
-                 "(at most %.0f s)", budget)
+        late = app[LATE]
+        stopped = asyncio.create_task(stop.wait())
+        failed = asyncio.create_task(late.failed.wait())
+        await asyncio.wait([stopped, failed], return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        failed.cancel()
+        if late.error is None:
+            log.info("shutting down: unsent messages back to the queue, in-flight sends "
+                     "finish (at most %.0f s)", budget)
         app[SUPERVISOR].begin_shutdown()
+        if late.error is not None:
+            raise RuntimeError("engage could not start Telegram and delivery") from late.error
     finally:
         try:
             await asyncio.wait_for(runner.cleanup(), timeout=budget)
