@@ -10,9 +10,12 @@ fakes print, a database URL, a port and an uploads directory. Each run takes a f
 database (a new SQLite file, or a new PostgreSQL database): the first start applies every
 migration ("first start"), then the process is stopped with SIGTERM and started again on the
 same database ("restart", the usual case). Per start: seconds from spawn to the "engage
-listening" log line, to the first 200 from /healthz (polled every 20 ms), and the child's CPU
-seconds at that moment (user + system, from /proc: what a quiet machine would take in wall
-time, nearly). Medians of ``--runs``.
+listening" log line, to the first 200 from /healthz (polled every 20 ms; since Telegram and
+delivery start after the app answers, that answer may say ``"status": "starting"``), to the
+first /healthz whose status is ``ok`` ("ready": Telegram and delivery up too; the same as the
+first 200 for a checkout that starts them before listening), and the child's CPU seconds when
+ready (user + system, from /proc: what a quiet machine would take in wall time, nearly).
+Medians of ``--runs``.
 
 Baselines, interleaved with the runs: ``python -c "import aiohttp, aiogram"`` (the import
 floor of any aiogram bot) and a bare aiohttp app with a /healthz route (spawn to first 200).
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -92,6 +96,15 @@ def _get(url: str, timeout: float = 2.0) -> int | None:
         return None
 
 
+def _status(url: str) -> str | None:
+    """The ``status`` field of a 200 answer, else None."""
+    try:
+        with urllib.request.urlopen(url, timeout=5.0) as resp:
+            return str(json.load(resp).get("status"))
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+
+
 def _load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -100,6 +113,7 @@ def _load() -> str:
 class Start:
     listening: float = float("nan")
     healthy: float = float("nan")
+    ready: float = float("nan")
     cpu: float = float("nan")
     lines: list[tuple[float, str]] = field(default_factory=list)
 
@@ -150,10 +164,23 @@ def _until_healthy(child: Child, url: str, limit: float = 300.0) -> float:
         time.sleep(0.02)
 
 
+def _until_ready(child: Child, url: str, limit: float = 300.0) -> float:
+    while (status := _status(url)) != "ok":
+        if child.proc.poll() is not None or status == "unavailable":
+            tail = "\n".join(line for _, line in child.lines[-20:])
+            raise RuntimeError(f"engage run did not get ready ({status}):\n{tail}")
+        if time.perf_counter() - child.t0 > limit:
+            raise RuntimeError("engage run not ready in time")
+        time.sleep(0.02)
+    return time.perf_counter() - child.t0
+
+
 def start_engage(workdir: Path) -> tuple[Child, Start]:
     child = Child([sys.executable, "-m", "bot.cli", "--config", "config.toml", "run"], workdir)
-    healthy = _until_healthy(child, f"http://127.0.0.1:{ENGAGE_PORT}/healthz")
-    result = Start(healthy=healthy, cpu=_cpu_seconds(child.proc.pid))
+    url = f"http://127.0.0.1:{ENGAGE_PORT}/healthz"
+    healthy = _until_healthy(child, url)
+    ready = _until_ready(child, url)
+    result = Start(healthy=healthy, ready=ready, cpu=_cpu_seconds(child.proc.pid))
     deadline = time.perf_counter() + 10
     while (listening := child.first(LISTENING)) is None and time.perf_counter() < deadline:
         time.sleep(0.01)
@@ -301,11 +328,13 @@ async def run(backends: list[str], runs: int, lots: int) -> None:
                                  ("restart (migrated database)", again)):
                 listening = _median([s.listening for s in starts])
                 healthy = _median([s.healthy for s in starts])
+                ready = _median([s.ready for s in starts])
                 cpu = _median([s.cpu for s in starts])
                 print(f"  {name:<28} listening {listening:6.2f} s, healthy {healthy:6.2f} s "
                       f"(× {healthy / floor:.2f} the aiogram import, × {healthy / bare_s:.1f} "
-                      f"the bare app), CPU {cpu:.2f} s; each: "
-                      + ", ".join(f"{s.healthy:.2f}" for s in starts))
+                      f"the bare app), ready {ready:6.2f} s (× {ready / floor:.2f}), "
+                      f"CPU when ready {cpu:.2f} s; each healthy/ready: "
+                      + ", ".join(f"{s.healthy:.2f}/{s.ready:.2f}" for s in starts))
 
             if lots:
                 workdir = Path(tempfile.mkdtemp(prefix="engage-catchup-"))
