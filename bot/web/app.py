@@ -6,6 +6,10 @@ cleanup contexts at start-up and close, in reverse order, at shutdown. Every bac
 (dispatch pipelines, campaign runner, scheduler leadership, media sweep, update feed, the
 core-system delivery of accident reports and the report-drafts sweep) runs
 under the app's ``Supervisor`` and is reported by /healthz and /metrics.
+
+This module does not import aiogram: the parts that need it (the Telegram bot and runtime,
+the dispatcher: ``bot.web.channels``) are imported when they start, which in ``engage run`` is
+after the app answers (``bot.web.late``).
 """
 
 from __future__ import annotations
