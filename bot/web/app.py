@@ -151,7 +151,7 @@ async def _start_late(late: LateStart,
             if freeze_heap:
                 freeze_startup_heap()  # before the catch-up, which waits for ``late.ready``
             late.up()
-            log.info("started: %s", ", ".join(late.parts))
+            log.info("%s started beside the running app", " and ".join(late.parts))
             await stopping.wait()
     except Exception as exc:  # reported and acted on by serve: the process stops with it
         log.exception("start-up of %s failed", ", ".join(late.parts))
