@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -28,7 +29,7 @@ from typing import Any
 
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
-from tortoise.exceptions import IntegrityError, OperationalError
+from tortoise.exceptions import IntegrityError, OperationalError, TransactionManagementError
 
 Row = dict[str, Any]
 """A row as the driver hands it over, keyed by column name; callers turn it into a typed
@@ -222,8 +223,16 @@ def rows_changed(status: str) -> int:
 
 async def fetch(conn: BaseDBAsyncClient, sql: str,
                 params: Mapping[str, Any] | None = None) -> list[Row]:
-    """The rows of one statement with named parameters (also ``… RETURNING``)."""
-    text, values = bind(sql, params or {}, postgres=is_postgres(conn))
+    """The rows of one statement with named parameters (also ``… RETURNING``).
+
+    On PostgreSQL the statement runs on asyncpg's own connection (``_raw``): Tortoise's
+    ``execute_query_dict`` adds two exception-translating wrappers and a debug log call
+    around the same ``fetch``, a tenth of the cost of a Telegram update's reads."""
+    postgres = is_postgres(conn)
+    text, values = bind(sql, params or {}, postgres=postgres)
+    if postgres:
+        async with _raw(conn) as raw:
+            return [dict(record) for record in await raw.fetch(text, *values)]
     rows: list[Row] = await conn.execute_query_dict(text, values)
     return rows
 
@@ -257,15 +266,24 @@ async def execute(conn: BaseDBAsyncClient, sql: str,
 
 
 async def _execute_counted(conn: BaseDBAsyncClient, text: str, values: list[Any]) -> int:
-    """On asyncpg's own connection, with its errors turned into Tortoise's as its client does
-    (a unique or foreign key violation is an ``IntegrityError`` on both backends)."""
+    async with _raw(conn) as raw:
+        status: str = await raw.execute(text, *values)
+    return rows_changed(status)
+
+
+@asynccontextmanager
+async def _raw(conn: BaseDBAsyncClient) -> AsyncIterator[Any]:
+    """asyncpg's own connection behind ``conn`` (the transaction's, or one from the pool for
+    the statement), its errors turned into Tortoise's as its client turns them (a unique or
+    foreign key violation is an ``IntegrityError`` on both backends)."""
     import asyncpg  # PostgreSQL only: asyncpg present
 
     async with conn.acquire_connection() as raw:
         try:
-            status: str = await raw.execute(text, *values)
+            yield raw
         except (asyncpg.SyntaxOrAccessError, asyncpg.exceptions.DataError) as exc:
             raise OperationalError(exc) from exc
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise IntegrityError(exc) from exc
-    return rows_changed(status)
+        except asyncpg.InvalidTransactionStateError as exc:
+            raise TransactionManagementError(exc) from exc
