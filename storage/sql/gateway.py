@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -225,14 +224,19 @@ async def fetch(conn: BaseDBAsyncClient, sql: str,
                 params: Mapping[str, Any] | None = None) -> list[Row]:
     """The rows of one statement with named parameters (also ``… RETURNING``).
 
-    On PostgreSQL the statement runs on asyncpg's own connection (``_raw``): Tortoise's
+    On PostgreSQL the statement runs on asyncpg's own connection: Tortoise's
     ``execute_query_dict`` adds two exception-translating wrappers and a debug log call
     around the same ``fetch``, a tenth of the cost of a Telegram update's reads."""
     postgres = is_postgres(conn)
     text, values = bind(sql, params or {}, postgres=postgres)
     if postgres:
-        async with _raw(conn) as raw:
-            return [dict(record) for record in await raw.fetch(text, *values)]
+        async with conn.acquire_connection() as raw:
+            try:
+                records = await raw.fetch(text, *values)
+            except Exception as exc:
+                _raise_translated(exc)
+                raise
+        return [dict(record) for record in records]
     rows: list[Row] = await conn.execute_query_dict(text, values)
     return rows
 
@@ -266,24 +270,28 @@ async def execute(conn: BaseDBAsyncClient, sql: str,
 
 
 async def _execute_counted(conn: BaseDBAsyncClient, text: str, values: list[Any]) -> int:
-    async with _raw(conn) as raw:
-        status: str = await raw.execute(text, *values)
+    async with conn.acquire_connection() as raw:
+        try:
+            status: str = await raw.execute(text, *values)
+        except Exception as exc:
+            _raise_translated(exc)
+            raise
     return rows_changed(status)
 
 
-@asynccontextmanager
-async def _raw(conn: BaseDBAsyncClient) -> AsyncIterator[Any]:
-    """asyncpg's own connection behind ``conn`` (the transaction's, or one from the pool for
-    the statement), its errors turned into Tortoise's as its client turns them (a unique or
-    foreign key violation is an ``IntegrityError`` on both backends)."""
+@lru_cache(maxsize=1)
+def _asyncpg_errors() -> tuple[tuple[type[Exception], type[Exception]], ...]:
     import asyncpg  # PostgreSQL only: asyncpg present
 
-    async with conn.acquire_connection() as raw:
-        try:
-            yield raw
-        except (asyncpg.SyntaxOrAccessError, asyncpg.exceptions.DataError) as exc:
-            raise OperationalError(exc) from exc
-        except asyncpg.IntegrityConstraintViolationError as exc:
-            raise IntegrityError(exc) from exc
-        except asyncpg.InvalidTransactionStateError as exc:
-            raise TransactionManagementError(exc) from exc
+    return ((asyncpg.SyntaxOrAccessError, OperationalError),
+            (asyncpg.exceptions.DataError, OperationalError),
+            (asyncpg.IntegrityConstraintViolationError, IntegrityError),
+            (asyncpg.InvalidTransactionStateError, TransactionManagementError))
+
+
+def _raise_translated(exc: Exception) -> None:
+    """Raises an asyncpg error as Tortoise's client turns it (a unique or foreign key
+    violation is an ``IntegrityError`` on both backends); returns for any other exception."""
+    for raised, translated in _asyncpg_errors():
+        if isinstance(exc, raised):
+            raise translated(exc) from exc
