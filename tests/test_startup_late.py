@@ -2,11 +2,15 @@
 here they wait on a gate the test holds. Meanwhile /healthz answers 200 and says they are
 starting, and the Telegram webhook checks the secret and answers 503 with Retry-After, so
 Telegram keeps the update and delivers it again: once they are up, the redelivered update is
-handled, once. A failure to start them turns /healthz 503."""
+handled, once. A failure to start them turns /healthz 503, and ``engage run`` exits with it;
+SIGTERM while they start is a clean stop."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,7 @@ from bot.web.late import SECRET_HEADER, STARTING_RETRY_AFTER
 from storage.models import ProcessedUpdate
 from tests import factories as f
 from tests.fakes.telegram import DEFAULT_TOKEN, FakeTelegram
+from tests.test_engage_run import _free_port
 from tests.test_startup_order import _status_callback
 from tests.test_telegram_support import Clock, User
 
@@ -121,3 +126,43 @@ async def test_telegram_failing_to_start_late_turns_healthz_503(
         resp = await client.post("/telegram/webhook", json=_help(42),
                                  headers={SECRET_HEADER: SECRET})
         assert resp.status == 503  # never 200 for an update nobody handled
+
+
+async def _engage_run(tmp_path: Path, api_base: str) -> asyncio.subprocess.Process:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGAGE_")}
+    env.update({
+        "ENGAGE_DATABASE__URL": f"sqlite://{tmp_path / 'run.sqlite3'}",
+        "ENGAGE_TELEGRAM__TOKEN": DEFAULT_TOKEN, "ENGAGE_TELEGRAM__API_BASE": api_base,
+        "ENGAGE_WEB__PORT": str(_free_port()), "ENGAGE_WEATHER__API_BASE": "http://127.0.0.1:9",
+    })
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "run", cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+
+
+async def test_engage_run_exits_with_the_error_when_telegram_cannot_start(
+    tmp_path: Path,
+) -> None:
+    proc = await _engage_run(tmp_path, "http://127.0.0.1:9")  # no Bot API there
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    log = err.decode()
+    assert proc.returncode == 1
+    assert "engage listening on" in log  # it answered first
+    assert "could not start Telegram and delivery" in log
+
+
+async def test_sigterm_while_telegram_starts_stops_cleanly(
+    tmp_path: Path, fake_telegram: FakeTelegram
+) -> None:
+    proc = await _engage_run(tmp_path, fake_telegram.base_url)
+    assert proc.stderr is not None
+    seen: list[str] = []
+    while not any("engage listening on" in line for line in seen):
+        line = await asyncio.wait_for(proc.stderr.readline(), timeout=120)
+        assert line, "".join(seen)[-3000:]
+        seen.append(line.decode())
+    proc.send_signal(signal.SIGTERM)  # most likely while aiogram is still being imported
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    log = "".join(seen) + err.decode()
+    assert proc.returncode == 0, log[-3000:]
+    assert "Traceback" not in log
