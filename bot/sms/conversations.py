@@ -94,7 +94,7 @@ from bot.sms.media_deletes import MediaDeletes, mask_sid
 from bot.sms.redeem import SmsRedemptions
 from bot.sms.replies import Replies
 from bot.sms.report import report_by_sms
-from bot.sms.senders import Prefetched, Sender, find_sender
+from bot.sms.senders import Prefetched, Sender, Senders
 from bot.texts import Texts
 from loyalty.earning import check_in
 from loyalty.ledger import get_balance
@@ -233,6 +233,7 @@ class SmsConversations:
                                     directory=settings.uploads.directory)
         self._background: set[asyncio.Task[None]] = set()
         self._answered = records.Answered()
+        self._senders = Senders()
         # Every keyword and what answers it; the menu answers whatever is not a keyword.
         self._handlers: dict[Command, Handler] = {
             Command.STOP: self._opt_turn,
@@ -287,7 +288,7 @@ class SmsConversations:
         }
         delete_urls = self._to_delete(message)
         parsed = parse(message.body, message.opt_out_type)
-        found = await find_sender(phone, parsed, now=now)
+        found = await self._senders.find(phone, parsed, now=now)
         if found is None:
             log.info("inbound SMS %s from unknown number %s", message.message_sid,
                      mask_phone(phone))
