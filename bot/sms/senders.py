@@ -33,8 +33,8 @@ from storage.sql import (
     as_bool,
     as_date,
     as_json,
-    bound_rows,
-    bound_rows_values,
+    bound_json_rows,
+    bound_json_rows_values,
     current,
     fetch,
     inside_transaction,
@@ -195,11 +195,12 @@ _OF_MESSAGE = "SELECT id FROM customer WHERE phone = m.phone"
 
 
 def _many_statement(postgres: bool) -> str:
-    """``find_sender``'s statement for a batch of messages (``bound_rows`` ``m``: phone,
+    """``find_sender``'s statement for a batch of messages (``bound_json_rows`` ``m``: phone,
     shape, claim number, earliest day): a row per customer on each message's number, with the
     message's position (``ord``), and the extra column of the message's shape — a ``CASE``,
     so each message evaluates only its own subquery, correlated with its row of ``m``
-    instead of bound."""
+    instead of bound. Its one value is the batch (the status and channel it compares with
+    are constants, written in): on PostgreSQL one generic plan serves every batch."""
     policies = json_rows("x.plate", "x.end_date", postgres=postgres, order_by="x.end_date, x.id")
     latest = json_rows("x.number", "x.status", postgres=postgres)
     named = json_rows("x.id", "x.status", "x.customer_id", "x.unfiled", postgres=postgres)
@@ -207,20 +208,21 @@ def _many_statement(postgres: bool) -> str:
     extra = (
         f"CASE m.shape WHEN {_POLICY} THEN (SELECT {policies} FROM (SELECT p.plate, "
         f"p.end_date, p.id FROM policy p WHERE p.customer_id IN ({_OF_MESSAGE}) "
-        "AND p.status = :active AND p.end_date >= m.from_day ORDER BY p.end_date, p.id) x) "
+        f"AND p.status = '{PolicyStatus.ACTIVE.value}' AND p.end_date >= m.from_day "
+        "ORDER BY p.end_date, p.id) x) "
         f"WHEN {_LATEST} THEN (SELECT {latest} FROM (SELECT k.number, k.status FROM claim k "
         f"WHERE k.customer_id IN ({_OF_MESSAGE}) "
         "ORDER BY k.reported_at DESC, k.id DESC LIMIT 1) x) "
         f"WHEN {_NAMED} THEN (SELECT {named} FROM (SELECT k.id, k.status, k.customer_id, "
         "EXISTS (SELECT 1 FROM document d "
         f"WHERE d.customer_id IN ({_OF_MESSAGE}) AND d.claim_id IS NULL "
-        "AND d.channel = :sms) AS unfiled "
+        f"AND d.channel = '{Channel.SMS.value}') AS unfiled "
         f"FROM claim k WHERE k.number = m.number AND k.customer_id IN ({_OF_MESSAGE}) "
         "LIMIT 1) x) "
         f"WHEN {_POINTS} THEN (SELECT {account} FROM loyalty_account a "
         "WHERE a.customer_id = c.id) END")
     return (f"SELECT m.ord, c.id, c.language, c.timezone, {held_number('m.phone')} AS held, "
-            f"{extra} AS extra FROM {bound_rows('m', _MESSAGES, postgres=postgres)} "
+            f"{extra} AS extra FROM {bound_json_rows('m', _MESSAGES, postgres=postgres)} "
             "JOIN customer c ON c.phone = m.phone ORDER BY m.ord, c.id")
 
 
@@ -239,14 +241,12 @@ class Lookup:
 async def find_senders(lookups: Sequence[Lookup]) -> list[tuple[Sender, Prefetched] | None]:
     """``find_sender`` of each lookup, in one statement (outside a transaction, as for one)."""
     shapes = [_shape(lookup.parsed) for lookup in lookups]
-    postgres = is_postgres()
-    values = bound_rows_values("m", [name for name, _ in _MESSAGES], [
+    values = bound_json_rows_values("m", [name for name, _ in _MESSAGES], [
         (lookup.phone, shape, lookup.parsed.argument if shape == _NAMED else "",
          lookup.now.astimezone(UTC).date() - timedelta(days=1))
         for lookup, shape in zip(lookups, shapes, strict=True)
-    ], postgres=postgres)
-    rows = await fetch(current(), _MANY[postgres], {
-        **values, "active": PolicyStatus.ACTIVE.value, "sms": Channel.SMS.value})
+    ])
+    rows = await fetch(current(), _MANY[is_postgres()], values)
     by_message: list[list[Row]] = [[] for _ in lookups]
     for row in rows:
         by_message[int(row["ord"]) - 1].append(row)
