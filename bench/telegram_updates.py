@@ -16,13 +16,19 @@ The update mix is /policies, /points and free text naming one of the sender's cl
 Printed: (a) closed loop at ``--concurrency``, in ``--rounds`` rounds alternating the two
 servers: updates/s, p50 and p99 latency for both, and the ratio (overall and per round);
 (b) open loop at ``--rate`` updates/s: p50 and p99 latency.
+
+``--profile FILE`` adds one more closed-loop round to Engage alone under cProfile (after the
+measured ones, so the figures above are the profiler-free ones), writes the stats to FILE and
+prints the top entries by own time and by cumulative time.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
+import pstats
 import random
 import sys
 import tempfile
@@ -332,6 +338,12 @@ async def run(args: argparse.Namespace) -> None:
                 echo.add(e)
                 ours.add(o)
                 ratios.append(o.per_second / e.per_second)
+            if args.profile:
+                profiler = cProfile.Profile(time.process_time)  # CPU, not wall: the machine may be shared
+                profiler.enable()
+                await load(engage_url, batch(size, 30), concurrency=args.concurrency)
+                profiler.disable()
+                profiler.dump_stats(args.profile)
             paced = await load(engage_url, batch(int(args.rate * args.seconds), 4),
                                rate=args.rate)
             echo_paced = await load(echo_url, batch(int(args.rate * args.seconds), 5),
@@ -346,6 +358,10 @@ async def run(args: argparse.Namespace) -> None:
         print("   " + _line("engage", paced) + f"   target p99 < 50 ms: "
               f"{'met' if paced.percentile_ms(0.99) < 50 else 'NOT met'}")
         print("   " + _line("echo bot", echo_paced))
+        if args.profile:
+            print(f"(c) Engage alone under cProfile, {size:,} updates (stats in {args.profile}):")
+            for order in ("tottime", "cumulative"):
+                pstats.Stats(args.profile).sort_stats(order).print_stats(25)
     finally:
         await Tortoise.close_connections()
         fake.stdin.close()
@@ -367,6 +383,8 @@ def main() -> None:
                         help="closed-loop rounds, echo and engage alternating")
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--profile", metavar="FILE",
+                        help="one more Engage round under cProfile, stats written to FILE")
     parser.add_argument("--generate", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from tortoise.exceptions import IntegrityError
+from tortoise.exceptions import IntegrityError, OperationalError
 
 from storage.models import Message
 from storage.outbox import insert_select
@@ -108,6 +108,21 @@ async def test_a_violated_key_is_an_integrity_error_on_both_backends(db: str) ->
         await execute(current(), "INSERT INTO loyalty_account (customer_id, balance, tier, "
                                  "created_at, updated_at) VALUES (:c, 0, 'silver', :t, :t)",
                       {"c": 999_999, "t": NOW})
+
+
+async def test_reads_raise_the_orms_errors_on_both_backends(db: str) -> None:
+    """``fetch`` (also ``… RETURNING``) raises what the ORM raises: a violated key is an
+    IntegrityError, a bad statement an OperationalError, and the connection serves on."""
+    customer = await f.customer(name="甲", phone="+8613900000001")
+    with pytest.raises(IntegrityError):
+        await fetch(current(), "INSERT INTO loyalty_account (customer_id, balance, tier, "
+                               "created_at, updated_at) VALUES (:c, 0, 'silver', :t, :t) "
+                               "RETURNING id", {"c": 999_999, "t": NOW})
+    with pytest.raises(OperationalError):
+        await fetch(current(), "SELECT no_such_column FROM customer WHERE id = :id",
+                    {"id": customer.id})
+    assert await fetch(current(), "SELECT name FROM customer WHERE id = :id",
+                       {"id": customer.id}) == [{"name": "甲"}]
 
 
 async def test_json_rows_keep_the_order_given(db: str) -> None:
