@@ -35,7 +35,9 @@ async def reply(bot: Bot, chat_id: int, text: str, reply_markup: Markup | None =
     # waits); the method object is what they are shown and name in their logs.
     send: Callable[[Bot, SendMessage], Awaitable[Any]] = session.middleware.wrap_middlewares(
         cast(Any, lean))
-    await send(bot, SendMessage(chat_id=chat_id, text=text, reply_markup=reply_markup))
+    # Built without validation: the middlewares only name it, and the request is ``lean``'s.
+    await send(bot, SendMessage.model_construct(chat_id=chat_id, text=text,
+                                                reply_markup=reply_markup))
 
 
 async def answer(message: Message, bot: Bot, text: str,
