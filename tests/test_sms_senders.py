@@ -6,11 +6,14 @@ claims, time zones — on both backends."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from tortoise.transactions import in_transaction
 
-from bot.sms.keywords import parse
+from bot.sms import senders as senders_module
+from bot.sms.keywords import Parsed, parse
 from bot.sms.senders import Lookup, Senders, find_sender, find_senders
 from storage.loyalty_models import LoyaltyAccount
 from storage.models import (
@@ -99,3 +102,30 @@ async def test_a_lookup_inside_a_transaction_is_read_alone_on_its_connection(db:
         found = await senders.find(phones[0], parse("保单"), now=NOW)
     assert found == await find_sender(phones[0], parse("保单"), now=NOW)
     assert senders._reader is None
+
+
+async def test_a_group_that_fails_is_read_again_one_by_one_failing_only_its_own(
+        db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    phones, _ = await world()
+    bad = "+8613900000666"
+    real_find_sender = senders_module.find_sender
+
+    async def failing_group(lookups: Sequence[Lookup]) -> list[object]:
+        raise RuntimeError("the grouped statement failed")
+
+    async def find_sender(phone: str, parsed: Parsed, *, now: datetime) -> object:
+        if phone == bad:
+            raise RuntimeError(f"lookup of {phone} failed")
+        return await real_find_sender(phone, parsed, now=now)
+
+    monkeypatch.setattr(senders_module, "find_senders", failing_group)
+    monkeypatch.setattr(senders_module, "find_sender", find_sender)
+    senders = Senders()
+    asked = [phones[0], bad, phones[2], phones[5]] * 3
+    outcomes = await asyncio.gather(*(senders.find(phone, parse("保单"), now=NOW)
+                                      for phone in asked), return_exceptions=True)
+    for phone, outcome in zip(asked, outcomes, strict=True):
+        if phone == bad:
+            assert isinstance(outcome, RuntimeError) and bad in str(outcome)
+        else:
+            assert outcome == await real_find_sender(phone, parse("保单"), now=NOW)
