@@ -15,6 +15,7 @@ scheduler) and the bare handler. This process is the load: ``--concurrency`` con
 requests signed beforehand with twilio's ``RequestValidator``, each a new MessageSid from a
 random customer with a random query keyword (POLICY/保单, CLAIM/理赔 with and without a
 number, POINTS/积分, HELP/帮助). Every answer is checked to be 200 TwiML with a message.
+Beside requests per second, each server process's CPU time per request is reported (Linux).
 
 ``--rounds N`` measures the bare handler and ``/sms/inbound`` N times in turn (the same
 customers and keywords each time, fresh MessageSids) and reports medians: on a machine other
@@ -35,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import os
 import pstats
 import random
 import statistics
@@ -223,26 +225,44 @@ async def load(port: int, requests: list[tuple[dict[str, str], str]],
     return len(requests) / elapsed, latencies
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time the process ``pid`` has used so far (Linux ``/proc``; 0.0
+    elsewhere): a server's CPU per request, which other work on the machine changes far
+    less than its requests per second."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def p(latencies: list[float], q: float) -> float:
     return statistics.quantiles(latencies, n=1000)[int(q * 1000) - 1] * 1000
 
 
 def report(args: argparse.Namespace, rates: dict[str, list[float]],
-           latencies: dict[str, list[float]]) -> None:
+           latencies: dict[str, list[float]], cpu: dict[str, list[float]]) -> None:
     """Median rate of the rounds, latencies of all of them, and each server's ratio to the
-    bare handler: the median of the rounds' ratios (each round's bare run just before)."""
+    bare handler: the median of the rounds' ratios (each round's bare run just before); and
+    each server process's median CPU time per request (its own, not PostgreSQL's), with the
+    bare handler's over it as the cpu ratio — which other work on the machine moves far less
+    than requests per second."""
     bare = rates["bare handler"]
     rounds = f", {args.rounds} rounds (median)" if args.rounds > 1 else ""
     print(f"{args.requests:,} signed keyword queries, {args.concurrency} concurrent{rounds}:")
     for name, rate in rates.items():
         lat = latencies[name]
         line = (f"  {name:<22} {statistics.median(rate):8,.0f} req/s   p50 {p(lat, .5):6.1f} ms"
-                f"   p99 {p(lat, .99):6.1f} ms")
+                f"   p99 {p(lat, .99):6.1f} ms   cpu {statistics.median(cpu[name]):5.0f} µs/req")
         if name != "bare handler":
             ratios = [ours / base for ours, base in zip(rate, bare, strict=True)]
             line += f"   ratio {statistics.median(ratios):.2f}"
             if len(ratios) > 1:
                 line += f" ({' '.join(f'{r:.2f}' for r in ratios)})"
+            cpu_ratios = [base / ours for ours, base in
+                          zip(cpu[name], cpu["bare handler"], strict=True) if ours]
+            if cpu_ratios:
+                line += f"   cpu ratio {statistics.median(cpu_ratios):.2f}"
         print(line)
 
 
@@ -296,6 +316,9 @@ async def run(args: argparse.Namespace) -> None:
             await load(port, signed_requests(500, args.customers, seed=1), args.concurrency)
         rates: dict[str, list[float]] = {name: [] for name in ports}
         latencies: dict[str, list[float]] = {name: [] for name in ports}
+        cpu: dict[str, list[float]] = {name: [] for name in ports}
+        pids = {name: (against.pid if against is not None and name.startswith("against ")
+                       else server.pid) for name in ports}
         servers = [(name, port) for name, port in ports.items() if port != bare_port]
         for round_ in range(args.rounds):  # the same customers and keywords, fresh MessageSids
             turns = servers if round_ % 2 == 0 else servers[::-1]  # neither always goes first
@@ -305,10 +328,12 @@ async def run(args: argparse.Namespace) -> None:
                     assert server.stdin is not None
                     server.stdin.write(b"profile\n")
                     await server.stdin.drain()
+                before = cpu_seconds(pids[name])
                 rate, lat = await load(port, work, args.concurrency)
+                cpu[name].append((cpu_seconds(pids[name]) - before) / len(work) * 1e6)
                 rates[name].append(rate)
                 latencies[name].extend(lat)
-        report(args, rates, latencies)
+        report(args, rates, latencies, cpu)
     finally:
         if against is not None and against.stdin is not None:
             against.stdin.close()

@@ -339,7 +339,8 @@ async def run(args: argparse.Namespace) -> None:
                 ours.add(o)
                 ratios.append(o.per_second / e.per_second)
             if args.profile:
-                profiler = cProfile.Profile(time.process_time)  # CPU, not wall: the machine may be shared
+                # CPU time, not wall time: the machine may be shared
+                profiler = cProfile.Profile(time.process_time)
                 profiler.enable()
                 await load(engage_url, batch(size, 30), concurrency=args.concurrency)
                 profiler.disable()

@@ -13,6 +13,8 @@ from storage.sql import (
     as_date,
     as_moment,
     bind,
+    bound_json_rows,
+    bound_json_rows_values,
     bound_rows,
     bound_rows_values,
     execute,
@@ -97,3 +99,26 @@ async def test_bound_rows_are_a_table_of_values_in_order_on_each_backend(db: str
     assert [(r["name"], r["points"]) for r in found] == [("甲", 5), ("b", None), ("c", -7)]
     assert as_date(found[0]["day"]) == date(2026, 3, 1) and found[1]["day"] is None
     assert as_moment(found[0]["at"]) == moment
+
+
+@pytest.mark.parametrize("kind", ["arrays", "json"])
+async def test_bound_json_rows_read_as_bound_rows_do(db: str, kind: str) -> None:
+    conn = connections.get("default")
+    postgres = is_postgres(conn)
+    columns = (("name", "text"), ("points", "bigint"), ("day", "date"),
+               ("at", "timestamptz"))
+    moment = datetime(2026, 3, 1, 10, tzinfo=timezone(timedelta(hours=8)))
+    rows = [("甲", 5, date(2026, 3, 1), moment), ("b", None, None, None), ("c'\"", -7, None,
+                                                                          None)]
+    names = [c for c, _ in columns]
+    table, values = ((bound_rows("r", columns, postgres=postgres),
+                      bound_rows_values("r", names, rows, postgres=postgres))
+                     if kind == "arrays" else
+                     (bound_json_rows("r", columns, postgres=postgres),
+                      bound_json_rows_values("r", names, rows)))
+    found = await fetch(conn, f"SELECT r.ord, r.name, r.points, r.day, r.at FROM {table} "
+                        "ORDER BY r.ord", values)
+    assert [int(r["ord"]) for r in found] == [1, 2, 3]
+    assert [(r["name"], r["points"]) for r in found] == [("甲", 5), ("b", None), ("c'\"", -7)]
+    assert as_date(found[0]["day"]) == date(2026, 3, 1) and found[1]["day"] is None
+    assert as_moment(found[0]["at"]) == moment and found[2]["at"] is None

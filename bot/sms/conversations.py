@@ -94,7 +94,7 @@ from bot.sms.media_deletes import MediaDeletes, mask_sid
 from bot.sms.redeem import SmsRedemptions
 from bot.sms.replies import Replies
 from bot.sms.report import report_by_sms
-from bot.sms.senders import Prefetched, Sender, find_sender
+from bot.sms.senders import Prefetched, Sender, Senders
 from bot.texts import Texts
 from loyalty.earning import check_in
 from loyalty.ledger import get_balance
@@ -108,7 +108,7 @@ from storage.models import (
     Customer,
     Document,
 )
-from storage.phones import InvalidPhone, mask_phone, normalise_phone
+from storage.phones import InvalidPhone, PhoneNormaliser, mask_phone, normalise_phone
 from storage.suppressions import remember_number_choice
 
 log = logging.getLogger(__name__)
@@ -200,6 +200,24 @@ def _e164(raw: str, region: str) -> str:
         return raw.strip()
 
 
+class SenderNumbers:
+    """``_e164`` with ``PhoneNormaliser``'s shortcut for the region's mobile numbers — nearly
+    every sender, and too many different ones for the cache to hold. The shortcut is taken
+    only for a region spelled as phonenumbers spells it (``CN``, not ``cn``), where it agrees
+    with ``normalise_phone`` exactly; anything else is ``_e164``'s."""
+
+    def __init__(self, region: str) -> None:
+        self._region = region
+        self._shortcut = PhoneNormaliser(region) if region == region.upper() else None
+
+    def __call__(self, raw: str) -> str:
+        if self._shortcut is not None:
+            fast = self._shortcut.shortcut(raw)
+            if fast is not None:
+                return fast
+        return _e164(raw, self._region)
+
+
 class SmsConversations:
     def __init__(self, settings: Settings, texts: Texts, media: MmsMedia | None, *,
                  clock: Callable[[], datetime], deletes: MediaDeletes | None = None) -> None:
@@ -209,11 +227,13 @@ class SmsConversations:
         self._media = media
         self._deletes = deletes
         self._clock = clock
+        self._numbers = SenderNumbers(settings.company.default_phone_region)
         self._limits = UploadLimits(max_bytes=settings.uploads.max_bytes,
                                     max_pixels=settings.uploads.max_pixels,
                                     directory=settings.uploads.directory)
         self._background: set[asyncio.Task[None]] = set()
         self._answered = records.Answered()
+        self._senders = Senders()
         # Every keyword and what answers it; the menu answers whatever is not a keyword.
         self._handlers: dict[Command, Handler] = {
             Command.STOP: self._opt_turn,
@@ -261,14 +281,14 @@ class SmsConversations:
 
     async def _answer(self, message: InboundMessage) -> str:
         now = self._clock()
-        phone = _e164(message.from_, self._settings.company.default_phone_region)
+        phone = self._numbers(message.from_)
         row: dict[str, Any] = {
             "message_sid": message.message_sid, "from_phone": phone[:20], "customer_id": None,
             "body": message.body, "num_media": len(message.media), "created_at": now,
         }
         delete_urls = self._to_delete(message)
         parsed = parse(message.body, message.opt_out_type)
-        found = await find_sender(phone, parsed, now=now)
+        found = await self._senders.find(phone, parsed, now=now)
         if found is None:
             log.info("inbound SMS %s from unknown number %s", message.message_sid,
                      mask_phone(phone))

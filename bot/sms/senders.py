@@ -11,10 +11,16 @@ that do not depend on the row, which both backends evaluate once.
 
 The keyword's data is read for the keyword ``parse`` found, before anyone knows whether the
 number is held or shared; the reply decides what of it to show (nothing, on a held number).
+
+Messages answered at the same time are looked up together (``Senders``): while one lookup is
+in flight, the others wait and then go out as one statement (``find_senders``), whose rows are
+those of ``find_sender`` for each message, tagged with the message's position.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -22,7 +28,19 @@ from zoneinfo import ZoneInfo
 from bot.sms.keywords import Command, Parsed
 from storage.models import Channel, PolicyStatus
 from storage.shared_phones import SHARED_AT, held_number
-from storage.sql import as_bool, as_date, as_json, current, fetch, is_postgres, json_rows
+from storage.sql import (
+    Row,
+    as_bool,
+    as_date,
+    as_json,
+    bound_json_rows,
+    bound_json_rows_values,
+    current,
+    fetch,
+    inside_transaction,
+    is_postgres,
+    json_rows,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +157,12 @@ async def find_sender(phone: str, parsed: Parsed, *,
     shape = _shape(parsed)
     rows = await fetch(current(), _STATEMENTS[shape, is_postgres()],
                        _values(shape, phone, parsed, now))
+    return _found(rows, shape, phone, now)
+
+
+def _found(rows: Sequence[Row], shape: int, phone: str,
+           now: datetime) -> tuple[Sender, Prefetched] | None:
+    """``find_sender``'s answer from its rows (the customers on the number, oldest first)."""
     if not rows:
         return None
     first = rows[0]
@@ -161,3 +185,132 @@ async def find_sender(phone: str, parsed: Parsed, *,
     if shape == _POINTS and found:
         return sender, Prefetched(balance=int(found[0][0] or 0), tier=found[0][1])
     return sender, Prefetched()
+
+
+# -- many messages' senders in one statement -------------------------------------------------
+
+_MESSAGES = (("phone", "text"), ("shape", "integer"), ("number", "text"),
+             ("from_day", "date"))
+_OF_MESSAGE = "SELECT id FROM customer WHERE phone = m.phone"
+
+
+def _many_statement(postgres: bool) -> str:
+    """``find_sender``'s statement for a batch of messages (``bound_json_rows`` ``m``: phone,
+    shape, claim number, earliest day): a row per customer on each message's number, with the
+    message's position (``ord``), and the extra column of the message's shape — a ``CASE``,
+    so each message evaluates only its own subquery, correlated with its row of ``m``
+    instead of bound. Its one value is the batch (the status and channel it compares with
+    are constants, written in): on PostgreSQL one generic plan serves every batch."""
+    policies = json_rows("x.plate", "x.end_date", postgres=postgres, order_by="x.end_date, x.id")
+    latest = json_rows("x.number", "x.status", postgres=postgres)
+    named = json_rows("x.id", "x.status", "x.customer_id", "x.unfiled", postgres=postgres)
+    account = json_rows("a.balance", "a.tier", postgres=postgres)
+    extra = (
+        f"CASE m.shape WHEN {_POLICY} THEN (SELECT {policies} FROM (SELECT p.plate, "
+        f"p.end_date, p.id FROM policy p WHERE p.customer_id IN ({_OF_MESSAGE}) "
+        f"AND p.status = '{PolicyStatus.ACTIVE.value}' AND p.end_date >= m.from_day "
+        "ORDER BY p.end_date, p.id) x) "
+        f"WHEN {_LATEST} THEN (SELECT {latest} FROM (SELECT k.number, k.status FROM claim k "
+        f"WHERE k.customer_id IN ({_OF_MESSAGE}) "
+        "ORDER BY k.reported_at DESC, k.id DESC LIMIT 1) x) "
+        f"WHEN {_NAMED} THEN (SELECT {named} FROM (SELECT k.id, k.status, k.customer_id, "
+        "EXISTS (SELECT 1 FROM document d "
+        f"WHERE d.customer_id IN ({_OF_MESSAGE}) AND d.claim_id IS NULL "
+        f"AND d.channel = '{Channel.SMS.value}') AS unfiled "
+        f"FROM claim k WHERE k.number = m.number AND k.customer_id IN ({_OF_MESSAGE}) "
+        "LIMIT 1) x) "
+        f"WHEN {_POINTS} THEN (SELECT {account} FROM loyalty_account a "
+        "WHERE a.customer_id = c.id) END")
+    return (f"SELECT m.ord, c.id, c.language, c.timezone, {held_number('m.phone')} AS held, "
+            f"{extra} AS extra FROM {bound_json_rows('m', _MESSAGES, postgres=postgres)} "
+            "JOIN customer c ON c.phone = m.phone ORDER BY m.ord, c.id")
+
+
+_MANY = {postgres: _many_statement(postgres) for postgres in (False, True)}
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """One message's sender to find: ``find_sender``'s arguments."""
+
+    phone: str
+    parsed: Parsed
+    now: datetime
+
+
+async def find_senders(lookups: Sequence[Lookup]) -> list[tuple[Sender, Prefetched] | None]:
+    """``find_sender`` of each lookup, in one statement (outside a transaction, as for one)."""
+    shapes = [_shape(lookup.parsed) for lookup in lookups]
+    values = bound_json_rows_values("m", [name for name, _ in _MESSAGES], [
+        (lookup.phone, shape, lookup.parsed.argument if shape == _NAMED else "",
+         lookup.now.astimezone(UTC).date() - timedelta(days=1))
+        for lookup, shape in zip(lookups, shapes, strict=True)
+    ])
+    rows = await fetch(current(), _MANY[is_postgres()], values)
+    by_message: list[list[Row]] = [[] for _ in lookups]
+    for row in rows:
+        by_message[int(row["ord"]) - 1].append(row)
+    return [_found(found, shape, lookup.phone, lookup.now)
+            for found, shape, lookup in zip(by_message, shapes, lookups, strict=True)]
+
+
+class Senders:
+    """``find_sender`` for messages answered at the same time, read together: a lookup made
+    while a read is in flight waits for it, and all that waited go out in the next single
+    statement (``find_senders``) — one round trip for many messages, as ``records.Answered``
+    writes their rows. A lookup with no read in flight goes out at once, alone, as
+    ``find_sender``'s own statement; inside a transaction it is never grouped. A grouped
+    statement that fails is retried lookup by lookup, so one failure is only its own."""
+
+    MAX_GROUP = 64
+
+    def __init__(self) -> None:
+        self._waiting: list[tuple[Lookup, asyncio.Future[tuple[Sender, Prefetched] | None]]] = []
+        self._reader: asyncio.Task[None] | None = None
+
+    async def find(self, phone: str, parsed: Parsed, *,
+                   now: datetime) -> tuple[Sender, Prefetched] | None:
+        if inside_transaction():
+            return await find_sender(phone, parsed, now=now)
+        found: asyncio.Future[tuple[Sender, Prefetched] | None] = \
+            asyncio.get_running_loop().create_future()
+        self._waiting.append((Lookup(phone, parsed, now), found))
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read_all())
+        return await found
+
+    async def _read_all(self) -> None:
+        while self._waiting:
+            group, self._waiting = self._waiting[:self.MAX_GROUP], \
+                self._waiting[self.MAX_GROUP:]
+            lookups = [lookup for lookup, _ in group]
+            try:
+                if len(group) == 1:
+                    results = [await find_sender(lookups[0].phone, lookups[0].parsed,
+                                                 now=lookups[0].now)]
+                else:
+                    results = await find_senders(lookups)
+            except asyncio.CancelledError:
+                for _, found in group:
+                    found.cancel()
+                raise
+            except Exception:  # each alone: only a failing lookup fails its caller
+                await self._one_by_one(group)
+                continue
+            for (_, found), result in zip(group, results, strict=True):
+                if not found.done():
+                    found.set_result(result)
+
+    @staticmethod
+    async def _one_by_one(
+        group: Sequence[tuple[Lookup, asyncio.Future[tuple[Sender, Prefetched] | None]]],
+    ) -> None:
+        for lookup, found in group:
+            try:
+                result = await find_sender(lookup.phone, lookup.parsed, now=lookup.now)
+            except Exception as exc:  # handed to the one waiting for this lookup
+                if not found.done():
+                    found.set_exception(exc)
+            else:
+                if not found.done():
+                    found.set_result(result)

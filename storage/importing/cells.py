@@ -14,9 +14,7 @@ from enum import Enum
 from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from phonenumbers import PhoneMetadata
-
-from storage.phones import InvalidPhone, normalise_phone
+from storage.phones import InvalidPhone, PhoneNormaliser
 
 from .rows import RowError
 
@@ -139,56 +137,15 @@ class TimeZones:
 
 
 class Phones:
-    """``storage.phones.normalise_phone``, with a shortcut for the common case.
-
-    ``normalise_phone`` costs ≈30 µs, more than the whole per-row budget of a large import. The
-    shortcut handles what nearly every row holds — a mobile number of the default region, in
-    ASCII digits with optional ``+cc``/``00cc``, spaces and hyphens — by matching the same
-    phonenumbers metadata that ``is_valid_number`` uses (general and mobile patterns and
-    lengths). Anything it is not sure of (a national or international prefix that parsing
-    would strip, other punctuation, other countries, landlines, invalid numbers) goes to
-    ``normalise_phone``, so the result and the errors are the same either way; the test suite
-    compares both over every five-digit mobile prefix.
-    """
+    """``storage.phones.normalise_phone`` (through ``PhoneNormaliser``: a shortcut for the
+    default region's mobile numbers), its errors as the column's ``RowError``."""
 
     def __init__(self, default_region: str) -> None:
         self.default_region = default_region
-        metadata = PhoneMetadata.metadata_for_region(default_region.upper())
-        general = None if metadata is None else metadata.general_desc
-        mobile = None if metadata is None else metadata.mobile
-        self._shortcut = metadata is not None and general is not None and mobile is not None
-        if metadata is None or general is None or mobile is None:
-            return
-        self._cc = str(metadata.country_code)
-        self._plus = "+" + self._cc
-        # +cc or 00cc (optional), then ASCII digits only
-        self._shape = re.compile(rf"(\+{self._cc}|00{self._cc})?([0-9]+)")
-        self._general = re.compile(general.national_number_pattern or "(?!)")
-        self._mobile = re.compile(mobile.national_number_pattern or "(?!)")
-        self._lengths = frozenset(mobile.possible_length or general.possible_length or ())
-        self._national_prefix = re.compile(metadata.national_prefix_for_parsing or "(?!)")
-        self._international_prefix = re.compile(metadata.international_prefix or "(?!)")
+        self._normalise = PhoneNormaliser(default_region)
 
     def __call__(self, text: str, column: str) -> str:
-        if self._shortcut:
-            fast = self._mobile_of_default_region(text)
-            if fast is not None:
-                return fast
         try:
-            return normalise_phone(text, self.default_region)
+            return self._normalise(text)
         except InvalidPhone as exc:
             raise RowError(column, str(exc)) from None
-
-    def _mobile_of_default_region(self, text: str) -> str | None:
-        shape = self._shape.fullmatch(text.replace(" ", "").replace("-", ""))
-        if shape is None:
-            return None
-        prefixed, national = shape.groups()
-        if len(national) not in self._lengths or self._national_prefix.match(national):
-            return None
-        if not prefixed and (national.startswith(self._cc)
-                             or self._international_prefix.match(national)):
-            return None  # parsing might read a country code or an international prefix here
-        if self._mobile.fullmatch(national) and self._general.fullmatch(national):
-            return self._plus + national
-        return None

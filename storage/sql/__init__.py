@@ -12,6 +12,7 @@ Callers import from ``storage.sql``; see docs/architecture.md for the rule for a
 
 from storage.sql.batch import Statements, sqlite_page_cache
 from storage.sql.dialect import (
+    bound_json_rows,
     bound_rows,
     for_update,
     in_list,
@@ -33,6 +34,7 @@ from storage.sql.gateway import (
     as_json,
     as_moment,
     bind,
+    bound_json_rows_values,
     bound_rows_values,
     current,
     driver_value,
@@ -47,7 +49,8 @@ from storage.sql.gateway import (
 
 __all__ = [
     "Fragment", "Params", "Row", "Statements", "as_bool", "as_date", "as_decimal", "as_json",
-    "as_moment", "bind", "bound_rows", "bound_rows_values", "current", "driver_value",
+    "as_moment", "bind", "bound_json_rows", "bound_json_rows_values", "bound_rows",
+    "bound_rows_values", "current", "driver_value",
     "execute", "fetch", "fetchrow", "fetchval",
     "for_update", "in_list", "insert_ignoring", "inside_transaction", "is_postgres",
     "json_object", "json_param", "json_rows", "json_values", "row_version", "rows_changed",

@@ -102,3 +102,22 @@ def bound_rows(name: str, columns: Sequence[tuple[str, str]], *, postgres: bool)
     values = ", ".join(f"json_extract(value, '$[{at}]') AS {column}"
                        for at, column in enumerate(names))
     return f"(SELECT key + 1 AS ord, {values} FROM json_each(:{name})) AS {name}"
+
+
+def bound_json_rows(name: str, columns: Sequence[tuple[str, str]], *, postgres: bool) -> str:
+    """``bound_rows``, with the rows bound as one JSON array of rows on both backends
+    (``bound_json_rows_values``): on PostgreSQL ``json_array_elements`` of it, each value cast
+    to the column's type.
+
+    For a prepared statement run again and again with batches of a few rows: the planner
+    cannot see how many rows the JSON holds (``unnest`` of an array it can), so the plan does
+    not depend on the values and PostgreSQL settles on one generic plan instead of planning
+    every execution — for a statement with several subqueries planning costs more than
+    running it.
+    """
+    if not postgres:
+        return bound_rows(name, columns, postgres=False)
+    values = ", ".join(f"(value->>{at})::{sql_type} AS {column}"
+                       for at, (column, sql_type) in enumerate(columns))
+    return (f"(SELECT ord, {values} FROM json_array_elements(:{name}::json) "
+            f"WITH ORDINALITY AS {name}_rows(value, ord)) AS {name}")

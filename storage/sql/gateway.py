@@ -164,6 +164,14 @@ def bound_rows_values(name: str, columns: Sequence[str], rows: Iterable[Sequence
                               for row in rows], ensure_ascii=False)}
 
 
+def bound_json_rows_values(name: str, columns: Sequence[str],
+                           rows: Iterable[Sequence[Any]]) -> dict[str, Any]:
+    """The value of ``dialect.bound_json_rows(name, …)``: ``rows`` as one JSON array of rows
+    (``:name``) on both backends, each value as SQLite takes it (``driver_value``), which the
+    casts on PostgreSQL read back."""
+    return bound_rows_values(name, columns, rows, postgres=False)
+
+
 class Params(dict[str, Any]):
     """Values for named placeholders, for SQL built from fragments: ``add(value)`` keeps the
     value under a fresh name and returns its placeholder to put in the text."""
