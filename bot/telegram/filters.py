@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiogram.enums import ChatType
 from aiogram.filters import Filter
-from aiogram.types import Message, TelegramObject
+from aiogram.types import CallbackQuery, Message, TelegramObject
 from magic_filter import MagicFilter
 
 from bot.telegram.i18n import labels
@@ -22,6 +23,17 @@ class MenuButton(Filter):
 
     async def __call__(self, message: Message, texts: Texts) -> bool:
         return message.text is not None and message.text in labels(texts, self.key)
+
+
+class PrivateChat(Filter):
+    """The update comes from a private chat with the bot (a message, or a button under one).
+    A plain attribute check: it runs for every message and button press."""
+
+    async def __call__(self, event: TelegramObject) -> bool:
+        if isinstance(event, CallbackQuery):
+            event = event.message  # type: ignore[assignment]
+        chat = getattr(event, "chat", None)
+        return chat is not None and chat.type == ChatType.PRIVATE
 
 
 class Magic(Filter):

@@ -13,8 +13,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from aiogram import Bot, Dispatcher, F
-from aiogram.enums import ChatType
+from aiogram import Bot, Dispatcher
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, StateType, StorageKey
 from aiogram.fsm.storage.memory import MemoryStorage
 
@@ -25,7 +24,7 @@ from bot.supervisor import Beat, Supervised, Supervisor
 from bot.telegram import get_routers, report
 from bot.telegram.commands import register_commands
 from bot.telegram.context import ConversationContext, LinkedOnly
-from bot.telegram.filters import Magic
+from bot.telegram.filters import PrivateChat
 from bot.telegram.flood import ShortFloodWaits, Sleep
 from bot.telegram.routing import flatten_into
 from bot.telegram.updates import UpdateFeed, poll, prune_processed
@@ -127,8 +126,8 @@ def build_dispatcher(
     )
     flatten_into(dp, get_routers(), texts)
     # A policyholder's bot: groups it is added to get no answers (and no accounts).
-    dp.message.filter(Magic(F.chat.type == ChatType.PRIVATE))
-    dp.callback_query.filter(Magic(F.message.chat.type == ChatType.PRIVATE))
+    dp.message.filter(PrivateChat())
+    dp.callback_query.filter(PrivateChat())
     dp.update.outer_middleware(ConversationContext())
     dp.message.middleware(LinkedOnly())
     dp.callback_query.middleware(LinkedOnly())

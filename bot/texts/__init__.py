@@ -163,7 +163,8 @@ class Texts:
         self, key: str, language: str, params: Mapping[str, Any], *, sms: bool = False
     ) -> str:
         template = self.template(key)
-        if missing := template.params - set(params):
+        if not params.keys() >= template.params:
+            missing = template.params - params.keys()
             raise TemplateError(f"template {key!r} needs {sorted(missing)}")
         lang = language if language in LANGUAGES else FALLBACK_LANGUAGE
         values = {name: _localise(params[name], lang) for name in template.params}
@@ -174,6 +175,8 @@ class Texts:
 
 
 def _localise(value: Any, language: str) -> Any:
+    if isinstance(value, str | int):  # most values: no need for the slower Mapping check
+        return value
     if isinstance(value, Mapping) and set(value) <= set(LANGUAGES) and value:
         return value.get(language) or value.get(FALLBACK_LANGUAGE) or next(iter(value.values()))
     return value
