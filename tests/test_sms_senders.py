@@ -101,7 +101,7 @@ async def test_a_lookup_inside_a_transaction_is_read_alone_on_its_connection(db:
     async with in_transaction():
         found = await senders.find(phones[0], parse("保单"), now=NOW)
     assert found == await find_sender(phones[0], parse("保单"), now=NOW)
-    assert senders._reader is None
+    assert senders._grouped._runner is None  # no grouped read was started
 
 
 async def test_a_group_that_fails_is_read_again_one_by_one_failing_only_its_own(

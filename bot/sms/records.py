@@ -13,10 +13,10 @@ statement that fails is retried row by row, so one bad row fails only its own me
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bot.sms.grouped import Grouped
 from storage.sql import Params, current, execute, fetch, fetchrow, insert_ignoring, is_postgres
 
 COLUMNS = ("message_sid", "from_phone", "customer_id", "body", "keyword", "reply",
@@ -61,49 +61,26 @@ async def insert_new(rows: Sequence[Row]) -> set[str]:
 
 
 class Answered:
-    """Group commit of answered queries' rows (module docstring)."""
+    """Group commit of answered queries' rows (module docstring; ``bot.sms.grouped``)."""
 
     def __init__(self) -> None:
-        self._waiting: list[tuple[Row, asyncio.Future[bool]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._grouped: Grouped[Row, bool] = Grouped(_store_many, _store_one,
+                                                      max_group=_ROWS_PER_INSERT)
 
     async def store(self, row: Row) -> bool:
         """Write ``row`` (outside any transaction); False when its MessageSid was taken."""
-        written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiting.append((row, written))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_all())
-        return await written
+        return await self._grouped(row)
 
-    async def _write_all(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting[:_ROWS_PER_INSERT], \
-                self._waiting[_ROWS_PER_INSERT:]
-            first: dict[str, Row] = {}
-            for row, _ in batch:
-                first.setdefault(str(row["message_sid"]), row)
-            try:
-                taken = await insert_new(list(first.values()))
-            except asyncio.CancelledError:
-                for _, written in batch:
-                    written.cancel()
-                raise
-            except Exception:  # each row alone: only a bad one fails its caller
-                await self._one_by_one(batch)
-                continue
-            for row, written in batch:
-                sid = str(row["message_sid"])
-                if not written.done():  # done: its caller was cancelled (the row is written)
-                    written.set_result(sid in taken and first[sid] is row)
 
-    @staticmethod
-    async def _one_by_one(batch: Sequence[tuple[Row, asyncio.Future[bool]]]) -> None:
-        for row, written in batch:
-            try:
-                outcome = bool(await insert_new([row]))
-            except Exception as exc:  # handed to the one waiting for this row
-                if not written.done():
-                    written.set_exception(exc)
-            else:
-                if not written.done():
-                    written.set_result(outcome)
+async def _store_many(rows: Sequence[Row]) -> list[bool]:
+    """Rows of one MessageSid in a batch: the first is written, the others find it taken."""
+    first: dict[str, Row] = {}
+    for row in rows:
+        first.setdefault(str(row["message_sid"]), row)
+    taken = await insert_new(list(first.values()))
+    return [str(row["message_sid"]) in taken and first[str(row["message_sid"])] is row
+            for row in rows]
+
+
+async def _store_one(row: Row) -> bool:
+    return bool(await insert_new([row]))

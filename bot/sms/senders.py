@@ -19,12 +19,12 @@ those of ``find_sender`` for each message, tagged with the message's position.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from bot.sms.grouped import Grouped
 from bot.sms.keywords import Command, Parsed
 from storage.models import Channel, PolicyStatus
 from storage.shared_phones import SHARED_AT, held_number
@@ -258,59 +258,29 @@ class Senders:
     """``find_sender`` for messages answered at the same time, read together: a lookup made
     while a read is in flight waits for it, and all that waited go out in the next single
     statement (``find_senders``) — one round trip for many messages, as ``records.Answered``
-    writes their rows. A lookup with no read in flight goes out at once, alone, as
-    ``find_sender``'s own statement; inside a transaction it is never grouped. A grouped
-    statement that fails is retried lookup by lookup, so one failure is only its own."""
+    writes their rows (both are ``bot.sms.grouped.Grouped``). A lookup with no read in flight
+    goes out at once, alone, as ``find_sender``'s own statement; inside a transaction it is
+    never grouped. A grouped statement that fails is retried lookup by lookup, so one failure
+    is only its own."""
 
     MAX_GROUP = 64
 
     def __init__(self) -> None:
-        self._waiting: list[tuple[Lookup, asyncio.Future[tuple[Sender, Prefetched] | None]]] = []
-        self._reader: asyncio.Task[None] | None = None
+        self._grouped: Grouped[Lookup, tuple[Sender, Prefetched] | None] = Grouped(
+            _find_many, _find_one, max_group=self.MAX_GROUP)
 
     async def find(self, phone: str, parsed: Parsed, *,
                    now: datetime) -> tuple[Sender, Prefetched] | None:
         if inside_transaction():
             return await find_sender(phone, parsed, now=now)
-        found: asyncio.Future[tuple[Sender, Prefetched] | None] = \
-            asyncio.get_running_loop().create_future()
-        self._waiting.append((Lookup(phone, parsed, now), found))
-        if self._reader is None or self._reader.done():
-            self._reader = asyncio.create_task(self._read_all())
-        return await found
+        return await self._grouped(Lookup(phone, parsed, now))
 
-    async def _read_all(self) -> None:
-        while self._waiting:
-            group, self._waiting = self._waiting[:self.MAX_GROUP], \
-                self._waiting[self.MAX_GROUP:]
-            lookups = [lookup for lookup, _ in group]
-            try:
-                if len(group) == 1:
-                    results = [await find_sender(lookups[0].phone, lookups[0].parsed,
-                                                 now=lookups[0].now)]
-                else:
-                    results = await find_senders(lookups)
-            except asyncio.CancelledError:
-                for _, found in group:
-                    found.cancel()
-                raise
-            except Exception:  # each alone: only a failing lookup fails its caller
-                await self._one_by_one(group)
-                continue
-            for (_, found), result in zip(group, results, strict=True):
-                if not found.done():
-                    found.set_result(result)
 
-    @staticmethod
-    async def _one_by_one(
-        group: Sequence[tuple[Lookup, asyncio.Future[tuple[Sender, Prefetched] | None]]],
-    ) -> None:
-        for lookup, found in group:
-            try:
-                result = await find_sender(lookup.phone, lookup.parsed, now=lookup.now)
-            except Exception as exc:  # handed to the one waiting for this lookup
-                if not found.done():
-                    found.set_exception(exc)
-            else:
-                if not found.done():
-                    found.set_result(result)
+async def _find_one(lookup: Lookup) -> tuple[Sender, Prefetched] | None:
+    return await find_sender(lookup.phone, lookup.parsed, now=lookup.now)
+
+
+async def _find_many(lookups: Sequence[Lookup]) -> list[tuple[Sender, Prefetched] | None]:
+    if len(lookups) == 1:  # alone: the single lookup's own statement
+        return [await _find_one(lookups[0])]
+    return await find_senders(lookups)
