@@ -40,6 +40,8 @@ class Grouped(Generic[I, R]):
             self._waiting = self._waiting[self._max_group:]
             try:
                 results = await self._many([item for item, _ in group])
+                if len(results) != len(group):  # never leave a caller waiting for nothing
+                    raise RuntimeError(f"{len(results)} results for {len(group)} calls")
             except asyncio.CancelledError:
                 for _, result in group:
                     result.cancel()
