@@ -5,11 +5,13 @@ Bot API, and each fault raises the same exception with the same message."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from aiogram import Bot
 from aiogram.client.default import DefaultBotProperties
 from aiogram.exceptions import TelegramRetryAfter
+from aiogram.methods import SendMessage
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from bot.delivery.senders import AiogramTelegram
@@ -149,3 +151,29 @@ async def test_answer_keeps_aiogram_for_a_topic_message(fake_telegram: FakeTeleg
     finally:
         await bot.session.close()
     assert fake_telegram.requests_for("sendMessage")[0].params["message_thread_id"] == 9
+
+
+async def test_request_middlewares_see_each_replys_own_send_message(
+        fake_telegram: FakeTelegram) -> None:
+    """The method object a middleware is shown carries this reply's chat, text and keyboard,
+    with aiogram's defaults for the rest, and one reply's object is never another's."""
+    seen: list[SendMessage] = []
+
+    async def record(make_request: Any, bot: Bot, method: Any) -> Any:
+        seen.append(method)
+        return await make_request(bot, method)
+
+    bot = build_bot(TOKEN, fake_telegram.base_url)
+    bot.session.middleware(record)
+    try:
+        await reply(bot, 42, TEXT, _keyboard())
+        await reply(bot, 43, "second")
+    finally:
+        await bot.session.close()
+    first, second = seen
+    assert isinstance(first, SendMessage) and first is not second
+    assert (first.chat_id, first.text, first.reply_markup) == (42, TEXT, _keyboard())
+    assert (second.chat_id, second.text, second.reply_markup) == (43, "second", None)
+    assert second.parse_mode == SendMessage(chat_id=1, text="x").parse_mode
+    assert [r.params["chat_id"] for r in fake_telegram.requests_for("sendMessage")] in (
+        [42, 43], ["42", "43"])
