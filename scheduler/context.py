@@ -16,15 +16,13 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from tortoise.transactions import in_transaction
-
 from scheduler.cn_calendar import WorkCalendar, work_calendar
 from scheduler.config import CareSettings, RenewalSettings, ScheduleSettings
 from scheduler.selection import Selection
 from storage.coverage import care_reaches
 from storage.models import Category
-from storage.outbox import Outbound, enqueue_bulk, insert_select
-from storage.sql import Fragment, Row, execute, inside_transaction, is_postgres
+from storage.outbox import NewRanges, Outbound, enqueue_bulk
+from storage.sql import Fragment, Row, inside_transaction, is_postgres
 
 Sink = Callable[[Iterable[Outbound]], Awaitable[int]]
 """Takes messages (a generator is fine) and returns how many were newly queued."""
@@ -78,7 +76,8 @@ class OutboxSink:
                             span: int, writers: int = 1) -> int:
         """Queue the message ``columns`` describe (see ``storage.outbox.insert_select``) for
         every row of ``selection``, whose key must be an integer, ``span`` keys per statement;
-        returns how many were new.
+        returns how many were new. Ranges are written as new until one meets a key already
+        queued (``storage.outbox.NewRanges``).
 
         On PostgreSQL ``writers`` connections take the ranges in turn, each range its own
         transaction (one backend writes the rows of one statement; a second one nearly halves
@@ -87,21 +86,16 @@ class OutboxSink:
         bounds = await selection.key_bounds()
         if bounds is None:
             return 0
-        postgres = is_postgres()
-        now = datetime.now(UTC)  # the rows' created_at, as enqueue_bulk stamps them
+        inserts = NewRanges(columns, created_at=datetime.now(UTC))  # stamped as enqueue_bulk does
         ranges = _ranges(int(bounds[0]) - 1, int(bounds[1]), span)
 
         async def write() -> int:
             created = 0
             for low, high in ranges:  # shared: each range is taken by one writer
-                part = selection.within(low, high)
-                sql, params = insert_select(columns, part.source, created_at=now,
-                                            postgres=postgres)
-                async with in_transaction() as conn:
-                    created += await execute(conn, sql, params)
+                created += await inserts.insert(selection.within(low, high).source)
             return created
 
-        if not postgres or writers <= 1 or inside_transaction():
+        if not is_postgres() or writers <= 1 or inside_transaction():
             return await write()
         async with asyncio.TaskGroup() as group:  # one failing cancels the others
             tasks = [group.create_task(write()) for _ in range(writers)]

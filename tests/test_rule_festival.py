@@ -4,9 +4,10 @@ policy, one per customer per festival per year, a configurable extra festival.""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
+from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from scheduler import festival
@@ -14,8 +15,8 @@ from scheduler.config import FestivalSettings, ScheduleSettings
 from scheduler.context import OutboxSink, PlanContext
 from scheduler.plan import run_plan
 from storage.models import Message, MessageStatus, PolicyStatus
-from storage.outbox import Outbound
-from storage.sql import is_postgres
+from storage.outbox import NewRanges, Outbound
+from storage.sql import Fragment, is_postgres
 from tests import factories
 
 
@@ -180,3 +181,66 @@ async def test_several_writers_queue_every_range_once_and_one_inside_a_transacti
         assert await sink.insert_select(selection, columns, span=2, writers=3) == 6
     assert await Message.filter(kind="festival").count() == 10
     assert await sink.insert_select(selection, columns, span=5, writers=2) == 0
+
+
+def _mid_autumn_columns(ctx: PlanContext) -> dict[str, Fragment]:
+    return festival._greeting_columns(
+        ctx, festival.Festival("mid_autumn", {"zh-CN": "中秋节", "en": "Mid-Autumn Festival"}),
+        [], postgres=is_postgres())
+
+
+async def test_ranges_written_as_new_leave_keys_already_queued_as_they_were(db: str) -> None:
+    """Ranges are written by plain INSERTs first: a range meeting a key already queued fails,
+    is rolled back and written again leaving that key alone, and so is every later range."""
+    owners = [await factories.customer() for _ in range(8)]
+    for owner in owners:
+        await factories.policy(owner, end=date(2026, 12, 31))
+    ctx = PlanContext(day=date(2026, 9, 25), today=date(2026, 9, 25))
+    selection = festival.reached_customers(ctx)
+    columns = _mid_autumn_columns(ctx)
+    sent = {o.id: await factories.queued(o, key=f"festival:2026-09-25:{o.id}", kind="festival",
+                                          status=MessageStatus.SENT, params={"kept": True})
+            for o in (owners[2], owners[3], owners[6])}
+
+    fresh = NewRanges(columns, created_at=datetime.now(UTC))
+    assert await fresh.insert(selection.within(owners[0].id - 1, owners[1].id).source) == 2
+    assert not fresh.found_keys  # a range of new keys only: written as it was
+    assert await fresh.insert(selection.within(owners[1].id, owners[4].id).source) == 1
+    assert fresh.found_keys
+    assert await fresh.insert(selection.within(owners[4].id, owners[7].id).source) == 2
+    rows = {m.customer_id: m for m in await Message.filter(kind="festival")}
+    assert sorted(rows) == sorted(o.id for o in owners)
+    for customer_id, old in sent.items():  # untouched
+        assert (rows[customer_id].id, rows[customer_id].status, rows[customer_id].params) == (
+            old.id, MessageStatus.SENT, {"kept": True})
+    assert all(m.status == MessageStatus.PENDING for c, m in rows.items() if c not in sent)
+
+
+async def test_a_range_failing_for_another_reason_than_a_queued_key_still_fails(
+        db: str) -> None:
+    if not is_postgres():
+        pytest.skip("SQLite's INSERT OR IGNORE leaves out a row breaking NOT NULL as well")
+    owner = await factories.customer()
+    await factories.policy(owner, end=date(2026, 12, 31))
+    ctx = PlanContext(day=date(2026, 9, 25), today=date(2026, 9, 25))
+    columns = {**_mid_autumn_columns(ctx), "kind": Fragment("NULL")}  # kind is NOT NULL
+    inserts = NewRanges(columns, created_at=datetime.now(UTC))
+    with pytest.raises(IntegrityError):
+        await inserts.insert(festival.reached_customers(ctx).source)
+    assert await Message.all().count() == 0
+
+
+async def test_planning_a_festival_day_again_queues_only_the_new_customers(db: str) -> None:
+    owners = [await factories.customer() for _ in range(5)]
+    for owner in owners:
+        await factories.policy(owner, end=date(2026, 12, 31))
+    ctx = PlanContext(day=date(2026, 9, 25), today=date(2026, 9, 25),
+                      schedule=ScheduleSettings(batch_size=10))
+    assert (await run_plan(ctx)).counts["festival"] == 5
+    first = dict(await Message.filter(kind="festival").values_list("customer_id", "id"))
+    later = await factories.customer()
+    await factories.policy(later, end=date(2026, 12, 31))
+    assert (await run_plan(ctx)).counts["festival"] == 1
+    again = dict(await Message.filter(kind="festival").values_list("customer_id", "id"))
+    assert {c: i for c, i in again.items() if c != later.id} == first
+    assert later.id in again

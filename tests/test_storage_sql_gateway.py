@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from tortoise.exceptions import IntegrityError, OperationalError
+from tortoise.exceptions import IntegrityError, OperationalError, TransactionManagementError
+from tortoise.transactions import in_transaction
 
 from storage.models import Message
 from storage.outbox import insert_select
@@ -28,6 +29,7 @@ from storage.sql import (
     insert_ignoring,
     is_postgres,
     json_rows,
+    plan_each_execution,
     typed,
 )
 from tests import factories as f
@@ -220,3 +222,19 @@ async def test_a_pooled_query_costs_one_round_trip_and_an_open_transaction_is_st
     async with pool.acquire() as conn:
         assert not conn.is_in_transaction()
         assert await conn.fetchval("SELECT to_regclass('pg_temp.left_open')") is None
+
+
+async def test_plan_each_execution_holds_for_its_transaction_only(db: str) -> None:
+    """PostgreSQL plans each statement of the transaction with its values (a prepared
+    statement's generic plan is never used), and only until the transaction ends."""
+    async with in_transaction() as conn:
+        await plan_each_execution(conn)
+        if is_postgres(conn):
+            assert await fetchval(conn, "SHOW plan_cache_mode") == "force_custom_plan"
+    if is_postgres():
+        async with in_transaction() as conn:  # a pooled connection, maybe the same one
+            assert await fetchval(conn, "SHOW plan_cache_mode") == "auto"
+        with pytest.raises(TransactionManagementError):
+            await plan_each_execution(current())
+    else:
+        await plan_each_execution(current())  # nothing to set on SQLite

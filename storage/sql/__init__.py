@@ -2,7 +2,7 @@
 
 * ``gateway`` — ``fetch``/``fetchrow``/``fetchval``/``execute`` with named parameters
   (``:customer_id``), ``Params`` and ``Fragment`` for statements built from pieces, value
-  conversion both ways, row counts, ``is_postgres``.
+  conversion both ways, row counts, ``is_postgres``, ``plan_each_execution``.
 * ``dialect`` — the pieces the backends spell differently (JSON aggregates, insert-or-ignore,
   row locks, typed placeholders), each a named function.
 * ``batch`` — ``Statements``: per-batch bulk reads and writes for imports and the dispatcher.
@@ -44,6 +44,7 @@ from storage.sql.gateway import (
     fetchval,
     inside_transaction,
     is_postgres,
+    plan_each_execution,
     rows_changed,
 )
 
@@ -53,6 +54,7 @@ __all__ = [
     "bound_rows_values", "current", "driver_value",
     "execute", "fetch", "fetchrow", "fetchval",
     "for_update", "in_list", "insert_ignoring", "inside_transaction", "is_postgres",
-    "json_object", "json_param", "json_rows", "json_values", "row_version", "rows_changed",
+    "json_object", "json_param", "json_rows", "json_values", "plan_each_execution",
+    "row_version", "rows_changed",
     "sqlite_page_cache", "typed",
 ]
