@@ -15,6 +15,7 @@ from storage.sql.dialect import (
     bound_json_rows,
     bound_rows,
     for_update,
+    in_bound_rows,
     in_list,
     insert_ignoring,
     json_object,
@@ -52,7 +53,8 @@ __all__ = [
     "as_moment", "bind", "bound_json_rows", "bound_json_rows_values", "bound_rows",
     "bound_rows_values", "current", "driver_value",
     "execute", "fetch", "fetchrow", "fetchval",
-    "for_update", "in_list", "insert_ignoring", "inside_transaction", "is_postgres",
+    "for_update", "in_bound_rows", "in_list", "insert_ignoring", "inside_transaction",
+    "is_postgres",
     "json_object", "json_param", "json_rows", "json_values", "row_version", "rows_changed",
     "sqlite_page_cache", "typed",
 ]
