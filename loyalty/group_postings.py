@@ -193,7 +193,9 @@ async def _lock_and_read(conn: BaseDBAsyncClient, postings: Sequence[GroupPostin
     reach = bound_rows_values("n", ("customer", "points"), needs.items(), postgres=postgres)
     params: dict[str, Any] = {
         "customers": sorted({posting.customer_id for posting in postings}),
-        "keys": [posting.spec.key for posting in postings], **(reach if needs else {})}
+        **bound_rows_values("k", ("key",), ((posting.spec.key,) for posting in postings),
+                            postgres=postgres),
+        **(reach if needs else {})}
     if postgres:
         params["entries"] = len(postings)
         params["credits"] = sum(posting.is_credit for posting in postings)
@@ -227,12 +229,17 @@ async def _lock_and_read(conn: BaseDBAsyncClient, postings: Sequence[GroupPostin
 # newer version): ``fresh`` tells, comparing the row's version as locked and as seen, and the
 # lots are read again for a stale one. Every change of an account's lots also updates the
 # account row (its balance), so a fresh row vouches for its lots.
+# PostgreSQL plans the statement once for groups of any size and keeps the plan as the tables
+# grow (issue 21), so each table is reached by index whatever it estimated: the keys one by
+# one through the unique index (a subquery per key, which no hash join over the whole table
+# can replace), the accounts and lots by ``= ANY`` of the group's values (``in_bound_rows``).
 _LOCK_AND_READ = (
     "WITH locked AS (SELECT id, customer_id, balance, {version} AS version "
     "FROM loyalty_account WHERE {where} ORDER BY id{lock}) "
     "SELECT (SELECT {accounts} FROM locked l LEFT JOIN loyalty_account s ON s.id = l.id "
     "AND {seen}) "
-    "AS accounts, (SELECT {used} FROM loyalty_entry WHERE {keys}) AS used{more}")
+    "AS accounts, (SELECT {used} FROM {keys} WHERE (SELECT 1 FROM loyalty_entry e "
+    "WHERE e.idempotency_key = k.key) IS NOT NULL) AS used{more}")
 _LOTS_REACHED = (
     "(SELECT {rows} FROM (SELECT id, account_id, remaining, expires_on FROM ("
     "SELECT l.id, l.account_id, l.remaining, l.expires_on, n.points, SUM(l.remaining) "
@@ -270,8 +277,8 @@ def _lock_and_read_sql(*, postgres: bool, lots: bool) -> str:
         accounts=json_rows("l.id", "l.customer_id", "l.balance",
                            f"l.version = {row_version('s', postgres=postgres)}",
                            postgres=postgres),
-        used=json_values("idempotency_key", postgres=postgres),
-        keys=in_list("idempotency_key", ":keys", postgres=postgres, sql_type="varchar"),
+        used=json_values("k.key", postgres=postgres),
+        keys=bound_rows("k", (("key", "varchar"),), postgres=postgres),
         more=more)
 
 
