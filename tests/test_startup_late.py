@@ -123,6 +123,8 @@ async def test_telegram_failing_to_start_late_turns_healthz_503(
         status, body = await _health(client)
         assert (status, body["status"]) == (503, "unavailable")
         assert body["late"] == {"telegram": "failed", "delivery": "failed"}
+        ready = await client.get("/readyz")
+        assert ready.status == 503 and (await ready.json())["status"] == "unavailable"
         resp = await client.post("/telegram/webhook", json=_help(42),
                                  headers={SECRET_HEADER: SECRET})
         assert resp.status == 503  # never 200 for an update nobody handled

@@ -46,6 +46,10 @@ async def _healthz(client: TestClient) -> tuple[int, str]:  # type: ignore[type-
     return resp.status, (await resp.json())["status"]
 
 
+async def _readyz(client: TestClient) -> int:  # type: ignore[type-arg]
+    return (await client.get("/readyz")).status
+
+
 async def _status_callback(client: TestClient) -> int:  # type: ignore[type-arg]
     params = {"MessageSid": "SM" + "7" * 32, "MessageStatus": "delivered"}
     signature = RequestValidator(AUTH_TOKEN).compute_signature(f"{f.PUBLIC_URL}/sms/status",
@@ -69,6 +73,7 @@ async def test_catch_up_starts_after_listening_and_webhooks_answer_while_it_runs
         # and so does delivery (a late part: it needs aiogram), which /healthz says
         assert await _healthz(client) == (200, "starting")
         assert (await (await client.get("/healthz")).json())["late"] == {"delivery": "starting"}
+        assert await _readyz(client) == 503  # alive, not ready: no traffic yet
         for _ in range(20):
             await asyncio.sleep(0)
         assert not started.is_set()
@@ -78,6 +83,7 @@ async def test_catch_up_starts_after_listening_and_webhooks_answer_while_it_runs
         await asyncio.wait_for(started.wait(), timeout=30)
         # the points catch-up is running (held): health and webhooks are not behind it
         assert await _healthz(client) == (200, "ok")
+        assert await _readyz(client) == 200
         assert await _status_callback(client) == 204
         assert not await SchedulerRun.filter(job=POINTS).exists()
 

@@ -13,7 +13,7 @@ from tests import factories as f
 
 PATHS = ("/console/login", "/console/campaigns", "/api/v1/openapi.json", "/api/v1/me",
          "/api/v1/campaigns", "/api/v1/campaigns/999", "/api/v1/partner/vouchers/XXXX",
-         "/healthz", "/metrics", "/no/such/page")
+         "/healthz", "/readyz", "/metrics", "/no/such/page")
 
 
 @pytest.mark.parametrize("public", ["http://127.0.0.1:8080", "https://ops.example.com"])

@@ -24,7 +24,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -96,11 +96,10 @@ class Overrides:
     )
 
 
-async def healthz(request: web.Request) -> web.Response:
-    """200 when the database answers and every background task runs and beats within its
-    threshold, else 503; the body says which, task by task. While the late parts (Telegram,
-    delivery: ``bot.web.late``) are still starting, 200 with status ``starting``; if they
-    failed to start, 503."""
+async def _health(request: web.Request) -> tuple[bool, dict[str, Any]]:
+    """(alive, the health body): alive when the database answers, every background task runs
+    and beats within its threshold and the late parts did not fail to start; ``status`` is
+    ``ok``, ``starting`` (alive, late parts still starting) or ``unavailable``."""
     healthy, tasks = request.app[SUPERVISOR].report()
     late = request.app[LATE]
     database = "up"
@@ -109,10 +108,26 @@ async def healthz(request: web.Request) -> web.Response:
     except Exception as exc:  # any driver error means "not healthy"; report, don't crash
         log.warning("health check failed: %s", type(exc).__name__)
         database = "down"
-    ok = healthy and database == "up" and not late.broken
-    status = "unavailable" if not ok else "starting" if late.starting else "ok"
-    body = {"status": status, "database": database, "late": late.parts, "tasks": tasks}
-    return web.json_response(body, status=200 if ok else 503)
+    alive = healthy and database == "up" and not late.broken
+    status = "unavailable" if not alive else "starting" if late.starting else "ok"
+    return alive, {"status": status, "database": database, "late": late.parts, "tasks": tasks}
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 when the database answers and every background task runs and beats within its
+    threshold, else 503; the body says which, task by task. While the late parts (Telegram,
+    delivery: ``bot.web.late``) are still starting, 200 with status ``starting``; if they
+    failed to start, 503. For liveness: a starting process is alive."""
+    alive, body = await _health(request)
+    return web.json_response(body, status=200 if alive else 503)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """The same body as /healthz, but 200 only when its status is ``ok``: every part,
+    Telegram and delivery included, is up. For readiness: a load balancer or Kubernetes
+    probe that sees only the status code sends no traffic to a starting process."""
+    _, body = await _health(request)
+    return web.json_response(body, status=200 if body["status"] == "ok" else 503)
 
 
 Channels = Callable[..., AbstractAsyncContextManager[None]]
@@ -270,6 +285,7 @@ def build_app(settings: Settings, overrides: Overrides | None = None, *,
     operators.setup(app, settings, clock=seams.clock, run_campaigns=seams.run_campaigns)
     partner.setup(app)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/sms/status", status_callback)
     if settings.telegram.enabled and settings.telegram.mode == "webhook":
