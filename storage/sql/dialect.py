@@ -113,8 +113,8 @@ def in_bound_rows(expression: str, name: str, columns: Sequence[tuple[str, str]]
     plans a prepared statement once for every execution, taking a bound batch for 10 rows
     whatever it holds, and a join of 10 rows with a table it then found small is a hash join
     over the whole table (a scan that grows with the table for as long as the plan is kept),
-    while an ``= ANY(array)`` condition on an indexed column is an index scan whatever the
-    table's size.
+    while an ``= ANY(array)`` condition on an indexed column is an index scan once the table
+    has more than a few pages (scanning, every row would be compared with every value).
     """
     types = dict(columns)
     if postgres:
