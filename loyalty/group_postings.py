@@ -473,7 +473,6 @@ async def _write_balances_and_uses(conn: BaseDBAsyncClient, accepted: Sequence[_
         await execute(conn, _LOWER_LOTS.format(
             rows=rows("t", _TAKEN),
             only=in_bound_rows("loyalty_lot.id", "t", _TAKEN, "lot", postgres=False)),
-            bound_rows_values(
-            "t", _names(_TAKEN), _lowered(lots, new=True), postgres=False))
+            bound_rows_values("t", _names(_TAKEN), _lowered(lots, new=True), postgres=False))
         await execute(conn, _INSERT_USES.format(rows=rows("u", _USE)), bound_rows_values(
             "u", _names(_USE), uses, postgres=False))
