@@ -54,6 +54,7 @@ from storage.sql import (
     fetch,
     fetchval,
     for_update,
+    in_bound_rows,
     in_list,
     insert_ignoring,
     is_postgres,
@@ -192,7 +193,9 @@ async def _lock_and_read(conn: BaseDBAsyncClient, postings: Sequence[GroupPostin
     reach = bound_rows_values("n", ("customer", "points"), needs.items(), postgres=postgres)
     params: dict[str, Any] = {
         "customers": sorted({posting.customer_id for posting in postings}),
-        "keys": [posting.spec.key for posting in postings], **(reach if needs else {})}
+        **bound_rows_values("k", ("key",), ((posting.spec.key,) for posting in postings),
+                            postgres=postgres),
+        **(reach if needs else {})}
     if postgres:
         params["entries"] = len(postings)
         params["credits"] = sum(posting.is_credit for posting in postings)
@@ -226,17 +229,23 @@ async def _lock_and_read(conn: BaseDBAsyncClient, postings: Sequence[GroupPostin
 # newer version): ``fresh`` tells, comparing the row's version as locked and as seen, and the
 # lots are read again for a stale one. Every change of an account's lots also updates the
 # account row (its balance), so a fresh row vouches for its lots.
+# PostgreSQL plans the statement once for groups of any size and keeps the plan as the tables
+# grow (issue 21), so each table is reached by index whatever it estimated: the keys one by
+# one through the unique index (a subquery per key, which no hash join over the whole table
+# can replace), the accounts and lots by ``= ANY`` of the group's values (``in_bound_rows``).
 _LOCK_AND_READ = (
     "WITH locked AS (SELECT id, customer_id, balance, {version} AS version "
     "FROM loyalty_account WHERE {where} ORDER BY id{lock}) "
-    "SELECT (SELECT {accounts} FROM locked l LEFT JOIN loyalty_account s ON s.id = l.id) "
-    "AS accounts, (SELECT {used} FROM loyalty_entry WHERE {keys}) AS used{more}")
+    "SELECT (SELECT {accounts} FROM locked l LEFT JOIN loyalty_account s ON s.id = l.id "
+    "AND {seen}) "
+    "AS accounts, (SELECT {used} FROM {keys} WHERE (SELECT 1 FROM loyalty_entry e "
+    "WHERE e.idempotency_key = k.key) IS NOT NULL) AS used{more}")
 _LOTS_REACHED = (
     "(SELECT {rows} FROM (SELECT id, account_id, remaining, expires_on FROM ("
     "SELECT l.id, l.account_id, l.remaining, l.expires_on, n.points, SUM(l.remaining) "
     "OVER (PARTITION BY l.account_id ORDER BY l.expires_on, l.id) - l.remaining AS before "
     "FROM loyalty_lot l JOIN loyalty_account a ON a.id = l.account_id "
-    "JOIN {need} ON a.customer_id = n.customer WHERE l.remaining > 0"
+    "JOIN {need} ON a.customer_id = n.customer WHERE {needed} AND l.remaining > 0"
     ") AS t WHERE before < points) AS f)")
 _NEED = (("customer", "int"), ("points", "bigint"))
 _NEW_IDS = ("(SELECT array_agg(nextval(pg_get_serial_sequence('{table}', 'id'))) "
@@ -247,7 +256,8 @@ def _lots_reached(postgres: bool) -> str:
     return _LOTS_REACHED.format(
         rows=json_rows("f.id", "f.account_id", "f.remaining", "f.expires_on",
                        postgres=postgres),
-        need=bound_rows("n", _NEED, postgres=postgres))
+        need=bound_rows("n", _NEED, postgres=postgres),
+        needed=in_bound_rows("a.customer_id", "n", _NEED, "customer", postgres=postgres))
 
 
 @lru_cache(maxsize=8)
@@ -262,12 +272,13 @@ def _lock_and_read_sql(*, postgres: bool, lots: bool) -> str:
     return _LOCK_AND_READ.format(
         version=row_version("loyalty_account", postgres=postgres),
         where=in_list("customer_id", ":customers", postgres=postgres, sql_type="int"),
+        seen=in_list("s.customer_id", ":customers", postgres=postgres, sql_type="int"),
         lock=for_update(postgres=postgres),
         accounts=json_rows("l.id", "l.customer_id", "l.balance",
                            f"l.version = {row_version('s', postgres=postgres)}",
                            postgres=postgres),
-        used=json_values("idempotency_key", postgres=postgres),
-        keys=in_list("idempotency_key", ":keys", postgres=postgres, sql_type="varchar"),
+        used=json_values("k.key", postgres=postgres),
+        keys=bound_rows("k", (("key", "varchar"),), postgres=postgres),
         more=more)
 
 
@@ -348,9 +359,9 @@ _INSERT_LOTS = (
     "c.expires_on FROM {rows} ORDER BY c.ord")
 _UPDATE_BALANCES = (
     "UPDATE loyalty_account SET balance = balance + d.delta, updated_at = {stamp} "
-    "FROM {rows} WHERE loyalty_account.id = d.account")
+    "FROM {rows} WHERE loyalty_account.id = d.account AND {only}")
 _LOWER_LOTS = ("UPDATE loyalty_lot SET remaining = loyalty_lot.remaining - t.amount "
-               "FROM {rows} WHERE loyalty_lot.id = t.lot")
+               "FROM {rows} WHERE loyalty_lot.id = t.lot AND {only}")
 _INSERT_USES = ("INSERT INTO loyalty_lot_use (entry_id, lot_id, amount) "
                 "SELECT u.entry, u.lot, u.amount FROM {rows} ORDER BY u.ord")
 
@@ -387,11 +398,16 @@ async def _write_in_one(conn: BaseDBAsyncClient, accepted: Sequence[_Accepted],
     def rows(name: str, columns: Sequence[tuple[str, str]]) -> str:
         return bound_rows(name, columns, postgres=True)
 
+    def only(expression: str, name: str, columns: Sequence[tuple[str, str]], column: str
+             ) -> str:
+        return in_bound_rows(expression, name, columns, column, postgres=True)
+
     stamped = ":stamp::timestamptz"
     steps = [
         _INSERT_ENTRIES.format(id="id, ", p_id="p.id, ", stamp=stamped, rows=rows("p", _ENTRY)),
         _INSERT_LOTS.format(id="id, ", c_id="c.id, ", rows=rows("c", _NEW_LOT)),
-        _UPDATE_BALANCES.format(stamp=stamped, rows=rows("d", _DELTA)),
+        _UPDATE_BALANCES.format(stamp=stamped, rows=rows("d", _DELTA),
+                                only=only("loyalty_account.id", "d", _DELTA, "account")),
     ]
     values: dict[str, Any] = {
         "stamp": stamp,
@@ -399,7 +415,8 @@ async def _write_in_one(conn: BaseDBAsyncClient, accepted: Sequence[_Accepted],
         **bound_rows_values("c", _names(_NEW_LOT), _lot_rows(accepted, lots), postgres=True),
         **bound_rows_values("d", _names(_DELTA), _deltas(accepted), postgres=True)}
     if uses:
-        steps.append(_LOWER_LOTS.format(rows=rows("t", _TAKEN)))
+        steps.append(_LOWER_LOTS.format(rows=rows("t", _TAKEN),
+                                        only=only("loyalty_lot.id", "t", _TAKEN, "lot")))
         steps.append(_INSERT_USES.format(rows=rows("u", _USE)))
         values.update(bound_rows_values("t", _names(_TAKEN), _lowered(lots, new=False),
                                         postgres=True))
@@ -447,11 +464,15 @@ async def _write_balances_and_uses(conn: BaseDBAsyncClient, accepted: Sequence[_
     def rows(name: str, columns: Sequence[tuple[str, str]]) -> str:
         return bound_rows(name, columns, postgres=False)
 
-    await execute(conn, _UPDATE_BALANCES.format(stamp=":stamp", rows=rows("d", _DELTA)),
+    await execute(conn, _UPDATE_BALANCES.format(
+        stamp=":stamp", rows=rows("d", _DELTA),
+        only=in_bound_rows("loyalty_account.id", "d", _DELTA, "account", postgres=False)),
                   {"stamp": stamp, **bound_rows_values("d", _names(_DELTA), _deltas(accepted),
                                                        postgres=False)})
     if uses:
-        await execute(conn, _LOWER_LOTS.format(rows=rows("t", _TAKEN)), bound_rows_values(
-            "t", _names(_TAKEN), _lowered(lots, new=True), postgres=False))
+        await execute(conn, _LOWER_LOTS.format(
+            rows=rows("t", _TAKEN),
+            only=in_bound_rows("loyalty_lot.id", "t", _TAKEN, "lot", postgres=False)),
+            bound_rows_values("t", _names(_TAKEN), _lowered(lots, new=True), postgres=False))
         await execute(conn, _INSERT_USES.format(rows=rows("u", _USE)), bound_rows_values(
             "u", _names(_USE), uses, postgres=False))

@@ -14,14 +14,17 @@ from datetime import timedelta
 
 import pytest
 from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from loyalty import ledger
 from loyalty.config import LoyaltySettings
+from loyalty.entries import EntrySpec
 from loyalty.errors import IdempotencyConflict, InsufficientPoints, UnknownCustomer
+from loyalty.group_postings import GroupPosting, post_group
 from storage.loyalty_models import EntryKind, LedgerEntry, LotUse, PointLot
 from storage.models import Customer
-from storage.sql import fetchval
+from storage.sql import fetch, fetchval
 from tests.workers.ledger_worker import NOW, posting
 
 S = LoyaltySettings()
@@ -224,3 +227,43 @@ async def test_a_group_that_waited_for_an_account_reads_its_lots_as_left(
 async def _lock_waits() -> int:
     conn = connections.get("default")
     return int(await fetchval(conn, "SELECT COUNT(*) FROM pg_locks WHERE NOT granted"))
+
+
+async def test_a_groups_statements_find_their_rows_by_index_in_a_plan_made_for_any_group(
+        db: str, is_postgres: bool) -> None:
+    """PostgreSQL keeps one plan per prepared statement, made for a group of any size, and a
+    process keeps its statements for as long as it runs: were a group's rows found by
+    scanning a table, each group would cost more as the ledger grows (issue 21)."""
+    if not is_postgres:
+        pytest.skip("plans are PostgreSQL's")
+    await Customer.bulk_create([Customer(name=f"客户{i}", phone=f"+86137{i:08d}",
+                                         referral_code=f"P{i}") for i in range(1_000)])
+    customers: list[int] = await Customer.all().order_by("id").values_list(
+        "id", flat=True)  # type: ignore[assignment]
+    expires = NOW.date() + timedelta(days=400)
+
+    def group(prefix: str, debit: int = 0) -> list[GroupPosting]:
+        return [GroupPosting(c, debit or 50, EntrySpec(EntryKind.ADJUSTMENT, f"{prefix}:{c}",
+                                                       "fp"), NOW,
+                             None if debit else expires, "standard")
+                for c in customers[::97 if debit else 1]]
+
+    async with in_transaction() as conn:
+        await post_group(conn, group("open"))
+    await connections.get("default").execute_script("ANALYZE")
+    async with in_transaction() as conn:
+        await fetch(conn, "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)")
+        before = await _seq_scans(conn)
+        outcomes = await post_group(conn, group("earn") + group("spend", debit=30))
+        after = await _seq_scans(conn)
+    assert all(isinstance(outcome, ledger.Posted) for outcome in outcomes)
+    assert {table: after[table] - before[table] for table in after} == {
+        "loyalty_account": 0, "loyalty_entry": 0, "loyalty_lot": 0}
+    assert await ledger.audit() == ([], 0)
+
+
+async def _seq_scans(conn: BaseDBAsyncClient) -> dict[str, int]:
+    """Whole-table scans of the ledger's tables by this connection, not yet reported."""
+    return {row["relname"]: int(row["seq_scan"]) for row in await fetch(
+        conn, "SELECT relname, seq_scan FROM pg_stat_xact_user_tables WHERE relname "
+              "IN ('loyalty_account', 'loyalty_entry', 'loyalty_lot')")}

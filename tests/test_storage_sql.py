@@ -19,6 +19,7 @@ from storage.sql import (
     bound_rows_values,
     execute,
     fetch,
+    in_bound_rows,
     is_postgres,
 )
 from tests import factories as f
@@ -122,3 +123,19 @@ async def test_bound_json_rows_read_as_bound_rows_do(db: str, kind: str) -> None
     assert [(r["name"], r["points"]) for r in found] == [("甲", 5), ("b", None), ("c'\"", -7)]
     assert as_date(found[0]["day"]) == date(2026, 3, 1) and found[1]["day"] is None
     assert as_moment(found[0]["at"]) == moment and found[2]["at"] is None
+
+
+async def test_in_bound_rows_holds_for_exactly_the_values_of_one_bound_column(db: str) -> None:
+    conn = connections.get("default")
+    postgres = is_postgres(conn)
+    customers = [await f.customer(name=name) for name in ("甲", "乙", "丙")]
+    columns = (("points", "bigint"), ("customer", "int"))
+    rows = [(7, customers[2].id), (9, customers[0].id)]
+    found = await fetch(
+        conn, "SELECT c.id, r.points FROM customer c JOIN "
+              f"{bound_rows('r', columns, postgres=postgres)} ON r.customer = c.id WHERE "
+              f"{in_bound_rows('c.id', 'r', columns, 'customer', postgres=postgres)} "
+              "ORDER BY c.id",
+        bound_rows_values("r", [c for c, _ in columns], rows, postgres=postgres))
+    assert [(r["id"], r["points"]) for r in found] == [(customers[0].id, 9),
+                                                       (customers[2].id, 7)]

@@ -104,6 +104,25 @@ def bound_rows(name: str, columns: Sequence[tuple[str, str]], *, postgres: bool)
     return f"(SELECT key + 1 AS ord, {values} FROM json_each(:{name})) AS {name}"
 
 
+def in_bound_rows(expression: str, name: str, columns: Sequence[tuple[str, str]], column: str,
+                  *, postgres: bool) -> str:
+    """``expression`` is one of the values of ``column`` of ``bound_rows(name, columns)``,
+    read from the same bound values (``expression = ANY(:name_column::type[])`` on PostgreSQL).
+
+    A join with a batch's rows says the same; the condition is for PostgreSQL's planner. It
+    plans a prepared statement once for every execution, taking a bound batch for 10 rows
+    whatever it holds, and a join of 10 rows with a table it then found small is a hash join
+    over the whole table (a scan that grows with the table for as long as the plan is kept),
+    while an ``= ANY(array)`` condition on an indexed column is an index scan once the table
+    has more than a few pages (scanning, every row would be compared with every value).
+    """
+    types = dict(columns)
+    if postgres:
+        return f"{expression} = ANY(:{name}_{column}::{types[column]}[])"
+    at = [c for c, _ in columns].index(column)
+    return f"{expression} IN (SELECT json_extract(value, '$[{at}]') FROM json_each(:{name}))"
+
+
 def bound_json_rows(name: str, columns: Sequence[tuple[str, str]], *, postgres: bool) -> str:
     """``bound_rows``, with the rows bound as one JSON array of rows on both backends
     (``bound_json_rows_values``): on PostgreSQL ``json_array_elements`` of it, each value cast
