@@ -207,7 +207,9 @@ class NewRanges:
     and the range is written again leaving such keys alone — as is every later range, since
     keys already there mean the day is being planned again. Either way each new key is
     queued once and every old one left as it was. Inside a caller's transaction (a dry run)
-    every statement leaves them alone at once, as a failed one would abort that transaction.
+    every statement leaves them alone at once, as a failed one would abort that transaction;
+    so does SQLite, whose ``INSERT OR IGNORE`` has no speculative insertion to save (the
+    plain attempt would only add a failed statement to a re-run).
 
     Each transaction plans its statement with its values (``plan_each_execution``): the
     ranges share one statement text, whose generic plan cannot tell a range from the whole.
@@ -226,7 +228,7 @@ class NewRanges:
 
     async def insert(self, source: Fragment) -> int:
         """Queue the messages of ``source``'s rows; how many were new."""
-        if not (self._found_keys or inside_transaction()):
+        if not (self._found_keys or inside_transaction()) and is_postgres():
             try:
                 return await self._write(source, ignoring=False)
             except IntegrityError:

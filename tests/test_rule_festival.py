@@ -190,8 +190,9 @@ def _mid_autumn_columns(ctx: PlanContext) -> dict[str, Fragment]:
 
 
 async def test_ranges_written_as_new_leave_keys_already_queued_as_they_were(db: str) -> None:
-    """Ranges are written by plain INSERTs first: a range meeting a key already queued fails,
-    is rolled back and written again leaving that key alone, and so is every later range."""
+    """Ranges are written by plain INSERTs first on PostgreSQL: a range meeting a key already
+    queued fails, is rolled back and written again leaving that key alone, and so is every
+    later range. SQLite leaves such keys alone from the start."""
     owners = [await factories.customer() for _ in range(8)]
     for owner in owners:
         await factories.policy(owner, end=date(2026, 12, 31))
@@ -206,7 +207,7 @@ async def test_ranges_written_as_new_leave_keys_already_queued_as_they_were(db: 
     assert await fresh.insert(selection.within(owners[0].id - 1, owners[1].id).source) == 2
     assert not fresh.found_keys  # a range of new keys only: written as it was
     assert await fresh.insert(selection.within(owners[1].id, owners[4].id).source) == 1
-    assert fresh.found_keys
+    assert fresh.found_keys == is_postgres()
     assert await fresh.insert(selection.within(owners[4].id, owners[7].id).source) == 2
     rows = {m.customer_id: m for m in await Message.filter(kind="festival")}
     assert sorted(rows) == sorted(o.id for o in owners)
