@@ -366,6 +366,23 @@ _INSERT_USES = ("INSERT INTO loyalty_lot_use (entry_id, lot_id, amount) "
                 "SELECT u.entry, u.lot, u.amount FROM {rows} ORDER BY u.ord")
 
 
+@lru_cache(maxsize=2)
+def _update_balances(*, postgres: bool) -> str:
+    """The balances' UPDATE, each account reached by index (``in_bound_rows``)."""
+    return _UPDATE_BALANCES.format(
+        stamp=typed(":stamp", "timestamptz", postgres=postgres),
+        rows=bound_rows("d", _DELTA, postgres=postgres),
+        only=in_bound_rows("loyalty_account.id", "d", _DELTA, "account", postgres=postgres))
+
+
+@lru_cache(maxsize=2)
+def _lower_lots(*, postgres: bool) -> str:
+    """The UPDATE of the lots the debits took from, each reached by index."""
+    return _LOWER_LOTS.format(
+        rows=bound_rows("t", _TAKEN, postgres=postgres),
+        only=in_bound_rows("loyalty_lot.id", "t", _TAKEN, "lot", postgres=postgres))
+
+
 def _entry_rows(accepted: Sequence[_Accepted]) -> Iterable[tuple[Any, ...]]:
     for made in accepted:
         p = made.posting
@@ -398,16 +415,11 @@ async def _write_in_one(conn: BaseDBAsyncClient, accepted: Sequence[_Accepted],
     def rows(name: str, columns: Sequence[tuple[str, str]]) -> str:
         return bound_rows(name, columns, postgres=True)
 
-    def only(expression: str, name: str, columns: Sequence[tuple[str, str]], column: str
-             ) -> str:
-        return in_bound_rows(expression, name, columns, column, postgres=True)
-
     stamped = ":stamp::timestamptz"
     steps = [
         _INSERT_ENTRIES.format(id="id, ", p_id="p.id, ", stamp=stamped, rows=rows("p", _ENTRY)),
         _INSERT_LOTS.format(id="id, ", c_id="c.id, ", rows=rows("c", _NEW_LOT)),
-        _UPDATE_BALANCES.format(stamp=stamped, rows=rows("d", _DELTA),
-                                only=only("loyalty_account.id", "d", _DELTA, "account")),
+        _update_balances(postgres=True),
     ]
     values: dict[str, Any] = {
         "stamp": stamp,
@@ -415,8 +427,7 @@ async def _write_in_one(conn: BaseDBAsyncClient, accepted: Sequence[_Accepted],
         **bound_rows_values("c", _names(_NEW_LOT), _lot_rows(accepted, lots), postgres=True),
         **bound_rows_values("d", _names(_DELTA), _deltas(accepted), postgres=True)}
     if uses:
-        steps.append(_LOWER_LOTS.format(rows=rows("t", _TAKEN),
-                                        only=only("loyalty_lot.id", "t", _TAKEN, "lot")))
+        steps.append(_lower_lots(postgres=True))
         steps.append(_INSERT_USES.format(rows=rows("u", _USE)))
         values.update(bound_rows_values("t", _names(_TAKEN), _lowered(lots, new=False),
                                         postgres=True))
@@ -464,15 +475,11 @@ async def _write_balances_and_uses(conn: BaseDBAsyncClient, accepted: Sequence[_
     def rows(name: str, columns: Sequence[tuple[str, str]]) -> str:
         return bound_rows(name, columns, postgres=False)
 
-    await execute(conn, _UPDATE_BALANCES.format(
-        stamp=":stamp", rows=rows("d", _DELTA),
-        only=in_bound_rows("loyalty_account.id", "d", _DELTA, "account", postgres=False)),
+    await execute(conn, _update_balances(postgres=False),
                   {"stamp": stamp, **bound_rows_values("d", _names(_DELTA), _deltas(accepted),
                                                        postgres=False)})
     if uses:
-        await execute(conn, _LOWER_LOTS.format(
-            rows=rows("t", _TAKEN),
-            only=in_bound_rows("loyalty_lot.id", "t", _TAKEN, "lot", postgres=False)),
-            bound_rows_values("t", _names(_TAKEN), _lowered(lots, new=True), postgres=False))
+        await execute(conn, _lower_lots(postgres=False), bound_rows_values(
+            "t", _names(_TAKEN), _lowered(lots, new=True), postgres=False))
         await execute(conn, _INSERT_USES.format(rows=rows("u", _USE)), bound_rows_values(
             "u", _names(_USE), uses, postgres=False))
